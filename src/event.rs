@@ -1,0 +1,453 @@
+//! The closed set of facts the cockpit can know. Everything it shows is a fold of these.
+//!
+//! Events are facts in the past tense and carry all their data, so a transcript of them
+//! rebuilds every screen. `at` is when the cockpit learned the fact (the recorder's clock);
+//! readings also carry `observed_at`, when the source saw the value.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Ts = i64;
+
+/// Which side of the migration a database reading or action refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// A producer of readings. Its health (last success, last error) is shown per pane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Replication task status and per-table statistics (DMS or the simulated replicator).
+    Replication,
+    /// Time series (CloudWatch or derived from the simulated replicator).
+    Metrics,
+    /// Row counts and checksums of both sides.
+    Drift,
+    /// Heartbeat row written on the source, read on the target.
+    Heartbeat,
+    /// The DNS record the applications follow.
+    Dns,
+    /// State of the source database (read-only, connections, long transactions).
+    SourceDb,
+    /// State of the target database.
+    TargetDb,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 7] = [
+        SourceKind::Replication,
+        SourceKind::Metrics,
+        SourceKind::Drift,
+        SourceKind::Heartbeat,
+        SourceKind::Dns,
+        SourceKind::SourceDb,
+        SourceKind::TargetDb,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Replication => "replication",
+            SourceKind::Metrics => "metrics",
+            SourceKind::Drift => "drift",
+            SourceKind::Heartbeat => "heartbeat",
+            SourceKind::Dns => "dns",
+            SourceKind::SourceDb => "source_db",
+            SourceKind::TargetDb => "target_db",
+        }
+    }
+
+    pub fn for_side(side: Side) -> SourceKind {
+        match side {
+            Side::Source => SourceKind::SourceDb,
+            Side::Target => SourceKind::TargetDb,
+        }
+    }
+}
+
+/// Whether an action runs a step forward or undoes it during a rollback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Do,
+    Undo,
+}
+
+/// Replication task status (DescribeReplicationTasks or the simulated replicator).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskReading {
+    pub observed_at: Ts,
+    /// Identifier shown to the operator (task id, never credentials).
+    pub task: String,
+    /// "running", "stopped", "stopping", "starting", "failed", ...
+    pub status: String,
+    pub stop_reason: Option<String>,
+    pub full_load_pct: Option<f64>,
+    pub tables_loaded: Option<u32>,
+    pub tables_loading: Option<u32>,
+    pub tables_queued: Option<u32>,
+    pub tables_errored: Option<u32>,
+}
+
+/// Per-table replication statistics with validation state (DescribeTableStatistics).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableStat {
+    /// `schema.table` or `table`.
+    pub table: String,
+    pub full_load_rows: Option<u64>,
+    pub inserts: Option<u64>,
+    pub updates: Option<u64>,
+    pub deletes: Option<u64>,
+    /// e.g. "Validated", "Pending records", "Mismatched records", "Not enabled".
+    pub validation_state: Option<String>,
+    pub validation_pending: Option<u64>,
+    pub validation_failed: Option<u64>,
+    pub validation_suspended: Option<u64>,
+    pub table_state: Option<String>,
+}
+
+/// One time series: points are (datapoint timestamp, value), oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricSeries {
+    pub name: String,
+    pub unit: Option<String>,
+    pub points: Vec<(Ts, f64)>,
+}
+
+/// The comparison state of one table's checksums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumState {
+    /// Every compared chunk hashed equal on both sides.
+    Equal,
+    /// At least one chunk differs; see `differing_keys`.
+    Mismatch,
+    /// A compare is under way; no verdict yet.
+    Pending,
+    /// Only counts and a whole-table hash are possible (no primary key).
+    NoPrimaryKey,
+    /// Not compared (disabled or failed).
+    Skipped,
+}
+
+impl ChecksumState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChecksumState::Equal => "equal",
+            ChecksumState::Mismatch => "mismatch",
+            ChecksumState::Pending => "pending",
+            ChecksumState::NoPrimaryKey => "no-pk",
+            ChecksumState::Skipped => "skipped",
+        }
+    }
+}
+
+/// Why a row differs between source and target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffKind {
+    MissingOnTarget,
+    ExtraOnTarget,
+    Different,
+}
+
+impl DiffKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::MissingOnTarget => "missing on target",
+            DiffKind::ExtraOnTarget => "extra on target",
+            DiffKind::Different => "different",
+        }
+    }
+}
+
+/// One differing row, named by its primary key (rendered as text, e.g. `id=42`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffKey {
+    pub key: String,
+    pub kind: DiffKind,
+}
+
+/// Row counts and checksum verdict of one table, both sides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableDrift {
+    pub observed_at: Ts,
+    pub table: String,
+    pub source_rows: Option<u64>,
+    pub target_rows: Option<u64>,
+    pub checksum: ChecksumState,
+    /// Chunks compared so far / in all, for progress.
+    pub chunks_done: Option<u64>,
+    pub chunks_total: Option<u64>,
+    /// The first differing rows found (bounded by the source).
+    pub differing_keys: Vec<DiffKey>,
+}
+
+impl TableDrift {
+    /// |source - target| when both counts are known.
+    pub fn row_diff(&self) -> Option<u64> {
+        Some(self.source_rows?.abs_diff(self.target_rows?))
+    }
+}
+
+/// The DNS record the applications use, as the authority and this host's resolver see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DnsReading {
+    pub observed_at: Ts,
+    pub name: String,
+    pub record_type: String,
+    pub value: Option<String>,
+    pub ttl: Option<u64>,
+    /// Status of the last change we made: "PENDING" or "INSYNC".
+    pub change_status: Option<String>,
+    pub change_id: Option<String>,
+    /// What this host's resolver answers (what new connections will use).
+    pub resolved: Option<String>,
+}
+
+/// Guardrail state of one database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseReading {
+    pub observed_at: Ts,
+    pub side: Side,
+    /// Server label and version, never a connection string.
+    pub server: Option<String>,
+    pub read_only: Option<bool>,
+    pub connections: Option<u64>,
+    /// Age in seconds of the oldest open transaction.
+    pub longest_trx_s: Option<f64>,
+    /// Writes per second the database accepted since the previous reading.
+    pub writes_per_s: Option<f64>,
+}
+
+/// A value read from a source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reading {
+    Task(TaskReading),
+    TableStats {
+        observed_at: Ts,
+        tables: Vec<TableStat>,
+    },
+    Metrics {
+        observed_at: Ts,
+        series: Vec<MetricSeries>,
+    },
+    Drift(TableDrift),
+    Heartbeat {
+        observed_at: Ts,
+        lag_s: f64,
+    },
+    Dns(DnsReading),
+    Database(DatabaseReading),
+}
+
+impl Reading {
+    pub fn observed_at(&self) -> Ts {
+        match self {
+            Reading::Task(t) => t.observed_at,
+            Reading::TableStats { observed_at, .. }
+            | Reading::Metrics { observed_at, .. }
+            | Reading::Heartbeat { observed_at, .. } => *observed_at,
+            Reading::Drift(d) => d.observed_at,
+            Reading::Dns(d) => d.observed_at,
+            Reading::Database(d) => d.observed_at,
+        }
+    }
+
+    pub fn source(&self) -> SourceKind {
+        match self {
+            Reading::Task(_) | Reading::TableStats { .. } => SourceKind::Replication,
+            Reading::Metrics { .. } => SourceKind::Metrics,
+            Reading::Drift(_) => SourceKind::Drift,
+            Reading::Heartbeat { .. } => SourceKind::Heartbeat,
+            Reading::Dns(_) => SourceKind::Dns,
+            Reading::Database(d) => SourceKind::for_side(d.side),
+        }
+    }
+}
+
+/// What the rehearsal world measured about the cost of the window so far.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorldMeasures {
+    pub writes_attempted: u64,
+    pub writes_acked: u64,
+    pub writes_refused: u64,
+    /// Acknowledged writes missing from the authoritative database.
+    pub writes_lost: u64,
+    /// Rows differing between source and target (at the stop of replication, or at the end).
+    pub rows_diverged: u64,
+    /// Seconds during which some client's writes were being refused.
+    pub downtime_s: f64,
+    /// Which database is authoritative now.
+    pub authority: Option<Side>,
+}
+
+/// Everything the cockpit can learn. Serialized as one JSON object per transcript record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The session began (mode, operator); the plan itself is in the transcript header.
+    SessionStarted {
+        at: Ts,
+        mode: String,
+        operator: String,
+    },
+    /// Time passed. Lets gates age and sustained windows fill when nothing else happens.
+    Tick { at: Ts },
+    /// A source produced a reading.
+    Observed { at: Ts, reading: Reading },
+    /// A source failed to read; its previous readings keep ageing until they go stale.
+    SourceFailed {
+        at: Ts,
+        source: SourceKind,
+        error: String,
+    },
+    /// The operator opened the confirmation dialog of a step.
+    StepConfirmRequested { at: Ts, step: String, by: String },
+    /// The operator closed the dialog without confirming.
+    StepConfirmCancelled { at: Ts, step: String, by: String },
+    /// The operator submitted a phrase that did not match, or the gates were not green.
+    StepConfirmRejected {
+        at: Ts,
+        step: String,
+        by: String,
+        reason: String,
+    },
+    /// The operator typed the step's exact phrase while its gates were green.
+    StepConfirmed { at: Ts, step: String, by: String },
+    /// A peer approved a step (four-eyes).
+    StepApproved { at: Ts, step: String, by: String },
+    /// A step's action (or undo) began.
+    ActionStarted {
+        at: Ts,
+        step: String,
+        direction: Direction,
+        description: String,
+    },
+    /// A line of output from a running action.
+    ActionOutput {
+        at: Ts,
+        step: String,
+        direction: Direction,
+        line: String,
+    },
+    /// A step's action (or undo) ended.
+    ActionFinished {
+        at: Ts,
+        step: String,
+        direction: Direction,
+        ok: bool,
+        message: String,
+    },
+    /// A step's gates did not turn green within its timeout.
+    StepTimedOut { at: Ts, step: String, reason: String },
+    /// The operator opened the rollback dialog.
+    RollbackRequested { at: Ts, by: String },
+    /// The operator closed the rollback dialog without confirming.
+    RollbackCancelled { at: Ts, by: String },
+    /// Rollback confirmed: undo completed steps in reverse.
+    RollbackConfirmed { at: Ts, by: String, reason: String },
+    /// A rehearsal fault began or ended.
+    FaultChanged {
+        at: Ts,
+        fault: String,
+        active: bool,
+        detail: String,
+    },
+    /// The rehearsal world's measurements of the window's cost.
+    WorldMeasured { at: Ts, measures: WorldMeasures },
+    /// Presence: who is watching (pairing).
+    PeerJoined { at: Ts, peer: String },
+    PeerLeft { at: Ts, peer: String },
+    /// A free-form note from the operator or the program.
+    Note { at: Ts, text: String },
+    /// The session ended (quit, autopilot finished, ...).
+    SessionEnded { at: Ts, reason: String },
+}
+
+impl Event {
+    pub fn at(&self) -> Ts {
+        match self {
+            Event::SessionStarted { at, .. }
+            | Event::Tick { at }
+            | Event::Observed { at, .. }
+            | Event::SourceFailed { at, .. }
+            | Event::StepConfirmRequested { at, .. }
+            | Event::StepConfirmCancelled { at, .. }
+            | Event::StepConfirmRejected { at, .. }
+            | Event::StepConfirmed { at, .. }
+            | Event::StepApproved { at, .. }
+            | Event::ActionStarted { at, .. }
+            | Event::ActionOutput { at, .. }
+            | Event::ActionFinished { at, .. }
+            | Event::StepTimedOut { at, .. }
+            | Event::RollbackRequested { at, .. }
+            | Event::RollbackCancelled { at, .. }
+            | Event::RollbackConfirmed { at, .. }
+            | Event::FaultChanged { at, .. }
+            | Event::WorldMeasured { at, .. }
+            | Event::PeerJoined { at, .. }
+            | Event::PeerLeft { at, .. }
+            | Event::Note { at, .. }
+            | Event::SessionEnded { at, .. } => *at,
+        }
+    }
+
+    /// Short name of the variant, for logs and the timeline.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::SessionStarted { .. } => "session_started",
+            Event::Tick { .. } => "tick",
+            Event::Observed { .. } => "observed",
+            Event::SourceFailed { .. } => "source_failed",
+            Event::StepConfirmRequested { .. } => "step_confirm_requested",
+            Event::StepConfirmCancelled { .. } => "step_confirm_cancelled",
+            Event::StepConfirmRejected { .. } => "step_confirm_rejected",
+            Event::StepConfirmed { .. } => "step_confirmed",
+            Event::StepApproved { .. } => "step_approved",
+            Event::ActionStarted { .. } => "action_started",
+            Event::ActionOutput { .. } => "action_output",
+            Event::ActionFinished { .. } => "action_finished",
+            Event::StepTimedOut { .. } => "step_timed_out",
+            Event::RollbackRequested { .. } => "rollback_requested",
+            Event::RollbackCancelled { .. } => "rollback_cancelled",
+            Event::RollbackConfirmed { .. } => "rollback_confirmed",
+            Event::FaultChanged { .. } => "fault_changed",
+            Event::WorldMeasured { .. } => "world_measured",
+            Event::PeerJoined { .. } => "peer_joined",
+            Event::PeerLeft { .. } => "peer_left",
+            Event::Note { .. } => "note",
+            Event::SessionEnded { .. } => "session_ended",
+        }
+    }
+
+    /// Whether this event is a step decision or action (shown as a marker in replay).
+    pub fn is_step_event(&self) -> bool {
+        matches!(
+            self,
+            Event::StepConfirmed { .. }
+                | Event::ActionStarted { .. }
+                | Event::ActionFinished { .. }
+                | Event::StepTimedOut { .. }
+                | Event::RollbackConfirmed { .. }
+        )
+    }
+}
+
+/// The wall clock, for the edges that stamp events. The fold never calls it.
+pub fn now_ms() -> Ts {
+    chrono::Utc::now().timestamp_millis()
+}

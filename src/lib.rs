@@ -1,0 +1,10 @@
+//! cutover: a terminal cockpit for the maintenance window of a live database migration.
+//!
+//! See ARCHITECTURE.md for the codemap. The core is event-sourced: sources produce
+//! [`event::Event`]s, [`state::State::apply`] folds them, `ui` draws the state.
+
+pub mod action;
+pub mod event;
+pub mod plan;
+pub mod source;
+pub mod state;

@@ -1,0 +1,412 @@
+//! Gate inputs and gate evaluation. A gate is green only on a fresh reading that satisfies
+//! its condition for its whole sustain window; a missing, stale or failed reading is unknown.
+
+use super::State;
+use crate::event::{ChecksumState, Side, Ts};
+use crate::plan::{Gate, Input, Op, Value};
+
+/// The three states a gate (and a step) can be in. Unknown blocks like red.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateState {
+    Green,
+    Red,
+    Unknown,
+}
+
+impl GateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateState::Green => "green",
+            GateState::Red => "red",
+            GateState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A gate's verdict with its reason, for the checklist and for `check --json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateStatus {
+    pub state: GateState,
+    pub reason: String,
+    pub value: Option<Value>,
+    pub observed_at: Option<Ts>,
+}
+
+/// The current value of an input, or why there is none.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputValue {
+    Missing(String),
+    Known {
+        value: Value,
+        observed_at: Ts,
+        /// Context for a red gate, e.g. the first differing key.
+        detail: Option<String>,
+    },
+}
+
+pub fn compare(actual: &Value, op: Op, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Number(a), Value::Number(b)) => match op {
+            Op::Lt => a < b,
+            Op::Le => a <= b,
+            Op::Eq => a == b,
+            Op::Ne => a != b,
+            Op::Ge => a >= b,
+            Op::Gt => a > b,
+        },
+        (Value::Text(a), Value::Text(b)) => {
+            let eq = a.eq_ignore_ascii_case(b);
+            match op {
+                Op::Eq => eq,
+                Op::Ne => !eq,
+                _ => false,
+            }
+        }
+        (Value::Bool(a), Value::Bool(b)) => match op {
+            Op::Eq => a == b,
+            Op::Ne => a != b,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn fmt_age(ms: i64) -> String {
+    let s = ms as f64 / 1000.0;
+    if s < 10.0 {
+        format!("{s:.1}s")
+    } else if s < 120.0 {
+        format!("{s:.0}s")
+    } else {
+        format!("{:.0}m", s / 60.0)
+    }
+}
+
+impl State {
+    /// The tables the drift and validation inputs cover.
+    fn drift_tables(&self) -> Vec<&str> {
+        let planned = &self.plan.rehearsal.tables;
+        if self.plan.is_rehearsal() && !planned.is_empty() {
+            planned.iter().map(String::as_str).collect()
+        } else {
+            self.tables.keys().map(String::as_str).collect()
+        }
+    }
+
+    /// The value of a gate input now.
+    pub fn input_value(&self, input: &Input) -> InputValue {
+        let missing = |why: &str| InputValue::Missing(why.to_string());
+        let known = |value: Value, observed_at: Ts| InputValue::Known {
+            value,
+            observed_at,
+            detail: None,
+        };
+        match input {
+            Input::TaskStatus | Input::TaskFullLoadPct | Input::TaskTablesErrored => {
+                let Some(t) = &self.task else {
+                    return missing("no replication task reading yet");
+                };
+                let v = match input {
+                    Input::TaskStatus => Some(Value::Text(t.status.clone())),
+                    Input::TaskFullLoadPct => t.full_load_pct.map(Value::Number),
+                    _ => t.tables_errored.map(|n| Value::Number(n as f64)),
+                };
+                match v {
+                    Some(v) => known(v, t.observed_at),
+                    None => missing("the task reading does not include it"),
+                }
+            }
+            Input::ValidationFailed
+            | Input::ValidationPending
+            | Input::ValidationSuspended
+            | Input::ValidationUnvalidated => {
+                let Some(at) = self.stats_at else {
+                    return missing("no table statistics yet");
+                };
+                let stats: Vec<_> = self.tables.values().filter_map(|t| t.stat.as_ref()).collect();
+                if stats.is_empty() {
+                    return missing("the task reports no tables");
+                }
+                let mut worst: Option<(u64, &str)> = None;
+                let mut total = 0u64;
+                for s in &stats {
+                    let n = match input {
+                        Input::ValidationFailed => s.validation_failed.unwrap_or(0),
+                        Input::ValidationPending => s.validation_pending.unwrap_or(0),
+                        Input::ValidationSuspended => s.validation_suspended.unwrap_or(0),
+                        _ => u64::from(
+                            !s.validation_state
+                                .as_deref()
+                                .is_some_and(|v| v.eq_ignore_ascii_case("validated")),
+                        ),
+                    };
+                    total += n;
+                    if n > 0 && worst.is_none_or(|(w, _)| n > w) {
+                        worst = Some((n, s.table.as_str()));
+                    }
+                }
+                InputValue::Known {
+                    value: Value::Number(total as f64),
+                    observed_at: at,
+                    detail: worst.map(|(n, t)| format!("{t}: {n}")),
+                }
+            }
+            Input::DriftRows | Input::DriftMismatched | Input::DriftUnchecked => {
+                let tables = self.drift_tables();
+                if tables.is_empty() {
+                    return missing("no table has been compared yet");
+                }
+                let mut total = 0u64;
+                let mut oldest = Ts::MAX;
+                let mut detail: Option<String> = None;
+                for name in tables {
+                    let Some(d) = self.tables.get(name).and_then(|t| t.drift.as_ref()) else {
+                        return InputValue::Missing(format!("{name} not compared yet"));
+                    };
+                    oldest = oldest.min(d.observed_at);
+                    let n = match input {
+                        Input::DriftRows => match d.row_diff() {
+                            Some(n) => n,
+                            None => return InputValue::Missing(format!("{name}: row counts unknown")),
+                        },
+                        Input::DriftMismatched => u64::from(d.checksum == ChecksumState::Mismatch),
+                        _ => u64::from(matches!(
+                            d.checksum,
+                            ChecksumState::Pending | ChecksumState::Skipped
+                        )),
+                    };
+                    if n > 0 {
+                        total += n;
+                        if detail.is_none() {
+                            detail = Some(match (input, d.differing_keys.first()) {
+                                (Input::DriftRows, _) => format!(
+                                    "{name}: source {} rows, target {}",
+                                    d.source_rows.unwrap_or(0),
+                                    d.target_rows.unwrap_or(0)
+                                ),
+                                (Input::DriftMismatched, Some(k)) => {
+                                    format!("{name}: {} {}", k.key, k.kind.as_str())
+                                }
+                                _ => format!("{name}: {}", d.checksum.as_str()),
+                            });
+                        }
+                    }
+                }
+                InputValue::Known {
+                    value: Value::Number(total as f64),
+                    observed_at: oldest,
+                    detail,
+                }
+            }
+            Input::HeartbeatLag => match self.heartbeat {
+                Some((at, lag)) => known(Value::Number(lag), at),
+                None => missing("no heartbeat reading yet"),
+            },
+            Input::DnsValue | Input::DnsStatus | Input::DnsTtl | Input::DnsResolved => {
+                let Some(d) = &self.dns else {
+                    return missing("no DNS reading yet");
+                };
+                let v = match input {
+                    Input::DnsValue => d.value.clone().map(Value::Text),
+                    Input::DnsStatus => d.change_status.clone().map(Value::Text),
+                    Input::DnsTtl => d.ttl.map(|t| Value::Number(t as f64)),
+                    _ => d.resolved.clone().map(Value::Text),
+                };
+                match v {
+                    Some(v) => known(v, d.observed_at),
+                    None => missing("the DNS reading does not include it"),
+                }
+            }
+            Input::ReadOnly(side) | Input::Connections(side) | Input::LongestTrx(side) => {
+                let db = match side {
+                    Side::Source => &self.source_db,
+                    Side::Target => &self.target_db,
+                };
+                let Some(db) = db else {
+                    return InputValue::Missing(format!("no {} database reading yet", side.as_str()));
+                };
+                let v = match input {
+                    Input::ReadOnly(_) => db.read_only.map(Value::Bool),
+                    Input::Connections(_) => db.connections.map(|c| Value::Number(c as f64)),
+                    _ => db.longest_trx_s.map(Value::Number),
+                };
+                match v {
+                    Some(v) => known(v, db.observed_at),
+                    None => missing("the database reading does not include it"),
+                }
+            }
+            Input::CdcLatencySource
+            | Input::CdcLatencyTarget
+            | Input::CdcIncomingChanges
+            | Input::Metric(_) => {
+                let name = input.metric_name().unwrap_or_default();
+                let Some(series) = self.metrics.get(name) else {
+                    return InputValue::Missing(format!("no {name} datapoints yet"));
+                };
+                match series.points.back() {
+                    Some(&(at, v)) => known(Value::Number(v), at),
+                    None => InputValue::Missing(format!("no {name} datapoints yet")),
+                }
+            }
+        }
+    }
+
+    /// When the trailing run of readings satisfying `gate` began, as far as the input's
+    /// own history shows (metric series carry several datapoints per reading).
+    pub(super) fn satisfied_since(&self, gate: &Gate, current_at: Ts) -> Ts {
+        let Some(name) = gate.input.metric_name() else {
+            return current_at;
+        };
+        let Some(series) = self.metrics.get(name) else {
+            return current_at;
+        };
+        let mut since = current_at;
+        for &(at, v) in series.points.iter().rev() {
+            if compare(&Value::Number(v), gate.op, &gate.value) {
+                since = since.min(at);
+            } else {
+                break;
+            }
+        }
+        since
+    }
+
+    /// Evaluates one gate of one step at the state's current time.
+    pub fn gate_status(&self, step: usize, gate_index: usize) -> GateStatus {
+        let Some(gate) = self.plan.steps.get(step).and_then(|s| s.gates.get(gate_index)) else {
+            return GateStatus {
+                state: GateState::Unknown,
+                reason: "no such gate".into(),
+                value: None,
+                observed_at: None,
+            };
+        };
+        let (value, observed_at, detail) = match self.input_value(&gate.input) {
+            InputValue::Missing(why) => {
+                let why = match self.source_error_for(&gate.input) {
+                    Some(err) => format!("{why}; last error: {err}"),
+                    None => why,
+                };
+                return GateStatus {
+                    state: GateState::Unknown,
+                    reason: why,
+                    value: None,
+                    observed_at: None,
+                };
+            }
+            InputValue::Known {
+                value,
+                observed_at,
+                detail,
+            } => (value, observed_at, detail),
+        };
+        let status = |state, reason: String| GateStatus {
+            state,
+            reason,
+            value: Some(value.clone()),
+            observed_at: Some(observed_at),
+        };
+        let age = self.now - observed_at;
+        let fresh = gate.fresh_ms();
+        if age > fresh {
+            let mut reason = format!("stale: {} old (limit {})", fmt_age(age), fmt_age(fresh));
+            if let Some(err) = self.source_error_for(&gate.input) {
+                reason.push_str(&format!("; last error: {err}"));
+            }
+            return status(GateState::Unknown, reason);
+        }
+        if let Some(not_before) = self.readings_not_before(step) {
+            if observed_at < not_before {
+                return status(
+                    GateState::Unknown,
+                    "waiting for a reading taken after the previous step".into(),
+                );
+            }
+        }
+        if !compare(&value, gate.op, &gate.value) {
+            let mut reason = format!("{} = {value}, needs {} {}", gate.input, gate.op.as_str(), gate.value);
+            if let Some(d) = detail {
+                reason.push_str(&format!(" ({d})"));
+            }
+            return status(GateState::Red, reason);
+        }
+        if gate.sustain_ms > 0 {
+            let held = self
+                .holds
+                .get(&(step, gate_index))
+                .map(|since| self.now - since)
+                .unwrap_or(0);
+            if held < gate.sustain_ms {
+                return status(
+                    GateState::Red,
+                    format!(
+                        "{} = {value}, holding {} of {}",
+                        gate.input,
+                        fmt_age(held.max(0)),
+                        fmt_age(gate.sustain_ms)
+                    ),
+                );
+            }
+        }
+        status(GateState::Green, format!("{} = {value}", gate.input))
+    }
+
+    /// All gates of a step.
+    pub fn step_gates(&self, step: usize) -> Vec<GateStatus> {
+        let n = self.plan.steps.get(step).map(|s| s.gates.len()).unwrap_or(0);
+        (0..n).map(|g| self.gate_status(step, g)).collect()
+    }
+
+    /// The step's overall state: green when every gate is, else the worst, with the first
+    /// failing gate's text and reason (as gh-ost names its throttle reason).
+    pub fn step_readiness(&self, step: usize) -> (GateState, Option<String>) {
+        let Some(s) = self.plan.steps.get(step) else {
+            return (GateState::Unknown, Some("no such step".into()));
+        };
+        for (i, g) in self.step_gates(step).into_iter().enumerate() {
+            if g.state != GateState::Green {
+                return (g.state, Some(format!("{}: {}", s.gates[i].text, g.reason)));
+            }
+        }
+        (GateState::Green, None)
+    }
+
+    /// Readings for this step's gates must be taken after the previous step finished:
+    /// a check before the freeze proves nothing about after it.
+    pub fn readings_not_before(&self, step: usize) -> Option<Ts> {
+        if step == 0 {
+            return None;
+        }
+        self.steps.get(step - 1).and_then(|s| s.finished_at)
+    }
+
+    fn source_error_for(&self, input: &Input) -> Option<String> {
+        use crate::event::SourceKind as K;
+        let kind = match input {
+            Input::TaskStatus
+            | Input::TaskFullLoadPct
+            | Input::TaskTablesErrored
+            | Input::ValidationFailed
+            | Input::ValidationPending
+            | Input::ValidationSuspended
+            | Input::ValidationUnvalidated => K::Replication,
+            Input::CdcLatencySource
+            | Input::CdcLatencyTarget
+            | Input::CdcIncomingChanges
+            | Input::Metric(_) => K::Metrics,
+            Input::DriftRows | Input::DriftMismatched | Input::DriftUnchecked => K::Drift,
+            Input::HeartbeatLag => K::Heartbeat,
+            Input::DnsValue | Input::DnsStatus | Input::DnsTtl | Input::DnsResolved => K::Dns,
+            Input::ReadOnly(s) | Input::Connections(s) | Input::LongestTrx(s) => K::for_side(*s),
+        };
+        let h = self.health.get(&kind)?;
+        let (err_at, err) = h.last_error.as_ref()?;
+        // Only an error newer than the last success explains a stale reading.
+        if h.last_ok.is_none_or(|ok| ok < *err_at) {
+            Some(err.clone())
+        } else {
+            None
+        }
+    }
+}
