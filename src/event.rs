@@ -378,32 +378,45 @@ pub enum Event {
     SessionEnded { at: Ts, reason: String },
 }
 
-impl Event {
-    pub fn at(&self) -> Ts {
-        match self {
-            Event::SessionStarted { at, .. }
-            | Event::Tick { at }
-            | Event::Observed { at, .. }
-            | Event::SourceFailed { at, .. }
-            | Event::StepConfirmRequested { at, .. }
-            | Event::StepConfirmCancelled { at, .. }
-            | Event::StepConfirmRejected { at, .. }
-            | Event::StepConfirmed { at, .. }
-            | Event::StepApproved { at, .. }
-            | Event::ActionStarted { at, .. }
-            | Event::ActionOutput { at, .. }
-            | Event::ActionFinished { at, .. }
-            | Event::StepTimedOut { at, .. }
-            | Event::RollbackRequested { at, .. }
-            | Event::RollbackCancelled { at, .. }
-            | Event::RollbackConfirmed { at, .. }
-            | Event::FaultChanged { at, .. }
-            | Event::WorldMeasured { at, .. }
-            | Event::PeerJoined { at, .. }
-            | Event::PeerLeft { at, .. }
-            | Event::Note { at, .. }
-            | Event::SessionEnded { at, .. } => *at,
+/// Binds every variant's `at` field; works for `&Event` and `&mut Event` alike.
+macro_rules! each_at {
+    ($ev:expr, $at:ident => $body:expr) => {
+        match $ev {
+            Event::SessionStarted { at: $at, .. }
+            | Event::Tick { at: $at }
+            | Event::Observed { at: $at, .. }
+            | Event::SourceFailed { at: $at, .. }
+            | Event::StepConfirmRequested { at: $at, .. }
+            | Event::StepConfirmCancelled { at: $at, .. }
+            | Event::StepConfirmRejected { at: $at, .. }
+            | Event::StepConfirmed { at: $at, .. }
+            | Event::StepApproved { at: $at, .. }
+            | Event::ActionStarted { at: $at, .. }
+            | Event::ActionOutput { at: $at, .. }
+            | Event::ActionFinished { at: $at, .. }
+            | Event::StepTimedOut { at: $at, .. }
+            | Event::RollbackRequested { at: $at, .. }
+            | Event::RollbackCancelled { at: $at, .. }
+            | Event::RollbackConfirmed { at: $at, .. }
+            | Event::FaultChanged { at: $at, .. }
+            | Event::WorldMeasured { at: $at, .. }
+            | Event::PeerJoined { at: $at, .. }
+            | Event::PeerLeft { at: $at, .. }
+            | Event::Note { at: $at, .. }
+            | Event::SessionEnded { at: $at, .. } => $body,
         }
+    };
+}
+
+impl Event {
+    /// When the cockpit learned the fact.
+    pub fn at(&self) -> Ts {
+        each_at!(self, at => *at)
+    }
+
+    /// Lets the recorder keep the timeline monotonic.
+    pub fn at_mut(&mut self) -> &mut Ts {
+        each_at!(self, at => at)
     }
 
     /// Short name of the variant, for logs and the timeline.

@@ -4,7 +4,11 @@
 //! [`event::Event`]s, [`state::State::apply`] folds them, `ui` draws the state.
 
 pub mod action;
+pub mod autopilot;
 pub mod event;
 pub mod plan;
+pub mod redact;
+pub mod session;
 pub mod source;
 pub mod state;
+pub mod transcript;

@@ -180,10 +180,13 @@ impl State {
                         total += n;
                         if detail.is_none() {
                             detail = Some(match (input, d.differing_keys.first()) {
-                                (Input::DriftRows, _) => format!(
-                                    "{name}: source {} rows, target {}",
+                                (Input::DriftRows, first) => format!(
+                                    "{name}: source {} rows, target {}{}",
                                     d.source_rows.unwrap_or(0),
-                                    d.target_rows.unwrap_or(0)
+                                    d.target_rows.unwrap_or(0),
+                                    first
+                                        .map(|k| format!("; {} {}", k.key, k.kind.as_str()))
+                                        .unwrap_or_default()
                                 ),
                                 (Input::DriftMismatched, Some(k)) => {
                                     format!("{name}: {} {}", k.key, k.kind.as_str())
@@ -261,13 +264,17 @@ impl State {
         let Some(series) = self.metrics.get(name) else {
             return current_at;
         };
+        // A gap longer than the freshness bound breaks the run: nothing was known then.
+        let fresh = gate.fresh_ms();
         let mut since = current_at;
         for &(at, v) in series.points.iter().rev() {
-            if compare(&Value::Number(v), gate.op, &gate.value) {
-                since = since.min(at);
-            } else {
+            if at > since {
+                continue;
+            }
+            if since - at > fresh || !compare(&Value::Number(v), gate.op, &gate.value) {
                 break;
             }
+            since = at;
         }
         since
     }
@@ -370,6 +377,19 @@ impl State {
             }
         }
         (GateState::Green, None)
+    }
+
+    /// Every gate of the step that is not green, as "gate: reason".
+    pub fn blocking_reasons(&self, step: usize) -> Vec<String> {
+        let Some(s) = self.plan.steps.get(step) else {
+            return Vec::new();
+        };
+        self.step_gates(step)
+            .into_iter()
+            .zip(&s.gates)
+            .filter(|(g, _)| g.state != GateState::Green)
+            .map(|(g, def)| format!("{}: {}", def.text, g.reason))
+            .collect()
     }
 
     /// Readings for this step's gates must be taken after the previous step finished:

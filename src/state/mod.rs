@@ -351,7 +351,7 @@ impl State {
     fn next_undo(&self) -> Option<usize> {
         (0..self.steps.len()).rev().find(|&i| {
             matches!(self.steps[i].status, StepStatus::Done | StepStatus::Failed | StepStatus::UndoFailed)
-                && self.steps[i].started_at.is_some()
+                && self.steps[i].confirmed_at.is_some()
                 && self.plan.steps[i].undo.is_some()
         })
     }
@@ -786,3 +786,6 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! `cutover rehearse`: a whole cutover on the embedded world, driven by the operator in the
+//! cockpit or by the autopilot, ending with what the window cost.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::autopilot::{self, Summary};
+use crate::event::{now_ms, Event};
+use crate::plan::Plan;
+use crate::session::{Session, SessionConfig};
+use crate::sim::{Fault, World, WorldOptions};
+use crate::source::spawn_pollers;
+
+/// How a rehearsal is run.
+pub struct Rehearsal {
+    pub plan: Arc<Plan>,
+    pub faults: Vec<Fault>,
+    pub seed: u64,
+    pub sessions_dir: Option<PathBuf>,
+    pub operator: String,
+}
+
+/// The figures and step outcomes of a finished rehearsal.
+pub fn summarize(session: &Session, rehearsal: &Rehearsal, blocked: Option<String>, started: Instant) -> Summary {
+    let state = &session.state;
+    let world = state.world.clone().unwrap_or_default();
+    Summary {
+        completed: state.completed(),
+        rolled_back: state.rolled_back(),
+        writes_refused: world.writes_refused,
+        writes_lost: world.writes_lost,
+        rows_diverged: world.rows_diverged,
+        downtime_s: world.downtime_s,
+        blocked_reason: blocked,
+        transcript: session.transcript_path().map(|p| p.display().to_string()),
+        steps: autopilot::step_summaries(state),
+        faults: rehearsal.faults.iter().map(|f| f.name().to_string()).collect(),
+        seed: rehearsal.seed,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Runs a rehearsal headless under the autopilot.
+pub async fn autopilot(rehearsal: Rehearsal) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let (mut session, mut inbox) = Session::open(SessionConfig {
+        plan: Arc::clone(&rehearsal.plan),
+        mode: "rehearsal-autopilot".into(),
+        operator: rehearsal.operator.clone(),
+        sessions_dir: rehearsal.sessions_dir.clone(),
+        actuator: None,
+    })?;
+    let world = World::start(
+        &rehearsal.plan,
+        WorldOptions {
+            seed: rehearsal.seed,
+            faults: rehearsal.faults.clone(),
+        },
+        session.sender(),
+    )
+    .await?;
+    session.set_actuator(world.actuator());
+    let stop = CancellationToken::new();
+    let pollers = spawn_pollers(world.sources(), session.sender(), stop.clone());
+
+    // Generous: every step's timeout, plus its action's, plus slack.
+    let deadline = Duration::from_millis(
+        rehearsal.plan.steps.iter().map(|s| s.timeout_ms as u64 * 2).sum::<u64>() + 30_000,
+    );
+    let outcome = autopilot::drive(&mut session, &mut inbox, Duration::from_millis(200), deadline).await;
+    finish(&mut session, &mut inbox, &world, stop, pollers, "autopilot finished").await?;
+    let blocked = outcome?;
+    Ok(summarize(&session, &rehearsal, blocked, started))
+}
+
+/// Stops the sources, lets the world settle and records its final figures and the end.
+pub async fn finish(
+    session: &mut Session,
+    inbox: &mut crate::session::Inbox,
+    world: &Arc<World>,
+    stop: CancellationToken,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
+    reason: &str,
+) -> anyhow::Result<()> {
+    stop.cancel();
+    for p in pollers {
+        // A poller that panicked has nothing more to give; the session still ends cleanly.
+        let _ = p.await;
+    }
+    let measures = world.finish().await;
+    world.shutdown().await;
+    let mut batch = inbox.pending();
+    let at = now_ms();
+    batch.push(Event::WorldMeasured { at, measures });
+    if session.state.ended.is_none() {
+        batch.push(Event::SessionEnded {
+            at,
+            reason: reason.to_string(),
+        });
+    }
+    session.ingest(batch)
+}
+
+/// Runs a rehearsal in the terminal cockpit; returns the summary after the operator quits.
+pub async fn interactive(rehearsal: Rehearsal, theme: crate::ui::Theme) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let (mut session, mut inbox) = Session::open(SessionConfig {
+        plan: Arc::clone(&rehearsal.plan),
+        mode: "rehearsal".into(),
+        operator: rehearsal.operator.clone(),
+        sessions_dir: rehearsal.sessions_dir.clone(),
+        actuator: None,
+    })?;
+    let world = World::start(
+        &rehearsal.plan,
+        WorldOptions {
+            seed: rehearsal.seed,
+            faults: rehearsal.faults.clone(),
+        },
+        session.sender(),
+    )
+    .await?;
+    session.set_actuator(world.actuator());
+    let stop = CancellationToken::new();
+    let pollers = spawn_pollers(world.sources(), session.sender(), stop.clone());
+    let ui_state = crate::ui::UiState::new(
+        crate::ui::Mode::Rehearsal,
+        rehearsal.operator.clone(),
+        session.transcript_path().map(|p| p.display().to_string()),
+    );
+    let result = crate::app::run(&mut session, &mut inbox, ui_state, &theme).await;
+    finish(&mut session, &mut inbox, &world, stop, pollers, "operator quit").await?;
+    result?;
+    Ok(summarize(&session, &rehearsal, None, started))
+}

@@ -1,0 +1,191 @@
+//! A live session: the event channel, the recorder and the fold, with the effect runner.
+//! The TUI loop and the autopilot both drive one of these; neither touches the state any
+//! other way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::action::{spawn_action, Actuator};
+use crate::event::{now_ms, Event};
+use crate::plan::Plan;
+use crate::state::{Effect, State};
+use crate::transcript::{Header, Recorder};
+
+/// Subscribers that see every recorded event, in order (pairing streams them to peers).
+pub type Tap = Box<dyn FnMut(&[Event]) + Send>;
+
+/// The live cockpit without its screen.
+pub struct Session {
+    pub state: State,
+    pub plan: Arc<Plan>,
+    recorder: Option<Recorder>,
+    actuator: Option<Arc<dyn Actuator>>,
+    tx: mpsc::UnboundedSender<Event>,
+    taps: Vec<Tap>,
+    actions: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Everything needed to open a session.
+pub struct SessionConfig {
+    pub plan: Arc<Plan>,
+    pub mode: String,
+    pub operator: String,
+    /// Where transcripts go; `None` records nothing (tests, `check`).
+    pub sessions_dir: Option<PathBuf>,
+    /// `None`: read-only (watch, replay, attach).
+    pub actuator: Option<Arc<dyn Actuator>>,
+}
+
+impl Session {
+    /// Opens the transcript (if any) and records `SessionStarted`. The inbox receives what
+    /// sources, actions and the world send to `sender()`.
+    pub fn open(cfg: SessionConfig) -> anyhow::Result<(Session, Inbox)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let started = now_ms();
+        let recorder = match &cfg.sessions_dir {
+            Some(dir) => Some(
+                Recorder::create(
+                    dir,
+                    Header {
+                        created_at: started,
+                        mode: cfg.mode.clone(),
+                        operator: cfg.operator.clone(),
+                        host: crate::transcript::host_name(),
+                        program_version: env!("CARGO_PKG_VERSION").to_string(),
+                        plan_name: cfg.plan.name.clone(),
+                        plan_hash: cfg.plan.hash.clone(),
+                        plan_text: cfg.plan.source_text.clone(),
+                        resumed_from: None,
+                    },
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create a transcript in {}: {e} (pass --sessions-dir to write elsewhere)",
+                        dir.display()
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        let mut session = Session {
+            state: State::new(Arc::clone(&cfg.plan)),
+            plan: cfg.plan,
+            recorder,
+            actuator: cfg.actuator,
+            tx,
+            taps: Vec::new(),
+            actions: Vec::new(),
+        };
+        session.ingest(vec![Event::SessionStarted {
+            at: started,
+            mode: cfg.mode,
+            operator: cfg.operator,
+        }])?;
+        Ok((session, Inbox { rx }))
+    }
+
+    /// A sender for sources, actions and the world.
+    pub fn sender(&self) -> mpsc::UnboundedSender<Event> {
+        self.tx.clone()
+    }
+
+    /// Gives the session the means to act (the rehearsal world's actuator exists only once
+    /// the world has the session's sender).
+    pub fn set_actuator(&mut self, actuator: std::sync::Arc<dyn Actuator>) {
+        self.actuator = Some(actuator);
+    }
+
+    pub fn transcript_path(&self) -> Option<&Path> {
+        self.recorder.as_ref().map(|r| r.path())
+    }
+
+    pub fn add_tap(&mut self, tap: Tap) {
+        self.taps.push(tap);
+    }
+
+    /// Records a batch durably, then folds it and carries out the effects. The order is the
+    /// invariant: nothing acts on an event that is not yet on disk.
+    pub fn ingest(&mut self, mut batch: Vec<Event>) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Events from different tasks can arrive slightly out of order; the transcript and
+        // the fold see them in the order they are recorded, with time never going back.
+        let floor = self.state.now;
+        for ev in &mut batch {
+            clamp_time(ev, floor);
+        }
+        if let Some(r) = &mut self.recorder {
+            r.append(&batch)
+                .map_err(|e| anyhow::anyhow!("cannot append to the transcript {}: {e}", r.path().display()))?;
+        }
+        for tap in &mut self.taps {
+            tap(&batch);
+        }
+        for ev in &batch {
+            for effect in self.state.apply(ev) {
+                self.run(effect);
+            }
+        }
+        self.actions.retain(|h| !h.is_finished());
+        Ok(())
+    }
+
+    fn run(&mut self, effect: Effect) {
+        let Effect::RunAction { step, direction } = effect;
+        match &self.actuator {
+            Some(actuator) => self.actions.push(spawn_action(
+                Arc::clone(actuator),
+                Arc::clone(&self.plan),
+                step,
+                direction,
+                self.tx.clone(),
+            )),
+            None => {
+                tracing::warn!(step, "effect ignored: this session is read-only");
+            }
+        }
+    }
+
+    /// Whether an action task is still running.
+    pub fn actions_running(&self) -> bool {
+        self.actions.iter().any(|h| !h.is_finished())
+    }
+}
+
+/// Raises an event's `at` to `floor` so the recorded timeline never goes backwards.
+fn clamp_time(ev: &mut Event, floor: i64) {
+    let at = ev.at_mut();
+    if *at < floor {
+        *at = floor;
+    }
+}
+
+/// The receiving end of a session's channel, kept apart so a loop can wait on it while it
+/// reads the session's state.
+pub struct Inbox {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Inbox {
+    /// Waits for the next event, then takes every other pending one (drain, then draw once).
+    pub async fn next_batch(&mut self) -> Vec<Event> {
+        let mut batch = Vec::new();
+        if let Some(ev) = self.rx.recv().await {
+            batch.push(ev);
+        }
+        batch.extend(self.pending());
+        batch
+    }
+
+    /// Takes whatever is pending without waiting.
+    pub fn pending(&mut self) -> Vec<Event> {
+        let mut batch = Vec::new();
+        while let Ok(ev) = self.rx.try_recv() {
+            batch.push(ev);
+        }
+        batch
+    }
+}

@@ -1,0 +1,412 @@
+//! Fold and gate tests: events in, state out, through one helper.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::event::*;
+use crate::plan;
+
+const PLAN: &str = r#"
+name = "t"
+[source]
+engine = "rehearsal"
+[target]
+engine = "rehearsal"
+[replication]
+engine = "rehearsal"
+task = "t"
+[rehearsal]
+tables = ["a"]
+[[step]]
+id = "one"
+gates = ["cdc.latency_target <= 0 for 10s fresh 5s", "task.status == running"]
+confirm = "go"
+[[step]]
+id = "two"
+gates = ["source.read_only == true fresh 5s"]
+action = { kind = "sql", on = "source", statement = "SET GLOBAL read_only = ON" }
+undo = { kind = "sql", on = "source", statement = "SET GLOBAL read_only = OFF" }
+confirm = "freeze"
+[[step]]
+id = "three"
+gates = ["drift.rows == 0 fresh 5s", "drift.mismatched == 0 fresh 5s"]
+action = { kind = "replication", op = "stop" }
+undo = { kind = "replication", op = "start" }
+confirm = "stop"
+"#;
+
+fn state() -> State {
+    State::new(Arc::new(plan::parse("t.toml", PLAN).expect("test plan is valid")))
+}
+
+/// Folds `events` and returns the state and every effect asked for.
+fn check(events: &[Event]) -> (State, Vec<Effect>) {
+    let mut s = state();
+    let mut effects = Vec::new();
+    for e in events {
+        effects.extend(s.apply(e));
+    }
+    (s, effects)
+}
+
+fn lat(at: Ts, v: f64) -> Event {
+    Event::Observed {
+        at,
+        reading: Reading::Metrics {
+            observed_at: at,
+            series: vec![MetricSeries {
+                name: "CDCLatencyTarget".into(),
+                unit: None,
+                points: vec![(at, v)],
+            }],
+        },
+    }
+}
+
+fn task(at: Ts, status: &str) -> Event {
+    Event::Observed {
+        at,
+        reading: Reading::Task(TaskReading {
+            observed_at: at,
+            task: "t".into(),
+            status: status.into(),
+            stop_reason: None,
+            full_load_pct: Some(100.0),
+            tables_loaded: Some(1),
+            tables_loading: None,
+            tables_queued: None,
+            tables_errored: Some(0),
+        }),
+    }
+}
+
+fn ro(at: Ts, read_only: bool) -> Event {
+    Event::Observed {
+        at,
+        reading: Reading::Database(DatabaseReading {
+            observed_at: at,
+            side: Side::Source,
+            server: None,
+            read_only: Some(read_only),
+            connections: None,
+            longest_trx_s: None,
+            writes_per_s: None,
+        }),
+    }
+}
+
+fn drift(at: Ts, src: u64, tgt: u64, checksum: ChecksumState, keys: &[&str]) -> Event {
+    Event::Observed {
+        at,
+        reading: Reading::Drift(TableDrift {
+            observed_at: at,
+            table: "a".into(),
+            source_rows: Some(src),
+            target_rows: Some(tgt),
+            checksum,
+            chunks_done: Some(1),
+            chunks_total: Some(1),
+            differing_keys: keys
+                .iter()
+                .map(|k| DiffKey {
+                    key: k.to_string(),
+                    kind: DiffKind::Different,
+                })
+                .collect(),
+        }),
+    }
+}
+
+fn tick(at: Ts) -> Event {
+    Event::Tick { at }
+}
+
+fn confirmed(at: Ts, step: &str) -> Event {
+    Event::StepConfirmed {
+        at,
+        step: step.into(),
+        by: "op".into(),
+    }
+}
+
+fn finished(at: Ts, step: &str, direction: Direction, ok: bool) -> Event {
+    Event::ActionFinished {
+        at,
+        step: step.into(),
+        direction,
+        ok,
+        message: "m".into(),
+    }
+}
+
+/// Readings that make step one green: latency 0 held for 10 s, task running.
+fn step_one_green() -> Vec<Event> {
+    let mut v = vec![];
+    for t in 0..=10 {
+        v.push(lat(t * 1000, 0.0));
+        v.push(task(t * 1000, "running"));
+    }
+    v
+}
+
+#[test]
+fn no_reading_is_unknown_not_green() {
+    let (s, _) = check(&[tick(1000)]);
+    let g = s.gate_status(0, 0);
+    assert_eq!(g.state, GateState::Unknown);
+    assert!(g.reason.contains("no CDCLatencyTarget datapoints"), "{}", g.reason);
+    assert_eq!(s.step_readiness(0).0, GateState::Unknown);
+}
+
+#[test]
+fn stale_reading_turns_a_green_gate_unknown() {
+    let mut events = step_one_green();
+    let (s, _) = check(&events);
+    assert_eq!(s.step_readiness(0), (GateState::Green, None));
+    // 5 s is the bound: at 15.001 s the last readings (10 s) are stale.
+    events.push(tick(15_000));
+    assert_eq!(check(&events).0.gate_status(0, 0).state, GateState::Green);
+    events.push(tick(15_001));
+    let (s, _) = check(&events);
+    let g = s.gate_status(0, 0);
+    assert_eq!(g.state, GateState::Unknown);
+    assert!(g.reason.starts_with("stale: 5.0s old (limit 5.0s)"), "{}", g.reason);
+}
+
+#[test]
+fn a_failing_source_is_named_in_the_stale_reason() {
+    let mut events = step_one_green();
+    events.push(Event::SourceFailed {
+        at: 12_000,
+        source: SourceKind::Metrics,
+        error: "ThrottlingException".into(),
+    });
+    events.push(tick(20_000));
+    let g = check(&events).0.gate_status(0, 0);
+    assert_eq!(g.state, GateState::Unknown);
+    assert!(g.reason.contains("last error: ThrottlingException"), "{}", g.reason);
+}
+
+#[test]
+fn sustained_gate_needs_its_whole_window() {
+    let mut events = vec![];
+    for t in 0..=9 {
+        events.push(lat(t * 1000, 0.0));
+    }
+    let g = check(&events).0.gate_status(0, 0);
+    assert_eq!(g.state, GateState::Red);
+    assert!(g.reason.contains("holding 9.0s of 10s"), "{}", g.reason);
+    events.push(lat(10_000, 0.0));
+    assert_eq!(check(&events).0.gate_status(0, 0).state, GateState::Green);
+}
+
+#[test]
+fn one_bad_reading_restarts_the_sustained_window() {
+    let mut events = vec![];
+    for t in 0..=8 {
+        events.push(lat(t * 1000, 0.0));
+    }
+    events.push(lat(9_000, 2.0));
+    for t in 10..=15 {
+        events.push(lat(t * 1000, 0.0));
+    }
+    let g = check(&events).0.gate_status(0, 0);
+    assert_eq!(g.state, GateState::Red);
+    assert!(g.reason.contains("holding 5.0s"), "{}", g.reason);
+}
+
+#[test]
+fn a_stale_gap_restarts_the_sustained_window() {
+    let mut events = vec![lat(0, 0.0), tick(6_000)];
+    for t in 7..=12 {
+        events.push(lat(t * 1000, 0.0));
+    }
+    let g = check(&events).0.gate_status(0, 0);
+    assert_eq!(g.state, GateState::Red, "{}", g.reason);
+}
+
+#[test]
+fn red_gate_reports_value_and_target() {
+    let g = check(&[task(0, "stopped")]).0.gate_status(0, 1);
+    assert_eq!(g.state, GateState::Red);
+    assert_eq!(g.reason, "task.status = stopped, needs == running");
+}
+
+#[test]
+fn confirming_a_green_step_runs_its_action_and_a_red_one_is_refused() {
+    let mut events = step_one_green();
+    events.push(confirmed(10_500, "one"));
+    let (s, effects) = check(&events);
+    assert_eq!(
+        effects,
+        vec![Effect::RunAction {
+            step: 0,
+            direction: Direction::Do
+        }]
+    );
+    assert_eq!(s.steps[0].status, StepStatus::Running);
+    assert_eq!(s.steps[0].gates_at_confirm.len(), 2);
+
+    let (s, effects) = check(&[task(0, "running"), confirmed(100, "one")]);
+    assert!(effects.is_empty());
+    assert_eq!(s.steps[0].status, StepStatus::Pending);
+    assert!(s.log.back().unwrap().text.contains("refused: gates not green"));
+}
+
+#[test]
+fn only_the_next_step_can_be_confirmed() {
+    let mut events = step_one_green();
+    events.push(ro(10_000, true));
+    events.push(confirmed(10_500, "two"));
+    let (s, effects) = check(&events);
+    assert!(effects.is_empty());
+    assert!(s.log.back().unwrap().text.contains("only step 1"));
+}
+
+#[test]
+fn readings_from_before_the_previous_step_do_not_count() {
+    let mut events = step_one_green();
+    events.push(ro(10_000, true));
+    events.push(confirmed(10_500, "one"));
+    events.push(finished(11_000, "one", Direction::Do, true));
+    let (s, _) = check(&events);
+    assert_eq!(s.next_step(), Some(1));
+    let g = s.gate_status(1, 0);
+    assert_eq!(g.state, GateState::Unknown);
+    assert!(g.reason.contains("after the previous step"), "{}", g.reason);
+    events.push(ro(11_500, true));
+    assert_eq!(check(&events).0.step_readiness(1).0, GateState::Green);
+}
+
+#[test]
+fn drift_gates_name_the_table_and_key() {
+    let mut events = step_one_green();
+    events.extend([
+        confirmed(10_500, "one"),
+        finished(10_600, "one", Direction::Do, true),
+        ro(10_700, true),
+        confirmed(10_800, "two"),
+        finished(11_000, "two", Direction::Do, true),
+        drift(11_500, 10, 10, ChecksumState::Mismatch, &["id=7"]),
+    ]);
+    let (s, _) = check(&events);
+    assert_eq!(s.gate_status(2, 0).state, GateState::Green);
+    let g = s.gate_status(2, 1);
+    assert_eq!(g.state, GateState::Red);
+    assert!(g.reason.contains("(a: id=7 different)"), "{}", g.reason);
+    assert!(s.log.iter().any(|l| l.text == "checksum mismatch on a: id=7 different"));
+}
+
+#[test]
+fn rollback_undoes_completed_steps_in_reverse() {
+    let mut events = step_one_green();
+    events.extend([
+        confirmed(10_500, "one"),
+        finished(10_600, "one", Direction::Do, true),
+        ro(10_700, true),
+        confirmed(10_800, "two"),
+        finished(11_000, "two", Direction::Do, true),
+        drift(11_500, 10, 10, ChecksumState::Equal, &[]),
+        confirmed(11_600, "three"),
+        finished(12_000, "three", Direction::Do, true),
+    ]);
+    let (s, _) = check(&events);
+    assert!(s.completed());
+    assert!(!s.under_way());
+
+    events.push(Event::RollbackConfirmed {
+        at: 13_000,
+        by: "op".into(),
+        reason: "test".into(),
+    });
+    let (_, effects) = check(&events);
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::RunAction {
+            step: 2,
+            direction: Direction::Undo
+        })
+    );
+    events.push(finished(13_500, "three", Direction::Undo, true));
+    let (s, effects) = check(&events);
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::RunAction {
+            step: 1,
+            direction: Direction::Undo
+        })
+    );
+    assert!(s.under_way());
+    events.push(finished(14_000, "two", Direction::Undo, true));
+    let (s, _) = check(&events);
+    assert!(s.rolled_back());
+    // Step one had no undo: the rollback itself reverts it.
+    assert!(s.steps.iter().all(|st| st.status == StepStatus::Undone));
+    assert_eq!(s.next_step(), Some(0));
+}
+
+#[test]
+fn rollback_waits_for_a_running_action_and_halts_on_a_failed_undo() {
+    let mut events = step_one_green();
+    events.extend([
+        confirmed(10_500, "one"),
+        finished(10_600, "one", Direction::Do, true),
+        ro(10_700, true),
+        confirmed(10_800, "two"),
+        Event::RollbackConfirmed {
+            at: 10_900,
+            by: "op".into(),
+            reason: "test".into(),
+        },
+    ]);
+    let (s, effects) = check(&events);
+    assert_eq!(s.rollback.as_ref().unwrap().status, RollbackStatus::Waiting);
+    assert!(!effects.contains(&Effect::RunAction {
+        step: 1,
+        direction: Direction::Undo
+    }));
+    events.push(finished(11_000, "two", Direction::Do, true));
+    let (_, effects) = check(&events);
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::RunAction {
+            step: 1,
+            direction: Direction::Undo
+        })
+    );
+    events.push(finished(11_500, "two", Direction::Undo, false));
+    let (s, _) = check(&events);
+    assert_eq!(s.rollback.as_ref().unwrap().status, RollbackStatus::Failed);
+    assert_eq!(s.steps[1].status, StepStatus::UndoFailed);
+    assert!(!s.rolled_back());
+}
+
+#[test]
+fn source_errors_are_logged_once_until_they_change() {
+    let fail = |at| Event::SourceFailed {
+        at,
+        source: SourceKind::Dns,
+        error: "boom".into(),
+    };
+    let (s, _) = check(&[fail(1), fail(2), fail(3)]);
+    assert_eq!(s.log.iter().filter(|l| l.text.contains("boom")).count(), 1);
+    assert_eq!(s.health[&SourceKind::Dns].failures, 3);
+}
+
+#[test]
+fn fold_is_deterministic() {
+    let mut events = step_one_green();
+    events.extend([confirmed(10_500, "one"), finished(10_600, "one", Direction::Do, true)]);
+    let (a, _) = check(&events);
+    let (b, _) = check(&events);
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(a.log, b.log);
+    assert_eq!(a.holds, b.holds);
+}
+
+#[test]
+fn the_embedded_rehearsal_plan_is_valid() {
+    let p = crate::plan::rehearsal_plan();
+    assert_eq!(p.steps.len(), 7);
+    assert!(p.is_rehearsal());
+}

@@ -1,0 +1,66 @@
+//! Plan files: every valid fixture and shipped plan parses; every invalid fixture fails with
+//! the located error its first line expects (`# expect: LINE:COL: fragment|fragment`).
+
+use std::path::Path;
+
+fn fixtures(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn valid_plans_parse() {
+    let mut files = fixtures("tests/valid_plans");
+    files.extend(fixtures("plans"));
+    assert!(files.len() >= 3, "fixtures missing: {files:?}");
+    for f in files {
+        if let Err(e) = cutover::plan::load(&f) {
+            panic!("{} should be valid:\n{e}", f.display());
+        }
+    }
+}
+
+#[test]
+fn invalid_plans_fail_with_located_errors() {
+    let files = fixtures("tests/invalid_plans");
+    assert!(files.len() >= 12, "a dozen bad plans expected, found {}", files.len());
+    let mut failures = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `# expect: L:C: fragment`", f.display()));
+        let (pos, fragments) = expect.split_at(expect.find(": ").unwrap());
+        let fragments: Vec<&str> = fragments[2..].split('|').filter(|s| !s.is_empty()).collect();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let errors = match cutover::plan::parse(&name, &text) {
+            Ok(_) => {
+                failures.push(format!("{name}: parsed but should fail"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let rendered = errors.to_string();
+        let hit = errors.0.iter().any(|e| {
+            let full = format!("{}\n{}", e.message, e.hint.clone().unwrap_or_default());
+            format!("{}:{}", e.line, e.col) == pos && fragments.iter().all(|frag| full.contains(frag))
+        });
+        if !hit {
+            failures.push(format!("{name}: expected {pos}: {fragments:?}, got:\n{rendered}"));
+        }
+        // Every error names the file and carries a hint.
+        for e in &errors.0 {
+            assert!(rendered.contains(&format!("{name}:{}:{}: ", e.line, e.col)));
+            assert!(e.hint.is_some(), "{name}: error without a hint: {}", e.message);
+        }
+        assert!(!rendered.contains("hunter2"), "{name}: a secret leaked into an error");
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+}
