@@ -354,6 +354,14 @@ pub enum Event {
     },
     /// A step's gates did not turn green within its timeout.
     StepTimedOut { at: Ts, step: String, reason: String },
+    /// After a restart (`cutover resume`), the operator checked a step left "in doubt" (its
+    /// action had started with no recorded result) and typed whether it took effect.
+    StepResolved {
+        at: Ts,
+        step: String,
+        done: bool,
+        by: String,
+    },
     /// The operator opened the rollback dialog.
     RollbackRequested { at: Ts, by: String },
     /// The operator closed the rollback dialog without confirming.
@@ -395,6 +403,7 @@ macro_rules! each_at {
             | Event::ActionOutput { at: $at, .. }
             | Event::ActionFinished { at: $at, .. }
             | Event::StepTimedOut { at: $at, .. }
+            | Event::StepResolved { at: $at, .. }
             | Event::RollbackRequested { at: $at, .. }
             | Event::RollbackCancelled { at: $at, .. }
             | Event::RollbackConfirmed { at: $at, .. }
@@ -435,6 +444,7 @@ impl Event {
             Event::ActionOutput { .. } => "action_output",
             Event::ActionFinished { .. } => "action_finished",
             Event::StepTimedOut { .. } => "step_timed_out",
+            Event::StepResolved { .. } => "step_resolved",
             Event::RollbackRequested { .. } => "rollback_requested",
             Event::RollbackCancelled { .. } => "rollback_cancelled",
             Event::RollbackConfirmed { .. } => "rollback_confirmed",
@@ -455,6 +465,7 @@ impl Event {
                 | Event::ActionStarted { .. }
                 | Event::ActionFinished { .. }
                 | Event::StepTimedOut { .. }
+                | Event::StepResolved { .. }
                 | Event::RollbackConfirmed { .. }
         )
     }

@@ -16,6 +16,10 @@ use crate::transcript::{Header, Recorder};
 /// Subscribers that see every recorded event, in order (pairing streams them to peers).
 pub type Tap = Box<dyn FnMut(&[Event]) + Send>;
 
+/// Observers of the state after each ingested batch is folded (the replay determinism test
+/// draws it; nothing in the program needs it).
+pub type FoldHook = Box<dyn FnMut(&State) + Send>;
+
 /// The live cockpit without its screen.
 pub struct Session {
     pub state: State,
@@ -24,6 +28,7 @@ pub struct Session {
     actuator: Option<Arc<dyn Actuator>>,
     tx: mpsc::UnboundedSender<Event>,
     taps: Vec<Tap>,
+    fold_hooks: Vec<FoldHook>,
     actions: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -76,6 +81,7 @@ impl Session {
             actuator: cfg.actuator,
             tx,
             taps: Vec::new(),
+            fold_hooks: Vec::new(),
             actions: Vec::new(),
         };
         session.ingest(vec![Event::SessionStarted {
@@ -105,6 +111,75 @@ impl Session {
         self.taps.push(tap);
     }
 
+    /// Calls `hook` with the state after every ingested batch is folded and its effects
+    /// started.
+    pub fn on_folded(&mut self, hook: FoldHook) {
+        self.fold_hooks.push(hook);
+    }
+
+    /// Continues an interrupted session in a new transcript linked to the old one: records
+    /// `history` (the old file's events, under their original seq numbers) and folds it
+    /// without acting on it — its effects ran, or died, in the old process — then records
+    /// `SessionStarted`, which marks steps whose action had started with no result as in doubt.
+    pub fn resume(
+        cfg: SessionConfig,
+        resumed_from: crate::transcript::ResumedFrom,
+        history: Vec<Event>,
+    ) -> anyhow::Result<(Session, Inbox)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let started = now_ms();
+        let dir = cfg
+            .sessions_dir
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("a resumed session needs a sessions directory for its new transcript"))?;
+        let mut recorder = Recorder::create(
+            &dir,
+            Header {
+                created_at: started,
+                mode: cfg.mode.clone(),
+                operator: cfg.operator.clone(),
+                host: crate::transcript::host_name(),
+                program_version: env!("CARGO_PKG_VERSION").to_string(),
+                plan_name: cfg.plan.name.clone(),
+                plan_hash: cfg.plan.hash.clone(),
+                plan_text: cfg.plan.source_text.clone(),
+                resumed_from: Some(resumed_from),
+            },
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create a transcript in {}: {e} (pass --sessions-dir to write elsewhere)",
+                dir.display()
+            )
+        })?;
+        let mut state = State::new(Arc::clone(&cfg.plan));
+        for chunk in history.chunks(10_000) {
+            recorder
+                .append(chunk)
+                .map_err(|e| anyhow::anyhow!("cannot append to the transcript {}: {e}", recorder.path().display()))?;
+            for ev in chunk {
+                // Effects of history are not run again: they ran (or died) in the old process.
+                let _ = state.apply(ev);
+            }
+        }
+        let mut session = Session {
+            state,
+            plan: cfg.plan,
+            recorder: Some(recorder),
+            actuator: cfg.actuator,
+            tx,
+            taps: Vec::new(),
+            fold_hooks: Vec::new(),
+            actions: Vec::new(),
+        };
+        session.ingest(vec![Event::SessionStarted {
+            at: started,
+            mode: cfg.mode,
+            operator: cfg.operator,
+        }])?;
+        Ok((session, Inbox { rx }))
+    }
+
     /// Records a batch durably, then folds it and carries out the effects. The order is the
     /// invariant: nothing acts on an event that is not yet on disk.
     pub fn ingest(&mut self, mut batch: Vec<Event>) -> anyhow::Result<()> {
@@ -130,6 +205,9 @@ impl Session {
             }
         }
         self.actions.retain(|h| !h.is_finished());
+        for hook in &mut self.fold_hooks {
+            hook(&self.state);
+        }
         Ok(())
     }
 

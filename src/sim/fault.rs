@@ -51,7 +51,9 @@ impl Fault {
             Fault::ApiThrottle => {
                 "replication, metrics and DNS APIs answer ThrottlingException for ~10s, ~3s after the start"
             }
-            Fault::DnsSlow => "DNS changes stay PENDING ~15s instead of the plan's propagation time",
+            Fault::DnsSlow => {
+                "DNS changes stay PENDING ~15s instead of the plan's propagation time"
+            }
             Fault::ReplicatorStall => {
                 "the replicator stops applying for ~10s, ~3s after the start, while the task reports running"
             }

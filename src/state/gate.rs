@@ -325,10 +325,12 @@ impl State {
         }
         if let Some(not_before) = self.readings_not_before(step) {
             if observed_at < not_before {
-                return status(
-                    GateState::Unknown,
-                    "waiting for a reading taken after the previous step".into(),
-                );
+                let mut reason = "waiting for a reading taken after the previous step".to_string();
+                // A failing source is why no newer reading comes; say so (e.g. API throttling).
+                if let Some(err) = self.source_error_for(&gate.input) {
+                    reason.push_str(&format!("; last error: {err}"));
+                }
+                return status(GateState::Unknown, reason);
             }
         }
         if !compare(&value, gate.op, &gate.value) {

@@ -4,6 +4,7 @@
 //! timestamp. Live, replay, attach and report all run this same fold.
 
 pub mod gate;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -68,6 +69,10 @@ pub struct StepState {
     pub timed_out: Option<String>,
     /// The gate states when the operator confirmed (for the audit).
     pub gates_at_confirm: Vec<(String, GateState, String)>,
+    /// Set when the session restarted (`cutover resume`) while this step's action (or undo)
+    /// had started with no recorded result: nobody knows whether it took effect. The status
+    /// stays `Running`/`Undoing` (so nothing else proceeds) until a `StepResolved`.
+    pub in_doubt: Option<Direction>,
 }
 
 impl StepState {
@@ -83,6 +88,16 @@ impl StepState {
             approvals: Vec::new(),
             timed_out: None,
             gates_at_confirm: Vec::new(),
+            in_doubt: None,
+        }
+    }
+
+    /// The status as the operator should read it: "in doubt" overrides running/undoing.
+    pub fn status_label(&self) -> &'static str {
+        match self.in_doubt {
+            Some(Direction::Do) => "in doubt",
+            Some(Direction::Undo) => "undo in doubt",
+            None => self.status.as_str(),
         }
     }
 }
@@ -318,8 +333,21 @@ impl State {
         }
     }
 
+    /// The steps left in doubt by a restart, in plan order.
+    pub fn in_doubt_steps(&self) -> Vec<usize> {
+        (0..self.steps.len())
+            .filter(|&i| self.steps[i].in_doubt.is_some())
+            .collect()
+    }
+
     /// Why the operator cannot confirm `step` now, if they cannot.
     pub fn confirm_blocker(&self, step: usize) -> Option<String> {
+        if let Some(d) = self.in_doubt_steps().first() {
+            let id = self.step_id(*d);
+            return Some(format!(
+                "step {id} is in doubt after a restart: check whether its action took effect, then type \"done {id}\" or \"not done {id}\""
+            ));
+        }
         if let Some(r) = self.running_step() {
             return Some(format!("step {} is still running", self.step_id(r)));
         }
@@ -395,6 +423,8 @@ impl State {
             Event::SessionStarted { mode, operator, .. } => {
                 if self.started_at.is_none() {
                     self.started_at = Some(at);
+                } else {
+                    self.restarted(at);
                 }
                 self.mode = Some(mode.clone());
                 self.operator = Some(operator.clone());
@@ -545,6 +575,9 @@ impl State {
                 }
                 self.log(at, Level::Error, format!("{step} timed out: {reason}"));
             }
+            Event::StepResolved { step, done, by, .. } => {
+                effects.extend(self.resolve(at, step, *done, by));
+            }
             Event::RollbackRequested { by, .. } => {
                 self.dialog = Some(OpenDialog::Rollback { by: by.clone() });
             }
@@ -615,6 +648,77 @@ impl State {
         self.update_holds();
         self.log_gate_changes(at);
         effects
+    }
+
+    /// A second `SessionStarted`: the session was resumed after the cockpit died. Actions
+    /// that had started with no recorded result died with it or finished unseen: in doubt.
+    fn restarted(&mut self, at: Ts) {
+        self.ended = None;
+        self.dialog = None;
+        for i in 0..self.steps.len() {
+            let direction = match self.steps[i].status {
+                StepStatus::Running => Direction::Do,
+                StepStatus::Undoing => Direction::Undo,
+                _ => continue,
+            };
+            self.steps[i].in_doubt = Some(direction);
+            let id = self.step_id(i);
+            let what = if direction == Direction::Do { "action" } else { "undo" };
+            self.log(
+                at,
+                Level::Error,
+                format!(
+                    "{id} is IN DOUBT: its {what} started before the restart and no result was recorded; check it, then type \"done {id}\" or \"not done {id}\""
+                ),
+            );
+        }
+    }
+
+    /// The operator's answer for a step in doubt.
+    fn resolve(&mut self, at: Ts, step: &str, done: bool, by: &str) -> Vec<Effect> {
+        let Some(i) = self.plan.step_index(step) else {
+            self.log(at, Level::Error, format!("resolution of unknown step {step}"));
+            return Vec::new();
+        };
+        let Some(direction) = self.steps[i].in_doubt.take() else {
+            self.log(at, Level::Warn, format!("resolution of {step} by {by} ignored: it is not in doubt"));
+            return Vec::new();
+        };
+        let s = &mut self.steps[i];
+        match (direction, done) {
+            (Direction::Do, true) => {
+                s.status = StepStatus::Done;
+                s.finished_at = Some(at);
+                s.message = Some(format!("marked done by {by} after a restart"));
+            }
+            (Direction::Do, false) => {
+                // It never took effect: the step is next again and needs a new confirmation.
+                s.status = StepStatus::Pending;
+                s.confirmed_by = None;
+                s.confirmed_at = None;
+                s.started_at = None;
+                s.finished_at = None;
+                s.gates_at_confirm.clear();
+                s.message = Some(format!("marked not done by {by} after a restart"));
+            }
+            (Direction::Undo, true) => {
+                s.status = StepStatus::Undone;
+                s.message = Some(format!("undo marked done by {by} after a restart"));
+            }
+            (Direction::Undo, false) => {
+                s.status = StepStatus::Done;
+                s.message = Some(format!("undo marked not done by {by} after a restart"));
+            }
+        }
+        let verdict = if done { "done" } else { "not done" };
+        let what = if direction == Direction::Do { "" } else { " (undo)" };
+        self.log(at, Level::Warn, format!("{by} marked {step}{what} {verdict} after checking it"));
+        match self.rollback.as_ref().map(|r| r.status) {
+            Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running) if self.running_step().is_none() => {
+                self.continue_rollback(at)
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn observe(&mut self, at: Ts, reading: &Reading) {

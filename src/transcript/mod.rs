@@ -4,7 +4,23 @@
 //!
 //! Appends are group-committed: a batch is written and `fdatasync`ed before the cockpit acts
 //! on it, so a confirmed step is durable before its action runs.
+//!
+//! Format versions (the header's `version`):
+//! - **1**: the header, then `{"seq","prev","event"}` records.
+//! - **2**: a resumed session (`cutover resume`): the header carries `resumed_from` (the
+//!   file it continues, its last seq and last hash); the records start with the interrupted
+//!   session's events re-recorded under their original seq numbers (so the file replays
+//!   alone), and may contain `step_resolved` records.
+//!
+//! A writer uses the lowest version that can express the file, so a release that reads only
+//! version 1 keeps reading ordinary transcripts; a reader refuses versions it does not know
+//! and says which release to use.
+//!
+//! Submodules: [`verify`] (chain and schema audit naming the first bad line), [`index`] (a
+//! line-offset index with timestamps for fast open and seek in replay).
 
+pub mod index;
+pub mod verify;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -17,8 +33,10 @@ use crate::event::{Event, Ts};
 
 /// Identifies the file type in the header.
 pub const FORMAT: &str = "cutover-transcript";
-/// The record format version this program writes and reads.
-pub const VERSION: u32 = 1;
+/// The newest record format version this program writes and reads.
+pub const VERSION: u32 = 2;
+/// The oldest version this program reads.
+pub const MIN_VERSION: u32 = 1;
 
 /// Links a resumed session to the file it continues.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,12 +63,27 @@ pub struct Header {
     pub resumed_from: Option<ResumedFrom>,
 }
 
+impl Header {
+    /// The version a file with this header is written in: the lowest that can express it.
+    pub fn format_version(&self) -> u32 {
+        if self.resumed_from.is_some() { 2 } else { 1 }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct HeaderLine {
     format: String,
     version: u32,
     seq: u64,
     header: Header,
+}
+
+/// Only the fields that identify a header, so an unknown version is reported as such even
+/// when the rest of its header has changed shape.
+#[derive(Deserialize)]
+struct HeaderProbe {
+    format: String,
+    version: u32,
 }
 
 #[derive(Serialize)]
@@ -67,10 +100,17 @@ struct EventLineIn {
     event: Event,
 }
 
-/// Problems reading a transcript. Each names the line and what to do.
+/// The chain fields of a record without its event (verify checks them apart from the schema).
+#[derive(Deserialize)]
+struct ChainFields {
+    seq: u64,
+    prev: String,
+}
+
+/// Problems reading a transcript. Each names the file and line, the reason and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TranscriptError {
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open: {source} (check the path and its permissions)")]
     Open {
         path: String,
         source: std::io::Error,
@@ -99,6 +139,27 @@ fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
+/// Why a header line cannot be used, or its version and header.
+fn parse_header_line(line: &[u8]) -> Result<(u32, Header), String> {
+    let probe: HeaderProbe = serde_json::from_slice(line)
+        .map_err(|e| format!("not a cutover transcript header: {e} (is this a transcript written by cutover?)"))?;
+    if probe.format != FORMAT {
+        return Err(format!("format is \"{}\", expected \"{FORMAT}\"", probe.format));
+    }
+    if !(MIN_VERSION..=VERSION).contains(&probe.version) {
+        return Err(unknown_version(probe.version));
+    }
+    let h: HeaderLine = serde_json::from_slice(line)
+        .map_err(|e| format!("not a valid version {} header: {e} (run `cutover verify`)", probe.version))?;
+    Ok((h.version, h.header))
+}
+
+fn unknown_version(v: u32) -> String {
+    format!(
+        "unknown format version {v} (this program reads versions {MIN_VERSION} to {VERSION}); use a cutover release that writes version {v}"
+    )
+}
+
 /// Appends events durably. Owns the file; one per session.
 pub struct Recorder {
     file: File,
@@ -118,13 +179,20 @@ impl Recorder {
         let safe_name: String = header
             .plan_name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let mut path = dir.join(format!("{stamp}-{safe_name}.jsonl"));
+        let suffix = if header.resumed_from.is_some() { "-resumed" } else { "" };
+        let mut path = dir.join(format!("{stamp}-{safe_name}{suffix}.jsonl"));
         let mut n = 1;
         while path.exists() {
             n += 1;
-            path = dir.join(format!("{stamp}-{safe_name}-{n}.jsonl"));
+            path = dir.join(format!("{stamp}-{safe_name}{suffix}-{n}.jsonl"));
         }
         Self::create_at(&path, header)
     }
@@ -141,7 +209,7 @@ impl Recorder {
         let file = opts.open(path)?;
         let line = serde_json::to_vec(&HeaderLine {
             format: FORMAT.into(),
-            version: VERSION,
+            version: header.format_version(),
             seq: 0,
             header,
         })
@@ -173,6 +241,11 @@ impl Recorder {
         self.seq
     }
 
+    /// The hash of the last line written (the header's when no event was).
+    pub fn last_hash(&self) -> &str {
+        &self.last_hash
+    }
+
     /// Appends a batch and makes it durable (one `fdatasync` per batch: group commit).
     pub fn append(&mut self, events: &[Event]) -> std::io::Result<()> {
         if events.is_empty() {
@@ -199,96 +272,182 @@ impl Recorder {
     }
 }
 
-/// Reads a transcript, checking the format, the version and the hash chain. A torn last
-/// line is tolerated and reported in `torn_tail`.
-pub fn read(path: &Path) -> Result<Transcript, TranscriptError> {
-    let p = path.display().to_string();
-    let file = File::open(path).map_err(|source| TranscriptError::Open {
-        path: p.clone(),
-        source,
-    })?;
-    let bad = |line: usize, reason: String| TranscriptError::Bad {
-        path: p.clone(),
-        line,
-        reason,
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut raw = Vec::new();
-    let mut lineno = 0usize;
-    let mut header: Option<Header> = None;
-    let mut events = Vec::new();
-    let mut last_hash = String::new();
-    let mut last_seq = 0u64;
-    let mut torn_tail = None;
-    loop {
-        raw.clear();
-        let n = reader
-            .read_until(b'\n', &mut raw)
-            .map_err(|e| bad(lineno + 1, format!("read error: {e}")))?;
+/// Streams a transcript's events, checking the format, the version, the schema and the
+/// hash chain as it goes. A torn last line ends the stream and is reported in
+/// [`Reader::torn_tail`]. Memory stays flat, so a 24-hour transcript folds in one pass.
+pub struct Reader {
+    path: PathBuf,
+    reader: BufReader<File>,
+    raw: Vec<u8>,
+    lineno: usize,
+    header: Header,
+    version: u32,
+    last_hash: String,
+    last_seq: u64,
+    torn_tail: Option<String>,
+    done: bool,
+}
+
+impl Reader {
+    /// Opens the file and reads its header.
+    pub fn open(path: &Path) -> Result<Reader, TranscriptError> {
+        let p = path.display().to_string();
+        let file = File::open(path).map_err(|source| TranscriptError::Open {
+            path: p.clone(),
+            source,
+        })?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut raw = Vec::new();
+        let n = reader.read_until(b'\n', &mut raw).map_err(|e| TranscriptError::Bad {
+            path: p.clone(),
+            line: 1,
+            reason: format!("read error: {e}"),
+        })?;
         if n == 0 {
-            break;
+            return Err(TranscriptError::Bad {
+                path: p,
+                line: 1,
+                reason: "empty file: no transcript header (the file was truncated or is not a transcript)".into(),
+            });
         }
-        lineno += 1;
-        let complete = raw.last() == Some(&b'\n');
-        let line = if complete { &raw[..raw.len() - 1] } else { &raw[..] };
-        if header.is_none() {
-            let h: HeaderLine = serde_json::from_slice(line).map_err(|e| {
-                bad(lineno, format!("not a cutover transcript header: {e}"))
-            })?;
-            if h.format != FORMAT {
-                return Err(bad(lineno, format!("format is \"{}\", expected \"{FORMAT}\"", h.format)));
-            }
-            if h.version != VERSION {
-                return Err(bad(
-                    lineno,
-                    format!(
-                        "unknown format version {} (this program reads version {VERSION}); use a cutover release that writes version {}",
-                        h.version, h.version
-                    ),
-                ));
-            }
-            last_hash = line_hash(line);
-            header = Some(h.header);
-            continue;
+        let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
+        let (version, header) =
+            parse_header_line(line).map_err(|reason| TranscriptError::Bad { path: p, line: 1, reason })?;
+        let last_hash = line_hash(line);
+        Ok(Reader {
+            path: path.to_path_buf(),
+            reader,
+            raw,
+            lineno: 1,
+            header,
+            version,
+            last_hash,
+            last_seq: 0,
+            torn_tail: None,
+            done: false,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The line number of the last line read (1 is the header).
+    pub fn line(&self) -> usize {
+        self.lineno
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn last_hash(&self) -> &str {
+        &self.last_hash
+    }
+
+    /// Set once the stream has ended on a line cut short by a crash.
+    pub fn torn_tail(&self) -> Option<&str> {
+        self.torn_tail.as_deref()
+    }
+
+    fn bad(&self, reason: String) -> TranscriptError {
+        TranscriptError::Bad {
+            path: self.path.display().to_string(),
+            line: self.lineno,
+            reason,
         }
-        let parsed: Result<EventLineIn, _> = serde_json::from_slice(line);
-        let rec = match parsed {
+    }
+
+    /// The next event, `None` at the end (or at a torn last line).
+    pub fn next_event(&mut self) -> Result<Option<Event>, TranscriptError> {
+        if self.done {
+            return Ok(None);
+        }
+        self.raw.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.raw)
+            .map_err(|e| self.bad(format!("read error: {e}")))?;
+        if n == 0 {
+            self.done = true;
+            return Ok(None);
+        }
+        self.lineno += 1;
+        let complete = self.raw.last() == Some(&b'\n');
+        let line = if complete {
+            &self.raw[..self.raw.len() - 1]
+        } else {
+            &self.raw[..]
+        };
+        let rec: EventLineIn = match serde_json::from_slice(line) {
             Ok(r) => r,
             Err(e) => {
                 if !complete {
-                    torn_tail = Some(format!(
-                        "line {lineno} is cut short ({} bytes, no newline): a crash mid-write; ignored",
+                    self.torn_tail = Some(format!(
+                        "line {} is cut short ({} bytes, no newline): a crash mid-write; ignored",
+                        self.lineno,
                         line.len()
                     ));
-                    break;
+                    self.done = true;
+                    return Ok(None);
                 }
-                return Err(bad(lineno, format!("not a valid record: {e}")));
+                return Err(self.bad(format!(
+                    "not a valid record: {e} (edited or corrupted; run `cutover verify` for details)"
+                )));
             }
         };
-        if rec.prev != last_hash {
-            return Err(bad(
-                lineno,
-                "hash chain broken: this record does not follow the previous line (edited, deleted, inserted or reordered)".into(),
+        if rec.prev != self.last_hash {
+            return Err(self.bad(
+                "hash chain broken: this record does not follow the previous line (edited, deleted, inserted or reordered; run `cutover verify` for details)".into(),
             ));
         }
-        if rec.seq != last_seq + 1 {
-            return Err(bad(
-                lineno,
-                format!("sequence {} where {} was expected (a record was deleted or reordered)", rec.seq, last_seq + 1),
-            ));
+        if rec.seq != self.last_seq + 1 {
+            return Err(self.bad(format!(
+                "sequence {} where {} was expected (a record was deleted or reordered; run `cutover verify`)",
+                rec.seq,
+                self.last_seq + 1
+            )));
         }
-        last_seq = rec.seq;
-        last_hash = line_hash(line);
-        events.push(rec.event);
+        self.last_seq = rec.seq;
+        self.last_hash = line_hash(line);
+        Ok(Some(rec.event))
     }
-    let header = header.ok_or_else(|| bad(1, "empty file: no transcript header".into()))?;
+}
+
+impl Iterator for Reader {
+    type Item = Result<Event, TranscriptError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_event() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => None,
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Reads a transcript, checking the format, the version and the hash chain. A torn last
+/// line is tolerated and reported in `torn_tail`.
+pub fn read(path: &Path) -> Result<Transcript, TranscriptError> {
+    let mut reader = Reader::open(path)?;
+    let mut events = Vec::new();
+    while let Some(ev) = reader.next_event()? {
+        events.push(ev);
+    }
     Ok(Transcript {
         path: path.to_path_buf(),
-        header,
+        header: reader.header.clone(),
         events,
-        torn_tail,
-        last_seq,
-        last_hash,
+        torn_tail: reader.torn_tail.clone(),
+        last_seq: reader.last_seq,
+        last_hash: reader.last_hash.clone(),
     })
 }
 
@@ -300,4 +459,109 @@ pub fn host_name() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown-host".into())
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::Header;
+
+    pub fn header() -> Header {
+        Header {
+            created_at: 1_700_000_000_000,
+            mode: "test".into(),
+            operator: "op".into(),
+            host: "h".into(),
+            program_version: "0".into(),
+            plan_name: "p".into(),
+            plan_hash: "x".into(),
+            plan_text: "name = \"p\"".into(),
+            resumed_from: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            created_at: 1_700_000_000_000,
+            mode: "test".into(),
+            operator: "op".into(),
+            host: "h".into(),
+            program_version: "0".into(),
+            plan_name: "p".into(),
+            plan_hash: "x".into(),
+            plan_text: "name = \"p\"".into(),
+            resumed_from: None,
+        }
+    }
+
+    fn events(n: i64) -> Vec<Event> {
+        (0..n).map(|i| Event::Tick { at: 1_700_000_000_000 + i }).collect()
+    }
+
+    #[test]
+    fn round_trip_keeps_every_event_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::create(dir.path(), header()).unwrap();
+        r.append(&events(3)).unwrap();
+        r.append(&events(2)).unwrap();
+        let t = read(r.path()).unwrap();
+        assert_eq!(t.header, header());
+        assert_eq!(t.events.len(), 5);
+        assert_eq!(t.last_seq, 5);
+        assert!(t.torn_tail.is_none());
+        assert!(r.path().file_name().unwrap().to_string_lossy().ends_with("-p.jsonl"));
+    }
+
+    #[test]
+    fn file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::create(dir.path(), header()).unwrap();
+        let mode = std::fs::metadata(r.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn torn_last_line_is_tolerated_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::create(dir.path(), header()).unwrap();
+        r.append(&events(3)).unwrap();
+        let mut text = std::fs::read(r.path()).unwrap();
+        text.truncate(text.len() - 10);
+        std::fs::write(r.path(), &text).unwrap();
+        let t = read(r.path()).unwrap();
+        assert_eq!(t.events.len(), 2);
+        assert!(t.torn_tail.unwrap().contains("line 4 is cut short"));
+    }
+
+    #[test]
+    fn an_edited_line_breaks_the_chain_at_the_next_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::create(dir.path(), header()).unwrap();
+        r.append(&events(3)).unwrap();
+        let text = std::fs::read_to_string(r.path()).unwrap();
+        let edited = text.replacen("1700000000001", "1700000000009", 1);
+        std::fs::write(r.path(), edited).unwrap();
+        match read(r.path()) {
+            Err(TranscriptError::Bad { line, reason, .. }) => {
+                assert_eq!(line, 4);
+                assert!(reason.contains("hash chain broken"), "{reason}");
+            }
+            other => panic!("expected a broken chain, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_version_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::create(dir.path(), header()).unwrap();
+        let text = std::fs::read_to_string(r.path()).unwrap();
+        std::fs::write(r.path(), text.replacen("\"version\":1", "\"version\":9", 1)).unwrap();
+        let err = read(r.path()).unwrap_err().to_string();
+        assert!(err.contains(":1: unknown format version 9"), "{err}");
+    }
 }

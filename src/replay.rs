@@ -1,0 +1,775 @@
+//! `cutover replay FILE`: the cockpit's own screens rebuilt by folding the recorded events
+//! with a time cursor — the panes the operator saw, not a byte recording.
+//!
+//! Read-only by construction: a replay holds a transcript [`Index`] and a [`State`], never a
+//! session or an actuator; the effects the fold asks for are dropped.
+//!
+//! Large files: opening indexes the lines (offset, time, kind) without parsing the events;
+//! a background thread then folds the whole file once, checking the hash chain as it goes,
+//! and keeps a `State` checkpoint every [`CHECKPOINT_EVERY`] events. A seek restores the
+//! nearest checkpoint at or before the target and folds at most that many events. Until the
+//! background pass reaches a point, a seek there folds forward in bounded slices per frame
+//! (the footer shows its progress) and leaves checkpoints behind for next time.
+//!
+//! Keys: space pause/play · `+`/`-` speed 0.5×..64× · ←/→ ±10 s · `[`/`]` previous/next step
+//! event · `g`/`G` start/end · `s` skip to the next notable event · `a` auto-skip idle
+//! stretches · everything else as in the cockpit (Tab, ↑↓, z, ?, q).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use futures::StreamExt;
+
+use crate::event::Ts;
+use crate::plan::{self, Plan};
+use crate::state::State;
+use crate::transcript::index::{Index, Kind};
+use crate::transcript::{Reader, TranscriptError};
+use crate::ui::{self, Intent, Mode, Theme, UiState};
+
+/// A `State` checkpoint every this many events: a seek folds at most this many.
+pub const CHECKPOINT_EVERY: usize = 10_000;
+/// Most events folded per frame while a seek catches up (keeps keys responsive).
+pub const FOLD_BUDGET: usize = 20_000;
+/// The playback speeds `+` and `-` step through.
+pub const SPEEDS: [f64; 8] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+/// What ←/→ move the cursor by.
+pub const SEEK_STEP_MS: Ts = 10_000;
+/// The default threshold of `a` (auto-skip idle stretches).
+pub const DEFAULT_SKIP_IDLE_MS: Ts = 10_000;
+
+/// `cutover replay` arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The transcript to replay (a `.jsonl` under sessions/).
+    pub file: PathBuf,
+    /// Playback speed: 0.5, 1, 2, 4, 8, 16, 32 or 64.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Skip stretches with no step, fault, failure or note longer than this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub skip_idle: Option<u64>,
+    /// Start paused.
+    #[arg(long)]
+    pub paused: bool,
+}
+
+/// Why a transcript cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Transcript(#[from] TranscriptError),
+    #[error("{path}:1: the recorded plan does not parse: {errors} (the header was edited; run `cutover verify {path}`)")]
+    Plan { path: String, errors: String },
+    #[error("{path}: no events to replay (the session recorded nothing after its header)")]
+    Empty { path: String },
+}
+
+/// How the background pass is doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainCheck {
+    /// Checked up to this many events.
+    Checking(usize),
+    Intact,
+    /// The first break, as the reader reports it (`file:line: reason`).
+    Broken(String),
+}
+
+/// What the background builder and the controller share.
+struct Shared {
+    every: usize,
+    checkpoints: Mutex<Vec<Option<Arc<State>>>>,
+    chain: Mutex<ChainCheck>,
+    stop: AtomicBool,
+    /// Events the background pass has folded.
+    built: AtomicUsize,
+}
+
+impl Shared {
+    /// The newest checkpoint at or before event `n`: (its event count, state).
+    fn best_at_or_before(&self, n: usize) -> Option<(usize, Arc<State>)> {
+        let cps = self.checkpoints.lock().ok()?;
+        let k = (n / self.every).min(cps.len().saturating_sub(1));
+        (0..=k)
+            .rev()
+            .find_map(|k| cps.get(k).cloned().flatten().map(|s| (k * self.every, s)))
+    }
+
+    fn store(&self, n: usize, state: &State) {
+        if n % self.every != 0 {
+            return;
+        }
+        if let Ok(mut cps) = self.checkpoints.lock() {
+            if let Some(slot) = cps.get_mut(n / self.every) {
+                if slot.is_none() {
+                    *slot = Some(Arc::new(state.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Options of [`Replay::open_with`].
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    pub checkpoint_every: usize,
+    /// Build checkpoints and check the chain in a background thread.
+    pub background: bool,
+    pub speed: f64,
+    pub skip_idle_ms: Option<Ts>,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            checkpoint_every: CHECKPOINT_EVERY,
+            background: true,
+            speed: 1.0,
+            skip_idle_ms: None,
+        }
+    }
+}
+
+/// What a key did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// A replay control.
+    Handled,
+    /// Not a replay key: give it to the cockpit's key handler.
+    NotMine,
+}
+
+/// The replay controller: a time cursor over a transcript and the state folded up to it.
+pub struct Replay {
+    index: Arc<Index>,
+    shared: Arc<Shared>,
+    builder: Option<std::thread::JoinHandle<()>>,
+    plan: Arc<Plan>,
+    state: State,
+    /// Events folded into `state`.
+    pos: usize,
+    /// Events the screen should show (a seek in progress when it differs from `pos`).
+    target: usize,
+    cursor: Ts,
+    playing: bool,
+    speed: usize,
+    skip_idle: Option<Ts>,
+    /// Indexes of step events and of notable events, for `[`/`]`, `s` and the markers.
+    steps: Vec<u32>,
+    notable: Vec<u32>,
+    error: Option<String>,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.builder.take() {
+            // A builder that panicked has nothing left to give; the replay is closing anyway.
+            let _ = h.join();
+        }
+    }
+}
+
+impl Replay {
+    /// Opens a transcript for replay with the default options.
+    pub fn open(path: &Path) -> Result<Replay, ReplayError> {
+        Self::open_with(path, ReplayOptions::default())
+    }
+
+    pub fn open_with(path: &Path, opts: ReplayOptions) -> Result<Replay, ReplayError> {
+        let index = Arc::new(Index::open(path)?);
+        let p = path.display().to_string();
+        if index.is_empty() {
+            return Err(ReplayError::Empty { path: p });
+        }
+        let plan = Arc::new(
+            plan::parse(&format!("{p} (recorded plan)"), &index.header.plan_text).map_err(|e| ReplayError::Plan {
+                path: p.clone(),
+                errors: e.to_string(),
+            })?,
+        );
+        let every = opts.checkpoint_every.max(1);
+        let slots = index.len() / every + 1;
+        let shared = Arc::new(Shared {
+            every,
+            checkpoints: Mutex::new(vec![None; slots]),
+            chain: Mutex::new(ChainCheck::Checking(0)),
+            stop: AtomicBool::new(false),
+            built: AtomicUsize::new(0),
+        });
+        let state = State::new(Arc::clone(&plan));
+        shared.store(0, &state);
+        let (mut steps, mut notable) = (Vec::new(), Vec::new());
+        for (i, k) in index.kinds().iter().enumerate() {
+            if k.is_step() {
+                steps.push(i as u32);
+            }
+            if k.is_notable() {
+                notable.push(i as u32);
+            }
+        }
+        let builder = if opts.background {
+            let (index, plan, shared) = (Arc::clone(&index), Arc::clone(&plan), Arc::clone(&shared));
+            Some(
+                std::thread::Builder::new()
+                    .name("replay-checkpoints".into())
+                    .spawn(move || build_checkpoints(&index, plan, &shared))
+                    .map_err(|e| TranscriptError::Bad {
+                        path: p.clone(),
+                        line: 0,
+                        reason: format!("cannot start the checkpoint thread: {e}"),
+                    })?,
+            )
+        } else {
+            None
+        };
+        let speed = SPEEDS
+            .iter()
+            .position(|&s| s >= opts.speed)
+            .unwrap_or(SPEEDS.len() - 1);
+        let mut replay = Replay {
+            index,
+            shared,
+            builder,
+            plan,
+            state,
+            pos: 0,
+            target: 0,
+            cursor: 0,
+            playing: false,
+            speed,
+            skip_idle: opts.skip_idle_ms,
+            steps,
+            notable,
+            error: None,
+        };
+        replay.go_start();
+        replay.work(usize::MAX);
+        Ok(replay)
+    }
+
+    /// The state the screen shows (folded up to [`Replay::position`]).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Events folded into [`Replay::state`].
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Where a seek is going (equals the position once it got there).
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn cursor(&self) -> Ts {
+        self.cursor
+    }
+
+    pub fn playing(&self) -> bool {
+        self.playing
+    }
+
+    pub fn speed(&self) -> f64 {
+        SPEEDS[self.speed]
+    }
+
+    pub fn chain(&self) -> ChainCheck {
+        self.shared
+            .chain
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|_| ChainCheck::Broken("the checker stopped".into()))
+    }
+
+    /// Events the background pass has folded (checkpoints exist up to here).
+    pub fn checkpointed(&self) -> usize {
+        self.shared.built.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the background pass has built every checkpoint (benchmarks, tests).
+    pub fn wait_for_checkpoints(&mut self) {
+        if let Some(h) = self.builder.take() {
+            // See Drop: a panicked builder leaves fewer checkpoints, never wrong ones.
+            let _ = h.join();
+        }
+    }
+
+    fn first_at(&self) -> Ts {
+        self.index.times().first().copied().unwrap_or(0)
+    }
+
+    fn last_at(&self) -> Ts {
+        self.index.times().last().copied().unwrap_or(0)
+    }
+
+    /// Shows the state after the first `n` events.
+    pub fn seek_to(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.target = n;
+        self.cursor = match n {
+            0 => self.first_at(),
+            n => self.index.times()[n - 1],
+        };
+    }
+
+    /// Moves the time cursor to `t`: the state after every event at or before it.
+    pub fn seek_time(&mut self, t: Ts) {
+        let t = t.clamp(self.first_at(), self.last_at());
+        self.cursor = t;
+        self.target = self.index.count_at_or_before(t);
+    }
+
+    pub fn go_start(&mut self) {
+        self.seek_time(self.first_at());
+    }
+
+    pub fn go_end(&mut self) {
+        self.seek_to(self.len());
+        self.playing = false;
+    }
+
+    /// The state after exactly `n` events, folded now (tests and the benchmark).
+    pub fn state_at(&mut self, n: usize) -> Result<&State, String> {
+        self.seek_to(n);
+        self.work(usize::MAX);
+        match &self.error {
+            Some(e) if self.pos != self.target => Err(e.clone()),
+            _ => Ok(&self.state),
+        }
+    }
+
+    /// Moves the folded state towards the target, folding at most `budget` events. Returns
+    /// whether it got there.
+    pub fn work(&mut self, budget: usize) -> bool {
+        let target = self.target;
+        if self.pos == target {
+            return true;
+        }
+        // Restore a checkpoint when going back, or when one is nearer than folding forward.
+        if target < self.pos || target - self.pos > self.shared.every {
+            if let Some((at, cp)) = self.shared.best_at_or_before(target) {
+                if target < self.pos || at > self.pos {
+                    self.state = (*cp).clone();
+                    self.pos = at;
+                }
+            }
+        }
+        if target < self.pos {
+            // No checkpoint at or before the target (cannot happen: 0 is always kept).
+            self.state = State::new(Arc::clone(&self.plan));
+            self.pos = 0;
+        }
+        let mut left = budget;
+        while self.pos < target && left > 0 {
+            let next_cp = (self.pos / self.shared.every + 1) * self.shared.every;
+            let end = target.min(self.pos + left.min(4096)).min(next_cp);
+            match self.index.events(self.pos..end) {
+                Ok(events) => {
+                    for ev in &events {
+                        // Read-only: effects are dropped, there is nothing to run them.
+                        let _ = self.state.apply(ev);
+                    }
+                    left = left.saturating_sub(events.len());
+                    self.pos = end;
+                    self.shared.store(self.pos, &self.state);
+                }
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    self.target = self.pos;
+                    break;
+                }
+            }
+        }
+        self.pos == self.target
+    }
+
+    /// Plays for `wall` of real time: moves the cursor by `wall × speed`, skipping idle
+    /// stretches when asked; pauses at the end.
+    pub fn advance(&mut self, wall: Duration) {
+        if !self.playing {
+            return;
+        }
+        let dt = (wall.as_secs_f64() * 1000.0 * SPEEDS[self.speed]) as Ts;
+        let mut t = self.cursor.saturating_add(dt);
+        if let Some(threshold) = self.skip_idle {
+            let next = self.next_notable_after(self.index.count_at_or_before(self.cursor));
+            let next_at = next.map_or(self.last_at(), |i| self.index.times()[i]);
+            if next_at - t > threshold {
+                // Land a second before it, so the lead-up is seen.
+                t = t.max(next_at - 1000);
+            }
+        }
+        if t >= self.last_at() {
+            self.seek_to(self.len());
+            self.playing = false;
+        } else {
+            self.seek_time(t);
+        }
+    }
+
+    fn next_notable_after(&self, n: usize) -> Option<usize> {
+        let i = self.notable.partition_point(|&j| (j as usize) < n);
+        self.notable.get(i).map(|&j| j as usize)
+    }
+
+    /// Jumps to the next event that is not a tick, a reading or a measure.
+    pub fn skip_idle(&mut self) {
+        match self.next_notable_after(self.target) {
+            Some(j) => self.seek_to(j + 1),
+            None => self.go_end(),
+        }
+    }
+
+    /// Jumps to just after the next step event.
+    pub fn next_step_event(&mut self) {
+        let i = self.steps.partition_point(|&j| (j as usize) < self.target);
+        match self.steps.get(i) {
+            Some(&j) => self.seek_to(j as usize + 1),
+            None => self.go_end(),
+        }
+    }
+
+    /// Jumps to just after the previous step event (the one before the last shown).
+    pub fn prev_step_event(&mut self) {
+        let shown_last = self.target.saturating_sub(1);
+        let i = self.steps.partition_point(|&j| (j as usize) < shown_last);
+        match i.checked_sub(1).and_then(|i| self.steps.get(i)) {
+            Some(&j) => self.seek_to(j as usize + 1),
+            None => self.go_start(),
+        }
+    }
+
+    pub fn toggle_play(&mut self) {
+        if !self.playing && self.target >= self.len() {
+            self.go_start();
+        }
+        self.playing = !self.playing;
+    }
+
+    pub fn faster(&mut self) {
+        self.speed = (self.speed + 1).min(SPEEDS.len() - 1);
+    }
+
+    pub fn slower(&mut self) {
+        self.speed = self.speed.saturating_sub(1);
+    }
+
+    pub fn toggle_auto_skip(&mut self) {
+        self.skip_idle = match self.skip_idle {
+            Some(_) => None,
+            None => Some(DEFAULT_SKIP_IDLE_MS),
+        };
+    }
+
+    /// The replay's own keys. Others go to the cockpit's handler.
+    pub fn handle_key(&mut self, key: KeyEvent) -> KeyOutcome {
+        if key.kind == KeyEventKind::Release || key.modifiers.contains(KeyModifiers::CONTROL) {
+            return KeyOutcome::NotMine;
+        }
+        match key.code {
+            KeyCode::Char(' ') => self.toggle_play(),
+            KeyCode::Char('+') | KeyCode::Char('=') => self.faster(),
+            KeyCode::Char('-') | KeyCode::Char('_') => self.slower(),
+            KeyCode::Left => self.seek_time(self.cursor - SEEK_STEP_MS),
+            KeyCode::Right => self.seek_time(self.cursor + SEEK_STEP_MS),
+            KeyCode::Char('[') => self.prev_step_event(),
+            KeyCode::Char(']') => self.next_step_event(),
+            KeyCode::Char('g') => self.go_start(),
+            KeyCode::Char('G') => self.go_end(),
+            KeyCode::Char('s') => self.skip_idle(),
+            KeyCode::Char('a') => self.toggle_auto_skip(),
+            _ => return KeyOutcome::NotMine,
+        }
+        KeyOutcome::Handled
+    }
+
+    /// The timeline line for the footer, `width` columns wide: play state, speed, the
+    /// cursor's time, a bar with step markers (◆ step, ! failure/timeout/rollback, ● cursor),
+    /// the event position and the chain check.
+    pub fn timeline(&self, width: usize) -> String {
+        let play = if self.playing { "▶" } else { "⏸" };
+        let speed = match SPEEDS[self.speed] {
+            s if s < 1.0 => format!("{s}×"),
+            s => format!("{}×", s as u32),
+        };
+        let clock = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.cursor)
+            .map(|d| d.format("%H:%M:%S").to_string())
+            .unwrap_or_default();
+        let elapsed = fmt_hms(self.cursor - self.first_at());
+        let total = fmt_hms(self.last_at() - self.first_at());
+        let skip = if self.skip_idle.is_some() { " skip" } else { "" };
+        let left = format!("{play} {speed:>4}{skip} {clock}Z +{elapsed}/{total} ");
+        let mut right = format!(" {}/{}", self.target, self.len());
+        if self.pos != self.target {
+            let from = self.pos.min(self.target);
+            let done = 100 * (self.pos.saturating_sub(from)) / (self.target.max(self.pos) - from).max(1);
+            right.push_str(&format!(" seeking {done}%"));
+        }
+        right.push_str(match self.chain() {
+            ChainCheck::Intact => " chain ✓",
+            ChainCheck::Checking(_) => " chain …",
+            ChainCheck::Broken(_) => " CHAIN BROKEN",
+        });
+        if let Some(t) = &self.index.torn_tail {
+            let _ = t;
+            right.push_str(" torn tail");
+        }
+        if self.error.is_some() || self.index.stopped.is_some() {
+            right.push_str(" unreadable past here");
+        }
+        let keys = "  space ⏯ ←→ ±10s [ ] step g G s skip +- speed";
+        let used = left.chars().count() + right.chars().count();
+        let (bar_w, keys) = if width >= used + 30 + keys.chars().count() {
+            (width - used - keys.chars().count(), keys)
+        } else {
+            (width.saturating_sub(used).max(10), "")
+        };
+        format!("{left}{}{right}{keys}", self.bar(bar_w))
+    }
+
+    fn bar(&self, width: usize) -> String {
+        let inner = width.saturating_sub(2).max(1);
+        let (a, b) = (self.first_at(), self.last_at());
+        let span = (b - a).max(1) as f64;
+        let col = |t: Ts| (((t - a) as f64 / span) * (inner - 1) as f64).round() as usize;
+        let mut cells = vec!['─'; inner];
+        for &j in &self.steps {
+            let j = j as usize;
+            let c = col(self.index.times()[j]).min(inner - 1);
+            let mark = if self.index.kinds()[j] == Kind::Alarm { '!' } else { '◆' };
+            if cells[c] != '!' {
+                cells[c] = mark;
+            }
+        }
+        cells[col(self.cursor).min(inner - 1)] = '●';
+        let mut s = String::with_capacity(width * 3);
+        s.push('├');
+        s.extend(cells);
+        s.push('┤');
+        s
+    }
+
+    /// What went wrong reading past the position, if anything.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref().or(self.index.stopped.as_deref())
+    }
+}
+
+fn fmt_hms(ms: Ts) -> String {
+    let s = ms.max(0) / 1000;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// The background pass: folds every event once, keeping a checkpoint every `every`, and
+/// checks the hash chain with the streaming reader. After a break it goes on without the
+/// check (the events still replay; the footer says the chain is broken).
+fn build_checkpoints(index: &Index, plan: Arc<Plan>, shared: &Shared) {
+    let mut state = State::new(plan);
+    let mut n = 0usize;
+    let mut reader = match Reader::open(index.path()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            set_chain(shared, ChainCheck::Broken(e.to_string()));
+            None
+        }
+    };
+    let total = index.len();
+    while n < total {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut batch = Vec::with_capacity(1024);
+        if let Some(r) = reader.as_mut() {
+            while batch.len() < 1024 && n + batch.len() < total {
+                match r.next_event() {
+                    Ok(Some(ev)) => batch.push(ev),
+                    Ok(None) => break,
+                    Err(e) => {
+                        set_chain(shared, ChainCheck::Broken(e.to_string()));
+                        reader = None;
+                        break;
+                    }
+                }
+            }
+        }
+        if batch.is_empty() {
+            // No reader (or it stopped short): parse from the index instead.
+            reader = None;
+            match index.events(n..(n + 1024).min(total)) {
+                Ok(evs) if !evs.is_empty() => batch = evs,
+                _ => return,
+            }
+        }
+        for ev in &batch {
+            let _ = state.apply(ev);
+            n += 1;
+            shared.store(n, &state);
+        }
+        shared.built.store(n, Ordering::Relaxed);
+        if reader.is_some() {
+            set_chain(shared, ChainCheck::Checking(n));
+        }
+    }
+    if reader.is_some() {
+        set_chain(shared, ChainCheck::Intact);
+    }
+}
+
+fn set_chain(shared: &Shared, c: ChainCheck) {
+    if let Ok(mut chain) = shared.chain.lock() {
+        // The first break is the one to report.
+        if !matches!(*chain, ChainCheck::Broken(_)) {
+            *chain = c;
+        }
+    }
+}
+
+/// Restores the terminal when dropped, whatever the exit path.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Replays `path` on the terminal until the viewer quits.
+pub async fn run_replay(path: &Path, theme: &Theme) -> anyhow::Result<()> {
+    run_replay_with(
+        path,
+        theme,
+        ReplayOptions {
+            ..ReplayOptions::default()
+        },
+        false,
+    )
+    .await
+}
+
+/// [`run_replay`] with the command line's options.
+pub async fn run_replay_args(args: &ReplayArgs, theme: &Theme) -> anyhow::Result<()> {
+    run_replay_with(
+        &args.file,
+        theme,
+        ReplayOptions {
+            speed: args.speed,
+            skip_idle_ms: args.skip_idle.map(|s| s as Ts * 1000),
+            ..ReplayOptions::default()
+        },
+        !args.paused,
+    )
+    .await
+}
+
+async fn run_replay_with(path: &Path, theme: &Theme, opts: ReplayOptions, play: bool) -> anyhow::Result<()> {
+    let mut replay = Replay::open_with(path, opts)?;
+    if play {
+        replay.toggle_play();
+    }
+    let mut ui_state = UiState::new(
+        Mode::Replay,
+        replay.index().header.operator.clone(),
+        Some(path.display().to_string()),
+    );
+    // ratatui::try_init also installs a panic hook that restores the terminal first.
+    let mut terminal = ratatui::try_init()?;
+    let _guard = TerminalGuard;
+    let mut keys = EventStream::new();
+    let frame = Duration::from_millis(1000 / 30);
+    let mut ticker = tokio::time::interval(frame);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut signals = Signals::new()?;
+    let mut last = Instant::now();
+    let mut drawn: Option<(usize, String)> = None;
+    let mut dirty = true;
+    loop {
+        let now = Instant::now();
+        replay.advance(now - last);
+        last = now;
+        replay.work(FOLD_BUDGET);
+        let width = terminal.size().map(|s| s.width as usize).unwrap_or(80);
+        let footer = replay.timeline(width.saturating_sub(1));
+        let key = (replay.position(), footer.clone());
+        if dirty || drawn.as_ref() != Some(&key) {
+            ui_state.footer = Some(footer);
+            terminal.draw(|f| ui::draw(f, replay.state(), &ui_state, theme))?;
+            drawn = Some(key);
+            dirty = false;
+        }
+        tokio::select! {
+            _ = ticker.tick() => {}
+            term = keys.next() => match term {
+                Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                    dirty = true;
+                    if replay.handle_key(key) == KeyOutcome::Handled {
+                        ui_state.notice = None;
+                        continue;
+                    }
+                    let now = replay.state().now;
+                    for intent in ui::handle_key(&mut ui_state, replay.state(), key, now) {
+                        match intent {
+                            Intent::Quit => return Ok(()),
+                            // Read-only: nothing is recorded (the replay mode refuses it anyway).
+                            Intent::Record(_) => {}
+                        }
+                    }
+                }
+                Some(Ok(TermEvent::Resize(_, _))) => {
+                    terminal.autoresize()?;
+                    dirty = true;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(anyhow::anyhow!("reading the terminal: {e}")),
+                None => return Ok(()),
+            },
+            _ = signals.next() => return Ok(()),
+        }
+    }
+}
+
+/// SIGTERM, SIGHUP and SIGINT end the replay (raw mode turns Ctrl-C into a key).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}

@@ -1,0 +1,1135 @@
+//! Wire tests of the AWS backends against the moto emulator on 127.0.0.1:$MOTO_PORT (default
+//! 5000), extended by tests/support/moto_server.py. Start it first:
+//!
+//!     tests/support/start_moto.sh && cargo test --test aws
+//!
+//! Nothing here contacts any address but 127.0.0.1: every client gets dummy credentials and
+//! the emulator's endpoint, and instance metadata is disabled. Each test builds its own world
+//! (replication instance, endpoints, task, hosted zone, record, metric data) under unique
+//! names and its own access keys, so tests run in parallel and the emulator's request log can
+//! be read per client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+use aws_sdk_databasemigration::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_databasemigration::types::{MigrationTypeValue, StartReplicationTaskTypeValue};
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
+use aws_smithy_types::DateTime;
+use cutover::action::{Actuator, Output};
+use cutover::aws::{AwsActuator, AwsArgs, AwsReader, ReadOnlyGuard, Tuning};
+use cutover::event::{Direction, Event, Reading};
+use cutover::plan::{Action, DnsTo, Plan};
+use cutover::state::GateState;
+use serde_json::{Value as Json, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "dummySecretKeyForTheMotoEmulatorOnly0000";
+
+fn port() -> u16 {
+    std::env::var("MOTO_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5000)
+}
+
+fn endpoint() -> String {
+    format!("http://127.0.0.1:{}", port())
+}
+
+/// Makes sure nothing can fall through to real AWS: no instance metadata, dummy credentials
+/// in the environment (for the default chain that `load_config` uses), no profile files.
+fn init_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: runs once, before any test of this binary reads the environment (every
+        // test calls it first, and `Once` makes the others wait until it is done).
+        unsafe {
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIAENVDUMMY00000000");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+            std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
+            std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+            std::env::remove_var("AWS_PROFILE");
+            std::env::remove_var("AWS_SESSION_TOKEN");
+        }
+    });
+}
+
+/// A raw HTTP/1.1 call to the launcher's own routes.
+async fn http(method: &str, path: &str, body: Option<Json>) -> Result<(u16, String), String> {
+    let addr = format!("127.0.0.1:{}", port());
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    .map_err(|_| format!("connecting to {addr} timed out"))?
+    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .map_err(|_| format!("{method} {path}: no answer within 10 s"))?
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{method} {path}: not an HTTP answer: {head}"))?;
+    Ok((status, body.to_string()))
+}
+
+/// Fails (never skips) when the emulator is not there, naming the script that starts it.
+async fn require_moto() {
+    init_env();
+    match http("GET", "/_cutover/health", None).await {
+        Ok((200, body)) if body == "ok" => {}
+        Ok((status, body)) => panic!(
+            "something else answers on 127.0.0.1:{} (HTTP {status}: {body}); start the moto launcher with tests/support/start_moto.sh (MOTO_PORT={})",
+            port(),
+            port()
+        ),
+        Err(e) => panic!(
+            "the moto emulator is not reachable on 127.0.0.1:{}: {e}. Start it with tests/support/start_moto.sh (MOTO_PORT={})",
+            port(),
+            port()
+        ),
+    }
+}
+
+async fn control(path: &str, body: Json) {
+    let (status, text) = http("POST", path, Some(body)).await.expect("launcher call");
+    assert_eq!(status, 200, "POST {path}: {text}");
+}
+
+/// The emulator's log of the requests signed with `access_key`.
+async fn requests(access_key: &str) -> Vec<Json> {
+    let (status, body) = http(
+        "GET",
+        &format!("/_cutover/requests?access_key={access_key}"),
+        None,
+    )
+    .await
+    .expect("request log");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("request log is JSON")
+}
+
+/// A fresh name for this test run: moto keeps state between runs.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{}{:x}{}",
+        std::process::id() % 10_000,
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A 20-character access key id (the shape moto recognises), unique per client.
+fn access_key(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let raw = format!("AKIA{tag}{:012}{n:04}", nanos % 1_000_000_000_000);
+    raw.chars().take(20).collect::<String>().to_uppercase()
+}
+
+fn sdk(access_key: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            access_key, SECRET, None, None, "tests",
+        )))
+        .endpoint_url(endpoint())
+        .build()
+}
+
+fn fast() -> Tuning {
+    Tuning {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+        action_poll: Duration::from_millis(20),
+        task_wait: Duration::from_secs(20),
+        dns_wait: Duration::from_secs(20),
+        ..Tuning::default()
+    }
+}
+
+/// What a test's setup created in the emulator.
+struct World {
+    setup_key: String,
+    task_id: String,
+    task_arn: String,
+    zone_id: String,
+    record: String,
+    source_value: String,
+    target_value: String,
+    /// The minute-aligned datapoint times (s) of the CDC metrics put.
+    metric_times: Vec<i64>,
+}
+
+impl World {
+    fn dms(&self) -> aws_sdk_databasemigration::Client {
+        aws_sdk_databasemigration::Client::new(&sdk(&self.setup_key))
+    }
+
+    fn route53(&self) -> aws_sdk_route53::Client {
+        aws_sdk_route53::Client::new(&sdk(&self.setup_key))
+    }
+
+    async fn task_status(&self) -> String {
+        let out = self
+            .dms()
+            .describe_replication_tasks()
+            .filters(
+                aws_sdk_databasemigration::types::Filter::builder()
+                    .name("replication-task-arn")
+                    .values(&self.task_arn)
+                    .build()
+                    .expect("filter"),
+            )
+            .send()
+            .await
+            .expect("describe the task");
+        out.replication_tasks()[0]
+            .status()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    async fn record_in_moto(&self) -> (String, i64) {
+        let out = self
+            .route53()
+            .list_resource_record_sets()
+            .hosted_zone_id(&self.zone_id)
+            .start_record_name(&self.record)
+            .start_record_type(RrType::Cname)
+            .max_items(1)
+            .send()
+            .await
+            .expect("list the record");
+        let set = &out.resource_record_sets()[0];
+        (
+            set.resource_records()[0].value().to_string(),
+            set.ttl().unwrap_or(-1),
+        )
+    }
+
+    async fn seed_tables(&self, failed_on: Option<usize>) {
+        let tables: Vec<Json> = (0..45)
+            .map(|i| {
+                let failed = failed_on == Some(i);
+                json!({
+                    "SchemaName": "shop",
+                    "TableName": format!("t{i:02}"),
+                    "FullLoadRows": 1000 + i,
+                    "Inserts": i, "Updates": 0, "Deletes": 0, "Ddls": 0,
+                    "TableState": "Table completed",
+                    "LastUpdateTime": "2026-01-01T00:00:00",
+                    "ValidationState": if failed { "Mismatched records" } else { "Validated" },
+                    "ValidationPendingRecords": 0,
+                    "ValidationFailedRecords": if failed { 7 } else { 0 },
+                    "ValidationSuspendedRecords": 0,
+                })
+            })
+            .collect();
+        control(
+            "/_cutover/table-statistics",
+            json!({"task_arn": self.task_arn, "tables": tables}),
+        )
+        .await;
+    }
+
+    /// The plan the tests drive: AWS inputs only (no database sources in these tests).
+    fn plan(&self, with_zone_id: bool) -> Arc<Plan> {
+        let zone = if with_zone_id {
+            format!("zone_id = \"{}\"\n", self.zone_id)
+        } else {
+            String::new()
+        };
+        let text = format!(
+            r#"
+name = "aws-wire-test"
+[source]
+engine = "rehearsal"
+[target]
+engine = "rehearsal"
+[replication]
+engine = "dms"
+task = "{task}"
+[dns]
+{zone}name = "{record}"
+type = "CNAME"
+ttl = 30
+source = "{source}"
+target = "{target}"
+
+[[step]]
+id = "preflight"
+gates = [
+  "task.status == running",
+  "task.tables_errored == 0",
+  "validation.failed == 0",
+  "validation.unvalidated == 0",
+  "cdc.latency_target <= 1 for 2m",
+  "cdc.latency_source <= 1",
+  "cdc.incoming_changes == 0",
+  "dns.value == $dns.source",
+  "dns.ttl == 60",
+]
+confirm = "ready"
+
+[[step]]
+id = "stop-replication"
+action = {{ kind = "replication", op = "stop" }}
+undo = {{ kind = "replication", op = "start" }}
+confirm = "stop replication"
+
+[[step]]
+id = "flip-dns"
+gates = ["task.status == stopped", "dns.value == $dns.source"]
+action = {{ kind = "dns", to = "target", wait = true }}
+undo = {{ kind = "dns", to = "source", wait = true }}
+confirm = "flip dns"
+"#,
+            task = self.task_id,
+            record = self.record,
+            source = self.source_value,
+            target = self.target_value,
+        );
+        Arc::new(cutover::plan::parse("aws-wire-test.toml", &text).expect("the test plan parses"))
+    }
+}
+
+/// Creates the replication instance, endpoints and a running task, the hosted zone and the
+/// CNAME, table statistics, and three minutes of CDC metrics at 0.
+async fn setup(name: &str) -> World {
+    require_moto().await;
+    let setup_key = access_key("SET");
+    let cfg = sdk(&setup_key);
+    let id = unique(name);
+    let dms = aws_sdk_databasemigration::Client::new(&cfg);
+    let instance_id = format!("{id}-ri");
+    let instance = dms
+        .create_replication_instance()
+        .replication_instance_identifier(&instance_id)
+        .replication_instance_class("dms.t3.medium")
+        .allocated_storage(50)
+        .send()
+        .await
+        .expect("create the replication instance (moto's ISO timestamps must be rewritten)");
+    let instance_arn = instance
+        .replication_instance()
+        .and_then(|i| i.replication_instance_arn())
+        .expect("instance ARN")
+        .to_string();
+    let endpoint_arn = |kind: aws_sdk_databasemigration::types::ReplicationEndpointTypeValue,
+                        engine: &str| {
+        let dms = dms.clone();
+        let ident = format!("{id}-{}", kind.as_str());
+        let engine = engine.to_string();
+        async move {
+            dms.create_endpoint()
+                .endpoint_identifier(ident)
+                .endpoint_type(kind)
+                .engine_name(engine)
+                .server_name("db.invalid")
+                .port(3306)
+                .username("dms")
+                .send()
+                .await
+                .expect("create an endpoint")
+                .endpoint()
+                .and_then(|e| e.endpoint_arn())
+                .expect("endpoint ARN")
+                .to_string()
+        }
+    };
+    use aws_sdk_databasemigration::types::ReplicationEndpointTypeValue as Kind;
+    let source_arn = endpoint_arn(Kind::Source, "mysql").await;
+    let target_arn = endpoint_arn(Kind::Target, "aurora").await;
+    let task_id = format!("{id}-cdc");
+    let task = dms
+        .create_replication_task()
+        .replication_task_identifier(&task_id)
+        .source_endpoint_arn(source_arn)
+        .target_endpoint_arn(target_arn)
+        .replication_instance_arn(&instance_arn)
+        .migration_type(MigrationTypeValue::FullLoadAndCdc)
+        .table_mappings(r#"{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"shop","table-name":"%"},"rule-action":"include"}]}"#)
+        .send()
+        .await
+        .expect("create the task");
+    let task_arn = task
+        .replication_task()
+        .and_then(|t| t.replication_task_arn())
+        .expect("task ARN")
+        .to_string();
+    dms.start_replication_task()
+        .replication_task_arn(&task_arn)
+        .start_replication_task_type(StartReplicationTaskTypeValue::StartReplication)
+        .send()
+        .await
+        .expect("start the task");
+
+    let route53 = aws_sdk_route53::Client::new(&cfg);
+    let zone_name = format!("{id}.example.com.");
+    let zone = route53
+        .create_hosted_zone()
+        .name(&zone_name)
+        .caller_reference(&id)
+        .send()
+        .await
+        .expect("create the hosted zone");
+    let zone_id = zone
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .expect("zone id");
+    let record = format!("db.{zone_name}");
+    let source_value = format!("{id}-mysql.source.example.net.");
+    let target_value = format!("{id}-aurora.target.example.net.");
+    route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Upsert)
+                        .resource_record_set(
+                            ResourceRecordSet::builder()
+                                .name(&record)
+                                .r#type(RrType::Cname)
+                                .ttl(60)
+                                .resource_records(
+                                    ResourceRecord::builder()
+                                        .value(&source_value)
+                                        .build()
+                                        .expect("rr"),
+                                )
+                                .build()
+                                .expect("set"),
+                        )
+                        .build()
+                        .expect("change"),
+                )
+                .build()
+                .expect("batch"),
+        )
+        .send()
+        .await
+        .expect("create the CNAME");
+
+    // DMS publishes task metrics under the instance's identifier and the task's resource id
+    // (the last part of its ARN; in moto, the identifier).
+    let resource_id = task_arn.rsplit(':').next().expect("ARN").to_string();
+    let now = cutover::event::now_ms() / 1000;
+    let minute = now - now.rem_euclid(60);
+    let metric_times = vec![minute - 120, minute - 60, minute];
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&cfg);
+    let mut data = Vec::new();
+    for name in ["CDCLatencySource", "CDCLatencyTarget", "CDCIncomingChanges"] {
+        for t in &metric_times {
+            data.push(
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .dimensions(
+                        Dimension::builder()
+                            .name("ReplicationInstanceIdentifier")
+                            .value(&instance_id)
+                            .build(),
+                    )
+                    .dimensions(
+                        Dimension::builder()
+                            .name("ReplicationTaskIdentifier")
+                            .value(&resource_id)
+                            .build(),
+                    )
+                    .timestamp(DateTime::from_secs(*t))
+                    .value(0.0)
+                    .build(),
+            );
+        }
+    }
+    cloudwatch
+        .put_metric_data()
+        .namespace("AWS/DMS")
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .expect("put metric data over rpcv2Cbor (served by the launcher)");
+
+    let world = World {
+        setup_key,
+        task_id,
+        task_arn,
+        zone_id,
+        record,
+        source_value,
+        target_value,
+        metric_times,
+    };
+    world.seed_tables(None).await;
+    world
+}
+
+fn output() -> (Output, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Output::new("test-step".into(), Direction::Do, tx), rx)
+}
+
+fn lines(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let Event::ActionOutput { line, .. } = ev {
+            out.push(line);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_task_tables_metrics_and_dns_from_the_emulator() {
+    let w = setup("chk").await;
+    let plan = w.plan(false);
+    let reader = AwsReader::with_tuning(&sdk(&access_key("CHK")), &plan, fast());
+    let sources = reader.sources();
+    let kinds: Vec<_> = sources.iter().map(|s| s.kind().as_str()).collect();
+    assert_eq!(kinds, ["replication", "metrics", "dns"]);
+
+    let report = cutover::check::check(Arc::clone(&plan), &sources).await;
+    let text = cutover::check::render_check(&report, false);
+    assert_eq!(report.state, GateState::Green, "{text}");
+    assert_eq!(report.exit_code, 0);
+    assert_eq!(
+        report.step.as_ref().map(|s| s.id.as_str()),
+        Some("preflight")
+    );
+
+    let value = |kind: &str| {
+        report
+            .readings
+            .iter()
+            .filter(|r| r.source.as_str() == kind)
+            .map(|r| {
+                r.value
+                    .clone()
+                    .unwrap_or_else(|| panic!("{kind} failed: {:?}", r.error))
+            })
+            .collect::<Vec<_>>()
+    };
+    let replication = value("replication");
+    let Reading::Task(task) = &replication[0] else {
+        panic!("{replication:?}")
+    };
+    assert_eq!(
+        (task.task.as_str(), task.status.as_str()),
+        (w.task_id.as_str(), "running")
+    );
+    let Reading::TableStats { tables, .. } = &replication[1] else {
+        panic!("{replication:?}")
+    };
+    assert_eq!(tables.len(), 45, "every table, over several pages of 20");
+    assert!(
+        tables
+            .iter()
+            .all(|t| t.validation_state.as_deref() == Some("Validated"))
+    );
+
+    let Reading::Metrics { series, .. } = &value("metrics")[0] else {
+        panic!("metrics")
+    };
+    let target = series
+        .iter()
+        .find(|s| s.name == "CDCLatencyTarget")
+        .expect("CDCLatencyTarget");
+    let times: Vec<i64> = target.points.iter().map(|p| p.0).collect();
+    let want: Vec<i64> = w.metric_times.iter().map(|t| t * 1000).collect();
+    assert_eq!(
+        times, want,
+        "each datapoint keeps its own (minute) timestamp"
+    );
+    let cdc_gate = report
+        .gates
+        .iter()
+        .find(|g| g.input == "cdc.latency_target")
+        .expect("gate");
+    assert_eq!(cdc_gate.observed_at, Some(w.metric_times[2] * 1000));
+    assert_eq!(
+        cdc_gate.fresh_ms, 180_000,
+        "metric inputs default to a 3-minute bound"
+    );
+
+    let Reading::Dns(dns) = &value("dns")[0] else {
+        panic!("dns")
+    };
+    assert_eq!(dns.value.as_deref(), Some(w.source_value.as_str()));
+    assert_eq!(dns.ttl, Some(60));
+
+    let json: Json =
+        serde_json::from_str(&cutover::check::render_check(&report, true)).expect("JSON");
+    assert_eq!(json["exit_code"], 0);
+    assert_eq!(json["gates"].as_array().map(Vec::len), Some(9));
+    assert!(json["readings"][0]["observed_at"].is_i64(), "{json}");
+
+    // A table failing validation turns the step red and names the table.
+    w.seed_tables(Some(44)).await;
+    let report = cutover::check::check(Arc::clone(&plan), &sources).await;
+    assert_eq!(report.state, GateState::Red);
+    assert_eq!(report.exit_code, 1);
+    let reason = report.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("validation.failed = 7") && reason.contains("shop.t44"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_style_polls_issue_no_mutating_request() {
+    let w = setup("ro").await;
+    let plan = w.plan(false);
+    let key = access_key("RDO");
+    let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
+    let sources = reader.sources();
+    for _ in 0..3 {
+        let events = cutover::source::poll_once(&sources).await;
+        let failed: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, Event::SourceFailed { .. }))
+            .collect();
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+    let log = requests(&key).await;
+    assert!(!log.is_empty(), "the reader's requests are in the log");
+    let mutating: Vec<_> = log
+        .iter()
+        .filter(|r| r["mutating"] != json!(false))
+        .collect();
+    assert!(
+        mutating.is_empty(),
+        "a watch session sent mutating requests: {mutating:?}"
+    );
+    let ops: Vec<&str> = log.iter().filter_map(|r| r["operation"].as_str()).collect();
+    for op in [
+        "DescribeReplicationTasks",
+        "DescribeTableStatistics",
+        "GetMetricData",
+        "ListResourceRecordSets",
+    ] {
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
+    }
+    assert_eq!(
+        ops.iter().filter(|o| **o == "GetMetricData").count(),
+        3,
+        "one batched GetMetricData a poll"
+    );
+
+    // The guard refuses a mutating call before it is sent, even on a raw client.
+    let guard_key = access_key("GRD");
+    let guarded = aws_sdk_databasemigration::Client::from_conf(
+        aws_sdk_databasemigration::config::Builder::from(&sdk(&guard_key))
+            .interceptor(ReadOnlyGuard)
+            .build(),
+    );
+    let err = guarded
+        .stop_replication_task()
+        .replication_task_arn(&w.task_arn)
+        .send()
+        .await
+        .expect_err("refused");
+    let text = format!(
+        "{}",
+        aws_smithy_types::error::display::DisplayErrorContext(&err)
+    );
+    assert!(text.contains("refused StopReplicationTask"), "{text}");
+    assert!(
+        requests(&guard_key).await.is_empty(),
+        "nothing reached the emulator"
+    );
+    assert_eq!(w.task_status().await, "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actuator_stops_the_task_and_flips_the_cname_idempotently() {
+    let w = setup("drv").await;
+    let plan = w.plan(true);
+    let reader = AwsReader::with_tuning(&sdk(&access_key("RDR")), &plan, fast());
+    let drive_key = access_key("DRV");
+    // Built apart from the reader, as `run` does: they meet through the record's tracker.
+    let actuator = AwsActuator::with_tuning(&sdk(&drive_key), fast());
+    // Route 53 changes made with this key stay PENDING for two GetChange polls.
+    control(
+        "/_cutover/dns-pending",
+        json!({"access_key": drive_key, "polls": 2}),
+    )
+    .await;
+
+    let (out, mut rx) = output();
+    let msg = actuator
+        .run(&plan, &Action::ReplicationStop, &out)
+        .await
+        .expect("stop");
+    assert!(msg.contains("stopped"), "{msg}");
+    assert_eq!(w.task_status().await, "stopped");
+    let stop_lines = lines(&mut rx);
+    assert!(
+        stop_lines.iter().any(|l| l.starts_with("stopping task")),
+        "{stop_lines:?}"
+    );
+
+    let again = actuator
+        .run(&plan, &Action::ReplicationStop, &out)
+        .await
+        .expect("stopping a stopped task succeeds");
+    assert!(again.contains("already stopped"), "{again}");
+
+    // The next step's gates now hold: the task is stopped, the record still points at the source.
+    let flip_gates = cutover::check::evaluate(
+        Arc::clone(&plan),
+        0,
+        &cutover::source::poll_once(&reader.sources()).await,
+        cutover::event::now_ms(),
+    );
+    let stopped = flip_gates.readings.iter().find_map(|r| match &r.value {
+        Some(Reading::Task(t)) => Some(t.status.clone()),
+        _ => None,
+    });
+    assert_eq!(stopped.as_deref(), Some("stopped"));
+
+    let flip = Action::Dns {
+        to: DnsTo::Target,
+        wait: true,
+    };
+    let msg = actuator.run(&plan, &flip, &out).await.expect("flip");
+    assert!(msg.contains("INSYNC"), "{msg}");
+    let flip_lines = lines(&mut rx);
+    assert!(
+        flip_lines.iter().any(|l| l.contains("is PENDING")),
+        "{flip_lines:?}"
+    );
+    assert!(
+        flip_lines.iter().any(|l| l.contains("is INSYNC")),
+        "{flip_lines:?}"
+    );
+    assert!(
+        flip_lines
+            .iter()
+            .any(|l| l.contains(&format!("was {}", w.source_value))),
+        "{flip_lines:?}"
+    );
+    assert_eq!(
+        w.record_in_moto().await,
+        (w.target_value.clone(), 30),
+        "the value and the plan's TTL"
+    );
+
+    // The reader follows the actuator's change.
+    let events = cutover::source::poll_once(&reader.sources()).await;
+    let dns = events.iter().find_map(|e| match e {
+        Event::Observed {
+            reading: Reading::Dns(d),
+            ..
+        } => Some(d.clone()),
+        _ => None,
+    });
+    let dns = dns.expect("a DNS reading");
+    assert_eq!(dns.value.as_deref(), Some(w.target_value.as_str()));
+    assert_eq!(dns.change_status.as_deref(), Some("INSYNC"));
+    assert!(dns.change_id.is_some());
+
+    // Rollback: resume the task (idempotent too) and point the record back.
+    let msg = actuator
+        .run(&plan, &Action::ReplicationStart, &out)
+        .await
+        .expect("start");
+    assert!(msg.contains("running"), "{msg}");
+    assert_eq!(w.task_status().await, "running");
+    let again = actuator
+        .run(&plan, &Action::ReplicationStart, &out)
+        .await
+        .expect("starting a running task succeeds");
+    assert!(again.contains("already running"), "{again}");
+    let back = Action::Dns {
+        to: DnsTo::Source,
+        wait: true,
+    };
+    actuator.run(&plan, &back, &out).await.expect("flip back");
+    assert_eq!(w.record_in_moto().await.0, w.source_value);
+
+    // Actions of other kinds are not the AWS actuator's.
+    let sql = Action::Sql {
+        on: cutover::event::Side::Source,
+        statement: "SELECT 1".into(),
+    };
+    let err = actuator
+        .run(&plan, &sql, &out)
+        .await
+        .expect_err("not an AWS action");
+    assert!(err.0.contains("replication and DNS actions only"), "{err}");
+
+    let log = requests(&drive_key).await;
+    let mutating: Vec<&str> = log
+        .iter()
+        .filter(|r| r["mutating"] == json!(true))
+        .filter_map(|r| r["operation"].as_str())
+        .collect();
+    assert_eq!(
+        mutating,
+        [
+            "StopReplicationTask",
+            "ChangeResourceRecordSets",
+            "StartReplicationTask",
+            "ChangeResourceRecordSets"
+        ],
+        "exactly the mutating calls the actions need"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_5xx_and_expired_credentials_from_the_emulator() {
+    let w = setup("flt").await;
+    let plan = w.plan(false);
+    let key = access_key("FLT");
+    let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
+    let sources = reader.sources();
+    let replication = &sources[0];
+    let metrics = &sources[1];
+    // Looks the task's metric dimensions up now, so the faults below meet only the task source.
+    metrics.poll().await.expect("metrics");
+
+    // Throttled twice, then answered: the retries hide it.
+    control(
+        "/_cutover/faults",
+        json!({"access_key": key, "operation": "DescribeReplicationTasks", "status": 400,
+               "code": "ThrottlingException", "message": "Rate exceeded", "count": 2}),
+    )
+    .await;
+    replication.poll().await.expect("throttling is retried");
+
+    // 503 on every attempt: a clear error, the gates go unknown, the next poll recovers.
+    control(
+        "/_cutover/faults",
+        json!({"access_key": key, "operation": "DescribeReplicationTasks", "status": 503,
+               "code": "ServiceUnavailable", "message": "try later", "count": 3}),
+    )
+    .await;
+    let report = cutover::check::check(Arc::clone(&plan), &sources).await;
+    assert_eq!(report.exit_code, 1);
+    let task_gate = &report.gates[0];
+    assert_eq!(task_gate.state, GateState::Unknown, "{task_gate:?}");
+    assert!(
+        task_gate.reason.contains("server error"),
+        "{}",
+        task_gate.reason
+    );
+    replication.poll().await.expect("the next poll recovers");
+
+    // Expired credentials on GetMetricData: named, with the fix, and no secret.
+    control(
+        "/_cutover/faults",
+        json!({"access_key": key, "operation": "GetMetricData", "status": 400,
+               "code": "ExpiredTokenException",
+               "message": format!("The security token included in the request is expired ({key} {SECRET})"),
+               "count": 1}),
+    )
+    .await;
+    let err = metrics.poll().await.expect_err("expired").0;
+    assert!(
+        err.starts_with("CloudWatch GetMetricData: the AWS credentials have expired"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET) && !err.contains(&key), "{err}");
+    metrics
+        .poll()
+        .await
+        .expect("fresh credentials, fresh readings");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_config_applies_cli_overrides_over_the_plan() {
+    let w = setup("cfg").await;
+    let mut plan = (*w.plan(false)).clone();
+    plan.aws.region = Some("eu-west-1".into());
+    plan.aws.endpoint_url = Some("http://127.0.0.1:9".into());
+    let args = AwsArgs {
+        profile: None,
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint()),
+    };
+    let cfg = cutover::aws::load_config(&plan, &args)
+        .await
+        .expect("config from env credentials");
+    assert_eq!(cfg.region().map(|r| r.as_ref()), Some("us-east-1"));
+    assert_eq!(cfg.endpoint_url(), Some(endpoint().as_str()));
+    let reader = AwsReader::with_tuning(&cfg, &plan, fast());
+    let readings = reader.sources()[0]
+        .poll()
+        .await
+        .expect("the task through the loaded config");
+    assert!(matches!(&readings[0], Reading::Task(t) if t.task == w.task_id));
+
+    let bad = AwsArgs {
+        endpoint_url: Some("127.0.0.1:5000".into()),
+        ..args
+    };
+    let err = cutover::aws::load_config(&plan, &bad)
+        .await
+        .expect_err("bad endpoint")
+        .to_string();
+    assert!(
+        err.contains("bad endpoint URL") && err.contains("no scheme"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_iam_policies_are_least_privilege_for_what_the_code_calls() {
+    let actions = |file: &str| -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/iam")
+            .join(file);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let doc: Json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut out = Vec::new();
+        for st in doc["Statement"].as_array().expect("statements") {
+            assert_eq!(st["Effect"], "Allow", "{file}: {st}");
+            match &st["Action"] {
+                Json::String(a) => out.push(a.clone()),
+                Json::Array(a) => out.extend(a.iter().filter_map(|a| a.as_str().map(String::from))),
+                other => panic!("{file}: bad Action {other}"),
+            }
+        }
+        out
+    };
+    let watch = actions("cutover-watch.json");
+    let reads = [
+        "dms:DescribeReplicationTasks",
+        "dms:DescribeReplicationInstances",
+        "dms:DescribeTableStatistics",
+        "cloudwatch:GetMetricData",
+        "route53:ListHostedZonesByName",
+        "route53:ListResourceRecordSets",
+        "route53:GetChange",
+    ];
+    let mut sorted = watch.clone();
+    sorted.sort();
+    let mut want: Vec<String> = reads.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(sorted, want, "watch grants exactly the reads");
+    let drive = actions("cutover-drive.json");
+    for a in reads.iter().chain(&[
+        "dms:StopReplicationTask",
+        "dms:StartReplicationTask",
+        "route53:ChangeResourceRecordSets",
+    ]) {
+        assert!(drive.iter().any(|d| d == a), "drive lacks {a}");
+    }
+    assert!(
+        drive.iter().all(|a| !a.contains('*')),
+        "no wildcard actions: {drive:?}"
+    );
+}
+
+#[test]
+fn the_shipped_aws_plan_builds_the_three_aws_sources() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/aws-dms-route53.toml");
+    let plan = cutover::plan::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!plan.is_rehearsal());
+    // Building clients sends nothing; no source is polled here.
+    let reader = AwsReader::new(&sdk("AKIANOTUSED000000000"), &plan);
+    let kinds: Vec<_> = reader.sources().iter().map(|s| s.kind().as_str()).collect();
+    assert_eq!(kinds, ["replication", "metrics", "dns"]);
+    let metrics: Vec<_> = plan.metric_names();
+    assert!(
+        metrics.contains(&"CDCLatencyTarget".to_string())
+            && metrics.contains(&"DatabaseConnections".to_string())
+    );
+}
+
+/// An empty MariaDB database on 127.0.0.1:3306 (started by .ci/run): `cutover check` refuses
+/// plans without real database endpoints, and these gates read AWS inputs only.
+async fn empty_mariadb_database() -> String {
+    let admin = "mysql://root@127.0.0.1:3306/mysql";
+    let pool = tokio::time::timeout(Duration::from_secs(10), sqlx::MySqlPool::connect(admin))
+        .await
+        .unwrap_or_else(|_| panic!("MariaDB on 127.0.0.1:3306 did not answer within 10 s (.ci/run starts it)"))
+        .unwrap_or_else(|e| panic!("the binary check test needs MariaDB on 127.0.0.1:3306 as root without a password (.ci/run starts it): {e}"));
+    sqlx::query("CREATE DATABASE IF NOT EXISTS cutover_aws_check")
+        .execute(&pool)
+        .await
+        .expect("create the database");
+    pool.close().await;
+    "mysql://root@127.0.0.1:3306/cutover_aws_check".into()
+}
+
+/// Runs the `cutover` binary with dummy credentials and no way to real AWS.
+async fn cutover_bin(args: &[&str], access_key: &str) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.args(args)
+        .env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("cutover check finishes within 2 minutes")
+        .expect("run the cutover binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_check_json_answers_from_the_emulator() {
+    let w = setup("bin").await;
+    let db = empty_mariadb_database().await;
+    let plan_text = format!(
+        r#"
+name = "aws-binary-check"
+[aws]
+region = "eu-west-1"
+[source]
+engine = "mysql"
+url = "{db}"
+[target]
+engine = "mysql"
+url = "{db}"
+[replication]
+engine = "dms"
+task = "{task}"
+[dns]
+name = "{record}"
+ttl = 30
+source = "{source}"
+target = "{target}"
+[[step]]
+id = "preflight"
+gates = [
+  "task.status == running",
+  "validation.failed == 0",
+  "cdc.latency_target <= 1 for 2m",
+  "cdc.incoming_changes == 0",
+  "dns.value == $dns.source",
+]
+confirm = "ready"
+[[step]]
+id = "stop-replication"
+action = {{ kind = "replication", op = "stop" }}
+undo = {{ kind = "replication", op = "start" }}
+confirm = "stop"
+"#,
+        task = w.task_arn,
+        record = w.record,
+        source = w.source_value,
+        target = w.target_value,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(&plan_path, plan_text).expect("write the plan");
+    let plan_arg = plan_path.to_str().expect("utf-8 path");
+    let moto = endpoint();
+    let key = access_key("BIN");
+    let args = [
+        "check",
+        plan_arg,
+        "--json",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        moto.as_str(),
+    ];
+
+    let (code, stdout, stderr) = cutover_bin(&args, &key).await;
+    let report: Json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    assert_eq!(code, 0, "{report:#}\nstderr: {stderr}");
+    assert_eq!(report["state"], "green");
+    assert_eq!(report["step"]["id"], "preflight");
+    let gates = report["gates"].as_array().expect("gates");
+    assert_eq!(gates.len(), 5);
+    assert!(gates.iter().all(|g| g["state"] == "green"), "{gates:#?}");
+    let sources: Vec<&str> = report["readings"]
+        .as_array()
+        .expect("readings")
+        .iter()
+        .filter_map(|r| r["source"].as_str())
+        .collect();
+    for s in ["replication", "metrics", "dns"] {
+        assert!(sources.contains(&s), "{s} missing from {sources:?}");
+    }
+    assert!(
+        requests(&key)
+            .await
+            .iter()
+            .all(|r| r["mutating"] == json!(false)),
+        "check only reads"
+    );
+
+    // Replication stopped behind the cockpit's back: red, exit 1, the reason names it.
+    w.dms()
+        .stop_replication_task()
+        .replication_task_arn(&w.task_arn)
+        .send()
+        .await
+        .expect("stop the task");
+    let (code, stdout, stderr) = cutover_bin(&args, &key).await;
+    let report: Json =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["state"], "red");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("task.status = stopped"),
+        "{report:#}"
+    );
+
+    // A configuration error is exit 2, with the fix.
+    let bad = [
+        "check",
+        plan_arg,
+        "--json",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        "127.0.0.1:1",
+    ];
+    let (code, _, stderr) = cutover_bin(&bad, &key).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("bad endpoint URL"), "{stderr}");
+}

@@ -1,0 +1,879 @@
+//! The real-database layer against the local MariaDB (127.0.0.1:3306, root, no password)
+//! and PostgreSQL (127.0.0.1:5432, postgres, trust). Every test makes its own uniquely
+//! named databases/schemas and drops them when it ends (also when it fails), so tests run
+//! in parallel. A server that is not reachable fails the test with a message saying so.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cutover::action::{Actuator, Output};
+use cutover::db::{self, Db, DbOptions, DriftArgs, SqlActuator};
+use cutover::event::{ChecksumState, DiffKind, Event, Reading, Side, SourceKind, TableDrift};
+use cutover::plan::{Action, Endpoint, Engine};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Executor};
+
+const MARIADB: &str = "mysql://root@127.0.0.1:3306/mysql";
+const PG_DB: &str = "test";
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+fn pg_admin_url(db: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{db}")
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("cutover_t_{tag}_{}_{n}_{:x}", std::process::id(), nanos & 0xffff)
+}
+
+async fn mariadb() -> MySqlPool {
+    MySqlPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(MARIADB)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("MariaDB must be running at 127.0.0.1:3306 (user root, empty password) for tests/db.rs: {e}")
+        })
+}
+
+async fn postgres(db: &str) -> PgPool {
+    let url = pg_admin_url(db);
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL must be running at 127.0.0.1:5432 (user postgres, trust auth, database {db}) for tests/db.rs: {e}")
+        })
+}
+
+async fn my_exec(pool: &MySqlPool, sql: &str) {
+    pool.execute(AssertSqlSafe(sql.to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("MariaDB: {sql}: {e}"));
+}
+
+async fn pg_exec(pool: &PgPool, sql: &str) {
+    pool.execute(AssertSqlSafe(sql.to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL: {sql}: {e}"));
+}
+
+/// Drops what a test created when it goes out of scope, pass or fail. Drop cannot await,
+/// so the statements run on a runtime of their own in a thread of their own.
+struct Cleanup {
+    mysql: Vec<String>,
+    pg: Vec<String>,
+}
+
+impl Cleanup {
+    fn new() -> Cleanup {
+        Cleanup {
+            mysql: Vec::new(),
+            pg: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let mysql = std::mem::take(&mut self.mysql);
+        let pg = std::mem::take(&mut self.pg);
+        let worker = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if !mysql.is_empty()
+                    && let Ok(pool) = MySqlPool::connect(MARIADB).await
+                {
+                    for sql in mysql.iter().rev() {
+                        // Best effort: a failed cleanup must not hide the test's own result.
+                        let _ = pool.execute(AssertSqlSafe(sql.clone())).await;
+                    }
+                }
+                if !pg.is_empty()
+                    && let Ok(pool) = PgPool::connect(&pg_admin_url(PG_DB)).await
+                {
+                    for sql in pg.iter().rev() {
+                        let _ = pool.execute(AssertSqlSafe(sql.clone())).await;
+                    }
+                }
+            });
+        });
+        // A panicking cleanup thread has nothing more to tell.
+        let _ = worker.join();
+    }
+}
+
+/// Two fresh MariaDB databases, source and target.
+async fn mysql_pair(tag: &str, clean: &mut Cleanup) -> (MySqlPool, String, String) {
+    let pool = mariadb().await;
+    let base = unique(tag);
+    let (s, t) = (format!("{base}_s"), format!("{base}_t"));
+    for db in [&s, &t] {
+        my_exec(&pool, &format!("CREATE DATABASE `{db}`")).await;
+        clean.mysql.push(format!("DROP DATABASE IF EXISTS `{db}`"));
+    }
+    (pool, s, t)
+}
+
+/// A fresh PostgreSQL schema in database `test`.
+async fn pg_schema(tag: &str, clean: &mut Cleanup) -> (PgPool, String) {
+    let pool = postgres(PG_DB).await;
+    let schema = unique(tag);
+    pg_exec(&pool, &format!("CREATE SCHEMA \"{schema}\"")).await;
+    clean.pg.push(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+    (pool, schema)
+}
+
+fn my_url(db: &str) -> String {
+    format!("mysql://root@127.0.0.1:3306/{db}")
+}
+
+fn pg_url(schema: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{PG_DB}?schema={schema}")
+}
+
+fn endpoint(engine: Engine, url: &str) -> Endpoint {
+    Endpoint {
+        engine,
+        label: "test".into(),
+        url: Some(url.into()),
+        password_env: None,
+        password_file: None,
+    }
+}
+
+async fn connect(engine: Engine, url: &str, side: Side) -> Db {
+    db::connect_endpoint(&endpoint(engine, url), side)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+}
+
+/// Small chunks, so even a few thousand rows make many chunks and bisection runs.
+fn small_chunks() -> DbOptions {
+    DbOptions {
+        chunk_time: Duration::from_millis(1),
+        max_concurrent: 2,
+        ..DbOptions::default()
+    }
+}
+
+async fn compare(source: &Db, target: &Db, opts: &DbOptions) -> Vec<TableDrift> {
+    db::compare(source, target, opts, |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("compare: {e}"))
+}
+
+fn table<'a>(drifts: &'a [TableDrift], name: &str) -> &'a TableDrift {
+    drifts
+        .iter()
+        .find(|d| d.table == name)
+        .unwrap_or_else(|| panic!("no reading for table {name} in {drifts:#?}"))
+}
+
+fn keys(d: &TableDrift) -> Vec<(String, DiffKind)> {
+    d.differing_keys.iter().map(|k| (k.key.clone(), k.kind)).collect()
+}
+
+/// The `orders` table of the MariaDB tests, with NULLs, fractions and decimals.
+const MY_ORDERS: &str = "CREATE TABLE {db}.orders (
+    id BIGINT NOT NULL PRIMARY KEY,
+    customer VARCHAR(40) NOT NULL,
+    note VARCHAR(100) NULL,
+    amount DECIMAL(12,2) NOT NULL,
+    created DATETIME(6) NOT NULL,
+    seen TIMESTAMP(3) NULL
+) ENGINE=InnoDB";
+
+const MY_ORDERS_ROWS: &str = "INSERT INTO {db}.orders
+    SELECT seq, CONCAT('customer-', seq MOD 97), IF(seq MOD 3 = 0, NULL, CONCAT('note ', seq)),
+           (seq MOD 10000) / 100,
+           TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND + INTERVAL (seq * 7) MOD 1000000 MICROSECOND,
+           IF(seq MOD 5 = 0, NULL, TIMESTAMP'2024-06-01 00:00:00' + INTERVAL seq SECOND)
+    FROM {db}.seq_1_to_{n}";
+
+async fn my_orders(pool: &MySqlPool, db: &str, rows: u64) {
+    my_exec(pool, &MY_ORDERS.replace("{db}", &format!("`{db}`"))).await;
+    my_exec(
+        pool,
+        &MY_ORDERS_ROWS.replace("{db}", &format!("`{db}`")).replace("{n}", &rows.to_string()),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Same engine: MariaDB
+
+#[tokio::test]
+async fn mariadb_equal_data_has_no_drift() {
+    let mut clean = Cleanup::new();
+    let (pool, s, t) = mysql_pair("equal", &mut clean).await;
+    for db in [&s, &t] {
+        my_orders(&pool, db, 5000).await;
+        my_exec(&pool, &format!("CREATE TABLE `{db}`.lines (order_id INT NOT NULL, line INT NOT NULL, sku VARCHAR(20), PRIMARY KEY (order_id, line))")).await;
+        my_exec(&pool, &format!("INSERT INTO `{db}`.lines SELECT seq DIV 4, seq MOD 4, CONCAT('sku', seq) FROM `{db}`.seq_1_to_3000")).await;
+        my_exec(&pool, &format!("CREATE TABLE `{db}`.codes (code VARCHAR(12) NOT NULL PRIMARY KEY, label TEXT)")).await;
+        my_exec(&pool, &format!("INSERT INTO `{db}`.codes SELECT CONCAT('c', LPAD(seq, 6, '0')), REPEAT('x', seq MOD 7) FROM `{db}`.seq_1_to_1500")).await;
+    }
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
+    let mut seen_progress = 0;
+    let drifts = db::compare(&source, &target, &small_chunks(), |d| {
+        if d.checksum == ChecksumState::Pending {
+            seen_progress += 1;
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("compare: {e}"));
+    assert_eq!(drifts.len(), 3, "{drifts:#?}");
+    for d in &drifts {
+        assert_eq!(d.checksum, ChecksumState::Equal, "{d:#?}");
+        assert_eq!(d.row_diff(), Some(0), "{d:#?}");
+        assert!(d.differing_keys.is_empty(), "{d:#?}");
+        assert!(d.chunks_done.unwrap_or(0) > 1, "small chunks must make several: {d:#?}");
+        assert_eq!(d.chunks_done, d.chunks_total, "{d:#?}");
+    }
+    assert_eq!(table(&drifts, "orders").source_rows, Some(5000));
+    assert_eq!(table(&drifts, "lines").target_rows, Some(3000));
+    assert!(seen_progress > 0, "progress is reported while the compare runs");
+}
+
+#[tokio::test]
+async fn mariadb_each_difference_is_found_with_its_key() {
+    let mut clean = Cleanup::new();
+    let (pool, s, t) = mysql_pair("diffs", &mut clean).await;
+    for db in [&s, &t] {
+        my_orders(&pool, db, 20_000).await;
+        my_exec(&pool, &format!("CREATE TABLE `{db}`.lines (order_id INT NOT NULL, line INT NOT NULL, sku VARCHAR(20), PRIMARY KEY (order_id, line))")).await;
+        my_exec(&pool, &format!("INSERT INTO `{db}`.lines SELECT seq DIV 4, seq MOD 4, CONCAT('sku', seq) FROM `{db}`.seq_1_to_4000")).await;
+    }
+    // One of each kind of difference.
+    my_exec(&pool, &format!("UPDATE `{t}`.orders SET amount = amount + 0.01 WHERE id = 4242")).await;
+    my_exec(&pool, &format!("DELETE FROM `{t}`.orders WHERE id = 7777")).await;
+    my_exec(&pool, &format!("INSERT INTO `{t}`.orders SELECT 20001, customer, note, amount, created, seen FROM `{t}`.orders WHERE id = 1")).await;
+    // id 3 has a NULL note (3 MOD 3 = 0); the target gets ''.
+    my_exec(&pool, &format!("UPDATE `{t}`.orders SET note = '' WHERE id = 12000")).await;
+    my_exec(&pool, &format!("UPDATE `{s}`.orders SET note = NULL WHERE id = 12000")).await;
+    my_exec(&pool, &format!("UPDATE `{t}`.orders SET created = created + INTERVAL 1 MICROSECOND WHERE id = 15000")).await;
+    my_exec(&pool, &format!("UPDATE `{t}`.lines SET sku = 'changed' WHERE order_id = 500 AND line = 2")).await;
+
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
+    let drifts = compare(&source, &target, &small_chunks()).await;
+    let orders = table(&drifts, "orders");
+    assert_eq!(orders.checksum, ChecksumState::Mismatch, "{orders:#?}");
+    assert_eq!(orders.source_rows, Some(20_000));
+    assert_eq!(orders.target_rows, Some(20_000));
+    assert_eq!(
+        keys(orders),
+        vec![
+            ("id=4242".to_string(), DiffKind::Different),
+            ("id=7777".to_string(), DiffKind::MissingOnTarget),
+            ("id=12000".to_string(), DiffKind::Different),
+            ("id=15000".to_string(), DiffKind::Different),
+            ("id=20001".to_string(), DiffKind::ExtraOnTarget),
+        ],
+        "{orders:#?}"
+    );
+    let lines = table(&drifts, "lines");
+    assert_eq!(keys(lines), vec![("order_id=500,line=2".to_string(), DiffKind::Different)]);
+
+    // The cap bounds what is reported.
+    let capped = compare(&source, &target, &DbOptions { max_keys: 2, ..small_chunks() }).await;
+    assert!(table(&capped, "orders").differing_keys.len() <= 2);
+    assert_eq!(table(&capped, "orders").checksum, ChecksumState::Mismatch);
+}
+
+#[tokio::test]
+async fn mariadb_null_and_empty_string_differ_even_in_one_chunk() {
+    let mut clean = Cleanup::new();
+    let (pool, s, t) = mysql_pair("nullempty", &mut clean).await;
+    for db in [&s, &t] {
+        my_exec(&pool, &format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL)")).await;
+    }
+    // CONCAT_WS skips NULLs: ('x', NULL) and (NULL, 'x') would print alike without flags.
+    my_exec(&pool, &format!("INSERT INTO `{s}`.t VALUES (1, NULL, 'x'), (2, '', NULL)")).await;
+    my_exec(&pool, &format!("INSERT INTO `{t}`.t VALUES (1, 'x', NULL), (2, NULL, '')")).await;
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
+    let drifts = compare(&source, &target, &DbOptions::default()).await;
+    assert_eq!(
+        keys(table(&drifts, "t")),
+        vec![("id=1".to_string(), DiffKind::Different), ("id=2".to_string(), DiffKind::Different)]
+    );
+}
+
+#[tokio::test]
+async fn mariadb_table_without_primary_key_is_flagged() {
+    let mut clean = Cleanup::new();
+    let (pool, s, t) = mysql_pair("nopk", &mut clean).await;
+    for db in [&s, &t] {
+        my_exec(&pool, &format!("CREATE TABLE `{db}`.events (kind VARCHAR(10), payload TEXT NULL)")).await;
+        my_exec(&pool, &format!("INSERT INTO `{db}`.events SELECT 'k', CONCAT('p', seq MOD 10) FROM `{db}`.seq_1_to_500")).await;
+        my_exec(&pool, &format!("CREATE TABLE `{db}`.dups (v INT)")).await;
+    }
+    // Duplicate rows must not cancel each other out (an XOR would).
+    my_exec(&pool, &format!("INSERT INTO `{s}`.dups VALUES (1), (1), (2)")).await;
+    my_exec(&pool, &format!("INSERT INTO `{t}`.dups VALUES (3), (3), (2)")).await;
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
+    let drifts = compare(&source, &target, &DbOptions::default()).await;
+    let events = table(&drifts, "events");
+    assert_eq!(events.checksum, ChecksumState::NoPrimaryKey, "{events:#?}");
+    assert_eq!((events.source_rows, events.target_rows), (Some(500), Some(500)));
+    assert_eq!(table(&drifts, "dups").checksum, ChecksumState::Mismatch);
+}
+
+// ---------------------------------------------------------------------------------------
+// Same engine: PostgreSQL
+
+#[tokio::test]
+async fn postgres_each_difference_is_found_with_its_key() {
+    let mut clean = Cleanup::new();
+    let (pool, s) = pg_schema("pgs", &mut clean).await;
+    let (_, t) = pg_schema("pgt", &mut clean).await;
+    for sc in [&s, &t] {
+        pg_exec(&pool, &format!(
+            "CREATE TABLE \"{sc}\".orders (id bigint PRIMARY KEY, customer text NOT NULL, note text NULL, \
+             amount numeric(12,2) NOT NULL, created timestamp(6) NOT NULL, seen timestamptz(3) NULL)"
+        )).await;
+        pg_exec(&pool, &format!(
+            "INSERT INTO \"{sc}\".orders SELECT g, 'customer-' || (g % 97), CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END, \
+             (g % 10000) / 100.0, timestamp '2024-01-01' + g * interval '1 second' + ((g * 7) % 1000000) * interval '1 microsecond', \
+             CASE WHEN g % 5 = 0 THEN NULL ELSE timestamptz '2024-06-01 00:00:00+00' + g * interval '1 second' END \
+             FROM generate_series(1, 20000) g"
+        )).await;
+        pg_exec(&pool, &format!("CREATE TABLE \"{sc}\".flags (name text PRIMARY KEY, enabled boolean NOT NULL)")).await;
+        pg_exec(&pool, &format!("INSERT INTO \"{sc}\".flags VALUES ('writes', true), ('reads', true)")).await;
+        pg_exec(&pool, &format!("CREATE TABLE \"{sc}\".log (line text)")).await;
+        pg_exec(&pool, &format!("INSERT INTO \"{sc}\".log SELECT 'l' || g FROM generate_series(1, 100) g")).await;
+    }
+    pg_exec(&pool, &format!("UPDATE \"{t}\".orders SET amount = amount + 0.01 WHERE id = 4242")).await;
+    pg_exec(&pool, &format!("DELETE FROM \"{t}\".orders WHERE id = 7777")).await;
+    pg_exec(&pool, &format!("INSERT INTO \"{t}\".orders SELECT 20001, customer, note, amount, created, seen FROM \"{t}\".orders WHERE id = 1")).await;
+    pg_exec(&pool, &format!("UPDATE \"{t}\".orders SET note = '' WHERE id = 12000")).await;
+    pg_exec(&pool, &format!("UPDATE \"{s}\".orders SET note = NULL WHERE id = 12000")).await;
+    pg_exec(&pool, &format!("UPDATE \"{t}\".orders SET created = created + interval '1 microsecond' WHERE id = 15000")).await;
+    pg_exec(&pool, &format!("UPDATE \"{t}\".flags SET enabled = false WHERE name = 'reads'")).await;
+
+    let source = connect(Engine::Postgres, &pg_url(&s), Side::Source).await;
+    let target = connect(Engine::Postgres, &pg_url(&t), Side::Target).await;
+    let drifts = compare(&source, &target, &small_chunks()).await;
+    let orders = table(&drifts, "orders");
+    assert_eq!(
+        keys(orders),
+        vec![
+            ("id=4242".to_string(), DiffKind::Different),
+            ("id=7777".to_string(), DiffKind::MissingOnTarget),
+            ("id=12000".to_string(), DiffKind::Different),
+            ("id=15000".to_string(), DiffKind::Different),
+            ("id=20001".to_string(), DiffKind::ExtraOnTarget),
+        ],
+        "{orders:#?}"
+    );
+    assert_eq!(keys(table(&drifts, "flags")), vec![("name=reads".to_string(), DiffKind::Different)]);
+    assert_eq!(table(&drifts, "log").checksum, ChecksumState::NoPrimaryKey);
+}
+
+// ---------------------------------------------------------------------------------------
+// Cross engine: MariaDB -> PostgreSQL
+
+#[tokio::test]
+async fn mariadb_to_postgres_equal_data_compares_equal_and_a_difference_is_found() {
+    let mut clean = Cleanup::new();
+    let (my, s, _unused) = mysql_pair("cross", &mut clean).await;
+    let (pg, t) = pg_schema("cross", &mut clean).await;
+    my_exec(&my, &format!(
+        "CREATE TABLE `{s}`.items (
+            id INT UNSIGNED NOT NULL PRIMARY KEY,
+            big BIGINT NOT NULL,
+            price DECIMAL(12,2) NOT NULL,
+            ratio DOUBLE NULL,
+            weight FLOAT NULL,
+            name VARCHAR(50) NOT NULL,
+            note TEXT NULL,
+            active TINYINT(1) NOT NULL,
+            made DATETIME(6) NOT NULL,
+            seen TIMESTAMP(3) NULL,
+            day DATE NULL,
+            doc JSON NULL,
+            raw VARBINARY(16) NULL
+        ) ENGINE=InnoDB"
+    )).await;
+    my_exec(&my, &format!(
+        "INSERT INTO `{s}`.items SELECT seq, seq * 1000003, (seq MOD 1000) / 4, IF(seq MOD 4 = 0, NULL, seq / 3),
+            IF(seq MOD 6 = 0, NULL, 1.5 * seq), CONCAT('name ', seq), IF(seq MOD 3 = 0, NULL, IF(seq MOD 2 = 0, '', 'text')),
+            seq MOD 2, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq MINUTE + INTERVAL (seq * 13) MOD 1000000 MICROSECOND,
+            IF(seq MOD 5 = 0, NULL, TIMESTAMP'2024-03-01 12:00:00.250' + INTERVAL seq SECOND),
+            IF(seq MOD 7 = 0, NULL, DATE'2024-01-01' + INTERVAL seq DAY),
+            IF(seq MOD 8 = 0, NULL, JSON_OBJECT('n', seq, 'tag', 'x')),
+            IF(seq MOD 9 = 0, NULL, UNHEX(HEX(seq)))
+         FROM `{s}`.seq_1_to_3000"
+    )).await;
+    // What a migration would create on PostgreSQL, with the data copied across.
+    pg_exec(&pg, &format!(
+        "CREATE TABLE \"{t}\".items (id bigint PRIMARY KEY, big bigint NOT NULL, price numeric(12,2) NOT NULL,
+            ratio double precision, weight real, name varchar(50) NOT NULL, note text, active boolean NOT NULL,
+            made timestamp(6) NOT NULL, seen timestamptz(3), day date, doc jsonb, raw bytea)"
+    )).await;
+    let rows: Vec<(u32, i64, String, Option<f64>, Option<f32>, String, Option<String>, i8, String, Option<String>, Option<String>, Option<String>, Option<Vec<u8>>)> =
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT id, big, CAST(price AS CHAR), ratio, weight, name, note, active, CAST(made AS CHAR), CAST(seen AS CHAR), CAST(day AS CHAR), CAST(doc AS CHAR), raw FROM `{s}`.items"
+        )))
+        .fetch_all(&my)
+        .await
+        .unwrap_or_else(|e| panic!("reading items: {e}"));
+    let mut tx = pg.begin().await.unwrap_or_else(|e| panic!("begin: {e}"));
+    for r in rows {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO \"{t}\".items VALUES ($1, $2, $3::numeric, $4, $5, $6, $7, $8 <> 0, $9::timestamp, $10::timestamp AT TIME ZONE 'UTC', $11::date, $12::jsonb, $13)"
+        )))
+        .bind(i64::from(r.0)).bind(r.1).bind(r.2).bind(r.3).bind(r.4).bind(r.5).bind(r.6)
+        .bind(i32::from(r.7)).bind(r.8).bind(r.9).bind(r.10).bind(r.11).bind(r.12)
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("copying items: {e}"));
+    }
+    tx.commit().await.unwrap_or_else(|e| panic!("commit: {e}"));
+
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Postgres, &pg_url(&t), Side::Target).await;
+    let drifts = compare(&source, &target, &small_chunks()).await;
+    let items = table(&drifts, "items");
+    assert_eq!(items.checksum, ChecksumState::Equal, "{items:#?}");
+    assert_eq!((items.source_rows, items.target_rows), (Some(3000), Some(3000)));
+
+    pg_exec(&pg, &format!("UPDATE \"{t}\".items SET seen = seen + interval '1 millisecond' WHERE id = 1234")).await;
+    pg_exec(&pg, &format!("UPDATE \"{t}\".items SET note = NULL WHERE id = 2000")).await; // was ''
+    pg_exec(&pg, &format!("DELETE FROM \"{t}\".items WHERE id = 2999")).await;
+    let drifts = compare(&source, &target, &small_chunks()).await;
+    let items = table(&drifts, "items");
+    assert_eq!(
+        keys(items),
+        vec![
+            ("id=1234".to_string(), DiffKind::Different),
+            ("id=2000".to_string(), DiffKind::Different),
+            ("id=2999".to_string(), DiffKind::MissingOnTarget),
+        ],
+        "{items:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Sources: continuous drift, heartbeat, guardrails
+
+async fn poll_until(
+    source: &Arc<dyn cutover::source::Source>,
+    within: Duration,
+    mut done: impl FnMut(&[Reading]) -> bool,
+) -> Vec<Reading> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut last = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        tick.tick().await;
+        last = source.poll().await.unwrap_or_else(|e| panic!("{} poll: {e}", source.name()));
+        if done(&last) {
+            return last;
+        }
+    }
+    panic!("{} did not reach the expected state within {within:?}; last readings: {last:#?}", source.name());
+}
+
+fn drift_of<'a>(readings: &'a [Reading], name: &str) -> Option<&'a TableDrift> {
+    readings.iter().find_map(|r| match r {
+        Reading::Drift(d) if d.table == name => Some(d),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn continuous_drift_source_confirms_a_new_difference() {
+    let mut clean = Cleanup::new();
+    let (pool, s, t) = mysql_pair("cont", &mut clean).await;
+    for db in [&s, &t] {
+        my_orders(&pool, db, 3000).await;
+    }
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
+    let opts = DbOptions {
+        recheck_after: Duration::from_millis(200),
+        recheck_interval: Duration::from_millis(300),
+        poll_budget: Duration::from_millis(500),
+        ..small_chunks()
+    };
+    let all = db::sources(source, target, opts);
+    assert_eq!(
+        all.iter().map(|s| s.kind()).collect::<Vec<_>>(),
+        vec![SourceKind::Drift, SourceKind::SourceDb, SourceKind::TargetDb]
+    );
+    let drift = Arc::clone(&all[0]);
+    poll_until(&drift, Duration::from_secs(60), |r| {
+        drift_of(r, "orders").is_some_and(|d| d.checksum == ChecksumState::Equal)
+    })
+    .await;
+    my_exec(&pool, &format!("UPDATE `{t}`.orders SET customer = 'drifted' WHERE id = 2500")).await;
+    let readings = poll_until(&drift, Duration::from_secs(60), |r| {
+        drift_of(r, "orders").is_some_and(|d| d.checksum == ChecksumState::Mismatch)
+    })
+    .await;
+    let d = drift_of(&readings, "orders").unwrap_or_else(|| panic!("no orders reading"));
+    assert_eq!(keys(d), vec![("id=2500".to_string(), DiffKind::Different)]);
+    // Repaired: the re-check clears it.
+    my_exec(&pool, &format!("UPDATE `{t}`.orders o JOIN `{s}`.orders p USING (id) SET o.customer = p.customer WHERE id = 2500")).await;
+    poll_until(&drift, Duration::from_secs(60), |r| {
+        drift_of(r, "orders").is_some_and(|d| d.checksum == ChecksumState::Equal)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn heartbeat_lag_comes_from_the_source_clock() {
+    let mut clean = Cleanup::new();
+    let (pool, s, t) = mysql_pair("hb", &mut clean).await;
+    let (pg, pgt) = pg_schema("hb", &mut clean).await;
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
+    db::heartbeat_setup(&source).await.unwrap_or_else(|e| panic!("heartbeat setup: {e}"));
+    db::heartbeat_setup(&source).await.unwrap_or_else(|e| panic!("heartbeat setup is idempotent: {e}"));
+    // "Replication": a copy of the table that is 5 s behind.
+    my_exec(&pool, &format!("CREATE TABLE `{t}`.cutover_heartbeat LIKE `{s}`.cutover_heartbeat")).await;
+    my_exec(&pool, &format!("INSERT INTO `{t}`.cutover_heartbeat SELECT id, ts - INTERVAL 5 SECOND FROM `{s}`.cutover_heartbeat")).await;
+
+    let opts = DbOptions { heartbeat: true, ..DbOptions::default() };
+    let all = db::sources(source.clone(), target.clone(), opts);
+    let hb = all
+        .iter()
+        .find(|s| s.kind() == SourceKind::Heartbeat)
+        .cloned()
+        .unwrap_or_else(|| panic!("heartbeat enabled: a Heartbeat source"));
+    let lag = |r: &[Reading]| match r.first() {
+        Some(Reading::Heartbeat { lag_s, .. }) => *lag_s,
+        other => panic!("expected a heartbeat reading, got {other:?}"),
+    };
+    let behind = poll_until(&hb, Duration::from_secs(10), |r| lag(r) >= 5.0).await;
+    assert!(lag(&behind) < 30.0, "{behind:?}");
+    // Caught up: the target holds the source's latest beat.
+    my_exec(&pool, &format!("REPLACE INTO `{t}`.cutover_heartbeat SELECT * FROM `{s}`.cutover_heartbeat")).await;
+    let caught_up = poll_until(&hb, Duration::from_secs(10), |r| lag(r) < 2.0).await;
+    assert!(lag(&caught_up) >= 0.0);
+
+    // The drift compare never compares the heartbeat table.
+    let drifts = compare(&source, &target, &DbOptions::default()).await;
+    assert!(drifts.iter().all(|d| d.table != db::HEARTBEAT_TABLE), "{drifts:#?}");
+
+    // A PostgreSQL target reads the same row (as a migration would carry it).
+    pg_exec(&pg, &format!("CREATE TABLE \"{pgt}\".cutover_heartbeat (id smallint PRIMARY KEY, ts timestamp(6) NOT NULL)")).await;
+    pg_exec(&pg, &format!("INSERT INTO \"{pgt}\".cutover_heartbeat VALUES (1, (clock_timestamp() AT TIME ZONE 'UTC') - interval '3 seconds')")).await;
+    let pg_target = connect(Engine::Postgres, &pg_url(&pgt), Side::Target).await;
+    let hb = db::sources(source, pg_target, DbOptions { heartbeat: true, ..DbOptions::default() })
+        .into_iter()
+        .find(|s| s.kind() == SourceKind::Heartbeat)
+        .unwrap_or_else(|| panic!("a Heartbeat source"));
+    poll_until(&hb, Duration::from_secs(10), |r| lag(r) >= 2.0).await;
+    assert!(db::heartbeat_setup_sql(Engine::Postgres).contains("CREATE TABLE IF NOT EXISTS cutover_heartbeat"));
+}
+
+#[tokio::test]
+async fn guardrails_read_connections_transactions_and_read_only() {
+    let mut clean = Cleanup::new();
+    let (_pool, s, _t) = mysql_pair("guard", &mut clean).await;
+    let (pg, sc) = pg_schema("guard", &mut clean).await;
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Postgres, &pg_url(&sc), Side::Target).await;
+    // An open transaction on the target.
+    let mut open = pg.begin().await.unwrap_or_else(|e| panic!("begin: {e}"));
+    sqlx::query("SELECT 1").execute(&mut *open).await.unwrap_or_else(|e| panic!("select: {e}"));
+    let all = db::sources(source, target, DbOptions::default());
+    let events = cutover::source::poll_once(&all[1..]).await;
+    let reading = |side: Side| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Observed { reading: Reading::Database(d), .. } if d.side == side => Some(d.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {side:?} database reading in {events:#?}"))
+    };
+    let src = reading(Side::Source);
+    assert_eq!(src.read_only, Some(false), "{src:#?}");
+    assert!(src.connections.is_some(), "{src:#?}");
+    assert!(src.server.as_deref().is_some_and(|s| s.contains("MariaDB")), "{src:#?}");
+    let tgt = reading(Side::Target);
+    assert_eq!(tgt.read_only, Some(false), "{tgt:#?}");
+    assert!(tgt.connections.unwrap_or(0) >= 1, "the open transaction's connection counts: {tgt:#?}");
+    assert!(tgt.longest_trx_s.unwrap_or(0.0) > 0.0, "{tgt:#?}");
+    open.rollback().await.unwrap_or_else(|e| panic!("rollback: {e}"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Actions
+
+/// Turns MariaDB's global read_only back off even if the test fails half-way.
+struct RestoreReadOnly;
+
+impl Drop for RestoreReadOnly {
+    fn drop(&mut self) {
+        let worker = std::thread::spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(pool) = MySqlPool::connect(MARIADB).await {
+                    // Nothing else can be done if this fails; the next test run will show it.
+                    let _ = pool.execute("SET GLOBAL read_only = OFF").await;
+                }
+            });
+        });
+        let _ = worker.join();
+    }
+}
+
+fn output() -> (Output, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Output::new("freeze".into(), cutover::event::Direction::Do, tx), rx)
+}
+
+fn lines(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if let Event::ActionOutput { line, .. } = e {
+            out.push(line);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn sql_actions_run_and_their_results_are_recorded() {
+    let mut clean = Cleanup::new();
+    let (pool, s, _t) = mysql_pair("act", &mut clean).await;
+    let (pg, sc) = pg_schema("act", &mut clean).await;
+    my_exec(&pool, &format!("CREATE TABLE `{s}`.flags (name VARCHAR(20) PRIMARY KEY, enabled BOOL NOT NULL)")).await;
+    my_exec(&pool, &format!("INSERT INTO `{s}`.flags VALUES ('writes', 1), ('reads', 1)")).await;
+    pg_exec(&pg, &format!("CREATE TABLE \"{sc}\".flags (name text PRIMARY KEY, enabled boolean NOT NULL)")).await;
+    pg_exec(&pg, &format!("INSERT INTO \"{sc}\".flags VALUES ('writes', false)")).await;
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Postgres, &pg_url(&sc), Side::Target).await;
+    let actuator = SqlActuator::new(source.clone(), target.clone());
+    let plan = cutover::plan::rehearsal_plan();
+
+    // Freeze writes on the source, check the guardrail sees it, thaw.
+    let _restore = RestoreReadOnly;
+    let (out, mut rx) = output();
+    let freeze = Action::Sql { on: Side::Source, statement: "SET GLOBAL read_only = ON".into() };
+    let msg = actuator.run(&plan, &freeze, &out).await.unwrap_or_else(|e| panic!("freeze: {e}"));
+    assert!(msg.contains("1 statement(s)"), "{msg}");
+    // Idempotent.
+    actuator.run(&plan, &freeze, &out).await.unwrap_or_else(|e| panic!("freeze again: {e}"));
+    let guard = db::sources(source.clone(), target.clone(), DbOptions::default());
+    let events = cutover::source::poll_once(&guard[1..2]).await;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Observed { reading: Reading::Database(d), .. } if d.read_only == Some(true))),
+        "{events:#?}"
+    );
+    let thaw = Action::Sql { on: Side::Source, statement: "SET GLOBAL read_only = OFF".into() };
+    actuator.run(&plan, &thaw, &out).await.unwrap_or_else(|e| panic!("thaw: {e}"));
+    assert!(lines(&mut rx).iter().any(|l| l.contains("rows affected")));
+
+    // A feature-flag update on each side, and a query whose rows are recorded.
+    let (out, mut rx) = output();
+    let flag = Action::Sql {
+        on: Side::Source,
+        statement: format!("UPDATE `{s}`.flags SET enabled = 0 WHERE name = 'writes'; SELECT name, enabled FROM `{s}`.flags ORDER BY name"),
+    };
+    let msg = actuator.run(&plan, &flag, &out).await.unwrap_or_else(|e| panic!("flag: {e}"));
+    assert!(msg.contains("2 statement(s)") && msg.contains("1 rows affected") && msg.contains("2 rows returned"), "{msg}");
+    let got = lines(&mut rx);
+    assert!(got.iter().any(|l| l == "1 rows affected"), "{got:#?}");
+    assert!(got.iter().any(|l| l == "writes\t0"), "{got:#?}");
+    let flag = Action::Sql {
+        on: Side::Target,
+        statement: format!("UPDATE \"{sc}\".flags SET enabled = true WHERE name = 'writes'"),
+    };
+    let msg = actuator.run(&plan, &flag, &out).await.unwrap_or_else(|e| panic!("pg flag: {e}"));
+    assert!(msg.contains("1 rows affected"), "{msg}");
+
+    // Errors name the side and a fix; other actions are refused.
+    let bad = Action::Sql { on: Side::Source, statement: "UPDATE no_such_table SET x = 1".into() };
+    let err = actuator.run(&plan, &bad, &out).await.expect_err("a failing statement fails the action");
+    assert!(err.0.contains("source") && err.0.contains("fix:"), "{err}");
+    let err = actuator.run(&plan, &Action::ReplicationStop, &out).await.expect_err("not SQL");
+    assert!(err.0.contains("not a SQL action"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets
+
+/// Collects everything `tracing` writes while a test runs.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn credentials_never_reach_readings_logs_or_errors() {
+    let mut clean = Cleanup::new();
+    let (pool, s, t) = mysql_pair("sec", &mut clean).await;
+    let user = unique("u");
+    let password = format!("Pw-{}-s3cr3t", std::process::id());
+    my_exec(&pool, &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")).await;
+    clean.mysql.push(format!("DROP USER IF EXISTS '{user}'@'%'"));
+    my_exec(&pool, &format!("GRANT SELECT, INSERT, UPDATE ON `{s}`.* TO '{user}'@'%'")).await;
+    my_exec(&pool, &format!("GRANT SELECT ON `{t}`.* TO '{user}'@'%'")).await;
+    for db in [&s, &t] {
+        my_orders(&pool, db, 200).await;
+    }
+    my_exec(&pool, &format!("DELETE FROM `{t}`.orders WHERE id = 3")).await;
+
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+
+    let var = format!("CUTOVER_TEST_PW_{}", std::process::id());
+    // SAFETY: the variable name is unique to this test; nothing else reads or writes it.
+    unsafe { std::env::set_var(&var, &password) };
+    let ep = |db: &str| Endpoint {
+        engine: Engine::Mysql,
+        label: "prod-mysql".into(),
+        url: Some(format!("mysql://{user}@127.0.0.1:3306/{db}")),
+        password_env: Some(var.clone()),
+        password_file: None,
+    };
+    let source = db::connect_endpoint(&ep(&s), Side::Source).await.unwrap_or_else(|e| panic!("{e}"));
+    let target = db::connect_endpoint(&ep(&t), Side::Target).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!format!("{source:?}").contains(&password));
+
+    // Readings and the transcript events they become.
+    let all = db::sources(source.clone(), target.clone(), DbOptions { heartbeat: true, ..small_chunks() });
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.extend(cutover::source::poll_once(&all).await);
+    }
+    let json = serde_json::to_string(&events).unwrap_or_else(|e| panic!("{e}"));
+    assert!(json.contains("id=3"), "the compare ran and found the missing row: {json}");
+    assert!(json.contains("source_failed"), "the heartbeat fails (no table) and says why: {json}");
+
+    // Errors: a wrong password in the URL, a wrong one in the variable, a query error.
+    let mut errors = Vec::new();
+    let wrong = format!("{password}-wrong");
+    let in_url = Endpoint {
+        url: Some(format!("mysql://{user}:{wrong}@127.0.0.1:3306/{s}")),
+        password_env: None,
+        ..ep(&s)
+    };
+    errors.push(db::connect_endpoint(&in_url, Side::Source).await.expect_err("wrong password").to_string());
+    unsafe { std::env::set_var(&var, &wrong) };
+    errors.push(db::connect_endpoint(&ep(&s), Side::Source).await.expect_err("wrong password").to_string());
+    unsafe { std::env::set_var(&var, &password) };
+    let actuator = SqlActuator::new(source.clone(), target.clone());
+    let (out, mut rx) = output();
+    let denied = Action::Sql { on: Side::Target, statement: format!("UPDATE orders SET note = '{password}'") };
+    errors.push(actuator.run(&cutover::plan::rehearsal_plan(), &denied, &out).await.expect_err("no UPDATE grant").0);
+    let out_lines = lines(&mut rx);
+
+    // The CLI path: password in the URL, errors printed scrubbed; the exit code says error.
+    let code = db::drift_command(DriftArgs {
+        source: format!("mysql://{user}:{wrong}@127.0.0.1:3306/{s}"),
+        target: format!("mysql://{user}@127.0.0.1:3306/{t}"),
+        tables: vec![],
+        json: true,
+        source_password_env: None,
+        target_password_env: Some(var.clone()),
+        source_password_file: None,
+        target_password_file: None,
+        chunk_time: Duration::from_millis(500),
+        max_concurrent: 1,
+        max_keys: 20,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 2);
+
+    let logs = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+    for e in &errors {
+        assert!(e.contains("fix:"), "errors say what to do: {e}");
+    }
+    assert!(errors[0].contains("source \"prod-mysql\""), "errors name the endpoint: {}", errors[0]);
+    for (what, text) in [("events", &json), ("logs", &logs), ("errors", &errors.join("\n")), ("output", &out_lines.join("\n"))] {
+        assert!(!text.contains(&password), "the password leaked into {what}: {text}");
+        assert!(!text.contains(&wrong), "the wrong password leaked into {what}: {text}");
+    }
+    unsafe { std::env::remove_var(&var) };
+}
+
+// ---------------------------------------------------------------------------------------
+// The headless command
+
+fn args(source: String, target: String) -> DriftArgs {
+    DriftArgs {
+        source,
+        target,
+        tables: vec![],
+        json: false,
+        source_password_env: None,
+        target_password_env: None,
+        source_password_file: None,
+        target_password_file: None,
+        chunk_time: Duration::from_millis(500),
+        max_concurrent: 1,
+        max_keys: 20,
+    }
+}
+
+#[tokio::test]
+async fn drift_command_exits_0_on_no_drift_1_on_drift_2_on_error() {
+    let mut clean = Cleanup::new();
+    let (pool, s, t) = mysql_pair("cli", &mut clean).await;
+    for db in [&s, &t] {
+        my_orders(&pool, db, 1000).await;
+        my_exec(&pool, &format!("CREATE TABLE `{db}`.other (id INT PRIMARY KEY)")).await;
+    }
+    let run = |a: DriftArgs| async move { db::drift_command(a).await.unwrap_or_else(|e| panic!("{e}")) };
+    assert_eq!(run(args(my_url(&s), my_url(&t))).await, 0);
+    my_exec(&pool, &format!("INSERT INTO `{t}`.other VALUES (1)")).await;
+    assert_eq!(run(args(my_url(&s), my_url(&t))).await, 1);
+    // Only the tables asked for.
+    assert_eq!(run(DriftArgs { tables: vec!["orders".into()], json: true, ..args(my_url(&s), my_url(&t)) }).await, 0);
+    assert_eq!(run(DriftArgs { tables: vec!["nope".into()], ..args(my_url(&s), my_url(&t)) }).await, 2);
+    assert_eq!(run(args("mysql://root@127.0.0.1:1/x".into(), my_url(&t))).await, 2);
+    assert_eq!(run(args("ftp://x".into(), my_url(&t))).await, 2);
+
+    let report = db::render(&db::compare(
+        &connect(Engine::Mysql, &my_url(&s), Side::Source).await,
+        &connect(Engine::Mysql, &my_url(&t), Side::Target).await,
+        &DbOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}")));
+    assert!(report.contains("id=1  extra on target"), "{report}");
+    assert!(report.contains("drift in 1 of 2 tables"), "{report}");
+}

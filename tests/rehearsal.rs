@@ -1,0 +1,196 @@
+//! Whole rehearsals under the autopilot, clean and with each fault, judged by their summary
+//! and by folding their transcripts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cutover::autopilot::Summary;
+use cutover::event::{Direction, Event};
+use cutover::plan;
+use cutover::rehearse::{self, Rehearsal};
+use cutover::sim::Fault;
+use cutover::state::{GateState, State};
+
+async fn rehearse(faults: Vec<Fault>, dir: &Path) -> Summary {
+    rehearse::autopilot(Rehearsal {
+        plan: Arc::new(plan::rehearsal_plan()),
+        faults,
+        seed: 7,
+        sessions_dir: Some(dir.to_path_buf()),
+        operator: "test".into(),
+    })
+    .await
+    .expect("the rehearsal runs")
+}
+
+fn transcript(summary: &Summary) -> Vec<Event> {
+    let path = summary.transcript.as_ref().expect("a transcript was written");
+    let t = cutover::transcript::read(Path::new(path)).expect("the transcript reads back intact");
+    assert!(t.torn_tail.is_none());
+    t.events
+}
+
+/// Folds the transcript and returns, for every event, the next step's gate states.
+fn next_step_gates(events: &[Event]) -> Vec<(usize, Vec<(GateState, String)>)> {
+    let mut state = State::new(Arc::new(plan::rehearsal_plan()));
+    let mut seen = Vec::new();
+    for ev in events {
+        state.apply(ev);
+        if let Some(next) = state.next_step() {
+            let gates = state
+                .step_gates(next)
+                .into_iter()
+                .map(|g| (g.state, g.reason))
+                .collect();
+            seen.push((next, gates));
+        }
+    }
+    seen
+}
+
+fn started_steps(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ActionStarted {
+                step,
+                direction: Direction::Do,
+                ..
+            } => Some(step.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_run_completes_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = rehearse(vec![], dir.path()).await;
+    assert!(s.completed, "{}", s.render_text());
+    assert!(!s.rolled_back);
+    assert_eq!(s.writes_lost, 0);
+    assert_eq!(s.rows_diverged, 0);
+    assert!(s.safe());
+    assert!(s.writes_refused > 0, "a freeze refuses some writes: {}", s.render_text());
+    assert!(s.downtime_s > 0.0);
+    assert!(s.elapsed_s < 60.0, "a clean run takes under a minute: {}", s.elapsed_s);
+    assert!(s.steps.iter().all(|st| st.outcome == "done"), "{:?}", s.steps);
+    let events = transcript(&s);
+    assert_eq!(
+        started_steps(&events),
+        plan::rehearsal_plan().steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_change_is_caught_at_the_drain_and_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = rehearse(vec![Fault::DropChange], dir.path()).await;
+    assert!(!s.completed, "{}", s.render_text());
+    assert!(s.rolled_back, "{}", s.render_text());
+    assert_eq!(s.writes_lost, 0, "{}", s.render_text());
+    let reason = s.blocked_reason.clone().unwrap_or_default();
+    assert!(reason.contains("drain"), "{reason}");
+    let re = regex_lite(&reason);
+    assert!(re, "the reason names the table and the key: {reason}");
+    let events = transcript(&s);
+    let started = started_steps(&events);
+    assert_eq!(started, vec!["preflight".to_string(), "freeze".to_string()], "no step after the freeze ran");
+    // The freeze was undone.
+    assert!(events.iter().any(|e| matches!(e,
+        Event::ActionFinished { step, direction: Direction::Undo, ok: true, .. } if step == "freeze")));
+}
+
+/// "orders: id=17" style: a table name, a colon, a key.
+fn regex_lite(reason: &str) -> bool {
+    ["customers", "orders", "payments"].iter().any(|t| {
+        reason
+            .match_indices(&format!("{t}: id="))
+            .any(|(i, m)| reason[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_throttle_makes_gates_unknown_then_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = rehearse(vec![Fault::ApiThrottle], dir.path()).await;
+    assert!(s.completed, "{}", s.render_text());
+    assert_eq!(s.writes_lost, 0);
+    assert_eq!(s.rows_diverged, 0);
+    let events = transcript(&s);
+    assert!(events.iter().any(|e| matches!(e, Event::SourceFailed { .. })));
+    let stale_unknown = next_step_gates(&events).iter().any(|(_, gates)| {
+        gates
+            .iter()
+            .any(|(st, why)| *st == GateState::Unknown && (why.contains("stale") || why.contains("last error")))
+    });
+    assert!(stale_unknown, "some gate went unknown on stale readings");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_spike_turns_latency_gates_red_then_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = rehearse(vec![Fault::LagSpike], dir.path()).await;
+    assert!(s.completed, "{}", s.render_text());
+    assert_eq!(s.writes_lost, 0);
+    assert_eq!(s.rows_diverged, 0);
+    let events = transcript(&s);
+    let red_on_latency = next_step_gates(&events).iter().any(|(_, gates)| {
+        gates
+            .iter()
+            .any(|(st, why)| *st == GateState::Red && why.starts_with("cdc.latency_target = ") && !why.contains("holding"))
+    });
+    assert!(red_on_latency, "the latency gate went red during the spike");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_dns_and_a_stalled_replicator_still_complete_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = rehearse(vec![Fault::DnsSlow, Fault::ReplicatorStall], dir.path()).await;
+    assert!(s.completed, "{}", s.render_text());
+    assert_eq!(s.writes_lost, 0);
+    assert_eq!(s.rows_diverged, 0);
+}
+
+#[test]
+fn the_binary_prints_a_json_summary_and_exits_zero_on_a_safe_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["rehearse", "--autopilot", "--json", "--seed", "3", "--sessions-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    for key in [
+        "completed",
+        "rolled_back",
+        "writes_refused",
+        "writes_lost",
+        "rows_diverged",
+        "downtime_s",
+        "blocked_reason",
+        "transcript",
+        "steps",
+    ] {
+        assert!(v.get(key).is_some(), "summary lacks {key}: {v}");
+    }
+    assert_eq!(v["completed"], true);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 7);
+    for st in steps {
+        assert!(st["id"].is_string() && st["started"].is_string() && st["finished"].is_string() && st["outcome"] == "done", "{st}");
+    }
+}
+
+#[test]
+fn bad_chaos_names_the_fault_and_the_valid_ones() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["rehearse", "--autopilot", "--chaos", "lag-spike,meteor"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("meteor") && err.contains("drop-change"), "{err}");
+}

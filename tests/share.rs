@@ -1,0 +1,1101 @@
+//! Pairing over real sockets on 127.0.0.1 (and a Unix socket): a driver session in one task,
+//! peers in others (and, where the binary is wired, in another process). Every wait is on a
+//! condition with a deadline, never a sleep.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use cutover::action::{ActionError, Actuator, Output};
+use cutover::event::{Event, MetricSeries, Reading, TaskReading, now_ms};
+use cutover::plan::{self, Action, Plan};
+use cutover::session::{Session, SessionConfig};
+use cutover::share::protocol::{
+    self, DriverMsg, FrameReader, MAX_DRIVER_FRAME, MAX_PEER_FRAME, PROTOCOL, PeerMsg, VERSION,
+};
+use cutover::share::{
+    AttachError, AttachToken, Incoming, PeerLink, ShareAddr, ShareError, ShareHandle, ShareOptions,
+    Watcher, Welcome, connect, start_share,
+};
+use cutover::share::{AttachScreen, PeerAction};
+use cutover::source::BoxFuture;
+use cutover::state::{State, StepStatus};
+use cutover::ui::{self, Mode, Theme, UiState};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+const PLAN: &str = r#"
+name = "pairing"
+[source]
+engine = "rehearsal"
+[target]
+engine = "rehearsal"
+[replication]
+engine = "rehearsal"
+task = "t"
+[rehearsal]
+tables = ["a"]
+[[step]]
+id = "announce"
+title = "Announce the window"
+action = { kind = "manual", instructions = "post the notice" }
+confirm = "announced"
+approvals = 1
+[[step]]
+id = "check"
+gates = ["cdc.latency_target <= 5 fresh 60s", "task.status == running fresh 60s"]
+confirm = "checked"
+"#;
+
+fn plan() -> Arc<Plan> {
+    Arc::new(plan::parse("pairing.toml", PLAN).expect("the test plan is valid"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Log capture: every test's tracing output, to prove the token never reaches a log.
+
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured_log() -> &'static LogBuf {
+    static LOG: OnceLock<LogBuf> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = LogBuf::default();
+        let writer = buf.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buf
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The driver: a session in its own task, fed by the test and by its inbox.
+
+struct Noop;
+
+impl Actuator for Noop {
+    fn run<'a>(
+        &'a self,
+        _: &'a Plan,
+        _: &'a Action,
+        _: &'a Output,
+    ) -> BoxFuture<'a, Result<String, ActionError>> {
+        Box::pin(async { Ok("ok".to_string()) })
+    }
+}
+
+enum Cmd {
+    Ingest(Vec<Event>, oneshot::Sender<Duration>),
+    State(oneshot::Sender<State>),
+}
+
+struct Driver {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    folded: watch::Receiver<u64>,
+    share: Option<ShareHandle>,
+    addr: ShareAddr,
+    token: AttachToken,
+    transcript: Option<PathBuf>,
+    /// Every event recorded, in order (the state's log keeps only the newest lines).
+    recorded: Arc<Mutex<Vec<Event>>>,
+}
+
+struct DriverOpts {
+    share: ShareOptions,
+    sessions_dir: Option<PathBuf>,
+}
+
+impl Default for DriverOpts {
+    fn default() -> Self {
+        DriverOpts {
+            share: ShareOptions::new("127.0.0.1:0".parse().unwrap()),
+            sessions_dir: None,
+        }
+    }
+}
+
+async fn start_driver(opts: DriverOpts) -> Driver {
+    captured_log();
+    let (mut session, mut inbox) = Session::open(SessionConfig {
+        plan: plan(),
+        mode: "test".into(),
+        operator: "op".into(),
+        sessions_dir: opts.sessions_dir,
+        actuator: Some(Arc::new(Noop)),
+    })
+    .unwrap();
+    let share = start_share(&mut session, opts.share)
+        .await
+        .expect("sharing starts");
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&recorded);
+    session.add_tap(Box::new(move |batch: &[Event]| {
+        sink.lock().unwrap().extend_from_slice(batch)
+    }));
+    let transcript = session.transcript_path().map(|p| p.to_path_buf());
+    let (cmds, mut rx) = mpsc::unbounded_channel();
+    let (folded_tx, folded) = watch::channel(session.state.events);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                batch = inbox.next_batch() => {
+                    session.ingest(batch).unwrap();
+                }
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(Cmd::Ingest(batch, done)) => {
+                        let t = Instant::now();
+                        session.ingest(batch).unwrap();
+                        let _ = done.send(t.elapsed());
+                    }
+                    Some(Cmd::State(tx)) => {
+                        let _ = tx.send(session.state.clone());
+                    }
+                },
+            }
+            folded_tx.send_replace(session.state.events);
+        }
+    });
+    Driver {
+        cmds,
+        folded,
+        addr: share.addr().clone(),
+        token: share.token().clone(),
+        share: Some(share),
+        transcript,
+        recorded,
+    }
+}
+
+impl Driver {
+    fn share(&self) -> &ShareHandle {
+        self.share.as_ref().unwrap()
+    }
+
+    fn addr(&self) -> ShareAddr {
+        self.addr.clone()
+    }
+
+    fn token(&self) -> AttachToken {
+        self.token.clone()
+    }
+
+    /// Whether a recorded note contains `needle`.
+    fn noted(&self, needle: &str) -> bool {
+        self.recorded
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Note { text, .. } if text.contains(needle)))
+    }
+
+    /// Records and folds a batch; returns how long `Session::ingest` took.
+    async fn ingest(&self, batch: Vec<Event>) -> Duration {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Ingest(batch, tx)).unwrap();
+        rx.await.unwrap()
+    }
+
+    async fn state(&self) -> State {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::State(tx)).unwrap();
+        rx.await.unwrap()
+    }
+
+    async fn wait_for(&mut self, what: &str, cond: impl Fn(&State) -> bool) -> State {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.folded.borrow_and_update();
+            let s = self.state().await;
+            if cond(&s) {
+                return s;
+            }
+            if tokio::time::timeout_at(deadline, self.folded.changed())
+                .await
+                .is_err()
+            {
+                let log: Vec<_> = s.log.iter().map(|l| l.text.clone()).collect();
+                panic!("driver: timed out waiting for {what}; log: {log:#?}");
+            }
+        }
+    }
+}
+
+fn note(text: impl Into<String>) -> Event {
+    Event::Note {
+        at: now_ms(),
+        text: text.into(),
+    }
+}
+
+fn logged(s: &State, needle: &str) -> bool {
+    s.log.iter().any(|l| l.text.contains(needle))
+}
+
+/// A varied stretch of session: readings, ticks, notes, a dialog opened and cancelled.
+fn some_events(n: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let at = now_ms();
+        out.push(match i % 5 {
+            0 => Event::Observed {
+                at,
+                reading: Reading::Metrics {
+                    observed_at: at,
+                    series: vec![MetricSeries {
+                        name: "CDCLatencyTarget".into(),
+                        unit: Some("Seconds".into()),
+                        points: vec![(at + i as i64, (i % 7) as f64)],
+                    }],
+                },
+            },
+            1 => Event::Observed {
+                at,
+                reading: Reading::Task(TaskReading {
+                    observed_at: at,
+                    task: "t".into(),
+                    status: if i % 2 == 0 { "running" } else { "starting" }.into(),
+                    stop_reason: None,
+                    full_load_pct: Some(100.0),
+                    tables_loaded: Some(1),
+                    tables_loading: Some(0),
+                    tables_queued: Some(0),
+                    tables_errored: Some(0),
+                }),
+            },
+            2 => Event::Tick { at },
+            3 => note(format!("note {i}")),
+            _ => Event::StepConfirmRequested {
+                at,
+                step: "check".into(),
+                by: "op".into(),
+            },
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Peers.
+
+struct Peer {
+    welcome: Welcome,
+    link: PeerLink,
+    w: Watcher,
+}
+
+async fn attach(d: &Driver, name: &str) -> Peer {
+    let (welcome, link) = connect(&d.addr(), &d.token(), name)
+        .await
+        .expect("attach succeeds");
+    let w = Watcher::new(Arc::clone(&welcome.plan));
+    Peer { welcome, link, w }
+}
+
+impl Peer {
+    async fn wait_for(&mut self, what: &str, cond: impl Fn(&Watcher) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !cond(&self.w) {
+            match tokio::time::timeout_at(deadline, self.link.next()).await {
+                Ok(Some(m)) => self.w.handle(m),
+                Ok(None) => panic!(
+                    "peer: the link ended while waiting for {what}: {:?}",
+                    self.w.closed
+                ),
+                Err(_) => panic!("peer: timed out waiting for {what} (seq {})", self.w.seq),
+            }
+        }
+    }
+
+    async fn wait_seq(&mut self, seq: u64) {
+        self.wait_for(&format!("event {seq}"), |w| w.seq >= seq)
+            .await;
+    }
+
+    async fn wait_notice(&mut self, needle: &str) -> String {
+        self.wait_for(&format!("a notice with {needle:?}"), |w| {
+            w.notices.iter().any(|n| n.contains(needle))
+        })
+        .await;
+        self.w
+            .notices
+            .iter()
+            .find(|n| n.contains(needle))
+            .cloned()
+            .unwrap()
+    }
+}
+
+/// The cockpit as the view draws `state` (the same `UiState` for both sides, so only the
+/// fold can make them differ).
+fn screen(state: &State) -> Buffer {
+    let mut term = Terminal::new(TestBackend::new(140, 44)).unwrap();
+    let ui_state = UiState::new(Mode::Watch, "viewer".into(), None);
+    term.draw(|f| ui::draw(f, state, &ui_state, &Theme::no_color()))
+        .unwrap();
+    term.backend().buffer().clone()
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+/// The folded states agree on everything the cockpit shows.
+fn assert_same_state(peer: &State, driver: &State) {
+    assert_eq!(peer.events, driver.events, "event count");
+    assert_eq!(peer.now, driver.now);
+    assert_eq!(peer.mode, driver.mode);
+    assert_eq!(peer.operator, driver.operator);
+    assert_eq!(peer.started_at, driver.started_at);
+    assert_eq!(peer.task, driver.task);
+    assert_eq!(peer.tables, driver.tables);
+    assert_eq!(peer.metrics, driver.metrics);
+    assert_eq!(peer.heartbeat_history, driver.heartbeat_history);
+    assert_eq!(peer.dns, driver.dns);
+    assert_eq!(peer.health, driver.health);
+    assert_eq!(peer.steps, driver.steps);
+    assert_eq!(peer.holds, driver.holds);
+    assert_eq!(peer.rollback, driver.rollback);
+    assert_eq!(peer.dialog, driver.dialog);
+    assert_eq!(peer.faults, driver.faults);
+    assert_eq!(peer.world, driver.world);
+    assert_eq!(peer.peers, driver.peers);
+    assert_eq!(peer.log, driver.log);
+    assert_eq!(peer.ended, driver.ended);
+    for i in 0..driver.steps.len() {
+        assert_eq!(
+            peer.step_gates(i),
+            driver.step_gates(i),
+            "gates of step {i}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw connections, for what a well-behaved client never sends.
+
+async fn raw(d: &Driver) -> TcpStream {
+    let ShareAddr::Tcp(sa) = d.addr() else {
+        panic!("a TCP share")
+    };
+    TcpStream::connect(sa).await.unwrap()
+}
+
+fn hello(token: &AttachToken, name: &str, version: u32) -> Vec<u8> {
+    protocol::encode(
+        &PeerMsg::Hello {
+            protocol: PROTOCOL.into(),
+            version,
+            token: token.clone(),
+            name: name.into(),
+        },
+        MAX_PEER_FRAME,
+    )
+    .unwrap()
+}
+
+/// Reads what the driver sends until it closes; a reset counts as a close.
+async fn read_until_closed<R: AsyncRead + Unpin>(r: R) -> Vec<DriverMsg> {
+    let mut reader = FrameReader::new(r, MAX_DRIVER_FRAME);
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, reader.next_msg::<DriverMsg>()).await {
+            Ok(Ok(Some(m))) => got.push(m),
+            Ok(Ok(None)) | Ok(Err(_)) => return got,
+            Err(_) => panic!("the driver did not close the connection; got {got:?}"),
+        }
+    }
+}
+
+fn bye_reason(msgs: &[DriverMsg]) -> Option<&str> {
+    msgs.iter().rev().find_map(|m| match m {
+        DriverMsg::Bye { reason } => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The tests.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_state_matches_the_drivers_at_the_same_event() {
+    let mut d = start_driver(DriverOpts::default()).await;
+    let mut p = attach(&d, "ann").await;
+    assert_eq!(p.welcome.name, "ann");
+    assert_eq!(p.welcome.info.operator, "op");
+    assert_eq!(p.welcome.plan.hash, plan().hash);
+    d.wait_for("ann to be listed as a watcher", |s| s.peers.contains("ann"))
+        .await;
+
+    for chunk in 0..4 {
+        d.ingest(some_events(50 + chunk)).await;
+        let driver = d.state().await;
+        p.wait_seq(driver.events).await;
+        assert_eq!(p.w.seq, driver.events, "the peer is at the driver's event");
+        assert_same_state(&p.w.state, &driver);
+        assert_eq!(screen(&p.w.state), screen(&driver), "the screens differ");
+    }
+    assert!(p.w.caught_up);
+    assert!(
+        p.w.state.peers.contains("ann"),
+        "the peer sees itself listed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_catches_up_from_the_start_then_follows_live() {
+    let d = start_driver(DriverOpts::default()).await;
+    for _ in 0..10 {
+        d.ingest(some_events(100)).await;
+    }
+    let before = d.state().await.events;
+    let mut p = attach(&d, "late").await;
+    p.wait_for("the catch-up marker", |w| w.caught_up).await;
+    assert!(
+        p.w.seq >= before,
+        "every event before the join arrived ({} < {before})",
+        p.w.seq
+    );
+    assert_eq!(
+        p.w.state.started_at,
+        d.state().await.started_at,
+        "from the session's first event"
+    );
+
+    d.ingest(some_events(37)).await;
+    d.ingest(vec![note("after the join")]).await;
+    let driver = d.state().await;
+    p.wait_seq(driver.events).await;
+    assert_same_state(&p.w.state, &driver);
+    assert!(logged(&p.w.state, "after the join"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_refused_and_the_right_one_still_works() {
+    let mut d = start_driver(DriverOpts::default()).await;
+    let wrong = AttachToken::new("0".repeat(40));
+    let err = connect(&d.addr(), &wrong, "mallory")
+        .await
+        .err()
+        .expect("refused");
+    match &err {
+        AttachError::Refused { reason, .. } => {
+            assert!(reason.contains("token is wrong"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    d.wait_for("the refusal recorded", |s| {
+        logged(s, "was refused: the attach token is wrong")
+    })
+    .await;
+    let s = d.state().await;
+    assert!(s.peers.is_empty(), "a refused peer is not a watcher");
+
+    // A prefix of the right token is wrong too.
+    let prefix = AttachToken::new(&d.token().reveal()[..20]);
+    assert!(matches!(
+        connect(&d.addr(), &prefix, "mallory").await,
+        Err(AttachError::Refused { .. })
+    ));
+
+    let mut p = attach(&d, "ann").await;
+    d.ingest(vec![note("still serving")]).await;
+    p.wait_for("the note", |w| logged(&w.state, "still serving"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_garbage_frames_close_only_that_connection() {
+    let mut d = start_driver(DriverOpts::default()).await;
+    let mut good = attach(&d, "ann").await;
+
+    // A length prefix far over the limit, before any hello.
+    let mut s = raw(&d).await;
+    s.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    let got = read_until_closed(&mut s).await;
+    if let Some(reason) = bye_reason(&got) {
+        assert!(reason.contains("exceeds the limit"), "{reason}");
+    }
+    assert!(!got.iter().any(|m| matches!(m, DriverMsg::Hello { .. })));
+
+    // Garbage in a well-formed frame.
+    let mut s = raw(&d).await;
+    let mut frame = 12u32.to_be_bytes().to_vec();
+    frame.extend_from_slice(b"\x00\xffnot json!!");
+    s.write_all(&frame).await.unwrap();
+    let got = read_until_closed(&mut s).await;
+    assert!(
+        bye_reason(&got)
+            .unwrap()
+            .contains("not a valid attach message"),
+        "{got:?}"
+    );
+
+    // Plain text (an HTTP client, say) reads as a huge length.
+    let mut s = raw(&d).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut s).await;
+    assert!(!got.iter().any(|m| matches!(m, DriverMsg::Hello { .. })));
+
+    // An admitted peer that sends an oversized frame is dropped, and recorded as such.
+    // (Read up to the catch-up marker first: a close with unread bytes may reset the
+    // connection, and what matters here is what the driver does, not what bob reads.)
+    let (r, mut w) = raw(&d).await.into_split();
+    w.write_all(&hello(&d.token(), "bob", VERSION))
+        .await
+        .unwrap();
+    let mut reader = FrameReader::new(r, MAX_DRIVER_FRAME);
+    assert!(matches!(
+        reader.next_msg::<DriverMsg>().await.unwrap(),
+        Some(DriverMsg::Hello { .. })
+    ));
+    while !matches!(
+        reader.next_msg::<DriverMsg>().await.unwrap(),
+        Some(DriverMsg::CaughtUp { .. })
+    ) {}
+    let mut oversized = (MAX_PEER_FRAME as u32 + 1).to_be_bytes().to_vec();
+    oversized.extend(vec![b'x'; 1024]);
+    w.write_all(&oversized).await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, reader.next_msg::<DriverMsg>())
+            .await
+            .expect("closed")
+        {
+            Ok(Some(DriverMsg::Bye { reason })) => {
+                assert!(reason.contains("exceeds the limit"), "{reason}");
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    d.wait_for("bob dropped for an oversized frame", |s| {
+        logged(s, "bob dropped: frame of") && !s.peers.contains("bob")
+    })
+    .await;
+
+    // An admitted peer that sends garbage is dropped too.
+    let mut s = raw(&d).await;
+    s.write_all(&hello(&d.token(), "carl", VERSION))
+        .await
+        .unwrap();
+    s.write_all(&frame).await.unwrap();
+    let got = read_until_closed(&mut s).await;
+    assert!(
+        bye_reason(&got)
+            .unwrap()
+            .contains("not a valid attach message")
+    );
+    d.wait_for("carl dropped", |s| {
+        logged(s, "carl dropped: not a valid attach message")
+    })
+    .await;
+
+    // The good peer saw all of it, and the driver still admits newcomers.
+    d.ingest(vec![note("after the garbage")]).await;
+    let driver = d.state().await;
+    good.wait_seq(driver.events).await;
+    assert_same_state(&good.w.state, &driver);
+    assert!(good.w.closed.is_none());
+    let _late = attach(&d, "dora").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_version_or_a_taken_name_is_refused_with_the_reason() {
+    let d = start_driver(DriverOpts::default()).await;
+    let mut s = raw(&d).await;
+    s.write_all(&hello(&d.token(), "ann", VERSION + 1))
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut s).await;
+    let reason = bye_reason(&got).unwrap();
+    assert!(
+        reason.contains(&format!("version {}", VERSION + 1))
+            && reason.contains("same cutover release"),
+        "{reason}"
+    );
+
+    let _ann = attach(&d, "ann").await;
+    let err = connect(&d.addr(), &d.token(), "ann")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("already attached") && err.contains("--name"),
+        "{err}"
+    );
+    let err = connect(&d.addr(), &d.token(), "op")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("driver's own name"), "{err}");
+    let err = connect(&d.addr(), &d.token(), "  ")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("name is empty"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_dropped_and_the_driver_never_waits() {
+    let mut opts = DriverOpts::default();
+    opts.share.peer_queue = 256;
+    opts.share.idle_timeout = Duration::from_secs(600);
+    let mut d = start_driver(opts).await;
+
+    // Baseline: the same ingests with nobody attached.
+    let big = "x".repeat(8 * 1024);
+    let mut baseline = Duration::ZERO;
+    for i in 0..500 {
+        baseline += d.ingest(vec![note(format!("{i} {big}"))]).await;
+    }
+
+    // A healthy peer keeps reading; a stalled one says hello and never reads again.
+    let mut healthy = attach(&d, "ann").await;
+    // A small receive buffer (it turns off autotuning, which may grow to 32 MiB on loopback).
+    let ShareAddr::Tcp(sa) = d.addr() else {
+        panic!("a TCP share")
+    };
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut stalled = socket.connect(sa).await.unwrap();
+    stalled
+        .write_all(&hello(&d.token(), "stuck", VERSION))
+        .await
+        .unwrap();
+    d.wait_for("stuck to be listed", |s| s.peers.contains("stuck"))
+        .await;
+
+    let reader = tokio::spawn(async move {
+        let mut w = healthy.w;
+        while let Some(m) = healthy.link.next().await {
+            let last = matches!(&m, Incoming::Event { event: Event::Note { text, .. }, .. } if text == "the last note");
+            w.handle(m);
+            if last {
+                break;
+            }
+        }
+        w
+    });
+
+    // 4000 notes of 8 KiB: far more than the stalled peer's socket buffers and queue hold.
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut total = Duration::ZERO;
+    for i in 0..4000 {
+        let took = d.ingest(vec![note(format!("{i} {big}"))]).await;
+        worst = worst.max(took);
+        total += took;
+    }
+    d.ingest(vec![note("the last note")]).await;
+    let wall = started.elapsed();
+    eprintln!(
+        "4000 ingests with a stalled peer: {:?} in ingest (worst {worst:?}), {wall:?} wall; \
+         baseline 500 ingests with no peer: {baseline:?}",
+        total
+    );
+
+    let s = d
+        .wait_for("the stalled peer to be dropped", |s| {
+            !s.peers.contains("stuck")
+        })
+        .await;
+    assert!(
+        d.noted("stuck dropped: fell 256 events behind"),
+        "the drop is recorded with its reason"
+    );
+    assert!(s.peers.contains("ann"), "the healthy peer stays");
+    // A blocked tap would have hung the loop above; a slow one shows here. 8 KiB notes take
+    // microseconds to fold; a second is only there to absorb a loaded CI machine.
+    assert!(worst < Duration::from_secs(1), "an ingest took {worst:?}");
+    assert!(
+        total / 8 < baseline + Duration::from_millis(500),
+        "ingest per event with a stalled peer ({:?}) is far above the baseline ({:?})",
+        total / 4000,
+        baseline / 500
+    );
+
+    let w = tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("the healthy peer kept up")
+        .unwrap();
+    assert!(
+        w.closed.is_none(),
+        "the healthy peer was not dropped: {:?}",
+        w.closed
+    );
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_eyes_step_waits_for_an_approval_then_runs() {
+    let mut d = start_driver(DriverOpts::default()).await;
+    let confirm = || Event::StepConfirmed {
+        at: now_ms(),
+        step: "announce".into(),
+        by: "op".into(),
+    };
+
+    // No approval yet: the driver's confirmation starts nothing.
+    d.ingest(vec![confirm()]).await;
+    let s = d.state().await;
+    assert_eq!(s.steps[0].status, StepStatus::Pending);
+    assert!(
+        logged(&s, "needs 1 approval(s) from peers, has 0"),
+        "{:?}",
+        s.log
+    );
+
+    let mut p = attach(&d, "ann").await;
+    d.wait_for("ann present", |s| s.peers.contains("ann")).await;
+    p.wait_for("ann sees the step approvable", |w| {
+        w.approvable("ann") == Some(0)
+    })
+    .await;
+
+    // A wrong phrase is refused, told to the peer and recorded.
+    p.link.approve("announce", "announce");
+    let n = p.wait_notice("refused").await;
+    assert!(n.contains("phrase does not match"), "{n}");
+    d.wait_for("the refused approval recorded", |s| {
+        logged(s, "ann's approval of announce was refused")
+    })
+    .await;
+    // Approving another step, or one that asks for none, changes nothing.
+    p.link.approve("check", "checked");
+    p.wait_notice("does not ask for approvals").await;
+    d.ingest(vec![confirm()]).await;
+    assert_eq!(
+        d.state().await.steps[0].status,
+        StepStatus::Pending,
+        "still blocked"
+    );
+
+    // The exact phrase: approved, recorded under the peer's name.
+    p.link.approve("announce", "announced");
+    p.wait_notice("was sent to the driver").await;
+    let s = d
+        .wait_for("the approval recorded", |s| {
+            !s.steps[0].approvals.is_empty()
+        })
+        .await;
+    assert_eq!(s.steps[0].approvals[0].0, "ann");
+    p.wait_for("ann sees her approval", |w| w.approvable("ann").is_none())
+        .await;
+
+    // Now the driver's confirmation runs the step.
+    d.ingest(vec![confirm()]).await;
+    let s = d
+        .wait_for("the step done", |s| s.steps[0].status == StepStatus::Done)
+        .await;
+    assert_eq!(s.steps[0].confirmed_by.as_deref(), Some("op"));
+    p.wait_for("ann sees it done", |w| {
+        w.state.steps[0].status == StepStatus::Done
+    })
+    .await;
+    p.link.approve("announce", "announced");
+    p.wait_notice("nothing is left to approve").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_approval_stays_but_execution_needs_peers_present() {
+    let mut d = start_driver(DriverOpts::default()).await;
+    let mut p = attach(&d, "ann").await;
+    p.wait_for("approvable", |w| w.approvable("ann") == Some(0))
+        .await;
+    p.link.approve("announce", "announced");
+    d.wait_for("approved", |s| !s.steps[0].approvals.is_empty())
+        .await;
+    p.link.leave().await;
+    d.wait_for("ann gone", |s| s.peers.is_empty()).await;
+
+    d.ingest(vec![Event::StepConfirmed {
+        at: now_ms(),
+        step: "announce".into(),
+        by: "op".into(),
+    }])
+    .await;
+    let s = d.state().await;
+    assert_eq!(s.steps[0].status, StepStatus::Pending);
+    assert_eq!(
+        s.steps[0].approvals.len(),
+        1,
+        "leaving does not withdraw the approval"
+    );
+    assert!(
+        logged(&s, "approving peer(s) present, 0 attached"),
+        "{:?}",
+        s.log
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_peer_is_dropped_and_heartbeats_keep_a_quiet_one() {
+    let mut opts = DriverOpts::default();
+    opts.share.idle_timeout = Duration::from_millis(400);
+    let mut d = start_driver(opts).await;
+    // The client heartbeats at a third of the timeout the driver announces.
+    let mut quiet = attach(&d, "ann").await;
+    let mut s = raw(&d).await;
+    s.write_all(&hello(&d.token(), "mute", VERSION))
+        .await
+        .unwrap();
+    d.wait_for("mute dropped for silence", |s| {
+        logged(s, "mute dropped: sent nothing for 400ms")
+    })
+    .await;
+    d.ingest(vec![note("ann still here")]).await;
+    quiet
+        .wait_for("the note", |w| logged(&w.state, "ann still here"))
+        .await;
+    assert!(d.state().await.peers.contains("ann"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharing_stops_with_the_sessions_end_then_a_goodbye() {
+    let mut d = start_driver(DriverOpts::default()).await;
+    let mut p = attach(&d, "ann").await;
+    d.ingest(vec![Event::SessionEnded {
+        at: now_ms(),
+        reason: "operator quit".into(),
+    }])
+    .await;
+    d.share.take().unwrap().shutdown("the session ended").await;
+    p.wait_for("the goodbye", |w| w.closed.is_some()).await;
+    assert!(
+        p.w.state.ended.is_some(),
+        "the session's end arrived before the goodbye"
+    );
+    assert_eq!(p.w.closed.as_deref(), Some("the session ended"));
+    let err = connect(&d.addr(), &d.token(), "late")
+        .await
+        .err()
+        .expect("no longer listening");
+    assert!(matches!(err, AttachError::Connect { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_and_remote_addresses_are_refused_without_allow_remote() {
+    captured_log();
+    for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.10:7878"] {
+        let (mut session, _inbox) = Session::open(SessionConfig {
+            plan: plan(),
+            mode: "test".into(),
+            operator: "op".into(),
+            sessions_dir: None,
+            actuator: None,
+        })
+        .unwrap();
+        let err = start_share(&mut session, ShareOptions::new(addr.parse().unwrap()))
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, ShareError::Remote { .. }), "{addr}: {err}");
+        assert!(err.to_string().contains("--allow-remote"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_works_over_a_unix_socket_that_only_the_owner_can_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cutover.sock");
+    let d = start_driver(DriverOpts {
+        share: ShareOptions::new(ShareAddr::Unix(path.clone())),
+        sessions_dir: None,
+    })
+    .await;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut p = attach(&d, "ann").await;
+    d.ingest(vec![note("over the socket")]).await;
+    p.wait_for("the note", |w| logged(&w.state, "over the socket"))
+        .await;
+    drop(d);
+    // The socket file goes with the share.
+    let gone = tokio::time::timeout(WAIT, async {
+        while path.exists() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the socket file was removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_reaches_the_transcript_or_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start_driver(DriverOpts {
+        share: ShareOptions::new("127.0.0.1:0".parse().unwrap()),
+        sessions_dir: Some(dir.path().to_path_buf()),
+    })
+    .await;
+    let token = d.token();
+    let secret = token.reveal().to_string();
+    assert!(secret.len() * 4 >= 128, "at least 128 bits");
+    assert!(!format!("{:?}", d.share()).contains(&secret));
+    assert!(
+        d.share().attach_command().contains(&secret),
+        "printed once for the driver"
+    );
+
+    let mut p = attach(&d, "ann").await;
+    // A wrong guess that differs in one character, and a peer sending the token as a phrase.
+    let mut guess = secret.clone().into_bytes();
+    guess[0] = if guess[0] == b'a' { b'b' } else { b'a' };
+    let guess = String::from_utf8(guess).unwrap();
+    assert!(
+        connect(&d.addr(), &AttachToken::new(guess.clone()), "eve")
+            .await
+            .is_err()
+    );
+    p.link.approve("announce", &secret);
+    p.wait_notice("refused").await;
+    d.wait_for("both recorded", |s| {
+        logged(s, "was refused: the attach token is wrong")
+            && logged(s, "ann's approval of announce was refused")
+    })
+    .await;
+    d.share.take().unwrap().shutdown("done").await;
+
+    let transcript = std::fs::read_to_string(d.transcript.as_ref().unwrap()).unwrap();
+    assert!(
+        transcript.contains("peer_joined"),
+        "the transcript holds the pairing"
+    );
+    assert!(
+        !transcript.contains(&secret),
+        "the token is in the transcript"
+    );
+    assert!(
+        !transcript.contains(&guess),
+        "a guessed token is in the transcript"
+    );
+    let log = String::from_utf8_lossy(&captured_log().0.lock().unwrap()).to_string();
+    assert!(log.contains("attach refused"), "the log capture works");
+    assert!(!log.contains(&secret), "the token is in the log");
+    assert!(!log.contains(&guess), "a guessed token is in the log");
+    let _ = std::io::stderr().flush();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attach_screen_approves_through_its_dialog() {
+    let mut d = start_driver(DriverOpts::default()).await;
+    let mut p = attach(&d, "ann").await;
+    let mut screen_state = AttachScreen::new(&p.welcome);
+    p.wait_for("approvable", |w| w.approvable("ann") == Some(0))
+        .await;
+
+    // The footer says whose session this is and offers the approval.
+    let mut term = Terminal::new(TestBackend::new(140, 44)).unwrap();
+    term.draw(|f| screen_state.draw(f, &p.w, &Theme::no_color()))
+        .unwrap();
+    let text = format!("{:?}", term.backend().buffer());
+    assert!(
+        text.contains("watching op@") && text.contains("a approve announce"),
+        "{text}"
+    );
+
+    // `a` opens the dialog; a wrong phrase comes back as the driver's refusal.
+    assert!(screen_state.key(&p.w, key(KeyCode::Char('a'))).is_empty());
+    assert!(screen_state.approval.is_some());
+    for c in "nope".chars() {
+        screen_state.key(&p.w, key(KeyCode::Char(c)));
+    }
+    let sent = screen_state.key(&p.w, key(KeyCode::Enter));
+    assert_eq!(
+        sent,
+        vec![PeerAction::Approve {
+            step: "announce".into(),
+            phrase: "nope".into()
+        }]
+    );
+    p.link.approve("announce", "nope");
+    let n = p.wait_notice("refused").await;
+    screen_state.on_notice(&n);
+    let dialog = screen_state
+        .approval
+        .as_ref()
+        .expect("the dialog stays open");
+    assert!(
+        dialog
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("phrase does not match")
+    );
+    term.draw(|f| screen_state.draw(f, &p.w, &Theme::no_color()))
+        .unwrap();
+    let text = format!("{:?}", term.backend().buffer());
+    assert!(
+        text.contains("approve (four-eyes)") && text.contains("phrase does not match"),
+        "{text}"
+    );
+
+    // The right phrase (stray spaces forgiven) is sent and the dialog closes on the answer.
+    for _ in 0..4 {
+        screen_state.key(&p.w, key(KeyCode::Backspace));
+    }
+    for c in " announced ".chars() {
+        screen_state.key(&p.w, key(KeyCode::Char(c)));
+    }
+    let sent = screen_state.key(&p.w, key(KeyCode::Enter));
+    let [PeerAction::Approve { step, phrase }] = &sent[..] else {
+        panic!("{sent:?}")
+    };
+    p.link.approve(step, phrase);
+    let n = p.wait_notice("was sent").await;
+    screen_state.on_notice(&n);
+    assert!(screen_state.approval.is_none());
+    d.wait_for("approved", |s| {
+        s.steps[0].approvals.iter().any(|(who, _)| who == "ann")
+    })
+    .await;
+    p.wait_for("ann sees her approval", |w| w.approvable("ann").is_none())
+        .await;
+
+    // Nothing left to approve: `a` explains; watch mode records nothing; `q` leaves.
+    screen_state.key(&p.w, key(KeyCode::Char('a')));
+    assert!(screen_state.approval.is_none());
+    assert!(
+        screen_state
+            .ui
+            .notice
+            .as_deref()
+            .unwrap()
+            .contains("already approved")
+    );
+    assert!(
+        screen_state.key(&p.w, key(KeyCode::Enter)).is_empty(),
+        "Enter confirms nothing"
+    );
+    assert_eq!(
+        screen_state.key(&p.w, key(KeyCode::Char('q'))),
+        vec![PeerAction::Quit]
+    );
+}
