@@ -93,15 +93,21 @@ pub async fn run(session: &mut Session, inbox: &mut Inbox, mut ui_state: UiState
             _ = tokio::time::sleep(until_frame), if dirty => {}
         }
     };
-    let reason = match &exit {
-        Exit::Quit => "operator quit".to_string(),
-        Exit::Signal(name) => format!("terminated by {name}"),
-        Exit::InputClosed => "terminal closed".to_string(),
-    };
-    let mut batch = inbox.pending();
-    batch.push(Event::SessionEnded { at: now_ms(), reason });
-    session.ingest(batch)?;
+    // Record what arrived while the loop wound down; the caller records the end itself,
+    // after its last measurements.
+    session.ingest(inbox.pending())?;
     Ok(exit)
+}
+
+impl Exit {
+    /// Why the session ended, for `SessionEnded`.
+    pub fn reason(&self) -> String {
+        match self {
+            Exit::Quit => "operator quit".to_string(),
+            Exit::Signal(name) => format!("terminated by {name}"),
+            Exit::InputClosed => "terminal closed".to_string(),
+        }
+    }
 }
 
 /// SIGTERM, SIGHUP and SIGINT end the loop cleanly (raw mode turns Ctrl-C into a key).

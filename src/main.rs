@@ -252,6 +252,16 @@ async fn live_cmd(
         // A poller that failed has already reported through the session.
         let _ = p.await;
     }
+    let reason = match &result {
+        Ok(exit) => exit.reason(),
+        Err(e) => format!("cockpit error: {e}"),
+    };
+    let mut batch = inbox.pending();
+    batch.push(cutover::event::Event::SessionEnded {
+        at: cutover::event::now_ms(),
+        reason,
+    });
+    session.ingest(batch)?;
     result?;
     if let Some(p) = session.transcript_path() {
         println!("transcript: {}", p.display());

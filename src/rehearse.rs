@@ -132,7 +132,11 @@ pub async fn interactive(rehearsal: Rehearsal, theme: crate::ui::Theme) -> anyho
         session.transcript_path().map(|p| p.display().to_string()),
     );
     let result = crate::app::run(&mut session, &mut inbox, ui_state, &theme).await;
-    finish(&mut session, &mut inbox, &world, stop, pollers, "operator quit").await?;
+    let reason = match &result {
+        Ok(exit) => exit.reason(),
+        Err(e) => format!("cockpit error: {e}"),
+    };
+    finish(&mut session, &mut inbox, &world, stop, pollers, &reason).await?;
     result?;
     Ok(summarize(&session, &rehearsal, None, started))
 }

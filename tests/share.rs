@@ -26,6 +26,7 @@ use cutover::ui::{self, Mode, Theme, UiState};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
+use ratatui::text::Line;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -1098,4 +1099,221 @@ async fn the_attach_screen_approves_through_its_dialog() {
         screen_state.key(&p.w, key(KeyCode::Char('q'))),
         vec![PeerAction::Quit]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A real second process: `cutover attach` in a pseudo-terminal.
+
+/// A child process on a pseudo-terminal, its screen kept by a vt100 parser.
+struct Pty {
+    screen: Arc<Mutex<vt100::Parser>>,
+    updates: std::sync::mpsc::Receiver<()>,
+    writer: Box<dyn std::io::Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+const ROWS: u16 = 44;
+const COLS: u16 = 140;
+
+impl Pty {
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Pty {
+        use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: ROWS,
+                cols: COLS,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_cutover"));
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            std::num::NonZeroU16::new(ROWS).unwrap(),
+            std::num::NonZeroU16::new(COLS).unwrap(),
+            0,
+        )));
+        let (tx, updates) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match std::io::Read::read(&mut reader, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        sink.lock().unwrap().process(&buf[..n]);
+                        if tx.send(()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Pty {
+            screen,
+            updates,
+            writer,
+            child,
+            _master: pair.master,
+        }
+    }
+
+    fn rows(&self) -> Vec<String> {
+        let p = self.screen.lock().unwrap();
+        p.screen()
+            .rows(0, COLS)
+            .map(|r| r.trim_end().to_string())
+            .collect()
+    }
+
+    /// Waits (on output, with a deadline) until the screen satisfies `cond`.
+    async fn wait_for(&self, what: &str, cond: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let rows = self.rows();
+            if cond(&rows) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "pty: timed out waiting for {what}; screen:\n{}",
+                    rows.join("\n")
+                );
+            }
+            // Blocking, but bounded: this thread has nothing else to do meanwhile.
+            let _ = tokio::task::block_in_place(|| {
+                self.updates
+                    .recv_timeout(left.min(Duration::from_millis(200)))
+            });
+        }
+    }
+
+    fn keys(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        // Already gone when the test went well.
+        let _ = self.child.kill();
+    }
+}
+
+/// The text rows of a frame, as a terminal shows them (a wide symbol covers two cells).
+fn buffer_rows(buf: &Buffer) -> Vec<String> {
+    let area = buf.area;
+    (0..area.height)
+        .map(|y| {
+            let mut row = String::new();
+            let mut skip = 0;
+            for x in 0..area.width {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                let sym = buf[(x, y)].symbol();
+                skip = Line::raw(sym).width().saturating_sub(1);
+                row.push_str(sym);
+            }
+            row.trim_end().to_string()
+        })
+        .collect()
+}
+
+fn contains(rows: &[String], needle: &str) -> bool {
+    rows.iter().any(|r| r.contains(needle))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_attaches_sees_the_drivers_screen_and_approves() {
+    let mut d = start_driver(DriverOpts::default()).await;
+    d.ingest(some_events(40)).await;
+    d.ingest(vec![note("before bob")]).await;
+    let addr = d.addr().to_string();
+    let token = d.token();
+    let mut pty = Pty::spawn(
+        &["attach", &addr, "--name", "bob"],
+        &[("CUTOVER_ATTACH_TOKEN", token.reveal())],
+    );
+
+    d.wait_for("bob to be listed", |s| s.peers.contains("bob"))
+        .await;
+    pty.wait_for("the watch cockpit", |r| {
+        contains(r, "[WATCH]") && contains(r, "watching op@")
+    })
+    .await;
+
+    // The peer's screen is the driver's state drawn as a peer draws it.
+    let driver = d.state().await;
+    let welcome = Welcome {
+        info: cutover::share::protocol::SessionInfo {
+            mode: "test".into(),
+            operator: "op".into(),
+            plan_name: driver.plan.name.clone(),
+            plan_hash: driver.plan.hash.clone(),
+            started_at: driver.started_at,
+            host: cutover::transcript::host_name(),
+            program_version: env!("CARGO_PKG_VERSION").into(),
+        },
+        plan: Arc::clone(&driver.plan),
+        name: "bob".into(),
+        idle_timeout: Duration::from_secs(30),
+    };
+    let mut view = Watcher::new(Arc::clone(&driver.plan));
+    view.state = driver.clone();
+    view.seq = driver.events;
+    view.caught_up = true;
+    let mut expected_screen = AttachScreen::new(&welcome);
+    let mut term = Terminal::new(TestBackend::new(COLS, ROWS)).unwrap();
+    term.draw(|f| expected_screen.draw(f, &view, &Theme::no_color()))
+        .unwrap();
+    let expected = buffer_rows(term.backend().buffer());
+    assert!(contains(&expected, "before bob") || contains(&expected, "announce"));
+    pty.wait_for("the driver's screen, cell for cell", |r| {
+        r == expected.as_slice()
+    })
+    .await;
+
+    // Live: a new event shows up in the other process.
+    d.ingest(vec![note("after bob")]).await;
+    pty.wait_for("the live note", |r| contains(r, "after bob"))
+        .await;
+
+    // Four-eyes from the other process: `a`, the phrase, Enter.
+    pty.keys("a");
+    pty.wait_for("the approval dialog", |r| {
+        contains(r, "approve (four-eyes)")
+    })
+    .await;
+    pty.keys("announced\r");
+    let s = d
+        .wait_for("bob's approval", |s| {
+            s.steps[0].approvals.iter().any(|(who, _)| who == "bob")
+        })
+        .await;
+    assert!(logged(&s, "bob approved announce"));
+    pty.wait_for("the answer", |r| contains(r, "was sent to the driver"))
+        .await;
+
+    // `q` leaves: the driver records it, the process exits 0, the terminal is restored.
+    pty.keys("q");
+    d.wait_for("bob gone", |s| !s.peers.contains("bob")).await;
+    let status = tokio::task::block_in_place(|| pty.child.wait()).unwrap();
+    assert!(status.success(), "{status:?}");
+    pty.wait_for("the main screen back", |_| {
+        !pty.screen.lock().unwrap().screen().alternate_screen()
+    })
+    .await;
 }

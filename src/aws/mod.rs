@@ -204,7 +204,8 @@ fn check_endpoint(url: &str) -> Result<(), AwsError> {
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(15);
 
 async fn verify(cfg: &SdkConfig, profile: Option<&str>) -> Result<(), AwsError> {
-    use aws_credential_types_shim::ProvideCredentials;
+    // The SDK's credential trait, through a service crate's re-export (no extra dependency).
+    use aws_sdk_databasemigration::config::ProvideCredentials;
     let profile_note = |p: Option<&str>| {
         p.map(|p| format!(" for profile \"{p}\""))
             .unwrap_or_default()
@@ -238,11 +239,6 @@ async fn verify(cfg: &SdkConfig, profile: Option<&str>) -> Result<(), AwsError> 
             ),
         }),
     }
-}
-
-/// The SDK's credential trait, reached through a service crate's re-export (no extra dependency).
-mod aws_credential_types_shim {
-    pub use aws_sdk_databasemigration::config::ProvideCredentials;
 }
 
 /// The Route 53 change the cockpit made last, shared by the actuator (which records it) and

@@ -21,7 +21,8 @@ use super::sql::{Bound, KeyRange};
 use super::{DbError, DbOptions};
 use crate::event::{ChecksumState, DiffKey, DiffKind, TableDrift, Ts, now_ms};
 
-const FIRST_CHUNK_ROWS: u64 = 10_000;
+/// pt-table-checksum's starting chunk size; chunks grow at most 4x per step from here.
+const FIRST_CHUNK_ROWS: u64 = 1_000;
 const MIN_CHUNK_ROWS: u64 = 100;
 const MAX_CHUNK_ROWS: u64 = 20_000_000;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Connection, Row};
+use sqlx::{AssertSqlSafe, Column, Connection, Row};
 
 use super::DbError;
 use crate::event::Side;
@@ -158,7 +158,11 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
                     "add the database to the url: mysql://user@host:3306/database",
                 ));
             };
-            let opts = opts.timezone(Some("+00:00".to_string()));
+            // sqlx turns on PIPES_AS_CONCAT by default; SQL actions must keep the server's
+            // meaning of `||`.
+            let opts = opts
+                .timezone(Some("+00:00".to_string()))
+                .pipes_as_concat(false);
             // One direct connection first: a pool retries failed logins until its timeout
             // and then reports only the timeout, not the server's reason.
             let mut first = sqlx::mysql::MySqlConnection::connect_with(&opts)

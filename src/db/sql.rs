@@ -202,12 +202,20 @@ pub(crate) fn key_text(mysql: bool, col: &Column) -> String {
     }
 }
 
+/// Knuth's multiplicative constant (odd, < 2^32): see [`row_hash`].
+const MIX: u64 = 2_654_435_761;
+
 /// The per-row hash of the compared columns, computed in the server.
 ///
 /// MySQL/MariaDB: pt-table-checksum's `CRC32(CONCAT_WS('#', cols..., CONCAT(ISNULL(c)...)))`;
 /// the ISNULL flags (only for nullable columns) tell NULL from '' since CONCAT_WS skips
-/// NULLs. PostgreSQL: `hashtextextended(ROW(cols...)::text, 0)`, a 64-bit hash of the row's
-/// text form, in which NULL is an empty field and '' is `""`.
+/// NULLs. CRC32 is linear over GF(2), so under a plain BIT_XOR two rows changed the same
+/// way (same bytes, same distance from the end) cancel out and the chunk compares equal;
+/// multiplying by an odd 32-bit constant (exact in 64 bits, no overflow) breaks the
+/// linearity at the cost of one multiplication per row.
+///
+/// PostgreSQL: `hashtextextended(ROW(cols...)::text, 0)`, a 64-bit (non-linear) hash of the
+/// row's text form, in which NULL is an empty field and '' is `""`.
 pub(crate) fn row_hash(mysql: bool, cols: &[&Column]) -> String {
     if mysql {
         let mut args: Vec<String> = cols.iter().map(|c| quote(true, &c.name)).collect();
@@ -219,7 +227,7 @@ pub(crate) fn row_hash(mysql: bool, cols: &[&Column]) -> String {
         if !flags.is_empty() {
             args.push(format!("CONCAT({})", flags.join(", ")));
         }
-        format!("CRC32(CONCAT_WS('#', {}))", args.join(", "))
+        format!("(CRC32(CONCAT_WS('#', {})) * {MIX})", args.join(", "))
     } else {
         let args: Vec<String> = cols.iter().map(|c| quote(false, &c.name)).collect();
         format!("hashtextextended(ROW({})::text, 0)", args.join(", "))
@@ -328,7 +336,7 @@ mod tests {
         let b = col("b", TypeClass::Text, true);
         assert_eq!(
             row_hash(true, &[&a, &b]),
-            "CRC32(CONCAT_WS('#', `a`, `b`, CONCAT(ISNULL(`b`))))"
+            "(CRC32(CONCAT_WS('#', `a`, `b`, CONCAT(ISNULL(`b`)))) * 2654435761)"
         );
         assert_eq!(row_hash(false, &[&a, &b]), "hashtextextended(ROW(\"a\", \"b\")::text, 0)");
     }

@@ -420,7 +420,7 @@ mod tests {
         let a = AttachToken::generate();
         let b = AttachToken::generate();
         assert_eq!(a.reveal().len(), AttachToken::BYTES * 2);
-        assert!(AttachToken::BYTES * 8 >= 128);
+        const { assert!(AttachToken::BYTES * 8 >= 128) };
         assert_ne!(a, b);
         assert!(a.matches(a.reveal()));
         assert!(!a.matches(b.reveal()));

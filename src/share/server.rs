@@ -254,9 +254,14 @@ pub async fn start_share(
     };
 
     let (hub_tx, hub_rx) = mpsc::unbounded_channel();
+    let history = match session.transcript_path() {
+        Some(path) => History::Transcript(path.to_path_buf()),
+        None => History::Memory(Vec::new()),
+    };
     let mut hub = Hub::new(
         &session.plan,
         &opts,
+        history,
         info.operator.clone(),
         session.sender(),
     );
@@ -469,10 +474,25 @@ enum HubMsg {
     },
 }
 
+/// Where a late joiner's catch-up comes from.
+enum History {
+    /// The session's transcript: read back (and its hash chain checked) by the joining
+    /// peer's own task, so the driver keeps no copy of the session's events.
+    Transcript(PathBuf),
+    /// A session without a transcript: the hub keeps every encoded event.
+    Memory(Vec<Frame>),
+}
+
+/// The events a joining peer must catch up on: everything recorded before it joined.
+enum Backlog {
+    Frames(Vec<Frame>),
+    Transcript { path: PathBuf, events: u64 },
+}
+
 /// What an admitted peer gets: the history so far and its live queue.
 struct Grant {
     id: u64,
-    backlog: Vec<Frame>,
+    backlog: Backlog,
     live: mpsc::Receiver<Frame>,
     ctl: Arc<PeerCtl>,
 }
@@ -523,7 +543,9 @@ const MAX_RECORDED_REFUSALS: u32 = 20;
 pub const MAX_NAME_CHARS: usize = 40;
 
 struct Hub {
-    history: Vec<Frame>,
+    history: History,
+    /// Events recorded so far (the last seq).
+    recorded: u64,
     peers: HashMap<u64, PeerSlot>,
     next_id: u64,
     /// The same fold as the driver's, to check approvals against the step's state.
@@ -541,11 +563,13 @@ impl Hub {
     fn new(
         plan: &Arc<Plan>,
         opts: &ShareOptions,
+        history: History,
         operator: String,
         session: mpsc::UnboundedSender<Event>,
     ) -> Hub {
         Hub {
-            history: Vec::new(),
+            history,
+            recorded: 0,
             peers: HashMap::new(),
             next_id: 1,
             mirror: State::new(Arc::clone(plan)),
@@ -573,31 +597,17 @@ impl Hub {
     fn record(&mut self, batch: Vec<Event>) {
         let mut slow = Vec::new();
         for ev in batch {
-            let seq = self.history.len() as u64 + 1;
-            let frame = match protocol::encode_event(seq, &ev) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::error!(
-                        seq,
-                        event = ev.name(),
-                        "cannot stream an event to peers: {e}"
-                    );
-                    let stand_in = Event::Note {
-                        at: ev.at(),
-                        text: format!(
-                            "a {} event too large to stream to peers was left out",
-                            ev.name()
-                        ),
-                    };
-                    match protocol::encode_event(seq, &stand_in) {
-                        Ok(f) => f,
-                        Err(_) => continue,
-                    }
-                }
-            };
+            self.recorded += 1;
             // The mirror only checks approvals; its effects are the driver's business.
             let _ = self.mirror.apply(&ev);
-            self.history.push(Arc::clone(&frame));
+            let keep = matches!(self.history, History::Memory(_));
+            if self.peers.is_empty() && !keep {
+                continue;
+            }
+            let frame = encode_for_peers(self.recorded, &ev);
+            if let History::Memory(frames) = &mut self.history {
+                frames.push(Arc::clone(&frame));
+            }
             for (id, peer) in &self.peers {
                 if let Err(mpsc::error::TrySendError::Full(_)) =
                     peer.tx.try_send(Arc::clone(&frame))
@@ -616,7 +626,7 @@ impl Hub {
         }
     }
 
-    /// Removes a peer, closes its connection and records that it left.
+        /// Removes a peer, closes its connection and records that it left.
     fn remove(&mut self, id: u64, reason: Option<String>) {
         let Some(peer) = self.peers.remove(&id) else {
             return;
@@ -675,9 +685,16 @@ impl Hub {
             at: now_ms(),
             peer: name,
         });
+        let backlog = match &self.history {
+            History::Memory(frames) => Backlog::Frames(frames.clone()),
+            History::Transcript(path) => Backlog::Transcript {
+                path: path.clone(),
+                events: self.recorded,
+            },
+        };
         Ok(Grant {
             id,
-            backlog: self.history.clone(),
+            backlog,
             live,
             ctl,
         })
@@ -804,6 +821,22 @@ impl Hub {
             // Dropping the sender ends the writer after what is queued; no event is
             // injected, since the session has ended or is ending.
             peer.ctl.set_reason(reason);
+        }
+    }
+}
+
+/// Encodes event `seq` for peers. An event too large for a frame (none should be) goes as a
+/// note saying so, so the stream keeps its numbering.
+fn encode_for_peers(seq: u64, ev: &Event) -> Frame {
+    match protocol::encode_event(seq, ev) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(seq, event = ev.name(), "cannot stream an event to peers: {e}");
+            let stand_in = Event::Note {
+                at: ev.at(),
+                text: format!("a {} event too large to stream to peers was left out", ev.name()),
+            };
+            protocol::encode_event(seq, &stand_in).unwrap_or_else(|_| Frame::from(Vec::new()))
         }
     }
 }

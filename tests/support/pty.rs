@@ -39,7 +39,7 @@ impl Pty {
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("pty reader");
         let writer = pair.master.take_writer().expect("pty writer");
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
+        let parser = Arc::new(Mutex::new(vt100::Parser::new(std::num::NonZeroU16::new(rows).expect("rows > 0"), std::num::NonZeroU16::new(cols).expect("cols > 0"), 0)));
         let p = Arc::clone(&parser);
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];

@@ -1,0 +1,92 @@
+//! The real binary in a pseudo-terminal, read through a terminal emulator: open the
+//! rehearsal, confirm a step by typing its phrase, see it run, quit, check the transcript.
+
+#[path = "support/pty.rs"]
+mod pty;
+
+use std::time::Duration;
+
+use cutover::event::Event;
+
+const T: Duration = Duration::from_secs(60);
+
+fn transcript(dir: &std::path::Path) -> cutover::transcript::Transcript {
+    let file = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .expect("a transcript was written");
+    cutover::transcript::read(&file).expect("the transcript reads back intact")
+}
+
+#[test]
+fn operator_confirms_a_step_in_the_terminal_and_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    let mut term = pty::Pty::spawn(
+        &["rehearse", "--operator", "pty-test", "--sessions-dir", sessions.to_str().unwrap()],
+        dir.path(),
+        100,
+        30,
+    );
+    term.wait_for("[REHEARSAL]", T);
+    term.wait_for("ready: preflight", T);
+
+    // A wrong phrase is refused and the dialog stays open.
+    term.send("\r");
+    term.wait_for("type `ready` to confirm", T);
+    term.send("nope\r");
+    term.wait_for("not the phrase", T);
+    // Esc cancels; then the real phrase.
+    term.send("\x1b");
+    term.wait_until("the dialog to close", T, |s| !s.contains("type `ready` to confirm"));
+    term.send("\r");
+    term.wait_for("type `ready` to confirm", T);
+    term.send("ready\r");
+    term.wait_for("✔ preflight", T);
+    term.wait_for("ready: freeze", T);
+
+    // Freeze: a cutover is now under way, so quitting asks first.
+    term.send("\r");
+    term.wait_for("type `freeze writes` to confirm", T);
+    term.send("freeze writes\r");
+    term.wait_for("✔ freeze", T);
+    term.send("q");
+    term.wait_for("under way", T);
+    term.send("y");
+    let status = term.wait_exit(T);
+    // Quitting before the cutover completed is not a safe completion.
+    assert_eq!(status.exit_code(), 1, "exit status {status:?}");
+    term.wait_for("ABORTED", T);
+
+    let t = transcript(&sessions);
+    assert_eq!(t.header.operator, "pty-test");
+    assert!(t.torn_tail.is_none());
+    let has = |f: &dyn Fn(&Event) -> bool| t.events.iter().any(f);
+    assert!(has(&|e| matches!(e, Event::StepConfirmRejected { step, .. } if step == "preflight")));
+    assert!(has(&|e| matches!(e, Event::StepConfirmCancelled { step, .. } if step == "preflight")));
+    assert!(has(&|e| matches!(e, Event::StepConfirmed { step, by, .. } if step == "preflight" && by == "pty-test")));
+    assert!(has(&|e| matches!(e, Event::ActionFinished { step, ok: true, .. } if step == "freeze")));
+    assert!(matches!(t.events.last(), Some(Event::SessionEnded { reason, .. }) if reason == "operator quit"));
+}
+
+#[test]
+fn the_terminal_is_restored_after_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    let mut term = pty::Pty::spawn(
+        &["rehearse", "--sessions-dir", sessions.to_str().unwrap()],
+        dir.path(),
+        80,
+        24,
+    );
+    term.wait_for("[REHEARSAL]", T);
+    let pid = term.pid().expect("pid") as i32;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    term.wait_exit(T);
+    // Leaving the alternate screen brings back the (empty) primary screen.
+    term.wait_until("the alternate screen to be left", T, |s| !s.contains("[REHEARSAL]"));
+    let t = transcript(&sessions);
+    assert!(matches!(t.events.last(), Some(Event::SessionEnded { reason, .. }) if reason == "terminated by SIGTERM"));
+}
