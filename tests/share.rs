@@ -464,9 +464,9 @@ async fn peer_state_matches_the_drivers_at_the_same_event() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_joiner_catches_up_from_the_start_then_follows_live() {
-    let d = start_driver(DriverOpts::default()).await;
+/// Joins after 1000 events; the peer folds them all, then follows live.
+async fn late_join(opts: DriverOpts) {
+    let d = start_driver(opts).await;
     for _ in 0..10 {
         d.ingest(some_events(100)).await;
     }
@@ -489,7 +489,23 @@ async fn a_late_joiner_catches_up_from_the_start_then_follows_live() {
     let driver = d.state().await;
     p.wait_seq(driver.events).await;
     assert_same_state(&p.w.state, &driver);
+    assert_eq!(screen(&p.w.state), screen(&driver), "the screens differ");
     assert!(logged(&p.w.state, "after the join"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_catches_up_from_memory_without_a_transcript() {
+    late_join(DriverOpts::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_catches_up_from_the_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    late_join(DriverOpts {
+        sessions_dir: Some(dir.path().to_path_buf()),
+        ..DriverOpts::default()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1238,6 +1254,16 @@ fn contains(rows: &[String], needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_attaches_sees_the_drivers_screen_and_approves() {
+    let wired = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["attach", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        wired.status.success(),
+        "`cutover attach` is not wired in src/main.rs yet (see cutover::share::AttachArgs and \
+         run_attach): {}",
+        String::from_utf8_lossy(&wired.stderr)
+    );
     let mut d = start_driver(DriverOpts::default()).await;
     d.ingest(some_events(40)).await;
     d.ingest(vec![note("before bob")]).await;

@@ -57,4 +57,14 @@ pub struct AttachArgs {
     /// Your name, as the driver's status bar and your approvals show it.
     #[arg(long, env = "USER")]
     pub name: String,
+    /// Colour theme: a preset name or a theme file (as for the other cockpits).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub theme: Option<String>,
+}
+
+impl AttachArgs {
+    /// The address to attach to.
+    pub fn share_addr(&self) -> Result<ShareAddr, ShareError> {
+        self.addr.parse()
+    }
 }

@@ -2,11 +2,18 @@
 //! session's recorded events (from the start, then live) and turns their presence and
 //! approvals into events injected through the session's sender.
 //!
+//! One hub task owns every peer's bounded queue and the catch-up source: a late joiner's
+//! own task reads the session's transcript back (hash chain checked) for the events before
+//! it joined, so the driver holds no copy of the session; a session without a transcript
+//! (tests) keeps the encoded events in memory instead. The hub also folds the stream into a
+//! mirror `State`, to check approvals against the step's state at that point.
+//!
 //! Invariants (absences): the driver never waits for a peer — the session's tap only pushes
-//! onto an unbounded channel, and the hub task that fans events out never blocks on a peer's
-//! queue (`try_send`; a full queue drops that peer). The token is never logged, recorded or
-//! put in an error. A peer can change the session only through `PeerJoined`/`PeerLeft`
-//! (its presence) and `StepApproved` (an approval whose phrase the hub has checked).
+//! onto an unbounded channel, and the hub never blocks on a peer's queue (`try_send`; a
+//! full queue drops that peer, recorded with the reason). The token is never logged,
+//! recorded or put in an error. A peer can change the session only through
+//! `PeerJoined`/`PeerLeft` (its presence) and `StepApproved` (an approval whose phrase the
+//! hub has checked); a wrong phrase and a refused attach are recorded as notes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -626,7 +633,7 @@ impl Hub {
         }
     }
 
-        /// Removes a peer, closes its connection and records that it left.
+    /// Removes a peer, closes its connection and records that it left.
     fn remove(&mut self, id: u64, reason: Option<String>) {
         let Some(peer) = self.peers.remove(&id) else {
             return;
@@ -778,16 +785,21 @@ impl Hub {
                 false,
             ));
         }
-        if let Some(next) = self.mirror.next_step()
-            && next != i
-        {
-            return Err((
-                format!(
-                    "only the next step ({}) can be approved now",
-                    self.plan.steps[next].id
-                ),
-                false,
-            ));
+        match self.mirror.next_step() {
+            Some(next) if next == i => {}
+            Some(next) => {
+                let id = &self.plan.steps[next].id;
+                return Err((
+                    format!("only the next step ({id}) can be approved now"),
+                    false,
+                ));
+            }
+            None => {
+                return Err((
+                    "no step can be approved now (a rollback owns the session)".into(),
+                    false,
+                ));
+            }
         }
         if st.approvals.iter().any(|(who, _)| who == name) {
             return Err(("you have already approved it".into(), false));
@@ -831,10 +843,17 @@ fn encode_for_peers(seq: u64, ev: &Event) -> Frame {
     match protocol::encode_event(seq, ev) {
         Ok(f) => f,
         Err(e) => {
-            tracing::error!(seq, event = ev.name(), "cannot stream an event to peers: {e}");
+            tracing::error!(
+                seq,
+                event = ev.name(),
+                "cannot stream an event to peers: {e}"
+            );
             let stand_in = Event::Note {
                 at: ev.at(),
-                text: format!("a {} event too large to stream to peers was left out", ev.name()),
+                text: format!(
+                    "a {} event too large to stream to peers was left out",
+                    ev.name()
+                ),
             };
             protocol::encode_event(seq, &stand_in).unwrap_or_else(|_| Frame::from(Vec::new()))
         }
@@ -1091,44 +1110,107 @@ async fn read_loop<R: AsyncRead + Unpin>(
     reason
 }
 
+/// Why the writer stopped early.
+enum WriteFail {
+    /// The connection failed: nothing more can be sent.
+    Conn(ProtocolError),
+    /// The catch-up could not be read: the peer is told why.
+    CatchUp(String),
+}
+
+impl From<ProtocolError> for WriteFail {
+    fn from(e: ProtocolError) -> WriteFail {
+        WriteFail::Conn(e)
+    }
+}
+
+/// Sends the backlog: frames kept by the hub, or the transcript's first `events` events,
+/// read back with its hash chain checked.
+async fn send_backlog<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    backlog: Backlog,
+) -> Result<u64, WriteFail> {
+    match backlog {
+        Backlog::Frames(frames) => {
+            for frame in &frames {
+                protocol::write_frame(w, frame).await?;
+            }
+            Ok(frames.len() as u64)
+        }
+        Backlog::Transcript { path, events } => {
+            let shown = path.display().to_string();
+            let read = tokio::task::spawn_blocking(move || crate::transcript::read(&path)).await;
+            let t = match read {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    return Err(WriteFail::CatchUp(format!(
+                        "the driver cannot read its transcript back for your catch-up: {e}"
+                    )));
+                }
+                Err(e) => {
+                    return Err(WriteFail::CatchUp(format!(
+                        "reading the transcript {shown} for your catch-up failed: {e}"
+                    )));
+                }
+            };
+            if (t.events.len() as u64) < events {
+                return Err(WriteFail::CatchUp(format!(
+                    "the transcript {shown} holds {} events, {events} were recorded; attach again",
+                    t.events.len()
+                )));
+            }
+            for (i, ev) in t.events.iter().take(events as usize).enumerate() {
+                protocol::write_frame(w, &encode_for_peers(i as u64 + 1, ev)).await?;
+            }
+            Ok(events)
+        }
+    }
+}
+
 /// Sends the Hello, the backlog, the catch-up marker, then live frames until the queue
 /// closes (sharing stopped) or the connection is closed; then says goodbye.
 async fn write_loop<W: AsyncWrite + Unpin>(
     w: &mut W,
     hello: DriverMsg,
-    backlog: Vec<Frame>,
+    backlog: Backlog,
     mut live: mpsc::Receiver<Frame>,
     ctl: &PeerCtl,
 ) -> Option<String> {
     let outcome = async {
-        let seq = backlog.len() as u64;
-        protocol::send(w, &hello, MAX_DRIVER_FRAME).await?;
-        for frame in backlog {
-            protocol::write_frame(w, &frame).await?;
-        }
+        protocol::send(&mut *w, &hello, MAX_DRIVER_FRAME).await?;
+        let seq = send_backlog(&mut *w, backlog).await?;
         let caught_up = protocol::encode(&DriverMsg::CaughtUp { seq }, MAX_DRIVER_FRAME)?;
-        protocol::write_frame(w, &caught_up).await?;
-        w.flush().await?;
+        protocol::write_frame(&mut *w, &caught_up).await?;
+        w.flush().await.map_err(ProtocolError::from)?;
         while let Some(frame) = live.recv().await {
-            protocol::write_frame(w, &frame).await?;
+            protocol::write_frame(&mut *w, &frame).await?;
             if live.is_empty() {
-                w.flush().await?;
+                w.flush().await.map_err(ProtocolError::from)?;
             }
         }
-        Ok::<(), ProtocolError>(())
+        Ok::<(), WriteFail>(())
     };
     let failed = tokio::select! {
         _ = ctl.closing.cancelled() => None,
         r = outcome => r.err(),
     };
-    let reason = failed.map(|e| format!("dropped: {e}"));
+    let reason = match failed {
+        None => {
+            let bye = ctl
+                .reason()
+                .unwrap_or_else(|| "the driver stopped sharing".into());
+            say_bye(w, &bye).await;
+            None
+        }
+        Some(WriteFail::Conn(e)) => Some(format!("dropped: {e}")),
+        Some(WriteFail::CatchUp(why)) => {
+            tracing::error!("a peer's catch-up failed: {why}");
+            say_bye(w, &why).await;
+            Some(format!("dropped: {why}"))
+        }
+    };
     if let Some(r) = &reason {
         ctl.set_reason(r);
-    } else {
-        let bye = ctl
-            .reason()
-            .unwrap_or_else(|| "the driver stopped sharing".into());
-        say_bye(w, &bye).await;
     }
     ctl.closing.cancel();
     reason

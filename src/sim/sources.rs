@@ -91,10 +91,18 @@ impl World {
         let mut core = self.core.lock().await;
         let observed_at = now_ms();
         let status = self.task.borrow().clone();
-        let snap = self
-            .snapshot_locked(&mut core)
-            .await
-            .map_err(|e| db_error("table statistics", e))?;
+        // A stopped task validates nothing: its figures stay where they were at the stop.
+        let frozen = match (&status, &core.stop_snapshot) {
+            (TaskStatus::Stopped, Some(snap)) => Some(Arc::clone(snap)),
+            _ => None,
+        };
+        let snap = match frozen {
+            Some(snap) => snap,
+            None => self
+                .snapshot_locked(&mut core)
+                .await
+                .map_err(|e| db_error("table statistics", e))?,
+        };
         let n = u32::try_from(self.cfg.tables.len()).unwrap_or(u32::MAX);
         let task = TaskReading {
             observed_at,
@@ -175,12 +183,21 @@ impl World {
             unit: Some(unit.to_string()),
             points: vec![(observed_at, v)],
         };
+        // DMS publishes no CDC metrics for a stopped task: the series come back without
+        // datapoints, as CloudWatch answers, and the newest one ages honestly.
+        let cdc = |name: &str, unit: &str, v: f64| {
+            let mut s = series(name, unit, v);
+            if status == TaskStatus::Stopped {
+                s.points.clear();
+            }
+            s
+        };
         Reading::Metrics {
             observed_at,
             series: vec![
-                series("CDCLatencySource", "Seconds", latency_source),
-                series("CDCLatencyTarget", "Seconds", latency_target),
-                series("CDCIncomingChanges", "Count", incoming),
+                cdc("CDCLatencySource", "Seconds", latency_source),
+                cdc("CDCLatencyTarget", "Seconds", latency_target),
+                cdc("CDCIncomingChanges", "Count", incoming),
                 series(
                     "WritesSource",
                     "writes/s",
@@ -200,8 +217,17 @@ impl World {
         }
     }
 
+    /// Row counts and checksums of both sides. A difference whose key still has a change in
+    /// the replicator's backlog is in flight, not drift: a table whose every difference is
+    /// in flight is `Pending`, and `Mismatch` needs a difference nothing explains (its keys
+    /// are listed first). Once replication is stopped and the name points at the target, the
+    /// target is authoritative and the compare means nothing: no reading, the last ones age.
     async fn read_drift(&self) -> Result<Vec<Reading>, SourceError> {
         let mut core = self.core.lock().await;
+        let stopped = *self.task.borrow() == TaskStatus::Stopped;
+        if stopped && self.points_at_target() {
+            return Ok(Vec::new());
+        }
         let observed_at = now_ms();
         let snap = self
             .snapshot_locked(&mut core)
@@ -222,14 +248,17 @@ impl World {
                     target_rows: Some(c.target_rows),
                     checksum: if c.diffs.is_empty() {
                         ChecksumState::Equal
+                    } else if t.unexplained.is_empty() {
+                        ChecksumState::Pending
                     } else {
                         ChecksumState::Mismatch
                     },
                     chunks_done: Some(c.chunks_total),
                     chunks_total: Some(c.chunks_total),
-                    differing_keys: c
-                        .diffs
+                    differing_keys: t
+                        .unexplained
                         .iter()
+                        .chain(c.diffs.iter().filter(|d| !t.unexplained.contains(d)))
                         .take(DIFF_KEYS_SHOWN)
                         .map(|(id, kind)| DiffKey {
                             key: format!("id={id}"),

@@ -1,6 +1,7 @@
 //! Behaviour of the rehearsal world, observed through its sources, actuator and measures.
 //! Every wait is on a condition with a deadline, never a blind sleep.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,8 @@ use super::world::Timings;
 use super::*;
 use crate::action::{Output, spawn_action};
 use crate::event::{
-    ChecksumState, DiffKind, Direction, Event, Reading, Side, SourceKind, TableDrift, TableStat,
-    WorldMeasures, now_ms,
+    ChecksumState, DiffKind, Direction, Event, MetricSeries, Reading, Side, SourceKind,
+    TableDrift, TableStat, WorldMeasures, now_ms,
 };
 use crate::plan::{Action, DnsTo, Plan, rehearsal_plan};
 use crate::source::{SourceError, spawn_pollers};
@@ -136,6 +137,46 @@ impl Harness {
             .into_iter()
             .find_map(|r| match r {
                 Reading::TableStats { tables, .. } => Some(tables),
+                _ => None,
+            })
+    }
+
+    /// Every series of one metrics poll; `None` when the poll failed.
+    async fn series(&self) -> Option<Vec<MetricSeries>> {
+        self.poll(SourceKind::Metrics)
+            .await
+            .ok()?
+            .into_iter()
+            .find_map(|r| match r {
+                Reading::Metrics { series, .. } => Some(series),
+                _ => None,
+            })
+    }
+
+    /// Datapoints per CDC series in one metrics poll (each series is always present).
+    async fn cdc_points(&self) -> Option<[usize; 3]> {
+        let series = self.series().await?;
+        let points = |name: &str| {
+            series
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.points.len())
+                .unwrap_or_else(|| panic!("{name} is missing from {series:?}"))
+        };
+        Some([
+            points("CDCLatencySource"),
+            points("CDCLatencyTarget"),
+            points("CDCIncomingChanges"),
+        ])
+    }
+
+    async fn heartbeat_lag(&self) -> Option<f64> {
+        self.poll(SourceKind::Heartbeat)
+            .await
+            .ok()?
+            .into_iter()
+            .find_map(|r| match r {
+                Reading::Heartbeat { lag_s, .. } => Some(lag_s),
                 _ => None,
             })
     }
@@ -576,20 +617,16 @@ async fn stopped_replication_lets_lag_grow_and_resumes_where_it_stopped() {
         h.ok(Action::ReplicationStop).await,
         "task shop-cdc already stopped"
     );
-    wait_until("lag to grow while stopped", WAIT, || async {
-        let hb = match h.poll(SourceKind::Heartbeat).await {
-            Ok(r) => r,
-            Err(_) => return false,
-        };
-        let lag = hb.iter().find_map(|r| match r {
-            Reading::Heartbeat { lag_s, .. } => Some(*lag_s),
-            _ => None,
-        });
-        lag >= Some(2.0) && h.metric("CDCLatencySource").await >= Some(1.0)
+    // The heartbeat lag grows honestly while the task is stopped; the backlog grows too,
+    // but a stopped task publishes no CDC datapoints.
+    wait_until("heartbeat lag to grow while stopped", WAIT, || async {
+        h.heartbeat_lag().await >= Some(2.0)
     })
     .await;
-    assert!(h.metric("CDCIncomingChanges").await > Some(10.0));
+    assert!(h.world.core.lock().await.backlog.len() > 10);
+    assert_eq!(h.cdc_points().await, Some([0, 0, 0]));
     h.ok(Action::ReplicationStart).await;
+    assert_eq!(h.cdc_points().await, Some([1, 1, 1]));
     h.freeze_source().await;
     h.drained().await;
     let drift = h.drift().await;
@@ -597,6 +634,222 @@ async fn stopped_replication_lets_lag_grow_and_resumes_where_it_stopped() {
         drift.iter().all(|t| t.checksum == ChecksumState::Equal),
         "{drift:?}"
     );
+    h.world.shutdown().await;
+}
+
+#[tokio::test]
+async fn changes_in_flight_are_pending_not_mismatch_while_writes_flow() {
+    let mut plan = fast_plan();
+    // A longer lag keeps plenty of changes in flight at every poll.
+    plan.rehearsal.lag_ms = 600;
+    let h = Harness::start(plan, vec![]).await;
+    let tables = h.plan.rehearsal.tables.len();
+    // Streaming: poll until several readings showed rows in flight, with different counts.
+    let (in_flight, counts_differ) = (Cell::new(0), Cell::new(false));
+    wait_until("readings with rows in flight", WAIT, || {
+        let (h, in_flight, counts_differ) = (&h, &in_flight, &counts_differ);
+        async move {
+            let drift = h.drift().await;
+            assert_eq!(drift.len(), tables);
+            for t in &drift {
+                assert_ne!(t.checksum, ChecksumState::Mismatch, "in flight: {t:?}");
+                if t.checksum == ChecksumState::Pending {
+                    assert!(!t.differing_keys.is_empty(), "{t:?}");
+                    in_flight.set(in_flight.get() + 1);
+                    if t.row_diff() != Some(0) {
+                        counts_differ.set(true);
+                    }
+                } else {
+                    assert_eq!(t.checksum, ChecksumState::Equal, "{t:?}");
+                    assert!(t.differing_keys.is_empty() && t.row_diff() == Some(0));
+                }
+            }
+            let stats = h.stats().await.expect("replication readings");
+            assert!(
+                stats.iter().all(|t| t.validation_failed == Some(0)),
+                "{stats:?}"
+            );
+            in_flight.get() >= 10 && counts_differ.get()
+        }
+    })
+    .await;
+    // The freeze: tables stay pending until the backlog drains, then equal; never mismatch.
+    h.freeze_source().await;
+    wait_until("equal checksums after the drain", WAIT, || async {
+        let drift = h.drift().await;
+        assert!(
+            drift.iter().all(|t| t.checksum != ChecksumState::Mismatch),
+            "{drift:?}"
+        );
+        drift.iter().all(|t| t.checksum == ChecksumState::Equal)
+    })
+    .await;
+    h.world.shutdown().await;
+}
+
+#[tokio::test]
+async fn drop_change_is_the_one_mismatch_among_changes_in_flight() {
+    let mut plan = fast_plan();
+    plan.rehearsal.lag_ms = 1_000;
+    let h = Harness::start(plan, vec![Fault::DropChange]).await;
+    h.acked_after(60).await;
+    h.freeze_source().await;
+    let (table, id) = match h.world.core.lock().await.drop {
+        super::world::DropState::Dropped { table, id, .. } => (table, id),
+        ref other => panic!("a change in flight was dropped at the freeze: {other:?}"),
+    };
+    let name = h.world.cfg.tables[table].name.clone();
+    let key = format!("id={id}");
+    let pending_seen = Cell::new(false);
+    wait_until("the backlog to drain", WAIT, || {
+        let (h, name, key, pending_seen) = (&h, &name, &key, &pending_seen);
+        async move {
+            let drained = {
+                let core = h.world.core.lock().await;
+                !core.backlog.iter().any(|c| c.what.key().is_some())
+            };
+            for t in h.drift().await {
+                if t.checksum == ChecksumState::Pending {
+                    pending_seen.set(true);
+                }
+                if t.checksum == ChecksumState::Mismatch {
+                    // Only the lost change is unexplained, and it is named first.
+                    assert_eq!(&t.table, name, "{t:?}");
+                    assert_eq!(t.differing_keys.first().map(|k| &k.key), Some(key));
+                }
+            }
+            drained
+        }
+    })
+    .await;
+    assert!(pending_seen.get(), "changes were in flight at the freeze");
+    let drift = h.drift().await;
+    for t in &drift {
+        if t.table == name {
+            assert_eq!(t.checksum, ChecksumState::Mismatch, "{t:?}");
+            assert_eq!(
+                t.differing_keys.iter().map(|k| &k.key).collect::<Vec<_>>(),
+                [&key]
+            );
+        } else {
+            assert_eq!(t.checksum, ChecksumState::Equal, "{t:?}");
+        }
+    }
+    h.world.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stopped_task_freezes_its_figures_and_drift_stops_after_the_flip() {
+    let mut plan = fast_plan();
+    plan.rehearsal.lag_ms = 500;
+    let h = Harness::start(plan, vec![]).await;
+    h.acked_after(20).await;
+    // Stopped with writes still flowing on the source: the backlog grows behind the task.
+    h.ok(Action::ReplicationStop).await;
+    let frozen = h.stats().await.expect("replication readings while stopped");
+    let backlog = h.world.core.lock().await.backlog.len();
+    wait_until("the backlog to grow while stopped", WAIT, || async {
+        h.world.core.lock().await.backlog.len() >= backlog + 20
+    })
+    .await;
+    assert_eq!(
+        h.stats().await.as_ref(),
+        Some(&frozen),
+        "validation does not progress on a stopped task"
+    );
+    assert_eq!(h.cdc_points().await, Some([0, 0, 0]));
+    // Before the flip the compare goes on, and what the stopped task holds back is in flight.
+    let drift = h.drift().await;
+    assert_eq!(drift.len(), h.plan.rehearsal.tables.len());
+    assert!(
+        drift.iter().all(|t| t.checksum == ChecksumState::Pending),
+        "{drift:?}"
+    );
+
+    // The flip: the target is authoritative and takes writes; no compare is reported.
+    h.ok(Action::Dns {
+        to: DnsTo::Target,
+        wait: true,
+    })
+    .await;
+    assert!(h.drift().await.is_empty());
+    h.ok(sql(Side::Target, "SET GLOBAL read_only = OFF")).await;
+    wait_until("writes on the target", WAIT, || async {
+        h.metric("WritesTarget").await > Some(0.0)
+    })
+    .await;
+    let acked = h.world.measures().await.writes_acked;
+    h.acked_after(acked + 20).await;
+    assert!(h.drift().await.is_empty(), "no drift reading after the flip");
+    assert_eq!(h.cdc_points().await, Some([0, 0, 0]));
+    assert_eq!(h.stats().await.as_ref(), Some(&frozen));
+    let reading = h
+        .poll(SourceKind::Replication)
+        .await
+        .expect("replication readings");
+    assert!(
+        reading
+            .iter()
+            .any(|r| matches!(r, Reading::Task(t) if t.status == "stopped")),
+        "{reading:?}"
+    );
+
+    // Rollback: back to the source, replication started: everything resumes.
+    h.ok(sql(Side::Target, "SET GLOBAL read_only = ON")).await;
+    h.ok(Action::Dns {
+        to: DnsTo::Source,
+        wait: true,
+    })
+    .await;
+    let drift = h.drift().await;
+    assert_eq!(drift.len(), h.plan.rehearsal.tables.len());
+    assert!(
+        drift.iter().any(|t| t.checksum == ChecksumState::Mismatch),
+        "the target's own writes are unexplained: {drift:?}"
+    );
+    h.ok(Action::ReplicationStart).await;
+    assert_eq!(h.cdc_points().await, Some([1, 1, 1]));
+    let live = h.stats().await.expect("replication readings");
+    assert_ne!(live, frozen, "validation resumes");
+    h.world.shutdown().await;
+}
+
+#[tokio::test]
+async fn finish_sends_the_last_event_of_the_world() {
+    let mut h = Harness::start(fast_plan(), vec![Fault::ApiThrottle]).await;
+    // The periodic measures are flowing.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, h.events.recv()).await {
+            Ok(Some(ev)) => {
+                let measured = matches!(ev, Event::WorldMeasured { .. });
+                h.seen.push(ev);
+                if measured {
+                    break;
+                }
+            }
+            Ok(None) => panic!("the world closed its channel before finish"),
+            Err(_) => panic!("no periodic measures within {WAIT:?}"),
+        }
+    }
+    let m = h.world.finish().await;
+    // The world keeps running until shutdown, but its channel is closed: the receiver
+    // sees the end of the stream right after finish's figures.
+    let rest = tokio::time::timeout(WAIT, async {
+        let mut rest = Vec::new();
+        while let Some(ev) = h.events.recv().await {
+            rest.push(ev);
+        }
+        rest
+    })
+    .await
+    .expect("the world sends nothing after finish");
+    match rest.last().or(h.seen.last()) {
+        Some(Event::WorldMeasured { measures, .. }) => assert_eq!(measures, &m),
+        other => panic!("the last event is finish's figures, got {other:?}"),
+    }
+    // Measures asked for later still answer, without an event.
+    assert_eq!(h.world.measures().await, m);
     h.world.shutdown().await;
 }
 

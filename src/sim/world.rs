@@ -235,6 +235,9 @@ pub(crate) struct Core {
     lost_cache: Option<((u64, Side), u64)>,
     /// Rows differing when replication last finished stopping.
     pub stop_diverged: Option<u64>,
+    /// Both sides compared when replication last finished stopping: a stopped task's
+    /// validation figures stay where they were then (DMS validates only while it runs).
+    pub stop_snapshot: Option<Arc<Snapshot>>,
     /// Changes from this sequence on were committed while the task was not capturing.
     pub unread_from: Option<i64>,
     pub drop: DropState,
@@ -337,7 +340,9 @@ pub struct World {
     pub(crate) task: watch::Sender<TaskStatus>,
     pub(crate) active: Active,
     signals: Arc<Signals>,
-    events: mpsc::UnboundedSender<Event>,
+    /// Where the world's events go; taken by `finish` with its last event, so that nothing
+    /// the world does afterwards (measures, faults) reaches the cockpit.
+    events: Mutex<Option<mpsc::UnboundedSender<Event>>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
     workload: Mutex<Option<JoinHandle<()>>>,
     pub(crate) started: Instant,
@@ -486,6 +491,7 @@ impl World {
             snapshot: None,
             lost_cache: None,
             stop_diverged: None,
+            stop_snapshot: None,
             unread_from: None,
             drop,
             rng,
@@ -529,7 +535,7 @@ impl World {
             task,
             active: Active::default(),
             signals,
-            events,
+            events: Mutex::new(Some(events)),
             handles: Mutex::new(Vec::new()),
             workload: Mutex::new(None),
             started,
@@ -565,10 +571,24 @@ impl World {
         *lock(&self.handles) = handles;
     }
 
-    /// Sends an event; the receiver may be gone when the cockpit is shutting down, and then
-    /// nobody is left to tell.
-    pub(crate) fn emit(&self, ev: Event) {
-        let _ = self.events.send(ev);
+    /// Sends an event; returns false once `finish` has sent the world's last one. The
+    /// receiver may be gone when the cockpit is shutting down, and then nobody is left to
+    /// tell. Sending under the lock orders every event before `finish`'s last.
+    pub(crate) fn emit(&self, ev: Event) -> bool {
+        match &*lock(&self.events) {
+            Some(tx) => {
+                let _ = tx.send(ev);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends the world's last event and closes its channel.
+    fn emit_last(&self, ev: Event) {
+        if let Some(tx) = lock(&self.events).take() {
+            let _ = tx.send(ev);
+        }
     }
 
     pub(crate) fn fault_changed(&self, fault: Fault, active: bool, detail: String) {
@@ -882,8 +902,14 @@ impl World {
     async fn complete_stop(&self) {
         let mut core = self.core.lock().await;
         match self.snapshot_locked(&mut core).await {
-            Ok(snap) => core.stop_diverged = Some(snap.diverged()),
-            Err(e) => tracing::warn!(error = %e, "rehearsal compare at replication stop failed"),
+            Ok(snap) => {
+                core.stop_diverged = Some(snap.diverged());
+                core.stop_snapshot = Some(snap);
+            }
+            Err(e) => {
+                core.stop_snapshot = None;
+                tracing::warn!(error = %e, "rehearsal compare at replication stop failed");
+            }
         }
         core.unread_from = Some(core.next_seq);
         self.task.send_if_modified(|s| {
@@ -898,6 +924,7 @@ impl World {
     async fn complete_start(&self) {
         let mut core = self.core.lock().await;
         core.unread_from = None;
+        core.stop_snapshot = None;
         self.task.send_if_modified(|s| {
             let starting = *s == TaskStatus::Starting;
             if starting {
@@ -954,11 +981,15 @@ impl World {
         Ok(snap)
     }
 
+    /// Whether the record's value (as the API returns it) names the target.
+    pub(crate) fn points_at_target(&self) -> bool {
+        lock(&self.zone).value == self.cfg.dns.target
+    }
+
     /// Which database holds the truth: the target once the name points at it and it takes
     /// writes, the source before.
     fn authority(&self, core: &Core) -> Side {
-        let points_at_target = lock(&self.zone).value == self.cfg.dns.target;
-        if points_at_target && !core.target.read_only {
+        if self.points_at_target() && !core.target.read_only {
             Side::Target
         } else {
             Side::Source
@@ -1051,7 +1082,7 @@ impl World {
     }
 
     /// Stops the workload, waits (bounded) for the replicator to drain if it runs, and
-    /// returns the final figures, also sent as `WorldMeasured`.
+    /// returns the final figures, also sent as `WorldMeasured`: the world's last event.
     pub async fn finish(&self) -> WorldMeasures {
         self.signals.workload.cancel();
         let workload = lock(&self.workload).take();
@@ -1084,7 +1115,7 @@ impl World {
         let now = Instant::now();
         core.finished_at.get_or_insert(now);
         let measures = self.measures_locked(&mut core).await;
-        self.emit(Event::WorldMeasured {
+        self.emit_last(Event::WorldMeasured {
             at: now_ms(),
             measures: measures.clone(),
         });
@@ -1296,10 +1327,14 @@ async fn measurer(weak: Weak<World>, signals: Arc<Signals>) {
         }
         let Some(world) = weak.upgrade() else { return };
         let measures = world.measures().await;
-        world.emit(Event::WorldMeasured {
+        let sent = world.emit(Event::WorldMeasured {
             at: now_ms(),
             measures,
         });
+        if !sent {
+            // `finish` sent the last figures.
+            return;
+        }
     }
 }
 

@@ -13,7 +13,10 @@ impl State {
                 let s = &self.steps[i];
                 let ran = matches!(
                     s.status,
-                    StepStatus::Done | StepStatus::Failed | StepStatus::UndoFailed | StepStatus::Running
+                    StepStatus::Done
+                        | StepStatus::Failed
+                        | StepStatus::UndoFailed
+                        | StepStatus::Running
                 ) && s.started_at.is_some();
                 ran && self.plan.steps.get(i).is_some_and(|p| p.undo.is_some())
             })
@@ -27,7 +30,8 @@ impl State {
             .filter(|&i| {
                 let s = &self.steps[i];
                 matches!(s.status, StepStatus::Done | StepStatus::Failed)
-                    && (s.started_at.is_none() || self.plan.steps.get(i).is_some_and(|p| p.undo.is_none()))
+                    && (s.started_at.is_none()
+                        || self.plan.steps.get(i).is_some_and(|p| p.undo.is_none()))
             })
             .collect()
     }

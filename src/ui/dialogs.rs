@@ -21,7 +21,10 @@ pub fn too_small(buf: &mut Buffer, area: Rect, theme: &Theme) {
         "terminal too small: {}x{}, the cockpit needs {MIN_WIDTH}x{MIN_HEIGHT}",
         area.width, area.height
     );
-    let short = format!("too small {}x{} need {MIN_WIDTH}x{MIN_HEIGHT}", area.width, area.height);
+    let short = format!(
+        "too small {}x{} need {MIN_WIDTH}x{MIN_HEIGHT}",
+        area.width, area.height
+    );
     let (w, h) = (area.width as usize, area.height as usize);
     let fits = |m: &str| {
         let lines = wrap(m, w, usize::MAX);
@@ -104,10 +107,18 @@ fn boxed(ctx: &Ctx<'_>, title: String, lines: &[Line<'_>], w: u16, area: Rect, b
         .border_type(BorderType::Double)
         .border_style(t.dialog_border)
         .style(t.dialog)
-        .title(Line::from(Span::styled(format!(" {title} "), t.dialog_border)));
+        .title(Line::from(Span::styled(
+            format!(" {title} "),
+            t.dialog_border,
+        )));
     let inner = block.inner(r);
     block.render(r, buf);
-    let inner = Rect::new(inner.x + 1, inner.y, inner.width.saturating_sub(2), inner.height);
+    let inner = Rect::new(
+        inner.x + 1,
+        inner.y,
+        inner.width.saturating_sub(2),
+        inner.height,
+    );
     for (row, line) in lines.iter().take(inner.height as usize).enumerate() {
         put_line(line, inner, row as u16, buf);
     }
@@ -129,10 +140,17 @@ fn label<'a>(ctx: &Ctx<'a>, name: &'static str, value: String, style: Style, w: 
 fn input_line<'a>(ctx: &Ctx<'a>, phrase: &str, by: Option<&str>, w: usize) -> Line<'a> {
     let t = ctx.theme;
     match by {
-        Some(by) => Line::from(Span::styled(format!("{by} is typing the phrase… (read-only)"), t.dim)),
+        Some(by) => Line::from(Span::styled(
+            format!("{by} is typing the phrase… (read-only)"),
+            t.dim,
+        )),
         None => {
             let typed = ctx.ui.input.as_str();
-            let style = if phrase.starts_with(typed) { t.input } else { t.bad };
+            let style = if phrase.starts_with(typed) {
+                t.input
+            } else {
+                t.bad
+            };
             let shown = crate::ui::text::truncate_left(typed, w.saturating_sub(4));
             Line::from(vec![
                 Span::styled("> ", t.key),
@@ -152,20 +170,32 @@ fn confirm(ctx: &Ctx<'_>, step: usize, by: Option<&String>, area: Rect, buf: &mu
     let box_w = 78;
     let w = text_w(area, box_w);
     let mut lines: Vec<Line<'_>> = Vec::with_capacity(24);
-    lines.push(Line::from(Span::styled(truncate(&def.title, w), t.text.patch(t.title))));
+    lines.push(Line::from(Span::styled(
+        truncate(&def.title, w),
+        t.text.patch(t.title),
+    )));
     if let Some(d) = &def.description {
         for l in wrap(d, w, 2) {
             lines.push(Line::from(Span::styled(l, t.dim)));
         }
     }
     lines.push(Line::raw(""));
-    lines.push(label(ctx, "action", def.action.describe(&st.plan), t.text, w));
+    lines.push(label(
+        ctx,
+        "action",
+        def.action.describe(&st.plan),
+        t.text,
+        w,
+    ));
     match &def.undo {
         Some(u) => lines.push(label(ctx, "undo", u.describe(&st.plan), t.dim, w)),
         None if def.irreversible => lines.push(label(
             ctx,
             "undo",
-            format!("{} irreversible: a rollback cannot undo this step", sym::FAILED),
+            format!(
+                "{} irreversible: a rollback cannot undo this step",
+                sym::FAILED
+            ),
             t.bad,
             w,
         )),
@@ -214,8 +244,18 @@ fn confirm(ctx: &Ctx<'_>, step: usize, by: Option<&String>, area: Rect, buf: &mu
     }
     if def.approvals > 0 {
         let have = st.steps.get(step).map(|s| s.approvals.len()).unwrap_or(0);
-        let style = if have >= def.approvals as usize { t.good } else { t.warn };
-        lines.push(label(ctx, "approvals", format!("{have}/{}", def.approvals), style, w));
+        let style = if have >= def.approvals as usize {
+            t.good
+        } else {
+            t.warn
+        };
+        lines.push(label(
+            ctx,
+            "approvals",
+            format!("{have}/{}", def.approvals),
+            style,
+            w,
+        ));
     }
     if let Some(blocker) = st.confirm_blocker(step) {
         for l in wrap(&format!("{} cannot confirm now: {blocker}", sym::BAD), w, 2) {
@@ -262,9 +302,15 @@ fn rollback(ctx: &Ctx<'_>, by: Option<&String>, area: Rect, buf: &mut Buffer) {
     let mut lines: Vec<Line<'_>> = Vec::with_capacity(20);
     let undos = st.rollback_preview();
     if undos.is_empty() {
-        lines.push(Line::from(Span::styled("no step has an undo to run", t.dim)));
+        lines.push(Line::from(Span::styled(
+            "no step has an undo to run",
+            t.dim,
+        )));
     } else {
-        lines.push(Line::from(Span::styled("these undos run, newest first:", t.text)));
+        lines.push(Line::from(Span::styled(
+            "these undos run, newest first:",
+            t.text,
+        )));
         let id_w = undos
             .iter()
             .filter_map(|&i| st.plan.steps.get(i).map(|s| width(&s.id)))
@@ -272,7 +318,11 @@ fn rollback(ctx: &Ctx<'_>, by: Option<&String>, area: Rect, buf: &mut Buffer) {
             .unwrap_or(4);
         for (k, &i) in undos.iter().enumerate() {
             let def = &st.plan.steps[i];
-            let what = def.undo.as_ref().map(|u| u.describe(&st.plan)).unwrap_or_default();
+            let what = def
+                .undo
+                .as_ref()
+                .map(|u| u.describe(&st.plan))
+                .unwrap_or_default();
             let head = format!("{:>2}. {} {:<id_w$}  ", k + 1, sym::UNDOING, def.id);
             let room = w.saturating_sub(width(&head));
             lines.push(Line::from(vec![
@@ -283,8 +333,15 @@ fn rollback(ctx: &Ctx<'_>, by: Option<&String>, area: Rect, buf: &mut Buffer) {
     }
     let marks = st.rollback_marks_only();
     if !marks.is_empty() {
-        let ids: Vec<&str> = marks.iter().filter_map(|&i| st.plan.steps.get(i).map(|s| s.id.as_str())).collect();
-        for l in wrap(&format!("marked undone, nothing to run: {}", ids.join(", ")), w, 2) {
+        let ids: Vec<&str> = marks
+            .iter()
+            .filter_map(|&i| st.plan.steps.get(i).map(|s| s.id.as_str()))
+            .collect();
+        for l in wrap(
+            &format!("marked undone, nothing to run: {}", ids.join(", ")),
+            w,
+            2,
+        ) {
             lines.push(Line::from(Span::styled(l, t.dim)));
         }
     }
@@ -297,14 +354,27 @@ fn rollback(ctx: &Ctx<'_>, by: Option<&String>, area: Rect, buf: &mut Buffer) {
         .collect();
     if !irreversible.is_empty() {
         lines.push(Line::from(Span::styled(
-            truncate(&format!("{} cannot be undone: {}", sym::FAILED, irreversible.join(", ")), w),
+            truncate(
+                &format!(
+                    "{} cannot be undone: {}",
+                    sym::FAILED,
+                    irreversible.join(", ")
+                ),
+                w,
+            ),
             t.bad,
         )));
     }
     if let Some(r) = ctx.running {
         let id = &st.plan.steps[r].id;
         lines.push(Line::from(Span::styled(
-            truncate(&format!("{} {id} is running: the rollback waits for it to end", sym::RUNNING), w),
+            truncate(
+                &format!(
+                    "{} {id} is running: the rollback waits for it to end",
+                    sym::RUNNING
+                ),
+                w,
+            ),
             t.warn,
         )));
     }
@@ -321,7 +391,14 @@ fn rollback(ctx: &Ctx<'_>, by: Option<&String>, area: Rect, buf: &mut Buffer) {
         }
         lines.push(keys_line(ctx));
     }
-    boxed(ctx, "Roll back the cutover".into(), &lines, box_w, area, buf);
+    boxed(
+        ctx,
+        "Roll back the cutover".into(),
+        &lines,
+        box_w,
+        area,
+        buf,
+    );
 }
 
 fn quit(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
@@ -335,12 +412,27 @@ fn quit(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
     ))];
     if let Some(r) = ctx.running {
         lines.push(Line::from(Span::styled(
-            truncate(&format!("{} step {} is still running", sym::RUNNING, st.plan.steps[r].id), w),
+            truncate(
+                &format!(
+                    "{} step {} is still running",
+                    sym::RUNNING,
+                    st.plan.steps[r].id
+                ),
+                w,
+            ),
             t.warn,
         )));
     } else if let Some(n) = ctx.next {
         lines.push(Line::from(Span::styled(
-            truncate(&format!("step {}/{} {} is next", n + 1, st.steps.len(), st.plan.steps[n].id), w),
+            truncate(
+                &format!(
+                    "step {}/{} {} is next",
+                    n + 1,
+                    st.steps.len(),
+                    st.plan.steps[n].id
+                ),
+                w,
+            ),
             t.dim,
         )));
     }
@@ -366,15 +458,24 @@ fn quit(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
 pub const HELP: &[(&str, &str)] = &[
     ("?", "this help (any key closes it)"),
     ("Tab  S-Tab", "focus the next / previous pane"),
-    ("↑ ↓  j k", "scroll the focused pane; checklist: select a step"),
+    (
+        "↑ ↓  j k",
+        "scroll the focused pane; checklist: select a step",
+    ),
     ("PgUp PgDn", "scroll a page"),
     ("Home End g G", "top / bottom (End: the log follows again)"),
     ("z", "zoom the focused pane to full screen"),
     ("Esc", "back: close, unzoom, follow the next step again"),
     ("Enter", "confirm the next step: opens it, type its phrase"),
     ("R", "roll back: run the undos, newest first"),
-    ("q  Ctrl-C", "quit (asks first while a cutover is under way)"),
-    ("in a dialog", "type · Backspace · Ctrl-U clear · Enter · Esc"),
+    (
+        "q  Ctrl-C",
+        "quit (asks first while a cutover is under way)",
+    ),
+    (
+        "in a dialog",
+        "type · Backspace · Ctrl-U clear · Enter · Esc",
+    ),
 ];
 
 fn help(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
@@ -390,7 +491,13 @@ fn help(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
     }
     if !ctx.ui.mode.can_act() {
         lines.push(Line::from(Span::styled(
-            truncate(&format!("{}: read-only, Enter and R only explain why", ctx.ui.mode.label()), w),
+            truncate(
+                &format!(
+                    "{}: read-only, Enter and R only explain why",
+                    ctx.ui.mode.label()
+                ),
+                w,
+            ),
             t.warn,
         )));
     }

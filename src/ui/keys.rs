@@ -210,14 +210,25 @@ fn cancel(ui: &mut UiState, state: &State, dialog: Dialog, now: Ts) -> Intent {
     Intent::Record(match dialog {
         Dialog::Confirm { step } => Event::StepConfirmCancelled {
             at: now,
-            step: state.plan.steps.get(step).map(|s| s.id.clone()).unwrap_or_default(),
+            step: state
+                .plan
+                .steps
+                .get(step)
+                .map(|s| s.id.clone())
+                .unwrap_or_default(),
             by,
         },
         Dialog::Rollback => Event::RollbackCancelled { at: now, by },
     })
 }
 
-fn in_dialog(ui: &mut UiState, state: &State, dialog: Dialog, key: KeyEvent, now: Ts) -> Vec<Intent> {
+fn in_dialog(
+    ui: &mut UiState,
+    state: &State,
+    dialog: Dialog,
+    key: KeyEvent,
+    now: Ts,
+) -> Vec<Intent> {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     match key.code {
         KeyCode::Esc => vec![cancel(ui, state, dialog, now)],
@@ -259,12 +270,19 @@ fn submit(ui: &mut UiState, state: &State, dialog: Dialog, now: Ts) -> Vec<Inten
                 ));
                 "wrong phrase".to_string()
             } else if let Some(why) = state.confirm_blocker(step) {
-                ui.dialog_error = Some(format!("{} cannot confirm now: {why}", super::panes::sym::BAD));
+                ui.dialog_error = Some(format!(
+                    "{} cannot confirm now: {why}",
+                    super::panes::sym::BAD
+                ));
                 why
             } else {
                 close(ui);
                 ui.selected = None;
-                return vec![Intent::Record(Event::StepConfirmed { at: now, step: id, by })];
+                return vec![Intent::Record(Event::StepConfirmed {
+                    at: now,
+                    step: id,
+                    by,
+                })];
             };
             vec![Intent::Record(Event::StepConfirmRejected {
                 at: now,

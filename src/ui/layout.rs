@@ -63,7 +63,11 @@ fn set(panes: &mut [(Pane, Rect); 7], pane: Pane, r: Rect) {
 /// with Tab and `z`).
 fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
     let left_w = (main.width * 43 / 100).clamp(30, 56).min(main.width);
-    set(panes, Pane::Checklist, Rect::new(main.x, main.y, left_w, main.height));
+    set(
+        panes,
+        Pane::Checklist,
+        Rect::new(main.x, main.y, left_w, main.height),
+    );
     let right = Rect::new(main.x + left_w, main.y, main.width - left_w, main.height);
 
     let tables = ctx.state.tables.len() as u16;
@@ -78,7 +82,14 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
         (Pane::Log, 2, u16::MAX),
     ];
     // Which panes keep their place when rows are short, most important first.
-    let priority = [Pane::Replication, Pane::Drift, Pane::Dns, Pane::Log, Pane::Validation, Pane::Metrics];
+    let priority = [
+        Pane::Replication,
+        Pane::Drift,
+        Pane::Dns,
+        Pane::Log,
+        Pane::Validation,
+        Pane::Metrics,
+    ];
     let mut shown = [false; 6];
     let mut budget = right.height;
     for p in priority {
@@ -98,7 +109,13 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
     }
     // Hand out the spare rows one at a time so every pane grows together; the log takes
     // whatever is left once the others have all they can use.
-    let grow_order = [Pane::Drift, Pane::Validation, Pane::Metrics, Pane::Replication, Pane::Dns];
+    let grow_order = [
+        Pane::Drift,
+        Pane::Validation,
+        Pane::Metrics,
+        Pane::Replication,
+        Pane::Dns,
+    ];
     while budget > 0 {
         let mut gave = false;
         for p in grow_order {
@@ -150,7 +167,11 @@ fn wide_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
         .clamp(5, (upper_h * 2 / 5).max(5))
         .min(upper_h / 2);
     let check_h = upper_h - val_h;
-    set(panes, Pane::Checklist, Rect::new(main.x, main.y, left_w, check_h));
+    set(
+        panes,
+        Pane::Checklist,
+        Rect::new(main.x, main.y, left_w, check_h),
+    );
     set(
         panes,
         Pane::Validation,
@@ -161,12 +182,24 @@ fn wide_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
     let rw = main.width - left_w;
     let top_h = 8.min(upper_h / 3).max(5);
     let rep_w = rw / 2;
-    set(panes, Pane::Replication, Rect::new(rx, main.y, rep_w, top_h));
-    set(panes, Pane::Dns, Rect::new(rx + rep_w, main.y, rw - rep_w, top_h));
+    set(
+        panes,
+        Pane::Replication,
+        Rect::new(rx, main.y, rep_w, top_h),
+    );
+    set(
+        panes,
+        Pane::Dns,
+        Rect::new(rx + rep_w, main.y, rw - rep_w, top_h),
+    );
     let rest = upper_h - top_h;
     let metrics = ctx.state.metrics.len() as u16;
     let met_h = metrics.max(1).saturating_add(2).min(rest / 2);
-    set(panes, Pane::Metrics, Rect::new(rx, main.y + top_h, rw, met_h));
+    set(
+        panes,
+        Pane::Metrics,
+        Rect::new(rx, main.y + top_h, rw, met_h),
+    );
     set(
         panes,
         Pane::Drift,

@@ -94,7 +94,8 @@ impl Fx {
                 observed_at: at,
                 task: "shop-cdc".into(),
                 status: w.task_status.into(),
-                stop_reason: (w.task_status == "stopped").then(|| "Stop Reason STOPPED_BY_USER".into()),
+                stop_reason: (w.task_status == "stopped")
+                    .then(|| "Stop Reason STOPPED_BY_USER".into()),
                 full_load_pct: Some(100.0),
                 tables_loaded: Some(3),
                 tables_loading: Some(0),
@@ -118,7 +119,13 @@ impl Fx {
                 table_state: Some("Table completed".into()),
             })
             .collect();
-        self.obs(at, Reading::TableStats { observed_at: at, tables: stats });
+        self.obs(
+            at,
+            Reading::TableStats {
+                observed_at: at,
+                tables: stats,
+            },
+        );
         let series = |name: &str, unit: Option<&str>, v: f64| MetricSeries {
             name: name.into(),
             unit: unit.map(Into::into),
@@ -138,8 +145,17 @@ impl Fx {
                 ],
             },
         );
-        self.obs(at, Reading::Heartbeat { observed_at: at, lag_s: w.lag + 0.1 });
-        let (src, tgt) = ("shop-mysql.source.internal.", "shop-aurora.target.internal.");
+        self.obs(
+            at,
+            Reading::Heartbeat {
+                observed_at: at,
+                lag_s: w.lag + 0.1,
+            },
+        );
+        let (src, tgt) = (
+            "shop-mysql.source.internal.",
+            "shop-aurora.target.internal.",
+        );
         let value = if w.dns_target { tgt } else { src };
         self.obs(
             at,
@@ -161,7 +177,12 @@ impl Fx {
                 error: "connection refused (shop-mysql:3306)".into(),
             });
         } else {
-            self.db(at, Side::Source, w.source_ro, if w.source_ro { 0.0 } else { w.writes_source });
+            self.db(
+                at,
+                Side::Source,
+                w.source_ro,
+                if w.source_ro { 0.0 } else { w.writes_source },
+            );
         }
         self.db(at, Side::Target, w.target_ro, w.writes_target);
         for (name, s, tg, ck, key) in &w.drift {
@@ -214,8 +235,16 @@ impl Fx {
     /// The operator confirms a step and its action runs to completion.
     fn run(&mut self, id: &str, at: f64, output: &str, message: &str) {
         let by = "alice".to_string();
-        self.ev(Event::StepConfirmRequested { at: t(at), step: id.into(), by: by.clone() });
-        self.ev(Event::StepConfirmed { at: t(at + 0.1), step: id.into(), by });
+        self.ev(Event::StepConfirmRequested {
+            at: t(at),
+            step: id.into(),
+            by: by.clone(),
+        });
+        self.ev(Event::StepConfirmed {
+            at: t(at + 0.1),
+            step: id.into(),
+            by,
+        });
         let desc = {
             let i = self.st.plan.step_index(id).unwrap();
             self.st.plan.steps[i].action.describe(&self.st.plan)
@@ -247,7 +276,10 @@ impl Fx {
 /// Preflight done, fresh green readings after it: the freeze step is ready.
 fn freeze_ready() -> State {
     let mut fx = Fx::new();
-    fx.ev(Event::PeerJoined { at: t(0.5), peer: "bob".into() });
+    fx.ev(Event::PeerJoined {
+        at: t(0.5),
+        peer: "bob".into(),
+    });
     let w = World::steady();
     fx.polls(1, 8, &w);
     fx.run("preflight", 8.3, "", "gates recorded");
@@ -259,16 +291,32 @@ fn freeze_ready() -> State {
 /// mismatches, payments is still being compared.
 fn mid_cutover() -> State {
     let mut fx = Fx::new();
-    fx.ev(Event::PeerJoined { at: t(0.5), peer: "bob".into() });
+    fx.ev(Event::PeerJoined {
+        at: t(0.5),
+        peer: "bob".into(),
+    });
     let mut w = World::steady();
     fx.polls(1, 8, &w);
     fx.run("preflight", 8.3, "", "gates recorded");
     fx.polls(9, 11, &w);
-    fx.run("freeze", 11.4, "SET GLOBAL read_only = ON", "source is read-only");
+    fx.run(
+        "freeze",
+        11.4,
+        "SET GLOBAL read_only = ON",
+        "source is read-only",
+    );
     w.source_ro = true;
     w.writes_source = 0.0;
     w.refused = 38.0;
-    for (s, lag) in [(12, 0.3), (13, 0.1), (14, 0.0), (15, 0.0), (16, 0.0), (17, 0.0), (18, 0.0)] {
+    for (s, lag) in [
+        (12, 0.3),
+        (13, 0.1),
+        (14, 0.0),
+        (15, 0.0),
+        (16, 0.0),
+        (17, 0.0),
+        (18, 0.0),
+    ] {
         w.lag = lag;
         if s >= 15 {
             w.drift = vec![
@@ -301,16 +349,31 @@ fn flipped() -> State {
     fx.polls(1, 8, &w);
     fx.run("preflight", 8.3, "", "gates recorded");
     fx.polls(9, 11, &w);
-    fx.run("freeze", 11.4, "SET GLOBAL read_only = ON", "source is read-only");
+    fx.run(
+        "freeze",
+        11.4,
+        "SET GLOBAL read_only = ON",
+        "source is read-only",
+    );
     w.source_ro = true;
     w.lag = 0.0;
     fx.polls(12, 16, &w);
     fx.run("drain", 16.3, "", "drained");
     fx.polls(17, 18, &w);
-    fx.run("stop-replication", 18.3, "task shop-cdc stopping", "task shop-cdc stopped");
+    fx.run(
+        "stop-replication",
+        18.3,
+        "task shop-cdc stopping",
+        "task shop-cdc stopped",
+    );
     w.task_status = "stopped";
     fx.polls(19, 20, &w);
-    fx.run("flip-dns", 20.3, "change C123 PENDING", "db.shop.internal. -> shop-aurora.target.internal. INSYNC");
+    fx.run(
+        "flip-dns",
+        20.3,
+        "change C123 PENDING",
+        "db.shop.internal. -> shop-aurora.target.internal. INSYNC",
+    );
     w.dns_target = true;
     fx.polls(21, 23, &w);
     fx.st
@@ -335,8 +398,16 @@ fn running() -> State {
     fx.polls(1, 8, &w);
     fx.run("preflight", 8.3, "", "gates recorded");
     fx.polls(9, 11, &w);
-    fx.ev(Event::StepConfirmRequested { at: t(11.4), step: "freeze".into(), by: "alice".into() });
-    fx.ev(Event::StepConfirmed { at: t(11.5), step: "freeze".into(), by: "alice".into() });
+    fx.ev(Event::StepConfirmRequested {
+        at: t(11.4),
+        step: "freeze".into(),
+        by: "alice".into(),
+    });
+    fx.ev(Event::StepConfirmed {
+        at: t(11.5),
+        step: "freeze".into(),
+        by: "alice".into(),
+    });
     fx.ev(Event::ActionStarted {
         at: t(11.6),
         step: "freeze".into(),
@@ -354,7 +425,11 @@ fn running() -> State {
 }
 
 fn ui(mode: Mode) -> UiState {
-    UiState::new(mode, "alice".into(), Some("sessions/2026-01-01T00-00-00Z-rehearsal.jsonl".into()))
+    UiState::new(
+        mode,
+        "alice".into(),
+        Some("sessions/2026-01-01T00-00-00Z-rehearsal.jsonl".into()),
+    )
 }
 
 fn render(st: &State, ui: &UiState, theme: &Theme, w: u16, h: u16) -> Terminal<TestBackend> {
@@ -387,13 +462,19 @@ fn screen(term: &Terminal<TestBackend>) -> String {
 #[test]
 fn snapshot_main_mid_cutover_80x24() {
     let st = mid_cutover();
-    insta::assert_snapshot!("main_80x24", render(&st, &ui(Mode::Rehearsal), &dark(), 80, 24).backend());
+    insta::assert_snapshot!(
+        "main_80x24",
+        render(&st, &ui(Mode::Rehearsal), &dark(), 80, 24).backend()
+    );
 }
 
 #[test]
 fn snapshot_main_mid_cutover_120x40() {
     let st = mid_cutover();
-    insta::assert_snapshot!("main_120x40", render(&st, &ui(Mode::Rehearsal), &dark(), 120, 40).backend());
+    insta::assert_snapshot!(
+        "main_120x40",
+        render(&st, &ui(Mode::Rehearsal), &dark(), 120, 40).backend()
+    );
 }
 
 #[test]
@@ -401,10 +482,16 @@ fn snapshot_confirm_dialog() {
     let st = freeze_ready();
     let mut u = ui(Mode::Drive);
     let out = handle_key(&mut u, &st, key(KeyCode::Enter), t(12.0));
-    assert!(matches!(out.as_slice(), [Intent::Record(Event::StepConfirmRequested { .. })]));
+    assert!(matches!(
+        out.as_slice(),
+        [Intent::Record(Event::StepConfirmRequested { .. })]
+    ));
     type_str(&mut u, &st, "freeze wr");
     insta::assert_snapshot!("confirm_80x24", render(&st, &u, &dark(), 80, 24).backend());
-    insta::assert_snapshot!("confirm_120x40", render(&st, &u, &dark(), 120, 40).backend());
+    insta::assert_snapshot!(
+        "confirm_120x40",
+        render(&st, &u, &dark(), 120, 40).backend()
+    );
 }
 
 #[test]
@@ -414,7 +501,10 @@ fn snapshot_confirm_dialog_after_a_wrong_phrase() {
     handle_key(&mut u, &st, key(KeyCode::Enter), t(12.0));
     type_str(&mut u, &st, "freeze rights");
     handle_key(&mut u, &st, key(KeyCode::Enter), t(12.5));
-    insta::assert_snapshot!("confirm_wrong_phrase_80x24", render(&st, &u, &dark(), 80, 24).backend());
+    insta::assert_snapshot!(
+        "confirm_wrong_phrase_80x24",
+        render(&st, &u, &dark(), 80, 24).backend()
+    );
 }
 
 #[test]
@@ -422,10 +512,16 @@ fn snapshot_rollback_dialog() {
     let st = flipped();
     let mut u = ui(Mode::Rehearsal);
     let out = handle_key(&mut u, &st, key(KeyCode::Char('R')), t(24.0));
-    assert!(matches!(out.as_slice(), [Intent::Record(Event::RollbackRequested { .. })]));
+    assert!(matches!(
+        out.as_slice(),
+        [Intent::Record(Event::RollbackRequested { .. })]
+    ));
     type_str(&mut u, &st, "roll");
     insta::assert_snapshot!("rollback_80x24", render(&st, &u, &dark(), 80, 24).backend());
-    insta::assert_snapshot!("rollback_120x40", render(&st, &u, &dark(), 120, 40).backend());
+    insta::assert_snapshot!(
+        "rollback_120x40",
+        render(&st, &u, &dark(), 120, 40).backend()
+    );
 }
 
 #[test]
@@ -459,23 +555,39 @@ fn snapshot_stale_gate_is_unknown_with_its_reason() {
     let text = screen(&term);
     assert!(text.contains("? source.read_only"), "{text}");
     insta::assert_snapshot!("stale_gate_80x24", term.backend());
-    insta::assert_snapshot!("stale_gate_120x40", render(&st, &ui(Mode::Rehearsal), &dark(), 120, 40).backend());
+    insta::assert_snapshot!(
+        "stale_gate_120x40",
+        render(&st, &ui(Mode::Rehearsal), &dark(), 120, 40).backend()
+    );
 }
 
 #[test]
 fn snapshot_running_step() {
     let st = running();
-    insta::assert_snapshot!("running_80x24", render(&st, &ui(Mode::Drive), &dark(), 80, 24).backend());
+    insta::assert_snapshot!(
+        "running_80x24",
+        render(&st, &ui(Mode::Drive), &dark(), 80, 24).backend()
+    );
 }
 
 #[test]
 fn snapshot_watch_sees_the_drivers_dialog_read_only() {
     let mut st = freeze_ready();
-    st.apply(&Event::StepConfirmRequested { at: t(12.0), step: "freeze".into(), by: "alice".into() });
-    assert!(matches!(st.dialog, Some(OpenDialog::Confirm { step: 1, .. })));
+    st.apply(&Event::StepConfirmRequested {
+        at: t(12.0),
+        step: "freeze".into(),
+        by: "alice".into(),
+    });
+    assert!(matches!(
+        st.dialog,
+        Some(OpenDialog::Confirm { step: 1, .. })
+    ));
     let mut u = UiState::new(Mode::Watch, "bob".into(), None);
     u.footer = Some("▶ 1x  00:00:12 / 00:04:31".into());
-    insta::assert_snapshot!("watch_dialog_80x24", render(&st, &u, &dark(), 80, 24).backend());
+    insta::assert_snapshot!(
+        "watch_dialog_80x24",
+        render(&st, &u, &dark(), 80, 24).backend()
+    );
 }
 
 #[test]
@@ -484,23 +596,53 @@ fn snapshot_drift_zoomed_with_500_tables() {
     let mut u = ui(Mode::Rehearsal);
     u.focus = Pane::Drift;
     handle_key(&mut u, &st, key(KeyCode::Char('z')), t(0.0));
-    insta::assert_snapshot!("drift_zoom_500_80x24", render(&st, &u, &dark(), 80, 24).backend());
-    insta::assert_snapshot!("bench_120x40", render(&st, &ui(Mode::Rehearsal), &dark(), 120, 40).backend());
+    insta::assert_snapshot!(
+        "drift_zoom_500_80x24",
+        render(&st, &u, &dark(), 80, 24).backend()
+    );
+    insta::assert_snapshot!(
+        "bench_120x40",
+        render(&st, &ui(Mode::Rehearsal), &dark(), 120, 40).backend()
+    );
 }
 
 #[test]
 fn snapshot_too_small() {
     let st = mid_cutover();
-    insta::assert_snapshot!("too_small_10x5", render(&st, &ui(Mode::Rehearsal), &dark(), 10, 5).backend());
-    insta::assert_snapshot!("too_small_50x12", render(&st, &ui(Mode::Rehearsal), &dark(), 50, 12).backend());
+    insta::assert_snapshot!(
+        "too_small_10x5",
+        render(&st, &ui(Mode::Rehearsal), &dark(), 10, 5).backend()
+    );
+    insta::assert_snapshot!(
+        "too_small_50x12",
+        render(&st, &ui(Mode::Rehearsal), &dark(), 50, 12).backend()
+    );
 }
 
 #[test]
 fn every_size_draws_without_panicking() {
-    let states = [mid_cutover(), flipped(), stale_gate(), running(), bench_state(500, 20)];
+    let states = [
+        mid_cutover(),
+        flipped(),
+        stale_gate(),
+        running(),
+        bench_state(500, 20),
+    ];
     let themes = [dark(), Theme::no_color()];
     for st in &states {
-        for (w, h) in [(0, 0), (1, 1), (10, 5), (59, 15), (60, 16), (61, 17), (80, 24), (100, 30), (119, 35), (120, 36), (200, 60)] {
+        for (w, h) in [
+            (0, 0),
+            (1, 1),
+            (10, 5),
+            (59, 15),
+            (60, 16),
+            (61, 17),
+            (80, 24),
+            (100, 30),
+            (119, 35),
+            (120, 36),
+            (200, 60),
+        ] {
             let mut u = ui(Mode::Rehearsal);
             render(st, &u, &themes[0], w, h);
             u.help = true;
@@ -545,8 +687,18 @@ fn wrong_phrase_is_rejected_and_the_dialog_stays_open() {
     type_str(&mut u, &st, "freeze");
     let out = handle_key(&mut u, &st, key(KeyCode::Enter), t(13.0));
     match records(&out).as_slice() {
-        [Event::StepConfirmRejected { step, by, reason, at }] => {
-            assert_eq!((step.as_str(), by.as_str(), reason.as_str(), *at), ("freeze", "alice", "wrong phrase", t(13.0)));
+        [
+            Event::StepConfirmRejected {
+                step,
+                by,
+                reason,
+                at,
+            },
+        ] => {
+            assert_eq!(
+                (step.as_str(), by.as_str(), reason.as_str(), *at),
+                ("freeze", "alice", "wrong phrase", t(13.0))
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -563,7 +715,10 @@ fn exact_phrase_confirms_and_the_fold_runs_the_step() {
             st.apply(&e);
         }
     }
-    assert!(matches!(st.dialog, Some(OpenDialog::Confirm { step: 1, .. })));
+    assert!(matches!(
+        st.dialog,
+        Some(OpenDialog::Confirm { step: 1, .. })
+    ));
     type_str(&mut u, &st, " freeze writes ");
     let out = handle_key(&mut u, &st, key(KeyCode::Enter), t(12.5));
     let evs = records(&out);
@@ -587,7 +742,9 @@ fn esc_cancels_the_dialog() {
     handle_key(&mut u, &st, key(KeyCode::Enter), t(12.0));
     type_str(&mut u, &st, "fre");
     let out = handle_key(&mut u, &st, key(KeyCode::Esc), t(12.2));
-    assert!(matches!(records(&out).as_slice(), [Event::StepConfirmCancelled { step, .. }] if step == "freeze"));
+    assert!(
+        matches!(records(&out).as_slice(), [Event::StepConfirmCancelled { step, .. }] if step == "freeze")
+    );
     assert_eq!(u.dialog, None);
     assert!(u.input.is_empty());
 }
@@ -611,7 +768,10 @@ fn a_blocked_step_explains_instead_of_opening() {
     assert!(out.is_empty());
     assert_eq!(u.dialog, None);
     let n = u.notice.clone().unwrap_or_default();
-    assert!(n.contains("cannot confirm drain") && n.contains("drift.rows"), "{n}");
+    assert!(
+        n.contains("cannot confirm drain") && n.contains("drift.rows"),
+        "{n}"
+    );
 }
 
 #[test]
@@ -643,7 +803,10 @@ fn read_only_modes_record_nothing() {
         }
         // Leaving a watch changes nothing, so it does not ask.
         let mid = mid_cutover();
-        assert_eq!(handle_key(&mut u, &mid, key(KeyCode::Char('q')), t(12.0)), vec![Intent::Quit]);
+        assert_eq!(
+            handle_key(&mut u, &mid, key(KeyCode::Char('q')), t(12.0)),
+            vec![Intent::Quit]
+        );
     }
 }
 
@@ -659,12 +822,18 @@ fn quit_asks_while_under_way() {
     assert!(!u.quit_confirm);
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert!(handle_key(&mut u, &st, ctrl_c, t(20.0)).is_empty());
-    assert_eq!(handle_key(&mut u, &st, key(KeyCode::Char('y')), t(20.0)), vec![Intent::Quit]);
+    assert_eq!(
+        handle_key(&mut u, &st, key(KeyCode::Char('y')), t(20.0)),
+        vec![Intent::Quit]
+    );
 
     // Before anything ran, q quits at once.
     let fresh = Fx::new().st;
     let mut u = ui(Mode::Rehearsal);
-    assert_eq!(handle_key(&mut u, &fresh, key(KeyCode::Char('q')), t(1.0)), vec![Intent::Quit]);
+    assert_eq!(
+        handle_key(&mut u, &fresh, key(KeyCode::Char('q')), t(1.0)),
+        vec![Intent::Quit]
+    );
 }
 
 #[test]
@@ -672,7 +841,9 @@ fn rollback_needs_its_own_phrase() {
     let st = flipped();
     let mut u = ui(Mode::Rehearsal);
     let out = handle_key(&mut u, &st, key(KeyCode::Char('R')), t(24.0));
-    assert!(matches!(records(&out).as_slice(), [Event::RollbackRequested { by, .. }] if by == "alice"));
+    assert!(
+        matches!(records(&out).as_slice(), [Event::RollbackRequested { by, .. }] if by == "alice")
+    );
     type_str(&mut u, &st, "rollback");
     assert!(handle_key(&mut u, &st, key(KeyCode::Enter), t(25.0)).is_empty());
     assert_eq!(u.dialog, Some(Dialog::Rollback));
@@ -702,7 +873,12 @@ fn focus_zoom_and_scroll_stay_in_bounds() {
         handle_key(&mut u, &st, key(KeyCode::Tab), 0);
     }
     assert_eq!(u.focus, Pane::Checklist);
-    handle_key(&mut u, &st, KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT), 0);
+    handle_key(
+        &mut u,
+        &st,
+        KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT),
+        0,
+    );
     assert_eq!(u.focus, Pane::Log);
     handle_key(&mut u, &st, key(KeyCode::PageUp), 0);
     assert_eq!(u.scroll[Pane::Log.index()], 10);

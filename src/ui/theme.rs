@@ -74,7 +74,10 @@ roles! {
 const PRESETS: &[(&str, &str)] = &[
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
     ("colorblind", include_str!("../../themes/colorblind.toml")),
 ];
 const PRESET_NAMES: &[&str] = &["dark", "light", "high-contrast", "colorblind"];
@@ -180,7 +183,9 @@ impl Theme {
             title: bold(Color::Cyan),
             border: c(Color::DarkGray),
             focus: bold(Color::LightCyan),
-            selected: Style::new().bg(Color::Indexed(238)).add_modifier(Modifier::BOLD),
+            selected: Style::new()
+                .bg(Color::Indexed(238))
+                .add_modifier(Modifier::BOLD),
             good: c(Color::Green),
             bad: bold(Color::LightRed),
             warn: c(Color::Yellow),
@@ -259,7 +264,11 @@ impl Theme {
                         let at = style.span().start + 1;
                         *slot = parse_style(s).map_err(|(word, why)| {
                             let off = s.find(word.as_str()).unwrap_or(0);
-                            invalid(at + off, format!("{why} \"{word}\" in the style of \"{name}\""), STYLE_HINT.into())
+                            invalid(
+                                at + off,
+                                format!("{why} \"{word}\" in the style of \"{name}\""),
+                                STYLE_HINT.into(),
+                            )
                         })?;
                     }
                 }
@@ -268,7 +277,11 @@ impl Theme {
                         Some(near) => format!("did you mean \"{near}\"?"),
                         None => "a theme file has `description` and a [styles] table".into(),
                     };
-                    return Err(invalid(key.span().start, format!("unknown key \"{other}\""), hint));
+                    return Err(invalid(
+                        key.span().start,
+                        format!("unknown key \"{other}\""),
+                        hint,
+                    ));
                 }
             }
         }
@@ -355,10 +368,15 @@ mod tests {
         for name in Theme::names() {
             let theme = Theme::load(Some(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(theme.name, *name);
-            let text = PRESETS.iter().find(|(n, _)| n == name).map(|(_, t)| *t).unwrap();
+            let text = PRESETS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| *t)
+                .unwrap();
             for (role, _) in ROLES {
                 assert!(
-                    text.lines().any(|l| l.trim_start().starts_with(&format!("{role} ="))),
+                    text.lines()
+                        .any(|l| l.trim_start().starts_with(&format!("{role} ="))),
                     "{name} does not set {role}"
                 );
             }
@@ -377,7 +395,10 @@ mod tests {
         for s in [t.good, t.bad, t.warn, t.unknown, t.running] {
             for c in [s.fg, s.bg].into_iter().flatten() {
                 assert!(
-                    !matches!(c, Color::Red | Color::Green | Color::LightRed | Color::LightGreen),
+                    !matches!(
+                        c,
+                        Color::Red | Color::Green | Color::LightRed | Color::LightGreen
+                    ),
                     "{c:?}"
                 );
             }
@@ -410,11 +431,17 @@ mod tests {
 
         std::fs::write(&path, "[styles]\ngood = \"green\"\nbad = \"bold purpel\"\n").unwrap();
         let e = Theme::load(Some(p)).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{p}:3:13: unknown colour \"purpel\"")), "{e}");
+        assert!(
+            e.starts_with(&format!("{p}:3:13: unknown colour \"purpel\"")),
+            "{e}"
+        );
 
         std::fs::write(&path, "[styles]\ngod = \"green\"\n").unwrap();
         let e = Theme::load(Some(p)).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{p}:2:1: unknown style role \"god\"")), "{e}");
+        assert!(
+            e.starts_with(&format!("{p}:2:1: unknown style role \"god\"")),
+            "{e}"
+        );
         assert!(e.contains("did you mean \"good\"?"), "{e}");
 
         std::fs::write(&path, "[styles]\ngood = \"green\n").unwrap();

@@ -29,7 +29,11 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     let (lines, focus) = build(ctx, inner.width as usize, compact);
     let full_h = inner.height as usize;
     // When it overflows, the last row says how much is hidden instead of showing a line.
-    let h = if lines.len() > full_h { full_h.saturating_sub(1) } else { full_h };
+    let h = if lines.len() > full_h {
+        full_h.saturating_sub(1)
+    } else {
+        full_h
+    };
     // Keep the selected step's block in view: its end if it fits, its header always.
     let offset = focus.1.saturating_sub(h).min(focus.0);
     let offset = offset.min(lines.len().saturating_sub(h));
@@ -46,7 +50,12 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             parts.push(format!("↓ {below} more"));
         }
         let text = format!("   {}", parts.join("  "));
-        put_line(&Line::from(Span::styled(text, ctx.theme.dim)), inner, h as u16, buf);
+        put_line(
+            &Line::from(Span::styled(text, ctx.theme.dim)),
+            inner,
+            h as u16,
+            buf,
+        );
     }
 }
 
@@ -102,7 +111,10 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, compact: bool) -> (Vec<Line<'a>>, (usize, 
                 _ => &def.action,
             };
             lines.push(detail(format!("→ {}", action.describe(&st.plan)), t.dim));
-            lines.push(detail(format!("{} running {}", sym::RUNNING, age(st.now - since)), t.running));
+            lines.push(detail(
+                format!("{} running {}", sym::RUNNING, age(st.now - since)),
+                t.running,
+            ));
             if let Some(out) = step.output.back() {
                 lines.push(detail(format!("│ {out}"), t.text));
             }
@@ -111,10 +123,17 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, compact: bool) -> (Vec<Line<'a>>, (usize, 
             if let Some(d) = def.description.as_ref().filter(|_| !compact) {
                 lines.push(detail(d.clone(), t.dim));
             }
-            lines.push(detail(format!("→ {}", def.action.describe(&st.plan)), t.dim));
+            lines.push(detail(
+                format!("→ {}", def.action.describe(&st.plan)),
+                t.dim,
+            ));
             if step.status == StepStatus::Failed {
                 let msg = step.message.as_deref().unwrap_or("no message");
-                for l in wrap(&format!("{} failed: {msg}", sym::FAILED), w.saturating_sub(3), 3) {
+                for l in wrap(
+                    &format!("{} failed: {msg}", sym::FAILED),
+                    w.saturating_sub(3),
+                    3,
+                ) {
                     lines.push(detail(l, t.bad));
                 }
             }
@@ -125,7 +144,11 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, compact: bool) -> (Vec<Line<'a>>, (usize, 
             if def.approvals > 0 {
                 let have = step.approvals.len();
                 let who: Vec<&str> = step.approvals.iter().map(|(p, _)| p.as_str()).collect();
-                let style = if have >= def.approvals as usize { t.good } else { t.warn };
+                let style = if have >= def.approvals as usize {
+                    t.good
+                } else {
+                    t.warn
+                };
                 let mut text = format!("approvals {have}/{}", def.approvals);
                 if !who.is_empty() {
                     text.push_str(&format!(": {}", who.join(", ")));
@@ -137,7 +160,10 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, compact: bool) -> (Vec<Line<'a>>, (usize, 
             // The selected step, when it is not the next one: what it did or will do.
             match step.status {
                 StepStatus::Pending => {
-                    lines.push(detail(format!("→ {}", def.action.describe(&st.plan)), t.dim));
+                    lines.push(detail(
+                        format!("→ {}", def.action.describe(&st.plan)),
+                        t.dim,
+                    ));
                     for g in &def.gates {
                         lines.push(detail(format!("{} {}", sym::PENDING, g.text), t.dim));
                     }
@@ -148,9 +174,15 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, compact: bool) -> (Vec<Line<'a>>, (usize, 
                             (Some(s), Some(f)) => format!(", took {}", age(f - s)),
                             _ => String::new(),
                         };
-                        lines.push(detail(format!("confirmed by {by} at {}{took}", clock(at)), t.dim));
+                        lines.push(detail(
+                            format!("confirmed by {by} at {}{took}", clock(at)),
+                            t.dim,
+                        ));
                     }
-                    lines.push(detail(format!("→ {}", def.action.describe(&st.plan)), t.dim));
+                    lines.push(detail(
+                        format!("→ {}", def.action.describe(&st.plan)),
+                        t.dim,
+                    ));
                 }
             }
         }
@@ -159,7 +191,11 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, compact: bool) -> (Vec<Line<'a>>, (usize, 
             match step.status {
                 StepStatus::Failed | StepStatus::UndoFailed => {
                     let msg = step.message.as_deref().unwrap_or("no message");
-                    let what = if step.status == StepStatus::UndoFailed { "undo failed" } else { "failed" };
+                    let what = if step.status == StepStatus::UndoFailed {
+                        "undo failed"
+                    } else {
+                        "failed"
+                    };
                     lines.push(detail(format!("{} {what}: {msg}", sym::FAILED), t.bad));
                 }
                 StepStatus::Done | StepStatus::Undone if selected => {
@@ -186,17 +222,27 @@ fn gates<'a>(ctx: &Ctx<'a>, step: usize, w: usize, compact: bool, lines: &mut Ve
     for (gi, (g, def)) in ctx.next_gates.iter().zip(defs).enumerate() {
         let (symbol, style) = ctx.gate_style(g.state);
         let is_first = first == Some(gi);
-        let text_style = if is_first { t.text.add_modifier(Modifier::BOLD) } else { t.text };
+        let text_style = if is_first {
+            t.text.add_modifier(Modifier::BOLD)
+        } else {
+            t.text
+        };
         lines.push(Line::from(vec![
             Span::raw("   "),
             Span::styled(symbol, style),
-            Span::styled(format!(" {}", gate_text(&def.text, w.saturating_sub(5))), text_style),
+            Span::styled(
+                format!(" {}", gate_text(&def.text, w.saturating_sub(5))),
+                text_style,
+            ),
         ]));
         if g.state == GateState::Green {
             continue;
         }
         if is_first {
-            for (k, l) in wrap(&g.reason, w.saturating_sub(7), 4).into_iter().enumerate() {
+            for (k, l) in wrap(&g.reason, w.saturating_sub(7), 4)
+                .into_iter()
+                .enumerate()
+            {
                 let lead = if k == 0 { "     └ " } else { "       " };
                 lines.push(Line::from(vec![Span::raw(lead), Span::styled(l, style)]));
             }
@@ -234,9 +280,19 @@ fn confirm_hint<'a>(ctx: &Ctx<'a>, phrase: &str, w: usize) -> Line<'a> {
         // Narrow: fewer words, same phrase.
         Line::from(vec![
             Span::raw("   "),
-            Span::styled(if ctx.ui.mode.can_act() { "Enter" } else { "driver" }, if ready { t.key } else { t.dim }),
+            Span::styled(
+                if ctx.ui.mode.can_act() {
+                    "Enter"
+                } else {
+                    "driver"
+                },
+                if ready { t.key } else { t.dim },
+            ),
             Span::styled(", type ", t.dim),
-            Span::styled(truncate(&format!("`{phrase}`"), w.saturating_sub(16)), phrase_style),
+            Span::styled(
+                truncate(&format!("`{phrase}`"), w.saturating_sub(16)),
+                phrase_style,
+            ),
         ])
     }
 }

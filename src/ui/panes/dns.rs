@@ -14,7 +14,8 @@ use crate::ui::Pane;
 use crate::ui::text::{age, num, truncate};
 
 fn same_name(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 /// Which side a record value points at, per the plan.
@@ -35,7 +36,10 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     match (&st.dns, &st.plan.dns) {
         (Some(d), _) if full => summary.push(Span::styled(d.name.clone(), t.text)),
         (Some(d), _) => {
-            summary.push(Span::styled(format!("{} {}", d.name, d.record_type), t.text));
+            summary.push(Span::styled(
+                format!("{} {}", d.name, d.record_type),
+                t.text,
+            ));
             if let Some(ttl) = d.ttl {
                 summary.push(Span::styled(format!(" ttl {ttl}s"), t.dim));
             }
@@ -47,7 +51,9 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
                 summary.push(Span::styled(format!(" · {a} ago"), t.dim));
             }
         }
-        (None, Some(p)) => summary.push(Span::styled(format!("{} {}", p.name, p.record_type), t.dim)),
+        (None, Some(p)) => {
+            summary.push(Span::styled(format!("{} {}", p.name, p.record_type), t.dim))
+        }
         (None, None) => {}
     }
     let inner = framed(ctx.block(Pane::Dns, summary, frame), area, buf);
@@ -71,8 +77,15 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             match &d.value {
                 Some(v) => {
                     let (side, style) = side_of(ctx, v);
-                    head.push(Span::styled(side, style.patch(t.text.add_modifier(ratatui::style::Modifier::BOLD))));
-                    let one = 2 + side.len() + 2 + crate::ui::text::width(v) + status.as_ref().map_or(0, |s| s.width());
+                    head.push(Span::styled(
+                        side,
+                        style.patch(t.text.add_modifier(ratatui::style::Modifier::BOLD)),
+                    ));
+                    let one = 2
+                        + side.len()
+                        + 2
+                        + crate::ui::text::width(v)
+                        + status.as_ref().map_or(0, |s| s.width());
                     if one <= w && !full {
                         head.push(Span::styled(format!(": {v}"), t.text));
                         head.extend(status);
@@ -80,20 +93,31 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
                     } else {
                         head.extend(status);
                         lines.push(Line::from(head));
-                        lines.push(Line::from(Span::styled(truncate(&format!("  {v}"), w), t.text)));
+                        lines.push(Line::from(Span::styled(
+                            truncate(&format!("  {v}"), w),
+                            t.text,
+                        )));
                         // A full pane has rows to spare: type, TTL and age get their own.
                         if full {
-                            let mut meta = vec![Span::styled(format!("  {}", d.record_type), t.dim)];
+                            let mut meta =
+                                vec![Span::styled(format!("  {}", d.record_type), t.dim)];
                             if let Some(ttl) = d.ttl {
                                 meta.push(Span::styled(format!(" · ttl {ttl}s"), t.dim));
                             }
                             if ctx.stale(d.observed_at, Input::DnsValue.default_fresh_ms()) {
                                 meta.push(Span::styled(
-                                    format!(" {} read {} ago", sym::UNKNOWN, age(ctx.now - d.observed_at)),
+                                    format!(
+                                        " {} read {} ago",
+                                        sym::UNKNOWN,
+                                        age(ctx.now - d.observed_at)
+                                    ),
                                     t.stale,
                                 ));
                             } else {
-                                meta.push(Span::styled(format!(" · read {} ago", age(ctx.now - d.observed_at)), t.dim));
+                                meta.push(Span::styled(
+                                    format!(" · read {} ago", age(ctx.now - d.observed_at)),
+                                    t.dim,
+                                ));
                             }
                             lines.push(Line::from(meta));
                         }
@@ -109,7 +133,11 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
         None if st.plan.dns.is_none() => lines.push(placeholder(ctx, "the plan has no DNS record")),
         None => lines.push(placeholder(ctx, "no DNS reading yet")),
     }
-    if let Some(err) = st.health.get(&SourceKind::Dns).and_then(|h| h.current_error()) {
+    if let Some(err) = st
+        .health
+        .get(&SourceKind::Dns)
+        .and_then(|h| h.current_error())
+    {
         lines.push(Line::from(Span::styled(
             truncate(&format!("{} dns: {err}", sym::BAD), w),
             t.bad,
@@ -126,7 +154,10 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
                 }
                 res.push(Span::styled(format!(": {r}"), t.dim));
             }
-            None => res.push(Span::styled(format!("{} no answer", sym::UNKNOWN), t.unknown)),
+            None => res.push(Span::styled(
+                format!("{} no answer", sym::UNKNOWN),
+                t.unknown,
+            )),
         }
         lines.push(Line::from(res));
     }
@@ -149,9 +180,16 @@ fn database<'a>(ctx: &Ctx<'a>, db: &DatabaseReading) -> Line<'a> {
     };
     if stale {
         spans.push(Span::styled(format!("{} {mode}", sym::UNKNOWN), t.stale));
-        spans.push(Span::styled(format!(" {} old", age(ctx.now - db.observed_at)), t.stale));
+        spans.push(Span::styled(
+            format!(" {} old", age(ctx.now - db.observed_at)),
+            t.stale,
+        ));
     } else {
-        let style = if db.read_only.is_some() { t.text } else { t.unknown };
+        let style = if db.read_only.is_some() {
+            t.text
+        } else {
+            t.unknown
+        };
         spans.push(Span::styled(format!("{symbol} {mode}"), style));
     }
     let kind = SourceKind::for_side(db.side);

@@ -7,21 +7,63 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::Span;
 
-use super::{Col, Ctx, Frame, fit_columns, framed, placeholder, put_line, sym, table_header, table_row};
+use super::{
+    Col, Ctx, Frame, fit_columns, framed, placeholder, put_line, sym, table_header, table_row,
+};
 use crate::event::{ChecksumState, DiffKind, TableDrift};
 use crate::plan::Input;
 use crate::ui::Pane;
 use crate::ui::text::{age, num, width};
 
 const COLS: [Col; 8] = [
-    Col { header: "", width: 1, right: false, prio: 0 },
-    Col { header: "table", width: 10, right: false, prio: 0 },
-    Col { header: "source", width: 7, right: true, prio: 1 },
-    Col { header: "target", width: 7, right: true, prio: 1 },
-    Col { header: "diff", width: 5, right: true, prio: 0 },
-    Col { header: "checksum", width: 8, right: false, prio: 0 },
-    Col { header: "done", width: 4, right: true, prio: 3 },
-    Col { header: "first differing key", width: 19, right: false, prio: 2 },
+    Col {
+        header: "",
+        width: 1,
+        right: false,
+        prio: 0,
+    },
+    Col {
+        header: "table",
+        width: 10,
+        right: false,
+        prio: 0,
+    },
+    Col {
+        header: "source",
+        width: 7,
+        right: true,
+        prio: 1,
+    },
+    Col {
+        header: "target",
+        width: 7,
+        right: true,
+        prio: 1,
+    },
+    Col {
+        header: "diff",
+        width: 5,
+        right: true,
+        prio: 0,
+    },
+    Col {
+        header: "checksum",
+        width: 8,
+        right: false,
+        prio: 0,
+    },
+    Col {
+        header: "done",
+        width: 4,
+        right: true,
+        prio: 3,
+    },
+    Col {
+        header: "first differing key",
+        width: 19,
+        right: false,
+        prio: 2,
+    },
 ];
 
 /// 0 is the most urgent.
@@ -52,7 +94,11 @@ fn fit_count(n: Option<u64>, w: usize) -> String {
         None => "?".into(),
         Some(n) => {
             let exact = n.to_string();
-            if width(&exact) <= w { exact } else { num(n as f64) }
+            if width(&exact) <= w {
+                exact
+            } else {
+                num(n as f64)
+            }
         }
     }
 }
@@ -81,19 +127,37 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
 
     let mut summary: Vec<Span<'_>> = Vec::with_capacity(3);
     if rows.is_empty() {
-        summary.push(Span::styled(format!("{} not compared", sym::UNKNOWN), t.unknown));
+        summary.push(Span::styled(
+            format!("{} not compared", sym::UNKNOWN),
+            t.unknown,
+        ));
     } else if mismatched > 0 {
-        summary.push(Span::styled(format!("{} {mismatched} mismatched", sym::BAD), t.bad));
+        summary.push(Span::styled(
+            format!("{} {mismatched} mismatched", sym::BAD),
+            t.bad,
+        ));
     } else if diff_rows > 0 {
-        summary.push(Span::styled(format!("{} {diff_rows} rows differ", sym::FAILED), t.warn));
+        summary.push(Span::styled(
+            format!("{} {diff_rows} rows differ", sym::FAILED),
+            t.warn,
+        ));
     } else if pending > 0 {
-        summary.push(Span::styled(format!("{} {equal}/{} equal", sym::RUNNING, rows.len()), t.running));
+        summary.push(Span::styled(
+            format!("{} {equal}/{} equal", sym::RUNNING, rows.len()),
+            t.running,
+        ));
     } else {
-        summary.push(Span::styled(format!("{} {equal}/{} equal", sym::OK, rows.len()), t.good));
+        summary.push(Span::styled(
+            format!("{} {equal}/{} equal", sym::OK, rows.len()),
+            t.good,
+        ));
     }
     if let Some(o) = oldest {
         if ctx.stale(o, Input::DriftRows.default_fresh_ms()) {
-            summary.push(Span::styled(format!(" {} oldest {}", sym::UNKNOWN, age(ctx.now - o)), t.stale));
+            summary.push(Span::styled(
+                format!(" {} oldest {}", sym::UNKNOWN, age(ctx.now - o)),
+                t.stale,
+            ));
         }
     }
     let inner_h = area.height.saturating_sub(match frame {
@@ -104,7 +168,10 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     let offset = ctx.ui.scroll[Pane::Drift.index()].min(rows.len().saturating_sub(visible));
     if rows.len() > visible {
         let last = (offset + visible).min(rows.len());
-        summary.push(Span::styled(format!("  {}-{last}/{}", offset + 1, rows.len()), t.dim));
+        summary.push(Span::styled(
+            format!("  {}-{last}/{}", offset + 1, rows.len()),
+            t.dim,
+        ));
     }
     let inner = framed(ctx.block(Pane::Drift, summary, frame), area, buf);
     if inner.is_empty() {

@@ -13,7 +13,12 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
     let w = area.width as usize;
     let mut row = 0;
     if let Some(f) = &ctx.ui.footer {
-        put_line(&Line::from(Span::styled(truncate(&format!(" {f}"), w), t.text)), area, row, buf);
+        put_line(
+            &Line::from(Span::styled(truncate(&format!(" {f}"), w), t.text)),
+            area,
+            row,
+            buf,
+        );
         row += 1;
     }
     let line = match &ctx.ui.notice {

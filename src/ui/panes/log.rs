@@ -19,7 +19,10 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     }) as usize;
     let back = ctx.ui.scroll[Pane::Log.index()].min(log.len().saturating_sub(inner_h));
     let summary = if back > 0 {
-        vec![Span::styled(format!("↑ {back} newer below · End follows"), t.warn)]
+        vec![Span::styled(
+            format!("↑ {back} newer below · End follows"),
+            t.warn,
+        )]
     } else {
         vec![Span::styled(format!("{} lines", log.len()), t.dim)]
     };

@@ -31,30 +31,71 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     let offset = ctx.ui.scroll[Pane::Metrics.index()].min(metrics.len().saturating_sub(inner_h));
     if metrics.len() > inner_h {
         let last = (offset + inner_h).min(metrics.len());
-        summary.push(Span::styled(format!("  {}-{last}/{}", offset + 1, metrics.len()), t.dim));
+        summary.push(Span::styled(
+            format!("  {}-{last}/{}", offset + 1, metrics.len()),
+            t.dim,
+        ));
     }
     let inner = framed(ctx.block(Pane::Metrics, summary, frame), area, buf);
     if inner.is_empty() {
         return;
     }
     if metrics.is_empty() {
-        put_line(&placeholder(ctx, "the plan charts no metrics"), inner, 0, buf);
+        put_line(
+            &placeholder(ctx, "the plan charts no metrics"),
+            inner,
+            0,
+            buf,
+        );
         return;
     }
-    let name_w = metrics.keys().map(|k| k.len()).max().unwrap_or(8).clamp(8, 24);
+    let name_w = metrics
+        .keys()
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(8)
+        .clamp(8, 24);
     let cols = [
-        Col { header: "", width: 1, right: false, prio: 0 },
-        Col { header: "metric", width: name_w, right: false, prio: 0 },
-        Col { header: "value", width: 12, right: true, prio: 0 },
-        Col { header: "trend", width: 4, right: true, prio: 1 },
-        Col { header: "age", width: 6, right: true, prio: 0 },
+        Col {
+            header: "",
+            width: 1,
+            right: false,
+            prio: 0,
+        },
+        Col {
+            header: "metric",
+            width: name_w,
+            right: false,
+            prio: 0,
+        },
+        Col {
+            header: "value",
+            width: 12,
+            right: true,
+            prio: 0,
+        },
+        Col {
+            header: "trend",
+            width: 4,
+            right: true,
+            prio: 1,
+        },
+        Col {
+            header: "age",
+            width: 6,
+            right: true,
+            prio: 0,
+        },
     ];
     let fit = fit_columns(&cols, inner.width as usize, 3, 60);
     let spark_w = fit.iter().find(|f| f.0 == 3).map(|f| f.1).unwrap_or(0);
     // The plan's own metrics first: the CDC series are also in the replication pane, so
     // on a short pane they are the ones to scroll away.
     let own = |name: &str| !crate::plan::DEFAULT_METRICS.contains(&name);
-    let ordered = metrics.iter().filter(|(n, _)| own(n)).chain(metrics.iter().filter(|(n, _)| !own(n)));
+    let ordered = metrics
+        .iter()
+        .filter(|(n, _)| own(n))
+        .chain(metrics.iter().filter(|(n, _)| !own(n)));
     for (row, (name, series)) in ordered.skip(offset).take(inner.height as usize).enumerate() {
         let newest = series.points.back().copied();
         let is_stale = newest.is_none_or(|p| ctx.stale(p.0, fresh));
@@ -65,8 +106,15 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             (1, _) => (name.clone(), if is_stale { t.stale } else { t.text }),
             (2, None) => ("no datapoints".into(), t.unknown),
             (2, Some((_, v))) => {
-                let unit = series.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
-                (format!("{}{unit}", num(v)), if is_stale { t.stale } else { t.text })
+                let unit = series
+                    .unit
+                    .as_deref()
+                    .map(|u| format!(" {u}"))
+                    .unwrap_or_default();
+                (
+                    format!("{}{unit}", num(v)),
+                    if is_stale { t.stale } else { t.text },
+                )
             }
             (3, _) => (sparkline(&series.points, spark_w), t.spark),
             (_, None) => (String::new(), t.dim),

@@ -133,10 +133,15 @@ impl<'a> Ctx<'a> {
         let mut spans = Vec::with_capacity(summary.len() + 3);
         // A marker on the focused title, for screens without colour.
         let mark = if focused { "▸" } else { " " };
-        spans.push(Span::styled(format!("{mark}{} ", pane.title()), title_style));
+        spans.push(Span::styled(
+            format!("{mark}{} ", pane.title()),
+            title_style,
+        ));
         spans.extend(summary);
         spans.push(Span::raw(" "));
-        let block = Block::new().title(Line::from(spans)).border_style(border_style);
+        let block = Block::new()
+            .title(Line::from(spans))
+            .border_style(border_style);
         match frame {
             Frame::Compact if pane == Pane::Checklist => block
                 .borders(Borders::TOP | Borders::RIGHT)
@@ -228,7 +233,11 @@ pub fn wrap(s: &str, w: usize, max: usize) -> Vec<String> {
             out.push(std::mem::take(&mut cur));
         }
         // A word longer than the line is cut rather than split.
-        cur = if width(word) > w { truncate(word, w) } else { word.to_string() };
+        cur = if width(word) > w {
+            truncate(word, w)
+        } else {
+            word.to_string()
+        };
     }
     if !cur.is_empty() || out.is_empty() {
         out.push(truncate(&cur, w));
@@ -257,7 +266,12 @@ pub struct Col {
 /// Keeps the most important columns that fit in `total` columns (one space between
 /// them), gives column `flex` (the name) the slack up to `flex_max`, and returns
 /// `(column index, width)` in display order.
-pub fn fit_columns(cols: &[Col], total: usize, flex: usize, flex_max: usize) -> Vec<(usize, usize)> {
+pub fn fit_columns(
+    cols: &[Col],
+    total: usize,
+    flex: usize,
+    flex_max: usize,
+) -> Vec<(usize, usize)> {
     let mut order: Vec<usize> = (0..cols.len()).collect();
     order.sort_by_key(|&i| cols[i].prio);
     let mut used = 0;
@@ -290,7 +304,11 @@ pub fn table_row<'a>(
             spans.push(Span::raw(" "));
         }
         let (text, style) = cells(i);
-        let text = if cols[i].right { rpad(&text, w) } else { pad(&text, w) };
+        let text = if cols[i].right {
+            rpad(&text, w)
+        } else {
+            pad(&text, w)
+        };
         spans.push(Span::styled(text, style));
     }
     Line::from(spans)

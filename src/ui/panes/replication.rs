@@ -21,7 +21,10 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             let (s, style) = task_symbol(ctx, &task.status);
             vec![Span::styled(format!("{s} {}", task.status), style)]
         }
-        None => vec![Span::styled(format!("{} no reading", sym::UNKNOWN), t.unknown)],
+        None => vec![Span::styled(
+            format!("{} no reading", sym::UNKNOWN),
+            t.unknown,
+        )],
     };
     let inner = framed(ctx.block(Pane::Replication, summary, frame), area, buf);
     if inner.is_empty() {
@@ -66,7 +69,11 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
         }
         None => lines.push(placeholder(ctx, "no replication task reading yet")),
     }
-    for kind in [SourceKind::Replication, SourceKind::Metrics, SourceKind::Heartbeat] {
+    for kind in [
+        SourceKind::Replication,
+        SourceKind::Metrics,
+        SourceKind::Heartbeat,
+    ] {
         if let Some(err) = st.health.get(&kind).and_then(|h| h.current_error()) {
             let newest = st
                 .health
@@ -121,7 +128,9 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
     if let Some(task) = &st.task {
         let mut load = vec![Span::styled("full load ", t.dim)];
         load.push(Span::styled(
-            task.full_load_pct.map(|p| format!("{}%", num(p))).unwrap_or_else(|| "?".into()),
+            task.full_load_pct
+                .map(|p| format!("{}%", num(p)))
+                .unwrap_or_else(|| "?".into()),
             t.text,
         ));
         let tables = [
@@ -146,7 +155,13 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
 
 /// `0.3s ▁▂▁`: the newest value (right-aligned in `value_w` columns), marked stale when its
 /// newest datapoint is too old, then the trend.
-fn figure<'a>(ctx: &Ctx<'a>, s: Option<&Series>, secs: bool, spark_w: usize, value_w: usize) -> Vec<Span<'a>> {
+fn figure<'a>(
+    ctx: &Ctx<'a>,
+    s: Option<&Series>,
+    secs: bool,
+    spark_w: usize,
+    value_w: usize,
+) -> Vec<Span<'a>> {
     let t = ctx.theme;
     match s.and_then(|s| s.points.back().map(|p| (s, *p))) {
         Some((series, (at, v))) => {
@@ -172,7 +187,10 @@ fn heartbeat<'a>(ctx: &Ctx<'a>, value_w: usize) -> Vec<Span<'a>> {
             let value = format!("{:>value_w$}", format!("{}s", num(lag_s)));
             let mut v = vec![Span::styled(value, if stale { t.stale } else { t.text })];
             if stale {
-                v.push(Span::styled(format!(" {} {} old", sym::UNKNOWN, age(ctx.now - at)), t.stale));
+                v.push(Span::styled(
+                    format!(" {} {} old", sym::UNKNOWN, age(ctx.now - at)),
+                    t.stale,
+                ));
             }
             v
         }

@@ -87,7 +87,11 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
     }
     if let Some(wm) = &st.world {
         let lost_style = if wm.writes_lost > 0 { t.bad } else { t.good };
-        let lost_sym = if wm.writes_lost > 0 { sym::BAD } else { sym::OK };
+        let lost_sym = if wm.writes_lost > 0 {
+            sym::BAD
+        } else {
+            sym::OK
+        };
         segs.push(Seg {
             prio: 2,
             spans: vec![
@@ -131,7 +135,11 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
     if let Some(path) = &ctx.ui.transcript {
         let room = w.saturating_sub(used + 1);
         if room >= 12 {
-            let label = if ctx.ui.mode == Mode::Replay { "from " } else { "rec " };
+            let label = if ctx.ui.mode == Mode::Replay {
+                "from "
+            } else {
+                "rec "
+            };
             let shown = truncate_left(path, room - label.len());
             let pad = room - label.len() - width(&shown);
             spans.push(Span::raw(" ".repeat(pad)));
@@ -147,9 +155,19 @@ pub fn verdict(ctx: &Ctx<'_>) -> (String, Style) {
     let st = ctx.state;
     let t = ctx.theme;
     // The first line already says "step n/N"; the verdict names the step by its id.
-    let step_name = |i: usize| st.plan.steps.get(i).map(|s| s.id.clone()).unwrap_or_default();
+    let step_name = |i: usize| {
+        st.plan
+            .steps
+            .get(i)
+            .map(|s| s.id.clone())
+            .unwrap_or_default()
+    };
     if st.completed() {
-        let at = st.steps.last().and_then(|s| s.finished_at).unwrap_or(st.now);
+        let at = st
+            .steps
+            .last()
+            .and_then(|s| s.finished_at)
+            .unwrap_or(st.now);
         return (
             format!("{} cutover completed at {}", sym::OK, clock(at)),
             t.good,
@@ -162,16 +180,25 @@ pub fn verdict(ctx: &Ctx<'_>) -> (String, Style) {
                 t.undone,
             ),
             RollbackStatus::Failed => (
-                format!("{} rollback halted: fix the cause, then press R to retry", sym::FAILED),
+                format!(
+                    "{} rollback halted: fix the cause, then press R to retry",
+                    sym::FAILED
+                ),
                 t.bad,
             ),
             RollbackStatus::Waiting => (
-                format!("{} rollback waits for the running action to end", sym::UNDOING),
+                format!(
+                    "{} rollback waits for the running action to end",
+                    sym::UNDOING
+                ),
                 t.warn,
             ),
             RollbackStatus::Running => {
                 let which = ctx.running.map(step_name).unwrap_or_default();
-                (format!("{} rolling back: undoing {which}", sym::UNDOING), t.warn)
+                (
+                    format!("{} rolling back: undoing {which}", sym::UNDOING),
+                    t.warn,
+                )
             }
         };
     }
@@ -190,7 +217,12 @@ pub fn verdict(ctx: &Ctx<'_>) -> (String, Style) {
             .map(|l| format!(": {l}"))
             .unwrap_or_default();
         return (
-            format!("{} running {} for {}{last}", sym::RUNNING, step_name(i), age(st.now - since)),
+            format!(
+                "{} running {} for {}{last}",
+                sym::RUNNING,
+                step_name(i),
+                age(st.now - since)
+            ),
             t.running,
         );
     }
@@ -201,7 +233,11 @@ pub fn verdict(ctx: &Ctx<'_>) -> (String, Style) {
     if s.status == StepStatus::Failed {
         let msg = s.message.as_deref().unwrap_or("no message");
         return (
-            format!("{} {} failed: {msg} — Enter retries, R rolls back", sym::FAILED, step_name(i)),
+            format!(
+                "{} {} failed: {msg} — Enter retries, R rolls back",
+                sym::FAILED,
+                step_name(i)
+            ),
             t.bad,
         );
     }
@@ -219,7 +255,10 @@ pub fn verdict(ctx: &Ctx<'_>) -> (String, Style) {
             } else {
                 format!("the driver types `{phrase}`")
             };
-            (format!("{} ready: {} — {how}", sym::READY, step_name(i)), t.good)
+            (
+                format!("{} ready: {} — {how}", sym::READY, step_name(i)),
+                t.good,
+            )
         }
         (Some((gi, g)), _) => {
             let (symbol, style) = ctx.gate_style(g.state);

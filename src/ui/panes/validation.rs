@@ -6,19 +6,51 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::Span;
 
-use super::{Col, Ctx, Frame, fit_columns, framed, placeholder, put_line, sym, table_header, table_row};
+use super::{
+    Col, Ctx, Frame, fit_columns, framed, placeholder, put_line, sym, table_header, table_row,
+};
 use crate::event::TableStat;
 use crate::plan::Input;
 use crate::ui::Pane;
 use crate::ui::text::{age, count};
 
 const COLS: [Col; 6] = [
-    Col { header: "", width: 1, right: false, prio: 0 },
-    Col { header: "table", width: 9, right: false, prio: 0 },
-    Col { header: "state", width: 10, right: false, prio: 2 },
-    Col { header: "pending", width: 7, right: true, prio: 1 },
-    Col { header: "failed", width: 6, right: true, prio: 0 },
-    Col { header: "susp", width: 4, right: true, prio: 1 },
+    Col {
+        header: "",
+        width: 1,
+        right: false,
+        prio: 0,
+    },
+    Col {
+        header: "table",
+        width: 9,
+        right: false,
+        prio: 0,
+    },
+    Col {
+        header: "state",
+        width: 10,
+        right: false,
+        prio: 2,
+    },
+    Col {
+        header: "pending",
+        width: 7,
+        right: true,
+        prio: 1,
+    },
+    Col {
+        header: "failed",
+        width: 6,
+        right: true,
+        prio: 0,
+    },
+    Col {
+        header: "susp",
+        width: 4,
+        right: true,
+        prio: 1,
+    },
 ];
 
 fn is_validated(s: &TableStat) -> bool {
@@ -56,7 +88,12 @@ fn row_symbol(ctx: &Ctx<'_>, s: &TableStat) -> (&'static str, Style) {
 pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     let t = ctx.theme;
     // One pass: collect, total, and order by urgency (stable: names stay sorted within).
-    let mut rows: Vec<&TableStat> = ctx.state.tables.values().filter_map(|v| v.stat.as_ref()).collect();
+    let mut rows: Vec<&TableStat> = ctx
+        .state
+        .tables
+        .values()
+        .filter_map(|v| v.stat.as_ref())
+        .collect();
     let (mut failed, mut pending, mut susp, mut validated) = (0u64, 0u64, 0u64, 0usize);
     for s in &rows {
         failed += s.validation_failed.unwrap_or(0);
@@ -67,17 +104,29 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     rows.sort_by_key(|s| rank(s));
 
     let mut summary = if rows.is_empty() {
-        vec![Span::styled(format!("{} no statistics", sym::UNKNOWN), t.unknown)]
+        vec![Span::styled(
+            format!("{} no statistics", sym::UNKNOWN),
+            t.unknown,
+        )]
     } else if failed > 0 {
         vec![Span::styled(format!("{} {failed} failed", sym::BAD), t.bad)]
     } else if validated == rows.len() && pending == 0 && susp == 0 {
-        vec![Span::styled(format!("{} {validated}/{} validated", sym::OK, rows.len()), t.good)]
+        vec![Span::styled(
+            format!("{} {validated}/{} validated", sym::OK, rows.len()),
+            t.good,
+        )]
     } else {
-        vec![Span::styled(format!("{} {pending} pending", sym::RUNNING), t.running)]
+        vec![Span::styled(
+            format!("{} {pending} pending", sym::RUNNING),
+            t.running,
+        )]
     };
     if let Some(at) = ctx.state.stats_at {
         if ctx.stale(at, Input::ValidationFailed.default_fresh_ms()) {
-            summary.push(Span::styled(format!(" {} {} old", sym::UNKNOWN, age(ctx.now - at)), t.stale));
+            summary.push(Span::styled(
+                format!(" {} {} old", sym::UNKNOWN, age(ctx.now - at)),
+                t.stale,
+            ));
         }
     }
 
@@ -89,7 +138,10 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     let offset = ctx.ui.scroll[Pane::Validation.index()].min(rows.len().saturating_sub(visible));
     if rows.len() > visible {
         let last = (offset + visible).min(rows.len());
-        summary.push(Span::styled(format!("  {}-{last}/{}", offset + 1, rows.len()), t.dim));
+        summary.push(Span::styled(
+            format!("  {}-{last}/{}", offset + 1, rows.len()),
+            t.dim,
+        ));
     }
     let inner = framed(ctx.block(Pane::Validation, summary, frame), area, buf);
     if inner.is_empty() {
@@ -108,12 +160,24 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             0 => (symbol.to_string(), sym_style),
             1 => (s.table.clone(), t.text),
             2 => (
-                s.validation_state.clone().unwrap_or_else(|| "?".into()).to_lowercase(),
+                s.validation_state
+                    .clone()
+                    .unwrap_or_else(|| "?".into())
+                    .to_lowercase(),
                 if is_validated(s) { t.dim } else { t.text },
             ),
-            3 => (count(s.validation_pending), num_style(s.validation_pending, t.running)),
-            4 => (count(s.validation_failed), num_style(s.validation_failed, t.bad)),
-            _ => (count(s.validation_suspended), num_style(s.validation_suspended, t.warn)),
+            3 => (
+                count(s.validation_pending),
+                num_style(s.validation_pending, t.running),
+            ),
+            4 => (
+                count(s.validation_failed),
+                num_style(s.validation_failed, t.bad),
+            ),
+            _ => (
+                count(s.validation_suspended),
+                num_style(s.validation_suspended, t.warn),
+            ),
         });
         put_line(&line, inner, row as u16 + 1, buf);
     }
