@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use cutover::event::*;
 use cutover::plan::{self, Plan};
+use cutover::replay::{Replay, ReplayOptions};
 use cutover::transcript::{Header, Recorder};
 
 const START: Ts = 1_750_000_000_000;
@@ -255,25 +256,54 @@ fn main() {
     );
     drop(events);
 
+    // Open: the line index (offsets, times, kinds) and the recorded plan; the background
+    // checkpoint pass starts here.
     let t = Instant::now();
-    let index = cutover::transcript::index::Index::open(&path).expect("index");
-    println!("open: index of {} events in {:.2?}", index.len(), t.elapsed());
-
+    let mut replay = Replay::open_with(&path, ReplayOptions::default()).expect("open for replay");
+    let open = t.elapsed();
+    println!("open: {} events indexed, ready to draw, in {open:.2?}", replay.len());
     let t = Instant::now();
-    let mut state = cutover::state::State::new(plan());
-    let reader = cutover::transcript::Reader::open(&path).expect("reader");
-    let mut count = 0usize;
-    for ev in reader {
-        let ev = ev.expect("event");
-        let _ = state.apply(&ev);
-        count += 1;
+    let n = replay.len();
+    // A seek right after opening, before the background pass got there: the worst case is
+    // folding forward from the start; measure it a short way in.
+    replay.state_at(n / 20).expect("early seek");
+    println!(
+        "seek before checkpoints: to event {} (folding from the start) in {:.2?}",
+        n / 20,
+        t.elapsed()
+    );
+    replay.wait_for_checkpoints();
+    let built = t.elapsed();
+    println!(
+        "checkpoints: background pass (parse, chain check, fold, a State every {}) over {} events in {built:.2?} ({:.0} events/s)",
+        cutover::replay::CHECKPOINT_EVERY,
+        n,
+        n as f64 / built.as_secs_f64()
+    );
+    let mut times = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..60 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let target = match i {
+            0 => n,
+            1 => 1,
+            2 => n - 1,
+            _ => (x % n as u64) as usize,
+        };
+        let t = Instant::now();
+        let st = replay.state_at(target).expect("seek");
+        assert_eq!(st.events as usize, target);
+        times.push(t.elapsed());
     }
-    println!("fold: {count} events parsed, chain-checked and folded in {:.2?}", t.elapsed());
-
-    let t = Instant::now();
-    let reader = cutover::transcript::Reader::open(&path).expect("reader");
-    let count = reader.count();
-    println!("parse: {count} events parsed and chain-checked in {:.2?}", t.elapsed());
+    times.sort();
+    println!(
+        "seek: 60 seeks to random points: median {:.2?}, max {:.2?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    println!("chain: {:?}", replay.chain());
     if keep.is_some() {
         println!("kept {}", path.display());
     }

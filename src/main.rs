@@ -35,6 +35,8 @@ enum Command {
     Check(CheckArgs),
     /// Compare two databases table by table (counts, checksums, differing keys).
     Drift(cutover::db::DriftArgs),
+    /// Attach to a shared session: the same cockpit, live, read-only; approve four-eyes steps.
+    Attach(cutover::share::AttachArgs),
     /// Work with plan files.
     Plan {
         #[command(subcommand)]
@@ -87,6 +89,8 @@ struct RehearseArgs {
     #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
     #[command(flatten)]
+    share: cutover::share::ShareArgs,
+    #[command(flatten)]
     common: CommonArgs,
 }
 
@@ -96,6 +100,8 @@ struct RunArgs {
     plan: PathBuf,
     #[command(flatten)]
     aws: cutover::aws::AwsArgs,
+    #[command(flatten)]
+    share: cutover::share::ShareArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -167,7 +173,7 @@ fn main() -> ExitCode {
         Command::Rehearse(a) => Some(a.common.sessions_dir.clone()),
         Command::Run(a) => Some(a.common.sessions_dir.clone()),
         Command::Watch(a) => Some(a.common.sessions_dir.clone()),
-        Command::Check(_) | Command::Drift(_) | Command::Plan { .. } => None,
+        Command::Check(_) | Command::Drift(_) | Command::Attach(_) | Command::Plan { .. } => None,
     };
     let log_path = cli
         .log_file
@@ -200,8 +206,19 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Rehearse(args) => rehearse_cmd(args).await,
-        Command::Run(args) => live_cmd(args.plan, args.aws, args.common, true).await,
-        Command::Watch(args) => live_cmd(args.plan, args.aws, args.common, false).await,
+        Command::Run(args) => {
+            let share = args.share.options()?;
+            live_cmd(args.plan, args.aws, args.common, share, true).await
+        }
+        Command::Watch(args) => live_cmd(args.plan, args.aws, args.common, None, false).await,
+        Command::Attach(args) => {
+            let theme = cutover::ui::Theme::resolve(args.theme.as_deref())?;
+            let end = cutover::share::run_attach(&args.share_addr()?, &args.token, &args.name, &theme).await?;
+            if let cutover::share::AttachEnd::Disconnected(why) = end {
+                eprintln!("cutover: the shared session ended: {why}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check(args) => check_cmd(args).await,
         Command::Drift(args) => Ok(ExitCode::from(
             u8::try_from(cutover::db::drift_command(args).await?).unwrap_or(2),
@@ -215,6 +232,7 @@ async fn live_cmd(
     path: PathBuf,
     aws: cutover::aws::AwsArgs,
     common: CommonArgs,
+    share: Option<cutover::share::ShareOptions>,
     drive: bool,
 ) -> anyhow::Result<ExitCode> {
     use cutover::session::{Session, SessionConfig};
@@ -241,11 +259,19 @@ async fn live_cmd(
     let stop = tokio_util::sync::CancellationToken::new();
     let pollers = cutover::source::spawn_pollers(sources, session.sender(), stop.clone());
     let mode = if drive { cutover::ui::Mode::Drive } else { cutover::ui::Mode::Watch };
-    let ui_state = cutover::ui::UiState::new(
+    let mut ui_state = cutover::ui::UiState::new(
         mode,
         operator,
         session.transcript_path().map(|p| p.display().to_string()),
     );
+    let sharing = match share {
+        Some(opts) => {
+            let handle = cutover::share::start_share(&mut session, opts).await?;
+            rehearse::announce_share(&handle, &mut ui_state);
+            Some(handle)
+        }
+        None => None,
+    };
     let result = cutover::app::run(&mut session, &mut inbox, ui_state, &theme).await;
     stop.cancel();
     for p in pollers {
@@ -262,6 +288,9 @@ async fn live_cmd(
         reason,
     });
     session.ingest(batch)?;
+    if let Some(handle) = sharing {
+        handle.shutdown("the session ended").await;
+    }
     result?;
     if let Some(p) = session.transcript_path() {
         println!("transcript: {}", p.display());
@@ -311,11 +340,14 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         sessions_dir: Some(args.common.sessions_dir.clone()),
         operator: operator(&args.common.operator),
     };
+    if args.autopilot && args.share.share.is_some() {
+        anyhow::bail!("--share shares the interactive cockpit; drop --autopilot to share a rehearsal");
+    }
     let summary = if args.autopilot {
         rehearse::autopilot(rehearsal).await?
     } else {
         let theme = cutover::ui::Theme::resolve(args.common.theme.as_deref())?;
-        rehearse::interactive(rehearsal, theme).await?
+        rehearse::interactive(rehearsal, theme, args.share.options()?).await?
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

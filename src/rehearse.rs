@@ -105,7 +105,11 @@ pub async fn finish(
 }
 
 /// Runs a rehearsal in the terminal cockpit; returns the summary after the operator quits.
-pub async fn interactive(rehearsal: Rehearsal, theme: crate::ui::Theme) -> anyhow::Result<Summary> {
+pub async fn interactive(
+    rehearsal: Rehearsal,
+    theme: crate::ui::Theme,
+    share: Option<crate::share::ShareOptions>,
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (mut session, mut inbox) = Session::open(SessionConfig {
         plan: Arc::clone(&rehearsal.plan),
@@ -126,17 +130,36 @@ pub async fn interactive(rehearsal: Rehearsal, theme: crate::ui::Theme) -> anyho
     session.set_actuator(world.actuator());
     let stop = CancellationToken::new();
     let pollers = spawn_pollers(world.sources(), session.sender(), stop.clone());
-    let ui_state = crate::ui::UiState::new(
+    let mut ui_state = crate::ui::UiState::new(
         crate::ui::Mode::Rehearsal,
         rehearsal.operator.clone(),
         session.transcript_path().map(|p| p.display().to_string()),
     );
+    let sharing = match share {
+        Some(opts) => {
+            let handle = crate::share::start_share(&mut session, opts).await?;
+            announce_share(&handle, &mut ui_state);
+            Some(handle)
+        }
+        None => None,
+    };
     let result = crate::app::run(&mut session, &mut inbox, ui_state, &theme).await;
     let reason = match &result {
         Ok(exit) => exit.reason(),
         Err(e) => format!("cockpit error: {e}"),
     };
     finish(&mut session, &mut inbox, &world, stop, pollers, &reason).await?;
+    if let Some(handle) = sharing {
+        handle.shutdown("the session ended").await;
+    }
     result?;
     Ok(summarize(&session, &rehearsal, None, started))
+}
+
+/// Tells the driver how colleagues attach: on stderr (visible after the cockpit closes) and
+/// in the cockpit's notice line. The token never goes to the transcript or the log.
+pub fn announce_share(handle: &crate::share::ShareHandle, ui_state: &mut crate::ui::UiState) {
+    let cmd = handle.attach_command();
+    eprintln!("sharing this session; colleagues attach with:\n  {cmd}");
+    ui_state.notice = Some(format!("share: {cmd}"));
 }

@@ -581,59 +581,74 @@ fn fmt_hms(ms: Ts) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
-/// The background pass: folds every event once, keeping a checkpoint every `every`, and
-/// checks the hash chain with the streaming reader. After a break it goes on without the
-/// check (the events still replay; the footer says the chain is broken).
+/// The background pass: folds every event once, keeping a checkpoint every `every`. A
+/// second thread parses ahead and checks the hash chain with the streaming reader; after a
+/// break it goes on parsing from the index (the events still replay; the footer says the
+/// chain is broken).
 fn build_checkpoints(index: &Index, plan: Arc<Plan>, shared: &Shared) {
-    let mut state = State::new(plan);
-    let mut n = 0usize;
-    let mut reader = match Reader::open(index.path()) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            set_chain(shared, ChainCheck::Broken(e.to_string()));
-            None
-        }
-    };
+    const BATCH: usize = 2048;
     let total = index.len();
-    while n < total {
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut batch = Vec::with_capacity(1024);
-        if let Some(r) = reader.as_mut() {
-            while batch.len() < 1024 && n + batch.len() < total {
-                match r.next_event() {
-                    Ok(Some(ev)) => batch.push(ev),
-                    Ok(None) => break,
-                    Err(e) => {
-                        set_chain(shared, ChainCheck::Broken(e.to_string()));
-                        reader = None;
-                        break;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::event::Event>>(8);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut reader = match Reader::open(index.path()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    set_chain(shared, ChainCheck::Broken(e.to_string()));
+                    None
+                }
+            };
+            let mut n = 0usize;
+            while n < total && !shared.stop.load(Ordering::Relaxed) {
+                let mut batch = Vec::with_capacity(BATCH);
+                if let Some(r) = reader.as_mut() {
+                    while batch.len() < BATCH && n + batch.len() < total {
+                        match r.next_event() {
+                            Ok(Some(ev)) => batch.push(ev),
+                            Ok(None) => break,
+                            Err(e) => {
+                                set_chain(shared, ChainCheck::Broken(e.to_string()));
+                                reader = None;
+                                break;
+                            }
+                        }
                     }
                 }
+                if batch.is_empty() {
+                    // No reader (or it stopped short): parse from the index instead.
+                    reader = None;
+                    match index.events(n..(n + BATCH).min(total)) {
+                        Ok(evs) if !evs.is_empty() => batch = evs,
+                        _ => break,
+                    }
+                }
+                n += batch.len();
+                if reader.is_some() {
+                    set_chain(shared, ChainCheck::Checking(n));
+                }
+                if tx.send(batch).is_err() {
+                    break;
+                }
             }
-        }
-        if batch.is_empty() {
-            // No reader (or it stopped short): parse from the index instead.
-            reader = None;
-            match index.events(n..(n + 1024).min(total)) {
-                Ok(evs) if !evs.is_empty() => batch = evs,
-                _ => return,
+            if reader.is_some() && n >= total {
+                set_chain(shared, ChainCheck::Intact);
             }
+        });
+        let mut state = State::new(plan);
+        let mut n = 0usize;
+        for batch in rx {
+            if shared.stop.load(Ordering::Relaxed) {
+                // Dropping the receiver ends the parser at its next send.
+                break;
+            }
+            for ev in &batch {
+                let _ = state.apply(ev);
+                n += 1;
+                shared.store(n, &state);
+            }
+            shared.built.store(n, Ordering::Relaxed);
         }
-        for ev in &batch {
-            let _ = state.apply(ev);
-            n += 1;
-            shared.store(n, &state);
-        }
-        shared.built.store(n, Ordering::Relaxed);
-        if reader.is_some() {
-            set_chain(shared, ChainCheck::Checking(n));
-        }
-    }
-    if reader.is_some() {
-        set_chain(shared, ChainCheck::Intact);
-    }
+    });
 }
 
 fn set_chain(shared: &Shared, c: ChainCheck) {

@@ -326,7 +326,12 @@ impl Checker {
     /// split (one key).
     async fn split_point(&self, job: &Job, range: &KeyRange, s: Sum, t: Sum) -> Result<Option<Bound>, DbError> {
         if job.int_key {
-            let (lo, hi) = self.int_span(job, range).await?;
+            // Bounded ranges split by arithmetic; only the open ends of the first and last
+            // chunk need the actual smallest / largest key.
+            let (lo, hi) = match (&range.lo, &range.hi) {
+                (Some(Bound::Int(lo)), Some(Bound::Int(hi))) => (Some(*lo), Some(hi - 1)),
+                _ => self.int_span(job, range).await?,
+            };
             let (Some(lo), Some(hi)) = (lo, hi) else {
                 return Ok(None);
             };

@@ -16,8 +16,8 @@ use super::world::Timings;
 use super::*;
 use crate::action::{Output, spawn_action};
 use crate::event::{
-    ChecksumState, DiffKind, Direction, Event, MetricSeries, Reading, Side, SourceKind,
-    TableDrift, TableStat, WorldMeasures, now_ms,
+    ChecksumState, DiffKind, Direction, Event, MetricSeries, Reading, Side, SourceKind, TableDrift,
+    TableStat, WorldMeasures, now_ms,
 };
 use crate::plan::{Action, DnsTo, Plan, rehearsal_plan};
 use crate::source::{SourceError, spawn_pollers};
@@ -780,7 +780,10 @@ async fn a_stopped_task_freezes_its_figures_and_drift_stops_after_the_flip() {
     .await;
     let acked = h.world.measures().await.writes_acked;
     h.acked_after(acked + 20).await;
-    assert!(h.drift().await.is_empty(), "no drift reading after the flip");
+    assert!(
+        h.drift().await.is_empty(),
+        "no drift reading after the flip"
+    );
     assert_eq!(h.cdc_points().await, Some([0, 0, 0]));
     assert_eq!(h.stats().await.as_ref(), Some(&frozen));
     let reading = h

@@ -352,7 +352,8 @@ impl State {
                     format!(
                         "{} = {value}, holding {} of {}",
                         gate.input,
-                        fmt_age(held.max(0)),
+                        // Floor, so a window 50 ms short never reads "3.0s of 3.0s".
+                        fmt_age(held.max(0) / 100 * 100),
                         fmt_age(gate.sustain_ms)
                     ),
                 );

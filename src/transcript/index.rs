@@ -382,16 +382,18 @@ pub(super) fn index_line(line: &[u8]) -> Option<(Ts, Kind)> {
 }
 
 fn fast_at_kind(line: &[u8]) -> Option<(Ts, Kind)> {
-    const KEY: &[u8] = b"\"event\":{\"type\":\"";
-    const AT: &[u8] = b",\"at\":";
-    // The recorder writes `{"seq":N,"prev":"<64 hex>","event":{"type":"name","at":T,...}}`.
-    if !line.starts_with(b"{\"seq\":") || line.last() != Some(&b'}') {
+    // The recorder writes `{"seq":N,"prev":"<64 hex>","event":{"type":"name","at":T,...}}`:
+    // walk that layout by offsets; anything else takes the parsing path.
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let rest = rest[digits..].strip_prefix(b",\"prev\":\"")?;
+    let rest = rest.get(64..)?.strip_prefix(b"\",\"event\":{\"type\":\"")?;
+    if line.last() != Some(&b'}') {
         return None;
     }
-    let k = memchr::memmem::find(&line[..line.len().min(128)], KEY)? + KEY.len();
-    let name_len = memchr::memchr(b'"', &line[k..])?;
-    let name = &line[k..k + name_len];
-    let rest = line[k + name_len + 1..].strip_prefix(AT)?;
+    let name_len = memchr::memchr(b'"', rest)?;
+    let name = &rest[..name_len];
+    let rest = rest[name_len + 1..].strip_prefix(b",\"at\":")?;
     let (neg, digits) = match rest.first() {
         Some(b'-') => (true, &rest[1..]),
         _ => (false, rest),

@@ -90,7 +90,7 @@ fn boxed(ctx: &Ctx<'_>, title: String, lines: &[Line<'_>], w: u16, area: Rect, b
     let t = ctx.theme;
     let w = w.min(area.width.saturating_sub(2)).max(10);
     let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(1));
-    let x = area.x + (area.width - w) / 2;
+    let x = area.x + area.width.saturating_sub(w) / 2;
     let y = area.y + (area.height.saturating_sub(h)) / 2;
     let r = Rect::new(x, y, w, h);
     // Clear a one-cell halo too, so no pane text bleeds against the border.

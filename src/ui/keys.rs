@@ -32,9 +32,9 @@ pub fn handle_key(ui: &mut UiState, state: &State, key: KeyEvent, now: Ts) -> Ve
     }
     if ui.help {
         // Any key closes the help and does nothing else: a key pressed to dismiss an
-        // overlay must not also act.
+        // overlay must not also act. Ctrl-C still means "get me out".
         ui.help = false;
-        return Vec::new();
+        return if ctrl_c { quit(ui, state) } else { Vec::new() };
     }
     if let Some(dialog) = ui.dialog {
         if ctrl_c {

@@ -122,22 +122,23 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
             if budget == 0 {
                 break;
             }
-            if let Some(k) = specs.iter().position(|s| s.0 == p) {
-                if shown[k] && rows[k] < specs[k].2 {
-                    rows[k] += 1;
-                    budget -= 1;
-                    gave = true;
-                }
+            if let Some(k) = specs.iter().position(|s| s.0 == p)
+                && shown[k]
+                && rows[k] < specs[k].2
+            {
+                rows[k] += 1;
+                budget -= 1;
+                gave = true;
             }
         }
         if !gave {
             break;
         }
     }
-    if let Some(k) = specs.iter().position(|s| s.0 == Pane::Log) {
-        if shown[k] {
-            rows[k] += budget;
-        }
+    if let Some(k) = specs.iter().position(|s| s.0 == Pane::Log)
+        && shown[k]
+    {
+        rows[k] += budget;
     }
     let mut y = right.y;
     for k in 0..6 {

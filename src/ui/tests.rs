@@ -620,6 +620,55 @@ fn snapshot_too_small() {
 }
 
 #[test]
+fn snapshot_quit_question_while_under_way() {
+    let st = mid_cutover();
+    let mut u = ui(Mode::Rehearsal);
+    assert!(handle_key(&mut u, &st, key(KeyCode::Char('q')), t(20.0)).is_empty());
+    insta::assert_snapshot!("quit_80x24", render(&st, &u, &dark(), 80, 24).backend());
+}
+
+/// The rollback ran every undo: the steps read undone and the verdict says so.
+fn rolled_back() -> State {
+    let mut st = flipped();
+    let at = t(24.0);
+    st.apply(&Event::RollbackConfirmed {
+        at,
+        by: "alice".into(),
+        reason: "operator".into(),
+    });
+    for (k, id) in ["flip-dns", "stop-replication", "freeze"]
+        .into_iter()
+        .enumerate()
+    {
+        let at = at + 1000 * (k as Ts + 1);
+        st.apply(&Event::ActionStarted {
+            at,
+            step: id.into(),
+            direction: Direction::Undo,
+            description: "undo".into(),
+        });
+        st.apply(&Event::ActionFinished {
+            at: at + 400,
+            step: id.into(),
+            direction: Direction::Undo,
+            ok: true,
+            message: format!("{id} undone"),
+        });
+    }
+    st
+}
+
+#[test]
+fn snapshot_rolled_back() {
+    let st = rolled_back();
+    assert!(st.rolled_back());
+    insta::assert_snapshot!(
+        "rolled_back_80x24",
+        render(&st, &ui(Mode::Rehearsal), &dark(), 80, 24).backend()
+    );
+}
+
+#[test]
 fn every_size_draws_without_panicking() {
     let states = [
         mid_cutover(),

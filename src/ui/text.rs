@@ -43,9 +43,7 @@ pub fn num(v: f64) -> String {
         format!("{:.1}M", v / 1_000_000.0)
     } else if a >= 100_000.0 {
         format!("{:.0}k", v / 1000.0)
-    } else if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
+    } else if v.fract() == 0.0 || a >= 100.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
         trim_zeros(format!("{v:.1}"))

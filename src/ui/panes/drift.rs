@@ -152,13 +152,13 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             t.good,
         ));
     }
-    if let Some(o) = oldest {
-        if ctx.stale(o, Input::DriftRows.default_fresh_ms()) {
-            summary.push(Span::styled(
-                format!(" {} oldest {}", sym::UNKNOWN, age(ctx.now - o)),
-                t.stale,
-            ));
-        }
+    if let Some(o) = oldest
+        && ctx.stale(o, Input::DriftRows.default_fresh_ms())
+    {
+        summary.push(Span::styled(
+            format!(" {} oldest {}", sym::UNKNOWN, age(ctx.now - o)),
+            t.stale,
+        ));
     }
     let inner_h = area.height.saturating_sub(match frame {
         Frame::Compact => 1,

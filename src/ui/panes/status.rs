@@ -45,7 +45,7 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
         spans: vec![Span::styled(ctx.ui.mode.label(), mode_style)],
     });
     segs.push(Seg {
-        prio: 4,
+        prio: 3,
         spans: vec![Span::styled(st.plan.name.clone(), t.title)],
     });
     let elapsed = match st.started_at {
@@ -64,7 +64,7 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
     });
     let watchers = st.peers.len();
     segs.push(Seg {
-        prio: 3,
+        prio: 4,
         spans: vec![Span::styled(
             format!("watchers {watchers}"),
             if watchers > 0 { t.text } else { t.dim },

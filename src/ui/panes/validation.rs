@@ -121,13 +121,13 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             t.running,
         )]
     };
-    if let Some(at) = ctx.state.stats_at {
-        if ctx.stale(at, Input::ValidationFailed.default_fresh_ms()) {
-            summary.push(Span::styled(
-                format!(" {} {} old", sym::UNKNOWN, age(ctx.now - at)),
-                t.stale,
-            ));
-        }
+    if let Some(at) = ctx.state.stats_at
+        && ctx.stale(at, Input::ValidationFailed.default_fresh_ms())
+    {
+        summary.push(Span::styled(
+            format!(" {} {} old", sym::UNKNOWN, age(ctx.now - at)),
+            t.stale,
+        ));
     }
 
     let inner_h = area.height.saturating_sub(match frame {
