@@ -669,6 +669,15 @@ fn snapshot_rolled_back() {
 }
 
 #[test]
+fn snapshot_smallest_supported_size() {
+    let st = mid_cutover();
+    insta::assert_snapshot!(
+        "min_60x16",
+        render(&st, &ui(Mode::Rehearsal), &dark(), 60, 16).backend()
+    );
+}
+
+#[test]
 fn every_size_draws_without_panicking() {
     let states = [
         mid_cutover(),
@@ -971,22 +980,3 @@ fn mode_labels() {
     assert!(Mode::Drive.can_act() && !Mode::Watch.can_act() && !Mode::Replay.can_act());
 }
 
-/// Release-mode timing of the draw the brief bounds at 2 ms:
-/// `cargo test --release --lib ui::tests::draw_time -- --ignored --nocapture`.
-#[test]
-#[ignore = "timing; run in release"]
-fn draw_time() {
-    let st = bench_state(500, 20);
-    let theme = dark();
-    for (w, h) in [(80u16, 24u16), (120, 40), (200, 60)] {
-        let u = ui(Mode::Drive);
-        let mut term = Terminal::new(TestBackend::new(w, h)).expect("test backend");
-        let n = 500;
-        let start = std::time::Instant::now();
-        for _ in 0..n {
-            term.draw(|f| draw(f, &st, &u, &theme)).expect("draw");
-        }
-        let per = start.elapsed() / n;
-        println!("{w}x{h}: {per:?} per frame");
-    }
-}
