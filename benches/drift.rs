@@ -385,6 +385,13 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    // RUST_LOG=sqlx::query=debug shows every statement with its time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rows = env_u64("CUTOVER_BENCH_ROWS", 5_000_000).max(1000);
     let rounds = env_u64("CUTOVER_BENCH_ROUNDS", 3).max(1) as usize;
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

@@ -14,6 +14,8 @@ pub mod event;
 pub mod plan;
 pub mod redact;
 pub mod replay;
+pub mod report;
+pub mod resume;
 pub mod rehearse;
 pub mod session;
 pub mod share;

@@ -90,11 +90,11 @@ pub async fn finish(
         // A poller that panicked has nothing more to give; the session still ends cleanly.
         let _ = p.await;
     }
-    let measures = world.finish().await;
+    // The world sends its final figures itself, as its last event.
+    world.finish().await;
     world.shutdown().await;
     let mut batch = inbox.pending();
     let at = now_ms();
-    batch.push(Event::WorldMeasured { at, measures });
     if session.state.ended.is_none() {
         batch.push(Event::SessionEnded {
             at,

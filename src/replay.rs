@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -82,6 +82,8 @@ pub enum ChainCheck {
 struct Shared {
     every: usize,
     checkpoints: Mutex<Vec<Option<Arc<State>>>>,
+    /// Notified when a checkpoint is stored or the background pass ends.
+    stored: Condvar,
     chain: Mutex<ChainCheck>,
     stop: AtomicBool,
     /// Events the background pass has folded.
@@ -109,6 +111,19 @@ impl Shared {
                 }
             }
         }
+        self.stored.notify_all();
+    }
+
+    /// Waits (at most `timeout`) for a checkpoint past event `pos`.
+    fn wait_for_progress(&self, pos: usize, timeout: Duration) {
+        let Ok(cps) = self.checkpoints.lock() else {
+            return;
+        };
+        let k = pos / self.every + 1;
+        // Spurious wake-ups and timeouts only make the caller look again.
+        let _ = self
+            .stored
+            .wait_timeout_while(cps, timeout, |cps| cps.get(k).is_some_and(|c| c.is_none()));
     }
 }
 
@@ -196,6 +211,7 @@ impl Replay {
         let shared = Arc::new(Shared {
             every,
             checkpoints: Mutex::new(vec![None; slots]),
+            stored: Condvar::new(),
             chain: Mutex::new(ChainCheck::Checking(0)),
             stop: AtomicBool::new(false),
             built: AtomicUsize::new(0),
@@ -359,30 +375,43 @@ impl Replay {
         }
     }
 
-    /// Moves the folded state towards the target, folding at most `budget` events. Returns
-    /// whether it got there.
+    /// Moves the folded state towards the target, folding at most `budget` events
+    /// (`usize::MAX`: until it gets there, waiting for the background pass when it will
+    /// get there first). Returns whether it got there.
     pub fn work(&mut self, budget: usize) -> bool {
-        let target = self.target;
-        if self.pos == target {
-            return true;
-        }
-        // Restore a checkpoint when going back, or when one is nearer than folding forward.
-        if target < self.pos || target - self.pos > self.shared.every {
+        let every = self.shared.every;
+        let mut left = budget;
+        while self.pos != self.target {
+            let target = self.target;
+            // Restore a checkpoint when going back, or when one is nearer than folding on.
             if let Some((at, cp)) = self.shared.best_at_or_before(target) {
                 if target < self.pos || at > self.pos {
                     self.state = (*cp).clone();
                     self.pos = at;
                 }
             }
-        }
-        if target < self.pos {
-            // No checkpoint at or before the target (cannot happen: 0 is always kept).
-            self.state = State::new(Arc::clone(&self.plan));
-            self.pos = 0;
-        }
-        let mut left = budget;
-        while self.pos < target && left > 0 {
-            let next_cp = (self.pos / self.shared.every + 1) * self.shared.every;
+            if target < self.pos {
+                // Checkpoint 0 is always kept; this is only a guard.
+                self.state = State::new(Arc::clone(&self.plan));
+                self.pos = 0;
+            }
+            if self.pos == target {
+                break;
+            }
+            // Far ahead of us and the background pass is on its way: let it fold (two
+            // folds of the same events would only share the CPU), and take its checkpoint.
+            let builder_running = self.builder.as_ref().is_some_and(|h| !h.is_finished());
+            if builder_running && target - self.pos > every {
+                if budget != usize::MAX {
+                    return false;
+                }
+                self.shared.wait_for_progress(self.pos, Duration::from_millis(100));
+                continue;
+            }
+            if left == 0 {
+                return false;
+            }
+            let next_cp = (self.pos / every + 1) * every;
             let end = target.min(self.pos + left.min(4096)).min(next_cp);
             match self.index.events(self.pos..end) {
                 Ok(events) => {
@@ -401,7 +430,20 @@ impl Replay {
                 }
             }
         }
-        self.pos == self.target
+        true
+    }
+
+    /// How far a seek in progress has got, in percent.
+    pub fn seek_progress(&self) -> Option<usize> {
+        if self.pos == self.target {
+            return None;
+        }
+        let reached = if self.target > self.pos {
+            self.pos.max(self.checkpointed().min(self.target))
+        } else {
+            self.pos
+        };
+        Some((reached * 100 / self.target.max(1)).min(99))
     }
 
     /// Plays for `wall` of real time: moves the cursor by `wall × speed`, skipping idle
@@ -521,10 +563,8 @@ impl Replay {
         let skip = if self.skip_idle.is_some() { " skip" } else { "" };
         let left = format!("{play} {speed:>4}{skip} {clock}Z +{elapsed}/{total} ");
         let mut right = format!(" {}/{}", self.target, self.len());
-        if self.pos != self.target {
-            let from = self.pos.min(self.target);
-            let done = 100 * (self.pos.saturating_sub(from)) / (self.target.max(self.pos) - from).max(1);
-            right.push_str(&format!(" seeking {done}%"));
+        if let Some(p) = self.seek_progress() {
+            right.push_str(&format!(" seeking {p}%"));
         }
         right.push_str(match self.chain() {
             ChainCheck::Intact => " chain ✓",

@@ -29,6 +29,8 @@ pub struct Session {
     tx: mpsc::UnboundedSender<Event>,
     taps: Vec<Tap>,
     fold_hooks: Vec<FoldHook>,
+    /// The plan's passwords (from `password_env` / `password_file`), scrubbed from free text.
+    secrets: Vec<String>,
     actions: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -74,6 +76,7 @@ impl Session {
             ),
             None => None,
         };
+        let secrets = plan_secrets(&cfg.plan);
         let mut session = Session {
             state: State::new(Arc::clone(&cfg.plan)),
             plan: cfg.plan,
@@ -82,6 +85,7 @@ impl Session {
             tx,
             taps: Vec::new(),
             fold_hooks: Vec::new(),
+            secrets,
             actions: Vec::new(),
         };
         session.ingest(vec![Event::SessionStarted {
@@ -162,6 +166,7 @@ impl Session {
                 let _ = state.apply(ev);
             }
         }
+        let secrets = plan_secrets(&cfg.plan);
         let mut session = Session {
             state,
             plan: cfg.plan,
@@ -170,6 +175,7 @@ impl Session {
             tx,
             taps: Vec::new(),
             fold_hooks: Vec::new(),
+            secrets,
             actions: Vec::new(),
         };
         session.ingest(vec![Event::SessionStarted {
@@ -191,6 +197,7 @@ impl Session {
         let floor = self.state.now;
         for ev in &mut batch {
             clamp_time(ev, floor);
+            scrub(ev, &self.secrets);
         }
         if let Some(r) = &mut self.recorder {
             r.append(&batch)
@@ -230,6 +237,44 @@ impl Session {
     /// Whether an action task is still running.
     pub fn actions_running(&self) -> bool {
         self.actions.iter().any(|h| !h.is_finished())
+    }
+}
+
+/// The secret values a plan points at: what `password_env` and `password_file` hold. Read
+/// once when the session opens, so free text that echoes one can be scrubbed.
+fn plan_secrets(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    for ep in [&plan.source, &plan.target] {
+        if let Some(v) = ep.password_env.as_ref().and_then(|name| std::env::var(name).ok()) {
+            out.push(v.trim().to_string());
+        }
+        if let Some(v) = ep.password_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+            out.push(v.trim().to_string());
+        }
+    }
+    out.retain(|s| s.len() >= 4);
+    out
+}
+
+/// The last line of defence for "secrets never enter an event": free text from actions,
+/// sources and notes is scrubbed of URL passwords, `password=` pairs and the plan's known
+/// secrets before it is recorded or folded (sources redact at the source too).
+fn scrub(ev: &mut Event, secrets: &[String]) {
+    let text = match ev {
+        Event::ActionOutput { line, .. } => line,
+        Event::ActionFinished { message, .. } => message,
+        Event::SourceFailed { error, .. } => error,
+        Event::Note { text, .. } => text,
+        Event::StepTimedOut { reason, .. }
+        | Event::StepConfirmRejected { reason, .. }
+        | Event::RollbackConfirmed { reason, .. }
+        | Event::SessionEnded { reason, .. } => reason,
+        _ => return,
+    };
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let clean = crate::redact::text(text, &secrets);
+    if clean != *text {
+        *text = clean;
     }
 }
 

@@ -213,7 +213,8 @@ impl Checker {
         db.rows(what, &stmt.sql, &stmt.binds).await
     }
 
-    async fn sum(&self, job: &Job, source: bool, range: &KeyRange) -> Result<(Sum, Duration), DbError> {
+    /// Count and hash of a range on one side, and how long the server took.
+    pub(crate) async fn sum(&self, job: &Job, source: bool, range: &KeyRange) -> Result<(Sum, Duration), DbError> {
         let (db, table, cols, key) = if source {
             (&self.src, &job.src, &job.src_cols, &job.src_key)
         } else {
@@ -254,23 +255,35 @@ impl Checker {
         match job.mode {
             Mode::Cross => self.cross(job, range, cap).await,
             Mode::Pushdown => {
-                let (src, tgt, elapsed) = self.sums(job, range).await?;
-                let mut out = Outcome {
-                    src,
-                    tgt,
-                    equal: src == tgt,
-                    diffs: Vec::new(),
-                    complete: true,
-                    elapsed,
-                };
-                if !out.equal && job.has_key() {
-                    out.complete = self.bisect(job, range.clone(), src, tgt, cap, &mut out.diffs).await?;
-                } else if !out.equal {
-                    out.complete = false;
-                }
-                Ok(out)
+                let sums = self.sums(job, range).await?;
+                self.outcome(job, range, sums, cap).await
             }
         }
+    }
+
+    /// The outcome of a range whose sums are known: equal, or the differing rows found by
+    /// bisection.
+    pub(crate) async fn outcome(
+        &self,
+        job: &Job,
+        range: &KeyRange,
+        (src, tgt, elapsed): (Sum, Sum, Duration),
+        cap: usize,
+    ) -> Result<Outcome, DbError> {
+        let mut out = Outcome {
+            src,
+            tgt,
+            equal: src == tgt,
+            diffs: Vec::new(),
+            complete: true,
+            elapsed,
+        };
+        if !out.equal && job.has_key() {
+            out.complete = self.bisect(job, range.clone(), src, tgt, cap, &mut out.diffs).await?;
+        } else if !out.equal {
+            out.complete = false;
+        }
+        Ok(out)
     }
 
     /// Narrows a mismatching range down to its differing rows. Returns whether every

@@ -8,8 +8,12 @@
 //! chunk whose source changed is re-checked soon after, and every chunk is re-checked at
 //! least every `recheck_interval`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -112,7 +116,8 @@ impl Walker {
                 KeyRange { lo, hi }
             }
             WalkPlan::Lookup { next_lo, .. } => {
-                let lo = next_lo.take();
+                // Taken only once the lookup succeeded, so a failed one is simply retried.
+                let lo = next_lo.clone();
                 let from = KeyRange { lo: lo.clone(), hi: None };
                 let hi = checker.boundary(job, &from, self.rows_target).await?;
                 if hi.is_none() {
@@ -129,6 +134,10 @@ impl Walker {
     pub(crate) fn feedback(&mut self, range: &KeyRange, outcome: &Outcome, target: Duration) {
         let rows = outcome.src.count.max(outcome.tgt.count);
         self.rows_done += outcome.src.count;
+        self.resize(range, rows, outcome.elapsed, target);
+    }
+
+    fn resize(&mut self, range: &KeyRange, rows: u64, elapsed: Duration, target: Duration) {
         if let WalkPlan::Int { density, .. } = &mut self.plan
             && let (Some(Bound::Int(lo)), Some(Bound::Int(hi))) = (&range.lo, &range.hi)
         {
@@ -140,7 +149,7 @@ impl Walker {
                 *density = (rows as f64 / span).clamp(1e-12, 1.0);
             }
         }
-        let secs = outcome.elapsed.as_secs_f64();
+        let secs = elapsed.as_secs_f64();
         if rows == 0 || secs <= 0.0 {
             return;
         }
@@ -199,6 +208,8 @@ pub(crate) struct TableState {
     walker: Option<Walker>,
     chunks: Vec<ChunkRec>,
     next_seq: u64,
+    /// First-pass ranges whose check failed, to be checked again.
+    retry: Vec<(u64, KeyRange)>,
 }
 
 /// A source table with no counterpart on the target.
@@ -231,6 +242,7 @@ pub(crate) async fn prepare(checker: &Checker) -> Result<Vec<Entry>, DbError> {
                     walker: None,
                     chunks: Vec::new(),
                     next_seq: 0,
+                    retry: Vec::new(),
                 })));
             }
             None => {
@@ -418,7 +430,8 @@ fn reconcile(diffs: Vec<RowDiff>) -> Vec<RowDiff> {
 }
 
 /// Runs (or continues) a table's first pass until it is done or `deadline` passes, with up
-/// to `max_concurrent` chunks in flight. `on_chunk` sees the state after every chunk.
+/// to `max_concurrent` queries in flight per side. `on_chunk` sees the state after every
+/// chunk. Ranges whose check failed are kept and checked first on the next call.
 pub(crate) async fn first_pass(
     checker: &Checker,
     st: &mut TableState,
@@ -429,14 +442,55 @@ pub(crate) async fn first_pass(
     if !st.has_started() {
         st.walker = Some(Walker::start(checker, &st.job).await?);
     }
+    let cap = checker.opts.max_keys.max(1);
+    while let Some((seq, range)) = st.retry.pop() {
+        match checker.check(&st.job, &range, cap).await {
+            Ok(outcome) => {
+                st.record(seq, range, outcome, confirm);
+                on_chunk(st);
+            }
+            Err(e) => {
+                st.retry.push((seq, range));
+                return Err(e);
+            }
+        }
+    }
+    if st.job.mode == Mode::Pushdown && st.job.has_key() {
+        pipelined(checker, st, deadline, confirm, on_chunk).await?;
+    } else {
+        lockstep(checker, st, deadline, confirm, on_chunk).await?;
+    }
+    if st.retry.is_empty() && st.walker.as_ref().is_some_and(|w| w.done) {
+        st.walker = None;
+    }
+    Ok(())
+}
+
+/// Chunks checked on both sides together (cross engine: the rows of a chunk are joined).
+async fn lockstep(
+    checker: &Checker,
+    st: &mut TableState,
+    deadline: Option<Instant>,
+    confirm: bool,
+    on_chunk: &mut (dyn FnMut(&TableState) + Send),
+) -> Result<(), DbError> {
     let parallel = checker.opts.max_concurrent.max(1);
     let cap = checker.opts.max_keys.max(1);
     let target = checker.opts.chunk_time;
     let mut inflight = FuturesUnordered::new();
+    // On an error no new chunk starts, the ones in flight finish, and failed ranges are kept.
+    let mut failed: Option<DbError> = None;
     loop {
-        while inflight.len() < parallel && deadline.is_none_or(|d| Instant::now() < d) {
-            let Some(walker) = st.walker.as_mut() else { break };
-            let Some(range) = walker.next(checker, &st.job).await? else { break };
+        while failed.is_none() && inflight.len() < parallel && deadline.is_none_or(|d| Instant::now() < d) {
+            let Some(w) = st.walker.as_mut() else { break };
+            let next = match w.next(checker, &st.job).await {
+                Ok(range) => range,
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            };
+            let Some(range) = next else { break };
             let seq = st.next_seq;
             st.next_seq += 1;
             let job = Arc::clone(&st.job);
@@ -446,17 +500,126 @@ pub(crate) async fn first_pass(
             });
         }
         let Some((seq, range, outcome)) = inflight.next().await else { break };
-        let outcome = outcome?;
-        if let Some(w) = st.walker.as_mut() {
-            w.feedback(&range, &outcome, target);
+        match outcome {
+            Ok(outcome) => {
+                if let Some(w) = st.walker.as_mut() {
+                    w.feedback(&range, &outcome, target);
+                }
+                st.record(seq, range, outcome, confirm);
+                on_chunk(st);
+            }
+            Err(e) => {
+                st.retry.push((seq, range));
+                failed.get_or_insert(e);
+            }
         }
-        st.record(seq, range, outcome, confirm);
-        on_chunk(st);
     }
-    if st.walker.as_ref().is_some_and(|w| w.done) {
-        st.walker = None;
+    failed.map_or(Ok(()), Err)
+}
+
+/// The ranges of a pipelined pass, planned on demand by whichever side gets there first.
+struct Planner {
+    walker: Walker,
+    ranges: Vec<KeyRange>,
+}
+
+/// Same engine with a key: each side walks the same planned ranges on its own, so neither
+/// waits for the other at chunk boundaries (the pass takes as long as the slower side, not
+/// the sum of each chunk's slower side); a chunk is compared when both sums are in.
+async fn pipelined(
+    checker: &Checker,
+    st: &mut TableState,
+    deadline: Option<Instant>,
+    confirm: bool,
+    on_chunk: &mut (dyn FnMut(&TableState) + Send),
+) -> Result<(), DbError> {
+    let Some(walker) = st.walker.take() else {
+        return Ok(());
+    };
+    let job = Arc::clone(&st.job);
+    let base = st.next_seq;
+    let cap = checker.opts.max_keys.max(1);
+    let target = checker.opts.chunk_time;
+    let per_side = checker.opts.max_concurrent.max(1);
+    let planner = tokio::sync::Mutex::new(Planner {
+        walker,
+        ranges: Vec::new(),
+    });
+    let cursors = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    let (tx, mut rx) = mpsc::unbounded_channel::<(bool, usize, Sum, Duration)>();
+
+    let side = |source: bool, tx: mpsc::UnboundedSender<(bool, usize, Sum, Duration)>| {
+        let (job, planner, cursors) = (&job, &planner, &cursors);
+        async move {
+            loop {
+                let i = cursors[usize::from(source)].fetch_add(1, Ordering::Relaxed);
+                let range = {
+                    let mut p = planner.lock().await;
+                    // Planned ranges are done by both sides, deadline or not, so both
+                    // always cover the same ones.
+                    while p.ranges.len() <= i
+                        && !p.walker.done
+                        && deadline.is_none_or(|d| Instant::now() < d)
+                    {
+                        let Planner { walker, ranges } = &mut *p;
+                        match walker.next(checker, job).await? {
+                            Some(r) => ranges.push(r),
+                            None => break,
+                        }
+                    }
+                    match p.ranges.get(i) {
+                        Some(r) => r.clone(),
+                        None => break,
+                    }
+                };
+                let (sum, elapsed) = checker.sum(job, source, &range).await?;
+                // The collector outlives the sides; a send cannot fail before it is done.
+                let _ = tx.send((source, i, sum, elapsed));
+            }
+            Ok::<(), DbError>(())
+        }
+    };
+    let mut sides = Vec::new();
+    for _ in 0..per_side {
+        sides.push(side(true, tx.clone()));
+        sides.push(side(false, tx.clone()));
     }
-    Ok(())
+    drop(tx);
+
+    let collect = async {
+        let mut halves: HashMap<usize, [Option<(Sum, Duration)>; 2]> = HashMap::new();
+        while let Some((source, i, sum, elapsed)) = rx.recv().await {
+            let slot = halves.entry(i).or_default();
+            slot[usize::from(source)] = Some((sum, elapsed));
+            let [Some((t, tt)), Some((s, ts))] = *slot else { continue };
+            halves.remove(&i);
+            let range = {
+                let mut p = planner.lock().await;
+                let range = p.ranges[i].clone();
+                p.walker.rows_done += s.count;
+                p.walker.resize(&range, s.count.max(t.count), ts.max(tt), target);
+                range
+            };
+            let outcome = checker.outcome(&job, &range, (s, t, ts.max(tt)), cap).await?;
+            st.record(base + i as u64, range, outcome, confirm);
+            on_chunk(st);
+        }
+        Ok::<(), DbError>(())
+    };
+    let result = futures::try_join!(futures::future::try_join_all(sides), collect);
+
+    let Planner { walker, ranges } = planner.into_inner();
+    st.walker = Some(walker);
+    st.next_seq = base + ranges.len() as u64;
+    if result.is_err() {
+        for (i, range) in ranges.into_iter().enumerate() {
+            let seq = base + i as u64;
+            if !st.chunks.iter().any(|c| c.seq == seq) {
+                st.retry.push((seq, range));
+            }
+        }
+    }
+    result.map(|_| ())
 }
 
 /// One-shot compare of every table (or `opts.tables`): both sides in parallel, chunk by

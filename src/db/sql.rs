@@ -93,7 +93,13 @@ impl Stmt {
             self.binds.push(bind);
             placeholder.to_string()
         } else {
-            self.binds.push(Bind::Text(text.into()));
+            // A bytea key printed by MySQL's HEX() lacks PostgreSQL's `\x` hex prefix.
+            let text = if col.class == TypeClass::Binary && !text.starts_with("\\x") {
+                format!("\\x{text}")
+            } else {
+                text.to_string()
+            };
+            self.binds.push(Bind::Text(text));
             format!("${}::{}", self.binds.len(), col.sql_type)
         }
     }

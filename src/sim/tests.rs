@@ -975,6 +975,19 @@ async fn drive(plan: Plan, faults: Vec<Fault>) -> (State, WorldMeasures, Option<
             break;
         }
     }
+    // A timed fault that strikes once the steps it could disturb are done (a stall right
+    // after the drain's gates turned green) can outlast the run: follow it to its end.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state.completed()
+        && state.faults.values().any(|(active, _)| *active)
+        && Instant::now() < deadline
+    {
+        match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            Ok(Some(ev)) => run(&mut state, &ev),
+            Ok(None) => break,
+            Err(_) => run(&mut state, &Event::Tick { at: now_ms() }),
+        }
+    }
     stop.cancel();
     for p in pollers {
         // A poller that panicked shows up as missing readings above; nothing to add here.

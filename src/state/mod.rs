@@ -816,36 +816,36 @@ impl State {
     }
 
     /// Keeps each gate's "held since" current: set when its condition first holds on a
-    /// fresh reading, cleared as soon as it does not.
+    /// fresh reading, cleared as soon as it does not. Only the next step's windows matter: a
+    /// later step's window cannot start before the step before it finishes.
     fn update_holds(&mut self) {
+        let Some(si) = self.next_step() else {
+            self.holds.clear();
+            return;
+        };
+        self.holds.retain(|(s, _), _| *s == si);
         let plan = Arc::clone(&self.plan);
-        for (si, step) in plan.steps.iter().enumerate() {
-            if self.steps[si].status == StepStatus::Done {
-                self.holds.retain(|(s, _), _| *s != si);
-                continue;
-            }
-            let not_before = self.readings_not_before(si);
-            for (gi, gate) in step.gates.iter().enumerate() {
-                let holding = match self.input_value(&gate.input) {
-                    InputValue::Known {
-                        value, observed_at, ..
-                    } => {
-                        let fresh = self.now - observed_at <= gate.fresh_ms();
-                        let after = not_before.is_none_or(|nb| observed_at >= nb);
-                        (fresh && after && gate::compare(&value, gate.op, &gate.value))
-                            .then_some(observed_at)
-                    }
-                    InputValue::Missing(_) => None,
-                };
-                match holding {
-                    Some(observed_at) => {
-                        let since = self.satisfied_since(gate, observed_at);
-                        let since = not_before.map_or(since, |nb| since.max(nb));
-                        self.holds.entry((si, gi)).or_insert(since);
-                    }
-                    None => {
-                        self.holds.remove(&(si, gi));
-                    }
+        let not_before = self.readings_not_before(si);
+        for (gi, gate) in plan.steps[si].gates.iter().enumerate() {
+            let holding = match self.input_value(&gate.input) {
+                InputValue::Known {
+                    value, observed_at, ..
+                } => {
+                    let fresh = self.now - observed_at <= gate.fresh_ms();
+                    let after = not_before.is_none_or(|nb| observed_at >= nb);
+                    (fresh && after && gate::compare(&value, gate.op, &gate.value))
+                        .then_some(observed_at)
+                }
+                InputValue::Missing(_) => None,
+            };
+            match holding {
+                Some(observed_at) => {
+                    let since = self.satisfied_since(gate, observed_at);
+                    let since = not_before.map_or(since, |nb| since.max(nb));
+                    self.holds.entry((si, gi)).or_insert(since);
+                }
+                None => {
+                    self.holds.remove(&(si, gi));
                 }
             }
         }

@@ -1,0 +1,677 @@
+//! `cutover resume FILE`: continues a session after the cockpit died mid-cutover (kill -9, a
+//! lost terminal, a crashed laptop).
+//!
+//! It reads the interrupted transcript (checking its chain; a torn last line is dropped — it
+//! was never durable, so nothing acted on it), folds it, and opens a **new** transcript
+//! linked to the old one: the header's `resumed_from` names the old file, its last seq and
+//! its last hash, and the new file starts by re-recording the old file's events under their
+//! original seq numbers. The new file therefore replays, reports and verifies on its own,
+//! and `cutover verify` checks the link (hash and identical history) when the old file is
+//! next to it. The old file is never written to.
+//!
+//! The resumed session records a second `SessionStarted`; the fold marks every step whose
+//! action (or undo) had started with no recorded result as **in doubt**. Nothing proceeds —
+//! the fold refuses confirmations, the autopilot waits, a rollback waits — until the
+//! operator has checked each one and typed `done <step>` or `not done <step>`, recorded as
+//! `StepResolved`. "Not done" puts a step back to pending, to be confirmed (and run) again.
+//! The prompt comes before the cockpit opens; readings are recorded while it waits.
+//!
+//! Rehearsals: the embedded world does not survive a crash. On resume a fresh world is built
+//! and the actions of the completed steps are applied to it again, in order (they are
+//! idempotent: setting `read_only`, stopping a stopped task, pointing the CNAME where it
+//! points), each recorded as a note; a step marked done after checking is applied too.
+//! Faults of the first run are not injected again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::action::Output;
+use crate::event::{Direction, Event, now_ms};
+use crate::plan::{self, Plan};
+use crate::session::{Inbox, Session, SessionConfig};
+use crate::sim::{World, WorldOptions};
+use crate::state::{State, StepStatus};
+use crate::transcript::{self, Header, ResumedFrom, TranscriptError};
+use crate::ui::{Mode, Theme, UiState};
+
+/// `cutover resume` arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ResumeArgs {
+    /// The transcript of the interrupted session.
+    pub file: PathBuf,
+    /// Colour theme: dark, light, high-contrast, colorblind, or a path to a theme file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+    /// Where the new transcript is written.
+    #[arg(long, value_name = "DIR", default_value = "sessions")]
+    pub sessions_dir: PathBuf,
+    /// Who is at the keyboard now. Default: $USER.
+    #[arg(long)]
+    pub operator: Option<String>,
+    #[command(flatten)]
+    pub aws: crate::aws::AwsArgs,
+}
+
+/// Why a session cannot be resumed. Each names the file, the reason and the way out.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("cannot resume: {0} (run `cutover verify` on it; a damaged transcript cannot be continued)")]
+    Transcript(#[from] TranscriptError),
+    #[error("{path}:1: cannot resume: the recorded plan does not parse: {errors} (the header was edited; run `cutover verify {path}`)")]
+    Plan { path: String, errors: String },
+    #[error("{path}:1: cannot resume: the recorded plan does not match its plan_hash (the header was edited; run `cutover verify {path}`)")]
+    PlanHash { path: String },
+    #[error("{path}: nothing to resume: the cutover {outcome} (replay it with `cutover replay {path}`)")]
+    Finished { path: String, outcome: &'static str },
+    #[error("{path}: nothing to resume: the transcript holds no events")]
+    Empty { path: String },
+}
+
+/// An interrupted session, read and folded.
+pub struct Interrupted {
+    pub path: PathBuf,
+    pub header: Header,
+    pub plan: Arc<Plan>,
+    pub events: Vec<Event>,
+    pub state: State,
+    pub last_seq: u64,
+    pub last_hash: String,
+    pub torn_tail: Option<String>,
+}
+
+impl Interrupted {
+    /// Steps whose action or undo had started with no recorded result.
+    pub fn in_doubt(&self) -> Vec<usize> {
+        (0..self.state.steps.len())
+            .filter(|&i| matches!(self.state.steps[i].status, StepStatus::Running | StepStatus::Undoing))
+            .collect()
+    }
+
+    /// What the operator reads before resuming.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "resuming {} ({} events, last seq {}, plan {}, operator {})\n",
+            self.path.display(),
+            self.events.len(),
+            self.last_seq,
+            self.plan.name,
+            self.header.operator
+        );
+        if let Some(t) = &self.torn_tail {
+            s.push_str(&format!("  {t}\n"));
+        }
+        for (def, st) in self.plan.steps.iter().zip(&self.state.steps) {
+            let status = match st.status {
+                StepStatus::Running | StepStatus::Undoing => "IN DOUBT",
+                s => s.as_str(),
+            };
+            s.push_str(&format!("  {:<20} {status}\n", def.id));
+        }
+        s
+    }
+}
+
+/// Reads and folds the interrupted transcript. Refuses a damaged chain, an edited plan and a
+/// session that already completed or rolled back.
+pub fn load(path: &Path) -> Result<Interrupted, ResumeError> {
+    let t = transcript::read(path)?;
+    let p = path.display().to_string();
+    let plan = plan::parse(&format!("{p} (recorded plan)"), &t.header.plan_text).map_err(|e| ResumeError::Plan {
+        path: p.clone(),
+        errors: e.to_string(),
+    })?;
+    if plan.hash != t.header.plan_hash {
+        return Err(ResumeError::PlanHash { path: p });
+    }
+    if t.events.is_empty() {
+        return Err(ResumeError::Empty { path: p });
+    }
+    let plan = Arc::new(plan);
+    let mut state = State::new(Arc::clone(&plan));
+    for ev in &t.events {
+        // Folding only: the effects ran (or died) in the interrupted process.
+        let _ = state.apply(ev);
+    }
+    if state.completed() {
+        return Err(ResumeError::Finished {
+            path: p,
+            outcome: "completed",
+        });
+    }
+    if state.rolled_back() {
+        return Err(ResumeError::Finished {
+            path: p,
+            outcome: "was rolled back",
+        });
+    }
+    Ok(Interrupted {
+        path: path.to_path_buf(),
+        header: t.header,
+        plan,
+        events: t.events,
+        state,
+        last_seq: t.last_seq,
+        last_hash: t.last_hash,
+        torn_tail: t.torn_tail,
+    })
+}
+
+/// A resumed session with its sources running.
+pub struct Resumed {
+    pub session: Session,
+    pub inbox: Inbox,
+    /// The fresh rehearsal world, for rehearsal plans.
+    pub world: Option<Arc<World>>,
+    pub stop: CancellationToken,
+    pub pollers: Vec<tokio::task::JoinHandle<()>>,
+    pub operator: String,
+}
+
+/// Opens the new transcript, re-records the history, starts the sources (and, for a
+/// rehearsal, a fresh world with the completed steps applied again).
+pub async fn reopen(
+    old: &Interrupted,
+    sessions_dir: &Path,
+    operator: &str,
+    aws: &crate::aws::AwsArgs,
+) -> anyhow::Result<Resumed> {
+    let rehearsal = old.plan.is_rehearsal();
+    let mode = if rehearsal { "rehearsal-resumed" } else { "drive-resumed" };
+    let actuator = if rehearsal {
+        None
+    } else {
+        Some(crate::backend::actuator(&old.plan, aws).await?)
+    };
+    let (mut session, inbox) = Session::resume(
+        SessionConfig {
+            plan: Arc::clone(&old.plan),
+            mode: mode.into(),
+            operator: operator.to_string(),
+            sessions_dir: Some(sessions_dir.to_path_buf()),
+            actuator,
+        },
+        ResumedFrom {
+            file: old.path.display().to_string(),
+            last_seq: old.last_seq,
+            last_hash: old.last_hash.clone(),
+        },
+        old.events.clone(),
+    )?;
+    let stop = CancellationToken::new();
+    let (world, sources) = if rehearsal {
+        let seed = u64::from_str_radix(old.last_hash.get(..16).unwrap_or("1"), 16).unwrap_or(1);
+        let world = World::start(
+            &old.plan,
+            WorldOptions {
+                seed,
+                faults: Vec::new(),
+            },
+            session.sender(),
+        )
+        .await?;
+        session.set_actuator(world.actuator());
+        let mut notes = vec![Event::Note {
+            at: now_ms(),
+            text: "rehearsal world rebuilt after the restart: applying the completed steps again".into(),
+        }];
+        for i in 0..old.plan.steps.len() {
+            if session.state.steps[i].status == StepStatus::Done {
+                notes.push(reapply(&world, &old.plan, i).await);
+            }
+        }
+        session.ingest(notes)?;
+        let sources = world.sources();
+        (Some(world), sources)
+    } else {
+        let sources = crate::backend::sources(&old.plan, aws, crate::db::DbOptions::default()).await?;
+        (None, sources)
+    };
+    let pollers = crate::source::spawn_pollers(sources, session.sender(), stop.clone());
+    Ok(Resumed {
+        session,
+        inbox,
+        world,
+        stop,
+        pollers,
+        operator: operator.to_string(),
+    })
+}
+
+/// Applies step `i`'s action to a fresh rehearsal world; returns the note that records it.
+async fn reapply(world: &Arc<World>, plan: &Plan, i: usize) -> Event {
+    let step = &plan.steps[i];
+    let actuator = world.actuator();
+    // Progress lines of a re-application are not the step's output: they go nowhere.
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = Output::new(step.id.clone(), Direction::Do, tx);
+    let result = actuator.run(plan, &step.action, &out).await;
+    let text = match result {
+        Ok(m) => format!("re-applied {} ({}) to the fresh world: {m}", step.id, step.action.describe(plan)),
+        Err(e) => format!("re-applying {} to the fresh world FAILED: {e}", step.id),
+    };
+    Event::Note { at: now_ms(), text }
+}
+
+/// Parses the operator's answer for a step in doubt: exactly `done <step>` or
+/// `not done <step>`, naming a step that is in doubt.
+pub fn parse_resolution(input: &str, state: &State) -> Result<(String, bool), String> {
+    let doubt: Vec<String> = state
+        .in_doubt_steps()
+        .into_iter()
+        .map(|i| state.plan.steps[i].id.clone())
+        .collect();
+    let line = input.trim();
+    let (done, id) = if let Some(id) = line.strip_prefix("not done ") {
+        (false, id.trim())
+    } else if let Some(id) = line.strip_prefix("done ") {
+        (true, id.trim())
+    } else {
+        return Err(format!(
+            "type exactly \"done <step>\" or \"not done <step>\" (in doubt: {})",
+            doubt.join(", ")
+        ));
+    };
+    if !doubt.iter().any(|d| d == id) {
+        return Err(format!("\"{id}\" is not in doubt (in doubt: {})", doubt.join(", ")));
+    }
+    Ok((id.to_string(), done))
+}
+
+/// Records the operator's answer; in a rehearsal, a step that is done after it is applied
+/// to the fresh world.
+pub async fn resolve(r: &mut Resumed, step: &str, done: bool) -> anyhow::Result<()> {
+    let mut batch = r.inbox.pending();
+    batch.push(Event::StepResolved {
+        at: now_ms(),
+        step: step.to_string(),
+        done,
+        by: r.operator.clone(),
+    });
+    r.session.ingest(batch)?;
+    if let (Some(world), Some(i)) = (&r.world, r.session.plan.step_index(step)) {
+        if r.session.state.steps[i].status == StepStatus::Done {
+            let note = reapply(world, &r.session.plan, i).await;
+            r.session.ingest(vec![note])?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks on the terminal (before the cockpit opens) for each step in doubt until every one
+/// is resolved; records readings meanwhile. `Ok(false)` when the input ended first.
+pub async fn prompt_in_doubt(r: &mut Resumed) -> anyhow::Result<bool> {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let doubt = r.session.state.in_doubt_steps();
+        let Some(&i) = doubt.first() else {
+            return Ok(true);
+        };
+        let plan = Arc::clone(&r.session.plan);
+        let def = &plan.steps[i];
+        let st = &r.session.state.steps[i];
+        let (what, action) = match st.in_doubt {
+            Some(Direction::Undo) => ("undo", def.undo.as_ref().map(|a| a.describe(&plan)).unwrap_or_default()),
+            _ => ("action", def.action.describe(&plan)),
+        };
+        let since = st
+            .started_at
+            .or(st.confirmed_at)
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+            .map(|t| t.format("%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| "?".into());
+        eprintln!();
+        eprintln!("Step {} \"{}\" is IN DOUBT.", def.id, def.title);
+        eprintln!("  Its {what} ({action}) started at {since}; no result was recorded before the cockpit stopped.");
+        for line in st.output.iter().rev().take(5).rev() {
+            eprintln!("  | {line}");
+        }
+        eprintln!("  Check whether it took effect, then type \"done {0}\" or \"not done {0}\":", def.id);
+        eprint!("> ");
+        loop {
+            tokio::select! {
+                line = lines.next_line() => {
+                    let Some(line) = line? else {
+                        return Ok(false);
+                    };
+                    match parse_resolution(&line, &r.session.state) {
+                        Ok((step, done)) => {
+                            resolve(r, &step, done).await?;
+                            break;
+                        }
+                        Err(why) => {
+                            eprintln!("  {why}");
+                            eprint!("> ");
+                        }
+                    }
+                }
+                batch = r.inbox.next_batch() => {
+                    r.session.ingest(batch)?;
+                }
+            }
+        }
+    }
+}
+
+/// Stops the sources and records the end (with the world's final figures in a rehearsal).
+pub async fn finish(mut r: Resumed, reason: &str) -> anyhow::Result<Session> {
+    match &r.world {
+        Some(world) => {
+            let world = Arc::clone(world);
+            crate::rehearse::finish(&mut r.session, &mut r.inbox, &world, r.stop, r.pollers, reason).await?;
+        }
+        None => {
+            r.stop.cancel();
+            for p in r.pollers {
+                // A poller that failed has already reported through the session.
+                let _ = p.await;
+            }
+            let mut batch = r.inbox.pending();
+            if r.session.state.ended.is_none() {
+                batch.push(Event::SessionEnded {
+                    at: now_ms(),
+                    reason: reason.to_string(),
+                });
+            }
+            r.session.ingest(batch)?;
+        }
+    }
+    Ok(r.session)
+}
+
+/// `cutover resume`: folds `path`, continues it in a new transcript under `sessions_dir`,
+/// asks for every step in doubt, then opens the cockpit.
+pub async fn run_resume(path: &Path, theme: &Theme, sessions_dir: &Path, operator: &str) -> anyhow::Result<()> {
+    run_resume_with(path, theme, sessions_dir, operator, &crate::aws::AwsArgs::default()).await
+}
+
+/// [`run_resume`] from the command line's arguments.
+pub async fn run_resume_args(args: &ResumeArgs, operator: &str) -> anyhow::Result<()> {
+    let theme = Theme::resolve(args.theme.as_deref())?;
+    run_resume_with(&args.file, &theme, &args.sessions_dir, operator, &args.aws).await
+}
+
+async fn run_resume_with(
+    path: &Path,
+    theme: &Theme,
+    sessions_dir: &Path,
+    operator: &str,
+    aws: &crate::aws::AwsArgs,
+) -> anyhow::Result<()> {
+    let old = load(path)?;
+    eprint!("{}", old.describe());
+    let mut r = reopen(&old, sessions_dir, operator, aws).await?;
+    drop(old);
+    if let Some(p) = r.session.transcript_path() {
+        eprintln!("continuing in {}", p.display());
+    }
+    if !prompt_in_doubt(&mut r).await? {
+        let session = finish(r, "resume abandoned: steps in doubt were not resolved").await?;
+        anyhow::bail!(
+            "the input ended before every step in doubt was resolved; nothing was done (transcript: {})",
+            session.transcript_path().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    let mode = if r.world.is_some() { Mode::Rehearsal } else { Mode::Drive };
+    let ui_state = UiState::new(
+        mode,
+        operator.to_string(),
+        r.session.transcript_path().map(|p| p.display().to_string()),
+    );
+    let result = crate::app::run(&mut r.session, &mut r.inbox, ui_state, theme).await;
+    let reason = match &result {
+        Ok(exit) => exit.reason(),
+        Err(e) => format!("cockpit error: {e}"),
+    };
+    let session = finish(r, &reason).await?;
+    result?;
+    if let Some(p) = session.transcript_path() {
+        println!("transcript: {}", p.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{DatabaseReading, Reading, Side, Ts};
+    use crate::state::{Effect, RollbackStatus};
+    use crate::transcript::verify::{ProblemKind, verify};
+
+    const PLAN: &str = r#"
+name = "t"
+[source]
+engine = "rehearsal"
+[target]
+engine = "rehearsal"
+[replication]
+engine = "rehearsal"
+task = "t"
+[rehearsal]
+tables = ["a"]
+[[step]]
+id = "one"
+gates = ["source.read_only == false fresh 5s"]
+action = { kind = "sql", on = "source", statement = "SET GLOBAL read_only = ON" }
+undo = { kind = "sql", on = "source", statement = "SET GLOBAL read_only = OFF" }
+confirm = "go"
+[[step]]
+id = "two"
+gates = ["source.read_only == true fresh 5s"]
+confirm = "two"
+"#;
+
+    fn plan() -> Arc<Plan> {
+        Arc::new(plan::parse("t.toml", PLAN).expect("test plan is valid"))
+    }
+
+    fn started(at: Ts) -> Event {
+        Event::SessionStarted {
+            at,
+            mode: "test".into(),
+            operator: "op".into(),
+        }
+    }
+
+    fn ro(at: Ts, read_only: bool) -> Event {
+        Event::Observed {
+            at,
+            reading: Reading::Database(DatabaseReading {
+                observed_at: at,
+                side: Side::Source,
+                server: None,
+                read_only: Some(read_only),
+                connections: None,
+                longest_trx_s: None,
+                writes_per_s: None,
+            }),
+        }
+    }
+
+    fn confirmed(at: Ts, step: &str) -> Event {
+        Event::StepConfirmed {
+            at,
+            step: step.into(),
+            by: "op".into(),
+        }
+    }
+
+    fn action(at: Ts, step: &str, direction: Direction) -> Event {
+        Event::ActionStarted {
+            at,
+            step: step.into(),
+            direction,
+            description: "x".into(),
+        }
+    }
+
+    fn resolved(at: Ts, step: &str, done: bool) -> Event {
+        Event::StepResolved {
+            at,
+            step: step.into(),
+            done,
+            by: "bob".into(),
+        }
+    }
+
+    /// Folds `events` and returns the state and every effect asked for.
+    fn check(events: &[Event]) -> (State, Vec<Effect>) {
+        let mut s = State::new(plan());
+        let mut effects = Vec::new();
+        for e in events {
+            effects.extend(s.apply(e));
+        }
+        (s, effects)
+    }
+
+    /// A session that died while step one's action ran, then restarted.
+    fn died_running() -> Vec<Event> {
+        vec![
+            started(0),
+            ro(100, false),
+            confirmed(200, "one"),
+            action(210, "one", Direction::Do),
+            started(5_000),
+        ]
+    }
+
+    #[test]
+    fn a_restart_leaves_a_started_action_in_doubt_and_blocks_everything() {
+        let (s, _) = check(&died_running());
+        assert_eq!(s.steps[0].in_doubt, Some(Direction::Do));
+        assert_eq!(s.steps[0].status_label(), "in doubt");
+        assert_eq!(s.in_doubt_steps(), vec![0]);
+        assert!(s.log.iter().any(|l| l.text.contains("one is IN DOUBT")));
+        assert!(s.confirm_blocker(1).unwrap().contains("in doubt"));
+        // A confirmation while in doubt starts nothing.
+        let mut events = died_running();
+        events.extend([ro(5_100, true), confirmed(5_200, "two")]);
+        let (s, effects) = check(&events);
+        assert_eq!(effects.len(), 1, "only the first run's effect: {effects:?}");
+        assert_eq!(s.steps[1].status, StepStatus::Pending);
+    }
+
+    #[test]
+    fn done_completes_the_step_and_not_done_makes_it_next_again() {
+        let mut events = died_running();
+        events.extend([resolved(6_000, "one", true), ro(6_100, true), confirmed(6_200, "two")]);
+        let (s, effects) = check(&events);
+        assert_eq!(s.steps[0].status, StepStatus::Done);
+        assert_eq!(s.steps[0].in_doubt, None);
+        assert_eq!(s.steps[0].finished_at, Some(6_000));
+        assert_eq!(s.steps[1].status, StepStatus::Running);
+        assert_eq!(effects.last(), Some(&Effect::RunAction { step: 1, direction: Direction::Do }));
+
+        let mut events = died_running();
+        events.extend([resolved(6_000, "one", false), ro(6_100, false), confirmed(6_200, "one")]);
+        let (s, effects) = check(&events);
+        assert_eq!(s.steps[0].status, StepStatus::Running);
+        assert_eq!(s.steps[0].confirmed_at, Some(6_200));
+        assert_eq!(effects.len(), 2, "the step runs again: {effects:?}");
+    }
+
+    #[test]
+    fn an_undo_in_doubt_holds_the_rollback_until_resolved() {
+        let base = vec![
+            started(0),
+            ro(100, false),
+            confirmed(200, "one"),
+            action(210, "one", Direction::Do),
+            Event::ActionFinished {
+                at: 300,
+                step: "one".into(),
+                direction: Direction::Do,
+                ok: true,
+                message: "ok".into(),
+            },
+            Event::RollbackConfirmed {
+                at: 400,
+                by: "op".into(),
+                reason: "test".into(),
+            },
+            action(410, "one", Direction::Undo),
+            started(5_000),
+        ];
+        let (s, _) = check(&base);
+        assert_eq!(s.steps[0].in_doubt, Some(Direction::Undo));
+        let mut again = base.clone();
+        again.push(resolved(6_000, "one", false));
+        let (s, effects) = check(&again);
+        assert_eq!(s.steps[0].status, StepStatus::Undoing, "the undo runs again");
+        assert_eq!(effects.last(), Some(&Effect::RunAction { step: 0, direction: Direction::Undo }));
+        let mut done = base;
+        done.push(resolved(6_000, "one", true));
+        let (s, _) = check(&done);
+        assert_eq!(s.steps[0].status, StepStatus::Undone);
+        assert_eq!(s.rollback.as_ref().map(|r| r.status), Some(RollbackStatus::Done));
+    }
+
+    #[test]
+    fn a_resolution_needs_the_exact_phrase_and_a_step_in_doubt() {
+        let (s, _) = check(&died_running());
+        assert_eq!(parse_resolution("done one", &s), Ok(("one".into(), true)));
+        assert_eq!(parse_resolution("  not done one\n", &s), Ok(("one".into(), false)));
+        assert!(parse_resolution("done two", &s).unwrap_err().contains("not in doubt"));
+        assert!(parse_resolution("yes", &s).unwrap_err().contains("type exactly"));
+        // The fold ignores a resolution of a step that is not in doubt.
+        let mut events = died_running();
+        events.push(resolved(6_000, "two", true));
+        let (s, _) = check(&events);
+        assert_eq!(s.steps[1].status, StepStatus::Pending);
+        assert_eq!(s.steps[0].in_doubt, Some(Direction::Do));
+    }
+
+    #[test]
+    fn a_resumed_transcript_replays_alone_and_verify_checks_its_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = || SessionConfig {
+            plan: plan(),
+            mode: "test".into(),
+            operator: "op".into(),
+            sessions_dir: Some(dir.path().to_path_buf()),
+            actuator: None,
+        };
+        let (mut session, _inbox) = Session::open(cfg()).unwrap();
+        let t0 = session.state.now;
+        session
+            .ingest(vec![ro(t0 + 1, false), confirmed(t0 + 2, "one"), action(t0 + 3, "one", Direction::Do)])
+            .unwrap();
+        let old = session.transcript_path().unwrap().to_path_buf();
+        drop(session); // the cockpit dies: no SessionEnded
+
+        let interrupted = load(&old).unwrap();
+        assert_eq!(interrupted.in_doubt(), vec![0]);
+        assert!(interrupted.describe().contains("IN DOUBT"));
+        let (mut resumed, _inbox) = Session::resume(
+            cfg(),
+            ResumedFrom {
+                file: old.display().to_string(),
+                last_seq: interrupted.last_seq,
+                last_hash: interrupted.last_hash.clone(),
+            },
+            interrupted.events.clone(),
+        )
+        .unwrap();
+        assert_eq!(resumed.state.in_doubt_steps(), vec![0]);
+        resumed.ingest(vec![resolved(now_ms(), "one", true)]).unwrap();
+        let new = resumed.transcript_path().unwrap().to_path_buf();
+        drop(resumed);
+        assert_ne!(old, new);
+        assert!(new.display().to_string().ends_with("-resumed.jsonl"));
+
+        let v = verify(&new);
+        assert!(v.is_intact(), "{}", v.render());
+        assert_eq!(v.version, Some(2));
+        assert!(v.notes.iter().any(|n| n.contains("hash matches")), "{}", v.render());
+        let again = load(&new).unwrap();
+        assert_eq!(again.state.steps[0].status, StepStatus::Done);
+
+        // Changing the old file after the fact breaks the link.
+        let text = std::fs::read_to_string(&old).unwrap();
+        std::fs::write(&old, text.replacen("\"operator\":\"op\"", "\"operator\":\"eve\"", 1)).unwrap();
+        let v = verify(&new);
+        assert_eq!(v.problem().map(|p| p.kind), Some(ProblemKind::LinkBroken), "{}", v.render());
+    }
+}

@@ -1,0 +1,631 @@
+//! Audit and postmortem: the transcript as evidence and as the postmortem's source.
+//!
+//! - tamper evidence: flip one byte, delete a line, swap two lines, truncate mid-line —
+//!   `verify` names each at its line;
+//! - replay determinism: rehearsals recorded (clean and with faults) while the live `State`
+//!   is drawn after every ingested batch; the replay fold at the same event count draws the
+//!   same buffer, under the live cockpit's UI state and under the replay's;
+//! - the report of a known rehearsal holds its steps, durations and downtime;
+//! - no secret reaches a transcript or a report;
+//! - kill -9 mid-cutover in a pseudo-terminal, resume, resolve the step in doubt, finish.
+//!
+//! Waits poll for a condition (screen text, file contents) with a timeout, never blind sleeps.
+
+#[path = "support/pty.rs"]
+mod pty;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokio_util::sync::CancellationToken;
+
+use cutover::autopilot::{self, Summary};
+use cutover::event::{Direction, Event};
+use cutover::plan::{self, Plan};
+use cutover::rehearse::{self, Rehearsal};
+use cutover::replay::{Replay, ReplayOptions};
+use cutover::report::{self, Format};
+use cutover::session::{Session, SessionConfig};
+use cutover::sim::{Fault, World, WorldOptions};
+use cutover::state::{State, StepStatus};
+use cutover::transcript::verify::{ProblemKind, verify};
+use cutover::ui::{self, Mode, Theme, UiState};
+
+const W: u16 = 120;
+const H: u16 = 40;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn theme() -> Theme {
+    Theme::load(None).expect("the default theme loads")
+}
+
+/// Draws `state` and returns a hash of every cell (symbol and style) and the screen's text.
+fn draw(term: &mut Terminal<TestBackend>, state: &State, ui_state: &UiState, theme: &Theme) -> (u64, String) {
+    term.draw(|f| ui::draw(f, state, ui_state, theme)).expect("draw on the test backend");
+    let buf = term.backend().buffer();
+    let mut h = DefaultHasher::new();
+    buf.content().hash(&mut h);
+    let text = buf
+        .content()
+        .chunks(buf.area.width as usize)
+        .map(|row| row.iter().map(|c| c.symbol()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (h.finish(), text)
+}
+
+/// One live frame: after `events` events were folded, the screen under the live cockpit's
+/// UI state and under the replay's.
+struct Frame {
+    events: u64,
+    live: u64,
+    as_replay: u64,
+    text: String,
+}
+
+struct Recorded {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    frames: Vec<Frame>,
+    summary: Summary,
+}
+
+fn ui_states(transcript: &str) -> (UiState, UiState) {
+    (
+        UiState::new(Mode::Rehearsal, "tester".into(), Some(transcript.into())),
+        UiState::new(Mode::Replay, "tester".into(), Some(transcript.into())),
+    )
+}
+
+/// `rehearse::autopilot`, step for step, with a fold hook that draws the live state after
+/// every ingested batch.
+async fn rehearse_drawing(dir: &Path, faults: Vec<Fault>, seed: u64) -> (Summary, Vec<Frame>) {
+    let started = Instant::now();
+    let plan = Arc::new(plan::rehearsal_plan());
+    let rehearsal = Rehearsal {
+        plan: Arc::clone(&plan),
+        faults: faults.clone(),
+        seed,
+        sessions_dir: Some(dir.to_path_buf()),
+        operator: "tester".into(),
+    };
+    let (mut session, mut inbox) = Session::open(SessionConfig {
+        plan: Arc::clone(&plan),
+        mode: "rehearsal-autopilot".into(),
+        operator: "tester".into(),
+        sessions_dir: Some(dir.to_path_buf()),
+        actuator: None,
+    })
+    .expect("open the session");
+    let path = session.transcript_path().expect("a transcript").display().to_string();
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    {
+        let frames = Arc::clone(&frames);
+        let theme = theme();
+        let (live_ui, replay_ui) = ui_states(&path);
+        let mut term = Terminal::new(TestBackend::new(W, H)).expect("test terminal");
+        session.on_folded(Box::new(move |state: &State| {
+            let (live, _) = draw(&mut term, state, &live_ui, &theme);
+            let (as_replay, text) = draw(&mut term, state, &replay_ui, &theme);
+            frames.lock().unwrap().push(Frame {
+                events: state.events,
+                live,
+                as_replay,
+                text,
+            });
+        }));
+    }
+    let world = World::start(&plan, WorldOptions { seed, faults }, session.sender())
+        .await
+        .expect("the world starts");
+    session.set_actuator(world.actuator());
+    let stop = CancellationToken::new();
+    let pollers = cutover::source::spawn_pollers(world.sources(), session.sender(), stop.clone());
+    let deadline = Duration::from_millis(plan.steps.iter().map(|s| s.timeout_ms as u64 * 2).sum::<u64>() + 30_000);
+    let outcome = autopilot::drive(&mut session, &mut inbox, Duration::from_millis(200), deadline).await;
+    rehearse::finish(&mut session, &mut inbox, &world, stop, pollers, "autopilot finished")
+        .await
+        .expect("finish");
+    let blocked = outcome.expect("the autopilot drives");
+    let summary = rehearse::summarize(&session, &rehearsal, blocked, started);
+    drop(session);
+    let frames = std::mem::take(&mut *frames.lock().unwrap());
+    (summary, frames)
+}
+
+fn record(faults: Vec<Fault>, seed: u64) -> Recorded {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (summary, frames) = runtime().block_on(rehearse_drawing(dir.path(), faults, seed));
+    let path = PathBuf::from(summary.transcript.clone().expect("a transcript path"));
+    Recorded {
+        _dir: dir,
+        path,
+        frames,
+        summary,
+    }
+}
+
+/// A clean rehearsal, recorded once for the tests that need one.
+fn clean() -> &'static Recorded {
+    static R: OnceLock<Recorded> = OnceLock::new();
+    R.get_or_init(|| record(Vec::new(), 11))
+}
+
+/// A rehearsal with faults: a lag spike, throttled APIs and a lost change (which ends in a
+/// rollback).
+fn faulty() -> &'static Recorded {
+    static R: OnceLock<Recorded> = OnceLock::new();
+    R.get_or_init(|| record(vec![Fault::LagSpike, Fault::ApiThrottle, Fault::DropChange], 12))
+}
+
+/// Replays `rec` and compares every live frame with the replay's frame at the same event.
+fn check_determinism(rec: &Recorded) {
+    assert!(rec.frames.len() > 20, "only {} frames were drawn live", rec.frames.len());
+    let theme = theme();
+    let path = rec.path.display().to_string();
+    let (live_ui, replay_ui) = ui_states(&path);
+    let mut term = Terminal::new(TestBackend::new(W, H)).expect("test terminal");
+    let mut replay = Replay::open_with(
+        &rec.path,
+        ReplayOptions {
+            background: false,
+            ..ReplayOptions::default()
+        },
+    )
+    .expect("open for replay");
+    let total = replay.len() as u64;
+    assert_eq!(rec.frames.last().map(|f| f.events), Some(total), "the last live frame saw every event");
+    for f in &rec.frames {
+        let state = replay.state_at(f.events as usize).expect("replay folds").clone();
+        assert_eq!(state.events, f.events);
+        let (live, _) = draw(&mut term, &state, &live_ui, &theme);
+        let (as_replay, text) = draw(&mut term, &state, &replay_ui, &theme);
+        assert!(
+            live == f.live && as_replay == f.as_replay,
+            "at event {} of {total} the replay draws another screen.\nlive:\n{}\nreplay:\n{text}",
+            f.events,
+            f.text
+        );
+    }
+    // The replay's own screen differs from the live one only where the mode shows.
+    let last = replay.state_at(total as usize).expect("replay folds").clone();
+    let (_, live_text) = draw(&mut term, &last, &live_ui, &theme);
+    let (_, replay_text) = draw(&mut term, &last, &replay_ui, &theme);
+    assert!(live_text.contains("[REHEARSAL]") && replay_text.contains("[REPLAY]"));
+}
+
+#[test]
+fn replay_draws_the_live_screens_of_a_clean_rehearsal() {
+    let rec = clean();
+    assert!(rec.summary.completed, "{}", rec.summary.render_text());
+    check_determinism(rec);
+}
+
+#[test]
+fn replay_draws_the_live_screens_of_a_rehearsal_with_faults() {
+    let rec = faulty();
+    check_determinism(rec);
+}
+
+#[test]
+fn replay_seeks_steps_and_time_on_a_recorded_rehearsal() {
+    let rec = clean();
+    let mut r = Replay::open(&rec.path).expect("open");
+    r.wait_for_checkpoints();
+    assert_eq!(r.chain(), cutover::replay::ChainCheck::Intact);
+    let n = r.len();
+    // ']' walks the step events in order; each lands right after one.
+    r.go_start();
+    let mut seen = Vec::new();
+    loop {
+        let before = r.target();
+        r.next_step_event();
+        if r.target() <= before || r.target() >= n {
+            break;
+        }
+        assert!(r.work(usize::MAX));
+        let idx = r.position() - 1;
+        let ev = r.index().events(idx..idx + 1).expect("event").remove(0);
+        assert!(ev.is_step_event(), "{ev:?}");
+        seen.push(ev.name());
+    }
+    assert!(seen.contains(&"step_confirmed") && seen.contains(&"action_finished"), "{seen:?}");
+    // '[' goes back; 'G' to the end shows the completed cutover; a time seek is monotone.
+    r.prev_step_event();
+    assert!(r.work(usize::MAX));
+    r.go_end();
+    assert!(r.work(usize::MAX));
+    assert!(r.state().completed());
+    let end = r.cursor();
+    r.seek_time(end - 10_000);
+    assert!(r.work(usize::MAX));
+    assert!(r.position() < n);
+    assert!(r.state().now <= end - 10_000);
+    assert!(r.timeline(100).contains('◆'));
+}
+
+/// Writes a damaged copy of the clean transcript and verifies it.
+fn damaged(name: &str, damage: impl FnOnce(&mut Vec<Vec<u8>>)) -> (tempfile::TempDir, cutover::transcript::verify::VerifyReport) {
+    let text = std::fs::read(&clean().path).expect("read the transcript");
+    let mut lines: Vec<Vec<u8>> = text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    assert!(lines.last().is_some_and(|l| l.is_empty()), "ends with a newline");
+    lines.pop();
+    damage(&mut lines);
+    let mut out = lines.join(&b'\n');
+    out.push(b'\n');
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join(name);
+    std::fs::write(&p, out).expect("write the damaged copy");
+    let r = verify(&p);
+    (dir, r)
+}
+
+#[test]
+fn verify_names_each_kind_of_damage_at_its_line() {
+    let intact = verify(&clean().path);
+    assert_eq!(intact.exit_code(), 0, "{}", intact.render());
+    assert!(intact.ended);
+
+    // Flip one byte: the low bit of a digit of line 40's timestamp (still valid JSON).
+    let (_d, r) = damaged("flip.jsonl", |l| {
+        let line = &mut l[39];
+        let pos = line.windows(5).position(|w| w == b"\"at\":").expect("an at field") + 8;
+        line[pos] ^= 0x01;
+    });
+    let p = r.problem().expect("a problem").clone();
+    assert_eq!((p.line, p.kind, r.exit_code()), (40, ProblemKind::Edited, 1), "{}", r.render());
+    assert!(r.render().contains(":40: EDITED"), "{}", r.render());
+
+    // Flip a byte that breaks the JSON.
+    let (_d, r) = damaged("flip2.jsonl", |l| l[60][0] ^= 0x40);
+    let p = r.problem().expect("a problem").clone();
+    assert_eq!((p.line, p.kind), (61, ProblemKind::Edited), "{}", r.render());
+
+    // Delete a line.
+    let (_d, r) = damaged("delete.jsonl", |l| {
+        l.remove(49);
+    });
+    let p = r.problem().expect("a problem").clone();
+    assert_eq!((p.line, p.kind), (50, ProblemKind::Deleted), "{}", r.render());
+    assert!(p.detail.contains("seq 49 was deleted"), "{}", r.render());
+
+    // Swap two lines.
+    let (_d, r) = damaged("swap.jsonl", |l| l.swap(70, 71));
+    let p = r.problem().expect("a problem").clone();
+    assert_eq!((p.line, p.kind), (71, ProblemKind::Reordered), "{}", r.render());
+
+    // Insert a forged line.
+    let (_d, r) = damaged("insert.jsonl", |l| {
+        let forged = l[79].clone();
+        l.insert(80, forged);
+    });
+    let p = r.problem().expect("a problem").clone();
+    assert_eq!((p.line, p.kind), (81, ProblemKind::Inserted), "{}", r.render());
+
+    // Truncate mid-line: every reader tolerates it, verify names it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cut = dir.path().join("cut.jsonl");
+    let text = std::fs::read(&clean().path).expect("read");
+    let lines = text.iter().filter(|&&b| b == b'\n').count();
+    std::fs::write(&cut, &text[..text.len() - 30]).expect("write");
+    let r = verify(&cut);
+    let p = r.problem().expect("a problem").clone();
+    assert_eq!((p.line, p.kind, r.exit_code()), (lines, ProblemKind::Truncated, 1), "{}", r.render());
+    let t = cutover::transcript::read(&cut).expect("a torn tail is tolerated");
+    assert!(t.torn_tail.is_some());
+    assert_eq!(t.events.len(), lines - 2);
+    let replay = Replay::open(&cut).expect("replay opens a torn transcript");
+    assert_eq!(replay.len(), lines - 2);
+    assert!(report::report(&cut, Format::Md).expect("report").contains("Torn tail"));
+
+    // An unknown version is unreadable (exit 2), not damage.
+    let (_d, r) = damaged("version.jsonl", |l| {
+        let h = String::from_utf8(l[0].clone()).expect("utf-8").replacen("\"version\":1", "\"version\":99", 1);
+        l[0] = h.into_bytes();
+    });
+    assert_eq!(r.exit_code(), 2, "{}", r.render());
+    assert_eq!(r.problem().map(|p| p.kind), Some(ProblemKind::UnknownVersion));
+}
+
+#[test]
+fn the_report_of_a_known_rehearsal_has_its_steps_durations_and_downtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = runtime()
+        .block_on(rehearse::autopilot(Rehearsal {
+            plan: Arc::new(plan::rehearsal_plan()),
+            faults: Vec::new(),
+            seed: 5,
+            sessions_dir: Some(dir.path().to_path_buf()),
+            operator: "ana".into(),
+        }))
+        .expect("the rehearsal runs");
+    assert!(summary.completed, "{}", summary.render_text());
+    let path = PathBuf::from(summary.transcript.clone().expect("a transcript"));
+    let md = report::report(&path, Format::Md).expect("report");
+    let r = report::build(&path).expect("report");
+
+    assert_eq!(r.session.outcome, "completed");
+    assert!(r.integrity.chain_intact);
+    assert_eq!(r.steps.len(), summary.steps.len());
+    for (got, want) in r.steps.iter().zip(&summary.steps) {
+        assert_eq!(got.id, want.id);
+        assert_eq!(got.status, "done");
+        assert_eq!(got.confirmed_by.as_deref(), Some("autopilot"));
+        let (g, w) = (got.duration_s.expect("a duration"), want.duration_s.expect("a duration"));
+        assert!((g - w).abs() < 1e-9, "{}: {g} vs {w}", got.id);
+        assert!(md.contains(&format!("| {} | {} | done |", got.number, got.id)), "{md}");
+    }
+    // The write-downtime window: from the freeze action to the unfreeze action, and what the
+    // world measured.
+    assert_eq!(r.downtime.freeze_step.as_deref(), Some("freeze"));
+    assert_eq!(r.downtime.unfreeze_step.as_deref(), Some("unfreeze"));
+    let window = r.downtime.window_s.expect("a window");
+    assert!(window > 0.0 && !r.downtime.open);
+    let measured = r.downtime.measured.as_ref().expect("the world's measures");
+    assert_eq!(measured.downtime_s, summary.downtime_s);
+    assert!(md.contains(&format!("downtime {:.1}s", summary.downtime_s)), "{md}");
+    assert!(md.contains("## Write downtime") && md.contains("(freeze started)"), "{md}");
+    assert_eq!(r.downtime.ended_by.as_deref(), Some("unfreeze finished"));
+    // Who confirmed what, with the gates at that moment.
+    let freeze = r
+        .decisions
+        .iter()
+        .find(|d| d.kind == "confirmed" && d.step.as_deref() == Some("freeze"))
+        .expect("the freeze decision");
+    assert_eq!(freeze.by, "autopilot");
+    assert!(!freeze.gates.is_empty());
+    assert!(freeze.gates.iter().all(|g| g.state == cutover::state::GateState::Green));
+    assert!(md.contains("`source.read_only == false fresh 5s` green"), "{md}");
+    // Lag and drift over time.
+    assert!(r.series.iter().any(|s| s.name == "heartbeat lag" && s.samples > 5));
+    assert!(md.contains("heartbeat lag"));
+    // JSON carries the same.
+    let json: serde_json::Value =
+        serde_json::from_str(&report::report(&path, Format::Json).expect("json")).expect("valid JSON");
+    assert_eq!(json["session"]["outcome"], "completed");
+    assert_eq!(json["steps"].as_array().map(Vec::len), Some(summary.steps.len()));
+}
+
+#[test]
+fn the_report_of_a_faulty_rehearsal_lists_its_anomalies() {
+    let rec = faulty();
+    let r = report::build(&rec.path).expect("report");
+    let kinds: Vec<&str> = r.anomalies.iter().map(|a| a.kind.as_str()).collect();
+    for k in ["fault", "source failure", "rollback", "timeout", "checksum mismatch"] {
+        assert!(kinds.contains(&k), "no {k} in {kinds:?}\n{}", report::render_md(&r));
+    }
+    assert_eq!(r.session.outcome, "rolled back", "{}", report::render_md(&r));
+    let md = report::render_md(&r);
+    assert!(md.contains("autopilot rollback"), "{md}");
+    assert_eq!(r.downtime.ended_by.as_deref(), Some("freeze undone"), "{md}");
+    assert!(md.contains("undone"), "{md}");
+}
+
+/// The recorded rehearsal shipped in the repository verifies, replays and reports.
+#[test]
+fn the_shipped_example_session_verifies_replays_and_reports() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sessions/example-rehearsal.jsonl");
+    let v = verify(&path);
+    assert!(v.is_intact(), "{}", v.render());
+    assert!(std::fs::metadata(&path).expect("the example exists").len() < 2_000_000);
+    let mut r = Replay::open(&path).expect("replay");
+    let n = r.len();
+    assert!(r.state_at(n).expect("fold").rolled_back());
+    let md = report::report(&path, Format::Md).expect("report");
+    assert!(md.contains("**checksum mismatch**") && md.contains("**fault**"), "{md}");
+}
+
+const SECRET: &str = "Zq9-hunter2-secret";
+
+/// The rehearsal plan with a password file on the source and a first step whose script
+/// prints the password every way a careless script might.
+fn leaky_plan(pw: &Path) -> Plan {
+    let pw = pw.display();
+    let step = format!(
+        r#"
+[[step]]
+id = "leaky-script"
+title = "A script that prints credentials"
+gates = ["task.status == running"]
+action = {{ kind = "shell", command = 'echo "connecting to mysql://app:$(cat {pw})@db.internal:3306/shop"; echo "password=$(cat {pw})"; echo "the secret is $(cat {pw})"; echo "mysql://root:$(cat {pw})@db" >&2' }}
+irreversible = true
+confirm = "leak"
+timeout = "30s"
+"#
+    );
+    let text = plan::REHEARSAL_PLAN
+        .replacen("engine = \"rehearsal\"\nlabel = \"shop-mysql", &format!("engine = \"rehearsal\"\npassword_file = \"{pw}\"\nlabel = \"shop-mysql"), 1)
+        .replacen("\n[[step]]\nid = \"preflight\"", &format!("{step}\n[[step]]\nid = \"preflight\""), 1);
+    let plan = plan::parse("leaky.toml", &text).expect("the leaky plan parses");
+    assert_eq!(plan.steps[0].id, "leaky-script");
+    assert!(plan.source.password_file.is_some());
+    plan
+}
+
+#[test]
+fn no_secret_appears_in_any_transcript_or_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, format!("{SECRET}\n")).expect("write the password file");
+    let sessions = dir.path().join("sessions");
+    let summary = runtime()
+        .block_on(rehearse::autopilot(Rehearsal {
+            plan: Arc::new(leaky_plan(&pw)),
+            faults: vec![Fault::ApiThrottle],
+            seed: 3,
+            sessions_dir: Some(sessions.clone()),
+            operator: "ana".into(),
+        }))
+        .expect("the rehearsal runs");
+    let path = PathBuf::from(summary.transcript.clone().expect("a transcript"));
+    let text = std::fs::read_to_string(&path).expect("read the transcript");
+    // The script ran and its output was recorded, scrubbed.
+    assert!(text.contains("mysql://app:***@db.internal:3306/shop"), "the script's output is missing");
+    assert!(text.contains("password=***"));
+    let mut outputs = vec![("transcript".to_string(), text)];
+    outputs.push(("report md".into(), report::report(&path, Format::Md).expect("report")));
+    outputs.push(("report json".into(), report::report(&path, Format::Json).expect("report")));
+    outputs.push(("verify".into(), verify(&path).render()));
+    outputs.push(("summary".into(), summary.render_text()));
+    for (what, out) in &outputs {
+        assert!(!out.contains(SECRET), "the secret appears in the {what}");
+    }
+    for rec in [clean(), faulty()] {
+        let text = std::fs::read_to_string(&rec.path).expect("read");
+        assert!(!text.contains("password=") || text.contains("password=***"));
+    }
+}
+
+/// Folds whatever the file holds so far (a torn tail is fine).
+fn fold_file(path: &Path) -> Option<State> {
+    let t = cutover::transcript::read(path).ok()?;
+    let plan = plan::parse("recorded", &t.header.plan_text).ok()?;
+    let mut s = State::new(Arc::new(plan));
+    for e in &t.events {
+        s.apply(e);
+    }
+    Some(s)
+}
+
+fn only_jsonl(dir: &Path, except: &[PathBuf]) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl") && !except.contains(p))
+}
+
+fn wait_for_file(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+/// Confirms `step` in the cockpit once the screen says it is ready.
+fn confirm(term: &mut pty::Pty, step: &str, phrase: &str) {
+    let t = Duration::from_secs(90);
+    term.wait_for(&format!("ready: {step}"), t);
+    term.send("\r");
+    term.wait_for(&format!("type `{phrase}` to confirm"), t);
+    term.send(&format!("{phrase}\r"));
+}
+
+#[test]
+fn a_cutover_killed_mid_step_is_resumed_resolved_and_finished() {
+    let t = Duration::from_secs(90);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sessions = dir.path().join("sessions");
+    let s = sessions.to_str().expect("utf-8 path");
+    // dns-slow keeps the DNS flip waiting ~15 s: the window to kill the cockpit in.
+    let mut term = pty::Pty::spawn(
+        &["rehearse", "--operator", "alice", "--sessions-dir", s, "--chaos", "dns-slow"],
+        dir.path(),
+        W,
+        H,
+    );
+    term.wait_for("[REHEARSAL]", t);
+    for (step, phrase) in [
+        ("preflight", "ready"),
+        ("freeze", "freeze writes"),
+        ("drain", "drained"),
+        ("stop-replication", "stop replication"),
+        ("flip-dns", "flip dns"),
+    ] {
+        confirm(&mut term, step, phrase);
+    }
+    let old = only_jsonl(&sessions, &[]).expect("a transcript");
+    wait_for_file("the DNS flip to start", t, || {
+        fold_file(&old).is_some_and(|s| {
+            let i = s.plan.step_index("flip-dns").expect("step");
+            s.steps[i].status == StepStatus::Running && s.steps[i].started_at.is_some()
+        })
+    });
+    let pid = term.pid().expect("pid") as i32;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    term.wait_exit(t);
+    drop(term);
+
+    // The interrupted transcript: intact (perhaps with a torn tail), no end, a step in doubt.
+    let v = verify(&old);
+    assert!(
+        v.is_intact() || v.problem().is_some_and(|p| p.kind == ProblemKind::Truncated),
+        "{}",
+        v.render()
+    );
+    let interrupted = cutover::resume::load(&old).expect("resumable");
+    let flip = interrupted.plan.step_index("flip-dns").expect("step");
+    assert_eq!(interrupted.in_doubt(), vec![flip]);
+
+    let mut term = pty::Pty::spawn(
+        &["resume", old.to_str().expect("utf-8"), "--operator", "bob", "--sessions-dir", s],
+        dir.path(),
+        W,
+        H,
+    );
+    term.wait_for("IN DOUBT", t);
+    term.wait_for("\"done flip-dns\"", t);
+    term.send("maybe\r");
+    term.wait_for("type exactly", t);
+    term.send("done flip-dns\r");
+    term.wait_for("[REHEARSAL]", t);
+    confirm(&mut term, "unfreeze", "unfreeze target");
+    confirm(&mut term, "post-checks", "done");
+    let new = only_jsonl(&sessions, &[old.clone()]).expect("the resumed transcript");
+    wait_for_file("the cutover to complete", t, || fold_file(&new).is_some_and(|s| s.completed()));
+    term.send("q");
+    term.wait_exit(t);
+
+    // The new file replays alone, links to the old one and records the resolution.
+    let v = verify(&new);
+    assert!(v.is_intact(), "{}", v.render());
+    assert!(v.notes.iter().any(|n| n.contains("hash matches")), "{}", v.render());
+    let tr = cutover::transcript::read(&new).expect("read");
+    let from = tr.header.resumed_from.as_ref().expect("linked to the old file");
+    assert_eq!(from.last_seq, interrupted.last_seq);
+    assert_eq!(from.last_hash, interrupted.last_hash);
+    assert!(tr.events.iter().any(|e| matches!(e,
+        Event::StepResolved { step, done: true, by, .. } if step == "flip-dns" && by == "bob")));
+    assert!(!tr.events.iter().skip(interrupted.events.len()).any(|e| matches!(e,
+        Event::ActionStarted { step, direction: Direction::Do, .. } if step == "flip-dns")));
+    let r = report::build(&new).expect("report");
+    assert_eq!(r.session.outcome, "completed", "{}", report::render_md(&r));
+    let md = report::render_md(&r);
+    assert!(md.contains("bob marked done **flip-dns**"), "{md}");
+    assert!(md.contains("**in doubt**"), "{md}");
+    let mut replay = Replay::open(&new).expect("replay");
+    assert!(replay.state_at(replay.len()).expect("fold").completed());
+}
+
+#[test]
+#[ignore]
+fn scratch_print() {
+    let p = PathBuf::from(std::env::var("SCRATCH").unwrap());
+    println!("{}", report::report(&p, Format::Md).unwrap());
+    println!("{}", verify(&p).render());
+    let mut r = Replay::open(&p).unwrap();
+    r.wait_for_checkpoints();
+    println!("{}", r.timeline(160));
+    let theme = theme();
+    let (_, ui_r) = ui_states("x");
+    let mut ui_r = ui_r;
+    ui_r.footer = Some(r.timeline(119));
+    let mut term = Terminal::new(TestBackend::new(W, H)).unwrap();
+    let n = r.len() / 2;
+    let st = r.state_at(n).unwrap().clone();
+    let (_, text) = draw(&mut term, &st, &ui_r, &theme);
+    println!("{text}");
+}
