@@ -1,7 +1,7 @@
 //! Transcript benchmarks for a 24-hour session (≈ 1.7 million events at ~20 a second, the
 //! event mix of the rehearsal plan's pollers): durable append throughput (target ≥ 20,000
 //! events/s with group commit), replay open (target ≤ 1 s), building the seek checkpoints
-//! in the background, and seeking to any point (target ≤ 1 s).
+//! in the background, seeking to any point (target ≤ 1 s), and a full `verify` and `report`.
 //!
 //! `cargo bench --bench transcript` (`-- --events N` for another size, `--keep DIR` to keep
 //! the generated file).
@@ -68,14 +68,19 @@ fn second(t: Ts, s: i64, out: &mut Vec<Event>) {
             at: t + 30 + half * 500,
             reading: Reading::Metrics {
                 observed_at: t + 25 + half * 500,
-                series: ["CDCLatencySource", "CDCLatencyTarget", "CDCIncomingChanges", "WritesSource"]
-                    .iter()
-                    .map(|n| MetricSeries {
-                        name: (*n).into(),
-                        unit: None,
-                        points: vec![(t + half * 500, lag)],
-                    })
-                    .collect(),
+                series: [
+                    "CDCLatencySource",
+                    "CDCLatencyTarget",
+                    "CDCIncomingChanges",
+                    "WritesSource",
+                ]
+                .iter()
+                .map(|n| MetricSeries {
+                    name: (*n).into(),
+                    unit: None,
+                    points: vec![(t + half * 500, lag)],
+                })
+                .collect(),
             },
         });
     }
@@ -153,7 +158,15 @@ pub fn session(n: usize) -> Vec<Event> {
         mode: "bench".into(),
         operator: "bench".into(),
     });
-    let steps = ["preflight", "freeze", "drain", "stop-replication", "flip-dns", "unfreeze", "post-checks"];
+    let steps = [
+        "preflight",
+        "freeze",
+        "drain",
+        "stop-replication",
+        "flip-dns",
+        "unfreeze",
+        "post-checks",
+    ];
     let mut s = 0i64;
     while out.len() < n {
         let t = START + 1000 + s * 1000;
@@ -261,7 +274,10 @@ fn main() {
     let t = Instant::now();
     let mut replay = Replay::open_with(&path, ReplayOptions::default()).expect("open for replay");
     let open = t.elapsed();
-    println!("open: {} events indexed, ready to draw, in {open:.2?}", replay.len());
+    println!(
+        "open: {} events indexed, ready to draw, in {open:.2?}",
+        replay.len()
+    );
     let t = Instant::now();
     let n = replay.len();
     // A seek right after opening, before the background pass got there: the worst case is
@@ -304,6 +320,24 @@ fn main() {
         times[times.len() - 1]
     );
     println!("chain: {:?}", replay.chain());
+    drop(replay);
+
+    // The audit and the postmortem read the whole file once each.
+    let t = Instant::now();
+    let v = cutover::transcript::verify::verify(&path);
+    assert!(v.is_intact(), "{}", v.render());
+    println!(
+        "verify: {} records chain-checked and schema-checked in {:.2?}",
+        v.intact_records,
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let md = cutover::report::report(&path, cutover::report::Format::Md).expect("report");
+    println!(
+        "report: {} bytes of Markdown in {:.2?}",
+        md.len(),
+        t.elapsed()
+    );
     if keep.is_some() {
         println!("kept {}", path.display());
     }

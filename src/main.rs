@@ -35,6 +35,21 @@ enum Command {
     Check(CheckArgs),
     /// Compare two databases table by table (counts, checksums, differing keys).
     Drift(cutover::db::DriftArgs),
+    /// Check a transcript's hash chain and schema: exit 0 intact, 1 tampered or damaged, 2
+    /// unreadable; names the first bad line and why.
+    Verify(cutover::transcript::verify::VerifyArgs),
+    /// Replay a transcript in the cockpit: the same panes, rebuilt from the recorded events.
+    Replay {
+        #[command(flatten)]
+        args: cutover::replay::ReplayArgs,
+        /// Colour theme: dark, light, high-contrast, colorblind, or a path to a theme file.
+        #[arg(long, value_name = "NAME|PATH")]
+        theme: Option<String>,
+    },
+    /// The postmortem of a transcript, as Markdown or JSON.
+    Report(cutover::report::ReportArgs),
+    /// Continue a session that died mid-cutover, in a new transcript linked to the old one.
+    Resume(cutover::resume::ResumeArgs),
     /// Attach to a shared session: the same cockpit, live, read-only; approve four-eyes steps.
     Attach(cutover::share::AttachArgs),
     /// Work with plan files.
@@ -173,7 +188,14 @@ fn main() -> ExitCode {
         Command::Rehearse(a) => Some(a.common.sessions_dir.clone()),
         Command::Run(a) => Some(a.common.sessions_dir.clone()),
         Command::Watch(a) => Some(a.common.sessions_dir.clone()),
-        Command::Check(_) | Command::Drift(_) | Command::Attach(_) | Command::Plan { .. } => None,
+        Command::Resume(a) => Some(a.sessions_dir.clone()),
+        Command::Check(_)
+        | Command::Drift(_)
+        | Command::Attach(_)
+        | Command::Verify(_)
+        | Command::Replay { .. }
+        | Command::Report(_)
+        | Command::Plan { .. } => None,
     };
     let log_path = cli
         .log_file
@@ -223,6 +245,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Drift(args) => Ok(ExitCode::from(
             u8::try_from(cutover::db::drift_command(args).await?).unwrap_or(2),
         )),
+        Command::Verify(args) => Ok(ExitCode::from(
+            u8::try_from(cutover::transcript::verify::verify_command(&args)).unwrap_or(2),
+        )),
+        Command::Replay { args, theme } => {
+            let theme = cutover::ui::Theme::resolve(theme.as_deref())?;
+            cutover::replay::run_replay_args(&args, &theme).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report(args) => {
+            print!("{}", cutover::report::report(&args.file, args.format)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume(args) => {
+            cutover::resume::run_resume_args(&args, &operator(&args.operator)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plan { command } => Ok(plan_cmd(command)),
     }
 }

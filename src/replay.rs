@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossterm::event::{Event as TermEvent, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{
+    Event as TermEvent, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
+};
 use futures::StreamExt;
 
 use crate::event::Ts;
@@ -62,7 +64,9 @@ pub struct ReplayArgs {
 pub enum ReplayError {
     #[error(transparent)]
     Transcript(#[from] TranscriptError),
-    #[error("{path}:1: the recorded plan does not parse: {errors} (the header was edited; run `cutover verify {path}`)")]
+    #[error(
+        "{path}:1: the recorded plan does not parse: {errors} (the header was edited; run `cutover verify {path}`)"
+    )]
     Plan { path: String, errors: String },
     #[error("{path}: no events to replay (the session recorded nothing after its header)")]
     Empty { path: String },
@@ -101,15 +105,14 @@ impl Shared {
     }
 
     fn store(&self, n: usize, state: &State) {
-        if n % self.every != 0 {
+        if !n.is_multiple_of(self.every) {
             return;
         }
-        if let Ok(mut cps) = self.checkpoints.lock() {
-            if let Some(slot) = cps.get_mut(n / self.every) {
-                if slot.is_none() {
-                    *slot = Some(Arc::new(state.clone()));
-                }
-            }
+        if let Ok(mut cps) = self.checkpoints.lock()
+            && let Some(slot) = cps.get_mut(n / self.every)
+            && slot.is_none()
+        {
+            *slot = Some(Arc::new(state.clone()));
         }
         self.stored.notify_all();
     }
@@ -201,9 +204,11 @@ impl Replay {
             return Err(ReplayError::Empty { path: p });
         }
         let plan = Arc::new(
-            plan::parse(&format!("{p} (recorded plan)"), &index.header.plan_text).map_err(|e| ReplayError::Plan {
-                path: p.clone(),
-                errors: e.to_string(),
+            plan::parse(&format!("{p} (recorded plan)"), &index.header.plan_text).map_err(|e| {
+                ReplayError::Plan {
+                    path: p.clone(),
+                    errors: e.to_string(),
+                }
             })?,
         );
         let every = opts.checkpoint_every.max(1);
@@ -228,7 +233,8 @@ impl Replay {
             }
         }
         let builder = if opts.background {
-            let (index, plan, shared) = (Arc::clone(&index), Arc::clone(&plan), Arc::clone(&shared));
+            let (index, plan, shared) =
+                (Arc::clone(&index), Arc::clone(&plan), Arc::clone(&shared));
             Some(
                 std::thread::Builder::new()
                     .name("replay-checkpoints".into())
@@ -384,11 +390,11 @@ impl Replay {
         while self.pos != self.target {
             let target = self.target;
             // Restore a checkpoint when going back, or when one is nearer than folding on.
-            if let Some((at, cp)) = self.shared.best_at_or_before(target) {
-                if target < self.pos || at > self.pos {
-                    self.state = (*cp).clone();
-                    self.pos = at;
-                }
+            if let Some((at, cp)) = self.shared.best_at_or_before(target)
+                && (target < self.pos || at > self.pos)
+            {
+                self.state = (*cp).clone();
+                self.pos = at;
             }
             if target < self.pos {
                 // Checkpoint 0 is always kept; this is only a guard.
@@ -405,7 +411,8 @@ impl Replay {
                 if budget != usize::MAX {
                     return false;
                 }
-                self.shared.wait_for_progress(self.pos, Duration::from_millis(100));
+                self.shared
+                    .wait_for_progress(self.pos, Duration::from_millis(100));
                 continue;
             }
             if left == 0 {
@@ -560,7 +567,11 @@ impl Replay {
             .unwrap_or_default();
         let elapsed = fmt_hms(self.cursor - self.first_at());
         let total = fmt_hms(self.last_at() - self.first_at());
-        let skip = if self.skip_idle.is_some() { " skip" } else { "" };
+        let skip = if self.skip_idle.is_some() {
+            " skip"
+        } else {
+            ""
+        };
         let left = format!("{play} {speed:>4}{skip} {clock}Z +{elapsed}/{total} ");
         let mut right = format!(" {}/{}", self.target, self.len());
         if let Some(p) = self.seek_progress() {
@@ -571,8 +582,7 @@ impl Replay {
             ChainCheck::Checking(_) => " chain …",
             ChainCheck::Broken(_) => " CHAIN BROKEN",
         });
-        if let Some(t) = &self.index.torn_tail {
-            let _ = t;
+        if self.index.torn_tail.is_some() {
             right.push_str(" torn tail");
         }
         if self.error.is_some() || self.index.stopped.is_some() {
@@ -597,7 +607,11 @@ impl Replay {
         for &j in &self.steps {
             let j = j as usize;
             let c = col(self.index.times()[j]).min(inner - 1);
-            let mark = if self.index.kinds()[j] == Kind::Alarm { '!' } else { '◆' };
+            let mark = if self.index.kinds()[j] == Kind::Alarm {
+                '!'
+            } else {
+                '◆'
+            };
             if cells[c] != '!' {
                 cells[c] = mark;
             }
@@ -711,15 +725,7 @@ impl Drop for TerminalGuard {
 
 /// Replays `path` on the terminal until the viewer quits.
 pub async fn run_replay(path: &Path, theme: &Theme) -> anyhow::Result<()> {
-    run_replay_with(
-        path,
-        theme,
-        ReplayOptions {
-            ..ReplayOptions::default()
-        },
-        false,
-    )
-    .await
+    run_replay_with(path, theme, ReplayOptions::default(), true).await
 }
 
 /// [`run_replay`] with the command line's options.
@@ -737,7 +743,12 @@ pub async fn run_replay_args(args: &ReplayArgs, theme: &Theme) -> anyhow::Result
     .await
 }
 
-async fn run_replay_with(path: &Path, theme: &Theme, opts: ReplayOptions, play: bool) -> anyhow::Result<()> {
+async fn run_replay_with(
+    path: &Path,
+    theme: &Theme,
+    opts: ReplayOptions,
+    play: bool,
+) -> anyhow::Result<()> {
     let mut replay = Replay::open_with(path, opts)?;
     if play {
         replay.toggle_play();
@@ -826,5 +837,202 @@ impl Signals {
             _ = self.hup.recv() => {}
             _ = self.int.recv() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::transcript::{Header, Recorder};
+
+    const T0: Ts = 1_767_225_600_000;
+
+    /// A transcript of the rehearsal plan: ticks, a note every 100 events, a confirmation
+    /// now and then; returns its path and events.
+    fn transcript(dir: &Path, n: usize) -> (PathBuf, Vec<Event>) {
+        let plan = plan::rehearsal_plan();
+        let mut r = Recorder::create(
+            dir,
+            Header {
+                created_at: T0,
+                mode: "test".into(),
+                operator: "op".into(),
+                host: "h".into(),
+                program_version: "0".into(),
+                plan_name: plan.name.clone(),
+                plan_hash: plan.hash.clone(),
+                plan_text: plan.source_text.clone(),
+                resumed_from: None,
+            },
+        )
+        .unwrap();
+        let mut events = vec![Event::SessionStarted {
+            at: T0,
+            mode: "test".into(),
+            operator: "op".into(),
+        }];
+        for i in 1..n as i64 {
+            let at = T0 + i * 500;
+            events.push(match i % 100 {
+                50 => Event::Note {
+                    at,
+                    text: format!("note {i}"),
+                },
+                99 => Event::StepConfirmed {
+                    at,
+                    step: "preflight".into(),
+                    by: "op".into(),
+                },
+                _ => Event::Tick { at },
+            });
+        }
+        r.append(&events).unwrap();
+        (r.path().to_path_buf(), events)
+    }
+
+    fn fold(events: &[Event]) -> State {
+        let mut s = State::new(Arc::new(plan::rehearsal_plan()));
+        for e in events {
+            let _ = s.apply(e);
+        }
+        s
+    }
+
+    fn same(a: &State, b: &State) {
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.now, b.now);
+        assert_eq!(a.log, b.log);
+        assert_eq!(a.steps, b.steps);
+    }
+
+    #[test]
+    fn every_seek_equals_a_fold_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, events) = transcript(dir.path(), 2_345);
+        for background in [false, true] {
+            let mut r = Replay::open_with(
+                &path,
+                ReplayOptions {
+                    checkpoint_every: 100,
+                    background,
+                    ..ReplayOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(r.len(), events.len());
+            for n in [2_345, 7, 1_000, 999, 1_001, 0, 2_200, 150, 2_345] {
+                let got = r.state_at(n).unwrap().clone();
+                same(&got, &fold(&events[..n]));
+            }
+            r.wait_for_checkpoints();
+            if background {
+                assert_eq!(r.chain(), ChainCheck::Intact);
+                assert_eq!(r.checkpointed(), events.len());
+            }
+            // Bounded work per frame: a long seek takes several slices.
+            r.seek_to(0);
+            assert!(r.work(usize::MAX));
+            r.seek_to(2_000);
+            let mut slices = 0;
+            while !r.work(40) {
+                slices += 1;
+                assert!(slices < 1_000);
+            }
+            same(r.state(), &fold(&events[..2_000]));
+        }
+    }
+
+    #[test]
+    fn keys_move_the_cursor_and_playback_pauses_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, events) = transcript(dir.path(), 1_000);
+        let mut r = Replay::open_with(
+            &path,
+            ReplayOptions {
+                background: false,
+                ..ReplayOptions::default()
+            },
+        )
+        .unwrap();
+        let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
+        assert_eq!(r.position(), 1, "opens on the first instant");
+        assert_eq!(r.handle_key(key(KeyCode::Right)), KeyOutcome::Handled);
+        assert_eq!(r.cursor(), T0 + SEEK_STEP_MS);
+        assert_eq!(r.target(), 21);
+        r.handle_key(key(KeyCode::Left));
+        r.handle_key(key(KeyCode::Left));
+        assert_eq!(r.cursor(), T0, "clamped at the start");
+        r.handle_key(key(KeyCode::Char(']')));
+        assert_eq!(r.target(), 100, "just after the first confirmation");
+        r.handle_key(key(KeyCode::Char(']')));
+        assert_eq!(r.target(), 200);
+        r.handle_key(key(KeyCode::Char('[')));
+        assert_eq!(r.target(), 100);
+        r.handle_key(key(KeyCode::Char('s')));
+        assert_eq!(r.target(), 151, "skips to the next note");
+        r.handle_key(key(KeyCode::Char('G')));
+        assert_eq!(r.target(), events.len());
+        assert_eq!(r.handle_key(key(KeyCode::Char('x'))), KeyOutcome::NotMine);
+        assert_eq!(r.handle_key(key(KeyCode::Tab)), KeyOutcome::NotMine);
+        // Speed steps and clamps.
+        for _ in 0..10 {
+            r.handle_key(key(KeyCode::Char('+')));
+        }
+        assert_eq!(r.speed(), 64.0);
+        for _ in 0..10 {
+            r.handle_key(key(KeyCode::Char('-')));
+        }
+        assert_eq!(r.speed(), 0.5);
+        // Play from the end restarts; 64x for 2 s of wall time moves 128 s.
+        r.handle_key(key(KeyCode::Char(' ')));
+        assert!(r.playing());
+        assert_eq!(r.cursor(), T0);
+        for _ in 0..7 {
+            r.faster();
+        }
+        r.advance(Duration::from_secs(2));
+        assert_eq!(r.cursor(), T0 + 128_000);
+        r.advance(Duration::from_secs(60));
+        assert!(!r.playing(), "pauses at the end");
+        assert_eq!(r.target(), events.len());
+        // Auto-skip jumps idle stretches to a second before the next notable event.
+        r.go_start();
+        r.toggle_auto_skip();
+        r.slower();
+        r.slower();
+        r.slower();
+        r.slower();
+        r.slower();
+        r.slower();
+        r.toggle_play();
+        r.advance(Duration::from_millis(100));
+        assert_eq!(r.cursor(), T0 + 50 * 500 - 1000);
+        let line = r.timeline(120);
+        assert!(line.starts_with("▶"), "{line}");
+        assert!(line.contains("◆") && line.contains("●"), "{line}");
+        assert!(line.contains("skip"), "{line}");
+    }
+
+    #[test]
+    fn a_transcript_with_no_events_or_a_bad_plan_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = transcript(dir.path(), 1);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header_only = dir.path().join("h.jsonl");
+        std::fs::write(
+            &header_only,
+            text.lines().next().unwrap().to_string() + "\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Replay::open(&header_only),
+            Err(ReplayError::Empty { .. })
+        ));
+        let missing = Replay::open(&dir.path().join("nope.jsonl"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(missing.contains("nope.jsonl: cannot open"), "{missing}");
     }
 }

@@ -51,10 +51,12 @@ pub struct ReportArgs {
 pub enum ReportError {
     #[error(transparent)]
     Transcript(#[from] TranscriptError),
-    #[error("{path}:1: the recorded plan does not parse: {errors} (the header was edited; run `cutover verify {path}`)")]
+    #[error(
+        "{path}:1: the recorded plan does not parse: {errors} (the header was edited; run `cutover verify {path}`)"
+    )]
     Plan { path: String, errors: String },
     #[error("cannot render the report as JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(String),
 }
 
 /// The whole postmortem.
@@ -206,13 +208,16 @@ struct SourceTrack {
     episodes: Vec<(Ts, Ts, u64, String)>,
 }
 
+/// A series' unit and its (time, value) samples.
+type Points = (String, Vec<(Ts, f64)>);
+
 /// The fold: the cockpit's state plus what the report remembers.
 struct Collector {
     state: State,
     decisions: Vec<Decision>,
     anomalies: Vec<Anomaly>,
     sources: BTreeMap<SourceKind, SourceTrack>,
-    series: BTreeMap<&'static str, (String, Vec<(Ts, f64)>)>,
+    series: BTreeMap<&'static str, Points>,
     drift_by_table: BTreeMap<String, u64>,
     mismatched: BTreeMap<String, bool>,
     restarts: Vec<String>,
@@ -237,7 +242,10 @@ fn read_only_action(action: &Action) -> Option<(Side, bool)> {
     }
     if s.contains("read_only=on") || s.contains("read_only=1") || s.contains("read_only=true") {
         Some((*on, true))
-    } else if s.contains("read_only=off") || s.contains("read_only=0") || s.contains("read_only=false") {
+    } else if s.contains("read_only=off")
+        || s.contains("read_only=0")
+        || s.contains("read_only=false")
+    {
         Some((*on, false))
     } else {
         None
@@ -257,7 +265,11 @@ impl Collector {
                 _ => {}
             }
         }
-        let by_id = |word: &str| plan.steps.iter().position(|s| s.id.eq_ignore_ascii_case(word));
+        let by_id = |word: &str| {
+            plan.steps
+                .iter()
+                .position(|s| s.id.eq_ignore_ascii_case(word))
+        };
         let freeze = freeze.or_else(|| by_id("freeze"));
         let unfreeze = unfreeze.or_else(|| by_id("unfreeze"));
         Collector {
@@ -300,7 +312,15 @@ impl Collector {
             .collect()
     }
 
-    fn decision(&mut self, at: Ts, by: &str, kind: &str, step: Option<&str>, detail: Option<String>, gates: Vec<GateAt>) {
+    fn decision(
+        &mut self,
+        at: Ts,
+        by: &str,
+        kind: &str,
+        step: Option<&str>,
+        detail: Option<String>,
+        gates: Vec<GateAt>,
+    ) {
         self.decisions.push(Decision {
             at: iso(at),
             by: by.to_string(),
@@ -312,7 +332,10 @@ impl Collector {
     }
 
     fn point(&mut self, name: &'static str, unit: &str, at: Ts, v: f64) {
-        let entry = self.series.entry(name).or_insert_with(|| (unit.to_string(), Vec::new()));
+        let entry = self
+            .series
+            .entry(name)
+            .or_insert_with(|| (unit.to_string(), Vec::new()));
         if entry.1.last().is_some_and(|&(t, _)| t >= at) {
             // Metric datapoints are re-sent while CloudWatch revises them: keep the newest.
             if let Some(p) = entry.1.iter_mut().rev().find(|p| p.0 == at) {
@@ -335,7 +358,11 @@ impl Collector {
             t.failing.take()
         };
         if let Some((from, to, n, err)) = ended {
-            self.sources.entry(source).or_default().episodes.push((from, to, n, err));
+            self.sources
+                .entry(source)
+                .or_default()
+                .episodes
+                .push((from, to, n, err));
         }
     }
 
@@ -349,12 +376,15 @@ impl Collector {
         self.last_at = Some(at);
         // What the screen showed just before a decision.
         let before_blocker = match ev {
-            Event::StepConfirmed { step, .. } => self.step_index(step).map(|i| self.state.confirm_blocker(i)),
+            Event::StepConfirmed { step, .. } => {
+                self.step_index(step).map(|i| self.state.confirm_blocker(i))
+            }
             _ => None,
         };
         match ev {
             Event::SessionStarted { mode, operator, .. } if self.state.started_at.is_some() => {
-                self.restarts.push(format!("{} by {operator} ({mode})", iso(at)));
+                self.restarts
+                    .push(format!("{} by {operator} ({mode})", iso(at)));
                 let in_doubt: Vec<String> = self
                     .state
                     .steps
@@ -363,7 +393,11 @@ impl Collector {
                     .filter(|(_, s)| matches!(s.status, StepStatus::Running | StepStatus::Undoing))
                     .map(|(i, _)| self.state.plan.steps[i].id.clone())
                     .collect();
-                self.anomaly(at, "restart", format!("the session was resumed by {operator} after an interruption"));
+                self.anomaly(
+                    at,
+                    "restart",
+                    format!("the session was resumed by {operator} after an interruption"),
+                );
                 for id in in_doubt {
                     self.anomaly(
                         at,
@@ -390,45 +424,92 @@ impl Collector {
                     None => t.failing = Some((at, at, 1, error.clone())),
                 }
             }
-            Event::StepConfirmRejected { step, by, reason, .. } => {
-                let gates = self.step_index(step).map(|i| self.gates_of(i)).unwrap_or_default();
+            Event::StepConfirmRejected {
+                step, by, reason, ..
+            } => {
+                let gates = self
+                    .step_index(step)
+                    .map(|i| self.gates_of(i))
+                    .unwrap_or_default();
                 self.decision(at, by, "rejected", Some(step), Some(reason.clone()), gates);
-                self.anomaly(at, "rejected confirmation", format!("{by} on {step}: {reason}"));
+                self.anomaly(
+                    at,
+                    "rejected confirmation",
+                    format!("{by} on {step}: {reason}"),
+                );
             }
             Event::StepConfirmCancelled { step, by, .. } => {
                 self.decision(at, by, "cancelled", Some(step), None, Vec::new());
-                self.anomaly(at, "cancellation", format!("{by} cancelled the confirmation of {step}"));
+                self.anomaly(
+                    at,
+                    "cancellation",
+                    format!("{by} cancelled the confirmation of {step}"),
+                );
             }
-            Event::StepConfirmed { step, by, .. } => match (self.step_index(step), before_blocker) {
-                (Some(i), Some(None)) => {
-                    let gates = self.state.steps[i]
-                        .gates_at_confirm
-                        .iter()
-                        .map(|(gate, state, reason)| GateAt {
-                            gate: gate.clone(),
-                            state: *state,
-                            reason: clean(reason),
-                        })
-                        .collect();
-                    self.decision(at, by, "confirmed", Some(step), None, gates);
-                }
-                (Some(i), Some(Some(why))) => {
-                    let gates = self.gates_of(i);
-                    self.decision(at, by, "confirmation refused", Some(step), Some(why.clone()), gates);
-                    self.anomaly(at, "rejected confirmation", format!("the cockpit refused {by}'s confirmation of {step}: {why}"));
-                }
-                _ => self.anomaly(at, "rejected confirmation", format!("{by} confirmed unknown step {step}")),
-            },
-            Event::StepApproved { step, by, .. } => self.decision(at, by, "approved", Some(step), None, Vec::new()),
-            Event::StepResolved { step, done, by, .. } => {
-                let kind = if *done { "marked done" } else { "marked not done" };
-                self.decision(at, by, kind, Some(step), Some("after a restart left it in doubt".into()), Vec::new());
-            }
-            Event::ActionStarted { step, direction, .. } => {
-                if let Some(i) = self.step_index(step) {
-                    if *direction == Direction::Do && Some(i) == self.freeze && self.freeze_started.is_none() {
-                        self.freeze_started = Some(at);
+            Event::StepConfirmed { step, by, .. } => {
+                match (self.step_index(step), before_blocker) {
+                    (Some(i), Some(None)) => {
+                        let gates = self.state.steps[i]
+                            .gates_at_confirm
+                            .iter()
+                            .map(|(gate, state, reason)| GateAt {
+                                gate: gate.clone(),
+                                state: *state,
+                                reason: clean(reason),
+                            })
+                            .collect();
+                        self.decision(at, by, "confirmed", Some(step), None, gates);
                     }
+                    (Some(i), Some(Some(why))) => {
+                        let gates = self.gates_of(i);
+                        self.decision(
+                            at,
+                            by,
+                            "confirmation refused",
+                            Some(step),
+                            Some(why.clone()),
+                            gates,
+                        );
+                        self.anomaly(
+                            at,
+                            "rejected confirmation",
+                            format!("the cockpit refused {by}'s confirmation of {step}: {why}"),
+                        );
+                    }
+                    _ => self.anomaly(
+                        at,
+                        "rejected confirmation",
+                        format!("{by} confirmed unknown step {step}"),
+                    ),
+                }
+            }
+            Event::StepApproved { step, by, .. } => {
+                self.decision(at, by, "approved", Some(step), None, Vec::new())
+            }
+            Event::StepResolved { step, done, by, .. } => {
+                let kind = if *done {
+                    "marked done"
+                } else {
+                    "marked not done"
+                };
+                self.decision(
+                    at,
+                    by,
+                    kind,
+                    Some(step),
+                    Some("after a restart left it in doubt".into()),
+                    Vec::new(),
+                );
+            }
+            Event::ActionStarted {
+                step, direction, ..
+            } => {
+                if let Some(i) = self.step_index(step)
+                    && *direction == Direction::Do
+                    && Some(i) == self.freeze
+                    && self.freeze_started.is_none()
+                {
+                    self.freeze_started = Some(at);
                 }
             }
             Event::ActionFinished {
@@ -442,17 +523,30 @@ impl Collector {
                     let thaws = (*direction == Direction::Do && Some(i) == self.unfreeze)
                         || (*direction == Direction::Undo && Some(i) == self.freeze);
                     if *ok && thaws && self.freeze_started.is_some() && self.thaw.is_none() {
-                        let how = if *direction == Direction::Do { "finished" } else { "undone" };
+                        let how = if *direction == Direction::Do {
+                            "finished"
+                        } else {
+                            "undone"
+                        };
                         self.thaw = Some((at, format!("{step} {how}")));
                     }
                     if *direction == Direction::Undo {
                         let verdict = if *ok { "undone" } else { "UNDO FAILED" };
-                        self.undo.insert(i, format!("{verdict} at {}: {}", iso(at), clean(message)));
+                        self.undo
+                            .insert(i, format!("{verdict} at {}: {}", iso(at), clean(message)));
                     }
                 }
                 if !ok {
-                    let what = if *direction == Direction::Do { "action" } else { "undo" };
-                    self.anomaly(at, "failed action", format!("{step} {what} failed: {message}"));
+                    let what = if *direction == Direction::Do {
+                        "action"
+                    } else {
+                        "undo"
+                    };
+                    self.anomaly(
+                        at,
+                        "failed action",
+                        format!("{step} {what} failed: {message}"),
+                    );
                 }
             }
             Event::StepTimedOut { step, reason, .. } => {
@@ -467,7 +561,10 @@ impl Collector {
                 self.anomaly(at, "cancellation", format!("{by} cancelled a rollback"));
             }
             Event::FaultChanged {
-                fault, active, detail, ..
+                fault,
+                active,
+                detail,
+                ..
             } => {
                 let verb = if *active { "injected" } else { "cleared" };
                 self.anomaly(at, "fault", format!("{fault} {verb}: {detail}"));
@@ -492,7 +589,9 @@ impl Collector {
                     }
                 }
             }
-            Reading::Heartbeat { observed_at, lag_s } => self.point("heartbeat lag", "s", *observed_at, *lag_s),
+            Reading::Heartbeat { observed_at, lag_s } => {
+                self.point("heartbeat lag", "s", *observed_at, *lag_s)
+            }
             Reading::Drift(d) => {
                 if let Some(diff) = d.row_diff() {
                     self.drift_by_table.insert(d.table.clone(), diff);
@@ -500,7 +599,10 @@ impl Collector {
                 let total: u64 = self.drift_by_table.values().sum();
                 self.point("row drift", "rows", d.observed_at, total as f64);
                 let mismatch = d.checksum == ChecksumState::Mismatch;
-                let was = self.mismatched.insert(d.table.clone(), mismatch).unwrap_or(false);
+                let was = self
+                    .mismatched
+                    .insert(d.table.clone(), mismatch)
+                    .unwrap_or(false);
                 if mismatch && !was {
                     let key = d
                         .differing_keys
@@ -514,12 +616,19 @@ impl Collector {
         }
     }
 
-    fn finish(mut self, header: &crate::transcript::Header, integrity: Integrity, file: String) -> Report {
+    fn finish(
+        mut self,
+        header: &crate::transcript::Header,
+        integrity: Integrity,
+        file: String,
+    ) -> Report {
         let end = self.last_at.unwrap_or(0);
         // Failures still going at the end, and silences longer than a source's usual rhythm.
         let kinds: Vec<SourceKind> = self.sources.keys().copied().collect();
         for k in kinds {
-            let Some(mut t) = self.sources.remove(&k) else { continue };
+            let Some(mut t) = self.sources.remove(&k) else {
+                continue;
+            };
             if let Some(f) = t.failing.take() {
                 t.episodes.push(f);
             }
@@ -544,18 +653,27 @@ impl Collector {
                     self.anomaly(
                         *a,
                         "stale readings",
-                        format!("no {} reading for {:.1}s (usually every {:.1}s)", k.as_str(), secs(b - a), secs(usual)),
+                        format!(
+                            "no {} reading for {:.1}s (usually every {:.1}s)",
+                            k.as_str(),
+                            secs(b - a),
+                            secs(usual)
+                        ),
                     );
                 }
             }
-            if let Some(last) = t.last_ok {
-                if end - last > limit {
-                    self.anomaly(
-                        last,
-                        "stale readings",
-                        format!("no {} reading for the last {:.1}s of the session", k.as_str(), secs(end - last)),
-                    );
-                }
+            if let Some(last) = t.last_ok
+                && end - last > limit
+            {
+                self.anomaly(
+                    last,
+                    "stale readings",
+                    format!(
+                        "no {} reading for the last {:.1}s of the session",
+                        k.as_str(),
+                        secs(end - last)
+                    ),
+                );
             }
         }
         self.anomalies.sort_by(|a, b| a.at.cmp(&b.at));
@@ -600,7 +718,11 @@ impl Collector {
             "completed"
         } else if st.rolled_back() {
             "rolled back"
-        } else if st.rollback.as_ref().is_some_and(|r| r.status == RollbackStatus::Failed) {
+        } else if st
+            .rollback
+            .as_ref()
+            .is_some_and(|r| r.status == RollbackStatus::Failed)
+        {
             "rollback failed"
         } else if st.ended.is_none() {
             "interrupted"
@@ -644,11 +766,17 @@ impl Collector {
             measured: st.world.clone(),
         };
         let (a, b) = (self.first_at.unwrap_or(0), end);
-        let series = ["CDC latency (target)", "CDC latency (source)", "heartbeat lag", "row drift", "writes refused"]
-            .iter()
-            .filter_map(|n| self.series.get(n).map(|s| (*n, s)))
-            .map(|(n, (unit, pts))| chart(n, unit, pts, a, b))
-            .collect();
+        let series = [
+            "CDC latency (target)",
+            "CDC latency (source)",
+            "heartbeat lag",
+            "row drift",
+            "writes refused",
+        ]
+        .iter()
+        .filter_map(|n| self.series.get(n).map(|s| (*n, s)))
+        .map(|(n, (unit, pts))| chart(n, unit, pts, a, b))
+        .collect();
         Report {
             file,
             integrity,
@@ -670,7 +798,8 @@ fn chart(name: &str, unit: &str, pts: &[(Ts, f64)], a: Ts, b: Ts) -> SeriesRepor
         if !v.is_finite() {
             continue;
         }
-        let i = (((t - a).clamp(0, span) as i128 * (CHART_WIDTH as i128 - 1)) / span as i128) as usize;
+        let i =
+            (((t - a).clamp(0, span) as i128 * (CHART_WIDTH as i128 - 1)) / span as i128) as usize;
         let slot = &mut buckets[i.min(CHART_WIDTH - 1)];
         *slot = Some(slot.map_or(v, |m: f64| m.max(v)));
     }
@@ -720,9 +849,11 @@ pub fn build(path: &Path) -> Result<Report, ReportError> {
     let header = reader.header().clone();
     let p = path.display().to_string();
     let plan = Arc::new(
-        plan::parse(&format!("{p} (recorded plan)"), &header.plan_text).map_err(|e| ReportError::Plan {
-            path: p.clone(),
-            errors: e.to_string(),
+        plan::parse(&format!("{p} (recorded plan)"), &header.plan_text).map_err(|e| {
+            ReportError::Plan {
+                path: p.clone(),
+                errors: e.to_string(),
+            }
         })?,
     );
     let mut c = Collector::new(plan);
@@ -752,7 +883,9 @@ pub fn report(path: &Path, format: Format) -> Result<String, ReportError> {
     let r = build(path)?;
     Ok(match format {
         Format::Md => render_md(&r),
-        Format::Json => serde_json::to_string_pretty(&r)? + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(&r).map_err(|e| ReportError::Json(e.to_string()))? + "\n"
+        }
     })
 }
 
@@ -762,7 +895,12 @@ fn opt(s: &Option<String>) -> &str {
 
 fn dur(s: Option<f64>) -> String {
     match s {
-        Some(s) if s >= 3600.0 => format!("{}h{:02}m{:02}s", (s / 3600.0) as u64, ((s / 60.0) as u64) % 60, (s as u64) % 60),
+        Some(s) if s >= 3600.0 => format!(
+            "{}h{:02}m{:02}s",
+            (s / 3600.0) as u64,
+            ((s / 60.0) as u64) % 60,
+            (s as u64) % 60
+        ),
         Some(s) if s >= 60.0 => format!("{}m{:04.1}s", (s / 60.0) as u64, s % 60.0),
         Some(s) => format!("{s:.1}s"),
         None => "—".into(),
@@ -781,14 +919,21 @@ pub fn render_md(r: &Report) -> String {
     // Writing to a String cannot fail.
     let _ = writeln!(s, "# Cutover report: {}\n", si.plan);
     let _ = writeln!(s, "- **Outcome:** {}", si.outcome);
-    let _ = writeln!(s, "- **Operator:** {} on {} ({} mode, cutover {})", si.operator, si.host, si.mode, si.program_version);
+    let _ = writeln!(
+        s,
+        "- **Operator:** {} on {} ({} mode, cutover {})",
+        si.operator, si.host, si.mode, si.program_version
+    );
     let _ = writeln!(
         s,
         "- **Session:** {} → {} ({}){}",
         opt(&si.started_at),
         opt(&si.ended_at),
         dur(si.duration_s),
-        si.end_reason.as_ref().map(|r| format!(", ended: {r}")).unwrap_or_default()
+        si.end_reason
+            .as_ref()
+            .map(|r| format!(", ended: {r}"))
+            .unwrap_or_default()
     );
     if let Some(from) = &si.resumed_from {
         let _ = writeln!(s, "- **Resumed from:** {from}");
@@ -798,7 +943,10 @@ pub fn render_md(r: &Report) -> String {
     }
     let i = &r.integrity;
     let chain = if i.chain_intact {
-        format!("intact ({} records, last hash `{}`)", i.records, i.last_hash)
+        format!(
+            "intact ({} records, last hash `{}`)",
+            i.records, i.last_hash
+        )
     } else {
         format!("**BROKEN**: {}", opt(&i.stopped))
     };
@@ -809,8 +957,14 @@ pub fn render_md(r: &Report) -> String {
     let _ = writeln!(s, "- **Plan hash:** `{}`\n", si.plan_hash);
 
     let _ = writeln!(s, "## Steps\n");
-    let _ = writeln!(s, "| # | step | status | confirmed by | start | end | duration | waited | result |");
-    let _ = writeln!(s, "|---|------|--------|--------------|-------|-----|----------|--------|--------|");
+    let _ = writeln!(
+        s,
+        "| # | step | status | confirmed by | start | end | duration | waited | result |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|------|--------|--------------|-------|-----|----------|--------|--------|"
+    );
     for st in &r.steps {
         let mut result = st.message.clone().unwrap_or_default();
         if let Some(u) = &st.undo {
@@ -845,18 +999,29 @@ pub fn render_md(r: &Report) -> String {
                 "- **Window:** {} from {from} ({} started) to {to}{}",
                 dur(Some(*w)),
                 opt(&d.freeze_step),
-                d.ended_by.as_ref().map(|b| format!(" ({b})")).unwrap_or_default()
+                d.ended_by
+                    .as_ref()
+                    .map(|b| format!(" ({b})"))
+                    .unwrap_or_default()
             );
         }
         _ => {
-            let _ = writeln!(s, "- **Window:** writes were never frozen (no freeze action ran)");
+            let _ = writeln!(
+                s,
+                "- **Window:** writes were never frozen (no freeze action ran)"
+            );
         }
     }
     if let Some(m) = &d.measured {
         let _ = writeln!(
             s,
             "- **Measured by the rehearsal world:** downtime {:.1}s, writes refused {}, writes lost {}, rows diverged {} (attempted {}, acknowledged {})",
-            m.downtime_s, m.writes_refused, m.writes_lost, m.rows_diverged, m.writes_attempted, m.writes_acked
+            m.downtime_s,
+            m.writes_refused,
+            m.writes_lost,
+            m.rows_diverged,
+            m.writes_attempted,
+            m.writes_acked
         );
     }
 
@@ -865,8 +1030,16 @@ pub fn render_md(r: &Report) -> String {
         let _ = writeln!(s, "No decisions were recorded.");
     }
     for dec in &r.decisions {
-        let step = dec.step.as_ref().map(|st| format!(" **{st}**")).unwrap_or_default();
-        let detail = dec.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default();
+        let step = dec
+            .step
+            .as_ref()
+            .map(|st| format!(" **{st}**"))
+            .unwrap_or_default();
+        let detail = dec
+            .detail
+            .as_ref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
         let _ = writeln!(s, "- {} — {} {}{step}{detail}", dec.at, dec.by, dec.kind);
         for g in &dec.gates {
             let _ = writeln!(s, "  - `{}` {}: {}", g.gate, g.state.as_str(), g.reason);
@@ -877,14 +1050,20 @@ pub fn render_md(r: &Report) -> String {
     if r.series.is_empty() {
         let _ = writeln!(s, "No lag or drift readings were recorded.");
     } else {
-        let _ = writeln!(s, "One column per {} of the session; each shows the column's maximum.\n", {
-            let secs = si.duration_s.unwrap_or(0.0) / CHART_WIDTH as f64;
-            dur(Some(secs))
-        });
+        let _ = writeln!(
+            s,
+            "One column per {} of the session; each shows the column's maximum.\n",
+            {
+                let secs = si.duration_s.unwrap_or(0.0) / CHART_WIDTH as f64;
+                dur(Some(secs))
+            }
+        );
         let _ = writeln!(s, "```");
         for se in &r.series {
             let range = match (se.min, se.max, se.last) {
-                (Some(a), Some(b), Some(l)) => format!("min {a:.2} max {b:.2} last {l:.2} {}", se.unit),
+                (Some(a), Some(b), Some(l)) => {
+                    format!("min {a:.2} max {b:.2} last {l:.2} {}", se.unit)
+                }
                 _ => "no samples".into(),
             };
             let _ = writeln!(s, "{:<21} │{}│ {range}", se.name, se.sparkline);
@@ -908,7 +1087,10 @@ mod tests {
 
     #[test]
     fn sparkline_scales_to_the_maximum() {
-        assert_eq!(sparkline(&[None, Some(0.0), Some(4.0), Some(8.0)], 8.0), " ▁▅█");
+        assert_eq!(
+            sparkline(&[None, Some(0.0), Some(4.0), Some(8.0)], 8.0),
+            " ▁▅█"
+        );
         assert_eq!(sparkline(&[Some(0.0), Some(0.0)], 0.0), "▁▁");
     }
 
@@ -920,6 +1102,9 @@ mod tests {
             .iter()
             .map(|i| i.map(|i| c.state.plan.steps[i].id.clone()))
             .collect();
-        assert_eq!(ids, vec![Some("freeze".to_string()), Some("unfreeze".to_string())]);
+        assert_eq!(
+            ids,
+            vec![Some("freeze".to_string()), Some("unfreeze".to_string())]
+        );
     }
 }

@@ -58,16 +58,36 @@ pub struct ResumeArgs {
 /// Why a session cannot be resumed. Each names the file, the reason and the way out.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    #[error("cannot resume: {0} (run `cutover verify` on it; a damaged transcript cannot be continued)")]
-    Transcript(#[from] TranscriptError),
-    #[error("{path}:1: cannot resume: the recorded plan does not parse: {errors} (the header was edited; run `cutover verify {path}`)")]
+    #[error(
+        "cannot resume: {0} (run `cutover verify` on it; a damaged transcript cannot be continued)"
+    )]
+    Transcript(TranscriptError),
+    #[error(
+        "{path}:1: cannot resume: the recorded plan does not parse: {errors} (the header was edited; run `cutover verify {path}`)"
+    )]
     Plan { path: String, errors: String },
-    #[error("{path}:1: cannot resume: the recorded plan does not match its plan_hash (the header was edited; run `cutover verify {path}`)")]
+    #[error(
+        "{path}:1: cannot resume: the recorded plan does not match its plan_hash (the header was edited; run `cutover verify {path}`)"
+    )]
     PlanHash { path: String },
-    #[error("{path}: nothing to resume: the cutover {outcome} (replay it with `cutover replay {path}`)")]
+    #[error(
+        "{path}: nothing to resume: the cutover {outcome} (replay it with `cutover replay {path}`)"
+    )]
     Finished { path: String, outcome: &'static str },
     #[error("{path}: nothing to resume: the transcript holds no events")]
     Empty { path: String },
+    #[error(
+        "{path}: a {mode} session is read-only and cannot be resumed as a driving one (start `cutover watch` again)"
+    )]
+    ReadOnly { path: String, mode: String },
+}
+
+// Not `#[from]`: that would make the error its own source, and a `{:#}` chain would print
+// the same message twice.
+impl From<TranscriptError> for ResumeError {
+    fn from(e: TranscriptError) -> Self {
+        ResumeError::Transcript(e)
+    }
 }
 
 /// An interrupted session, read and folded.
@@ -86,7 +106,12 @@ impl Interrupted {
     /// Steps whose action or undo had started with no recorded result.
     pub fn in_doubt(&self) -> Vec<usize> {
         (0..self.state.steps.len())
-            .filter(|&i| matches!(self.state.steps[i].status, StepStatus::Running | StepStatus::Undoing))
+            .filter(|&i| {
+                matches!(
+                    self.state.steps[i].status,
+                    StepStatus::Running | StepStatus::Undoing
+                )
+            })
             .collect()
     }
 
@@ -119,9 +144,17 @@ impl Interrupted {
 pub fn load(path: &Path) -> Result<Interrupted, ResumeError> {
     let t = transcript::read(path)?;
     let p = path.display().to_string();
-    let plan = plan::parse(&format!("{p} (recorded plan)"), &t.header.plan_text).map_err(|e| ResumeError::Plan {
-        path: p.clone(),
-        errors: e.to_string(),
+    if t.header.mode.starts_with("watch") {
+        return Err(ResumeError::ReadOnly {
+            path: p,
+            mode: t.header.mode,
+        });
+    }
+    let plan = plan::parse(&format!("{p} (recorded plan)"), &t.header.plan_text).map_err(|e| {
+        ResumeError::Plan {
+            path: p.clone(),
+            errors: e.to_string(),
+        }
     })?;
     if plan.hash != t.header.plan_hash {
         return Err(ResumeError::PlanHash { path: p });
@@ -179,7 +212,11 @@ pub async fn reopen(
     aws: &crate::aws::AwsArgs,
 ) -> anyhow::Result<Resumed> {
     let rehearsal = old.plan.is_rehearsal();
-    let mode = if rehearsal { "rehearsal-resumed" } else { "drive-resumed" };
+    let mode = if rehearsal {
+        "rehearsal-resumed"
+    } else {
+        "drive-resumed"
+    };
     let actuator = if rehearsal {
         None
     } else {
@@ -215,7 +252,8 @@ pub async fn reopen(
         session.set_actuator(world.actuator());
         let mut notes = vec![Event::Note {
             at: now_ms(),
-            text: "rehearsal world rebuilt after the restart: applying the completed steps again".into(),
+            text: "rehearsal world rebuilt after the restart: applying the completed steps again"
+                .into(),
         }];
         for i in 0..old.plan.steps.len() {
             if session.state.steps[i].status == StepStatus::Done {
@@ -226,7 +264,8 @@ pub async fn reopen(
         let sources = world.sources();
         (Some(world), sources)
     } else {
-        let sources = crate::backend::sources(&old.plan, aws, crate::db::DbOptions::default()).await?;
+        let sources =
+            crate::backend::sources(&old.plan, aws, crate::db::DbOptions::default()).await?;
         (None, sources)
     };
     let pollers = crate::source::spawn_pollers(sources, session.sender(), stop.clone());
@@ -249,7 +288,11 @@ async fn reapply(world: &Arc<World>, plan: &Plan, i: usize) -> Event {
     let out = Output::new(step.id.clone(), Direction::Do, tx);
     let result = actuator.run(plan, &step.action, &out).await;
     let text = match result {
-        Ok(m) => format!("re-applied {} ({}) to the fresh world: {m}", step.id, step.action.describe(plan)),
+        Ok(m) => format!(
+            "re-applied {} ({}) to the fresh world: {m}",
+            step.id,
+            step.action.describe(plan)
+        ),
         Err(e) => format!("re-applying {} to the fresh world FAILED: {e}", step.id),
     };
     Event::Note { at: now_ms(), text }
@@ -275,7 +318,10 @@ pub fn parse_resolution(input: &str, state: &State) -> Result<(String, bool), St
         ));
     };
     if !doubt.iter().any(|d| d == id) {
-        return Err(format!("\"{id}\" is not in doubt (in doubt: {})", doubt.join(", ")));
+        return Err(format!(
+            "\"{id}\" is not in doubt (in doubt: {})",
+            doubt.join(", ")
+        ));
     }
     Ok((id.to_string(), done))
 }
@@ -291,11 +337,11 @@ pub async fn resolve(r: &mut Resumed, step: &str, done: bool) -> anyhow::Result<
         by: r.operator.clone(),
     });
     r.session.ingest(batch)?;
-    if let (Some(world), Some(i)) = (&r.world, r.session.plan.step_index(step)) {
-        if r.session.state.steps[i].status == StepStatus::Done {
-            let note = reapply(world, &r.session.plan, i).await;
-            r.session.ingest(vec![note])?;
-        }
+    if let (Some(world), Some(i)) = (&r.world, r.session.plan.step_index(step))
+        && r.session.state.steps[i].status == StepStatus::Done
+    {
+        let note = reapply(world, &r.session.plan, i).await;
+        r.session.ingest(vec![note])?;
     }
     Ok(())
 }
@@ -313,7 +359,13 @@ pub async fn prompt_in_doubt(r: &mut Resumed) -> anyhow::Result<bool> {
         let def = &plan.steps[i];
         let st = &r.session.state.steps[i];
         let (what, action) = match st.in_doubt {
-            Some(Direction::Undo) => ("undo", def.undo.as_ref().map(|a| a.describe(&plan)).unwrap_or_default()),
+            Some(Direction::Undo) => (
+                "undo",
+                def.undo
+                    .as_ref()
+                    .map(|a| a.describe(&plan))
+                    .unwrap_or_default(),
+            ),
             _ => ("action", def.action.describe(&plan)),
         };
         let since = st
@@ -324,11 +376,16 @@ pub async fn prompt_in_doubt(r: &mut Resumed) -> anyhow::Result<bool> {
             .unwrap_or_else(|| "?".into());
         eprintln!();
         eprintln!("Step {} \"{}\" is IN DOUBT.", def.id, def.title);
-        eprintln!("  Its {what} ({action}) started at {since}; no result was recorded before the cockpit stopped.");
+        eprintln!(
+            "  Its {what} ({action}) started at {since}; no result was recorded before the cockpit stopped."
+        );
         for line in st.output.iter().rev().take(5).rev() {
             eprintln!("  | {line}");
         }
-        eprintln!("  Check whether it took effect, then type \"done {0}\" or \"not done {0}\":", def.id);
+        eprintln!(
+            "  Check whether it took effect, then type \"done {0}\" or \"not done {0}\":",
+            def.id
+        );
         eprint!("> ");
         loop {
             tokio::select! {
@@ -360,7 +417,15 @@ pub async fn finish(mut r: Resumed, reason: &str) -> anyhow::Result<Session> {
     match &r.world {
         Some(world) => {
             let world = Arc::clone(world);
-            crate::rehearse::finish(&mut r.session, &mut r.inbox, &world, r.stop, r.pollers, reason).await?;
+            crate::rehearse::finish(
+                &mut r.session,
+                &mut r.inbox,
+                &world,
+                r.stop,
+                r.pollers,
+                reason,
+            )
+            .await?;
         }
         None => {
             r.stop.cancel();
@@ -383,8 +448,20 @@ pub async fn finish(mut r: Resumed, reason: &str) -> anyhow::Result<Session> {
 
 /// `cutover resume`: folds `path`, continues it in a new transcript under `sessions_dir`,
 /// asks for every step in doubt, then opens the cockpit.
-pub async fn run_resume(path: &Path, theme: &Theme, sessions_dir: &Path, operator: &str) -> anyhow::Result<()> {
-    run_resume_with(path, theme, sessions_dir, operator, &crate::aws::AwsArgs::default()).await
+pub async fn run_resume(
+    path: &Path,
+    theme: &Theme,
+    sessions_dir: &Path,
+    operator: &str,
+) -> anyhow::Result<()> {
+    run_resume_with(
+        path,
+        theme,
+        sessions_dir,
+        operator,
+        &crate::aws::AwsArgs::default(),
+    )
+    .await
 }
 
 /// [`run_resume`] from the command line's arguments.
@@ -411,10 +488,17 @@ async fn run_resume_with(
         let session = finish(r, "resume abandoned: steps in doubt were not resolved").await?;
         anyhow::bail!(
             "the input ended before every step in doubt was resolved; nothing was done (transcript: {})",
-            session.transcript_path().map(|p| p.display().to_string()).unwrap_or_default()
+            session
+                .transcript_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
     }
-    let mode = if r.world.is_some() { Mode::Rehearsal } else { Mode::Drive };
+    let mode = if r.world.is_some() {
+        Mode::Rehearsal
+    } else {
+        Mode::Drive
+    };
     let ui_state = UiState::new(
         mode,
         operator.to_string(),
@@ -556,16 +640,30 @@ confirm = "two"
     #[test]
     fn done_completes_the_step_and_not_done_makes_it_next_again() {
         let mut events = died_running();
-        events.extend([resolved(6_000, "one", true), ro(6_100, true), confirmed(6_200, "two")]);
+        events.extend([
+            resolved(6_000, "one", true),
+            ro(6_100, true),
+            confirmed(6_200, "two"),
+        ]);
         let (s, effects) = check(&events);
         assert_eq!(s.steps[0].status, StepStatus::Done);
         assert_eq!(s.steps[0].in_doubt, None);
         assert_eq!(s.steps[0].finished_at, Some(6_000));
         assert_eq!(s.steps[1].status, StepStatus::Running);
-        assert_eq!(effects.last(), Some(&Effect::RunAction { step: 1, direction: Direction::Do }));
+        assert_eq!(
+            effects.last(),
+            Some(&Effect::RunAction {
+                step: 1,
+                direction: Direction::Do
+            })
+        );
 
         let mut events = died_running();
-        events.extend([resolved(6_000, "one", false), ro(6_100, false), confirmed(6_200, "one")]);
+        events.extend([
+            resolved(6_000, "one", false),
+            ro(6_100, false),
+            confirmed(6_200, "one"),
+        ]);
         let (s, effects) = check(&events);
         assert_eq!(s.steps[0].status, StepStatus::Running);
         assert_eq!(s.steps[0].confirmed_at, Some(6_200));
@@ -599,22 +697,46 @@ confirm = "two"
         let mut again = base.clone();
         again.push(resolved(6_000, "one", false));
         let (s, effects) = check(&again);
-        assert_eq!(s.steps[0].status, StepStatus::Undoing, "the undo runs again");
-        assert_eq!(effects.last(), Some(&Effect::RunAction { step: 0, direction: Direction::Undo }));
+        assert_eq!(
+            s.steps[0].status,
+            StepStatus::Undoing,
+            "the undo runs again"
+        );
+        assert_eq!(
+            effects.last(),
+            Some(&Effect::RunAction {
+                step: 0,
+                direction: Direction::Undo
+            })
+        );
         let mut done = base;
         done.push(resolved(6_000, "one", true));
         let (s, _) = check(&done);
         assert_eq!(s.steps[0].status, StepStatus::Undone);
-        assert_eq!(s.rollback.as_ref().map(|r| r.status), Some(RollbackStatus::Done));
+        assert_eq!(
+            s.rollback.as_ref().map(|r| r.status),
+            Some(RollbackStatus::Done)
+        );
     }
 
     #[test]
     fn a_resolution_needs_the_exact_phrase_and_a_step_in_doubt() {
         let (s, _) = check(&died_running());
         assert_eq!(parse_resolution("done one", &s), Ok(("one".into(), true)));
-        assert_eq!(parse_resolution("  not done one\n", &s), Ok(("one".into(), false)));
-        assert!(parse_resolution("done two", &s).unwrap_err().contains("not in doubt"));
-        assert!(parse_resolution("yes", &s).unwrap_err().contains("type exactly"));
+        assert_eq!(
+            parse_resolution("  not done one\n", &s),
+            Ok(("one".into(), false))
+        );
+        assert!(
+            parse_resolution("done two", &s)
+                .unwrap_err()
+                .contains("not in doubt")
+        );
+        assert!(
+            parse_resolution("yes", &s)
+                .unwrap_err()
+                .contains("type exactly")
+        );
         // The fold ignores a resolution of a step that is not in doubt.
         let mut events = died_running();
         events.push(resolved(6_000, "two", true));
@@ -636,7 +758,11 @@ confirm = "two"
         let (mut session, _inbox) = Session::open(cfg()).unwrap();
         let t0 = session.state.now;
         session
-            .ingest(vec![ro(t0 + 1, false), confirmed(t0 + 2, "one"), action(t0 + 3, "one", Direction::Do)])
+            .ingest(vec![
+                ro(t0 + 1, false),
+                confirmed(t0 + 2, "one"),
+                action(t0 + 3, "one", Direction::Do),
+            ])
             .unwrap();
         let old = session.transcript_path().unwrap().to_path_buf();
         drop(session); // the cockpit dies: no SessionEnded
@@ -655,7 +781,9 @@ confirm = "two"
         )
         .unwrap();
         assert_eq!(resumed.state.in_doubt_steps(), vec![0]);
-        resumed.ingest(vec![resolved(now_ms(), "one", true)]).unwrap();
+        resumed
+            .ingest(vec![resolved(now_ms(), "one", true)])
+            .unwrap();
         let new = resumed.transcript_path().unwrap().to_path_buf();
         drop(resumed);
         assert_ne!(old, new);
@@ -664,14 +792,27 @@ confirm = "two"
         let v = verify(&new);
         assert!(v.is_intact(), "{}", v.render());
         assert_eq!(v.version, Some(2));
-        assert!(v.notes.iter().any(|n| n.contains("hash matches")), "{}", v.render());
+        assert!(
+            v.notes.iter().any(|n| n.contains("hash matches")),
+            "{}",
+            v.render()
+        );
         let again = load(&new).unwrap();
         assert_eq!(again.state.steps[0].status, StepStatus::Done);
 
         // Changing the old file after the fact breaks the link.
         let text = std::fs::read_to_string(&old).unwrap();
-        std::fs::write(&old, text.replacen("\"operator\":\"op\"", "\"operator\":\"eve\"", 1)).unwrap();
+        std::fs::write(
+            &old,
+            text.replacen("\"operator\":\"op\"", "\"operator\":\"eve\"", 1),
+        )
+        .unwrap();
         let v = verify(&new);
-        assert_eq!(v.problem().map(|p| p.kind), Some(ProblemKind::LinkBroken), "{}", v.render());
+        assert_eq!(
+            v.problem().map(|p| p.kind),
+            Some(ProblemKind::LinkBroken),
+            "{}",
+            v.render()
+        );
     }
 }

@@ -132,10 +132,9 @@ impl Session {
     ) -> anyhow::Result<(Session, Inbox)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let started = now_ms();
-        let dir = cfg
-            .sessions_dir
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("a resumed session needs a sessions directory for its new transcript"))?;
+        let dir = cfg.sessions_dir.clone().ok_or_else(|| {
+            anyhow::anyhow!("a resumed session needs a sessions directory for its new transcript")
+        })?;
         let mut recorder = Recorder::create(
             &dir,
             Header {
@@ -158,9 +157,12 @@ impl Session {
         })?;
         let mut state = State::new(Arc::clone(&cfg.plan));
         for chunk in history.chunks(10_000) {
-            recorder
-                .append(chunk)
-                .map_err(|e| anyhow::anyhow!("cannot append to the transcript {}: {e}", recorder.path().display()))?;
+            recorder.append(chunk).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot append to the transcript {}: {e}",
+                    recorder.path().display()
+                )
+            })?;
             for ev in chunk {
                 // Effects of history are not run again: they ran (or died) in the old process.
                 let _ = state.apply(ev);
@@ -245,10 +247,18 @@ impl Session {
 fn plan_secrets(plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     for ep in [&plan.source, &plan.target] {
-        if let Some(v) = ep.password_env.as_ref().and_then(|name| std::env::var(name).ok()) {
+        if let Some(v) = ep
+            .password_env
+            .as_ref()
+            .and_then(|name| std::env::var(name).ok())
+        {
             out.push(v.trim().to_string());
         }
-        if let Some(v) = ep.password_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        if let Some(v) = ep
+            .password_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+        {
             out.push(v.trim().to_string());
         }
     }

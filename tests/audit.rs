@@ -52,8 +52,14 @@ fn theme() -> Theme {
 }
 
 /// Draws `state` and returns a hash of every cell (symbol and style) and the screen's text.
-fn draw(term: &mut Terminal<TestBackend>, state: &State, ui_state: &UiState, theme: &Theme) -> (u64, String) {
-    term.draw(|f| ui::draw(f, state, ui_state, theme)).expect("draw on the test backend");
+fn draw(
+    term: &mut Terminal<TestBackend>,
+    state: &State,
+    ui_state: &UiState,
+    theme: &Theme,
+) -> (u64, String) {
+    term.draw(|f| ui::draw(f, state, ui_state, theme))
+        .expect("draw on the test backend");
     let buf = term.backend().buffer();
     let mut h = DefaultHasher::new();
     buf.content().hash(&mut h);
@@ -109,7 +115,11 @@ async fn rehearse_drawing(dir: &Path, faults: Vec<Fault>, seed: u64) -> (Summary
         actuator: None,
     })
     .expect("open the session");
-    let path = session.transcript_path().expect("a transcript").display().to_string();
+    let path = session
+        .transcript_path()
+        .expect("a transcript")
+        .display()
+        .to_string();
     let frames = Arc::new(Mutex::new(Vec::new()));
     {
         let frames = Arc::clone(&frames);
@@ -133,11 +143,30 @@ async fn rehearse_drawing(dir: &Path, faults: Vec<Fault>, seed: u64) -> (Summary
     session.set_actuator(world.actuator());
     let stop = CancellationToken::new();
     let pollers = cutover::source::spawn_pollers(world.sources(), session.sender(), stop.clone());
-    let deadline = Duration::from_millis(plan.steps.iter().map(|s| s.timeout_ms as u64 * 2).sum::<u64>() + 30_000);
-    let outcome = autopilot::drive(&mut session, &mut inbox, Duration::from_millis(200), deadline).await;
-    rehearse::finish(&mut session, &mut inbox, &world, stop, pollers, "autopilot finished")
-        .await
-        .expect("finish");
+    let deadline = Duration::from_millis(
+        plan.steps
+            .iter()
+            .map(|s| s.timeout_ms as u64 * 2)
+            .sum::<u64>()
+            + 30_000,
+    );
+    let outcome = autopilot::drive(
+        &mut session,
+        &mut inbox,
+        Duration::from_millis(200),
+        deadline,
+    )
+    .await;
+    rehearse::finish(
+        &mut session,
+        &mut inbox,
+        &world,
+        stop,
+        pollers,
+        "autopilot finished",
+    )
+    .await
+    .expect("finish");
     let blocked = outcome.expect("the autopilot drives");
     let summary = rehearse::summarize(&session, &rehearsal, blocked, started);
     drop(session);
@@ -167,12 +196,21 @@ fn clean() -> &'static Recorded {
 /// rollback).
 fn faulty() -> &'static Recorded {
     static R: OnceLock<Recorded> = OnceLock::new();
-    R.get_or_init(|| record(vec![Fault::LagSpike, Fault::ApiThrottle, Fault::DropChange], 12))
+    R.get_or_init(|| {
+        record(
+            vec![Fault::LagSpike, Fault::ApiThrottle, Fault::DropChange],
+            12,
+        )
+    })
 }
 
 /// Replays `rec` and compares every live frame with the replay's frame at the same event.
 fn check_determinism(rec: &Recorded) {
-    assert!(rec.frames.len() > 20, "only {} frames were drawn live", rec.frames.len());
+    assert!(
+        rec.frames.len() > 20,
+        "only {} frames were drawn live",
+        rec.frames.len()
+    );
     let theme = theme();
     let path = rec.path.display().to_string();
     let (live_ui, replay_ui) = ui_states(&path);
@@ -186,9 +224,16 @@ fn check_determinism(rec: &Recorded) {
     )
     .expect("open for replay");
     let total = replay.len() as u64;
-    assert_eq!(rec.frames.last().map(|f| f.events), Some(total), "the last live frame saw every event");
+    assert_eq!(
+        rec.frames.last().map(|f| f.events),
+        Some(total),
+        "the last live frame saw every event"
+    );
     for f in &rec.frames {
-        let state = replay.state_at(f.events as usize).expect("replay folds").clone();
+        let state = replay
+            .state_at(f.events as usize)
+            .expect("replay folds")
+            .clone();
         assert_eq!(state.events, f.events);
         let (live, _) = draw(&mut term, &state, &live_ui, &theme);
         let (as_replay, text) = draw(&mut term, &state, &replay_ui, &theme);
@@ -200,7 +245,10 @@ fn check_determinism(rec: &Recorded) {
         );
     }
     // The replay's own screen differs from the live one only where the mode shows.
-    let last = replay.state_at(total as usize).expect("replay folds").clone();
+    let last = replay
+        .state_at(total as usize)
+        .expect("replay folds")
+        .clone();
     let (_, live_text) = draw(&mut term, &last, &live_ui, &theme);
     let (_, replay_text) = draw(&mut term, &last, &replay_ui, &theme);
     assert!(live_text.contains("[REHEARSAL]") && replay_text.contains("[REPLAY]"));
@@ -241,7 +289,10 @@ fn replay_seeks_steps_and_time_on_a_recorded_rehearsal() {
         assert!(ev.is_step_event(), "{ev:?}");
         seen.push(ev.name());
     }
-    assert!(seen.contains(&"step_confirmed") && seen.contains(&"action_finished"), "{seen:?}");
+    assert!(
+        seen.contains(&"step_confirmed") && seen.contains(&"action_finished"),
+        "{seen:?}"
+    );
     // '[' goes back; 'G' to the end shows the completed cutover; a time seek is monotone.
     r.prev_step_event();
     assert!(r.work(usize::MAX));
@@ -257,10 +308,16 @@ fn replay_seeks_steps_and_time_on_a_recorded_rehearsal() {
 }
 
 /// Writes a damaged copy of the clean transcript and verifies it.
-fn damaged(name: &str, damage: impl FnOnce(&mut Vec<Vec<u8>>)) -> (tempfile::TempDir, cutover::transcript::verify::VerifyReport) {
+fn damaged(
+    name: &str,
+    damage: impl FnOnce(&mut Vec<Vec<u8>>),
+) -> (tempfile::TempDir, cutover::transcript::verify::VerifyReport) {
     let text = std::fs::read(&clean().path).expect("read the transcript");
     let mut lines: Vec<Vec<u8>> = text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-    assert!(lines.last().is_some_and(|l| l.is_empty()), "ends with a newline");
+    assert!(
+        lines.last().is_some_and(|l| l.is_empty()),
+        "ends with a newline"
+    );
     lines.pop();
     damage(&mut lines);
     let mut out = lines.join(&b'\n');
@@ -281,30 +338,54 @@ fn verify_names_each_kind_of_damage_at_its_line() {
     // Flip one byte: the low bit of a digit of line 40's timestamp (still valid JSON).
     let (_d, r) = damaged("flip.jsonl", |l| {
         let line = &mut l[39];
-        let pos = line.windows(5).position(|w| w == b"\"at\":").expect("an at field") + 8;
+        let pos = line
+            .windows(5)
+            .position(|w| w == b"\"at\":")
+            .expect("an at field")
+            + 8;
         line[pos] ^= 0x01;
     });
     let p = r.problem().expect("a problem").clone();
-    assert_eq!((p.line, p.kind, r.exit_code()), (40, ProblemKind::Edited, 1), "{}", r.render());
+    assert_eq!(
+        (p.line, p.kind, r.exit_code()),
+        (40, ProblemKind::Edited, 1),
+        "{}",
+        r.render()
+    );
     assert!(r.render().contains(":40: EDITED"), "{}", r.render());
 
     // Flip a byte that breaks the JSON.
     let (_d, r) = damaged("flip2.jsonl", |l| l[60][0] ^= 0x40);
     let p = r.problem().expect("a problem").clone();
-    assert_eq!((p.line, p.kind), (61, ProblemKind::Edited), "{}", r.render());
+    assert_eq!(
+        (p.line, p.kind),
+        (61, ProblemKind::Edited),
+        "{}",
+        r.render()
+    );
 
     // Delete a line.
     let (_d, r) = damaged("delete.jsonl", |l| {
         l.remove(49);
     });
     let p = r.problem().expect("a problem").clone();
-    assert_eq!((p.line, p.kind), (50, ProblemKind::Deleted), "{}", r.render());
+    assert_eq!(
+        (p.line, p.kind),
+        (50, ProblemKind::Deleted),
+        "{}",
+        r.render()
+    );
     assert!(p.detail.contains("seq 49 was deleted"), "{}", r.render());
 
     // Swap two lines.
     let (_d, r) = damaged("swap.jsonl", |l| l.swap(70, 71));
     let p = r.problem().expect("a problem").clone();
-    assert_eq!((p.line, p.kind), (71, ProblemKind::Reordered), "{}", r.render());
+    assert_eq!(
+        (p.line, p.kind),
+        (71, ProblemKind::Reordered),
+        "{}",
+        r.render()
+    );
 
     // Insert a forged line.
     let (_d, r) = damaged("insert.jsonl", |l| {
@@ -312,7 +393,12 @@ fn verify_names_each_kind_of_damage_at_its_line() {
         l.insert(80, forged);
     });
     let p = r.problem().expect("a problem").clone();
-    assert_eq!((p.line, p.kind), (81, ProblemKind::Inserted), "{}", r.render());
+    assert_eq!(
+        (p.line, p.kind),
+        (81, ProblemKind::Inserted),
+        "{}",
+        r.render()
+    );
 
     // Truncate mid-line: every reader tolerates it, verify names it.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -322,21 +408,37 @@ fn verify_names_each_kind_of_damage_at_its_line() {
     std::fs::write(&cut, &text[..text.len() - 30]).expect("write");
     let r = verify(&cut);
     let p = r.problem().expect("a problem").clone();
-    assert_eq!((p.line, p.kind, r.exit_code()), (lines, ProblemKind::Truncated, 1), "{}", r.render());
+    assert_eq!(
+        (p.line, p.kind, r.exit_code()),
+        (lines, ProblemKind::Truncated, 1),
+        "{}",
+        r.render()
+    );
     let t = cutover::transcript::read(&cut).expect("a torn tail is tolerated");
     assert!(t.torn_tail.is_some());
     assert_eq!(t.events.len(), lines - 2);
     let replay = Replay::open(&cut).expect("replay opens a torn transcript");
     assert_eq!(replay.len(), lines - 2);
-    assert!(report::report(&cut, Format::Md).expect("report").contains("Torn tail"));
+    assert!(
+        report::report(&cut, Format::Md)
+            .expect("report")
+            .contains("Torn tail")
+    );
 
     // An unknown version is unreadable (exit 2), not damage.
     let (_d, r) = damaged("version.jsonl", |l| {
-        let h = String::from_utf8(l[0].clone()).expect("utf-8").replacen("\"version\":1", "\"version\":99", 1);
+        let h = String::from_utf8(l[0].clone()).expect("utf-8").replacen(
+            "\"version\":1",
+            "\"version\":99",
+            1,
+        );
         l[0] = h.into_bytes();
     });
     assert_eq!(r.exit_code(), 2, "{}", r.render());
-    assert_eq!(r.problem().map(|p| p.kind), Some(ProblemKind::UnknownVersion));
+    assert_eq!(
+        r.problem().map(|p| p.kind),
+        Some(ProblemKind::UnknownVersion)
+    );
 }
 
 #[test]
@@ -363,9 +465,15 @@ fn the_report_of_a_known_rehearsal_has_its_steps_durations_and_downtime() {
         assert_eq!(got.id, want.id);
         assert_eq!(got.status, "done");
         assert_eq!(got.confirmed_by.as_deref(), Some("autopilot"));
-        let (g, w) = (got.duration_s.expect("a duration"), want.duration_s.expect("a duration"));
+        let (g, w) = (
+            got.duration_s.expect("a duration"),
+            want.duration_s.expect("a duration"),
+        );
         assert!((g - w).abs() < 1e-9, "{}: {g} vs {w}", got.id);
-        assert!(md.contains(&format!("| {} | {} | done |", got.number, got.id)), "{md}");
+        assert!(
+            md.contains(&format!("| {} | {} | done |", got.number, got.id)),
+            "{md}"
+        );
     }
     // The write-downtime window: from the freeze action to the unfreeze action, and what the
     // world measured.
@@ -375,8 +483,14 @@ fn the_report_of_a_known_rehearsal_has_its_steps_durations_and_downtime() {
     assert!(window > 0.0 && !r.downtime.open);
     let measured = r.downtime.measured.as_ref().expect("the world's measures");
     assert_eq!(measured.downtime_s, summary.downtime_s);
-    assert!(md.contains(&format!("downtime {:.1}s", summary.downtime_s)), "{md}");
-    assert!(md.contains("## Write downtime") && md.contains("(freeze started)"), "{md}");
+    assert!(
+        md.contains(&format!("downtime {:.1}s", summary.downtime_s)),
+        "{md}"
+    );
+    assert!(
+        md.contains("## Write downtime") && md.contains("(freeze started)"),
+        "{md}"
+    );
     assert_eq!(r.downtime.ended_by.as_deref(), Some("unfreeze finished"));
     // Who confirmed what, with the gates at that moment.
     let freeze = r
@@ -386,16 +500,32 @@ fn the_report_of_a_known_rehearsal_has_its_steps_durations_and_downtime() {
         .expect("the freeze decision");
     assert_eq!(freeze.by, "autopilot");
     assert!(!freeze.gates.is_empty());
-    assert!(freeze.gates.iter().all(|g| g.state == cutover::state::GateState::Green));
-    assert!(md.contains("`source.read_only == false fresh 5s` green"), "{md}");
+    assert!(
+        freeze
+            .gates
+            .iter()
+            .all(|g| g.state == cutover::state::GateState::Green)
+    );
+    assert!(
+        md.contains("`source.read_only == false fresh 5s` green"),
+        "{md}"
+    );
     // Lag and drift over time.
-    assert!(r.series.iter().any(|s| s.name == "heartbeat lag" && s.samples > 5));
+    assert!(
+        r.series
+            .iter()
+            .any(|s| s.name == "heartbeat lag" && s.samples > 5)
+    );
     assert!(md.contains("heartbeat lag"));
     // JSON carries the same.
     let json: serde_json::Value =
-        serde_json::from_str(&report::report(&path, Format::Json).expect("json")).expect("valid JSON");
+        serde_json::from_str(&report::report(&path, Format::Json).expect("json"))
+            .expect("valid JSON");
     assert_eq!(json["session"]["outcome"], "completed");
-    assert_eq!(json["steps"].as_array().map(Vec::len), Some(summary.steps.len()));
+    assert_eq!(
+        json["steps"].as_array().map(Vec::len),
+        Some(summary.steps.len())
+    );
 }
 
 #[test]
@@ -403,13 +533,32 @@ fn the_report_of_a_faulty_rehearsal_lists_its_anomalies() {
     let rec = faulty();
     let r = report::build(&rec.path).expect("report");
     let kinds: Vec<&str> = r.anomalies.iter().map(|a| a.kind.as_str()).collect();
-    for k in ["fault", "source failure", "rollback", "timeout", "checksum mismatch"] {
-        assert!(kinds.contains(&k), "no {k} in {kinds:?}\n{}", report::render_md(&r));
+    for k in [
+        "fault",
+        "source failure",
+        "rollback",
+        "timeout",
+        "checksum mismatch",
+    ] {
+        assert!(
+            kinds.contains(&k),
+            "no {k} in {kinds:?}\n{}",
+            report::render_md(&r)
+        );
     }
-    assert_eq!(r.session.outcome, "rolled back", "{}", report::render_md(&r));
+    assert_eq!(
+        r.session.outcome,
+        "rolled back",
+        "{}",
+        report::render_md(&r)
+    );
     let md = report::render_md(&r);
     assert!(md.contains("autopilot rollback"), "{md}");
-    assert_eq!(r.downtime.ended_by.as_deref(), Some("freeze undone"), "{md}");
+    assert_eq!(
+        r.downtime.ended_by.as_deref(),
+        Some("freeze undone"),
+        "{md}"
+    );
     assert!(md.contains("undone"), "{md}");
 }
 
@@ -424,7 +573,10 @@ fn the_shipped_example_session_verifies_replays_and_reports() {
     let n = r.len();
     assert!(r.state_at(n).expect("fold").rolled_back());
     let md = report::report(&path, Format::Md).expect("report");
-    assert!(md.contains("**checksum mismatch**") && md.contains("**fault**"), "{md}");
+    assert!(
+        md.contains("**checksum mismatch**") && md.contains("**fault**"),
+        "{md}"
+    );
 }
 
 const SECRET: &str = "Zq9-hunter2-secret";
@@ -446,8 +598,16 @@ timeout = "30s"
 "#
     );
     let text = plan::REHEARSAL_PLAN
-        .replacen("engine = \"rehearsal\"\nlabel = \"shop-mysql", &format!("engine = \"rehearsal\"\npassword_file = \"{pw}\"\nlabel = \"shop-mysql"), 1)
-        .replacen("\n[[step]]\nid = \"preflight\"", &format!("{step}\n[[step]]\nid = \"preflight\""), 1);
+        .replacen(
+            "engine = \"rehearsal\"\nlabel = \"shop-mysql",
+            &format!("engine = \"rehearsal\"\npassword_file = \"{pw}\"\nlabel = \"shop-mysql"),
+            1,
+        )
+        .replacen(
+            "\n[[step]]\nid = \"preflight\"",
+            &format!("{step}\n[[step]]\nid = \"preflight\""),
+            1,
+        );
     let plan = plan::parse("leaky.toml", &text).expect("the leaky plan parses");
     assert_eq!(plan.steps[0].id, "leaky-script");
     assert!(plan.source.password_file.is_some());
@@ -472,11 +632,20 @@ fn no_secret_appears_in_any_transcript_or_report() {
     let path = PathBuf::from(summary.transcript.clone().expect("a transcript"));
     let text = std::fs::read_to_string(&path).expect("read the transcript");
     // The script ran and its output was recorded, scrubbed.
-    assert!(text.contains("mysql://app:***@db.internal:3306/shop"), "the script's output is missing");
+    assert!(
+        text.contains("mysql://app:***@db.internal:3306/shop"),
+        "the script's output is missing"
+    );
     assert!(text.contains("password=***"));
     let mut outputs = vec![("transcript".to_string(), text)];
-    outputs.push(("report md".into(), report::report(&path, Format::Md).expect("report")));
-    outputs.push(("report json".into(), report::report(&path, Format::Json).expect("report")));
+    outputs.push((
+        "report md".into(),
+        report::report(&path, Format::Md).expect("report"),
+    ));
+    outputs.push((
+        "report json".into(),
+        report::report(&path, Format::Json).expect("report"),
+    ));
     outputs.push(("verify".into(), verify(&path).render()));
     outputs.push(("summary".into(), summary.render_text()));
     for (what, out) in &outputs {
@@ -509,7 +678,10 @@ fn only_jsonl(dir: &Path, except: &[PathBuf]) -> Option<PathBuf> {
 fn wait_for_file(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::park_timeout(Duration::from_millis(50));
     }
 }
@@ -531,7 +703,15 @@ fn a_cutover_killed_mid_step_is_resumed_resolved_and_finished() {
     let s = sessions.to_str().expect("utf-8 path");
     // dns-slow keeps the DNS flip waiting ~15 s: the window to kill the cockpit in.
     let mut term = pty::Pty::spawn(
-        &["rehearse", "--operator", "alice", "--sessions-dir", s, "--chaos", "dns-slow"],
+        &[
+            "rehearse",
+            "--operator",
+            "alice",
+            "--sessions-dir",
+            s,
+            "--chaos",
+            "dns-slow",
+        ],
         dir.path(),
         W,
         H,
@@ -562,7 +742,9 @@ fn a_cutover_killed_mid_step_is_resumed_resolved_and_finished() {
     // The interrupted transcript: intact (perhaps with a torn tail), no end, a step in doubt.
     let v = verify(&old);
     assert!(
-        v.is_intact() || v.problem().is_some_and(|p| p.kind == ProblemKind::Truncated),
+        v.is_intact()
+            || v.problem()
+                .is_some_and(|p| p.kind == ProblemKind::Truncated),
         "{}",
         v.render()
     );
@@ -571,7 +753,14 @@ fn a_cutover_killed_mid_step_is_resumed_resolved_and_finished() {
     assert_eq!(interrupted.in_doubt(), vec![flip]);
 
     let mut term = pty::Pty::spawn(
-        &["resume", old.to_str().expect("utf-8"), "--operator", "bob", "--sessions-dir", s],
+        &[
+            "resume",
+            old.to_str().expect("utf-8"),
+            "--operator",
+            "bob",
+            "--sessions-dir",
+            s,
+        ],
         dir.path(),
         W,
         H,
@@ -584,23 +773,38 @@ fn a_cutover_killed_mid_step_is_resumed_resolved_and_finished() {
     term.wait_for("[REHEARSAL]", t);
     confirm(&mut term, "unfreeze", "unfreeze target");
     confirm(&mut term, "post-checks", "done");
-    let new = only_jsonl(&sessions, &[old.clone()]).expect("the resumed transcript");
-    wait_for_file("the cutover to complete", t, || fold_file(&new).is_some_and(|s| s.completed()));
+    let new = only_jsonl(&sessions, std::slice::from_ref(&old)).expect("the resumed transcript");
+    wait_for_file("the cutover to complete", t, || {
+        fold_file(&new).is_some_and(|s| s.completed())
+    });
     term.send("q");
     term.wait_exit(t);
 
     // The new file replays alone, links to the old one and records the resolution.
     let v = verify(&new);
     assert!(v.is_intact(), "{}", v.render());
-    assert!(v.notes.iter().any(|n| n.contains("hash matches")), "{}", v.render());
+    assert!(
+        v.notes.iter().any(|n| n.contains("hash matches")),
+        "{}",
+        v.render()
+    );
     let tr = cutover::transcript::read(&new).expect("read");
-    let from = tr.header.resumed_from.as_ref().expect("linked to the old file");
+    let from = tr
+        .header
+        .resumed_from
+        .as_ref()
+        .expect("linked to the old file");
     assert_eq!(from.last_seq, interrupted.last_seq);
     assert_eq!(from.last_hash, interrupted.last_hash);
     assert!(tr.events.iter().any(|e| matches!(e,
         Event::StepResolved { step, done: true, by, .. } if step == "flip-dns" && by == "bob")));
-    assert!(!tr.events.iter().skip(interrupted.events.len()).any(|e| matches!(e,
-        Event::ActionStarted { step, direction: Direction::Do, .. } if step == "flip-dns")));
+    assert!(
+        !tr.events
+            .iter()
+            .skip(interrupted.events.len())
+            .any(|e| matches!(e,
+        Event::ActionStarted { step, direction: Direction::Do, .. } if step == "flip-dns"))
+    );
     let r = report::build(&new).expect("report");
     assert_eq!(r.session.outcome, "completed", "{}", report::render_md(&r));
     let md = report::render_md(&r);
@@ -610,22 +814,38 @@ fn a_cutover_killed_mid_step_is_resumed_resolved_and_finished() {
     assert!(replay.state_at(replay.len()).expect("fold").completed());
 }
 
+/// `cutover replay` in a terminal: the cockpit's screens with the timeline, the replay's
+/// keys, quit, the terminal restored.
 #[test]
-#[ignore]
-fn scratch_print() {
-    let p = PathBuf::from(std::env::var("SCRATCH").unwrap());
-    println!("{}", report::report(&p, Format::Md).unwrap());
-    println!("{}", verify(&p).render());
-    let mut r = Replay::open(&p).unwrap();
-    r.wait_for_checkpoints();
-    println!("{}", r.timeline(160));
-    let theme = theme();
-    let (_, ui_r) = ui_states("x");
-    let mut ui_r = ui_r;
-    ui_r.footer = Some(r.timeline(119));
-    let mut term = Terminal::new(TestBackend::new(W, H)).unwrap();
-    let n = r.len() / 2;
-    let st = r.state_at(n).unwrap().clone();
-    let (_, text) = draw(&mut term, &st, &ui_r, &theme);
-    println!("{text}");
+fn the_example_session_replays_in_a_terminal() {
+    let t = Duration::from_secs(60);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("sessions/example-rehearsal.jsonl");
+    let mut term = pty::Pty::spawn(
+        &["replay", example.to_str().expect("utf-8"), "--paused"],
+        dir.path(),
+        W,
+        H,
+    );
+    term.wait_for("[REPLAY]", t);
+    term.wait_for("⏸", t);
+    term.wait_for("chain ✓", t);
+    // To the end: the rollback is on screen; back to the start; step by step.
+    term.send("G");
+    term.wait_for("rollback complete", t);
+    term.send("g");
+    term.wait_until("the start", t, |s| s.contains("+00:00:00/"));
+    term.send("]");
+    term.wait_until("the first step event", t, |s| !s.contains("+00:00:00/"));
+    // A confirmation key does nothing in a replay: read-only by construction.
+    term.send("\r");
+    term.wait_for("cannot confirm", t);
+    term.send(" ");
+    term.wait_for("▶", t);
+    term.send("q");
+    let status = term.wait_exit(t);
+    assert!(status.success(), "{status:?}");
+    term.wait_until("the alternate screen to be left", t, |s| {
+        !s.contains("[REPLAY]")
+    });
 }

@@ -749,6 +749,18 @@ async fn credentials_never_reach_readings_logs_or_errors() {
     }
     my_exec(&pool, &format!("DELETE FROM `{t}`.orders WHERE id = 3")).await;
 
+    // A PostgreSQL role with a password, set up before logs are captured (the statement
+    // creating it carries the password).
+    let (pg, sc) = pg_schema("sec", &mut clean).await;
+    let role = unique("r");
+    let pg_password = format!("PgPw-{}-s3cr3t", std::process::id());
+    clean.pg.push(format!("DROP ROLE IF EXISTS \"{role}\""));
+    clean.pg.push(format!("DROP OWNED BY \"{role}\""));
+    pg_exec(&pg, &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{pg_password}'")).await;
+    pg_exec(&pg, &format!("GRANT USAGE ON SCHEMA \"{sc}\" TO \"{role}\"")).await;
+    let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(file.path(), format!("{pg_password}\n")).unwrap_or_else(|e| panic!("{e}"));
+
     let buffer = LogBuffer::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -790,6 +802,21 @@ async fn credentials_never_reach_readings_logs_or_errors() {
     assert!(json.contains("id=3"), "the compare ran and found the missing row: {json}");
     assert!(json.contains("source_failed"), "the heartbeat fails (no table) and says why: {json}");
 
+    // PostgreSQL with the password in a file (trust auth never asks for it, but it is read
+    // and handed to the driver all the same).
+    let pg_ep = Endpoint {
+        engine: Engine::Postgres,
+        label: "prod-pg".into(),
+        url: Some(format!("postgres://{role}@127.0.0.1:5432/{PG_DB}?schema={sc}")),
+        password_env: None,
+        password_file: Some(file.path().display().to_string()),
+    };
+    let pg_db = db::connect_endpoint(&pg_ep, Side::Target).await.unwrap_or_else(|e| panic!("{e}"));
+    let pg_events = cutover::source::poll_once(&db::sources(pg_db.clone(), pg_db, DbOptions::default())).await;
+    let pg_json = serde_json::to_string(&pg_events).unwrap_or_else(|e| panic!("{e}"));
+    assert!(pg_json.contains("prod-pg PostgreSQL"), "{pg_json}");
+    let missing = Endpoint { password_file: Some("/nonexistent/cutover-pw".into()), ..pg_ep.clone() };
+
     // Errors: a wrong password in the URL, a wrong one in the variable, a query error.
     let mut errors = Vec::new();
     let wrong = format!("{password}-wrong");
@@ -807,6 +834,9 @@ async fn credentials_never_reach_readings_logs_or_errors() {
     let denied = Action::Sql { on: Side::Target, statement: "UPDATE orders SET note = 'x'".into() };
     errors.push(actuator.run(&cutover::plan::rehearsal_plan(), &denied, &out).await.expect_err("no UPDATE grant").0);
     let out_lines = lines(&mut rx);
+    let no_file = db::connect_endpoint(&missing, Side::Target).await.expect_err("no password file").to_string();
+    assert!(no_file.contains("password_file") && no_file.contains("prod-pg"), "{no_file}");
+    errors.push(no_file);
 
     // The CLI path: password in the URL, errors printed scrubbed; the exit code says error.
     let code = db::drift_command(DriftArgs {
@@ -831,9 +861,16 @@ async fn credentials_never_reach_readings_logs_or_errors() {
         assert!(e.contains("fix:"), "errors say what to do: {e}");
     }
     assert!(errors[0].contains("source \"prod-mysql\""), "errors name the endpoint: {}", errors[0]);
-    for (what, text) in [("events", &json), ("logs", &logs), ("errors", &errors.join("\n")), ("output", &out_lines.join("\n"))] {
-        assert!(!text.contains(&password), "the password leaked into {what}: {text}");
-        assert!(!text.contains(&wrong), "the wrong password leaked into {what}: {text}");
+    for (what, text) in [
+        ("events", &json),
+        ("events", &pg_json),
+        ("logs", &logs),
+        ("errors", &errors.join("\n")),
+        ("output", &out_lines.join("\n")),
+    ] {
+        for secret in [&password, &wrong, &pg_password] {
+            assert!(!text.contains(secret.as_str()), "a password leaked into {what}: {text}");
+        }
     }
     unsafe { std::env::remove_var(&var) };
 }

@@ -210,6 +210,8 @@ pub(crate) struct TableState {
     next_seq: u64,
     /// First-pass ranges whose check failed, to be checked again.
     retry: Vec<(u64, KeyRange)>,
+    /// A pipelined pass holds the walker; its chunk estimate, for progress.
+    pass_total: Option<u64>,
 }
 
 /// A source table with no counterpart on the target.
@@ -243,6 +245,7 @@ pub(crate) async fn prepare(checker: &Checker) -> Result<Vec<Entry>, DbError> {
                     chunks: Vec::new(),
                     next_seq: 0,
                     retry: Vec::new(),
+                    pass_total: None,
                 })));
             }
             None => {
@@ -288,7 +291,7 @@ impl MissingTable {
 
 impl TableState {
     fn first_pass_running(&self) -> bool {
-        self.walker.is_some()
+        self.walker.is_some() || self.pass_total.is_some()
     }
 
     fn has_started(&self) -> bool {
@@ -372,7 +375,11 @@ impl TableState {
             self.chunks.iter().map(|c| c.checked_at).min().unwrap_or(now)
         };
         let done = self.chunks.len() as u64;
-        let total = self.walker.as_ref().map_or(done, |w| w.total(done));
+        let total = match (&self.walker, self.pass_total) {
+            (Some(w), _) => w.total(done),
+            (None, Some(t)) => t.max(done),
+            (None, None) => done,
+        };
         let counted = self.has_started();
         TableDrift {
             observed_at,
@@ -540,16 +547,20 @@ async fn pipelined(
     let base = st.next_seq;
     let cap = checker.opts.max_keys.max(1);
     let target = checker.opts.chunk_time;
+    st.pass_total = Some(walker.total(st.chunks.len() as u64));
     let per_side = checker.opts.max_concurrent.max(1);
     let planner = tokio::sync::Mutex::new(Planner {
         walker,
         ranges: Vec::new(),
     });
     let cursors = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    // Naming the differing rows comes first: while a chunk is bisected the sides start no
+    // new chunk (the bisection would otherwise queue behind them for every level).
+    let gate = tokio::sync::RwLock::new(());
     let (tx, mut rx) = mpsc::unbounded_channel::<(bool, usize, Sum, Duration)>();
 
     let side = |source: bool, tx: mpsc::UnboundedSender<(bool, usize, Sum, Duration)>| {
-        let (job, planner, cursors) = (&job, &planner, &cursors);
+        let (job, planner, cursors, gate) = (&job, &planner, &cursors, &gate);
         async move {
             loop {
                 let i = cursors[usize::from(source)].fetch_add(1, Ordering::Relaxed);
@@ -572,7 +583,10 @@ async fn pipelined(
                         None => break,
                     }
                 };
-                let (sum, elapsed) = checker.sum(job, source, &range).await?;
+                let (sum, elapsed) = {
+                    let _turn = gate.read().await;
+                    checker.sum(job, source, &range).await?
+                };
                 // The collector outlives the sides; a send cannot fail before it is done.
                 let _ = tx.send((source, i, sum, elapsed));
             }
@@ -598,9 +612,23 @@ async fn pipelined(
                 let range = p.ranges[i].clone();
                 p.walker.rows_done += s.count;
                 p.walker.resize(&range, s.count.max(t.count), ts.max(tt), target);
+                st.pass_total = Some(p.walker.total(st.chunks.len() as u64 + 1));
                 range
             };
-            let outcome = checker.outcome(&job, &range, (s, t, ts.max(tt)), cap).await?;
+            tracing::debug!(
+                table = %job.name,
+                chunk = i,
+                rows = s.count,
+                source_ms = ts.as_millis() as u64,
+                target_ms = tt.as_millis() as u64,
+                "chunk checked"
+            );
+            let outcome = if s == t {
+                checker.outcome(&job, &range, (s, t, ts.max(tt)), cap).await?
+            } else {
+                let _all = gate.write().await;
+                checker.outcome(&job, &range, (s, t, ts.max(tt)), cap).await?
+            };
             st.record(base + i as u64, range, outcome, confirm);
             on_chunk(st);
         }
@@ -610,6 +638,7 @@ async fn pipelined(
 
     let Planner { walker, ranges } = planner.into_inner();
     st.walker = Some(walker);
+    st.pass_total = None;
     st.next_seq = base + ranges.len() as u64;
     if result.is_err() {
         for (i, range) in ranges.into_iter().enumerate() {

@@ -663,7 +663,11 @@ impl State {
             };
             self.steps[i].in_doubt = Some(direction);
             let id = self.step_id(i);
-            let what = if direction == Direction::Do { "action" } else { "undo" };
+            let what = if direction == Direction::Do {
+                "action"
+            } else {
+                "undo"
+            };
             self.log(
                 at,
                 Level::Error,
@@ -677,11 +681,19 @@ impl State {
     /// The operator's answer for a step in doubt.
     fn resolve(&mut self, at: Ts, step: &str, done: bool, by: &str) -> Vec<Effect> {
         let Some(i) = self.plan.step_index(step) else {
-            self.log(at, Level::Error, format!("resolution of unknown step {step}"));
+            self.log(
+                at,
+                Level::Error,
+                format!("resolution of unknown step {step}"),
+            );
             return Vec::new();
         };
         let Some(direction) = self.steps[i].in_doubt.take() else {
-            self.log(at, Level::Warn, format!("resolution of {step} by {by} ignored: it is not in doubt"));
+            self.log(
+                at,
+                Level::Warn,
+                format!("resolution of {step} by {by} ignored: it is not in doubt"),
+            );
             return Vec::new();
         };
         let s = &mut self.steps[i];
@@ -711,10 +723,20 @@ impl State {
             }
         }
         let verdict = if done { "done" } else { "not done" };
-        let what = if direction == Direction::Do { "" } else { " (undo)" };
-        self.log(at, Level::Warn, format!("{by} marked {step}{what} {verdict} after checking it"));
+        let what = if direction == Direction::Do {
+            ""
+        } else {
+            " (undo)"
+        };
+        self.log(
+            at,
+            Level::Warn,
+            format!("{by} marked {step}{what} {verdict} after checking it"),
+        );
         match self.rollback.as_ref().map(|r| r.status) {
-            Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running) if self.running_step().is_none() => {
+            Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running)
+                if self.running_step().is_none() =>
+            {
                 self.continue_rollback(at)
             }
             _ => Vec::new(),

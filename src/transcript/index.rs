@@ -95,9 +95,9 @@ impl Index {
     /// Reads the header and indexes every event line.
     pub fn open(path: &Path) -> Result<Index, TranscriptError> {
         let p = path.display().to_string();
-        let open_err = |source| TranscriptError::Open {
+        let open_err = |error| TranscriptError::Open {
             path: p.clone(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(open_err)?;
         let len = file.metadata().map_err(open_err)?.len();
@@ -127,7 +127,8 @@ impl Index {
         };
         if head.is_empty() && header_end.is_none() {
             return Err(bad1(
-                "empty file: no transcript header (the file was truncated or is not a transcript)".into(),
+                "empty file: no transcript header (the file was truncated or is not a transcript)"
+                    .into(),
             ));
         }
         let (version, header) = parse_header_line(&head).map_err(bad1)?;
@@ -148,7 +149,9 @@ impl Index {
         let threads = if len - body < PARALLEL_MIN {
             1
         } else {
-            std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 8)
         };
         let step = (len - body).div_ceil(threads as u64).max(1);
         let bounds: Vec<(u64, u64)> = (0..threads as u64)
@@ -167,8 +170,9 @@ impl Index {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(std::io::Error::other("an indexing thread panicked")))
+                    h.join().unwrap_or_else(|_| {
+                        Err(std::io::Error::other("an indexing thread panicked"))
+                    })
                 })
                 .collect()
         });
@@ -255,9 +259,12 @@ impl Index {
             line,
             reason,
         };
-        self.file
-            .read_exact_at(&mut buf, from)
-            .map_err(|e| bad(range.start + 2, format!("read error: {e} (was the file changed while open?)")))?;
+        self.file.read_exact_at(&mut buf, from).map_err(|e| {
+            bad(
+                range.start + 2,
+                format!("read error: {e} (was the file changed while open?)"),
+            )
+        })?;
         let mut out = Vec::with_capacity(range.len());
         for (i, line) in buf.split(|&b| b == b'\n').take(range.len()).enumerate() {
             let rec: EventLineIn = serde_json::from_slice(line).map_err(|e| {
@@ -273,7 +280,13 @@ impl Index {
 }
 
 /// Indexes the lines that start in `[start, end)`; the last may run past `end`.
-fn scan_segment(file: &File, start: u64, end: u64, len: u64, first: bool) -> std::io::Result<Segment> {
+fn scan_segment(
+    file: &File,
+    start: u64,
+    end: u64,
+    len: u64,
+    first: bool,
+) -> std::io::Result<Segment> {
     let mut seg = Segment {
         offsets: Vec::new(),
         ats: Vec::new(),
@@ -352,7 +365,9 @@ fn scan_segment(file: &File, start: u64, end: u64, len: u64, first: bool) -> std
                 }
                 None => {
                     let reason = match serde_json::from_slice::<EventLineIn>(line) {
-                        Err(e) => format!("not a valid record: {e} (run `cutover verify` for details)"),
+                        Err(e) => {
+                            format!("not a valid record: {e} (run `cutover verify` for details)")
+                        }
                         Ok(_) => "not a valid record (run `cutover verify` for details)".into(),
                     };
                     seg.stopped = Some((line_start, reason));
@@ -413,7 +428,9 @@ fn fast_at_kind(line: &[u8]) -> Option<(Ts, Kind)> {
         b"tick" => Kind::Tick,
         b"observed" => Kind::Reading,
         b"world_measured" => Kind::Measure,
-        b"source_failed" | b"note" | b"peer_joined" | b"peer_left" | b"fault_changed" => Kind::Other,
+        b"source_failed" | b"note" | b"peer_joined" | b"peer_left" | b"fault_changed" => {
+            Kind::Other
+        }
         // The rare rest: parse to classify exactly as the fold would.
         _ => return None,
     };
@@ -492,6 +509,156 @@ mod tests {
         std::fs::write(r.path(), &text).unwrap();
         let idx = Index::open(r.path()).unwrap();
         assert_eq!(idx.len(), 4);
-        assert!(idx.torn_tail.as_deref().unwrap().starts_with("line 6 is cut short"));
+        assert!(
+            idx.torn_tail
+                .as_deref()
+                .unwrap()
+                .starts_with("line 6 is cut short")
+        );
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+    use crate::event::{Direction, Reading, SourceKind, WorldMeasures};
+    use crate::transcript::EventLineOut;
+
+    /// The layout shortcut and the full parse agree on every kind of event.
+    #[test]
+    fn the_fast_path_classifies_like_the_fold() {
+        let s = |x: &str| x.to_string();
+        let events = vec![
+            Event::SessionStarted {
+                at: 1,
+                mode: s("m"),
+                operator: s("o"),
+            },
+            Event::Tick { at: -5 },
+            Event::Observed {
+                at: 2,
+                reading: Reading::Heartbeat {
+                    observed_at: 1,
+                    lag_s: 0.5,
+                },
+            },
+            Event::SourceFailed {
+                at: 3,
+                source: SourceKind::Dns,
+                error: s("e"),
+            },
+            Event::StepConfirmRequested {
+                at: 4,
+                step: s("a"),
+                by: s("b"),
+            },
+            Event::StepConfirmCancelled {
+                at: 4,
+                step: s("a"),
+                by: s("b"),
+            },
+            Event::StepConfirmRejected {
+                at: 4,
+                step: s("a"),
+                by: s("b"),
+                reason: s("r"),
+            },
+            Event::StepConfirmed {
+                at: 5,
+                step: s("a"),
+                by: s("b"),
+            },
+            Event::StepApproved {
+                at: 5,
+                step: s("a"),
+                by: s("b"),
+            },
+            Event::ActionStarted {
+                at: 6,
+                step: s("a"),
+                direction: Direction::Do,
+                description: s("d"),
+            },
+            Event::ActionOutput {
+                at: 6,
+                step: s("a"),
+                direction: Direction::Do,
+                line: s("l"),
+            },
+            Event::ActionFinished {
+                at: 7,
+                step: s("a"),
+                direction: Direction::Do,
+                ok: false,
+                message: s("m"),
+            },
+            Event::ActionFinished {
+                at: 7,
+                step: s("a"),
+                direction: Direction::Undo,
+                ok: true,
+                message: s("m"),
+            },
+            Event::StepTimedOut {
+                at: 8,
+                step: s("a"),
+                reason: s("r"),
+            },
+            Event::StepResolved {
+                at: 8,
+                step: s("a"),
+                done: true,
+                by: s("b"),
+            },
+            Event::RollbackRequested { at: 9, by: s("b") },
+            Event::RollbackCancelled { at: 9, by: s("b") },
+            Event::RollbackConfirmed {
+                at: 9,
+                by: s("b"),
+                reason: s("r"),
+            },
+            Event::FaultChanged {
+                at: 10,
+                fault: s("f"),
+                active: true,
+                detail: s("d"),
+            },
+            Event::WorldMeasured {
+                at: 11,
+                measures: WorldMeasures::default(),
+            },
+            Event::PeerJoined {
+                at: 12,
+                peer: s("p"),
+            },
+            Event::PeerLeft {
+                at: 12,
+                peer: s("p"),
+            },
+            Event::Note {
+                at: 13,
+                text: s("n"),
+            },
+            Event::SessionEnded {
+                at: 14,
+                reason: s("r"),
+            },
+        ];
+        let prev = "0".repeat(64);
+        for ev in &events {
+            let line = serde_json::to_vec(&EventLineOut {
+                seq: 42,
+                prev: &prev,
+                event: ev,
+            })
+            .unwrap();
+            let want = (ev.at(), Kind::of(ev));
+            assert_eq!(index_line(&line), Some(want), "{}", ev.name());
+            if let Some(fast) = fast_at_kind(&line) {
+                assert_eq!(fast, want, "{}", ev.name());
+            }
+        }
+        assert_eq!(Kind::of(&events[11]), Kind::Alarm);
+        assert_eq!(Kind::of(&events[14]), Kind::Step);
     }
 }

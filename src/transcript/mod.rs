@@ -110,11 +110,8 @@ struct ChainFields {
 /// Problems reading a transcript. Each names the file and line, the reason and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TranscriptError {
-    #[error("{path}: cannot open: {source} (check the path and its permissions)")]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot open: {error} (check the path and its permissions)")]
+    Open { path: String, error: std::io::Error },
     #[error("{path}:{line}: {reason}")]
     Bad {
         path: String,
@@ -141,16 +138,24 @@ fn line_hash(line: &[u8]) -> String {
 
 /// Why a header line cannot be used, or its version and header.
 fn parse_header_line(line: &[u8]) -> Result<(u32, Header), String> {
-    let probe: HeaderProbe = serde_json::from_slice(line)
-        .map_err(|e| format!("not a cutover transcript header: {e} (is this a transcript written by cutover?)"))?;
+    let probe: HeaderProbe = serde_json::from_slice(line).map_err(|e| {
+        format!("not a cutover transcript header: {e} (is this a transcript written by cutover?)")
+    })?;
     if probe.format != FORMAT {
-        return Err(format!("format is \"{}\", expected \"{FORMAT}\"", probe.format));
+        return Err(format!(
+            "format is \"{}\", expected \"{FORMAT}\"",
+            probe.format
+        ));
     }
     if !(MIN_VERSION..=VERSION).contains(&probe.version) {
         return Err(unknown_version(probe.version));
     }
-    let h: HeaderLine = serde_json::from_slice(line)
-        .map_err(|e| format!("not a valid version {} header: {e} (run `cutover verify`)", probe.version))?;
+    let h: HeaderLine = serde_json::from_slice(line).map_err(|e| {
+        format!(
+            "not a valid version {} header: {e} (run `cutover verify`)",
+            probe.version
+        )
+    })?;
     Ok((h.version, h.header))
 }
 
@@ -187,7 +192,11 @@ impl Recorder {
                 }
             })
             .collect();
-        let suffix = if header.resumed_from.is_some() { "-resumed" } else { "" };
+        let suffix = if header.resumed_from.is_some() {
+            "-resumed"
+        } else {
+            ""
+        };
         let mut path = dir.join(format!("{stamp}-{safe_name}{suffix}.jsonl"));
         let mut n = 1;
         while path.exists() {
@@ -292,17 +301,19 @@ impl Reader {
     /// Opens the file and reads its header.
     pub fn open(path: &Path) -> Result<Reader, TranscriptError> {
         let p = path.display().to_string();
-        let file = File::open(path).map_err(|source| TranscriptError::Open {
+        let file = File::open(path).map_err(|error| TranscriptError::Open {
             path: p.clone(),
-            source,
+            error,
         })?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut raw = Vec::new();
-        let n = reader.read_until(b'\n', &mut raw).map_err(|e| TranscriptError::Bad {
-            path: p.clone(),
-            line: 1,
-            reason: format!("read error: {e}"),
-        })?;
+        let n = reader
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| TranscriptError::Bad {
+                path: p.clone(),
+                line: 1,
+                reason: format!("read error: {e}"),
+            })?;
         if n == 0 {
             return Err(TranscriptError::Bad {
                 path: p,
@@ -311,8 +322,11 @@ impl Reader {
             });
         }
         let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
-        let (version, header) =
-            parse_header_line(line).map_err(|reason| TranscriptError::Bad { path: p, line: 1, reason })?;
+        let (version, header) = parse_header_line(line).map_err(|reason| TranscriptError::Bad {
+            path: p,
+            line: 1,
+            reason,
+        })?;
         let last_hash = line_hash(line);
         Ok(Reader {
             path: path.to_path_buf(),
@@ -499,7 +513,11 @@ mod tests {
     }
 
     fn events(n: i64) -> Vec<Event> {
-        (0..n).map(|i| Event::Tick { at: 1_700_000_000_000 + i }).collect()
+        (0..n)
+            .map(|i| Event::Tick {
+                at: 1_700_000_000_000 + i,
+            })
+            .collect()
     }
 
     #[test]
@@ -513,7 +531,13 @@ mod tests {
         assert_eq!(t.events.len(), 5);
         assert_eq!(t.last_seq, 5);
         assert!(t.torn_tail.is_none());
-        assert!(r.path().file_name().unwrap().to_string_lossy().ends_with("-p.jsonl"));
+        assert!(
+            r.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with("-p.jsonl")
+        );
     }
 
     #[test]

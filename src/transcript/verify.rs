@@ -28,8 +28,31 @@ use sha2::{Digest, Sha256};
 use crate::event::{Event, Ts};
 
 use super::{
-    ChainFields, EventLineIn, FORMAT, HeaderLine, HeaderProbe, MIN_VERSION, Reader, VERSION, line_hash,
+    ChainFields, EventLineIn, FORMAT, HeaderLine, HeaderProbe, MIN_VERSION, Reader, VERSION,
+    line_hash,
 };
+
+/// `cutover verify` arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The transcript to audit.
+    pub file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cutover verify`: prints the report and returns the exit code (0 intact, 1 tampered or
+/// damaged, 2 unreadable).
+pub fn verify_command(args: &VerifyArgs) -> i32 {
+    let report = verify(&args.file);
+    if args.json {
+        println!("{}", report.render_json());
+    } else {
+        print!("{}", report.render());
+    }
+    report.exit_code()
+}
 
 /// Why a line is bad.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -187,7 +210,10 @@ impl VerifyReport {
             s.push_str(&format!("  from {} to {}\n", fmt_ts(a), fmt_ts(b)));
         }
         if self.version.is_some() {
-            s.push_str(&format!("  last intact hash: {} (seq {})\n", self.last_hash, self.last_seq));
+            s.push_str(&format!(
+                "  last intact hash: {} (seq {})\n",
+                self.last_hash, self.last_seq
+            ));
         }
         for n in &self.notes {
             s.push_str(&format!("  note: {n}\n"));
@@ -226,7 +252,11 @@ fn h64_of_hex(hex_str: &str) -> Option<u64> {
 /// Why the first bad line is bad, before classification.
 enum Cause {
     /// Not a record (JSON or chain fields), or not a valid event.
-    Unparsable { complete: bool, error: String, schema: bool },
+    Unparsable {
+        complete: bool,
+        error: String,
+        schema: bool,
+    },
     /// `prev` does not match the previous line.
     Chain,
     /// `prev` matches but `seq` does not follow.
@@ -252,7 +282,8 @@ pub fn verify(path: &Path) -> VerifyReport {
         later_breaks: 0,
         notes: Vec::new(),
     };
-    let unreadable = |line, kind, detail: String| Verdict::Unreadable(Problem { line, kind, detail });
+    let unreadable =
+        |line, kind, detail: String| Verdict::Unreadable(Problem { line, kind, detail });
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -283,15 +314,24 @@ pub fn verify(path: &Path) -> VerifyReport {
     let complete = raw.last() == Some(&b'\n');
     let head = raw.strip_suffix(b"\n").unwrap_or(&raw).to_vec();
     match serde_json::from_slice::<HeaderProbe>(&head) {
-        Ok(probe) if probe.format == FORMAT && !(MIN_VERSION..=VERSION).contains(&probe.version) => {
-            report.verdict = unreadable(1, ProblemKind::UnknownVersion, super::unknown_version(probe.version));
+        Ok(probe)
+            if probe.format == FORMAT && !(MIN_VERSION..=VERSION).contains(&probe.version) =>
+        {
+            report.verdict = unreadable(
+                1,
+                ProblemKind::UnknownVersion,
+                super::unknown_version(probe.version),
+            );
             return report;
         }
         Ok(probe) if probe.format != FORMAT => {
             report.verdict = unreadable(
                 1,
                 ProblemKind::Unreadable,
-                format!("format is \"{}\", expected \"{FORMAT}\": not a cutover transcript", probe.format),
+                format!(
+                    "format is \"{}\", expected \"{FORMAT}\": not a cutover transcript",
+                    probe.format
+                ),
             );
             return report;
         }
@@ -307,7 +347,9 @@ pub fn verify(path: &Path) -> VerifyReport {
                 report.verdict = Verdict::Damaged(Problem {
                     line: 1,
                     kind: ProblemKind::Edited,
-                    detail: "the header's plan text does not match its plan_hash: the plan was edited".into(),
+                    detail:
+                        "the header's plan text does not match its plan_hash: the plan was edited"
+                            .into(),
                 });
             }
             Some(h.header)
@@ -359,16 +401,37 @@ pub fn verify(path: &Path) -> VerifyReport {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                report.verdict = unreadable(report.lines + 1, ProblemKind::Unreadable, format!("read error: {e}"));
+                report.verdict = unreadable(
+                    report.lines + 1,
+                    ProblemKind::Unreadable,
+                    format!("read error: {e}"),
+                );
                 return report;
             }
         }
         report.lines += 1;
         let lineno = report.lines;
         let complete = raw.last() == Some(&b'\n');
-        let line = if complete { &raw[..raw.len() - 1] } else { &raw[..] };
+        let line = if complete {
+            &raw[..raw.len() - 1]
+        } else {
+            &raw[..]
+        };
         let full = line_hash(line);
-        let chain: Option<ChainFields> = serde_json::from_slice(line).ok();
+        // The whole record once; only a record that fails is parsed again for its chain
+        // fields, to tell a schema problem from a broken line.
+        let parsed = if first.is_some() {
+            Err(None)
+        } else {
+            serde_json::from_slice::<EventLineIn>(line).map_err(Some)
+        };
+        let chain: Option<ChainFields> = match &parsed {
+            Ok(rec) => Some(ChainFields {
+                seq: rec.seq,
+                prev: rec.prev.clone(),
+            }),
+            Err(_) => serde_json::from_slice(line).ok(),
+        };
         info.push(LineInfo {
             h64: h64_of_hex(&full).unwrap_or(0),
             seq: chain.as_ref().map(|c| c.seq),
@@ -381,7 +444,7 @@ pub fn verify(path: &Path) -> VerifyReport {
             }
             continue;
         }
-        let cause = match (&chain, serde_json::from_slice::<EventLineIn>(line)) {
+        let cause = match (&chain, parsed) {
             (_, Ok(rec)) if rec.prev != prev_full => Some(Cause::Chain),
             (_, Ok(rec)) if rec.seq != prev_seq + 1 => Some(Cause::Seq {
                 found: rec.seq,
@@ -398,7 +461,7 @@ pub fn verify(path: &Path) -> VerifyReport {
             (Some(c), Err(_)) if c.prev != prev_full => Some(Cause::Chain),
             (chain, Err(e)) => Some(Cause::Unparsable {
                 complete,
-                error: e.to_string(),
+                error: e.map(|e| e.to_string()).unwrap_or_default(),
                 schema: chain.is_some(),
             }),
         };
@@ -454,7 +517,11 @@ fn classify(info: &[LineInfo], i: usize, cause: Cause, lines: usize) -> Problem 
         }
     };
     match cause {
-        Cause::Unparsable { complete, error, schema } => {
+        Cause::Unparsable {
+            complete,
+            error,
+            schema,
+        } => {
             if !complete && i == lines {
                 return p(
                     i,
@@ -469,18 +536,34 @@ fn classify(info: &[LineInfo], i: usize, cause: Cause, lines: usize) -> Problem 
                 return p(
                     i,
                     ProblemKind::Inserted,
-                    format!("line {i} was inserted: it is not a record, and line {} chains to line {}", i + 1, i - 1),
+                    format!(
+                        "line {i} was inserted: it is not a record, and line {} chains to line {}",
+                        i + 1,
+                        i - 1
+                    ),
                 );
             }
-            let what = if schema { "does not match the record schema" } else { "is not a valid record" };
-            p(i, ProblemKind::Edited, format!("line {i} was edited: it {what}: {error}"))
+            let what = if schema {
+                "does not match the record schema"
+            } else {
+                "is not a valid record"
+            };
+            p(
+                i,
+                ProblemKind::Edited,
+                format!("line {i} was edited: it {what}: {error}"),
+            )
         }
         Cause::Seq { found, expected } => {
             if jumped_over(i) {
                 return p(
                     i,
                     ProblemKind::Inserted,
-                    format!("line {i} was inserted: line {} chains to line {} over it", i + 1, i - 1),
+                    format!(
+                        "line {i} was inserted: line {} chains to line {} over it",
+                        i + 1,
+                        i - 1
+                    ),
                 );
             }
             if found < expected {
@@ -488,13 +571,20 @@ fn classify(info: &[LineInfo], i: usize, cause: Cause, lines: usize) -> Problem 
                 p(
                     i,
                     ProblemKind::Edited,
-                    format!("line {i} was edited: its seq is {found} where {expected} was expected, yet it chains to line {}", i - 1),
+                    format!(
+                        "line {i} was edited: its seq is {found} where {expected} was expected, yet it chains to line {}",
+                        i - 1
+                    ),
                 )
             } else {
                 p(
                     i,
                     ProblemKind::Edited,
-                    format!("line {i} was edited: its seq jumps from {} to {found}, yet it chains to line {}", expected - 1, i - 1),
+                    format!(
+                        "line {i} was edited: its seq jumps from {} to {found}, yet it chains to line {}",
+                        expected - 1,
+                        i - 1
+                    ),
                 )
             }
         }
@@ -502,38 +592,67 @@ fn classify(info: &[LineInfo], i: usize, cause: Cause, lines: usize) -> Problem 
             let me = info[i - 1];
             let prev = me.prev64;
             if me.h64 == info[i - 2].h64 {
-                return p(i, ProblemKind::Inserted, format!("line {i} was inserted: it is a copy of line {}", i - 1));
+                return p(
+                    i,
+                    ProblemKind::Inserted,
+                    format!("line {i} was inserted: it is a copy of line {}", i - 1),
+                );
             }
             if i >= 3 && prev == Some(info[i - 3].h64) {
                 return p(
                     i - 1,
                     ProblemKind::Inserted,
-                    format!("line {} was inserted: line {i} chains to line {} over it", i - 1, i - 2),
+                    format!(
+                        "line {} was inserted: line {i} chains to line {} over it",
+                        i - 1,
+                        i - 2
+                    ),
                 );
             }
-            let by_hash: HashMap<u64, usize> = info.iter().enumerate().map(|(n, l)| (l.h64, n + 1)).collect();
+            let by_hash: HashMap<u64, usize> = info
+                .iter()
+                .enumerate()
+                .map(|(n, l)| (l.h64, n + 1))
+                .collect();
             if let Some(&j) = prev.and_then(|h| by_hash.get(&h)) {
                 if j > i {
                     return p(
                         i,
                         ProblemKind::Reordered,
-                        format!("line {i} is out of order: it was written right after line {j}, which now comes later"),
+                        format!(
+                            "line {i} is out of order: it was written right after line {j}, which now comes later"
+                        ),
                     );
                 }
                 if j < i {
                     // Lines j+1..i-1 sit between a record and the one written after it.
                     let moved = (j + 1..i).any(|n| {
                         let l = info[n - 1];
-                        let chains_elsewhere = l.prev64.and_then(|h| by_hash.get(&h)).is_some_and(|&m| m + 1 != n);
+                        let chains_elsewhere = l
+                            .prev64
+                            .and_then(|h| by_hash.get(&h))
+                            .is_some_and(|&m| m + 1 != n);
                         let referenced = info.iter().any(|o| o.prev64 == Some(l.h64));
                         chains_elsewhere || referenced
                     });
-                    let kind = if moved { ProblemKind::Reordered } else { ProblemKind::Inserted };
-                    let verb = if moved { "were moved here" } else { "were inserted" };
+                    let kind = if moved {
+                        ProblemKind::Reordered
+                    } else {
+                        ProblemKind::Inserted
+                    };
+                    let verb = if moved {
+                        "were moved here"
+                    } else {
+                        "were inserted"
+                    };
                     return p(
                         j + 1,
                         kind,
-                        format!("lines {}..{} {verb}: line {i} was written right after line {j}", j + 1, i - 1),
+                        format!(
+                            "lines {}..{} {verb}: line {i} was written right after line {j}",
+                            j + 1,
+                            i - 1
+                        ),
                     );
                 }
             }
@@ -543,24 +662,44 @@ fn classify(info: &[LineInfo], i: usize, cause: Cause, lines: usize) -> Problem 
                     i,
                     ProblemKind::Deleted,
                     if s == b + 2 {
-                        format!("record seq {} was deleted before line {i}: line {i} (seq {s}) follows a line that is not in the file", b + 1)
+                        format!(
+                            "record seq {} was deleted before line {i}: line {i} (seq {s}) follows a line that is not in the file",
+                            b + 1
+                        )
                     } else {
-                        format!("records seq {}..{} were deleted before line {i}: line {i} (seq {s}) follows a line that is not in the file", b + 1, s - 1)
+                        format!(
+                            "records seq {}..{} were deleted before line {i}: line {i} (seq {s}) follows a line that is not in the file",
+                            b + 1,
+                            s - 1
+                        )
                     },
                 ),
                 (Some(s), Some(b)) if s <= b => p(
                     i,
                     ProblemKind::Reordered,
-                    format!("line {i} is out of order: its seq {s} goes back (the line before it has seq {b})"),
+                    format!(
+                        "line {i} is out of order: its seq {s} goes back (the line before it has seq {b})"
+                    ),
                 ),
                 _ => {
                     // seq follows: either line i-1 changed (its hash no longer matches), or
                     // line i's own prev was changed — then line i+1 breaks too.
                     let next_breaks = at(i + 1).is_some_and(|n| n.prev64 != Some(me.h64));
                     if next_breaks {
-                        p(i, ProblemKind::Edited, format!("line {i} was edited: its prev matches no line, and line {} no longer chains to it", i + 1))
+                        p(
+                            i,
+                            ProblemKind::Edited,
+                            format!(
+                                "line {i} was edited: its prev matches no line, and line {} no longer chains to it",
+                                i + 1
+                            ),
+                        )
                     } else {
-                        let what = if i - 1 == 1 { "the header (line 1)".to_string() } else { format!("line {}", i - 1) };
+                        let what = if i - 1 == 1 {
+                            "the header (line 1)".to_string()
+                        } else {
+                            format!("line {}", i - 1)
+                        };
                         p(
                             i - 1,
                             ProblemKind::Edited,
@@ -581,7 +720,10 @@ fn check_link(path: &Path, from: &super::ResumedFrom, report: &mut VerifyReport)
         .parent()
         .zip(recorded.file_name())
         .map(|(dir, name)| dir.join(name));
-    let old = [Some(recorded.clone()), sibling].into_iter().flatten().find(|p| p.exists());
+    let old = [Some(recorded.clone()), sibling]
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists());
     let Some(old) = old else {
         report.notes.push(format!(
             "continues {} (seq {}, hash {}), which is not here: verify it separately",
@@ -599,7 +741,10 @@ fn check_link(path: &Path, from: &super::ResumedFrom, report: &mut VerifyReport)
     let (mut a, mut b) = match (Reader::open(&old), Reader::open(path)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
-            report.verdict = broken(format!("cannot read {} to check the link: {e}", old.display()));
+            report.verdict = broken(format!(
+                "cannot read {} to check the link: {e}",
+                old.display()
+            ));
             return;
         }
     };
@@ -621,7 +766,11 @@ fn check_link(path: &Path, from: &super::ResumedFrom, report: &mut VerifyReport)
                 return;
             }
             (Err(e), _) => {
-                report.verdict = broken(format!("{} is damaged before seq {}: {e}", old.display(), from.last_seq));
+                report.verdict = broken(format!(
+                    "{} is damaged before seq {}: {e}",
+                    old.display(),
+                    from.last_seq
+                ));
                 return;
             }
             (Ok(None), _) => {
@@ -685,7 +834,11 @@ mod tests {
     }
 
     fn lines(p: &Path) -> Vec<String> {
-        std::fs::read_to_string(p).unwrap().lines().map(String::from).collect()
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     fn put(p: &Path, lines: &[String]) {
@@ -699,7 +852,10 @@ mod tests {
         assert!(verify(&p).is_intact(), "{}", verify(&p).render());
         damage(&p);
         let r = verify(&p);
-        let pr = r.problem().unwrap_or_else(|| panic!("no problem found: {}", r.render())).clone();
+        let pr = r
+            .problem()
+            .unwrap_or_else(|| panic!("no problem found: {}", r.render()))
+            .clone();
         (pr.line, pr.kind, r.render())
     }
 
@@ -730,14 +886,24 @@ mod tests {
             b[pos] ^= 0x01;
             std::fs::write(p, b).unwrap();
         });
-        assert_eq!((structural.0, structural.1), (2, ProblemKind::Edited), "{}", structural.2);
+        assert_eq!(
+            (structural.0, structural.1),
+            (2, ProblemKind::Edited),
+            "{}",
+            structural.2
+        );
 
         let deleted = check(|p| {
             let mut l = lines(p);
             l.remove(5);
             put(p, &l);
         });
-        assert_eq!((deleted.0, deleted.1), (6, ProblemKind::Deleted), "{}", deleted.2);
+        assert_eq!(
+            (deleted.0, deleted.1),
+            (6, ProblemKind::Deleted),
+            "{}",
+            deleted.2
+        );
         assert!(deleted.2.contains("seq 5 was deleted"), "{}", deleted.2);
 
         let swapped = check(|p| {
@@ -745,7 +911,12 @@ mod tests {
             l.swap(6, 7);
             put(p, &l);
         });
-        assert_eq!((swapped.0, swapped.1), (7, ProblemKind::Reordered), "{}", swapped.2);
+        assert_eq!(
+            (swapped.0, swapped.1),
+            (7, ProblemKind::Reordered),
+            "{}",
+            swapped.2
+        );
 
         let inserted = check(|p| {
             let mut l = lines(p);
@@ -753,42 +924,72 @@ mod tests {
             l.insert(4, copy);
             put(p, &l);
         });
-        assert_eq!((inserted.0, inserted.1), (5, ProblemKind::Inserted), "{}", inserted.2);
+        assert_eq!(
+            (inserted.0, inserted.1),
+            (5, ProblemKind::Inserted),
+            "{}",
+            inserted.2
+        );
 
         let garbage = check(|p| {
             let mut l = lines(p);
             l.insert(4, "{\"hello\":1}".into());
             put(p, &l);
         });
-        assert_eq!((garbage.0, garbage.1), (5, ProblemKind::Inserted), "{}", garbage.2);
+        assert_eq!(
+            (garbage.0, garbage.1),
+            (5, ProblemKind::Inserted),
+            "{}",
+            garbage.2
+        );
 
         let truncated = check(|p| {
             let mut b = std::fs::read(p).unwrap();
             b.truncate(b.len() - 20);
             std::fs::write(p, b).unwrap();
         });
-        assert_eq!((truncated.0, truncated.1), (12, ProblemKind::Truncated), "{}", truncated.2);
+        assert_eq!(
+            (truncated.0, truncated.1),
+            (12, ProblemKind::Truncated),
+            "{}",
+            truncated.2
+        );
 
         let header_edit = check(|p| {
             let mut l = lines(p);
             l[0] = l[0].replace("\"operator\":\"op\"", "\"operator\":\"mallory\"");
             put(p, &l);
         });
-        assert_eq!((header_edit.0, header_edit.1), (1, ProblemKind::Edited), "{}", header_edit.2);
+        assert_eq!(
+            (header_edit.0, header_edit.1),
+            (1, ProblemKind::Edited),
+            "{}",
+            header_edit.2
+        );
 
         let seq_edit = check(|p| {
             let mut l = lines(p);
             l[6] = l[6].replacen("\"seq\":6", "\"seq\":9", 1);
             put(p, &l);
         });
-        assert_eq!((seq_edit.0, seq_edit.1), (7, ProblemKind::Edited), "{}", seq_edit.2);
+        assert_eq!(
+            (seq_edit.0, seq_edit.1),
+            (7, ProblemKind::Edited),
+            "{}",
+            seq_edit.2
+        );
 
         let first_gone = check(|p| {
             let mut l = lines(p);
             l.remove(1);
             put(p, &l);
         });
-        assert_eq!((first_gone.0, first_gone.1), (2, ProblemKind::Deleted), "{}", first_gone.2);
+        assert_eq!(
+            (first_gone.0, first_gone.1),
+            (2, ProblemKind::Deleted),
+            "{}",
+            first_gone.2
+        );
     }
 
     #[test]
@@ -800,7 +1001,11 @@ mod tests {
         let r = verify(&p);
         assert_eq!(r.exit_code(), 2);
         assert_eq!(r.problem().unwrap().kind, ProblemKind::UnknownVersion);
-        assert!(r.render().contains(":1: UNREADABLE (unknown version)"), "{}", r.render());
+        assert!(
+            r.render().contains(":1: UNREADABLE (unknown version)"),
+            "{}",
+            r.render()
+        );
 
         let other = dir.path().join("other.jsonl");
         std::fs::write(&other, "{\"a\":1}\n").unwrap();
@@ -821,6 +1026,10 @@ mod tests {
         let r = verify(&p);
         assert!(r.is_intact());
         assert!(!r.ended);
-        assert!(r.render().contains("does not end with session_ended"), "{}", r.render());
+        assert!(
+            r.render().contains("does not end with session_ended"),
+            "{}",
+            r.render()
+        );
     }
 }
