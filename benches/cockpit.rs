@@ -6,9 +6,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ratatui::backend::TestBackend;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ratatui::Terminal;
+use ratatui::backend::TestBackend;
 
 use cutover::event::{Event, MetricSeries, Reading};
 use cutover::transcript::{Header, Recorder};
@@ -19,7 +19,11 @@ fn draw(c: &mut Criterion) {
     let theme = Theme::load(None).expect("the default theme loads");
     let mut group = c.benchmark_group("draw");
     for (w, h) in [(80u16, 24u16), (200, 60)] {
-        let ui_state = UiState::new(Mode::Drive, "bench".into(), Some("sessions/bench.jsonl".into()));
+        let ui_state = UiState::new(
+            Mode::Drive,
+            "bench".into(),
+            Some("sessions/bench.jsonl".into()),
+        );
         let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
         group.bench_function(format!("frame_500_tables_20_metrics_{w}x{h}"), |b| {
             b.iter(|| {
@@ -87,7 +91,9 @@ fn transcript(c: &mut Criterion) {
             at: d.observed_at,
             reading: Reading::Drift(d),
         })
-        .chain((0..20).map(|i| Event::Tick { at: 1_700_000_000_000 + i }))
+        .chain((0..20).map(|i| Event::Tick {
+            at: 1_700_000_000_000 + i,
+        }))
         .collect();
     let mut rec = Recorder::create(dir.path(), header).expect("recorder");
     let mut group = c.benchmark_group("transcript");

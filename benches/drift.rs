@@ -101,10 +101,22 @@ async fn setup(rows: u64) -> Res<()> {
         .await?;
         start = end + 1;
     }
-    exec(&admin, &format!("INSERT INTO {TGT}.orders SELECT * FROM {SRC}.orders")).await?;
+    exec(
+        &admin,
+        &format!("INSERT INTO {TGT}.orders SELECT * FROM {SRC}.orders"),
+    )
+    .await?;
     for db in [SRC, TGT] {
-        exec(&admin, &format!("INSERT INTO {db}.orders_1m SELECT * FROM {SRC}.orders WHERE id <= 1000000")).await?;
-        exec(&admin, &format!("ANALYZE TABLE {db}.orders, {db}.orders_1m")).await?;
+        exec(
+            &admin,
+            &format!("INSERT INTO {db}.orders_1m SELECT * FROM {SRC}.orders WHERE id <= 1000000"),
+        )
+        .await?;
+        exec(
+            &admin,
+            &format!("ANALYZE TABLE {db}.orders, {db}.orders_1m"),
+        )
+        .await?;
         // pt-table-checksum's result table (here one per side: each side runs the queries).
         exec(
             &admin,
@@ -139,7 +151,8 @@ async fn drop_all() -> Res<()> {
 async fn full_scan_hash(src: &MySqlPool, tgt: &MySqlPool) -> Res<Duration> {
     let started = Instant::now();
     let q = |db: &'static str, pool: MySqlPool| async move {
-        let sql = format!("SELECT CAST(SUM(CRC32(CONCAT_WS('#', {COLS}))) AS CHAR) FROM {db}.orders");
+        let sql =
+            format!("SELECT CAST(SUM(CRC32(CONCAT_WS('#', {COLS}))) AS CHAR) FROM {db}.orders");
         let row = sqlx::query(AssertSqlSafe(sql)).fetch_one(&pool).await?;
         row.try_get::<String, _>(0)
     };
@@ -167,8 +180,12 @@ async fn pt_side(pool: MySqlPool, db: &'static str, writes: bool) -> Res<u64> {
     let boundary = format!(
         "SELECT /*!40001 SQL_NO_CACHE */ `id` FROM `{db}`.`orders` FORCE INDEX(`PRIMARY`) WHERE ((`id` >= ?)) ORDER BY `id` LIMIT ?, 2 /*next chunk boundary*/"
     );
-    let first = format!("SELECT /*!40001 SQL_NO_CACHE */ `id` FROM `{db}`.`orders` FORCE INDEX(`PRIMARY`) ORDER BY `id` LIMIT 1 /*first lower boundary*/");
-    let last = format!("SELECT /*!40001 SQL_NO_CACHE */ `id` FROM `{db}`.`orders` FORCE INDEX(`PRIMARY`) ORDER BY `id` DESC LIMIT 1 /*last upper boundary*/");
+    let first = format!(
+        "SELECT /*!40001 SQL_NO_CACHE */ `id` FROM `{db}`.`orders` FORCE INDEX(`PRIMARY`) ORDER BY `id` LIMIT 1 /*first lower boundary*/"
+    );
+    let last = format!(
+        "SELECT /*!40001 SQL_NO_CACHE */ `id` FROM `{db}`.`orders` FORCE INDEX(`PRIMARY`) ORDER BY `id` DESC LIMIT 1 /*last upper boundary*/"
+    );
     let select = format!(
         "SELECT COUNT(*) AS cnt, {crc} AS crc FROM `{db}`.`orders` FORCE INDEX(`PRIMARY`) WHERE ((`id` >= ?)) AND ((`id` <= ?)) /*checksum chunk*/"
     );
@@ -178,14 +195,23 @@ async fn pt_side(pool: MySqlPool, db: &'static str, writes: bool) -> Res<u64> {
          SELECT ?, ?, ?, ?, ?, ?, COUNT(*) AS cnt, {crc} AS crc FROM `{db}`.`orders` FORCE INDEX(`PRIMARY`) \
          WHERE ((`id` >= ?)) AND ((`id` <= ?)) /*checksum chunk*/"
     );
-    let read_back = format!("SELECT this_crc, this_cnt FROM `{db}`.`checksums` WHERE db = ? AND tbl = ? AND chunk = ?");
+    let read_back = format!(
+        "SELECT this_crc, this_cnt FROM `{db}`.`checksums` WHERE db = ? AND tbl = ? AND chunk = ?"
+    );
     let update = format!(
         "UPDATE `{db}`.`checksums` SET chunk_time = ?, master_crc = ?, master_cnt = ? WHERE db = ? AND tbl = ? AND chunk = ?"
     );
-    let Some(mut lo) = sqlx::query(AssertSqlSafe(first)).fetch_optional(&mut *conn).await?.map(|r| r.get::<i64, _>(0)) else {
+    let Some(mut lo) = sqlx::query(AssertSqlSafe(first))
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.get::<i64, _>(0))
+    else {
         return Ok(0);
     };
-    let max: i64 = sqlx::query(AssertSqlSafe(last)).fetch_one(&mut *conn).await?.get(0);
+    let max: i64 = sqlx::query(AssertSqlSafe(last))
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
     let mut chunk = 0i64;
     let mut rows = 0u64;
     loop {
@@ -200,27 +226,47 @@ async fn pt_side(pool: MySqlPool, db: &'static str, writes: bool) -> Res<u64> {
             [one] => (one.get::<i64, _>(0), None),
             [one, two, ..] => (one.get::<i64, _>(0), Some(two.get::<i64, _>(0))),
         };
-        sqlx::query(AssertSqlSafe(explain.clone())).bind(lo).bind(hi).fetch_all(&mut *conn).await?;
+        sqlx::query(AssertSqlSafe(explain.clone()))
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(&mut *conn)
+            .await?;
         let started = Instant::now();
         if writes {
             sqlx::query(AssertSqlSafe(replace.clone()))
-                .bind(db).bind("orders").bind(chunk).bind("PRIMARY").bind(lo.to_string()).bind(hi.to_string())
-                .bind(lo).bind(hi)
+                .bind(db)
+                .bind("orders")
+                .bind(chunk)
+                .bind("PRIMARY")
+                .bind(lo.to_string())
+                .bind(hi.to_string())
+                .bind(lo)
+                .bind(hi)
                 .execute(&mut *conn)
                 .await?;
             let r = sqlx::query(AssertSqlSafe(read_back.clone()))
-                .bind(db).bind("orders").bind(chunk)
+                .bind(db)
+                .bind("orders")
+                .bind(chunk)
                 .fetch_one(&mut *conn)
                 .await?;
             let (crc, cnt): (String, i32) = (r.get(0), r.get(1));
             rows += cnt as u64;
             sqlx::query(AssertSqlSafe(update.clone()))
-                .bind(started.elapsed().as_secs_f64()).bind(crc).bind(cnt)
-                .bind(db).bind("orders").bind(chunk)
+                .bind(started.elapsed().as_secs_f64())
+                .bind(crc)
+                .bind(cnt)
+                .bind(db)
+                .bind("orders")
+                .bind(chunk)
                 .execute(&mut *conn)
                 .await?;
         } else {
-            let r = sqlx::query(AssertSqlSafe(select.clone())).bind(lo).bind(hi).fetch_one(&mut *conn).await?;
+            let r = sqlx::query(AssertSqlSafe(select.clone()))
+                .bind(lo)
+                .bind(hi)
+                .fetch_one(&mut *conn)
+                .await?;
             rows += r.get::<i64, _>(0) as u64;
         }
         match next {
@@ -233,7 +279,10 @@ async fn pt_side(pool: MySqlPool, db: &'static str, writes: bool) -> Res<u64> {
 
 async fn pt_checksum(src: &MySqlPool, tgt: &MySqlPool, writes: bool, rows: u64) -> Res<Duration> {
     let started = Instant::now();
-    let (a, b) = tokio::try_join!(pt_side(src.clone(), SRC, writes), pt_side(tgt.clone(), TGT, writes))?;
+    let (a, b) = tokio::try_join!(
+        pt_side(src.clone(), SRC, writes),
+        pt_side(tgt.clone(), TGT, writes)
+    )?;
     if a != rows || b != rows {
         return Err(format!("pt emulation counted {a} and {b} rows, not {rows}").into());
     }
@@ -259,7 +308,11 @@ fn opts(table: &str) -> DbOptions {
 }
 
 /// (b) our compare; also (d): when the first differing key was named, if any.
-async fn ours(source: &db::Db, target: &db::Db, table: &str) -> Res<(Duration, Option<Duration>, ChecksumState, Vec<String>)> {
+async fn ours(
+    source: &db::Db,
+    target: &db::Db,
+    table: &str,
+) -> Res<(Duration, Option<Duration>, ChecksumState, Vec<String>)> {
     let started = Instant::now();
     let mut first_key: Option<Duration> = None;
     let drifts = db::compare(source, target, &opts(table), |d| {
@@ -270,7 +323,11 @@ async fn ours(source: &db::Db, target: &db::Db, table: &str) -> Res<(Duration, O
     .await?;
     let elapsed = started.elapsed();
     let d = drifts.first().ok_or("no reading")?;
-    let keys = d.differing_keys.iter().map(|k| format!("{} {}", k.key, k.kind.as_str())).collect();
+    let keys = d
+        .differing_keys
+        .iter()
+        .map(|k| format!("{} {}", k.key, k.kind.as_str()))
+        .collect();
     Ok((elapsed, first_key, d.checksum, keys))
 }
 
@@ -304,7 +361,10 @@ async fn run(rows: u64, rounds: usize) -> Res<()> {
     .fetch_one(&admin)
     .await?
     .get(0);
-    println!("setup: {rows} rows, {size} MB of data per side, in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "setup: {rows} rows, {size} MB of data per side, in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     let (src, tgt) = (pool(SRC, 2).await?, pool(TGT, 2).await?);
     let source = db::connect_endpoint(&endpoint(SRC), Side::Source).await?;
@@ -336,14 +396,20 @@ async fn run(rows: u64, rounds: usize) -> Res<()> {
             )
         };
         // (d) one differing row, 90% of the way through the key range, put back after.
-        exec(&admin, &format!("UPDATE {TGT}.orders SET status = 'lost' WHERE id = {victim}")).await?;
+        exec(
+            &admin,
+            &format!("UPDATE {TGT}.orders SET status = 'lost' WHERE id = {victim}"),
+        )
+        .await?;
         let (_, first, state, keys) = ours(&source, &target, "orders").await?;
         exec(
             &admin,
             &format!("UPDATE {TGT}.orders t JOIN {SRC}.orders s USING (id) SET t.status = s.status WHERE id = {victim}"),
         )
         .await?;
-        let td = first.ok_or("the differing row was not named")?.as_secs_f64();
+        let td = first
+            .ok_or("the differing row was not named")?
+            .as_secs_f64();
         if state != ChecksumState::Mismatch || keys != vec![format!("id={victim} different")] {
             return Err(format!("expected id={victim} different, got {state:?} {keys:?}").into());
         }
@@ -375,14 +441,24 @@ async fn run(rows: u64, rounds: usize) -> Res<()> {
     let [ma, mb, mc, mc2, md] = t.map(median);
     let [ba, cb, c2b, da] = ratios.map(median);
     println!();
-    println!("{rows} rows (~{size} MB per side), source and target on one server; medians over {rounds} rounds");
+    println!(
+        "{rows} rows (~{size} MB per side), source and target on one server; medians over {rounds} rounds"
+    );
     println!("(times, and the per-round ratios):");
     println!("  (a)  parallel full-scan hash of both sides   {ma:8.2} s");
-    println!("  (b)  our full compare                        {mb:8.2} s   b/a  = {ba:.2}  (target <= 1.25)");
-    println!("  (c)  pt-table-checksum chunk statements      {mc:8.2} s   c/b  = {cb:.2}  (target >= 1.5)");
+    println!(
+        "  (b)  our full compare                        {mb:8.2} s   b/a  = {ba:.2}  (target <= 1.25)"
+    );
+    println!(
+        "  (c)  pt-table-checksum chunk statements      {mc:8.2} s   c/b  = {cb:.2}  (target >= 1.5)"
+    );
     println!("  (c') pt boundary + checksum SELECT only      {mc2:8.2} s   c'/b = {c2b:.2}");
-    println!("  (d)  primary key of one differing row named  {md:8.2} s   d/a  = {da:.2}  (target <= 1.5)");
-    println!("  (e)  peak RSS: before {before:.1} MiB; compare of 1M rows {rss_1m:.1} MiB; of {rows} rows {rss_all:.1} MiB");
+    println!(
+        "  (d)  primary key of one differing row named  {md:8.2} s   d/a  = {da:.2}  (target <= 1.5)"
+    );
+    println!(
+        "  (e)  peak RSS: before {before:.1} MiB; compare of 1M rows {rss_1m:.1} MiB; of {rows} rows {rss_all:.1} MiB"
+    );
 
     source.close().await;
     target.close().await;
@@ -406,7 +482,11 @@ fn main() {
     }
     let rows = env_u64("CUTOVER_BENCH_ROWS", 5_000_000).max(1000);
     let rounds = env_u64("CUTOVER_BENCH_ROUNDS", 5).max(1) as usize;
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("drift bench: cannot start a runtime: {e}");

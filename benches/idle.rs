@@ -55,6 +55,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let busy = measure(&live, window);
 
-    println!("idle cockpit (replay, paused), 120x40: {idle:.2}% of a core over {window:?} (target <= 1%)");
-    println!("live rehearsal cockpit incl. the world at 40 writes/s: {busy:.2}% of a core over {window:?}");
+    println!(
+        "idle cockpit (replay, paused), 120x40: {idle:.2}% of a core over {window:?} (target <= 1%)"
+    );
+    println!(
+        "live rehearsal cockpit incl. the world at 40 writes/s: {busy:.2}% of a core over {window:?}"
+    );
 }

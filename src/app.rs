@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures::StreamExt;
 
-use crate::event::{now_ms, Event};
+use crate::event::{Event, now_ms};
 use crate::session::{Inbox, Session};
 use crate::ui::{self, Intent, Theme, UiState};
 
@@ -34,7 +34,12 @@ pub enum Exit {
 }
 
 /// Runs the cockpit on the terminal until the operator quits or a signal arrives.
-pub async fn run(session: &mut Session, inbox: &mut Inbox, mut ui_state: UiState, theme: &Theme) -> anyhow::Result<Exit> {
+pub async fn run(
+    session: &mut Session,
+    inbox: &mut Inbox,
+    mut ui_state: UiState,
+    theme: &Theme,
+) -> anyhow::Result<Exit> {
     // ratatui::init also installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
@@ -119,7 +124,7 @@ struct Signals {
 
 impl Signals {
     fn new() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,

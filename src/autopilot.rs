@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::event::{now_ms, Event, Ts};
+use crate::event::{Event, Ts, now_ms};
 use crate::session::{Inbox, Session};
 use crate::state::{GateState, RollbackStatus, State, StepStatus};
 
@@ -57,12 +57,18 @@ impl Summary {
         } else {
             "ABORTED"
         };
-        s.push_str(&format!("cutover rehearsal: {verdict} in {:.1}s\n", self.elapsed_s));
+        s.push_str(&format!(
+            "cutover rehearsal: {verdict} in {:.1}s\n",
+            self.elapsed_s
+        ));
         if !self.faults.is_empty() {
             s.push_str(&format!("faults: {}\n", self.faults.join(", ")));
         }
         for st in &self.steps {
-            let d = st.duration_s.map(|d| format!(" ({d:.1}s)")).unwrap_or_default();
+            let d = st
+                .duration_s
+                .map(|d| format!(" ({d:.1}s)"))
+                .unwrap_or_default();
             s.push_str(&format!("  {:<18} {}{d}\n", st.id, st.outcome));
         }
         s.push_str(&format!(
@@ -229,14 +235,14 @@ pub async fn drive(
 fn abort(session: &mut Session, step: Option<usize>, reason: &str) -> anyhow::Result<()> {
     let at = now_ms();
     let mut events = Vec::new();
-    if let Some(i) = step {
-        if session.state.steps[i].status == StepStatus::Pending {
-            events.push(Event::StepTimedOut {
-                at,
-                step: session.plan.steps[i].id.clone(),
-                reason: reason.to_string(),
-            });
-        }
+    if let Some(i) = step
+        && session.state.steps[i].status == StepStatus::Pending
+    {
+        events.push(Event::StepTimedOut {
+            at,
+            step: session.plan.steps[i].id.clone(),
+            reason: reason.to_string(),
+        });
     }
     events.push(Event::RollbackConfirmed {
         at,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::action::{shell, ActionError, Actuator, Output};
+use crate::action::{ActionError, Actuator, Output, shell};
 use crate::aws::{AwsActuator, AwsArgs, AwsReader};
 use crate::db::{self, DbOptions, SqlActuator};
 use crate::event::Side;
@@ -42,14 +42,21 @@ pub fn require_real(plan: &Plan) -> anyhow::Result<()> {
 }
 
 /// Every read-only source the plan needs.
-pub async fn sources(plan: &Plan, aws: &AwsArgs, db_opts: DbOptions) -> anyhow::Result<Vec<Arc<dyn Source>>> {
+pub async fn sources(
+    plan: &Plan,
+    aws: &AwsArgs,
+    db_opts: DbOptions,
+) -> anyhow::Result<Vec<Arc<dyn Source>>> {
     let mut out: Vec<Arc<dyn Source>> = Vec::new();
     if uses_aws(plan) {
         let cfg = crate::aws::load_config(plan, aws).await?;
         out.extend(AwsReader::new(&cfg, plan).sources());
     }
     if uses_databases(plan) {
-        let (source, target) = tokio::try_join!(db::connect(plan, Side::Source), db::connect(plan, Side::Target))?;
+        let (source, target) = tokio::try_join!(
+            db::connect(plan, Side::Source),
+            db::connect(plan, Side::Target)
+        )?;
         out.extend(db::sources(source, target, db_opts));
     }
     Ok(out)
@@ -64,7 +71,10 @@ pub async fn actuator(plan: &Plan, aws: &AwsArgs) -> anyhow::Result<Arc<dyn Actu
         None
     };
     let sql = if uses_databases(plan) {
-        let (source, target) = tokio::try_join!(db::connect(plan, Side::Source), db::connect(plan, Side::Target))?;
+        let (source, target) = tokio::try_join!(
+            db::connect(plan, Side::Source),
+            db::connect(plan, Side::Target)
+        )?;
         Some(SqlActuator::new(source, target))
     } else {
         None
@@ -79,7 +89,12 @@ struct Composite {
 }
 
 impl Actuator for Composite {
-    fn run<'a>(&'a self, plan: &'a Plan, action: &'a Action, out: &'a Output) -> BoxFuture<'a, Result<String, ActionError>> {
+    fn run<'a>(
+        &'a self,
+        plan: &'a Plan,
+        action: &'a Action,
+        out: &'a Output,
+    ) -> BoxFuture<'a, Result<String, ActionError>> {
         Box::pin(async move {
             match action {
                 Action::Shell { command } => shell::run(command, out).await,
@@ -89,12 +104,14 @@ impl Actuator for Composite {
                         "no database connection for a SQL action: give [source] and [target] a mysql or postgres url",
                     )),
                 },
-                Action::ReplicationStop | Action::ReplicationStart | Action::Dns { .. } => match &self.aws {
-                    Some(aws) => aws.run(plan, action, out).await,
-                    None => Err(ActionError::new(
-                        "no AWS backend for this action: add [replication] engine = \"dms\" or a [dns] section",
-                    )),
-                },
+                Action::ReplicationStop | Action::ReplicationStart | Action::Dns { .. } => {
+                    match &self.aws {
+                        Some(aws) => aws.run(plan, action, out).await,
+                        None => Err(ActionError::new(
+                            "no AWS backend for this action: add [replication] engine = \"dms\" or a [dns] section",
+                        )),
+                    }
+                }
                 Action::None => Ok("checked".into()),
                 Action::Manual { .. } => Ok("confirmed done by the operator".into()),
             }

@@ -306,9 +306,14 @@ pub enum Event {
         operator: String,
     },
     /// Time passed. Lets gates age and sustained windows fill when nothing else happens.
-    Tick { at: Ts },
+    Tick {
+        at: Ts,
+    },
     /// A source produced a reading.
-    Observed { at: Ts, reading: Reading },
+    Observed {
+        at: Ts,
+        reading: Reading,
+    },
     /// A source failed to read; its previous readings keep ageing until they go stale.
     SourceFailed {
         at: Ts,
@@ -316,9 +321,17 @@ pub enum Event {
         error: String,
     },
     /// The operator opened the confirmation dialog of a step.
-    StepConfirmRequested { at: Ts, step: String, by: String },
+    StepConfirmRequested {
+        at: Ts,
+        step: String,
+        by: String,
+    },
     /// The operator closed the dialog without confirming.
-    StepConfirmCancelled { at: Ts, step: String, by: String },
+    StepConfirmCancelled {
+        at: Ts,
+        step: String,
+        by: String,
+    },
     /// The operator submitted a phrase that did not match, or the gates were not green.
     StepConfirmRejected {
         at: Ts,
@@ -327,9 +340,17 @@ pub enum Event {
         reason: String,
     },
     /// The operator typed the step's exact phrase while its gates were green.
-    StepConfirmed { at: Ts, step: String, by: String },
+    StepConfirmed {
+        at: Ts,
+        step: String,
+        by: String,
+    },
     /// A peer approved a step (four-eyes).
-    StepApproved { at: Ts, step: String, by: String },
+    StepApproved {
+        at: Ts,
+        step: String,
+        by: String,
+    },
     /// A step's action (or undo) began.
     ActionStarted {
         at: Ts,
@@ -353,7 +374,11 @@ pub enum Event {
         message: String,
     },
     /// A step's gates did not turn green within its timeout.
-    StepTimedOut { at: Ts, step: String, reason: String },
+    StepTimedOut {
+        at: Ts,
+        step: String,
+        reason: String,
+    },
     /// After a restart (`cutover resume`), the operator checked a step left "in doubt" (its
     /// action had started with no recorded result) and typed whether it took effect.
     StepResolved {
@@ -363,11 +388,21 @@ pub enum Event {
         by: String,
     },
     /// The operator opened the rollback dialog.
-    RollbackRequested { at: Ts, by: String },
+    RollbackRequested {
+        at: Ts,
+        by: String,
+    },
     /// The operator closed the rollback dialog without confirming.
-    RollbackCancelled { at: Ts, by: String },
+    RollbackCancelled {
+        at: Ts,
+        by: String,
+    },
     /// Rollback confirmed: undo completed steps in reverse.
-    RollbackConfirmed { at: Ts, by: String, reason: String },
+    RollbackConfirmed {
+        at: Ts,
+        by: String,
+        reason: String,
+    },
     /// A rehearsal fault began or ended.
     FaultChanged {
         at: Ts,
@@ -376,14 +411,29 @@ pub enum Event {
         detail: String,
     },
     /// The rehearsal world's measurements of the window's cost.
-    WorldMeasured { at: Ts, measures: WorldMeasures },
+    WorldMeasured {
+        at: Ts,
+        measures: WorldMeasures,
+    },
     /// Presence: who is watching (pairing).
-    PeerJoined { at: Ts, peer: String },
-    PeerLeft { at: Ts, peer: String },
+    PeerJoined {
+        at: Ts,
+        peer: String,
+    },
+    PeerLeft {
+        at: Ts,
+        peer: String,
+    },
     /// A free-form note from the operator or the program.
-    Note { at: Ts, text: String },
+    Note {
+        at: Ts,
+        text: String,
+    },
     /// The session ended (quit, autopilot finished, ...).
-    SessionEnded { at: Ts, reason: String },
+    SessionEnded {
+        at: Ts,
+        reason: String,
+    },
 }
 
 /// Binds every variant's `at` field; works for `&Event` and `&mut Event` alike.

@@ -52,6 +52,15 @@ enum Command {
     Resume(cutover::resume::ResumeArgs),
     /// Attach to a shared session: the same cockpit, live, read-only; approve four-eyes steps.
     Attach(cutover::share::AttachArgs),
+    /// Create the heartbeat table on the plan's source and write a first beat (needed once
+    /// before `run --heartbeat`; print the SQL with --print-sql to run it yourself).
+    HeartbeatSetup {
+        /// The plan file.
+        plan: PathBuf,
+        /// Print the CREATE TABLE for the source's engine instead of running it.
+        #[arg(long)]
+        print_sql: bool,
+    },
     /// Work with plan files.
     Plan {
         #[command(subcommand)]
@@ -113,6 +122,10 @@ struct RehearseArgs {
 struct RunArgs {
     /// The plan file.
     plan: PathBuf,
+    /// Write a heartbeat row on the source every second and read it on the target for
+    /// end-to-end lag (`cutover heartbeat-setup` creates the table).
+    #[arg(long)]
+    heartbeat: bool,
     #[command(flatten)]
     aws: cutover::aws::AwsArgs,
     #[command(flatten)]
@@ -163,7 +176,10 @@ fn load_plan(path: &Path) -> Result<Plan, ExitCode> {
 
 /// Logs go to a file; the guard flushes it on exit.
 fn init_logging(path: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).ok()?;
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -171,8 +187,9 @@ fn init_logging(path: &Path) -> Option<tracing_appender::non_blocking::WorkerGua
         .open(path)
         .ok()?;
     let (writer, guard) = tracing_appender::non_blocking(file);
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,aws=warn,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,aws=warn,hyper=warn")
+    });
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(false)
@@ -195,6 +212,7 @@ fn main() -> ExitCode {
         | Command::Verify(_)
         | Command::Replay { .. }
         | Command::Report(_)
+        | Command::HeartbeatSetup { .. }
         | Command::Plan { .. } => None,
     };
     let log_path = cli
@@ -230,12 +248,46 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rehearse(args) => rehearse_cmd(args).await,
         Command::Run(args) => {
             let share = args.share.options()?;
-            live_cmd(args.plan, args.aws, args.common, share, true).await
+            let db = cutover::db::DbOptions {
+                heartbeat: args.heartbeat,
+                ..Default::default()
+            };
+            live_cmd(args.plan, args.aws, args.common, share, db, true).await
         }
-        Command::Watch(args) => live_cmd(args.plan, args.aws, args.common, None, false).await,
+        Command::Watch(args) => {
+            live_cmd(
+                args.plan,
+                args.aws,
+                args.common,
+                None,
+                Default::default(),
+                false,
+            )
+            .await
+        }
+        Command::HeartbeatSetup { plan, print_sql } => {
+            let plan = match load_plan(&plan) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            if print_sql {
+                println!("{}", cutover::db::heartbeat_setup_sql(plan.source.engine));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let db = cutover::db::connect(&plan, cutover::event::Side::Source).await?;
+            cutover::db::heartbeat_setup(&db).await?;
+            println!(
+                "heartbeat table {} ready on {}",
+                cutover::db::HEARTBEAT_TABLE,
+                plan.source.label
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Attach(args) => {
             let theme = cutover::ui::Theme::resolve(args.theme.as_deref())?;
-            let end = cutover::share::run_attach(&args.share_addr()?, &args.token, &args.name, &theme).await?;
+            let end =
+                cutover::share::run_attach(&args.share_addr()?, &args.token, &args.name, &theme)
+                    .await?;
             if let cutover::share::AttachEnd::Disconnected(why) = end {
                 eprintln!("cutover: the shared session ended: {why}");
             }
@@ -271,6 +323,7 @@ async fn live_cmd(
     aws: cutover::aws::AwsArgs,
     common: CommonArgs,
     share: Option<cutover::share::ShareOptions>,
+    db_opts: cutover::db::DbOptions,
     drive: bool,
 ) -> anyhow::Result<ExitCode> {
     use cutover::session::{Session, SessionConfig};
@@ -280,7 +333,7 @@ async fn live_cmd(
     };
     cutover::backend::require_real(&plan)?;
     let theme = cutover::ui::Theme::resolve(common.theme.as_deref())?;
-    let sources = cutover::backend::sources(&plan, &aws, cutover::db::DbOptions::default()).await?;
+    let sources = cutover::backend::sources(&plan, &aws, db_opts).await?;
     let actuator = if drive {
         Some(cutover::backend::actuator(&plan, &aws).await?)
     } else {
@@ -296,7 +349,11 @@ async fn live_cmd(
     })?;
     let stop = tokio_util::sync::CancellationToken::new();
     let pollers = cutover::source::spawn_pollers(sources, session.sender(), stop.clone());
-    let mode = if drive { cutover::ui::Mode::Drive } else { cutover::ui::Mode::Watch };
+    let mode = if drive {
+        cutover::ui::Mode::Drive
+    } else {
+        cutover::ui::Mode::Watch
+    };
     let mut ui_state = cutover::ui::UiState::new(
         mode,
         operator,
@@ -345,7 +402,13 @@ async fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("cutover: {e}");
         return Ok(ExitCode::from(2));
     }
-    let sources = match cutover::backend::sources(&plan, &args.aws, cutover::db::DbOptions::default()).await {
+    let sources = match cutover::backend::sources(
+        &plan,
+        &args.aws,
+        cutover::db::DbOptions::default(),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cutover: {e:#}");
@@ -379,7 +442,9 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         operator: operator(&args.common.operator),
     };
     if args.autopilot && args.share.share.is_some() {
-        anyhow::bail!("--share shares the interactive cockpit; drop --autopilot to share a rehearsal");
+        anyhow::bail!(
+            "--share shares the interactive cockpit; drop --autopilot to share a rehearsal"
+        );
     }
     let summary = if args.autopilot {
         rehearse::autopilot(rehearsal).await?
@@ -392,7 +457,11 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", summary.render_text());
     }
-    Ok(if summary.safe() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if summary.safe() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn plan_cmd(command: PlanCommand) -> ExitCode {
@@ -415,13 +484,20 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
                     }
                 }
             }
-            if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) }
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
         }
         PlanCommand::Inputs => {
             for (name, what) in plan::input::NAMES {
                 println!("{name:<24} {what}");
             }
-            println!("{:<24} any metric the plan polls, e.g. metric.CPUUtilization", "metric.<Name>");
+            println!(
+                "{:<24} any metric the plan polls, e.g. metric.CPUUtilization",
+                "metric.<Name>"
+            );
             ExitCode::SUCCESS
         }
         PlanCommand::Example => {
@@ -443,7 +519,9 @@ mod tests {
     #[test]
     fn chaos_takes_a_comma_separated_list() {
         use clap::Parser;
-        let cli = super::Cli::try_parse_from(["cutover", "rehearse", "--chaos", "lag-spike,drop-change"]).unwrap();
+        let cli =
+            super::Cli::try_parse_from(["cutover", "rehearse", "--chaos", "lag-spike,drop-change"])
+                .unwrap();
         match cli.command {
             super::Command::Rehearse(a) => assert_eq!(a.chaos.len(), 2),
             _ => panic!("parsed the wrong command"),

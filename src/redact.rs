@@ -55,9 +55,18 @@ pub fn text(text: &str, secrets: &[&str]) -> String {
 mod tests {
     #[test]
     fn urls_lose_their_password_only() {
-        assert_eq!(super::url("mysql://app:s3cret@db:3306/shop"), "mysql://app:***@db:3306/shop");
-        assert_eq!(super::url("mysql://app@db:3306/shop"), "mysql://app@db:3306/shop");
-        assert_eq!(super::url("postgres://u:p@h/d?sslmode=require"), "postgres://u:***@h/d?sslmode=require");
+        assert_eq!(
+            super::url("mysql://app:s3cret@db:3306/shop"),
+            "mysql://app:***@db:3306/shop"
+        );
+        assert_eq!(
+            super::url("mysql://app@db:3306/shop"),
+            "mysql://app@db:3306/shop"
+        );
+        assert_eq!(
+            super::url("postgres://u:p@h/d?sslmode=require"),
+            "postgres://u:***@h/d?sslmode=require"
+        );
         assert_eq!(super::url("not a url"), "not a url");
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::autopilot::{self, Summary};
-use crate::event::{now_ms, Event};
+use crate::event::{Event, now_ms};
 use crate::plan::Plan;
 use crate::session::{Session, SessionConfig};
 use crate::sim::{Fault, World, WorldOptions};
@@ -24,7 +24,12 @@ pub struct Rehearsal {
 }
 
 /// The figures and step outcomes of a finished rehearsal.
-pub fn summarize(session: &Session, rehearsal: &Rehearsal, blocked: Option<String>, started: Instant) -> Summary {
+pub fn summarize(
+    session: &Session,
+    rehearsal: &Rehearsal,
+    blocked: Option<String>,
+    started: Instant,
+) -> Summary {
     let state = &session.state;
     let world = state.world.clone().unwrap_or_default();
     Summary {
@@ -37,7 +42,11 @@ pub fn summarize(session: &Session, rehearsal: &Rehearsal, blocked: Option<Strin
         blocked_reason: blocked,
         transcript: session.transcript_path().map(|p| p.display().to_string()),
         steps: autopilot::step_summaries(state),
-        faults: rehearsal.faults.iter().map(|f| f.name().to_string()).collect(),
+        faults: rehearsal
+            .faults
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect(),
         seed: rehearsal.seed,
         elapsed_s: started.elapsed().as_secs_f64(),
     }
@@ -68,10 +77,30 @@ pub async fn autopilot(rehearsal: Rehearsal) -> anyhow::Result<Summary> {
 
     // Generous: every step's timeout, plus its action's, plus slack.
     let deadline = Duration::from_millis(
-        rehearsal.plan.steps.iter().map(|s| s.timeout_ms as u64 * 2).sum::<u64>() + 30_000,
+        rehearsal
+            .plan
+            .steps
+            .iter()
+            .map(|s| s.timeout_ms as u64 * 2)
+            .sum::<u64>()
+            + 30_000,
     );
-    let outcome = autopilot::drive(&mut session, &mut inbox, Duration::from_millis(200), deadline).await;
-    finish(&mut session, &mut inbox, &world, stop, pollers, "autopilot finished").await?;
+    let outcome = autopilot::drive(
+        &mut session,
+        &mut inbox,
+        Duration::from_millis(200),
+        deadline,
+    )
+    .await;
+    finish(
+        &mut session,
+        &mut inbox,
+        &world,
+        stop,
+        pollers,
+        "autopilot finished",
+    )
+    .await?;
     let blocked = outcome?;
     Ok(summarize(&session, &rehearsal, blocked, started))
 }

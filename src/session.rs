@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::action::{spawn_action, Actuator};
-use crate::event::{now_ms, Event};
+use crate::action::{Actuator, spawn_action};
+use crate::event::{Event, now_ms};
 use crate::plan::Plan;
 use crate::state::{Effect, State};
 use crate::transcript::{Header, Recorder};
@@ -202,8 +202,12 @@ impl Session {
             scrub(ev, &self.secrets);
         }
         if let Some(r) = &mut self.recorder {
-            r.append(&batch)
-                .map_err(|e| anyhow::anyhow!("cannot append to the transcript {}: {e}", r.path().display()))?;
+            r.append(&batch).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot append to the transcript {}: {e}",
+                    r.path().display()
+                )
+            })?;
         }
         for tap in &mut self.taps {
             tap(&batch);

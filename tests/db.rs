@@ -32,7 +32,11 @@ fn unique(tag: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("cutover_t_{tag}_{}_{n}_{:x}", std::process::id(), nanos & 0xffff)
+    format!(
+        "cutover_t_{tag}_{}_{n}_{:x}",
+        std::process::id(),
+        nanos & 0xffff
+    )
 }
 
 async fn mariadb() -> MySqlPool {
@@ -91,7 +95,10 @@ impl Drop for Cleanup {
         let mysql = std::mem::take(&mut self.mysql);
         let pg = std::mem::take(&mut self.pg);
         let worker = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
@@ -134,7 +141,9 @@ async fn pg_schema(tag: &str, clean: &mut Cleanup) -> (PgPool, String) {
     let pool = postgres(PG_DB).await;
     let schema = unique(tag);
     pg_exec(&pool, &format!("CREATE SCHEMA \"{schema}\"")).await;
-    clean.pg.push(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+    clean
+        .pg
+        .push(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
     (pool, schema)
 }
 
@@ -185,7 +194,10 @@ fn table<'a>(drifts: &'a [TableDrift], name: &str) -> &'a TableDrift {
 }
 
 fn keys(d: &TableDrift) -> Vec<(String, DiffKind)> {
-    d.differing_keys.iter().map(|k| (k.key.clone(), k.kind)).collect()
+    d.differing_keys
+        .iter()
+        .map(|k| (k.key.clone(), k.kind))
+        .collect()
 }
 
 /// The `orders` table of the MariaDB tests, with NULLs, fractions and decimals.
@@ -209,7 +221,9 @@ async fn my_orders(pool: &MySqlPool, db: &str, rows: u64) {
     my_exec(pool, &MY_ORDERS.replace("{db}", &format!("`{db}`"))).await;
     my_exec(
         pool,
-        &MY_ORDERS_ROWS.replace("{db}", &format!("`{db}`")).replace("{n}", &rows.to_string()),
+        &MY_ORDERS_ROWS
+            .replace("{db}", &format!("`{db}`"))
+            .replace("{n}", &rows.to_string()),
     )
     .await;
 }
@@ -225,7 +239,13 @@ async fn mariadb_equal_data_has_no_drift() {
         my_orders(&pool, db, 5000).await;
         my_exec(&pool, &format!("CREATE TABLE `{db}`.lines (order_id INT NOT NULL, line INT NOT NULL, sku VARCHAR(20), PRIMARY KEY (order_id, line))")).await;
         my_exec(&pool, &format!("INSERT INTO `{db}`.lines SELECT seq DIV 4, seq MOD 4, CONCAT('sku', seq) FROM `{db}`.seq_1_to_3000")).await;
-        my_exec(&pool, &format!("CREATE TABLE `{db}`.codes (code VARCHAR(12) NOT NULL PRIMARY KEY, label TEXT)")).await;
+        my_exec(
+            &pool,
+            &format!(
+                "CREATE TABLE `{db}`.codes (code VARCHAR(12) NOT NULL PRIMARY KEY, label TEXT)"
+            ),
+        )
+        .await;
         my_exec(&pool, &format!("INSERT INTO `{db}`.codes SELECT CONCAT('c', LPAD(seq, 6, '0')), REPEAT('x', seq MOD 7) FROM `{db}`.seq_1_to_1500")).await;
     }
     let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
@@ -243,12 +263,18 @@ async fn mariadb_equal_data_has_no_drift() {
         assert_eq!(d.checksum, ChecksumState::Equal, "{d:#?}");
         assert_eq!(d.row_diff(), Some(0), "{d:#?}");
         assert!(d.differing_keys.is_empty(), "{d:#?}");
-        assert!(d.chunks_done.unwrap_or(0) > 1, "small chunks must make several: {d:#?}");
+        assert!(
+            d.chunks_done.unwrap_or(0) > 1,
+            "small chunks must make several: {d:#?}"
+        );
         assert_eq!(d.chunks_done, d.chunks_total, "{d:#?}");
     }
     assert_eq!(table(&drifts, "orders").source_rows, Some(5000));
     assert_eq!(table(&drifts, "lines").target_rows, Some(3000));
-    assert!(seen_progress > 0, "progress is reported while the compare runs");
+    assert!(
+        seen_progress > 0,
+        "progress is reported while the compare runs"
+    );
 }
 
 #[tokio::test]
@@ -261,14 +287,36 @@ async fn mariadb_each_difference_is_found_with_its_key() {
         my_exec(&pool, &format!("INSERT INTO `{db}`.lines SELECT seq DIV 4, seq MOD 4, CONCAT('sku', seq) FROM `{db}`.seq_1_to_4000")).await;
     }
     // One of each kind of difference.
-    my_exec(&pool, &format!("UPDATE `{t}`.orders SET amount = amount + 0.01 WHERE id = 4242")).await;
+    my_exec(
+        &pool,
+        &format!("UPDATE `{t}`.orders SET amount = amount + 0.01 WHERE id = 4242"),
+    )
+    .await;
     my_exec(&pool, &format!("DELETE FROM `{t}`.orders WHERE id = 7777")).await;
     my_exec(&pool, &format!("INSERT INTO `{t}`.orders SELECT 20001, customer, note, amount, created, seen FROM `{t}`.orders WHERE id = 1")).await;
     // id 3 has a NULL note (3 MOD 3 = 0); the target gets ''.
-    my_exec(&pool, &format!("UPDATE `{t}`.orders SET note = '' WHERE id = 12000")).await;
-    my_exec(&pool, &format!("UPDATE `{s}`.orders SET note = NULL WHERE id = 12000")).await;
-    my_exec(&pool, &format!("UPDATE `{t}`.orders SET created = created + INTERVAL 1 MICROSECOND WHERE id = 15000")).await;
-    my_exec(&pool, &format!("UPDATE `{t}`.lines SET sku = 'changed' WHERE order_id = 500 AND line = 2")).await;
+    my_exec(
+        &pool,
+        &format!("UPDATE `{t}`.orders SET note = '' WHERE id = 12000"),
+    )
+    .await;
+    my_exec(
+        &pool,
+        &format!("UPDATE `{s}`.orders SET note = NULL WHERE id = 12000"),
+    )
+    .await;
+    my_exec(
+        &pool,
+        &format!(
+            "UPDATE `{t}`.orders SET created = created + INTERVAL 1 MICROSECOND WHERE id = 15000"
+        ),
+    )
+    .await;
+    my_exec(
+        &pool,
+        &format!("UPDATE `{t}`.lines SET sku = 'changed' WHERE order_id = 500 AND line = 2"),
+    )
+    .await;
 
     let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
     let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
@@ -289,10 +337,21 @@ async fn mariadb_each_difference_is_found_with_its_key() {
         "{orders:#?}"
     );
     let lines = table(&drifts, "lines");
-    assert_eq!(keys(lines), vec![("order_id=500,line=2".to_string(), DiffKind::Different)]);
+    assert_eq!(
+        keys(lines),
+        vec![("order_id=500,line=2".to_string(), DiffKind::Different)]
+    );
 
     // The cap bounds what is reported.
-    let capped = compare(&source, &target, &DbOptions { max_keys: 2, ..small_chunks() }).await;
+    let capped = compare(
+        &source,
+        &target,
+        &DbOptions {
+            max_keys: 2,
+            ..small_chunks()
+        },
+    )
+    .await;
     assert!(table(&capped, "orders").differing_keys.len() <= 2);
     assert_eq!(table(&capped, "orders").checksum, ChecksumState::Mismatch);
 }
@@ -302,17 +361,34 @@ async fn mariadb_null_and_empty_string_differ_even_in_one_chunk() {
     let mut clean = Cleanup::new();
     let (pool, s, t) = mysql_pair("nullempty", &mut clean).await;
     for db in [&s, &t] {
-        my_exec(&pool, &format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL)")).await;
+        my_exec(
+            &pool,
+            &format!(
+                "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL)"
+            ),
+        )
+        .await;
     }
     // CONCAT_WS skips NULLs: ('x', NULL) and (NULL, 'x') would print alike without flags.
-    my_exec(&pool, &format!("INSERT INTO `{s}`.t VALUES (1, NULL, 'x'), (2, '', NULL)")).await;
-    my_exec(&pool, &format!("INSERT INTO `{t}`.t VALUES (1, 'x', NULL), (2, NULL, '')")).await;
+    my_exec(
+        &pool,
+        &format!("INSERT INTO `{s}`.t VALUES (1, NULL, 'x'), (2, '', NULL)"),
+    )
+    .await;
+    my_exec(
+        &pool,
+        &format!("INSERT INTO `{t}`.t VALUES (1, 'x', NULL), (2, NULL, '')"),
+    )
+    .await;
     let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
     let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
     let drifts = compare(&source, &target, &DbOptions::default()).await;
     assert_eq!(
         keys(table(&drifts, "t")),
-        vec![("id=1".to_string(), DiffKind::Different), ("id=2".to_string(), DiffKind::Different)]
+        vec![
+            ("id=1".to_string(), DiffKind::Different),
+            ("id=2".to_string(), DiffKind::Different)
+        ]
     );
 }
 
@@ -321,19 +397,34 @@ async fn mariadb_table_without_primary_key_is_flagged() {
     let mut clean = Cleanup::new();
     let (pool, s, t) = mysql_pair("nopk", &mut clean).await;
     for db in [&s, &t] {
-        my_exec(&pool, &format!("CREATE TABLE `{db}`.events (kind VARCHAR(10), payload TEXT NULL)")).await;
+        my_exec(
+            &pool,
+            &format!("CREATE TABLE `{db}`.events (kind VARCHAR(10), payload TEXT NULL)"),
+        )
+        .await;
         my_exec(&pool, &format!("INSERT INTO `{db}`.events SELECT 'k', CONCAT('p', seq MOD 10) FROM `{db}`.seq_1_to_500")).await;
         my_exec(&pool, &format!("CREATE TABLE `{db}`.dups (v INT)")).await;
     }
     // Duplicate rows must not cancel each other out (an XOR would).
-    my_exec(&pool, &format!("INSERT INTO `{s}`.dups VALUES (1), (1), (2)")).await;
-    my_exec(&pool, &format!("INSERT INTO `{t}`.dups VALUES (3), (3), (2)")).await;
+    my_exec(
+        &pool,
+        &format!("INSERT INTO `{s}`.dups VALUES (1), (1), (2)"),
+    )
+    .await;
+    my_exec(
+        &pool,
+        &format!("INSERT INTO `{t}`.dups VALUES (3), (3), (2)"),
+    )
+    .await;
     let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
     let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
     let drifts = compare(&source, &target, &DbOptions::default()).await;
     let events = table(&drifts, "events");
     assert_eq!(events.checksum, ChecksumState::NoPrimaryKey, "{events:#?}");
-    assert_eq!((events.source_rows, events.target_rows), (Some(500), Some(500)));
+    assert_eq!(
+        (events.source_rows, events.target_rows),
+        (Some(500), Some(500))
+    );
     assert_eq!(table(&drifts, "dups").checksum, ChecksumState::Mismatch);
 }
 
@@ -356,18 +447,52 @@ async fn postgres_each_difference_is_found_with_its_key() {
              CASE WHEN g % 5 = 0 THEN NULL ELSE timestamptz '2024-06-01 00:00:00+00' + g * interval '1 second' END \
              FROM generate_series(1, 20000) g"
         )).await;
-        pg_exec(&pool, &format!("CREATE TABLE \"{sc}\".flags (name text PRIMARY KEY, enabled boolean NOT NULL)")).await;
-        pg_exec(&pool, &format!("INSERT INTO \"{sc}\".flags VALUES ('writes', true), ('reads', true)")).await;
+        pg_exec(
+            &pool,
+            &format!(
+                "CREATE TABLE \"{sc}\".flags (name text PRIMARY KEY, enabled boolean NOT NULL)"
+            ),
+        )
+        .await;
+        pg_exec(
+            &pool,
+            &format!("INSERT INTO \"{sc}\".flags VALUES ('writes', true), ('reads', true)"),
+        )
+        .await;
         pg_exec(&pool, &format!("CREATE TABLE \"{sc}\".log (line text)")).await;
-        pg_exec(&pool, &format!("INSERT INTO \"{sc}\".log SELECT 'l' || g FROM generate_series(1, 100) g")).await;
+        pg_exec(
+            &pool,
+            &format!("INSERT INTO \"{sc}\".log SELECT 'l' || g FROM generate_series(1, 100) g"),
+        )
+        .await;
     }
-    pg_exec(&pool, &format!("UPDATE \"{t}\".orders SET amount = amount + 0.01 WHERE id = 4242")).await;
-    pg_exec(&pool, &format!("DELETE FROM \"{t}\".orders WHERE id = 7777")).await;
+    pg_exec(
+        &pool,
+        &format!("UPDATE \"{t}\".orders SET amount = amount + 0.01 WHERE id = 4242"),
+    )
+    .await;
+    pg_exec(
+        &pool,
+        &format!("DELETE FROM \"{t}\".orders WHERE id = 7777"),
+    )
+    .await;
     pg_exec(&pool, &format!("INSERT INTO \"{t}\".orders SELECT 20001, customer, note, amount, created, seen FROM \"{t}\".orders WHERE id = 1")).await;
-    pg_exec(&pool, &format!("UPDATE \"{t}\".orders SET note = '' WHERE id = 12000")).await;
-    pg_exec(&pool, &format!("UPDATE \"{s}\".orders SET note = NULL WHERE id = 12000")).await;
+    pg_exec(
+        &pool,
+        &format!("UPDATE \"{t}\".orders SET note = '' WHERE id = 12000"),
+    )
+    .await;
+    pg_exec(
+        &pool,
+        &format!("UPDATE \"{s}\".orders SET note = NULL WHERE id = 12000"),
+    )
+    .await;
     pg_exec(&pool, &format!("UPDATE \"{t}\".orders SET created = created + interval '1 microsecond' WHERE id = 15000")).await;
-    pg_exec(&pool, &format!("UPDATE \"{t}\".flags SET enabled = false WHERE name = 'reads'")).await;
+    pg_exec(
+        &pool,
+        &format!("UPDATE \"{t}\".flags SET enabled = false WHERE name = 'reads'"),
+    )
+    .await;
 
     let source = connect(Engine::Postgres, &pg_url(&s), Side::Source).await;
     let target = connect(Engine::Postgres, &pg_url(&t), Side::Target).await;
@@ -384,20 +509,42 @@ async fn postgres_each_difference_is_found_with_its_key() {
         ],
         "{orders:#?}"
     );
-    assert_eq!(keys(table(&drifts, "flags")), vec![("name=reads".to_string(), DiffKind::Different)]);
+    assert_eq!(
+        keys(table(&drifts, "flags")),
+        vec![("name=reads".to_string(), DiffKind::Different)]
+    );
     assert_eq!(table(&drifts, "log").checksum, ChecksumState::NoPrimaryKey);
 }
 
 // ---------------------------------------------------------------------------------------
 // Cross engine: MariaDB -> PostgreSQL
 
+/// One row of the cross-engine test's `items`, as read from MariaDB to be copied across.
+type ItemRow = (
+    u32,
+    i64,
+    String,
+    Option<f64>,
+    Option<f32>,
+    String,
+    Option<String>,
+    i8,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
 #[tokio::test]
 async fn mariadb_to_postgres_equal_data_compares_equal_and_a_difference_is_found() {
     let mut clean = Cleanup::new();
     let (my, s, _unused) = mysql_pair("cross", &mut clean).await;
     let (pg, t) = pg_schema("cross", &mut clean).await;
-    my_exec(&my, &format!(
-        "CREATE TABLE `{s}`.items (
+    my_exec(
+        &my,
+        &format!(
+            "CREATE TABLE `{s}`.items (
             id INT UNSIGNED NOT NULL PRIMARY KEY,
             big BIGINT NOT NULL,
             price DECIMAL(12,2) NOT NULL,
@@ -412,7 +559,9 @@ async fn mariadb_to_postgres_equal_data_compares_equal_and_a_difference_is_found
             doc JSON NULL,
             raw VARBINARY(16) NULL
         ) ENGINE=InnoDB"
-    )).await;
+        ),
+    )
+    .await;
     my_exec(&my, &format!(
         "INSERT INTO `{s}`.items SELECT seq, seq * 1000003, (seq MOD 1000) / 4, IF(seq MOD 4 = 0, NULL, seq / 3),
             IF(seq MOD 6 = 0, NULL, 1.5 * seq), CONCAT('name ', seq), IF(seq MOD 3 = 0, NULL, IF(seq MOD 2 = 0, '', 'text')),
@@ -429,7 +578,7 @@ async fn mariadb_to_postgres_equal_data_compares_equal_and_a_difference_is_found
             ratio double precision, weight real, name varchar(50) NOT NULL, note text, active boolean NOT NULL,
             made timestamp(6) NOT NULL, seen timestamptz(3), day date, doc jsonb, raw bytea)"
     )).await;
-    let rows: Vec<(u32, i64, String, Option<f64>, Option<f32>, String, Option<String>, i8, String, Option<String>, Option<String>, Option<String>, Option<Vec<u8>>)> =
+    let rows: Vec<ItemRow> =
         sqlx::query_as(AssertSqlSafe(format!(
             "SELECT id, big, CAST(price AS CHAR), ratio, weight, name, note, active, CAST(made AS CHAR), CAST(seen AS CHAR), CAST(day AS CHAR), CAST(doc AS CHAR), raw FROM `{s}`.items"
         )))
@@ -454,10 +603,21 @@ async fn mariadb_to_postgres_equal_data_compares_equal_and_a_difference_is_found
     let drifts = compare(&source, &target, &small_chunks()).await;
     let items = table(&drifts, "items");
     assert_eq!(items.checksum, ChecksumState::Equal, "{items:#?}");
-    assert_eq!((items.source_rows, items.target_rows), (Some(3000), Some(3000)));
+    assert_eq!(
+        (items.source_rows, items.target_rows),
+        (Some(3000), Some(3000))
+    );
 
-    pg_exec(&pg, &format!("UPDATE \"{t}\".items SET seen = seen + interval '1 millisecond' WHERE id = 1234")).await;
-    pg_exec(&pg, &format!("UPDATE \"{t}\".items SET note = NULL WHERE id = 2000")).await; // was ''
+    pg_exec(
+        &pg,
+        &format!("UPDATE \"{t}\".items SET seen = seen + interval '1 millisecond' WHERE id = 1234"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("UPDATE \"{t}\".items SET note = NULL WHERE id = 2000"),
+    )
+    .await; // was ''
     pg_exec(&pg, &format!("DELETE FROM \"{t}\".items WHERE id = 2999")).await;
     let drifts = compare(&source, &target, &small_chunks()).await;
     let items = table(&drifts, "items");
@@ -485,12 +645,18 @@ async fn poll_until(
     let mut last = Vec::new();
     while tokio::time::Instant::now() < deadline {
         tick.tick().await;
-        last = source.poll().await.unwrap_or_else(|e| panic!("{} poll: {e}", source.name()));
+        last = source
+            .poll()
+            .await
+            .unwrap_or_else(|e| panic!("{} poll: {e}", source.name()));
         if done(&last) {
             return last;
         }
     }
-    panic!("{} did not reach the expected state within {within:?}; last readings: {last:#?}", source.name());
+    panic!(
+        "{} did not reach the expected state within {within:?}; last readings: {last:#?}",
+        source.name()
+    );
 }
 
 fn drift_of<'a>(readings: &'a [Reading], name: &str) -> Option<&'a TableDrift> {
@@ -518,14 +684,22 @@ async fn continuous_drift_source_confirms_a_new_difference() {
     let all = db::sources(source, target, opts);
     assert_eq!(
         all.iter().map(|s| s.kind()).collect::<Vec<_>>(),
-        vec![SourceKind::Drift, SourceKind::SourceDb, SourceKind::TargetDb]
+        vec![
+            SourceKind::Drift,
+            SourceKind::SourceDb,
+            SourceKind::TargetDb
+        ]
     );
     let drift = Arc::clone(&all[0]);
     poll_until(&drift, Duration::from_secs(60), |r| {
         drift_of(r, "orders").is_some_and(|d| d.checksum == ChecksumState::Equal)
     })
     .await;
-    my_exec(&pool, &format!("UPDATE `{t}`.orders SET customer = 'drifted' WHERE id = 2500")).await;
+    my_exec(
+        &pool,
+        &format!("UPDATE `{t}`.orders SET customer = 'drifted' WHERE id = 2500"),
+    )
+    .await;
     let readings = poll_until(&drift, Duration::from_secs(60), |r| {
         drift_of(r, "orders").is_some_and(|d| d.checksum == ChecksumState::Mismatch)
     })
@@ -547,13 +721,24 @@ async fn heartbeat_lag_comes_from_the_source_clock() {
     let (pg, pgt) = pg_schema("hb", &mut clean).await;
     let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
     let target = connect(Engine::Mysql, &my_url(&t), Side::Target).await;
-    db::heartbeat_setup(&source).await.unwrap_or_else(|e| panic!("heartbeat setup: {e}"));
-    db::heartbeat_setup(&source).await.unwrap_or_else(|e| panic!("heartbeat setup is idempotent: {e}"));
+    db::heartbeat_setup(&source)
+        .await
+        .unwrap_or_else(|e| panic!("heartbeat setup: {e}"));
+    db::heartbeat_setup(&source)
+        .await
+        .unwrap_or_else(|e| panic!("heartbeat setup is idempotent: {e}"));
     // "Replication": a copy of the table that is 5 s behind.
-    my_exec(&pool, &format!("CREATE TABLE `{t}`.cutover_heartbeat LIKE `{s}`.cutover_heartbeat")).await;
+    my_exec(
+        &pool,
+        &format!("CREATE TABLE `{t}`.cutover_heartbeat LIKE `{s}`.cutover_heartbeat"),
+    )
+    .await;
     my_exec(&pool, &format!("INSERT INTO `{t}`.cutover_heartbeat SELECT id, ts - INTERVAL 5 SECOND FROM `{s}`.cutover_heartbeat")).await;
 
-    let opts = DbOptions { heartbeat: true, ..DbOptions::default() };
+    let opts = DbOptions {
+        heartbeat: true,
+        ..DbOptions::default()
+    };
     let all = db::sources(source.clone(), target.clone(), opts);
     let hb = all
         .iter()
@@ -567,24 +752,41 @@ async fn heartbeat_lag_comes_from_the_source_clock() {
     let behind = poll_until(&hb, Duration::from_secs(10), |r| lag(r) >= 5.0).await;
     assert!(lag(&behind) < 30.0, "{behind:?}");
     // Caught up: the target holds the source's latest beat.
-    my_exec(&pool, &format!("REPLACE INTO `{t}`.cutover_heartbeat SELECT * FROM `{s}`.cutover_heartbeat")).await;
+    my_exec(
+        &pool,
+        &format!("REPLACE INTO `{t}`.cutover_heartbeat SELECT * FROM `{s}`.cutover_heartbeat"),
+    )
+    .await;
     let caught_up = poll_until(&hb, Duration::from_secs(10), |r| lag(r) < 2.0).await;
     assert!(lag(&caught_up) >= 0.0);
 
     // The drift compare never compares the heartbeat table.
     let drifts = compare(&source, &target, &DbOptions::default()).await;
-    assert!(drifts.iter().all(|d| d.table != db::HEARTBEAT_TABLE), "{drifts:#?}");
+    assert!(
+        drifts.iter().all(|d| d.table != db::HEARTBEAT_TABLE),
+        "{drifts:#?}"
+    );
 
     // A PostgreSQL target reads the same row (as a migration would carry it).
     pg_exec(&pg, &format!("CREATE TABLE \"{pgt}\".cutover_heartbeat (id smallint PRIMARY KEY, ts timestamp(6) NOT NULL)")).await;
     pg_exec(&pg, &format!("INSERT INTO \"{pgt}\".cutover_heartbeat VALUES (1, (clock_timestamp() AT TIME ZONE 'UTC') - interval '3 seconds')")).await;
     let pg_target = connect(Engine::Postgres, &pg_url(&pgt), Side::Target).await;
-    let hb = db::sources(source, pg_target, DbOptions { heartbeat: true, ..DbOptions::default() })
-        .into_iter()
-        .find(|s| s.kind() == SourceKind::Heartbeat)
-        .unwrap_or_else(|| panic!("a Heartbeat source"));
+    let hb = db::sources(
+        source,
+        pg_target,
+        DbOptions {
+            heartbeat: true,
+            ..DbOptions::default()
+        },
+    )
+    .into_iter()
+    .find(|s| s.kind() == SourceKind::Heartbeat)
+    .unwrap_or_else(|| panic!("a Heartbeat source"));
     poll_until(&hb, Duration::from_secs(10), |r| lag(r) >= 2.0).await;
-    assert!(db::heartbeat_setup_sql(Engine::Postgres).contains("CREATE TABLE IF NOT EXISTS cutover_heartbeat"));
+    assert!(
+        db::heartbeat_setup_sql(Engine::Postgres)
+            .contains("CREATE TABLE IF NOT EXISTS cutover_heartbeat")
+    );
 }
 
 #[tokio::test]
@@ -596,14 +798,20 @@ async fn guardrails_read_connections_transactions_and_read_only() {
     let target = connect(Engine::Postgres, &pg_url(&sc), Side::Target).await;
     // An open transaction on the target.
     let mut open = pg.begin().await.unwrap_or_else(|e| panic!("begin: {e}"));
-    sqlx::query("SELECT 1").execute(&mut *open).await.unwrap_or_else(|e| panic!("select: {e}"));
+    sqlx::query("SELECT 1")
+        .execute(&mut *open)
+        .await
+        .unwrap_or_else(|e| panic!("select: {e}"));
     let all = db::sources(source, target, DbOptions::default());
     let events = cutover::source::poll_once(&all[1..]).await;
     let reading = |side: Side| {
         events
             .iter()
             .find_map(|e| match e {
-                Event::Observed { reading: Reading::Database(d), .. } if d.side == side => Some(d.clone()),
+                Event::Observed {
+                    reading: Reading::Database(d),
+                    ..
+                } if d.side == side => Some(d.clone()),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no {side:?} database reading in {events:#?}"))
@@ -611,12 +819,20 @@ async fn guardrails_read_connections_transactions_and_read_only() {
     let src = reading(Side::Source);
     assert_eq!(src.read_only, Some(false), "{src:#?}");
     assert!(src.connections.is_some(), "{src:#?}");
-    assert!(src.server.as_deref().is_some_and(|s| s.contains("MariaDB")), "{src:#?}");
+    assert!(
+        src.server.as_deref().is_some_and(|s| s.contains("MariaDB")),
+        "{src:#?}"
+    );
     let tgt = reading(Side::Target);
     assert_eq!(tgt.read_only, Some(false), "{tgt:#?}");
-    assert!(tgt.connections.unwrap_or(0) >= 1, "the open transaction's connection counts: {tgt:#?}");
+    assert!(
+        tgt.connections.unwrap_or(0) >= 1,
+        "the open transaction's connection counts: {tgt:#?}"
+    );
     assert!(tgt.longest_trx_s.unwrap_or(0.0) > 0.0, "{tgt:#?}");
-    open.rollback().await.unwrap_or_else(|e| panic!("rollback: {e}"));
+    open.rollback()
+        .await
+        .unwrap_or_else(|e| panic!("rollback: {e}"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -628,7 +844,10 @@ struct RestoreReadOnly;
 impl Drop for RestoreReadOnly {
     fn drop(&mut self) {
         let worker = std::thread::spawn(|| {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -644,7 +863,10 @@ impl Drop for RestoreReadOnly {
 
 fn output() -> (Output, tokio::sync::mpsc::UnboundedReceiver<Event>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (Output::new("freeze".into(), cutover::event::Direction::Do, tx), rx)
+    (
+        Output::new("freeze".into(), cutover::event::Direction::Do, tx),
+        rx,
+    )
 }
 
 fn lines(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<String> {
@@ -662,10 +884,26 @@ async fn sql_actions_run_and_their_results_are_recorded() {
     let mut clean = Cleanup::new();
     let (pool, s, _t) = mysql_pair("act", &mut clean).await;
     let (pg, sc) = pg_schema("act", &mut clean).await;
-    my_exec(&pool, &format!("CREATE TABLE `{s}`.flags (name VARCHAR(20) PRIMARY KEY, enabled BOOL NOT NULL)")).await;
-    my_exec(&pool, &format!("INSERT INTO `{s}`.flags VALUES ('writes', 1), ('reads', 1)")).await;
-    pg_exec(&pg, &format!("CREATE TABLE \"{sc}\".flags (name text PRIMARY KEY, enabled boolean NOT NULL)")).await;
-    pg_exec(&pg, &format!("INSERT INTO \"{sc}\".flags VALUES ('writes', false)")).await;
+    my_exec(
+        &pool,
+        &format!("CREATE TABLE `{s}`.flags (name VARCHAR(20) PRIMARY KEY, enabled BOOL NOT NULL)"),
+    )
+    .await;
+    my_exec(
+        &pool,
+        &format!("INSERT INTO `{s}`.flags VALUES ('writes', 1), ('reads', 1)"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("CREATE TABLE \"{sc}\".flags (name text PRIMARY KEY, enabled boolean NOT NULL)"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("INSERT INTO \"{sc}\".flags VALUES ('writes', false)"),
+    )
+    .await;
     let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
     let target = connect(Engine::Postgres, &pg_url(&sc), Side::Target).await;
     let actuator = SqlActuator::new(source.clone(), target.clone());
@@ -674,29 +912,54 @@ async fn sql_actions_run_and_their_results_are_recorded() {
     // Freeze writes on the source, check the guardrail sees it, thaw.
     let _restore = RestoreReadOnly;
     let (out, mut rx) = output();
-    let freeze = Action::Sql { on: Side::Source, statement: "SET GLOBAL read_only = ON".into() };
-    let msg = actuator.run(&plan, &freeze, &out).await.unwrap_or_else(|e| panic!("freeze: {e}"));
+    let freeze = Action::Sql {
+        on: Side::Source,
+        statement: "SET GLOBAL read_only = ON".into(),
+    };
+    let msg = actuator
+        .run(&plan, &freeze, &out)
+        .await
+        .unwrap_or_else(|e| panic!("freeze: {e}"));
     assert!(msg.contains("1 statement(s)"), "{msg}");
     // Idempotent.
-    actuator.run(&plan, &freeze, &out).await.unwrap_or_else(|e| panic!("freeze again: {e}"));
+    actuator
+        .run(&plan, &freeze, &out)
+        .await
+        .unwrap_or_else(|e| panic!("freeze again: {e}"));
     let guard = db::sources(source.clone(), target.clone(), DbOptions::default());
     let events = cutover::source::poll_once(&guard[1..2]).await;
     assert!(
         events.iter().any(|e| matches!(e, Event::Observed { reading: Reading::Database(d), .. } if d.read_only == Some(true))),
         "{events:#?}"
     );
-    let thaw = Action::Sql { on: Side::Source, statement: "SET GLOBAL read_only = OFF".into() };
-    actuator.run(&plan, &thaw, &out).await.unwrap_or_else(|e| panic!("thaw: {e}"));
+    let thaw = Action::Sql {
+        on: Side::Source,
+        statement: "SET GLOBAL read_only = OFF".into(),
+    };
+    actuator
+        .run(&plan, &thaw, &out)
+        .await
+        .unwrap_or_else(|e| panic!("thaw: {e}"));
     assert!(lines(&mut rx).iter().any(|l| l.contains("rows affected")));
 
     // A feature-flag update on each side, and a query whose rows are recorded.
     let (out, mut rx) = output();
     let flag = Action::Sql {
         on: Side::Source,
-        statement: format!("UPDATE `{s}`.flags SET enabled = 0 WHERE name = 'writes'; SELECT name, enabled FROM `{s}`.flags ORDER BY name"),
+        statement: format!(
+            "UPDATE `{s}`.flags SET enabled = 0 WHERE name = 'writes'; SELECT name, enabled FROM `{s}`.flags ORDER BY name"
+        ),
     };
-    let msg = actuator.run(&plan, &flag, &out).await.unwrap_or_else(|e| panic!("flag: {e}"));
-    assert!(msg.contains("2 statement(s)") && msg.contains("1 rows affected") && msg.contains("2 rows returned"), "{msg}");
+    let msg = actuator
+        .run(&plan, &flag, &out)
+        .await
+        .unwrap_or_else(|e| panic!("flag: {e}"));
+    assert!(
+        msg.contains("2 statement(s)")
+            && msg.contains("1 rows affected")
+            && msg.contains("2 rows returned"),
+        "{msg}"
+    );
     let got = lines(&mut rx);
     assert!(got.iter().any(|l| l == "1 rows affected"), "{got:#?}");
     assert!(got.iter().any(|l| l == "writes\t0"), "{got:#?}");
@@ -704,14 +967,26 @@ async fn sql_actions_run_and_their_results_are_recorded() {
         on: Side::Target,
         statement: format!("UPDATE \"{sc}\".flags SET enabled = true WHERE name = 'writes'"),
     };
-    let msg = actuator.run(&plan, &flag, &out).await.unwrap_or_else(|e| panic!("pg flag: {e}"));
+    let msg = actuator
+        .run(&plan, &flag, &out)
+        .await
+        .unwrap_or_else(|e| panic!("pg flag: {e}"));
     assert!(msg.contains("1 rows affected"), "{msg}");
 
     // Errors name the side and a fix; other actions are refused.
-    let bad = Action::Sql { on: Side::Source, statement: "UPDATE no_such_table SET x = 1".into() };
-    let err = actuator.run(&plan, &bad, &out).await.expect_err("a failing statement fails the action");
+    let bad = Action::Sql {
+        on: Side::Source,
+        statement: "UPDATE no_such_table SET x = 1".into(),
+    };
+    let err = actuator
+        .run(&plan, &bad, &out)
+        .await
+        .expect_err("a failing statement fails the action");
     assert!(err.0.contains("source") && err.0.contains("fix:"), "{err}");
-    let err = actuator.run(&plan, &Action::ReplicationStop, &out).await.expect_err("not SQL");
+    let err = actuator
+        .run(&plan, &Action::ReplicationStop, &out)
+        .await
+        .expect_err("not SQL");
     assert!(err.0.contains("not a SQL action"), "{err}");
 }
 
@@ -740,9 +1015,19 @@ async fn credentials_never_reach_readings_logs_or_errors() {
     let (pool, s, t) = mysql_pair("sec", &mut clean).await;
     let user = unique("u");
     let password = format!("Pw-{}-s3cr3t", std::process::id());
-    my_exec(&pool, &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")).await;
-    clean.mysql.push(format!("DROP USER IF EXISTS '{user}'@'%'"));
-    my_exec(&pool, &format!("GRANT SELECT, INSERT, UPDATE ON `{s}`.* TO '{user}'@'%'")).await;
+    my_exec(
+        &pool,
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"),
+    )
+    .await;
+    clean
+        .mysql
+        .push(format!("DROP USER IF EXISTS '{user}'@'%'"));
+    my_exec(
+        &pool,
+        &format!("GRANT SELECT, INSERT, UPDATE ON `{s}`.* TO '{user}'@'%'"),
+    )
+    .await;
     my_exec(&pool, &format!("GRANT SELECT ON `{t}`.* TO '{user}'@'%'")).await;
     for db in [&s, &t] {
         my_orders(&pool, db, 200).await;
@@ -756,8 +1041,16 @@ async fn credentials_never_reach_readings_logs_or_errors() {
     let pg_password = format!("PgPw-{}-s3cr3t", std::process::id());
     clean.pg.push(format!("DROP ROLE IF EXISTS \"{role}\""));
     clean.pg.push(format!("DROP OWNED BY \"{role}\""));
-    pg_exec(&pg, &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{pg_password}'")).await;
-    pg_exec(&pg, &format!("GRANT USAGE ON SCHEMA \"{sc}\" TO \"{role}\"")).await;
+    pg_exec(
+        &pg,
+        &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{pg_password}'"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("GRANT USAGE ON SCHEMA \"{sc}\" TO \"{role}\""),
+    )
+    .await;
     let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(file.path(), format!("{pg_password}\n")).unwrap_or_else(|e| panic!("{e}"));
 
@@ -779,8 +1072,12 @@ async fn credentials_never_reach_readings_logs_or_errors() {
         password_env: Some(var.clone()),
         password_file: None,
     };
-    let source = db::connect_endpoint(&ep(&s), Side::Source).await.unwrap_or_else(|e| panic!("{e}"));
-    let target = db::connect_endpoint(&ep(&t), Side::Target).await.unwrap_or_else(|e| panic!("{e}"));
+    let source = db::connect_endpoint(&ep(&s), Side::Source)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let target = db::connect_endpoint(&ep(&t), Side::Target)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!format!("{source:?}").contains(&password));
 
     // Readings and the transcript events they become.
@@ -799,23 +1096,37 @@ async fn credentials_never_reach_readings_logs_or_errors() {
         events.extend(cutover::source::poll_once(&all).await);
         json = serde_json::to_string(&events).unwrap_or_else(|e| panic!("{e}"));
     }
-    assert!(json.contains("id=3"), "the compare ran and found the missing row: {json}");
-    assert!(json.contains("source_failed"), "the heartbeat fails (no table) and says why: {json}");
+    assert!(
+        json.contains("id=3"),
+        "the compare ran and found the missing row: {json}"
+    );
+    assert!(
+        json.contains("source_failed"),
+        "the heartbeat fails (no table) and says why: {json}"
+    );
 
     // PostgreSQL with the password in a file (trust auth never asks for it, but it is read
     // and handed to the driver all the same).
     let pg_ep = Endpoint {
         engine: Engine::Postgres,
         label: "prod-pg".into(),
-        url: Some(format!("postgres://{role}@127.0.0.1:5432/{PG_DB}?schema={sc}")),
+        url: Some(format!(
+            "postgres://{role}@127.0.0.1:5432/{PG_DB}?schema={sc}"
+        )),
         password_env: None,
         password_file: Some(file.path().display().to_string()),
     };
-    let pg_db = db::connect_endpoint(&pg_ep, Side::Target).await.unwrap_or_else(|e| panic!("{e}"));
-    let pg_events = cutover::source::poll_once(&db::sources(pg_db.clone(), pg_db, DbOptions::default())).await;
+    let pg_db = db::connect_endpoint(&pg_ep, Side::Target)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pg_events =
+        cutover::source::poll_once(&db::sources(pg_db.clone(), pg_db, DbOptions::default())).await;
     let pg_json = serde_json::to_string(&pg_events).unwrap_or_else(|e| panic!("{e}"));
     assert!(pg_json.contains("prod-pg PostgreSQL"), "{pg_json}");
-    let missing = Endpoint { password_file: Some("/nonexistent/cutover-pw".into()), ..pg_ep.clone() };
+    let missing = Endpoint {
+        password_file: Some("/nonexistent/cutover-pw".into()),
+        ..pg_ep.clone()
+    };
 
     // Errors: a wrong password in the URL, a wrong one in the variable, a query error.
     let mut errors = Vec::new();
@@ -825,17 +1136,42 @@ async fn credentials_never_reach_readings_logs_or_errors() {
         password_env: None,
         ..ep(&s)
     };
-    errors.push(db::connect_endpoint(&in_url, Side::Source).await.expect_err("wrong password").to_string());
+    errors.push(
+        db::connect_endpoint(&in_url, Side::Source)
+            .await
+            .expect_err("wrong password")
+            .to_string(),
+    );
     unsafe { std::env::set_var(&var, &wrong) };
-    errors.push(db::connect_endpoint(&ep(&s), Side::Source).await.expect_err("wrong password").to_string());
+    errors.push(
+        db::connect_endpoint(&ep(&s), Side::Source)
+            .await
+            .expect_err("wrong password")
+            .to_string(),
+    );
     unsafe { std::env::set_var(&var, &password) };
     let actuator = SqlActuator::new(source.clone(), target.clone());
     let (out, mut rx) = output();
-    let denied = Action::Sql { on: Side::Target, statement: "UPDATE orders SET note = 'x'".into() };
-    errors.push(actuator.run(&cutover::plan::rehearsal_plan(), &denied, &out).await.expect_err("no UPDATE grant").0);
+    let denied = Action::Sql {
+        on: Side::Target,
+        statement: "UPDATE orders SET note = 'x'".into(),
+    };
+    errors.push(
+        actuator
+            .run(&cutover::plan::rehearsal_plan(), &denied, &out)
+            .await
+            .expect_err("no UPDATE grant")
+            .0,
+    );
     let out_lines = lines(&mut rx);
-    let no_file = db::connect_endpoint(&missing, Side::Target).await.expect_err("no password file").to_string();
-    assert!(no_file.contains("password_file") && no_file.contains("prod-pg"), "{no_file}");
+    let no_file = db::connect_endpoint(&missing, Side::Target)
+        .await
+        .expect_err("no password file")
+        .to_string();
+    assert!(
+        no_file.contains("password_file") && no_file.contains("prod-pg"),
+        "{no_file}"
+    );
     errors.push(no_file);
 
     // The CLI path: password in the URL, errors printed scrubbed; the exit code says error.
@@ -856,11 +1192,16 @@ async fn credentials_never_reach_readings_logs_or_errors() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(code, 2);
 
-    let logs = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+    let logs = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
+        .into_owned();
     for e in &errors {
         assert!(e.contains("fix:"), "errors say what to do: {e}");
     }
-    assert!(errors[0].contains("source \"prod-mysql\""), "errors name the endpoint: {}", errors[0]);
+    assert!(
+        errors[0].contains("source \"prod-mysql\""),
+        "errors name the endpoint: {}",
+        errors[0]
+    );
     for (what, text) in [
         ("events", &json),
         ("events", &pg_json),
@@ -869,7 +1210,10 @@ async fn credentials_never_reach_readings_logs_or_errors() {
         ("output", &out_lines.join("\n")),
     ] {
         for secret in [&password, &wrong, &pg_password] {
-            assert!(!text.contains(secret.as_str()), "a password leaked into {what}: {text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "a password leaked into {what}: {text}"
+            );
         }
     }
     unsafe { std::env::remove_var(&var) };
@@ -900,26 +1244,51 @@ async fn drift_command_exits_0_on_no_drift_1_on_drift_2_on_error() {
     let (pool, s, t) = mysql_pair("cli", &mut clean).await;
     for db in [&s, &t] {
         my_orders(&pool, db, 1000).await;
-        my_exec(&pool, &format!("CREATE TABLE `{db}`.other (id INT PRIMARY KEY)")).await;
+        my_exec(
+            &pool,
+            &format!("CREATE TABLE `{db}`.other (id INT PRIMARY KEY)"),
+        )
+        .await;
     }
-    let run = |a: DriftArgs| async move { db::drift_command(a).await.unwrap_or_else(|e| panic!("{e}")) };
+    let run =
+        |a: DriftArgs| async move { db::drift_command(a).await.unwrap_or_else(|e| panic!("{e}")) };
     assert_eq!(run(args(my_url(&s), my_url(&t))).await, 0);
     my_exec(&pool, &format!("INSERT INTO `{t}`.other VALUES (1)")).await;
     assert_eq!(run(args(my_url(&s), my_url(&t))).await, 1);
     // Only the tables asked for.
-    assert_eq!(run(DriftArgs { tables: vec!["orders".into()], json: true, ..args(my_url(&s), my_url(&t)) }).await, 0);
-    assert_eq!(run(DriftArgs { tables: vec!["nope".into()], ..args(my_url(&s), my_url(&t)) }).await, 2);
-    assert_eq!(run(args("mysql://root@127.0.0.1:1/x".into(), my_url(&t))).await, 2);
+    assert_eq!(
+        run(DriftArgs {
+            tables: vec!["orders".into()],
+            json: true,
+            ..args(my_url(&s), my_url(&t))
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        run(DriftArgs {
+            tables: vec!["nope".into()],
+            ..args(my_url(&s), my_url(&t))
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        run(args("mysql://root@127.0.0.1:1/x".into(), my_url(&t))).await,
+        2
+    );
     assert_eq!(run(args("ftp://x".into(), my_url(&t))).await, 2);
 
-    let report = db::render(&db::compare(
-        &connect(Engine::Mysql, &my_url(&s), Side::Source).await,
-        &connect(Engine::Mysql, &my_url(&t), Side::Target).await,
-        &DbOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}")));
+    let report = db::render(
+        &db::compare(
+            &connect(Engine::Mysql, &my_url(&s), Side::Source).await,
+            &connect(Engine::Mysql, &my_url(&t), Side::Target).await,
+            &DbOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
     assert!(report.contains("id=1  extra on target"), "{report}");
     assert!(report.contains("drift in 1 of 2 tables"), "{report}");
 }

@@ -28,7 +28,11 @@ fn valid_plans_parse() {
 #[test]
 fn invalid_plans_fail_with_located_errors() {
     let files = fixtures("tests/invalid_plans");
-    assert!(files.len() >= 12, "a dozen bad plans expected, found {}", files.len());
+    assert!(
+        files.len() >= 12,
+        "a dozen bad plans expected, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
@@ -36,9 +40,17 @@ fn invalid_plans_fail_with_located_errors() {
             .lines()
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{}: first line must be `# expect: L:C: fragment`", f.display()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: first line must be `# expect: L:C: fragment`",
+                    f.display()
+                )
+            });
         let (pos, fragments) = expect.split_at(expect.find(": ").unwrap());
-        let fragments: Vec<&str> = fragments[2..].split('|').filter(|s| !s.is_empty()).collect();
+        let fragments: Vec<&str> = fragments[2..]
+            .split('|')
+            .filter(|s| !s.is_empty())
+            .collect();
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let errors = match cutover::plan::parse(&name, &text) {
             Ok(_) => {
@@ -50,17 +62,27 @@ fn invalid_plans_fail_with_located_errors() {
         let rendered = errors.to_string();
         let hit = errors.0.iter().any(|e| {
             let full = format!("{}\n{}", e.message, e.hint.clone().unwrap_or_default());
-            format!("{}:{}", e.line, e.col) == pos && fragments.iter().all(|frag| full.contains(frag))
+            format!("{}:{}", e.line, e.col) == pos
+                && fragments.iter().all(|frag| full.contains(frag))
         });
         if !hit {
-            failures.push(format!("{name}: expected {pos}: {fragments:?}, got:\n{rendered}"));
+            failures.push(format!(
+                "{name}: expected {pos}: {fragments:?}, got:\n{rendered}"
+            ));
         }
         // Every error names the file and carries a hint.
         for e in &errors.0 {
             assert!(rendered.contains(&format!("{name}:{}:{}: ", e.line, e.col)));
-            assert!(e.hint.is_some(), "{name}: error without a hint: {}", e.message);
+            assert!(
+                e.hint.is_some(),
+                "{name}: error without a hint: {}",
+                e.message
+            );
         }
-        assert!(!rendered.contains("hunter2"), "{name}: a secret leaked into an error");
+        assert!(
+            !rendered.contains("hunter2"),
+            "{name}: a secret leaked into an error"
+        );
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
 }

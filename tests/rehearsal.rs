@@ -24,7 +24,10 @@ async fn rehearse(faults: Vec<Fault>, dir: &Path) -> Summary {
 }
 
 fn transcript(summary: &Summary) -> Vec<Event> {
-    let path = summary.transcript.as_ref().expect("a transcript was written");
+    let path = summary
+        .transcript
+        .as_ref()
+        .expect("a transcript was written");
     let t = cutover::transcript::read(Path::new(path)).expect("the transcript reads back intact");
     assert!(t.torn_tail.is_none());
     t.events
@@ -71,14 +74,30 @@ async fn clean_run_completes_without_loss() {
     assert_eq!(s.writes_lost, 0);
     assert_eq!(s.rows_diverged, 0);
     assert!(s.safe());
-    assert!(s.writes_refused > 0, "a freeze refuses some writes: {}", s.render_text());
+    assert!(
+        s.writes_refused > 0,
+        "a freeze refuses some writes: {}",
+        s.render_text()
+    );
     assert!(s.downtime_s > 0.0);
-    assert!(s.elapsed_s < 60.0, "a clean run takes under a minute: {}", s.elapsed_s);
-    assert!(s.steps.iter().all(|st| st.outcome == "done"), "{:?}", s.steps);
+    assert!(
+        s.elapsed_s < 60.0,
+        "a clean run takes under a minute: {}",
+        s.elapsed_s
+    );
+    assert!(
+        s.steps.iter().all(|st| st.outcome == "done"),
+        "{:?}",
+        s.steps
+    );
     let events = transcript(&s);
     assert_eq!(
         started_steps(&events),
-        plan::rehearsal_plan().steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>()
+        plan::rehearsal_plan()
+            .steps
+            .iter()
+            .map(|s| s.id.clone())
+            .collect::<Vec<_>>()
     );
 }
 
@@ -95,7 +114,11 @@ async fn drop_change_is_caught_at_the_drain_and_rolled_back() {
     assert!(re, "the reason names the table and the key: {reason}");
     let events = transcript(&s);
     let started = started_steps(&events);
-    assert_eq!(started, vec!["preflight".to_string(), "freeze".to_string()], "no step after the freeze ran");
+    assert_eq!(
+        started,
+        vec!["preflight".to_string(), "freeze".to_string()],
+        "no step after the freeze ran"
+    );
     // The freeze was undone.
     assert!(events.iter().any(|e| matches!(e,
         Event::ActionFinished { step, direction: Direction::Undo, ok: true, .. } if step == "freeze")));
@@ -118,11 +141,15 @@ async fn api_throttle_makes_gates_unknown_then_completes() {
     assert_eq!(s.writes_lost, 0);
     assert_eq!(s.rows_diverged, 0);
     let events = transcript(&s);
-    assert!(events.iter().any(|e| matches!(e, Event::SourceFailed { .. })));
-    let stale_unknown = next_step_gates(&events).iter().any(|(_, gates)| {
-        gates
+    assert!(
+        events
             .iter()
-            .any(|(st, why)| *st == GateState::Unknown && (why.contains("stale") || why.contains("last error")))
+            .any(|e| matches!(e, Event::SourceFailed { .. }))
+    );
+    let stale_unknown = next_step_gates(&events).iter().any(|(_, gates)| {
+        gates.iter().any(|(st, why)| {
+            *st == GateState::Unknown && (why.contains("stale") || why.contains("last error"))
+        })
     });
     assert!(stale_unknown, "some gate went unknown on stale readings");
 }
@@ -136,9 +163,11 @@ async fn lag_spike_turns_latency_gates_red_then_completes() {
     assert_eq!(s.rows_diverged, 0);
     let events = transcript(&s);
     let red_on_latency = next_step_gates(&events).iter().any(|(_, gates)| {
-        gates
-            .iter()
-            .any(|(st, why)| *st == GateState::Red && why.starts_with("cdc.latency_target = ") && !why.contains("holding"))
+        gates.iter().any(|(st, why)| {
+            *st == GateState::Red
+                && why.starts_with("cdc.latency_target = ")
+                && !why.contains("holding")
+        })
     });
     assert!(red_on_latency, "the latency gate went red during the spike");
 }
@@ -156,12 +185,24 @@ async fn slow_dns_and_a_stalled_replicator_still_complete_safely() {
 fn the_binary_prints_a_json_summary_and_exits_zero_on_a_safe_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["rehearse", "--autopilot", "--json", "--seed", "3", "--sessions-dir"])
+        .args([
+            "rehearse",
+            "--autopilot",
+            "--json",
+            "--seed",
+            "3",
+            "--sessions-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
     for key in [
         "completed",
@@ -180,7 +221,13 @@ fn the_binary_prints_a_json_summary_and_exits_zero_on_a_safe_run() {
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 7);
     for st in steps {
-        assert!(st["id"].is_string() && st["started"].is_string() && st["finished"].is_string() && st["outcome"] == "done", "{st}");
+        assert!(
+            st["id"].is_string()
+                && st["started"].is_string()
+                && st["finished"].is_string()
+                && st["outcome"] == "done",
+            "{st}"
+        );
     }
 }
 
@@ -192,5 +239,8 @@ fn bad_chaos_names_the_fault_and_the_valid_ones() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("meteor") && err.contains("drop-change"), "{err}");
+    assert!(
+        err.contains("meteor") && err.contains("drop-change"),
+        "{err}"
+    );
 }

@@ -24,7 +24,13 @@ fn operator_confirms_a_step_in_the_terminal_and_quits() {
     let dir = tempfile::tempdir().unwrap();
     let sessions = dir.path().join("sessions");
     let mut term = pty::Pty::spawn(
-        &["rehearse", "--operator", "pty-test", "--sessions-dir", sessions.to_str().unwrap()],
+        &[
+            "rehearse",
+            "--operator",
+            "pty-test",
+            "--sessions-dir",
+            sessions.to_str().unwrap(),
+        ],
         dir.path(),
         100,
         30,
@@ -39,7 +45,9 @@ fn operator_confirms_a_step_in_the_terminal_and_quits() {
     term.wait_for("not the phrase", T);
     // Esc cancels; then the real phrase.
     term.send("\x1b");
-    term.wait_until("the dialog to close", T, |s| !s.contains("type `ready` to confirm"));
+    term.wait_until("the dialog to close", T, |s| {
+        !s.contains("type `ready` to confirm")
+    });
     term.send("\r");
     term.wait_for("type `ready` to confirm", T);
     term.send("ready\r");
@@ -63,11 +71,21 @@ fn operator_confirms_a_step_in_the_terminal_and_quits() {
     assert_eq!(t.header.operator, "pty-test");
     assert!(t.torn_tail.is_none());
     let has = |f: &dyn Fn(&Event) -> bool| t.events.iter().any(f);
-    assert!(has(&|e| matches!(e, Event::StepConfirmRejected { step, .. } if step == "preflight")));
-    assert!(has(&|e| matches!(e, Event::StepConfirmCancelled { step, .. } if step == "preflight")));
-    assert!(has(&|e| matches!(e, Event::StepConfirmed { step, by, .. } if step == "preflight" && by == "pty-test")));
-    assert!(has(&|e| matches!(e, Event::ActionFinished { step, ok: true, .. } if step == "freeze")));
-    assert!(matches!(t.events.last(), Some(Event::SessionEnded { reason, .. }) if reason == "operator quit"));
+    assert!(has(
+        &|e| matches!(e, Event::StepConfirmRejected { step, .. } if step == "preflight")
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::StepConfirmCancelled { step, .. } if step == "preflight")
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::StepConfirmed { step, by, .. } if step == "preflight" && by == "pty-test")
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::ActionFinished { step, ok: true, .. } if step == "freeze")
+    ));
+    assert!(
+        matches!(t.events.last(), Some(Event::SessionEnded { reason, .. }) if reason == "operator quit")
+    );
 }
 
 #[test]
@@ -86,7 +104,11 @@ fn the_terminal_is_restored_after_sigterm() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     term.wait_exit(T);
     // Leaving the alternate screen brings back the (empty) primary screen.
-    term.wait_until("the alternate screen to be left", T, |s| !s.contains("[REHEARSAL]"));
+    term.wait_until("the alternate screen to be left", T, |s| {
+        !s.contains("[REHEARSAL]")
+    });
     let t = transcript(&sessions);
-    assert!(matches!(t.events.last(), Some(Event::SessionEnded { reason, .. }) if reason == "terminated by SIGTERM"));
+    assert!(
+        matches!(t.events.last(), Some(Event::SessionEnded { reason, .. }) if reason == "terminated by SIGTERM")
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::event::{now_ms, Direction, Event};
+use crate::event::{Direction, Event, now_ms};
 use crate::plan::{Action, Plan};
 use crate::source::BoxFuture;
 
@@ -33,7 +33,11 @@ pub struct Output {
 
 impl Output {
     pub fn new(step: String, direction: Direction, tx: mpsc::UnboundedSender<Event>) -> Self {
-        Output { step, direction, tx }
+        Output {
+            step,
+            direction,
+            tx,
+        }
     }
 
     pub fn line(&self, line: impl Into<String>) {

@@ -16,7 +16,9 @@ pub(crate) enum Canon {
     Int,
     Bool,
     Decimal,
-    Float { single: bool },
+    Float {
+        single: bool,
+    },
     Date,
     Time,
     Timestamp,
@@ -32,7 +34,16 @@ pub(crate) fn pair(a: TypeClass, b: TypeClass) -> Canon {
     use TypeClass as T;
     let either = |f: &dyn Fn(TypeClass) -> bool| f(a) || f(b);
     let both = |f: &dyn Fn(TypeClass) -> bool| f(a) && f(b);
-    let is_bool = |t: TypeClass| matches!(t, T::Bool | T::Int { bool_like: true, .. });
+    let is_bool = |t: TypeClass| {
+        matches!(
+            t,
+            T::Bool
+                | T::Int {
+                    bool_like: true,
+                    ..
+                }
+        )
+    };
     let is_float = |t: TypeClass| matches!(t, T::Float32 | T::Float64);
     let is_number = |t: TypeClass| matches!(t, T::Int { .. } | T::Decimal | T::Bit);
     if either(&|t| t == T::Json) {
@@ -88,7 +99,9 @@ pub(crate) fn value(canon: Canon, text: &str) -> String {
     match canon {
         Canon::Int => {
             let t = text.trim();
-            t.parse::<i128>().map(|v| v.to_string()).unwrap_or_else(|_| t.to_string())
+            t.parse::<i128>()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| t.to_string())
         }
         Canon::Bool => match text.trim().to_ascii_lowercase().as_str() {
             "1" | "t" | "true" => "1".into(),
@@ -259,8 +272,14 @@ mod tests {
         let mysql = value(Canon::Timestamp, "2024-01-02 03:04:05.120000");
         let pg = value(Canon::Timestamp, "2024-01-02 03:04:05.12");
         assert_eq!(mysql, pg);
-        assert_eq!(value(Canon::Timestamp, "2024-01-02 03:04:05.000000"), "2024-01-02 03:04:05");
-        assert_eq!(value(Canon::Timestamp, "2024-01-02 03:04:05+00"), "2024-01-02 03:04:05");
+        assert_eq!(
+            value(Canon::Timestamp, "2024-01-02 03:04:05.000000"),
+            "2024-01-02 03:04:05"
+        );
+        assert_eq!(
+            value(Canon::Timestamp, "2024-01-02 03:04:05+00"),
+            "2024-01-02 03:04:05"
+        );
         assert_ne!(
             value(Canon::Timestamp, "2024-01-02 03:04:05.120001"),
             value(Canon::Timestamp, "2024-01-02 03:04:05.12")
@@ -279,7 +298,10 @@ mod tests {
 
     #[test]
     fn null_and_empty_hash_differently() {
-        assert_ne!(row_hash([None].into_iter()), row_hash([Some("")].into_iter()));
+        assert_ne!(
+            row_hash([None].into_iter()),
+            row_hash([Some("")].into_iter())
+        );
         assert_ne!(
             row_hash([Some("a"), Some("")].into_iter()),
             row_hash([Some(""), Some("a")].into_iter())
@@ -300,7 +322,10 @@ mod tests {
         assert_eq!(pair(tiny1, T::Bool), Canon::Bool);
         assert_eq!(pair(int, int), Canon::Int);
         assert_eq!(pair(T::Decimal, T::Decimal), Canon::Decimal);
-        assert_eq!(pair(T::Timestamp { tz: true }, T::Timestamp { tz: false }), Canon::Timestamp);
+        assert_eq!(
+            pair(T::Timestamp { tz: true }, T::Timestamp { tz: false }),
+            Canon::Timestamp
+        );
         assert_eq!(pair(T::Text, T::Json), Canon::Json);
         assert_eq!(pair(T::Binary, T::Binary), Canon::Binary);
         assert_eq!(pair(T::Float32, T::Float32), Canon::Float { single: true });
@@ -317,6 +342,9 @@ mod tests {
 
     #[test]
     fn json_keys_are_sorted() {
-        assert_eq!(value(Canon::Json, r#"{"b": 1, "a": [true, null]}"#), r#"{"a":[true,null],"b":1}"#);
+        assert_eq!(
+            value(Canon::Json, r#"{"b": 1, "a": [true, null]}"#),
+            r#"{"a":[true,null],"b":1}"#
+        );
     }
 }

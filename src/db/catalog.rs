@@ -1,14 +1,17 @@
 //! Discovery from the catalog (information_schema on MySQL/MariaDB, pg_catalog on
 //! PostgreSQL): base tables, their primary keys and column types.
 
-use super::conn::{Bind, Db};
 use super::DbError;
+use super::conn::{Bind, Db};
 
 /// What kind of value a column holds, as far as comparing it is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TypeClass {
     /// Any integer; `bool_like` for MySQL `tinyint(1)`.
-    Int { unsigned: bool, bool_like: bool },
+    Int {
+        unsigned: bool,
+        bool_like: bool,
+    },
     Bool,
     Decimal,
     Float32,
@@ -16,7 +19,9 @@ pub(crate) enum TypeClass {
     Date,
     Time,
     /// Date and time; `tz` when the engine stores an instant (MySQL TIMESTAMP, timestamptz).
-    Timestamp { tz: bool },
+    Timestamp {
+        tz: bool,
+    },
     Text,
     Binary,
     /// MySQL BIT(n).

@@ -100,8 +100,7 @@ impl Job {
                 }
             }
         }
-        let int_key =
-            src_key.len() == 1 && src_key[0].class.is_int() && tgt_key[0].class.is_int();
+        let int_key = src_key.len() == 1 && src_key[0].class.is_int() && tgt_key[0].class.is_int();
         Job {
             name: src.name.clone(),
             src: src.clone(),
@@ -112,7 +111,11 @@ impl Job {
             src_key,
             tgt_key,
             key_canon,
-            mode: if same_engine { Mode::Pushdown } else { Mode::Cross },
+            mode: if same_engine {
+                Mode::Pushdown
+            } else {
+                Mode::Cross
+            },
             int_key,
         }
     }
@@ -181,7 +184,12 @@ fn parse_u64(cell: Option<&Option<String>>) -> u64 {
     match t.trim().parse::<i128>() {
         // Wrapping: PostgreSQL hashes are signed, sums may exceed 64 bits.
         Ok(v) => v as u64,
-        Err(_) => t.trim().split('.').next().and_then(|i| i.parse::<i128>().ok()).map_or(0, |v| v as u64),
+        Err(_) => t
+            .trim()
+            .split('.')
+            .next()
+            .and_then(|i| i.parse::<i128>().ok())
+            .map_or(0, |v| v as u64),
     }
 }
 
@@ -214,7 +222,12 @@ impl Checker {
     }
 
     /// Count and hash of a range on one side, and how long the server took.
-    pub(crate) async fn sum(&self, job: &Job, source: bool, range: &KeyRange) -> Result<(Sum, Duration), DbError> {
+    pub(crate) async fn sum(
+        &self,
+        job: &Job,
+        source: bool,
+        range: &KeyRange,
+    ) -> Result<(Sum, Duration), DbError> {
         let (db, table, cols, key) = if source {
             (&self.src, &job.src, &job.src_cols, &job.src_key)
         } else {
@@ -245,13 +258,23 @@ impl Checker {
     }
 
     /// Count and hash of a range on both sides at once.
-    pub(crate) async fn sums(&self, job: &Job, range: &KeyRange) -> Result<(Sum, Sum, Duration), DbError> {
-        let ((s, ts), (t, tt)) = futures::try_join!(self.sum(job, true, range), self.sum(job, false, range))?;
+    pub(crate) async fn sums(
+        &self,
+        job: &Job,
+        range: &KeyRange,
+    ) -> Result<(Sum, Sum, Duration), DbError> {
+        let ((s, ts), (t, tt)) =
+            futures::try_join!(self.sum(job, true, range), self.sum(job, false, range))?;
         Ok((s, t, ts.max(tt)))
     }
 
     /// Checks one chunk; on a mismatch names up to `cap` differing rows.
-    pub(crate) async fn check(&self, job: &Job, range: &KeyRange, cap: usize) -> Result<Outcome, DbError> {
+    pub(crate) async fn check(
+        &self,
+        job: &Job,
+        range: &KeyRange,
+        cap: usize,
+    ) -> Result<Outcome, DbError> {
         match job.mode {
             Mode::Cross => self.cross(job, range, cap).await,
             Mode::Pushdown => {
@@ -279,7 +302,9 @@ impl Checker {
             elapsed,
         };
         if !out.equal && job.has_key() {
-            out.complete = self.bisect(job, range.clone(), src, tgt, cap, &mut out.diffs).await?;
+            out.complete = self
+                .bisect(job, range.clone(), src, tgt, cap, &mut out.diffs)
+                .await?;
         } else if !out.equal {
             out.complete = false;
         }
@@ -337,7 +362,13 @@ impl Checker {
 
     /// A key splitting a range into halves of about equal rows; `None` when it cannot be
     /// split (one key).
-    async fn split_point(&self, job: &Job, range: &KeyRange, s: Sum, t: Sum) -> Result<Option<Bound>, DbError> {
+    async fn split_point(
+        &self,
+        job: &Job,
+        range: &KeyRange,
+        s: Sum,
+        t: Sum,
+    ) -> Result<Option<Bound>, DbError> {
         if job.int_key {
             // Bounded ranges split by arithmetic; only the open ends of the first and last
             // chunk need the actual smallest / largest key.
@@ -363,12 +394,21 @@ impl Checker {
         let key: Vec<&Column> = key.iter().collect();
         let db = if source { &self.src } else { &self.tgt };
         let stmt = sql::key_at(table, &key, range, count / 2, db.is_mysql());
-        let rows = self.run(source, &format!("splitting a chunk of {}", job.name), &stmt).await?;
-        Ok(rows.into_iter().next().map(|r| Bound::Vals(r.into_iter().map(Option::unwrap_or_default).collect())))
+        let rows = self
+            .run(source, &format!("splitting a chunk of {}", job.name), &stmt)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|r| Bound::Vals(r.into_iter().map(Option::unwrap_or_default).collect())))
     }
 
     /// Smallest and largest key of a range over both sides (integer keys).
-    pub(crate) async fn int_span(&self, job: &Job, range: &KeyRange) -> Result<(Option<i128>, Option<i128>), DbError> {
+    pub(crate) async fn int_span(
+        &self,
+        job: &Job,
+        range: &KeyRange,
+    ) -> Result<(Option<i128>, Option<i128>), DbError> {
         let s = sql::int_bounds(&job.src, &job.src_key[0], range, self.src.is_mysql());
         let t = sql::int_bounds(&job.tgt, &job.tgt_key[0], range, self.tgt.is_mysql());
         let what = format!("key bounds of {}", job.name);
@@ -382,23 +422,49 @@ impl Checker {
     }
 
     /// Source-side key bounds only (for planning the walk).
-    pub(crate) async fn source_int_span(&self, job: &Job) -> Result<(Option<i128>, Option<i128>), DbError> {
-        let s = sql::int_bounds(&job.src, &job.src_key[0], &KeyRange::all(), self.src.is_mysql());
-        let rows = self.run(true, &format!("key bounds of {}", job.name), &s).await?;
+    pub(crate) async fn source_int_span(
+        &self,
+        job: &Job,
+    ) -> Result<(Option<i128>, Option<i128>), DbError> {
+        let s = sql::int_bounds(
+            &job.src,
+            &job.src_key[0],
+            &KeyRange::all(),
+            self.src.is_mysql(),
+        );
+        let rows = self
+            .run(true, &format!("key bounds of {}", job.name), &s)
+            .await?;
         let cell = |i: usize| -> Option<i128> { rows.first()?.get(i)?.as_deref()?.parse().ok() };
         Ok((cell(0), cell(1)))
     }
 
     /// The key `offset` rows past `from` on the source: the next chunk boundary.
-    pub(crate) async fn boundary(&self, job: &Job, from: &KeyRange, offset: u64) -> Result<Option<Bound>, DbError> {
+    pub(crate) async fn boundary(
+        &self,
+        job: &Job,
+        from: &KeyRange,
+        offset: u64,
+    ) -> Result<Option<Bound>, DbError> {
         let key: Vec<&Column> = job.src_key.iter().collect();
         let stmt = sql::key_at(&job.src, &key, from, offset, self.src.is_mysql());
-        let rows = self.run(true, &format!("chunk boundary of {}", job.name), &stmt).await?;
-        Ok(rows.into_iter().next().map(|r| Bound::Vals(r.into_iter().map(Option::unwrap_or_default).collect())))
+        let rows = self
+            .run(true, &format!("chunk boundary of {}", job.name), &stmt)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|r| Bound::Vals(r.into_iter().map(Option::unwrap_or_default).collect())))
     }
 
     /// Per-row hashes of a small range on both sides, joined by key.
-    async fn leaf(&self, job: &Job, range: &KeyRange, cap: usize, found: &mut Vec<RowDiff>) -> Result<bool, DbError> {
+    async fn leaf(
+        &self,
+        job: &Job,
+        range: &KeyRange,
+        cap: usize,
+        found: &mut Vec<RowDiff>,
+    ) -> Result<bool, DbError> {
         let limit = LEAF_ROWS * 8;
         let s_key: Vec<&Column> = job.src_key.iter().collect();
         let t_key: Vec<&Column> = job.tgt_key.iter().collect();
@@ -464,7 +530,8 @@ impl Checker {
                 Ok::<_, DbError>((sum, rows))
             }
         };
-        let ((src, s_rows), (tgt, t_rows)) = futures::try_join!(collect(true, s_stmt), collect(false, t_stmt))?;
+        let ((src, s_rows), (tgt, t_rows)) =
+            futures::try_join!(collect(true, s_stmt), collect(false, t_stmt))?;
         let mut out = Outcome {
             src,
             tgt,
@@ -496,7 +563,11 @@ fn cross_select(job: &Job, source: bool, range: &KeyRange, mysql: bool) -> Stmt 
         .zip(&job.key_canon)
         .map(|(c, k)| canon::select_expr(mysql, c, *k))
         .collect();
-    exprs.extend(cols.iter().zip(&job.canon).map(|(c, k)| canon::select_expr(mysql, c, *k)));
+    exprs.extend(
+        cols.iter()
+            .zip(&job.canon)
+            .map(|(c, k)| canon::select_expr(mysql, c, *k)),
+    );
     let key: Vec<&Column> = key.iter().collect();
     let mut s = Stmt::new(mysql);
     s.push("SELECT ").push(&exprs.join(", "));
@@ -509,7 +580,12 @@ fn cross_select(job: &Job, source: bool, range: &KeyRange, mysql: bool) -> Stmt 
 
 /// Joins source and target `(key, row hash)` lists; appends at most `cap` differences in
 /// source order, then the target's extra rows. Returns whether all were appended.
-fn join(src: Vec<(String, u64)>, tgt: Vec<(String, u64)>, cap: usize, found: &mut Vec<RowDiff>) -> bool {
+fn join(
+    src: Vec<(String, u64)>,
+    tgt: Vec<(String, u64)>,
+    cap: usize,
+    found: &mut Vec<RowDiff>,
+) -> bool {
     let mut target: HashMap<String, u64> = HashMap::with_capacity(tgt.len());
     let mut order: Vec<String> = Vec::with_capacity(tgt.len());
     for (k, h) in tgt {
@@ -569,8 +645,16 @@ mod tests {
 
     #[test]
     fn join_names_missing_extra_and_different_rows() {
-        let src = vec![("id=1".to_string(), 10), ("id=2".to_string(), 20), ("id=3".to_string(), 30)];
-        let tgt = vec![("id=1".to_string(), 10), ("id=3".to_string(), 31), ("id=4".to_string(), 40)];
+        let src = vec![
+            ("id=1".to_string(), 10),
+            ("id=2".to_string(), 20),
+            ("id=3".to_string(), 30),
+        ];
+        let tgt = vec![
+            ("id=1".to_string(), 10),
+            ("id=3".to_string(), 31),
+            ("id=4".to_string(), 40),
+        ];
         let mut found = Vec::new();
         assert!(join(src, tgt, 10, &mut found));
         let got: Vec<(&str, DiffKind)> = found.iter().map(|d| (d.key.as_str(), d.kind)).collect();
@@ -594,8 +678,20 @@ mod tests {
 
     #[test]
     fn sums_subtract_by_xor() {
-        let whole = Sum { count: 10, hash: 0b1010 };
-        let left = Sum { count: 4, hash: 0b0011 };
-        assert_eq!(whole.minus(left), Sum { count: 6, hash: 0b1001 });
+        let whole = Sum {
+            count: 10,
+            hash: 0b1010,
+        };
+        let left = Sum {
+            count: 4,
+            hash: 0b0011,
+        };
+        assert_eq!(
+            whole.minus(left),
+            Sum {
+                count: 6,
+                hash: 0b1001
+            }
+        );
     }
 }

@@ -58,7 +58,12 @@ fn engine_of(url: &str) -> Option<Engine> {
     }
 }
 
-fn endpoint(side: Side, url: &str, env: &Option<String>, file: &Option<PathBuf>) -> Result<Endpoint, DbError> {
+fn endpoint(
+    side: Side,
+    url: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Endpoint, DbError> {
     let Some(engine) = engine_of(url) else {
         return Err(DbError::Config {
             who: side.as_str().into(),
@@ -109,9 +114,22 @@ fn url_secret(url: &str) -> Option<String> {
 }
 
 async fn run(args: &DriftArgs) -> Result<Vec<TableDrift>, DbError> {
-    let src = endpoint(Side::Source, &args.source, &args.source_password_env, &args.source_password_file)?;
-    let tgt = endpoint(Side::Target, &args.target, &args.target_password_env, &args.target_password_file)?;
-    let (source, target) = futures::try_join!(connect_endpoint(&src, Side::Source), connect_endpoint(&tgt, Side::Target))?;
+    let src = endpoint(
+        Side::Source,
+        &args.source,
+        &args.source_password_env,
+        &args.source_password_file,
+    )?;
+    let tgt = endpoint(
+        Side::Target,
+        &args.target,
+        &args.target_password_env,
+        &args.target_password_file,
+    )?;
+    let (source, target) = futures::try_join!(
+        connect_endpoint(&src, Side::Source),
+        connect_endpoint(&tgt, Side::Target)
+    )?;
     let opts = DbOptions {
         chunk_time: args.chunk_time,
         max_concurrent: args.max_concurrent.max(1),
@@ -131,7 +149,12 @@ pub fn has_drift(d: &TableDrift) -> bool {
 
 /// The human-readable report.
 pub fn render(drifts: &[TableDrift]) -> String {
-    let width = drifts.iter().map(|d| d.table.len()).max().unwrap_or(5).max(5);
+    let width = drifts
+        .iter()
+        .map(|d| d.table.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let mut s = format!(
         "{:<width$}  {:>12}  {:>12}  {:<8}  {}\n",
         "table", "source rows", "target rows", "checksum", "chunks"

@@ -49,12 +49,19 @@ enum WalkPlan {
     /// A single integer key: `[cur, cur + step)`, step = rows wanted / rows per key value.
     Int { cur: i128, max: i128, density: f64 },
     /// Any other key: the next boundary is looked up on the source.
-    Lookup { next_lo: Option<Bound>, est_rows: u64 },
+    Lookup {
+        next_lo: Option<Bound>,
+        est_rows: u64,
+    },
 }
 
 impl Walker {
     pub(crate) async fn start(checker: &Checker, job: &Job) -> Result<Walker, DbError> {
-        let max_rows = if job.mode == Mode::Cross { CROSS_MAX_ROWS } else { MAX_CHUNK_ROWS };
+        let max_rows = if job.mode == Mode::Cross {
+            CROSS_MAX_ROWS
+        } else {
+            MAX_CHUNK_ROWS
+        };
         let mut w = Walker {
             plan: WalkPlan::Whole,
             rows_target: FIRST_CHUNK_ROWS.min(max_rows),
@@ -85,13 +92,21 @@ impl Walker {
             } else {
                 1.0
             };
-            w.plan = WalkPlan::Int { cur: min, max, density };
+            w.plan = WalkPlan::Int {
+                cur: min,
+                max,
+                density,
+            };
         }
         Ok(w)
     }
 
     /// The next range of the walk, or `None` when the table is covered.
-    pub(crate) async fn next(&mut self, checker: &Checker, job: &Job) -> Result<Option<KeyRange>, DbError> {
+    pub(crate) async fn next(
+        &mut self,
+        checker: &Checker,
+        job: &Job,
+    ) -> Result<Option<KeyRange>, DbError> {
         if self.done {
             return Ok(None);
         }
@@ -118,7 +133,10 @@ impl Walker {
             WalkPlan::Lookup { next_lo, .. } => {
                 // Taken only once the lookup succeeded, so a failed one is simply retried.
                 let lo = next_lo.clone();
-                let from = KeyRange { lo: lo.clone(), hi: None };
+                let from = KeyRange {
+                    lo: lo.clone(),
+                    hi: None,
+                };
                 let hi = checker.boundary(job, &from, self.rows_target).await?;
                 if hi.is_none() {
                     self.done = true;
@@ -232,11 +250,20 @@ pub(crate) enum Entry {
 /// Reads both catalogs and pairs the tables (the heartbeat table is never compared).
 pub(crate) async fn prepare(checker: &Checker) -> Result<Vec<Entry>, DbError> {
     let only = &checker.opts.tables;
-    let (src, tgt) = futures::try_join!(catalog::discover(&checker.src, only), catalog::discover(&checker.tgt, &[]))?;
+    let (src, tgt) = futures::try_join!(
+        catalog::discover(&checker.src, only),
+        catalog::discover(&checker.tgt, &[])
+    )?;
     let same_engine = checker.src.engine() == checker.tgt.engine();
     let mut entries = Vec::new();
-    for s in src.iter().filter(|t| !t.name.eq_ignore_ascii_case(HEARTBEAT_TABLE)) {
-        match tgt.iter().find(|t: &&Table| t.name.eq_ignore_ascii_case(&s.name)) {
+    for s in src
+        .iter()
+        .filter(|t| !t.name.eq_ignore_ascii_case(HEARTBEAT_TABLE))
+    {
+        match tgt
+            .iter()
+            .find(|t: &&Table| t.name.eq_ignore_ascii_case(&s.name))
+        {
             Some(t) => {
                 let job = Job::build(s, t, same_engine);
                 entries.push(Entry::Table(Box::new(TableState {
@@ -352,8 +379,15 @@ impl TableState {
     pub(crate) fn drift(&self, max_keys: usize) -> TableDrift {
         let now = now_ms();
         let job = &self.job;
-        let confirmed: Vec<&ChunkRec> = self.chunks.iter().filter(|c| c.status == Status::Mismatch).collect();
-        let mut diffs: Vec<RowDiff> = confirmed.iter().flat_map(|c| c.diffs.iter().cloned()).collect();
+        let confirmed: Vec<&ChunkRec> = self
+            .chunks
+            .iter()
+            .filter(|c| c.status == Status::Mismatch)
+            .collect();
+        let mut diffs: Vec<RowDiff> = confirmed
+            .iter()
+            .flat_map(|c| c.diffs.iter().cloned())
+            .collect();
         if job.mode == Mode::Cross {
             diffs = reconcile(diffs);
         }
@@ -372,7 +406,11 @@ impl TableState {
         let observed_at = if self.first_pass_running() || self.chunks.is_empty() {
             now
         } else {
-            self.chunks.iter().map(|c| c.checked_at).min().unwrap_or(now)
+            self.chunks
+                .iter()
+                .map(|c| c.checked_at)
+                .min()
+                .unwrap_or(now)
         };
         let done = self.chunks.len() as u64;
         let total = match (&self.walker, self.pass_total) {
@@ -392,7 +430,10 @@ impl TableState {
             differing_keys: diffs
                 .into_iter()
                 .take(max_keys)
-                .map(|d| DiffKey { key: d.key, kind: d.kind })
+                .map(|d| DiffKey {
+                    key: d.key,
+                    kind: d.kind,
+                })
                 .collect(),
         }
     }
@@ -407,7 +448,8 @@ fn reconcile(diffs: Vec<RowDiff>) -> Vec<RowDiff> {
             o.key == d.key
                 && matches!(
                     (o.kind, d.kind),
-                    (DiffKind::MissingOnTarget, DiffKind::ExtraOnTarget) | (DiffKind::ExtraOnTarget, DiffKind::MissingOnTarget)
+                    (DiffKind::MissingOnTarget, DiffKind::ExtraOnTarget)
+                        | (DiffKind::ExtraOnTarget, DiffKind::MissingOnTarget)
                 )
         });
         match partner {
@@ -488,7 +530,10 @@ async fn lockstep(
     // On an error no new chunk starts, the ones in flight finish, and failed ranges are kept.
     let mut failed: Option<DbError> = None;
     loop {
-        while failed.is_none() && inflight.len() < parallel && deadline.is_none_or(|d| Instant::now() < d) {
+        while failed.is_none()
+            && inflight.len() < parallel
+            && deadline.is_none_or(|d| Instant::now() < d)
+        {
             let Some(w) = st.walker.as_mut() else { break };
             let next = match w.next(checker, &st.job).await {
                 Ok(range) => range,
@@ -506,7 +551,9 @@ async fn lockstep(
                 (seq, range, outcome)
             });
         }
-        let Some((seq, range, outcome)) = inflight.next().await else { break };
+        let Some((seq, range, outcome)) = inflight.next().await else {
+            break;
+        };
         match outcome {
             Ok(outcome) => {
                 if let Some(w) = st.walker.as_mut() {
@@ -605,13 +652,16 @@ async fn pipelined(
         while let Some((source, i, sum, elapsed)) = rx.recv().await {
             let slot = halves.entry(i).or_default();
             slot[usize::from(source)] = Some((sum, elapsed));
-            let [Some((t, tt)), Some((s, ts))] = *slot else { continue };
+            let [Some((t, tt)), Some((s, ts))] = *slot else {
+                continue;
+            };
             halves.remove(&i);
             let range = {
                 let mut p = planner.lock().await;
                 let range = p.ranges[i].clone();
                 p.walker.rows_done += s.count;
-                p.walker.resize(&range, s.count.max(t.count), ts.max(tt), target);
+                p.walker
+                    .resize(&range, s.count.max(t.count), ts.max(tt), target);
                 st.pass_total = Some(p.walker.total(st.chunks.len() as u64 + 1));
                 range
             };
@@ -624,10 +674,14 @@ async fn pipelined(
                 "chunk checked"
             );
             let outcome = if s == t {
-                checker.outcome(&job, &range, (s, t, ts.max(tt)), cap).await?
+                checker
+                    .outcome(&job, &range, (s, t, ts.max(tt)), cap)
+                    .await?
             } else {
                 let _all = gate.write().await;
-                checker.outcome(&job, &range, (s, t, ts.max(tt)), cap).await?
+                checker
+                    .outcome(&job, &range, (s, t, ts.max(tt)), cap)
+                    .await?
             };
             st.record(base + i as u64, range, outcome, confirm);
             on_chunk(st);
@@ -671,7 +725,10 @@ pub async fn compare(
             }
             Entry::Table(mut st) => {
                 let max_keys = opts.max_keys;
-                first_pass(&checker, &mut st, None, false, &mut |st| progress(&st.drift(max_keys))).await?;
+                first_pass(&checker, &mut st, None, false, &mut |st| {
+                    progress(&st.drift(max_keys))
+                })
+                .await?;
                 out.push(st.drift(max_keys));
             }
         }
@@ -722,18 +779,22 @@ impl Continuous {
                     }
                 }
             }
-            let first_pass_table = entries
-                .iter()
-                .position(|e| matches!(e, Entry::Table(st) if st.first_pass_running() || !st.has_started()));
+            let first_pass_table = entries.iter().position(
+                |e| matches!(e, Entry::Table(st) if st.first_pass_running() || !st.has_started()),
+            );
             match (best, first_pass_table) {
                 (Some((ti, ci, true, _)), _) | (Some((ti, ci, _, _)), None) => {
-                    let Entry::Table(st) = &mut entries[ti] else { continue };
+                    let Entry::Table(st) = &mut entries[ti] else {
+                        continue;
+                    };
                     let range = st.chunks[ci].range.clone();
                     let outcome = checker.check(&st.job, &range, max_keys.max(1)).await?;
                     st.update(ci, outcome);
                 }
                 (_, Some(ti)) => {
-                    let Entry::Table(st) = &mut entries[ti] else { continue };
+                    let Entry::Table(st) = &mut entries[ti] else {
+                        continue;
+                    };
                     first_pass(checker, st, Some(deadline), true, &mut |_| {}).await?;
                 }
                 (None, None) => break,
@@ -770,6 +831,9 @@ mod tests {
             diff("k=B", DiffKind::ExtraOnTarget, None, Some(1)),
             diff("k=C", DiffKind::ExtraOnTarget, None, Some(4)),
         ]);
-        assert_eq!(out, vec![diff("k=C", DiffKind::Different, Some(3), Some(4))]);
+        assert_eq!(
+            out,
+            vec![diff("k=C", DiffKind::Different, Some(3), Some(4))]
+        );
     }
 }

@@ -120,7 +120,8 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
             return Err(DbError::Config {
                 who,
                 reason: "the rehearsal engine has no real database".into(),
-                fix: "set engine = \"mysql\" or \"postgres\" with a url, or run the rehearsal".into(),
+                fix: "set engine = \"mysql\" or \"postgres\" with a url, or run the rehearsal"
+                    .into(),
             });
         }
         e => e,
@@ -433,11 +434,17 @@ pub(crate) fn fix_for(e: &sqlx::Error) -> &'static str {
                 "28000" | "28P01" => {
                     "check the user, and the password in password_env / password_file / ~/.my.cnf / ~/.pgpass"
                 }
-                "3D000" | "42000" if msg.contains("unknown database") || msg.contains("does not exist") => {
+                "3D000" | "42000"
+                    if msg.contains("unknown database") || msg.contains("does not exist") =>
+                {
                     "create the database, or fix its name in the url"
                 }
-                "42501" => "grant the user the privilege the message names (SELECT, PROCESS, REPLICATION CLIENT)",
-                "42S02" | "42P01" => "create the table, or fix the name (see `cutover heartbeat-setup` for the heartbeat table)",
+                "42501" => {
+                    "grant the user the privilege the message names (SELECT, PROCESS, REPLICATION CLIENT)"
+                }
+                "42S02" | "42P01" => {
+                    "create the table, or fix the name (see `cutover heartbeat-setup` for the heartbeat table)"
+                }
                 "25006" | "HY000" if msg.contains("read only") || msg.contains("read-only") => {
                     "the session or server is read-only; run writes on the other side or clear read_only first"
                 }
@@ -845,18 +852,27 @@ mod tests {
     fn schema_param_is_ours() {
         assert_eq!(
             split_schema_param("postgres://u@h/d?schema=shop&sslmode=disable"),
-            ("postgres://u@h/d?sslmode=disable".to_string(), Some("shop".to_string()))
+            (
+                "postgres://u@h/d?sslmode=disable".to_string(),
+                Some("shop".to_string())
+            )
         );
         assert_eq!(
             split_schema_param("postgres://u@h/d?schema=shop"),
             ("postgres://u@h/d".to_string(), Some("shop".to_string()))
         );
-        assert_eq!(split_schema_param("postgres://u@h/d"), ("postgres://u@h/d".to_string(), None));
+        assert_eq!(
+            split_schema_param("postgres://u@h/d"),
+            ("postgres://u@h/d".to_string(), None)
+        );
     }
 
     #[test]
     fn url_passwords_are_found_and_decoded() {
-        assert_eq!(url_password("mysql://a:p%40ss@h/d").as_deref(), Some("p@ss"));
+        assert_eq!(
+            url_password("mysql://a:p%40ss@h/d").as_deref(),
+            Some("p@ss")
+        );
         assert_eq!(url_password("mysql://a@h/d"), None);
     }
 }

@@ -32,7 +32,10 @@ fn num(v: Option<&Option<String>>) -> Option<f64> {
 }
 
 fn flag(v: &str) -> bool {
-    matches!(v.trim().to_ascii_lowercase().as_str(), "on" | "1" | "true" | "t" | "yes")
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "on" | "1" | "true" | "t" | "yes"
+    )
 }
 
 /// One guardrail reading of `db`.
@@ -50,7 +53,12 @@ pub(crate) async fn read(db: &Db, writes: &WriteCounter) -> Result<DatabaseReadi
         )?;
         let pairs = |rows: &Vec<Vec<(String, Option<String>)>>| -> Vec<(String, String)> {
             rows.iter()
-                .filter_map(|r| Some((r.first()?.1.clone()?, r.get(1)?.1.clone().unwrap_or_default())))
+                .filter_map(|r| {
+                    Some((
+                        r.first()?.1.clone()?,
+                        r.get(1)?.1.clone().unwrap_or_default(),
+                    ))
+                })
                 .collect()
         };
         let vars = pairs(&vars);

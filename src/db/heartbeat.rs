@@ -49,14 +49,18 @@ pub async fn heartbeat_setup(db: &Db) -> Result<(), DbError> {
 pub(crate) async fn write_beat(db: &Db) -> Result<(), DbError> {
     let t = table(db);
     let sql = if db.is_mysql() {
-        format!("INSERT INTO {t} (id, ts) VALUES (1, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE ts = UTC_TIMESTAMP(6)")
+        format!(
+            "INSERT INTO {t} (id, ts) VALUES (1, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE ts = UTC_TIMESTAMP(6)"
+        )
     } else {
         format!(
             "INSERT INTO {t} (id, ts) VALUES (1, clock_timestamp() AT TIME ZONE 'UTC') \
              ON CONFLICT (id) DO UPDATE SET ts = EXCLUDED.ts"
         )
     };
-    db.writer_rows("writing the heartbeat", &sql, &[]).await.map(|_| ())
+    db.writer_rows("writing the heartbeat", &sql, &[])
+        .await
+        .map(|_| ())
 }
 
 /// Whether a write failed because the database refuses writes (writes frozen).
@@ -75,7 +79,9 @@ async fn read_beat(db: &Db) -> Result<(Option<NaiveDateTime>, Option<NaiveDateTi
     let sql = if db.is_mysql() {
         format!("SELECT CAST(ts AS CHAR), CAST(UTC_TIMESTAMP(6) AS CHAR) FROM {t} WHERE id = 1")
     } else {
-        format!("SELECT ts::text, (clock_timestamp() AT TIME ZONE 'UTC')::text FROM {t} WHERE id = 1")
+        format!(
+            "SELECT ts::text, (clock_timestamp() AT TIME ZONE 'UTC')::text FROM {t} WHERE id = 1"
+        )
     };
     let rows = db.rows("reading the heartbeat", &sql, &[]).await?;
     let row = rows.first();
@@ -112,9 +118,15 @@ pub(crate) async fn replica_lag(target: &Db) -> Result<Option<f64>, DbError> {
     if !target.is_mysql() {
         return Ok(None);
     }
-    let rows = match target.show("reading the replica status", "SHOW REPLICA STATUS").await {
+    let rows = match target
+        .show("reading the replica status", "SHOW REPLICA STATUS")
+        .await
+    {
         Ok(rows) => rows,
-        Err(_) => match target.show("reading the replica status", "SHOW SLAVE STATUS").await {
+        Err(_) => match target
+            .show("reading the replica status", "SHOW SLAVE STATUS")
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::debug!(error = %e, "no replica status");
@@ -135,7 +147,8 @@ pub(crate) async fn replica_lag(target: &Db) -> Result<Option<f64>, DbError> {
         Some(None) => Err(DbError::State {
             who: target.who(),
             reason: "binlog replication is not running (Seconds_Behind_Master is NULL)".into(),
-            fix: "check SHOW REPLICA STATUS on the target: start the replica or fix its error".into(),
+            fix: "check SHOW REPLICA STATUS on the target: start the replica or fix its error"
+                .into(),
         }),
     }
 }
@@ -160,7 +173,8 @@ pub(crate) async fn lag(source: &Db, target: &Db, use_heartbeat: bool) -> Result
         Some(r) => Ok(r),
         None => Err(DbError::State {
             who: target.who(),
-            reason: "no lag to read: the target is not a binlog replica and the heartbeat is off".into(),
+            reason: "no lag to read: the target is not a binlog replica and the heartbeat is off"
+                .into(),
             fix: "run `cutover heartbeat-setup` and enable the heartbeat".into(),
         }),
     }

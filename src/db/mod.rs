@@ -38,7 +38,11 @@ pub use sources::{DriftSource, GuardSource, HeartbeatSource, sources};
 pub enum DbError {
     /// The endpoint is configured wrongly (no URL, unknown scheme, password not found).
     #[error("{who}: {reason} (fix: {fix})")]
-    Config { who: String, reason: String, fix: String },
+    Config {
+        who: String,
+        reason: String,
+        fix: String,
+    },
     /// The server could not be reached or refused the login.
     #[error("{who}: cannot connect to {url}: {reason} (fix: {fix})")]
     Connect {
@@ -57,10 +61,18 @@ pub enum DbError {
     },
     /// A table or column the compare needs is not there.
     #[error("{who}: {reason} (fix: {fix})")]
-    Schema { who: String, reason: String, fix: String },
+    Schema {
+        who: String,
+        reason: String,
+        fix: String,
+    },
     /// The database is in a state that prevents the reading (replication stopped, no beat).
     #[error("{who}: {reason} (fix: {fix})")]
-    State { who: String, reason: String, fix: String },
+    State {
+        who: String,
+        reason: String,
+        fix: String,
+    },
 }
 
 /// Knobs of the drift compare and the database sources: the query budget that keeps the

@@ -70,7 +70,11 @@ impl Source for DriftSource {
             let lag = heartbeat::probe_lag(&self.checker.src, &self.checker.tgt).await;
             let paused = match (self.checker.opts.pause_lag_s, lag) {
                 (Some(limit), Some(l)) if l > limit => {
-                    tracing::info!(lag_s = l, limit_s = limit, "drift compare paused while replication lags");
+                    tracing::info!(
+                        lag_s = l,
+                        limit_s = limit,
+                        "drift compare paused while replication lags"
+                    );
                     true
                 }
                 _ => false,
@@ -145,7 +149,9 @@ impl Source for GuardSource {
 
     fn poll(&self) -> BoxFuture<'_, Result<Vec<Reading>, SourceError>> {
         Box::pin(async move {
-            let reading = guard::read(&self.db, &self.writes).await.map_err(source_error)?;
+            let reading = guard::read(&self.db, &self.writes)
+                .await
+                .map_err(source_error)?;
             Ok(vec![Reading::Database(reading)])
         })
     }

@@ -71,7 +71,9 @@ impl Stmt {
     fn param(&mut self, col: &Column, text: &str) -> String {
         if self.mysql {
             let (placeholder, bind) = match col.class {
-                TypeClass::Int { unsigned: false, .. } => match text.parse::<i64>() {
+                TypeClass::Int {
+                    unsigned: false, ..
+                } => match text.parse::<i64>() {
                     Ok(v) => ("?", Bind::I64(v)),
                     Err(_) => ("CAST(? AS SIGNED)", Bind::Text(text.into())),
                 },
@@ -241,7 +243,13 @@ pub(crate) fn row_hash(mysql: bool, cols: &[&Column]) -> String {
 }
 
 /// `SELECT COUNT(*), <xor of row hashes>` over a range: one chunk's checksum.
-pub(crate) fn chunk_hash(t: &Table, cols: &[&Column], key: &[&Column], range: &KeyRange, mysql: bool) -> Stmt {
+pub(crate) fn chunk_hash(
+    t: &Table,
+    cols: &[&Column],
+    key: &[&Column],
+    range: &KeyRange,
+    mysql: bool,
+) -> Stmt {
     let mut s = Stmt::new(mysql);
     let h = row_hash(mysql, cols);
     if mysql {
@@ -259,9 +267,13 @@ pub(crate) fn table_hash(t: &Table, cols: &[&Column], mysql: bool) -> Stmt {
     let mut s = Stmt::new(mysql);
     let h = row_hash(mysql, cols);
     if mysql {
-        s.push(&format!("SELECT COUNT(*), CAST(COALESCE(SUM({h}), 0) AS CHAR)"));
+        s.push(&format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM({h}), 0) AS CHAR)"
+        ));
     } else {
-        s.push(&format!("SELECT count(*), coalesce(sum(({h})::numeric), 0)::text"));
+        s.push(&format!(
+            "SELECT count(*), coalesce(sum(({h})::numeric), 0)::text"
+        ));
     }
     s.push_from(t);
     s
@@ -286,7 +298,13 @@ pub(crate) fn leaf_rows(
 }
 
 /// The key of the row `offset` rows into a range (a boundary lookup), in key order.
-pub(crate) fn key_at(t: &Table, key: &[&Column], range: &KeyRange, offset: u64, mysql: bool) -> Stmt {
+pub(crate) fn key_at(
+    t: &Table,
+    key: &[&Column],
+    range: &KeyRange,
+    offset: u64,
+    mysql: bool,
+) -> Stmt {
     let mut s = Stmt::new(mysql);
     let exprs: Vec<String> = key.iter().map(|c| key_text(mysql, c)).collect();
     s.push("SELECT ").push(&exprs.join(", "));
@@ -304,7 +322,9 @@ pub(crate) fn int_bounds(t: &Table, key: &Column, range: &KeyRange, mysql: bool)
     let mut s = Stmt::new(mysql);
     let q = quote(mysql, &key.name);
     if mysql {
-        s.push(&format!("SELECT CAST(MIN({q}) AS CHAR), CAST(MAX({q}) AS CHAR)"));
+        s.push(&format!(
+            "SELECT CAST(MIN({q}) AS CHAR), CAST(MAX({q}) AS CHAR)"
+        ));
     } else {
         s.push(&format!("SELECT min({q})::text, max({q})::text"));
     }
@@ -344,7 +364,10 @@ mod tests {
             row_hash(true, &[&a, &b]),
             "(CRC32(CONCAT_WS('#', `a`, `b`, CONCAT(ISNULL(`b`)))) * 2654435761)"
         );
-        assert_eq!(row_hash(false, &[&a, &b]), "hashtextextended(ROW(\"a\", \"b\")::text, 0)");
+        assert_eq!(
+            row_hash(false, &[&a, &b]),
+            "hashtextextended(ROW(\"a\", \"b\")::text, 0)"
+        );
     }
 
     #[test]

@@ -191,10 +191,7 @@ pub fn parse(text: &str, dns_values: &dyn Fn(&str) -> Option<String>) -> Result<
         {
             return Err(err(
                 op_at,
-                format!(
-                    "{input} is {}; only == and != compare it",
-                    ty.as_str()
-                ),
+                format!("{input} is {}; only == and != compare it", ty.as_str()),
                 Some("use == or !=".into()),
             ));
         }
@@ -210,7 +207,10 @@ pub fn parse(text: &str, dns_values: &dyn Fn(&str) -> Option<String>) -> Result<
                 return Err(err(
                     kw_at,
                     format!("unexpected \"{kw}\""),
-                    Some("after the value only `for <duration>` and `fresh <duration>` may follow".into()),
+                    Some(
+                        "after the value only `for <duration>` and `fresh <duration>` may follow"
+                            .into(),
+                    ),
                 ));
             }
         };
@@ -248,7 +248,9 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Result<Gate, ExprError> {
-        parse(s, &|v| (v == "dns.target").then(|| "target.example.".to_string()))
+        parse(s, &|v| {
+            (v == "dns.target").then(|| "target.example.".to_string())
+        })
     }
 
     #[test]
@@ -263,9 +265,18 @@ mod tests {
 
     #[test]
     fn parses_text_bool_and_variables() {
-        assert_eq!(p("dns.status == INSYNC").unwrap().value, Value::Text("INSYNC".into()));
-        assert_eq!(p("dns.status==\"IN SYNC\"").unwrap().value, Value::Text("IN SYNC".into()));
-        assert_eq!(p("source.read_only == on").unwrap().value, Value::Bool(true));
+        assert_eq!(
+            p("dns.status == INSYNC").unwrap().value,
+            Value::Text("INSYNC".into())
+        );
+        assert_eq!(
+            p("dns.status==\"IN SYNC\"").unwrap().value,
+            Value::Text("IN SYNC".into())
+        );
+        assert_eq!(
+            p("source.read_only == on").unwrap().value,
+            Value::Bool(true)
+        );
         assert_eq!(
             p("dns.value == $dns.target").unwrap().value,
             Value::Text("target.example.".into())

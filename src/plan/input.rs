@@ -60,7 +60,10 @@ pub const NAMES: &[(&str, &str)] = &[
         "replication task status (running, stopped, ...)",
     ),
     ("task.full_load_pct", "full-load progress, percent"),
-    ("task.tables_errored", "tables in error in the replication task"),
+    (
+        "task.tables_errored",
+        "tables in error in the replication task",
+    ),
     (
         "cdc.latency_source",
         "CDC latency reading the source, seconds",
@@ -91,9 +94,15 @@ pub const NAMES: &[(&str, &str)] = &[
         "end-to-end lag from the heartbeat row, seconds",
     ),
     ("dns.value", "the record's value at the authority"),
-    ("dns.status", "status of our last DNS change (PENDING, INSYNC)"),
+    (
+        "dns.status",
+        "status of our last DNS change (PENDING, INSYNC)",
+    ),
     ("dns.ttl", "the record's TTL, seconds"),
-    ("dns.resolved", "what this host's resolver answers for the name"),
+    (
+        "dns.resolved",
+        "what this host's resolver answers for the name",
+    ),
     ("source.read_only", "source database refuses writes"),
     ("target.read_only", "target database refuses writes"),
     ("source.connections", "open connections on the source"),

@@ -319,7 +319,8 @@ impl Plan {
 }
 
 /// The replication metrics every plan with a replication task charts.
-pub const DEFAULT_METRICS: &[&str] = &["CDCLatencySource", "CDCLatencyTarget", "CDCIncomingChanges"];
+pub const DEFAULT_METRICS: &[&str] =
+    &["CDCLatencySource", "CDCLatencyTarget", "CDCIncomingChanges"];
 
 /// The rehearsal plan shipped with (and embedded in) the program.
 pub const REHEARSAL_PLAN: &str = include_str!("../../plans/rehearsal.toml");
@@ -339,7 +340,11 @@ pub struct PlanError {
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
@@ -576,11 +581,19 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     let name = match &raw.name {
         Some(n) if !n.get_ref().trim().is_empty() => n.get_ref().clone(),
         Some(n) => {
-            loc.at(n, "the plan's name is empty", Some("give the plan a short name, e.g. name = \"orders-to-aurora\""));
+            loc.at(
+                n,
+                "the plan's name is empty",
+                Some("give the plan a short name, e.g. name = \"orders-to-aurora\""),
+            );
             String::new()
         }
         None => {
-            loc.push(0, "the plan has no name", Some("add name = \"...\" at the top of the file".into()));
+            loc.push(
+                0,
+                "the plan has no name",
+                Some("add name = \"...\" at the top of the file".into()),
+            );
             String::new()
         }
     };
@@ -590,7 +603,11 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
 
     let replication = raw.replication.map(|r| {
         if r.task.get_ref().trim().is_empty() {
-            loc.at(&r.task, "the replication task is empty", Some("name the task by identifier or ARN"));
+            loc.at(
+                &r.task,
+                "the replication task is empty",
+                Some("name the task by identifier or ARN"),
+            );
         }
         Replication {
             engine: r.engine,
@@ -604,13 +621,21 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
             .as_ref()
             .map(|t| t.get_ref().to_uppercase())
             .unwrap_or_else(|| "CNAME".into());
-        if !matches!(record_type.as_str(), "CNAME" | "A" | "AAAA") {
-            if let Some(t) = &d.record_type {
-                loc.at(t, format!("unsupported record type \"{}\"", t.get_ref()), Some("use CNAME, A or AAAA"));
-            }
+        if !matches!(record_type.as_str(), "CNAME" | "A" | "AAAA")
+            && let Some(t) = &d.record_type
+        {
+            loc.at(
+                t,
+                format!("unsupported record type \"{}\"", t.get_ref()),
+                Some("use CNAME, A or AAAA"),
+            );
         }
         if d.name.get_ref().trim().is_empty() {
-            loc.at(&d.name, "the DNS record name is empty", Some("name the record the applications use"));
+            loc.at(
+                &d.name,
+                "the DNS record name is empty",
+                Some("name the record the applications use"),
+            );
         }
         DnsRecord {
             zone_id: d.zone_id,
@@ -665,11 +690,10 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
             (&r.dns_propagation, &mut rehearsal.dns_propagation_ms),
             (&r.poll, &mut rehearsal.poll_ms),
         ] {
-            if let Some(d) = field {
-                match duration(&mut loc, d) {
-                    Some(ms) => *slot = ms,
-                    None => {}
-                }
+            if let Some(d) = field
+                && let Some(ms) = duration(&mut loc, d)
+            {
+                *slot = ms;
             }
         }
     }
@@ -709,7 +733,9 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
             loc.at(
                 &s.id,
                 format!("duplicate step id \"{id}\""),
-                Some(&format!("the first step with this id is at line {line}; step ids must be unique")),
+                Some(&format!(
+                    "the first step with this id is at line {line}; step ids must be unique"
+                )),
             );
         } else {
             seen_ids.push((id.clone(), s.id.span().start));
@@ -737,7 +763,11 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
             .as_ref()
             .map(|u| convert_action(&mut loc, u, &dns, &replication));
         if action.changes_state() && undo.is_none() && !s.irreversible {
-            let at = s.action.as_ref().map(|a| a.span().start).unwrap_or(step_start);
+            let at = s
+                .action
+                .as_ref()
+                .map(|a| a.span().start)
+                .unwrap_or(step_start);
             loc.push(
                 at,
                 format!("step \"{id}\" changes state but has no undo"),
@@ -755,14 +785,23 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         let confirm = match &s.confirm {
             Some(c) if !c.get_ref().trim().is_empty() => c.get_ref().trim().to_string(),
             Some(c) => {
-                loc.at(c, "the confirmation phrase is empty", Some("write the phrase the operator must type, e.g. confirm = \"freeze writes\""));
+                loc.at(
+                    c,
+                    "the confirmation phrase is empty",
+                    Some(
+                        "write the phrase the operator must type, e.g. confirm = \"freeze writes\"",
+                    ),
+                );
                 String::new()
             }
             None => {
                 loc.push(
                     s.id.span().start,
                     format!("step \"{id}\" has no confirmation phrase"),
-                    Some("add confirm = \"...\": the operator types it exactly to run the step".into()),
+                    Some(
+                        "add confirm = \"...\": the operator types it exactly to run the step"
+                            .into(),
+                    ),
                 );
                 String::new()
             }
@@ -823,7 +862,11 @@ fn duration(loc: &mut Locator<'_>, d: &Spanned<String>) -> Option<i64> {
     match gate_expr::parse_duration_ms(d.get_ref()) {
         Ok(ms) if ms > 0 => Some(ms),
         Ok(_) => {
-            loc.at(d, "the duration must be longer than zero", Some("e.g. \"30s\", \"2m\""));
+            loc.at(
+                d,
+                "the duration must be longer than zero",
+                Some("e.g. \"30s\", \"2m\""),
+            );
             None
         }
         Err(e) => {
@@ -837,12 +880,18 @@ fn duration(loc: &mut Locator<'_>, d: &Spanned<String>) -> Option<i64> {
     }
 }
 
-fn endpoint(loc: &mut Locator<'_>, raw: Option<&Spanned<RawEndpoint>>, which: &str) -> Option<Endpoint> {
+fn endpoint(
+    loc: &mut Locator<'_>,
+    raw: Option<&Spanned<RawEndpoint>>,
+    which: &str,
+) -> Option<Endpoint> {
     let Some(raw) = raw else {
         loc.push(
             0,
             format!("the plan has no [{which}] section"),
-            Some(format!("add [{which}] with engine = \"rehearsal\", \"mysql\" or \"postgres\"")),
+            Some(format!(
+                "add [{which}] with engine = \"rehearsal\", \"mysql\" or \"postgres\""
+            )),
         );
         return None;
     };
@@ -857,7 +906,11 @@ fn endpoint(loc: &mut Locator<'_>, raw: Option<&Spanned<RawEndpoint>>, which: &s
             );
         }
     } else if e.engine != Engine::Rehearsal {
-        loc.at(raw, format!("[{which}] needs a url for engine {:?}", e.engine).to_lowercase(), Some("add url = \"mysql://user@host:3306/db\" (no password in it)"));
+        loc.at(
+            raw,
+            format!("[{which}] needs a url for engine {:?}", e.engine).to_lowercase(),
+            Some("add url = \"mysql://user@host:3306/db\" (no password in it)"),
+        );
     }
     Some(Endpoint {
         engine: e.engine,
@@ -893,7 +946,11 @@ fn convert_action(
         },
         RawAction::Sql { on, statement } => {
             if statement.trim().is_empty() {
-                loc.at(raw, "the SQL statement is empty", Some("write the statement to run"));
+                loc.at(
+                    raw,
+                    "the SQL statement is empty",
+                    Some("write the statement to run"),
+                );
             }
             Action::Sql {
                 on: *on,
@@ -915,13 +972,21 @@ fn convert_action(
         }
         RawAction::Dns { to, wait } => {
             if dns.is_none() {
-                loc.at(raw, "a dns action needs a [dns] section", Some("add [dns] with name, source, target and ttl"));
+                loc.at(
+                    raw,
+                    "a dns action needs a [dns] section",
+                    Some("add [dns] with name, source, target and ttl"),
+                );
             }
             let to = match to.as_str() {
                 "source" => DnsTo::Source,
                 "target" => DnsTo::Target,
                 "" => {
-                    loc.at(raw, "the dns action has an empty `to`", Some("use to = \"target\", \"source\" or a literal value"));
+                    loc.at(
+                        raw,
+                        "the dns action has an empty `to`",
+                        Some("use to = \"target\", \"source\" or a literal value"),
+                    );
                     DnsTo::Target
                 }
                 other => DnsTo::Value(other.to_string()),
@@ -930,7 +995,11 @@ fn convert_action(
         }
         RawAction::Shell { command } => {
             if command.trim().is_empty() {
-                loc.at(raw, "the shell command is empty", Some("write the command to run"));
+                loc.at(
+                    raw,
+                    "the shell command is empty",
+                    Some("write the command to run"),
+                );
             }
             Action::Shell {
                 command: command.clone(),
@@ -966,14 +1035,15 @@ fn check_gate_sources(
             Some("add [replication] with engine and task, or remove the gate".into()),
         );
     }
-    if let Input::Metric(m) = input {
-        if !DEFAULT_METRICS.contains(&m.as_str()) && !metrics.iter().any(|d| &d.name == m) {
-            loc.push(
-                at,
-                format!("gate on metric \"{m}\" which the plan does not poll"),
-                Some(format!("add [[metrics]] with name = \"{m}\"")),
-            );
-        }
+    if let Input::Metric(m) = input
+        && !DEFAULT_METRICS.contains(&m.as_str())
+        && !metrics.iter().any(|d| &d.name == m)
+    {
+        loc.push(
+            at,
+            format!("gate on metric \"{m}\" which the plan does not poll"),
+            Some(format!("add [[metrics]] with name = \"{m}\"")),
+        );
     }
 }
 

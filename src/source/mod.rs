@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{now_ms, Event, Reading, SourceKind};
+use crate::event::{Event, Reading, SourceKind, now_ms};
 
 /// A boxed future that can cross tasks; keeps the traits object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -124,7 +124,11 @@ impl State {
                 let Some(at) = self.stats_at else {
                     return missing("no table statistics yet");
                 };
-                let stats: Vec<_> = self.tables.values().filter_map(|t| t.stat.as_ref()).collect();
+                let stats: Vec<_> = self
+                    .tables
+                    .values()
+                    .filter_map(|t| t.stat.as_ref())
+                    .collect();
                 if stats.is_empty() {
                     return missing("the task reports no tables");
                 }
@@ -168,7 +172,9 @@ impl State {
                     let n = match input {
                         Input::DriftRows => match d.row_diff() {
                             Some(n) => n,
-                            None => return InputValue::Missing(format!("{name}: row counts unknown")),
+                            None => {
+                                return InputValue::Missing(format!("{name}: row counts unknown"));
+                            }
                         },
                         Input::DriftMismatched => u64::from(d.checksum == ChecksumState::Mismatch),
                         _ => u64::from(matches!(
@@ -227,7 +233,10 @@ impl State {
                     Side::Target => &self.target_db,
                 };
                 let Some(db) = db else {
-                    return InputValue::Missing(format!("no {} database reading yet", side.as_str()));
+                    return InputValue::Missing(format!(
+                        "no {} database reading yet",
+                        side.as_str()
+                    ));
                 };
                 let v = match input {
                     Input::ReadOnly(_) => db.read_only.map(Value::Bool),
@@ -281,7 +290,12 @@ impl State {
 
     /// Evaluates one gate of one step at the state's current time.
     pub fn gate_status(&self, step: usize, gate_index: usize) -> GateStatus {
-        let Some(gate) = self.plan.steps.get(step).and_then(|s| s.gates.get(gate_index)) else {
+        let Some(gate) = self
+            .plan
+            .steps
+            .get(step)
+            .and_then(|s| s.gates.get(gate_index))
+        else {
             return GateStatus {
                 state: GateState::Unknown,
                 reason: "no such gate".into(),
@@ -323,18 +337,23 @@ impl State {
             }
             return status(GateState::Unknown, reason);
         }
-        if let Some(not_before) = self.readings_not_before(step) {
-            if observed_at < not_before {
-                let mut reason = "waiting for a reading taken after the previous step".to_string();
-                // A failing source is why no newer reading comes; say so (e.g. API throttling).
-                if let Some(err) = self.source_error_for(&gate.input) {
-                    reason.push_str(&format!("; last error: {err}"));
-                }
-                return status(GateState::Unknown, reason);
+        if let Some(not_before) = self.readings_not_before(step)
+            && observed_at < not_before
+        {
+            let mut reason = "waiting for a reading taken after the previous step".to_string();
+            // A failing source is why no newer reading comes; say so (e.g. API throttling).
+            if let Some(err) = self.source_error_for(&gate.input) {
+                reason.push_str(&format!("; last error: {err}"));
             }
+            return status(GateState::Unknown, reason);
         }
         if !compare(&value, gate.op, &gate.value) {
-            let mut reason = format!("{} = {value}, needs {} {}", gate.input, gate.op.as_str(), gate.value);
+            let mut reason = format!(
+                "{} = {value}, needs {} {}",
+                gate.input,
+                gate.op.as_str(),
+                gate.value
+            );
             if let Some(d) = detail {
                 reason.push_str(&format!(" ({d})"));
             }
@@ -364,7 +383,12 @@ impl State {
 
     /// All gates of a step.
     pub fn step_gates(&self, step: usize) -> Vec<GateStatus> {
-        let n = self.plan.steps.get(step).map(|s| s.gates.len()).unwrap_or(0);
+        let n = self
+            .plan
+            .steps
+            .get(step)
+            .map(|s| s.gates.len())
+            .unwrap_or(0);
         (0..n).map(|g| self.gate_status(step, g)).collect()
     }
 

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::event::{
-    DatabaseReading, Direction, DnsReading, Event, Reading, Side, SourceKind, TableDrift, TableStat,
-    TaskReading, Ts, WorldMeasures,
+    DatabaseReading, Direction, DnsReading, Event, Reading, Side, SourceKind, TableDrift,
+    TableStat, TaskReading, Ts, WorldMeasures,
 };
 use crate::plan::{Action, Plan};
 pub use gate::{GateState, GateStatus, InputValue};
@@ -230,7 +230,13 @@ impl State {
                     .iter()
                     .find(|m| m.name == name)
                     .and_then(|m| m.unit.clone());
-                metrics.insert(name, Series { unit, ..Series::default() });
+                metrics.insert(
+                    name,
+                    Series {
+                        unit,
+                        ..Series::default()
+                    },
+                );
             }
         }
         State {
@@ -277,7 +283,11 @@ impl State {
     }
 
     fn step_id(&self, i: usize) -> String {
-        self.plan.steps.get(i).map(|s| s.id.clone()).unwrap_or_default()
+        self.plan
+            .steps
+            .get(i)
+            .map(|s| s.id.clone())
+            .unwrap_or_default()
     }
 
     /// The step the operator may take next: the first not done, unless a rollback owns the
@@ -317,10 +327,7 @@ impl State {
     /// Whether a cutover is under way: some step has run and the session has not reached an
     /// end state (completed or rolled back).
     pub fn under_way(&self) -> bool {
-        let touched = self
-            .steps
-            .iter()
-            .any(|s| s.status != StepStatus::Pending);
+        let touched = self.steps.iter().any(|s| s.status != StepStatus::Pending);
         touched && !self.completed() && !self.rolled_back()
     }
 
@@ -353,13 +360,19 @@ impl State {
         }
         match self.next_step() {
             Some(n) if n == step => {}
-            Some(n) => return Some(format!("only step {} \"{}\" can run next", n + 1, self.step_id(n))),
+            Some(n) => {
+                return Some(format!(
+                    "only step {} \"{}\" can run next",
+                    n + 1,
+                    self.step_id(n)
+                ));
+            }
             None => return Some("no step can run now".into()),
         }
-        if let (state, Some(reason)) = self.step_readiness(step) {
-            if state != GateState::Green {
-                return Some(format!("gates not green: {reason}"));
-            }
+        if let (state, Some(reason)) = self.step_readiness(step)
+            && state != GateState::Green
+        {
+            return Some(format!("gates not green: {reason}"));
         }
         let needed = self.plan.steps[step].approvals as usize;
         let have = self.steps[step].approvals.len();
@@ -378,8 +391,10 @@ impl State {
     /// The steps a rollback undoes, newest first: completed (or failed) steps with an undo.
     fn next_undo(&self) -> Option<usize> {
         (0..self.steps.len()).rev().find(|&i| {
-            matches!(self.steps[i].status, StepStatus::Done | StepStatus::Failed | StepStatus::UndoFailed)
-                && self.steps[i].confirmed_at.is_some()
+            matches!(
+                self.steps[i].status,
+                StepStatus::Done | StepStatus::Failed | StepStatus::UndoFailed
+            ) && self.steps[i].confirmed_at.is_some()
                 && self.plan.steps[i].undo.is_some()
         })
     }
@@ -428,7 +443,11 @@ impl State {
                 }
                 self.mode = Some(mode.clone());
                 self.operator = Some(operator.clone());
-                self.log(at, Level::Info, format!("session started ({mode}) by {operator}"));
+                self.log(
+                    at,
+                    Level::Info,
+                    format!("session started ({mode}) by {operator}"),
+                );
             }
             Event::Tick { .. } => {}
             Event::Observed { reading, .. } => self.observe(at, reading),
@@ -438,7 +457,11 @@ impl State {
                 h.last_error = Some((at, error.clone()));
                 h.failures += 1;
                 if !repeated {
-                    self.log(at, Level::Warn, format!("{} reading failed: {error}", source.as_str()));
+                    self.log(
+                        at,
+                        Level::Warn,
+                        format!("{} reading failed: {error}", source.as_str()),
+                    );
                 }
             }
             Event::StepConfirmRequested { step, by, .. } => {
@@ -451,10 +474,20 @@ impl State {
             }
             Event::StepConfirmCancelled { step, by, .. } => {
                 self.dialog = None;
-                self.log(at, Level::Info, format!("{by} cancelled the confirmation of {step}"));
+                self.log(
+                    at,
+                    Level::Info,
+                    format!("{by} cancelled the confirmation of {step}"),
+                );
             }
-            Event::StepConfirmRejected { step, by, reason, .. } => {
-                self.log(at, Level::Warn, format!("confirmation of {step} by {by} refused: {reason}"));
+            Event::StepConfirmRejected {
+                step, by, reason, ..
+            } => {
+                self.log(
+                    at,
+                    Level::Warn,
+                    format!("confirmation of {step} by {by} refused: {reason}"),
+                );
             }
             Event::StepConfirmed { step, by, .. } => {
                 self.dialog = None;
@@ -481,10 +514,18 @@ impl State {
                             });
                         }
                         Some(why) => {
-                            self.log(at, Level::Error, format!("confirmation of {step} refused: {why}"));
+                            self.log(
+                                at,
+                                Level::Error,
+                                format!("confirmation of {step} refused: {why}"),
+                            );
                         }
                     },
-                    None => self.log(at, Level::Error, format!("confirmation of unknown step {step}")),
+                    None => self.log(
+                        at,
+                        Level::Error,
+                        format!("confirmation of unknown step {step}"),
+                    ),
                 }
             }
             Event::StepApproved { step, by, .. } => {
@@ -511,7 +552,11 @@ impl State {
                         }
                         Direction::Undo => s.status = StepStatus::Undoing,
                     }
-                    let verb = if *direction == Direction::Do { "running" } else { "undoing" };
+                    let verb = if *direction == Direction::Do {
+                        "running"
+                    } else {
+                        "undoing"
+                    };
                     self.log(at, Level::Info, format!("{step}: {verb} {description}"));
                 }
             }
@@ -591,14 +636,17 @@ impl State {
                     .rollback
                     .as_ref()
                     .is_some_and(|r| r.status == RollbackStatus::Failed);
-                let busy = self
-                    .rollback
-                    .as_ref()
-                    .is_some_and(|r| matches!(r.status, RollbackStatus::Running | RollbackStatus::Waiting));
+                let busy = self.rollback.as_ref().is_some_and(|r| {
+                    matches!(r.status, RollbackStatus::Running | RollbackStatus::Waiting)
+                });
                 if busy {
                     self.log(at, Level::Warn, "rollback already under way");
                 } else {
-                    self.log(at, Level::Warn, format!("{by} started a rollback: {reason}"));
+                    self.log(
+                        at,
+                        Level::Warn,
+                        format!("{by} started a rollback: {reason}"),
+                    );
                     self.rollback = Some(Rollback {
                         confirmed_at: at,
                         by: by.clone(),
@@ -616,7 +664,11 @@ impl State {
                     if self.running_step().is_none() {
                         effects.extend(self.continue_rollback(at));
                     } else {
-                        self.log(at, Level::Info, "rollback waits for the running action to end");
+                        self.log(
+                            at,
+                            Level::Info,
+                            "rollback waits for the running action to end",
+                        );
                     }
                 }
             }
@@ -748,24 +800,34 @@ impl State {
         let recovered = h.current_error().is_some();
         h.last_ok = Some(at);
         if recovered {
-            self.log(at, Level::Good, format!("{} readings recovered", reading.source().as_str()));
+            self.log(
+                at,
+                Level::Good,
+                format!("{} readings recovered", reading.source().as_str()),
+            );
         }
         match reading {
             Reading::Task(t) => {
-                if let Some(prev) = &self.task {
-                    if prev.status != t.status {
-                        self.log(at, Level::Info, format!("task {} is {}", t.task, t.status));
-                    }
+                if let Some(prev) = &self.task
+                    && prev.status != t.status
+                {
+                    self.log(at, Level::Info, format!("task {} is {}", t.task, t.status));
                 }
                 self.task = Some(t.clone());
             }
-            Reading::TableStats { observed_at, tables } => {
+            Reading::TableStats {
+                observed_at,
+                tables,
+            } => {
                 self.stats_at = Some(*observed_at);
                 for t in tables {
                     self.tables.entry(t.table.clone()).or_default().stat = Some(t.clone());
                 }
             }
-            Reading::Metrics { observed_at, series } => {
+            Reading::Metrics {
+                observed_at,
+                series,
+            } => {
                 for s in series {
                     let entry = self.metrics.entry(s.name.clone()).or_default();
                     entry.polled_at = *observed_at;
@@ -796,7 +858,11 @@ impl State {
                         .unwrap_or_default();
                     let table = d.table.clone();
                     view.drift = Some(d.clone());
-                    self.log(at, Level::Error, format!("checksum mismatch on {table}{key}"));
+                    self.log(
+                        at,
+                        Level::Error,
+                        format!("checksum mismatch on {table}{key}"),
+                    );
                 } else {
                     view.drift = Some(d.clone());
                 }
@@ -806,14 +872,18 @@ impl State {
                 push_capped(&mut self.heartbeat_history, (*observed_at, *lag_s), HISTORY);
             }
             Reading::Dns(d) => {
-                if let Some(prev) = &self.dns {
-                    if prev.value != d.value {
-                        self.log(
-                            at,
-                            Level::Info,
-                            format!("{} now points at {}", d.name, d.value.as_deref().unwrap_or("?")),
-                        );
-                    }
+                if let Some(prev) = &self.dns
+                    && prev.value != d.value
+                {
+                    self.log(
+                        at,
+                        Level::Info,
+                        format!(
+                            "{} now points at {}",
+                            d.name,
+                            d.value.as_deref().unwrap_or("?")
+                        ),
+                    );
                 }
                 self.dns = Some(d.clone());
             }
@@ -831,7 +901,11 @@ impl State {
                         Some(false) => "writable",
                         None => "in an unknown mode",
                     };
-                    self.log(at, Level::Info, format!("{} database is {ro}", db.side.as_str()));
+                    self.log(
+                        at,
+                        Level::Info,
+                        format!("{} database is {ro}", db.side.as_str()),
+                    );
                 }
             }
         }
@@ -894,7 +968,13 @@ impl State {
                     self.log(
                         at,
                         level,
-                        format!("{}: gate `{}` is {}: {}", s.id, s.gates[i].text, g.state.as_str(), g.reason),
+                        format!(
+                            "{}: gate `{}` is {}: {}",
+                            s.id,
+                            s.gates[i].text,
+                            g.state.as_str(),
+                            g.reason
+                        ),
                     );
                 }
             }

@@ -36,7 +36,9 @@ confirm = "stop"
 "#;
 
 fn state() -> State {
-    State::new(Arc::new(plan::parse("t.toml", PLAN).expect("test plan is valid")))
+    State::new(Arc::new(
+        plan::parse("t.toml", PLAN).expect("test plan is valid"),
+    ))
 }
 
 /// Folds `events` and returns the state and every effect asked for.
@@ -154,7 +156,11 @@ fn no_reading_is_unknown_not_green() {
     let (s, _) = check(&[tick(1000)]);
     let g = s.gate_status(0, 0);
     assert_eq!(g.state, GateState::Unknown);
-    assert!(g.reason.contains("no CDCLatencyTarget datapoints"), "{}", g.reason);
+    assert!(
+        g.reason.contains("no CDCLatencyTarget datapoints"),
+        "{}",
+        g.reason
+    );
     assert_eq!(s.step_readiness(0).0, GateState::Unknown);
 }
 
@@ -170,7 +176,11 @@ fn stale_reading_turns_a_green_gate_unknown() {
     let (s, _) = check(&events);
     let g = s.gate_status(0, 0);
     assert_eq!(g.state, GateState::Unknown);
-    assert!(g.reason.starts_with("stale: 5.0s old (limit 5.0s)"), "{}", g.reason);
+    assert!(
+        g.reason.starts_with("stale: 5.0s old (limit 5.0s)"),
+        "{}",
+        g.reason
+    );
 }
 
 #[test]
@@ -184,7 +194,11 @@ fn a_failing_source_is_named_in_the_stale_reason() {
     events.push(tick(20_000));
     let g = check(&events).0.gate_status(0, 0);
     assert_eq!(g.state, GateState::Unknown);
-    assert!(g.reason.contains("last error: ThrottlingException"), "{}", g.reason);
+    assert!(
+        g.reason.contains("last error: ThrottlingException"),
+        "{}",
+        g.reason
+    );
 }
 
 #[test]
@@ -250,7 +264,13 @@ fn confirming_a_green_step_runs_its_action_and_a_red_one_is_refused() {
     let (s, effects) = check(&[task(0, "running"), confirmed(100, "one")]);
     assert!(effects.is_empty());
     assert_eq!(s.steps[0].status, StepStatus::Pending);
-    assert!(s.log.back().unwrap().text.contains("refused: gates not green"));
+    assert!(
+        s.log
+            .back()
+            .unwrap()
+            .text
+            .contains("refused: gates not green")
+    );
 }
 
 #[test]
@@ -294,7 +314,11 @@ fn drift_gates_name_the_table_and_key() {
     let g = s.gate_status(2, 1);
     assert_eq!(g.state, GateState::Red);
     assert!(g.reason.contains("(a: id=7 different)"), "{}", g.reason);
-    assert!(s.log.iter().any(|l| l.text == "checksum mismatch on a: id=7 different"));
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l.text == "checksum mismatch on a: id=7 different")
+    );
 }
 
 #[test]
@@ -396,7 +420,10 @@ fn source_errors_are_logged_once_until_they_change() {
 #[test]
 fn fold_is_deterministic() {
     let mut events = step_one_green();
-    events.extend([confirmed(10_500, "one"), finished(10_600, "one", Direction::Do, true)]);
+    events.extend([
+        confirmed(10_500, "one"),
+        finished(10_600, "one", Direction::Do, true),
+    ]);
     let (a, _) = check(&events);
     let (b, _) = check(&events);
     assert_eq!(a.steps, b.steps);

@@ -191,12 +191,17 @@ impl VerifyReport {
                 }
             }
             Verdict::Unreadable(pr) => {
-                s.push_str(&format!(
-                    "{p}:{}: UNREADABLE ({}): {}\n",
-                    pr.line,
-                    pr.kind.as_str(),
-                    pr.detail
-                ));
+                // Line 0: the file itself (it could not be opened).
+                let at = if pr.line == 0 {
+                    String::new()
+                } else {
+                    format!(":{}", pr.line)
+                };
+                let kind = match pr.kind {
+                    ProblemKind::Unreadable => String::new(),
+                    k => format!(" ({})", k.as_str()),
+                };
+                s.push_str(&format!("{p}{at}: UNREADABLE{kind}: {}\n", pr.detail));
             }
         }
         if let Some(plan) = &self.plan_name {
@@ -287,7 +292,11 @@ pub fn verify(path: &Path) -> VerifyReport {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            report.verdict = unreadable(0, ProblemKind::Unreadable, format!("cannot open: {e}"));
+            report.verdict = unreadable(
+                0,
+                ProblemKind::Unreadable,
+                format!("cannot open: {e} (check the path and its permissions)"),
+            );
             return report;
         }
     };

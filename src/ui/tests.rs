@@ -979,4 +979,3 @@ fn mode_labels() {
     assert_eq!(Mode::Replay.label(), "[REPLAY]");
     assert!(Mode::Drive.can_act() && !Mode::Watch.can_act() && !Mode::Replay.can_act());
 }
-
