@@ -104,7 +104,18 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, compact: bool) -> (Vec<Line<'a>>, (usize, 
             Line::from(Span::styled(truncate(&format!("{indent}{text}"), w), style))
         };
 
-        if is_running {
+        if let Some(direction) = step.in_doubt {
+            let what = match direction {
+                crate::event::Direction::Do => "its action",
+                crate::event::Direction::Undo => "its undo",
+            };
+            lines.push(detail(
+                format!("{} in doubt: {what} has no result", sym::UNKNOWN),
+                t.warn,
+            ));
+            lines.push(detail(format!("type `done {}`", def.id), t.warn));
+            lines.push(detail(format!("  or `not done {}`", def.id), t.warn));
+        } else if is_running {
             let since = step.started_at.or(step.confirmed_at).unwrap_or(st.now);
             let action = match step.status {
                 StepStatus::Undoing => def.undo.as_ref().unwrap_or(&def.action),

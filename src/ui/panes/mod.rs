@@ -99,6 +99,9 @@ impl<'a> Ctx<'a> {
         let Some(s) = self.state.steps.get(i) else {
             return (sym::UNKNOWN, t.unknown);
         };
+        if s.in_doubt.is_some() {
+            return (sym::UNKNOWN, t.warn);
+        }
         match s.status {
             StepStatus::Done => (sym::OK, t.good),
             StepStatus::Running => (sym::RUNNING, t.running),

@@ -208,6 +208,16 @@ pub fn verdict(ctx: &Ctx<'_>) -> (String, Style) {
             t.dim,
         );
     }
+    if let Some(i) = st.steps.iter().position(|s| s.in_doubt.is_some()) {
+        let id = step_name(i);
+        return (
+            format!(
+                "{} {id} is in doubt: its result was never recorded; check, then type `done {id}` or `not done {id}`",
+                sym::UNKNOWN
+            ),
+            t.warn,
+        );
+    }
     if let Some(i) = ctx.running {
         let s = &st.steps[i];
         let since = s.started_at.or(s.confirmed_at).unwrap_or(st.now);
