@@ -52,12 +52,21 @@ pub fn summarize(
     }
 }
 
-/// Runs a rehearsal headless under the autopilot.
-pub async fn autopilot(rehearsal: Rehearsal) -> anyhow::Result<Summary> {
-    let started = Instant::now();
-    let (mut session, mut inbox) = Session::open(SessionConfig {
+/// What a running rehearsal is made of: the session and its inbox, the world, and the
+/// pollers with the token that stops them.
+type Running = (
+    Session,
+    crate::session::Inbox,
+    Arc<World>,
+    CancellationToken,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// Opens the session (and its transcript), starts the world and polls its sources.
+async fn start(rehearsal: &Rehearsal, mode: &str) -> anyhow::Result<Running> {
+    let (mut session, inbox) = Session::open(SessionConfig {
         plan: Arc::clone(&rehearsal.plan),
-        mode: "rehearsal-autopilot".into(),
+        mode: mode.into(),
         operator: rehearsal.operator.clone(),
         sessions_dir: rehearsal.sessions_dir.clone(),
         actuator: None,
@@ -74,6 +83,26 @@ pub async fn autopilot(rehearsal: Rehearsal) -> anyhow::Result<Summary> {
     session.set_actuator(world.actuator());
     let stop = CancellationToken::new();
     let pollers = spawn_pollers(world.sources(), session.sender(), stop.clone());
+    Ok((session, inbox, world, stop, pollers))
+}
+
+/// Runs a rehearsal headless under the autopilot.
+pub async fn autopilot(rehearsal: Rehearsal) -> anyhow::Result<Summary> {
+    autopilot_observed(rehearsal, |_| None).await
+}
+
+/// The autopilot, with a hook (made once the session is open) that sees the state after every
+/// folded batch: the replay-determinism tests draw the live screens with it.
+pub async fn autopilot_observed(
+    rehearsal: Rehearsal,
+    observe: impl FnOnce(&Session) -> Option<crate::session::FoldHook>,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let (mut session, mut inbox, world, stop, pollers) =
+        start(&rehearsal, "rehearsal-autopilot").await?;
+    if let Some(hook) = observe(&session) {
+        session.on_folded(hook);
+    }
 
     // Generous: every step's timeout, plus its action's, plus slack.
     let deadline = Duration::from_millis(
@@ -140,25 +169,7 @@ pub async fn interactive(
     share: Option<crate::share::ShareOptions>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let (mut session, mut inbox) = Session::open(SessionConfig {
-        plan: Arc::clone(&rehearsal.plan),
-        mode: "rehearsal".into(),
-        operator: rehearsal.operator.clone(),
-        sessions_dir: rehearsal.sessions_dir.clone(),
-        actuator: None,
-    })?;
-    let world = World::start(
-        &rehearsal.plan,
-        WorldOptions {
-            seed: rehearsal.seed,
-            faults: rehearsal.faults.clone(),
-        },
-        session.sender(),
-    )
-    .await?;
-    session.set_actuator(world.actuator());
-    let stop = CancellationToken::new();
-    let pollers = spawn_pollers(world.sources(), session.sender(), stop.clone());
+    let (mut session, mut inbox, world, stop, pollers) = start(&rehearsal, "rehearsal").await?;
     let mut ui_state = crate::ui::UiState::new(
         crate::ui::Mode::Rehearsal,
         rehearsal.operator.clone(),

@@ -22,16 +22,14 @@ use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use tokio_util::sync::CancellationToken;
 
-use cutover::autopilot::{self, Summary};
+use cutover::autopilot::Summary;
 use cutover::event::{Direction, Event};
 use cutover::plan::{self, Plan};
 use cutover::rehearse::{self, Rehearsal};
 use cutover::replay::{Replay, ReplayOptions};
 use cutover::report::{self, Format};
-use cutover::session::{Session, SessionConfig};
-use cutover::sim::{Fault, World, WorldOptions};
+use cutover::sim::Fault;
 use cutover::state::{State, StepStatus};
 use cutover::transcript::verify::{ProblemKind, verify};
 use cutover::ui::{self, Mode, Theme, UiState};
@@ -95,81 +93,40 @@ fn ui_states(transcript: &str) -> (UiState, UiState) {
     )
 }
 
-/// `rehearse::autopilot`, step for step, with a fold hook that draws the live state after
-/// every ingested batch.
+/// `rehearse::autopilot` with a fold hook that draws the live state after every ingested
+/// batch.
 async fn rehearse_drawing(dir: &Path, faults: Vec<Fault>, seed: u64) -> (Summary, Vec<Frame>) {
-    let started = Instant::now();
-    let plan = Arc::new(plan::rehearsal_plan());
     let rehearsal = Rehearsal {
-        plan: Arc::clone(&plan),
-        faults: faults.clone(),
+        plan: Arc::new(plan::rehearsal_plan()),
+        faults,
         seed,
         sessions_dir: Some(dir.to_path_buf()),
         operator: "tester".into(),
     };
-    let (mut session, mut inbox) = Session::open(SessionConfig {
-        plan: Arc::clone(&plan),
-        mode: "rehearsal-autopilot".into(),
-        operator: "tester".into(),
-        sessions_dir: Some(dir.to_path_buf()),
-        actuator: None,
-    })
-    .expect("open the session");
-    let path = session
-        .transcript_path()
-        .expect("a transcript")
-        .display()
-        .to_string();
     let frames = Arc::new(Mutex::new(Vec::new()));
-    {
-        let frames = Arc::clone(&frames);
+    let sink = Arc::clone(&frames);
+    let summary = rehearse::autopilot_observed(rehearsal, move |session| {
+        let path = session
+            .transcript_path()
+            .expect("a transcript")
+            .display()
+            .to_string();
         let theme = theme();
         let (live_ui, replay_ui) = ui_states(&path);
         let mut term = Terminal::new(TestBackend::new(W, H)).expect("test terminal");
-        session.on_folded(Box::new(move |state: &State| {
+        Some(Box::new(move |state: &State| {
             let (live, _) = draw(&mut term, state, &live_ui, &theme);
             let (as_replay, text) = draw(&mut term, state, &replay_ui, &theme);
-            frames.lock().unwrap().push(Frame {
+            sink.lock().unwrap().push(Frame {
                 events: state.events,
                 live,
                 as_replay,
                 text,
             });
-        }));
-    }
-    let world = World::start(&plan, WorldOptions { seed, faults }, session.sender())
-        .await
-        .expect("the world starts");
-    session.set_actuator(world.actuator());
-    let stop = CancellationToken::new();
-    let pollers = cutover::source::spawn_pollers(world.sources(), session.sender(), stop.clone());
-    let deadline = Duration::from_millis(
-        plan.steps
-            .iter()
-            .map(|s| s.timeout_ms as u64 * 2)
-            .sum::<u64>()
-            + 30_000,
-    );
-    let outcome = autopilot::drive(
-        &mut session,
-        &mut inbox,
-        Duration::from_millis(200),
-        deadline,
-    )
-    .await;
-    rehearse::finish(
-        &mut session,
-        &mut inbox,
-        &world,
-        stop,
-        pollers,
-        "autopilot finished",
-    )
+        }))
+    })
     .await
-    .expect("finish");
-    let blocked = outcome.expect("the autopilot drives");
-    let summary = rehearse::summarize(&session, &rehearsal, blocked, started);
-    drop(session);
+    .expect("the rehearsal runs");
     let frames = std::mem::take(&mut *frames.lock().unwrap());
     (summary, frames)
 }

@@ -989,7 +989,16 @@ fn a_step_in_doubt_after_a_crash_says_so_and_how_to_settle_it() {
     let term = render(&st, &ui(Mode::Drive), &dark(), 120, 40);
     let s = screen(&term);
     assert!(s.contains("in doubt: its action has no result"), "{s}");
-    assert!(s.contains(&format!("type `done {id}`")) && s.contains(&format!("or `not done {id}`")), "{s}");
-    assert!(s.contains(&format!("{id} is in doubt: its result was never recorded")), "{s}");
-    assert!(!s.contains(&format!("running {id}")), "an in-doubt step is not shown as running:\n{s}");
+    assert!(
+        s.contains(&format!("type `done {id}`")) && s.contains(&format!("or `not done {id}`")),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!("{id} is in doubt: its result was never recorded")),
+        "{s}"
+    );
+    assert!(
+        !s.contains(&format!("running {id}")),
+        "an in-doubt step is not shown as running:\n{s}"
+    );
 }
