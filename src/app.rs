@@ -17,12 +17,19 @@ const FPS: u64 = 30;
 const TICK: Duration = Duration::from_secs(1);
 
 /// Restores the terminal when dropped, whatever the exit path.
-struct TerminalGuard;
+pub struct TerminalGuard;
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         ratatui::restore();
     }
+}
+
+/// Takes over the terminal for a cockpit (live, replay, attach). Keep the guard for as long
+/// as the screen is in use; `ratatui::try_init` also installs a panic hook that restores the
+/// terminal first.
+pub fn enter_terminal() -> anyhow::Result<(ratatui::DefaultTerminal, TerminalGuard)> {
+    Ok((ratatui::try_init()?, TerminalGuard))
 }
 
 /// Why the loop ended.
@@ -40,9 +47,7 @@ pub async fn run(
     mut ui_state: UiState,
     theme: &Theme,
 ) -> anyhow::Result<Exit> {
-    // ratatui::init also installs a panic hook that restores the terminal first.
-    let mut terminal = ratatui::try_init()?;
-    let _guard = TerminalGuard;
+    let (mut terminal, _guard) = enter_terminal()?;
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -115,15 +120,16 @@ impl Exit {
     }
 }
 
-/// SIGTERM, SIGHUP and SIGINT end the loop cleanly (raw mode turns Ctrl-C into a key).
-struct Signals {
+/// SIGTERM, SIGHUP and SIGINT end a cockpit's loop cleanly (raw mode turns Ctrl-C into a
+/// key).
+pub struct Signals {
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn new() -> std::io::Result<Signals> {
+    pub fn new() -> std::io::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
@@ -132,7 +138,8 @@ impl Signals {
         })
     }
 
-    async fn next(&mut self) -> &'static str {
+    /// Waits for one of them; returns its name.
+    pub async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.hup.recv() => "SIGHUP",

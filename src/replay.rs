@@ -714,15 +714,6 @@ fn set_chain(shared: &Shared, c: ChainCheck) {
     }
 }
 
-/// Restores the terminal when dropped, whatever the exit path.
-struct TerminalGuard;
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        ratatui::restore();
-    }
-}
-
 /// Replays `path` on the terminal until the viewer quits.
 pub async fn run_replay(path: &Path, theme: &Theme) -> anyhow::Result<()> {
     run_replay_with(path, theme, ReplayOptions::default(), true).await
@@ -758,14 +749,12 @@ async fn run_replay_with(
         replay.index().header.operator.clone(),
         Some(path.display().to_string()),
     );
-    // ratatui::try_init also installs a panic hook that restores the terminal first.
-    let mut terminal = ratatui::try_init()?;
-    let _guard = TerminalGuard;
+    let (mut terminal, _guard) = crate::app::enter_terminal()?;
     let mut keys = EventStream::new();
     let frame = Duration::from_millis(1000 / 30);
     let mut ticker = tokio::time::interval(frame);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut signals = Signals::new()?;
+    let mut signals = crate::app::Signals::new()?;
     let mut last = Instant::now();
     let mut drawn: Option<(usize, String)> = None;
     let mut dirty = true;
@@ -810,32 +799,6 @@ async fn run_replay_with(
                 None => return Ok(()),
             },
             _ = signals.next() => return Ok(()),
-        }
-    }
-}
-
-/// SIGTERM, SIGHUP and SIGINT end the replay (raw mode turns Ctrl-C into a key).
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.hup.recv() => {}
-            _ = self.int.recv() => {}
         }
     }
 }

@@ -653,15 +653,6 @@ pub enum AttachEnd {
     Disconnected(String),
 }
 
-/// Restores the terminal when dropped, whatever the exit path (as in `app`).
-struct TerminalGuard;
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        ratatui::restore();
-    }
-}
-
 /// At most this many frames a second.
 const FPS: u64 = 30;
 /// Messages folded before the screen is drawn and keys are read again (catch-up stays
@@ -681,11 +672,9 @@ pub async fn run_attach(
     let mut watcher = Watcher::new(Arc::clone(&welcome.plan));
     let mut screen = AttachScreen::new(&welcome);
 
-    // ratatui::try_init also installs a panic hook that restores the terminal first.
-    let mut terminal = ratatui::try_init()?;
-    let _guard = TerminalGuard;
+    let (mut terminal, _guard) = crate::app::enter_terminal()?;
     let mut keys = EventStream::new();
-    let mut signals = Signals::new()?;
+    let mut signals = crate::app::Signals::new()?;
     let frame = Duration::from_millis(1000 / FPS);
     let mut last_draw = Instant::now() - frame;
     let mut dirty = true;
@@ -763,31 +752,5 @@ pub async fn run_attach(
                 .closed
                 .unwrap_or_else(|| "the connection ended".into()),
         ))
-    }
-}
-
-/// SIGTERM, SIGHUP and SIGINT end the loop cleanly (raw mode turns Ctrl-C into a key).
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.hup.recv() => {}
-            _ = self.int.recv() => {}
-        }
     }
 }
