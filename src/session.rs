@@ -49,36 +49,27 @@ impl Session {
     /// Opens the transcript (if any) and records `SessionStarted`. The inbox receives what
     /// sources, actions and the world send to `sender()`.
     pub fn open(cfg: SessionConfig) -> anyhow::Result<(Session, Inbox)> {
-        let (tx, rx) = mpsc::unbounded_channel();
         let started = now_ms();
         let recorder = match &cfg.sessions_dir {
-            Some(dir) => Some(
-                Recorder::create(
-                    dir,
-                    Header {
-                        created_at: started,
-                        mode: cfg.mode.clone(),
-                        operator: cfg.operator.clone(),
-                        host: crate::transcript::host_name(),
-                        program_version: env!("CARGO_PKG_VERSION").to_string(),
-                        plan_name: cfg.plan.name.clone(),
-                        plan_hash: cfg.plan.hash.clone(),
-                        plan_text: cfg.plan.source_text.clone(),
-                        resumed_from: None,
-                    },
-                )
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot create a transcript in {}: {e} (pass --sessions-dir to write elsewhere)",
-                        dir.display()
-                    )
-                })?,
-            ),
+            Some(dir) => Some(new_recorder(&cfg, dir, started, None)?),
             None => None,
         };
+        let state = State::new(Arc::clone(&cfg.plan));
+        Self::begin(cfg, recorder, state, started)
+    }
+
+    /// Assembles the session around its recorder and (possibly pre-folded) state, then
+    /// records `SessionStarted`.
+    fn begin(
+        cfg: SessionConfig,
+        recorder: Option<Recorder>,
+        state: State,
+        started: i64,
+    ) -> anyhow::Result<(Session, Inbox)> {
+        let (tx, rx) = mpsc::unbounded_channel();
         let secrets = plan_secrets(&cfg.plan);
         let mut session = Session {
-            state: State::new(Arc::clone(&cfg.plan)),
+            state,
             plan: cfg.plan,
             recorder,
             actuator: cfg.actuator,
@@ -130,31 +121,11 @@ impl Session {
         resumed_from: crate::transcript::ResumedFrom,
         history: Vec<Event>,
     ) -> anyhow::Result<(Session, Inbox)> {
-        let (tx, rx) = mpsc::unbounded_channel();
         let started = now_ms();
         let dir = cfg.sessions_dir.clone().ok_or_else(|| {
             anyhow::anyhow!("a resumed session needs a sessions directory for its new transcript")
         })?;
-        let mut recorder = Recorder::create(
-            &dir,
-            Header {
-                created_at: started,
-                mode: cfg.mode.clone(),
-                operator: cfg.operator.clone(),
-                host: crate::transcript::host_name(),
-                program_version: env!("CARGO_PKG_VERSION").to_string(),
-                plan_name: cfg.plan.name.clone(),
-                plan_hash: cfg.plan.hash.clone(),
-                plan_text: cfg.plan.source_text.clone(),
-                resumed_from: Some(resumed_from),
-            },
-        )
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create a transcript in {}: {e} (pass --sessions-dir to write elsewhere)",
-                dir.display()
-            )
-        })?;
+        let mut recorder = new_recorder(&cfg, &dir, started, Some(resumed_from))?;
         let mut state = State::new(Arc::clone(&cfg.plan));
         for chunk in history.chunks(10_000) {
             recorder.append(chunk).map_err(|e| {
@@ -168,24 +139,7 @@ impl Session {
                 let _ = state.apply(ev);
             }
         }
-        let secrets = plan_secrets(&cfg.plan);
-        let mut session = Session {
-            state,
-            plan: cfg.plan,
-            recorder: Some(recorder),
-            actuator: cfg.actuator,
-            tx,
-            taps: Vec::new(),
-            fold_hooks: Vec::new(),
-            secrets,
-            actions: Vec::new(),
-        };
-        session.ingest(vec![Event::SessionStarted {
-            at: started,
-            mode: cfg.mode,
-            operator: cfg.operator,
-        }])?;
-        Ok((session, Inbox { rx }))
+        Self::begin(cfg, Some(recorder), state, started)
     }
 
     /// Records a batch durably, then folds it and carries out the effects. The order is the
@@ -298,6 +252,35 @@ fn clamp_time(ev: &mut Event, floor: i64) {
     if *at < floor {
         *at = floor;
     }
+}
+
+/// Creates a session's transcript under `dir`, its header describing `cfg`.
+fn new_recorder(
+    cfg: &SessionConfig,
+    dir: &Path,
+    started: i64,
+    resumed_from: Option<crate::transcript::ResumedFrom>,
+) -> anyhow::Result<Recorder> {
+    Recorder::create(
+        dir,
+        Header {
+            created_at: started,
+            mode: cfg.mode.clone(),
+            operator: cfg.operator.clone(),
+            host: crate::transcript::host_name(),
+            program_version: env!("CARGO_PKG_VERSION").to_string(),
+            plan_name: cfg.plan.name.clone(),
+            plan_hash: cfg.plan.hash.clone(),
+            plan_text: cfg.plan.source_text.clone(),
+            resumed_from,
+        },
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create a transcript in {}: {e} (pass --sessions-dir to write elsewhere)",
+            dir.display()
+        )
+    })
 }
 
 /// The receiving end of a session's channel, kept apart so a loop can wait on it while it
