@@ -160,19 +160,8 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             t.stale,
         ));
     }
-    let inner_h = area.height.saturating_sub(match frame {
-        Frame::Compact => 1,
-        Frame::Full => 2,
-    }) as usize;
-    let visible = inner_h.saturating_sub(1);
-    let offset = ctx.ui.scroll[Pane::Drift.index()].min(rows.len().saturating_sub(visible));
-    if rows.len() > visible {
-        let last = (offset + visible).min(rows.len());
-        summary.push(Span::styled(
-            format!("  {}-{last}/{}", offset + 1, rows.len()),
-            t.dim,
-        ));
-    }
+    let (offset, visible) =
+        ctx.scroll_window(Pane::Drift, frame, area, rows.len(), 1, &mut summary);
     let inner = framed(ctx.block(Pane::Drift, summary, frame), area, buf);
     if inner.is_empty() {
         return;

@@ -24,18 +24,7 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     } else {
         Span::styled(format!("{} {} fresh", sym::OK, metrics.len()), t.good)
     }];
-    let inner_h = area.height.saturating_sub(match frame {
-        Frame::Compact => 1,
-        Frame::Full => 2,
-    }) as usize;
-    let offset = ctx.ui.scroll[Pane::Metrics.index()].min(metrics.len().saturating_sub(inner_h));
-    if metrics.len() > inner_h {
-        let last = (offset + inner_h).min(metrics.len());
-        summary.push(Span::styled(
-            format!("  {}-{last}/{}", offset + 1, metrics.len()),
-            t.dim,
-        ));
-    }
+    let (offset, _) = ctx.scroll_window(Pane::Metrics, frame, area, metrics.len(), 0, &mut summary);
     let inner = framed(ctx.block(Pane::Metrics, summary, frame), area, buf);
     if inner.is_empty() {
         return;

@@ -120,6 +120,34 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The rows a scrolling table pane shows: (first row, how many), with the scroll offset
+    /// clamped to the rows there are. `header` rows of the inner area are not for data. When
+    /// not every row fits, the pane's title summary gets "first-last/all".
+    pub fn scroll_window(
+        &self,
+        pane: Pane,
+        frame: Frame,
+        area: Rect,
+        rows: usize,
+        header: usize,
+        summary: &mut Vec<Span<'a>>,
+    ) -> (usize, usize) {
+        let chrome = match frame {
+            Frame::Compact => 1,
+            Frame::Full => 2,
+        };
+        let visible = (area.height.saturating_sub(chrome) as usize).saturating_sub(header);
+        let offset = self.ui.scroll[pane.index()].min(rows.saturating_sub(visible));
+        if rows > visible {
+            let last = (offset + visible).min(rows);
+            summary.push(Span::styled(
+                format!("  {}-{last}/{rows}", offset + 1),
+                self.theme.dim,
+            ));
+        }
+        (offset, visible)
+    }
+
     /// Whether a reading taken at `at` is older than `fresh_ms`.
     pub fn stale(&self, at: Ts, fresh_ms: i64) -> bool {
         self.now - at > fresh_ms
