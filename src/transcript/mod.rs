@@ -496,21 +496,8 @@ pub(crate) mod tests_support {
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::header;
     use super::*;
-
-    fn header() -> Header {
-        Header {
-            created_at: 1_700_000_000_000,
-            mode: "test".into(),
-            operator: "op".into(),
-            host: "h".into(),
-            program_version: "0".into(),
-            plan_name: "p".into(),
-            plan_hash: "x".into(),
-            plan_text: "name = \"p\"".into(),
-            resumed_from: None,
-        }
-    }
 
     fn events(n: i64) -> Vec<Event> {
         (0..n)
