@@ -1,7 +1,7 @@
 //! Builds the real backends a plan names: AWS (DMS, CloudWatch, Route 53) and databases
 //! (MySQL/MariaDB, PostgreSQL). Sources are read-only; the actuator exists only for `run`.
-//! `watch` and `check` call `sources` and never `actuator`, so they cannot act: read-only
-//! by construction.
+//! `watch` and `check` call `Backends::sources` and never `Backends::actuator`, so they
+//! cannot act: read-only by construction.
 
 use std::sync::Arc;
 
@@ -41,45 +41,55 @@ pub fn require_real(plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every read-only source the plan needs.
-pub async fn sources(
-    plan: &Plan,
-    aws: &AwsArgs,
-    db_opts: DbOptions,
-) -> anyhow::Result<Vec<Arc<dyn Source>>> {
-    let mut out: Vec<Arc<dyn Source>> = Vec::new();
-    if uses_aws(plan) {
-        let cfg = crate::aws::load_config(plan, aws).await?;
-        out.extend(AwsReader::new(&cfg, plan).sources());
-    }
-    if uses_databases(plan) {
-        let (source, target) = tokio::try_join!(
-            db::connect(plan, Side::Source),
-            db::connect(plan, Side::Target)
-        )?;
-        out.extend(db::sources(source, target, db_opts));
-    }
-    Ok(out)
+/// The connections a real plan needs, made once: the AWS configuration (credentials
+/// checked) and both databases. Sources and, for `run`, the actuator are built from them.
+pub struct Backends {
+    aws: Option<aws_config::SdkConfig>,
+    dbs: Option<(db::Db, db::Db)>,
 }
 
-/// The actuator for `run`: AWS for replication and DNS, SQL on the databases, shell.
-pub async fn actuator(plan: &Plan, aws: &AwsArgs) -> anyhow::Result<Arc<dyn Actuator>> {
-    let aws = if uses_aws(plan) {
-        let cfg = crate::aws::load_config(plan, aws).await?;
-        Some(AwsActuator::new(&cfg))
-    } else {
-        None
-    };
-    let sql = if uses_databases(plan) {
-        let (source, target) = tokio::try_join!(
-            db::connect(plan, Side::Source),
-            db::connect(plan, Side::Target)
-        )?;
-        Some(SqlActuator::new(source, target))
-    } else {
-        None
-    };
-    Ok(Arc::new(Composite { aws, sql }))
+impl Backends {
+    /// Loads the AWS configuration and connects to both databases, as the plan needs.
+    pub async fn connect(plan: &Plan, aws: &AwsArgs) -> anyhow::Result<Backends> {
+        let aws = if uses_aws(plan) {
+            Some(crate::aws::load_config(plan, aws).await?)
+        } else {
+            None
+        };
+        let dbs = if uses_databases(plan) {
+            Some(tokio::try_join!(
+                db::connect(plan, Side::Source),
+                db::connect(plan, Side::Target)
+            )?)
+        } else {
+            None
+        };
+        Ok(Backends { aws, dbs })
+    }
+
+    /// Every read-only source the plan needs.
+    pub fn sources(&self, plan: &Plan, db_opts: DbOptions) -> Vec<Arc<dyn Source>> {
+        let mut out: Vec<Arc<dyn Source>> = Vec::new();
+        if let Some(cfg) = &self.aws {
+            out.extend(AwsReader::new(cfg, plan).sources());
+        }
+        if let Some((source, target)) = &self.dbs {
+            out.extend(db::sources(source.clone(), target.clone(), db_opts));
+        }
+        out
+    }
+
+    /// The actuator for `run`: AWS for replication and DNS, SQL on the databases, shell.
+    /// `watch` and `check` never call it.
+    pub fn actuator(&self) -> Arc<dyn Actuator> {
+        Arc::new(Composite {
+            aws: self.aws.as_ref().map(AwsActuator::new),
+            sql: self
+                .dbs
+                .as_ref()
+                .map(|(source, target)| SqlActuator::new(source.clone(), target.clone())),
+        })
+    }
 }
 
 /// Routes each action to the backend that carries it out.

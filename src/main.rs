@@ -333,12 +333,9 @@ async fn live_cmd(
     };
     cutover::backend::require_real(&plan)?;
     let theme = cutover::ui::Theme::resolve(common.theme.as_deref())?;
-    let sources = cutover::backend::sources(&plan, &aws, db_opts).await?;
-    let actuator = if drive {
-        Some(cutover::backend::actuator(&plan, &aws).await?)
-    } else {
-        None
-    };
+    let backends = cutover::backend::Backends::connect(&plan, &aws).await?;
+    let sources = backends.sources(&plan, db_opts);
+    let actuator = drive.then(|| backends.actuator());
     let operator = operator(&common.operator);
     let (mut session, mut inbox) = Session::open(SessionConfig {
         plan: Arc::clone(&plan),
@@ -402,14 +399,8 @@ async fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("cutover: {e}");
         return Ok(ExitCode::from(2));
     }
-    let sources = match cutover::backend::sources(
-        &plan,
-        &args.aws,
-        cutover::db::DbOptions::default(),
-    )
-    .await
-    {
-        Ok(s) => s,
+    let sources = match cutover::backend::Backends::connect(&plan, &args.aws).await {
+        Ok(b) => b.sources(&plan, cutover::db::DbOptions::default()),
         Err(e) => {
             eprintln!("cutover: {e:#}");
             return Ok(ExitCode::from(2));

@@ -217,11 +217,12 @@ pub async fn reopen(
     } else {
         "drive-resumed"
     };
-    let actuator = if rehearsal {
+    let backends = if rehearsal {
         None
     } else {
-        Some(crate::backend::actuator(&old.plan, aws).await?)
+        Some(crate::backend::Backends::connect(&old.plan, aws).await?)
     };
+    let actuator = backends.as_ref().map(|b| b.actuator());
     let (mut session, inbox) = Session::resume(
         SessionConfig {
             plan: Arc::clone(&old.plan),
@@ -264,8 +265,10 @@ pub async fn reopen(
         let sources = world.sources();
         (Some(world), sources)
     } else {
-        let sources =
-            crate::backend::sources(&old.plan, aws, crate::db::DbOptions::default()).await?;
+        let sources = backends
+            .as_ref()
+            .map(|b| b.sources(&old.plan, crate::db::DbOptions::default()))
+            .unwrap_or_default();
         (None, sources)
     };
     let pollers = crate::source::spawn_pollers(sources, session.sender(), stop.clone());
