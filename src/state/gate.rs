@@ -290,6 +290,26 @@ impl State {
 
     /// Evaluates one gate of one step at the state's current time.
     pub fn gate_status(&self, step: usize, gate_index: usize) -> GateStatus {
+        let input = match self
+            .plan
+            .steps
+            .get(step)
+            .and_then(|s| s.gates.get(gate_index))
+        {
+            Some(gate) => self.input_value(&gate.input),
+            None => InputValue::Missing("no such gate".into()),
+        };
+        self.gate_status_of(step, gate_index, input)
+    }
+
+    /// [`State::gate_status`] with the gate's input value already computed (the fold computes
+    /// the next step's inputs once per event).
+    pub(super) fn gate_status_of(
+        &self,
+        step: usize,
+        gate_index: usize,
+        input: InputValue,
+    ) -> GateStatus {
         let Some(gate) = self
             .plan
             .steps
@@ -303,7 +323,7 @@ impl State {
                 observed_at: None,
             };
         };
-        let (value, observed_at, detail) = match self.input_value(&gate.input) {
+        let (value, observed_at, detail) = match input {
             InputValue::Missing(why) => {
                 let why = match self.source_error_for(&gate.input) {
                     Some(err) => format!("{why}; last error: {err}"),

@@ -697,8 +697,19 @@ impl State {
                 self.log(at, Level::Info, format!("session ended: {reason}"));
             }
         }
-        self.update_holds();
-        self.log_gate_changes(at);
+        // The next step's gate inputs, computed once for both (drift inputs walk every table).
+        let next = self.next_step();
+        let inputs: Vec<InputValue> = next
+            .map(|si| {
+                self.plan.steps[si]
+                    .gates
+                    .iter()
+                    .map(|g| self.input_value(&g.input))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.update_holds(next, &inputs);
+        self.log_gate_changes(at, next, inputs);
         effects
     }
 
@@ -914,23 +925,23 @@ impl State {
     /// Keeps each gate's "held since" current: set when its condition first holds on a
     /// fresh reading, cleared as soon as it does not. Only the next step's windows matter: a
     /// later step's window cannot start before the step before it finishes.
-    fn update_holds(&mut self) {
-        let Some(si) = self.next_step() else {
+    fn update_holds(&mut self, next: Option<usize>, inputs: &[InputValue]) {
+        let Some(si) = next else {
             self.holds.clear();
             return;
         };
         self.holds.retain(|(s, _), _| *s == si);
         let plan = Arc::clone(&self.plan);
         let not_before = self.readings_not_before(si);
-        for (gi, gate) in plan.steps[si].gates.iter().enumerate() {
-            let holding = match self.input_value(&gate.input) {
+        for ((gi, gate), input) in plan.steps[si].gates.iter().enumerate().zip(inputs) {
+            let holding = match input {
                 InputValue::Known {
                     value, observed_at, ..
                 } => {
                     let fresh = self.now - observed_at <= gate.fresh_ms();
-                    let after = not_before.is_none_or(|nb| observed_at >= nb);
-                    (fresh && after && gate::compare(&value, gate.op, &gate.value))
-                        .then_some(observed_at)
+                    let after = not_before.is_none_or(|nb| *observed_at >= nb);
+                    (fresh && after && gate::compare(value, gate.op, &gate.value))
+                        .then_some(*observed_at)
                 }
                 InputValue::Missing(_) => None,
             };
@@ -947,13 +958,16 @@ impl State {
         }
     }
 
-    fn log_gate_changes(&mut self, at: Ts) {
-        let next = self.next_step();
+    fn log_gate_changes(&mut self, at: Ts, next: Option<usize>, inputs: Vec<InputValue>) {
         let Some(step) = next else {
             self.next_gates_step = None;
             return;
         };
-        let now: Vec<GateStatus> = self.step_gates(step);
+        let now: Vec<GateStatus> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(gi, input)| self.gate_status_of(step, gi, input))
+            .collect();
         let states: Vec<GateState> = now.iter().map(|g| g.state).collect();
         if self.next_gates_step == Some(step) && states != self.next_gates {
             let plan = Arc::clone(&self.plan);
