@@ -1,7 +1,9 @@
 //! Transcript benchmarks for a 24-hour session (≈ 1.7 million events at ~20 a second, the
 //! event mix of the rehearsal plan's pollers): durable append throughput (target ≥ 20,000
-//! events/s with group commit), replay open (target ≤ 1 s), building the seek checkpoints
-//! in the background, seeking to any point (target ≤ 1 s), and a full `verify` and `report`.
+//! events/s with group commit), replay open and seeking to any point right after opening
+//! (target ≤ 1 s together) from the seek file the live session leaves beside the transcript,
+//! the background pass that checks it, the same without a seek file (first and second
+//! open), and a full `verify` and `report`.
 //!
 //! `cargo bench --bench transcript` (`-- --events N` for another size, `--keep DIR` to keep
 //! the generated file).
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 use cutover::event::*;
 use cutover::plan::{self, Plan};
 use cutover::replay::{Replay, ReplayOptions};
-use cutover::transcript::{Header, Recorder};
+use cutover::state::State;
+use cutover::transcript::{Header, Recorder, seek};
 
 const START: Ts = 1_750_000_000_000;
 
@@ -230,6 +233,65 @@ fn write(dir: &Path, events: &[Event], batch: usize) -> (PathBuf, Duration) {
     (rec.path().to_path_buf(), t.elapsed())
 }
 
+/// Records a session as the live cockpit does: durable group commits, the fold, and a seek
+/// checkpoint beside the transcript every `seek::EVERY` events. Returns the path, the time
+/// spent appending and the time spent checkpointing.
+fn record_live(dir: &Path, events: &[Event]) -> (PathBuf, Duration, Duration) {
+    const BATCH: usize = 1000;
+    assert!(
+        seek::EVERY.is_multiple_of(BATCH),
+        "checkpoints fall between batches"
+    );
+    let plan = plan();
+    let mut rec = Recorder::create(dir, header(&plan)).expect("create transcript");
+    let mut seek_file =
+        seek::Writer::create(&seek::beside(rec.path()), rec.root_hash(), seek::EVERY)
+            .expect("create seek file");
+    let mut state = State::new(plan);
+    let (mut appending, mut checkpointing) = (Duration::ZERO, Duration::ZERO);
+    for chunk in events.chunks(BATCH) {
+        let t = Instant::now();
+        rec.append(chunk).expect("append");
+        appending += t.elapsed();
+        for ev in chunk {
+            let _ = state.apply(ev);
+        }
+        if (state.events as usize).is_multiple_of(seek::EVERY) {
+            let t = Instant::now();
+            seek_file
+                .checkpoint(rec.last_hash(), &state)
+                .expect("checkpoint");
+            checkpointing += t.elapsed();
+        }
+    }
+    (rec.path().to_path_buf(), appending, checkpointing)
+}
+
+/// Seeks to the ends, the middle and random points, each timed from a standing start.
+fn seeks(replay: &mut Replay, count: usize) -> (Duration, Duration) {
+    let n = replay.len();
+    let mut times = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..count {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let target = match i {
+            0 => n,
+            1 => 1,
+            2 => n - 1,
+            3 => n / 2,
+            _ => (x % n as u64) as usize,
+        };
+        let t = Instant::now();
+        let st = replay.state_at(target).expect("seek");
+        assert_eq!(st.events as usize, target);
+        times.push(t.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2], times[times.len() - 1])
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut n = 1_700_000usize;
@@ -258,69 +320,91 @@ fn main() {
             took
         );
     }
-    let (path, took) = write(&dir, &events, 1000);
+    let (path, appending, checkpointing) = record_live(&dir, &events);
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let seek_bytes = std::fs::metadata(seek::beside(&path))
+        .map(|m| m.len())
+        .unwrap_or(0);
     println!(
         "append: batch 1000: {:>9.0} events/s durable; file {} MB ({} events in {:.2?})",
-        events.len() as f64 / took.as_secs_f64(),
+        events.len() as f64 / appending.as_secs_f64(),
         bytes / 1_000_000,
         events.len(),
-        took
+        appending
+    );
+    println!(
+        "seek file: {} checkpoints written live in {checkpointing:.2?}, {} MB beside the transcript",
+        events.len() / seek::EVERY,
+        seek_bytes / 1_000_000
     );
     drop(events);
+    let cache = dir.join("seek-cache");
+    let opts = || ReplayOptions {
+        seek_cache: Some(cache.clone()),
+        ..ReplayOptions::default()
+    };
 
-    // Open: the line index (offsets, times, kinds) and the recorded plan; the background
-    // checkpoint pass starts here.
+    // Right after opening a transcript recorded live: the seek file's checkpoints serve the
+    // seeks while the background pass is still checking the chain and the checkpoints.
     let t = Instant::now();
-    let mut replay = Replay::open_with(&path, ReplayOptions::default()).expect("open for replay");
+    let mut replay = Replay::open_with(&path, opts()).expect("open for replay");
     let open = t.elapsed();
     println!(
-        "open: {} events indexed, ready to draw, in {open:.2?}",
+        "open: {} events indexed, seek file listed, ready to draw, in {open:.2?}",
         replay.len()
     );
-    let t = Instant::now();
     let n = replay.len();
-    // A seek right after opening, before the background pass got there: the worst case is
-    // folding forward from the start; measure it a short way in.
-    replay.state_at(n / 20).expect("early seek");
+    let (median, max) = seeks(&mut replay, 20);
     println!(
-        "seek before checkpoints: to event {} (folding from the start) in {:.2?}",
-        n / 20,
-        t.elapsed()
+        "seek right after open (seek file, background pass running): 20 seeks to the ends, the middle and random points: median {median:.2?}, max {max:.2?}; open + slowest seek {:.2?}",
+        open + max
     );
+    let t = Instant::now();
+    replay.wait_for_checkpoints();
+    println!(
+        "background pass (parse, chain check, fold, compare each checkpoint): done {:.2?} later; seek-file problems: {:?}; chain: {:?}",
+        t.elapsed(),
+        replay.seek_problem(),
+        replay.chain()
+    );
+    let (median, max) = seeks(&mut replay, 60);
+    println!("seek after the pass: 60 seeks: median {median:.2?}, max {max:.2?}");
+    drop(replay);
+
+    // A transcript copied without its seek file: the first replay folds it once (a far seek
+    // waits for that) and keeps the checkpoints in the cache; the next opens seek at once.
+    let bare = dir.join("copied.jsonl");
+    std::fs::rename(&path, &bare).expect("move the transcript away from its seek file");
+    let t = Instant::now();
+    let mut replay = Replay::open_with(&bare, opts()).expect("open for replay");
+    let open = t.elapsed();
+    let t = Instant::now();
+    replay.state_at(n / 20).expect("early seek");
+    let early = t.elapsed();
+    let t = Instant::now();
+    replay.state_at(n).expect("far seek");
+    let far = t.elapsed();
     replay.wait_for_checkpoints();
     let built = t.elapsed();
     println!(
-        "checkpoints: background pass (parse, chain check, fold, a State every {}) over {} events in {built:.2?} ({:.0} events/s)",
-        cutover::replay::CHECKPOINT_EVERY,
-        n,
-        n as f64 / built.as_secs_f64()
+        "no seek file: open {open:.2?}; seek to event {} (folding from the start) {early:.2?}; seek to the end (waits for the background pass) {far:.2?}; pass done after {built:.2?} ({:.0} events/s)",
+        n / 20,
+        n as f64 / (early + built).as_secs_f64()
     );
-    let mut times = Vec::new();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..60 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let target = match i {
-            0 => n,
-            1 => 1,
-            2 => n - 1,
-            _ => (x % n as u64) as usize,
-        };
-        let t = Instant::now();
-        let st = replay.state_at(target).expect("seek");
-        assert_eq!(st.events as usize, target);
-        times.push(t.elapsed());
-    }
-    times.sort();
-    println!(
-        "seek: 60 seeks to random points: median {:.2?}, max {:.2?}",
-        times[times.len() / 2],
-        times[times.len() - 1]
-    );
-    println!("chain: {:?}", replay.chain());
     drop(replay);
+    let t = Instant::now();
+    let mut replay = Replay::open_with(&bare, opts()).expect("open for replay");
+    let open = t.elapsed();
+    let (median, max) = seeks(&mut replay, 20);
+    println!(
+        "reopened (checkpoints from the cache): open {open:.2?}; 20 seeks: median {median:.2?}, max {max:.2?}; from {}",
+        replay
+            .seek_file()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "nowhere".into())
+    );
+    drop(replay);
+    std::fs::rename(&bare, &path).expect("move the transcript back");
 
     // The audit and the postmortem read the whole file once each.
     let t = Instant::now();

@@ -4,12 +4,20 @@
 //! Read-only by construction: a replay holds a transcript [`Index`] and a [`State`], never a
 //! session or an actuator; the effects the fold asks for are dropped.
 //!
-//! Large files: opening indexes the lines (offset, time, kind) without parsing the events;
-//! a background thread then folds the whole file once, checking the hash chain as it goes,
-//! and keeps a `State` checkpoint every [`CHECKPOINT_EVERY`] events. A seek restores the
-//! nearest checkpoint at or before the target and folds at most that many events. Until the
-//! background pass reaches a point, a seek there folds forward in bounded slices per frame
-//! (the footer shows its progress) and leaves checkpoints behind for next time.
+//! Large files: opening indexes the lines (offset, time, kind) without parsing the events,
+//! and lists the checkpoints of the seek file ([`crate::transcript::seek`]) the live session
+//! left beside the transcript (or that an earlier replay kept in the cache). A seek restores
+//! the nearest checkpoint at or before the target, after checking it follows the same
+//! transcript line, and folds at most [`CHECKPOINT_EVERY`] events: any point of a 24-hour
+//! session is on screen in milliseconds right after opening.
+//!
+//! A background thread folds the whole file once anyway, checking the hash chain, keeping
+//! its own checkpoints and comparing them with the seek file's: a checkpoint that differs is
+//! replaced, the screen is folded again and the footer says `SEEK FILE WRONG`; while the
+//! screen rests on a checkpoint not yet compared, it says `seek file …`. Without a seek file,
+//! a seek past the background pass folds forward in bounded slices per frame (the footer
+//! shows its progress); when the pass ends, its checkpoints are kept in the cache for next
+//! time (never beside the transcript: replay writes nothing next to the evidence).
 //!
 //! Keys: space pause/play · `+`/`-` speed 0.5×..64× · ←/→ ±10 s · `[`/`]` previous/next step
 //! event · `g`/`G` start/end · `s` skip to the next notable event · `a` auto-skip idle
@@ -29,11 +37,12 @@ use crate::event::Ts;
 use crate::plan::{self, Plan};
 use crate::state::State;
 use crate::transcript::index::{Index, Kind};
+use crate::transcript::seek::{self, SeekFile};
 use crate::transcript::{Reader, TranscriptError};
 use crate::ui::{self, Intent, Mode, Theme, UiState};
 
 /// A `State` checkpoint every this many events: a seek folds at most this many.
-pub const CHECKPOINT_EVERY: usize = 10_000;
+pub const CHECKPOINT_EVERY: usize = seek::EVERY;
 /// Most events folded per frame while a seek catches up (keeps keys responsive).
 pub const FOLD_BUDGET: usize = 20_000;
 /// The playback speeds `+` and `-` step through.
@@ -82,39 +91,184 @@ pub enum ChainCheck {
     Broken(String),
 }
 
+/// A checkpoint slot (one per `every` events).
+#[derive(Clone)]
+enum Slot {
+    Empty,
+    /// Listed in the seek file, not read yet (the entry's index).
+    Stored(usize),
+    Ready {
+        state: Arc<State>,
+        /// Folded by this process from a checked base, or compared with such a fold.
+        checked: bool,
+        /// The seek file's digest of it, when it came from there.
+        digest: Option<String>,
+    },
+}
+
 /// What the background builder and the controller share.
 struct Shared {
     every: usize,
-    checkpoints: Mutex<Vec<Option<Arc<State>>>>,
+    index: Arc<Index>,
+    plan: Arc<Plan>,
+    /// Checkpoints listed in a seek file (see [`crate::transcript::seek`]).
+    seek: Option<SeekFile>,
+    checkpoints: Mutex<Vec<Slot>>,
     /// Notified when a checkpoint is stored or the background pass ends.
     stored: Condvar,
     chain: Mutex<ChainCheck>,
     stop: AtomicBool,
     /// Events the background pass has folded.
     built: AtomicUsize,
+    /// Bumped when the background pass replaces a checkpoint that disagreed with its fold.
+    replaced: AtomicUsize,
+    /// The first seek-file checkpoint found wrong or unusable, and why.
+    seek_problem: Mutex<Option<String>>,
 }
 
 impl Shared {
-    /// The newest checkpoint at or before event `n`: (its event count, state).
-    fn best_at_or_before(&self, n: usize) -> Option<(usize, Arc<State>)> {
-        let cps = self.checkpoints.lock().ok()?;
-        let k = (n / self.every).min(cps.len().saturating_sub(1));
-        (0..=k)
-            .rev()
-            .find_map(|k| cps.get(k).cloned().flatten().map(|s| (k * self.every, s)))
+    /// The newest usable checkpoint at or before event `n`: (its event count, state,
+    /// checked). Reads a seek-file checkpoint when it is the newest, after checking it
+    /// still belongs to this transcript's line.
+    fn best_at_or_before(&self, n: usize) -> Option<(usize, Arc<State>, bool)> {
+        loop {
+            let (k, entry) = {
+                let cps = self.checkpoints.lock().ok()?;
+                let top = (n / self.every).min(cps.len().saturating_sub(1));
+                let (k, slot) = (0..=top).rev().find_map(|k| match &cps[k] {
+                    Slot::Empty => None,
+                    slot => Some((k, slot.clone())),
+                })?;
+                match slot {
+                    Slot::Ready { state, checked, .. } => {
+                        return Some((k * self.every, state, checked));
+                    }
+                    Slot::Stored(e) => (k, e),
+                    Slot::Empty => unreachable!("skipped above"),
+                }
+            };
+            // Read outside the lock: the background pass keeps storing meanwhile.
+            let loaded = self.load_stored(entry);
+            let mut cps = self.checkpoints.lock().ok()?;
+            if matches!(cps[k], Slot::Stored(e) if e == entry) {
+                cps[k] = match loaded {
+                    Ok(state) => Slot::Ready {
+                        state: Arc::new(state),
+                        checked: false,
+                        digest: self.seek.as_ref().map(|f| f.entries[entry].digest.clone()),
+                    },
+                    Err(why) => {
+                        self.note_seek_problem(why);
+                        Slot::Empty
+                    }
+                };
+            }
+        }
     }
 
-    fn store(&self, n: usize, state: &State) {
+    /// A seek-file checkpoint's state, if the transcript line it follows is unchanged.
+    fn load_stored(&self, entry: usize) -> Result<State, String> {
+        let file = self.seek.as_ref().ok_or("no seek file")?;
+        let e = &file.entries[entry];
+        let line = self
+            .index
+            .record_hash(e.n - 1)
+            .map_err(|err| format!("reading event {}: {err}", e.n))?;
+        if line != e.hash {
+            return Err(format!(
+                "{}: checkpoint at event {} follows a line the transcript no longer has",
+                file.path.display(),
+                e.n
+            ));
+        }
+        file.load(entry, Arc::clone(&self.plan))
+    }
+
+    fn note_seek_problem(&self, why: String) {
+        tracing::warn!("seek file: {why}");
+        if let Ok(mut p) = self.seek_problem.lock()
+            && p.is_none()
+        {
+            *p = Some(why);
+        }
+    }
+
+    /// Stores a checkpoint the controller folded (`checked`: from a checked base).
+    fn store(&self, n: usize, state: &State, checked: bool) {
         if !n.is_multiple_of(self.every) {
             return;
         }
         if let Ok(mut cps) = self.checkpoints.lock()
             && let Some(slot) = cps.get_mut(n / self.every)
-            && slot.is_none()
+            && matches!(slot, Slot::Empty)
         {
-            *slot = Some(Arc::new(state.clone()));
+            *slot = Slot::Ready {
+                state: Arc::new(state.clone()),
+                checked,
+                digest: None,
+            };
         }
         self.stored.notify_all();
+    }
+
+    /// Stores a checkpoint of the background fold, which is the reference: a checkpoint
+    /// already there (from the seek file, or folded from one) is compared with it and
+    /// replaced when it differs.
+    fn store_checked(&self, n: usize, state: &State) {
+        if !n.is_multiple_of(self.every) {
+            return;
+        }
+        let k = n / self.every;
+        let existing = match self.checkpoints.lock() {
+            Ok(cps) => cps.get(k).cloned(),
+            Err(_) => return,
+        };
+        let (expected, keep) = match existing {
+            None | Some(Slot::Ready { checked: true, .. }) => return self.stored.notify_all(),
+            Some(Slot::Empty) => (None, None),
+            Some(Slot::Stored(e)) => (
+                self.seek.as_ref().map(|f| f.entries[e].digest.clone()),
+                None,
+            ),
+            Some(Slot::Ready {
+                state: s, digest, ..
+            }) => (
+                digest.or_else(|| s.snapshot().ok().map(|b| seek::digest(&b))),
+                Some(s),
+            ),
+        };
+        let mut agrees = expected.is_none();
+        if let Some(expected) = &expected {
+            agrees = state
+                .snapshot()
+                .is_ok_and(|b| seek::digest(&b) == *expected);
+            if !agrees {
+                self.note_seek_problem(format!(
+                    "the checkpoint at event {n} differs from the transcript folded from the start; replaced"
+                ));
+            }
+        }
+        if let Ok(mut cps) = self.checkpoints.lock() {
+            cps[k] = Slot::Ready {
+                state: match keep {
+                    Some(s) if agrees => s,
+                    _ => Arc::new(state.clone()),
+                },
+                checked: true,
+                digest: None,
+            };
+        }
+        if !agrees {
+            self.replaced.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stored.notify_all();
+    }
+
+    /// Whether slot `k` holds a checked checkpoint.
+    fn is_checked(&self, k: usize) -> bool {
+        self.checkpoints
+            .lock()
+            .is_ok_and(|cps| matches!(cps.get(k), Some(Slot::Ready { checked: true, .. })))
     }
 
     /// Waits (at most `timeout`) for a checkpoint past event `pos`.
@@ -124,9 +278,9 @@ impl Shared {
         };
         let k = pos / self.every + 1;
         // Spurious wake-ups and timeouts only make the caller look again.
-        let _ = self
-            .stored
-            .wait_timeout_while(cps, timeout, |cps| cps.get(k).is_some_and(|c| c.is_none()));
+        let _ = self.stored.wait_timeout_while(cps, timeout, |cps| {
+            cps.get(k).is_some_and(|c| matches!(c, Slot::Empty))
+        });
     }
 }
 
@@ -134,6 +288,9 @@ impl Shared {
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
     pub checkpoint_every: usize,
+    /// Where to keep the checkpoints a replay had to build (`None`: keep none). The seek
+    /// file beside the transcript is read either way.
+    pub seek_cache: Option<PathBuf>,
     /// Build checkpoints and check the chain in a background thread.
     pub background: bool,
     pub speed: f64,
@@ -144,6 +301,7 @@ impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             checkpoint_every: CHECKPOINT_EVERY,
+            seek_cache: None,
             background: true,
             speed: 1.0,
             skip_idle_ms: None,
@@ -169,6 +327,11 @@ pub struct Replay {
     state: State,
     /// Events folded into `state`.
     pos: usize,
+    /// The checkpoint slot `state` was folded from (whether it is checked decides the
+    /// footer's "seek file …").
+    base: usize,
+    /// [`Shared::replaced`] when `state` was last rebuilt.
+    seen_replaced: usize,
     /// Events the screen should show (a seek in progress when it differs from `pos`).
     target: usize,
     cursor: Ts,
@@ -213,16 +376,34 @@ impl Replay {
         );
         let every = opts.checkpoint_every.max(1);
         let slots = index.len() / every + 1;
+        let seek_file = find_seek_file(&index, every, opts.seek_cache.as_deref());
+        let mut checkpoints = vec![Slot::Empty; slots];
+        if let Some(f) = &seek_file {
+            for (i, e) in f.entries.iter().enumerate() {
+                if let Some(slot) = checkpoints.get_mut(e.n / every) {
+                    *slot = Slot::Stored(i);
+                }
+            }
+        }
+        let state = State::new(Arc::clone(&plan));
+        checkpoints[0] = Slot::Ready {
+            state: Arc::new(state.clone()),
+            checked: true,
+            digest: None,
+        };
         let shared = Arc::new(Shared {
             every,
-            checkpoints: Mutex::new(vec![None; slots]),
+            index: Arc::clone(&index),
+            plan: Arc::clone(&plan),
+            seek: seek_file,
+            checkpoints: Mutex::new(checkpoints),
             stored: Condvar::new(),
             chain: Mutex::new(ChainCheck::Checking(0)),
             stop: AtomicBool::new(false),
             built: AtomicUsize::new(0),
+            replaced: AtomicUsize::new(0),
+            seek_problem: Mutex::new(None),
         });
-        let state = State::new(Arc::clone(&plan));
-        shared.store(0, &state);
         let (mut steps, mut notable) = (Vec::new(), Vec::new());
         for (i, k) in index.kinds().iter().enumerate() {
             if k.is_step() {
@@ -235,10 +416,16 @@ impl Replay {
         let builder = if opts.background {
             let (index, plan, shared) =
                 (Arc::clone(&index), Arc::clone(&plan), Arc::clone(&shared));
+            let cache = opts.seek_cache.clone();
             Some(
                 std::thread::Builder::new()
                     .name("replay-checkpoints".into())
-                    .spawn(move || build_checkpoints(&index, plan, &shared))
+                    .spawn(move || {
+                        build_checkpoints(&index, plan, &shared);
+                        if let Some(dir) = cache {
+                            save_checkpoints(&index, &shared, &dir);
+                        }
+                    })
                     .map_err(|e| TranscriptError::Bad {
                         path: p.clone(),
                         line: 0,
@@ -259,6 +446,8 @@ impl Replay {
             plan,
             state,
             pos: 0,
+            base: 0,
+            seen_replaced: 0,
             target: 0,
             cursor: 0,
             playing: false,
@@ -324,6 +513,22 @@ impl Replay {
             .unwrap_or_else(|_| ChainCheck::Broken("the checker stopped".into()))
     }
 
+    /// The seek file in use, if one was found for this transcript.
+    pub fn seek_file(&self) -> Option<&Path> {
+        self.shared.seek.as_ref().map(|f| f.path.as_path())
+    }
+
+    /// The first seek-file checkpoint that was wrong or unusable, and why.
+    pub fn seek_problem(&self) -> Option<String> {
+        self.shared.seek_problem.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// Whether the state on screen was folded from checkpoints this process has checked
+    /// (false while it rests on a seek-file checkpoint the background pass has not reached).
+    pub fn checked(&self) -> bool {
+        self.shared.is_checked(self.base)
+    }
+
     /// Events the background pass has folded (checkpoints exist up to here).
     pub fn checkpointed(&self) -> usize {
         self.shared.built.load(Ordering::Relaxed)
@@ -387,19 +592,30 @@ impl Replay {
     pub fn work(&mut self, budget: usize) -> bool {
         let every = self.shared.every;
         let mut left = budget;
+        let replaced = self.shared.replaced.load(Ordering::Relaxed);
+        if replaced != self.seen_replaced {
+            // The background pass replaced a checkpoint that disagreed with its fold: what is
+            // on screen may rest on it, so fold to the target again from a good one.
+            self.seen_replaced = replaced;
+            self.state = State::new(Arc::clone(&self.plan));
+            self.pos = 0;
+            self.base = 0;
+        }
         while self.pos != self.target {
             let target = self.target;
             // Restore a checkpoint when going back, or when one is nearer than folding on.
-            if let Some((at, cp)) = self.shared.best_at_or_before(target)
+            if let Some((at, cp, _)) = self.shared.best_at_or_before(target)
                 && (target < self.pos || at > self.pos)
             {
                 self.state = (*cp).clone();
                 self.pos = at;
+                self.base = at / every;
             }
             if target < self.pos {
                 // Checkpoint 0 is always kept; this is only a guard.
                 self.state = State::new(Arc::clone(&self.plan));
                 self.pos = 0;
+                self.base = 0;
             }
             if self.pos == target {
                 break;
@@ -428,7 +644,8 @@ impl Replay {
                     }
                     left = left.saturating_sub(events.len());
                     self.pos = end;
-                    self.shared.store(self.pos, &self.state);
+                    let checked = self.shared.is_checked(self.base);
+                    self.shared.store(self.pos, &self.state, checked);
                 }
                 Err(e) => {
                     self.error = Some(e.to_string());
@@ -582,6 +799,11 @@ impl Replay {
             ChainCheck::Checking(_) => " chain …",
             ChainCheck::Broken(_) => " CHAIN BROKEN",
         });
+        if self.seek_problem().is_some() {
+            right.push_str(" SEEK FILE WRONG");
+        } else if !self.shared.is_checked(self.base) {
+            right.push_str(" seek file …");
+        }
         if self.index.torn_tail.is_some() {
             right.push_str(" torn tail");
         }
@@ -698,11 +920,103 @@ fn build_checkpoints(index: &Index, plan: Arc<Plan>, shared: &Shared) {
             for ev in &batch {
                 let _ = state.apply(ev);
                 n += 1;
-                shared.store(n, &state);
+                shared.store_checked(n, &state);
             }
             shared.built.store(n, Ordering::Relaxed);
         }
     });
+}
+
+/// The seek file for this transcript: the one a previous replay built and checked (in the
+/// cache) before the one the live session wrote beside it.
+fn find_seek_file(index: &Index, every: usize, cache: Option<&Path>) -> Option<SeekFile> {
+    let candidates = cache
+        .and_then(|dir| seek::in_cache(dir, index).ok())
+        .into_iter()
+        .chain([seek::beside(index.path())]);
+    for path in candidates {
+        match SeekFile::open(&path, &index.root_hash, every) {
+            Ok(Some(f)) if !f.entries.is_empty() => return Some(f),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("seek file {}: {e}; not used", path.display()),
+        }
+    }
+    None
+}
+
+/// After a complete background pass over an intact chain, keeps its checkpoints in the cache
+/// when no seek file had them all (or one was wrong), so the next replay seeks at once.
+fn save_checkpoints(index: &Index, shared: &Shared, dir: &Path) {
+    let total = index.len();
+    let every = shared.every;
+    let complete = shared
+        .seek
+        .as_ref()
+        .is_some_and(|f| f.entries.len() >= total / every);
+    if shared.stop.load(Ordering::Relaxed)
+        || total < every
+        || shared.built.load(Ordering::Relaxed) < total
+        || !matches!(
+            *shared.chain.lock().unwrap_or_else(|e| e.into_inner()),
+            ChainCheck::Intact
+        )
+        || (complete && shared.seek_problem.lock().is_ok_and(|p| p.is_none()))
+    {
+        return;
+    }
+    let save = || -> std::io::Result<PathBuf> {
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let to = seek::in_cache(dir, index)?;
+        let tmp = to.with_extension(format!("tmp-{}", std::process::id()));
+        let mut w = seek::Writer::create(&tmp, &index.root_hash, every)?;
+        let cleanup = RemoveOnDrop(Some(tmp.clone()));
+        for k in 1..=total / every {
+            let state = match shared.checkpoints.lock() {
+                Ok(cps) => match &cps[k] {
+                    Slot::Ready {
+                        state,
+                        checked: true,
+                        ..
+                    } => Arc::clone(state),
+                    _ => break,
+                },
+                Err(_) => break,
+            };
+            let n = k * every;
+            let bytes = state.snapshot().map_err(std::io::Error::other)?;
+            w.write_snapshot(n, &index.record_hash(n - 1)?, &bytes)?;
+        }
+        w.finish_as(&to)?;
+        cleanup.disarm();
+        Ok(to)
+    };
+    match save() {
+        Ok(to) => tracing::info!("seek checkpoints kept in {}", to.display()),
+        Err(e) => tracing::warn!("cannot keep seek checkpoints in {}: {e}", dir.display()),
+    }
+}
+
+/// Removes a half-written file unless disarmed.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 fn set_chain(shared: &Shared, c: ChainCheck) {
@@ -727,6 +1041,7 @@ pub async fn run_replay_args(args: &ReplayArgs, theme: &Theme) -> anyhow::Result
         ReplayOptions {
             speed: args.speed,
             skip_idle_ms: args.skip_idle.map(|s| s as Ts * 1000),
+            seek_cache: seek::default_cache_dir(),
             ..ReplayOptions::default()
         },
         !args.paused,
@@ -814,11 +1129,15 @@ mod tests {
     /// A transcript of the rehearsal plan: ticks, a note every 100 events, a confirmation
     /// now and then; returns its path and events.
     fn transcript(dir: &Path, n: usize) -> (PathBuf, Vec<Event>) {
+        transcript_created(dir, n, T0)
+    }
+
+    fn transcript_created(dir: &Path, n: usize, created_at: Ts) -> (PathBuf, Vec<Event>) {
         let plan = plan::rehearsal_plan();
         let mut r = Recorder::create(
             dir,
             Header {
-                created_at: T0,
+                created_at,
                 mode: "test".into(),
                 operator: "op".into(),
                 host: "h".into(),
@@ -867,6 +1186,159 @@ mod tests {
         assert_eq!(a.now, b.now);
         assert_eq!(a.log, b.log);
         assert_eq!(a.steps, b.steps);
+        assert!(
+            a.snapshot().unwrap() == b.snapshot().unwrap(),
+            "states differ at event {}",
+            a.events
+        );
+    }
+
+    /// Writes the seek file a live session would have written beside `path` (a checkpoint
+    /// every `every` events), folding `states_from` instead of the recorded events when given
+    /// (a forged file whose digests and line hashes are right).
+    fn write_seek(path: &Path, every: usize, events: &[Event], states_from: Option<&[Event]>) {
+        let index = Index::open(path).unwrap();
+        let mut w = seek::Writer::create(&seek::beside(path), &index.root_hash, every).unwrap();
+        for n in (every..=events.len()).step_by(every) {
+            let state = fold(&states_from.unwrap_or(events)[..n]);
+            w.checkpoint(&index.record_hash(n - 1).unwrap(), &state)
+                .unwrap();
+        }
+    }
+
+    fn opts(every: usize, background: bool) -> ReplayOptions {
+        ReplayOptions {
+            checkpoint_every: every,
+            background,
+            ..ReplayOptions::default()
+        }
+    }
+
+    #[test]
+    fn seeks_from_a_seek_file_equal_a_fold_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, events) = transcript(dir.path(), 2_345);
+        write_seek(&path, 100, &events, None);
+        let mut r = Replay::open_with(&path, opts(100, false)).unwrap();
+        assert_eq!(r.seek_file(), Some(seek::beside(&path).as_path()));
+        for n in [2_345, 2_300, 7, 1_999, 1_000, 0, 2_200, 150] {
+            let got = r.state_at(n).unwrap().clone();
+            same(&got, &fold(&events[..n]));
+            // Without a background pass nothing checked the file's checkpoints.
+            assert_eq!(r.checked(), n < 100, "at {n}");
+        }
+        // The only folding done was from the nearest checkpoint: at most 99 events a seek.
+        assert!(r.timeline(200).contains("seek file …"));
+        assert_eq!(r.seek_problem(), None);
+
+        // With the background pass every checkpoint gets compared and found right.
+        let mut r = Replay::open_with(&path, opts(100, true)).unwrap();
+        same(r.state_at(2_250).unwrap(), &fold(&events[..2_250]));
+        r.wait_for_checkpoints();
+        assert_eq!(r.seek_problem(), None);
+        assert!(r.checked());
+        assert!(!r.timeline(200).contains("seek file"));
+    }
+
+    #[test]
+    fn a_forged_seek_file_is_caught_by_the_background_fold_and_the_screen_refolded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, events) = transcript(dir.path(), 1_000);
+        // Right digests and line hashes, wrong states: notes that never happened.
+        let mut forged = events.clone();
+        for e in &mut forged {
+            if let Event::Note { text, .. } = e {
+                *text = "all good, nothing to see".into();
+            }
+        }
+        write_seek(&path, 100, &events, Some(&forged));
+        let mut r = Replay::open_with(&path, opts(100, false)).unwrap();
+        let shown = r.state_at(950).unwrap().clone();
+        assert!(
+            shown.log.iter().any(|l| l.text.contains("nothing to see")),
+            "without a check the forged checkpoint is what a seek restores"
+        );
+        drop(r);
+
+        let mut r = Replay::open_with(&path, opts(100, true)).unwrap();
+        r.state_at(950).unwrap();
+        r.wait_for_checkpoints();
+        let problem = r.seek_problem().expect("the forgery is reported");
+        assert!(problem.contains("differs from the transcript"), "{problem}");
+        assert!(r.timeline(200).contains("SEEK FILE WRONG"));
+        // The next frame folds the screen again from checked checkpoints.
+        r.work(usize::MAX);
+        same(r.state(), &fold(&events[..950]));
+        for n in [100, 500, 999] {
+            same(r.state_at(n).unwrap(), &fold(&events[..n]));
+        }
+    }
+
+    #[test]
+    fn a_seek_file_is_not_used_for_lines_that_changed_or_another_transcript() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, events) = transcript(dir.path(), 1_000);
+        write_seek(&path, 100, &events, None);
+        // Another interval: the file is not for this replay.
+        let r = Replay::open_with(&path, opts(50, false)).unwrap();
+        assert_eq!(r.seek_file(), None);
+        drop(r);
+        // Rewrite event 800's line (whitespace only, still the same event): the checkpoint
+        // taken right after it no longer follows a line of this file.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[800] = lines[800].replacen("\"at\":", "\"at\" :", 1);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let mut r = Replay::open_with(&path, opts(100, false)).unwrap();
+        assert!(r.seek_file().is_some());
+        same(r.state_at(750).unwrap(), &fold(&events[..750]));
+        assert_eq!(
+            r.seek_problem(),
+            None,
+            "checkpoints before the edit are fine"
+        );
+        same(r.state_at(850).unwrap(), &fold(&events[..850]));
+        let problem = r.seek_problem().expect("the stale checkpoint is reported");
+        assert!(problem.contains("no longer has"), "{problem}");
+        same(r.state_at(950).unwrap(), &fold(&events[..950]));
+        // A transcript with another header: the file names another root.
+        let (other, _) = transcript_created(&dir.path().join("other"), 1_000, T0 + 1);
+        std::fs::copy(seek::beside(&path), seek::beside(&other)).unwrap();
+        let r = Replay::open_with(&other, opts(100, false)).unwrap();
+        assert_eq!(r.seek_file(), None);
+    }
+
+    #[test]
+    fn a_replay_that_built_its_checkpoints_keeps_them_in_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (path, events) = transcript(dir.path(), 1_234);
+        let with_cache = || ReplayOptions {
+            seek_cache: Some(cache.clone()),
+            ..opts(100, true)
+        };
+        let mut r = Replay::open_with(&path, with_cache()).unwrap();
+        assert_eq!(r.seek_file(), None);
+        r.wait_for_checkpoints();
+        drop(r);
+        let kept = seek::in_cache(&cache, &Index::open(&path).unwrap()).unwrap();
+        assert!(kept.exists(), "{}", kept.display());
+        assert!(
+            !seek::beside(&path).exists(),
+            "nothing is written beside the evidence"
+        );
+        let mut r = Replay::open_with(
+            &path,
+            ReplayOptions {
+                background: false,
+                ..with_cache()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.seek_file(), Some(kept.as_path()));
+        for n in [1_234, 1_200, 345] {
+            same(r.state_at(n).unwrap(), &fold(&events[..n]));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::action::{Actuator, spawn_action};
 use crate::event::{Event, now_ms};
 use crate::plan::Plan;
 use crate::state::{Effect, State};
-use crate::transcript::{Header, Recorder};
+use crate::transcript::{Header, Recorder, seek};
 
 /// Subscribers that see every recorded event, in order (pairing streams them to peers).
 pub type Tap = Box<dyn FnMut(&[Event]) + Send>;
@@ -25,6 +25,8 @@ pub struct Session {
     pub state: State,
     pub plan: Arc<Plan>,
     recorder: Option<Recorder>,
+    /// Seek checkpoints beside the transcript, so a replay of it seeks fast.
+    checkpoints: Checkpoints,
     actuator: Option<Arc<dyn Actuator>>,
     tx: mpsc::UnboundedSender<Event>,
     taps: Vec<Tap>,
@@ -55,7 +57,7 @@ impl Session {
             None => None,
         };
         let state = State::new(Arc::clone(&cfg.plan));
-        Self::begin(cfg, recorder, state, started)
+        Self::begin(cfg, recorder, Checkpoints::default(), state, started)
     }
 
     /// Assembles the session around its recorder and (possibly pre-folded) state, then
@@ -63,6 +65,7 @@ impl Session {
     fn begin(
         cfg: SessionConfig,
         recorder: Option<Recorder>,
+        checkpoints: Checkpoints,
         state: State,
         started: i64,
     ) -> anyhow::Result<(Session, Inbox)> {
@@ -72,6 +75,7 @@ impl Session {
             state,
             plan: cfg.plan,
             recorder,
+            checkpoints,
             actuator: cfg.actuator,
             tx,
             taps: Vec::new(),
@@ -127,19 +131,19 @@ impl Session {
         })?;
         let mut recorder = new_recorder(&cfg, &dir, started, Some(resumed_from))?;
         let mut state = State::new(Arc::clone(&cfg.plan));
-        for chunk in history.chunks(10_000) {
-            recorder.append(chunk).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot append to the transcript {}: {e}",
-                    recorder.path().display()
-                )
-            })?;
-            for ev in chunk {
-                // Effects of history are not run again: they ran (or died) in the old process.
-                let _ = state.apply(ev);
-            }
+        let mut checkpoints = Checkpoints::default();
+        for chunk in history.chunks(seek::EVERY) {
+            // Effects of history are not run again: they ran (or died) in the old process.
+            record_and_fold(
+                Some(&mut recorder),
+                &mut checkpoints,
+                &mut state,
+                &mut [],
+                chunk,
+                |_| {},
+            )?;
         }
-        Self::begin(cfg, Some(recorder), state, started)
+        Self::begin(cfg, Some(recorder), checkpoints, state, started)
     }
 
     /// Records a batch durably, then folds it and carries out the effects. The order is the
@@ -155,21 +159,17 @@ impl Session {
             clamp_time(ev, floor);
             scrub(ev, &self.secrets);
         }
-        if let Some(r) = &mut self.recorder {
-            r.append(&batch).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot append to the transcript {}: {e}",
-                    r.path().display()
-                )
-            })?;
-        }
-        for tap in &mut self.taps {
-            tap(&batch);
-        }
-        for ev in &batch {
-            for effect in self.state.apply(ev) {
-                self.run(effect);
-            }
+        let mut effects = Vec::new();
+        record_and_fold(
+            self.recorder.as_mut(),
+            &mut self.checkpoints,
+            &mut self.state,
+            &mut self.taps,
+            &batch,
+            |e| effects.push(e),
+        )?;
+        for effect in effects {
+            self.run(effect);
         }
         self.actions.retain(|h| !h.is_finished());
         for hook in &mut self.fold_hooks {
@@ -255,6 +255,81 @@ fn clamp_time(ev: &mut Event, floor: i64) {
 }
 
 /// Creates a session's transcript under `dir`, its header describing `cfg`.
+/// Records `batch` durably, shows it to the taps, then folds it (effects go to `effect`).
+/// A seek checkpoint is left at every multiple of [`seek::EVERY`] events: the batch is
+/// split there, so the checkpoint names the exact line it follows.
+fn record_and_fold(
+    mut recorder: Option<&mut Recorder>,
+    checkpoints: &mut Checkpoints,
+    state: &mut State,
+    taps: &mut [Tap],
+    mut batch: &[Event],
+    mut effect: impl FnMut(Effect),
+) -> anyhow::Result<()> {
+    while !batch.is_empty() {
+        let to_boundary = seek::EVERY - (state.events as usize % seek::EVERY);
+        let (part, rest) = batch.split_at(to_boundary.min(batch.len()));
+        batch = rest;
+        if let Some(r) = recorder.as_deref_mut() {
+            r.append(part).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot append to the transcript {}: {e}",
+                    r.path().display()
+                )
+            })?;
+        }
+        for tap in taps.iter_mut() {
+            tap(part);
+        }
+        for ev in part {
+            for e in state.apply(ev) {
+                effect(e);
+            }
+        }
+        if let Some(r) = recorder.as_deref()
+            && (state.events as usize).is_multiple_of(seek::EVERY)
+        {
+            checkpoints.take(r, state);
+        }
+    }
+    Ok(())
+}
+
+/// The session's seek file, opened at its first checkpoint. Failing to write it never stops
+/// a session (it is a cache; replay rebuilds it): the first error is logged and it stops.
+#[derive(Default)]
+struct Checkpoints {
+    writer: Option<seek::Writer>,
+    failed: bool,
+}
+
+impl Checkpoints {
+    fn take(&mut self, recorder: &Recorder, state: &State) {
+        if self.failed {
+            return;
+        }
+        let path = seek::beside(recorder.path());
+        let result = match &mut self.writer {
+            Some(w) => w.checkpoint(recorder.last_hash(), state),
+            None => {
+                seek::Writer::create(&path, recorder.root_hash(), seek::EVERY).and_then(|mut w| {
+                    let r = w.checkpoint(recorder.last_hash(), state);
+                    self.writer = Some(w);
+                    r
+                })
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                "seek checkpoints stop ({}: {e}); replay will build its own",
+                path.display()
+            );
+            self.failed = true;
+            self.writer = None;
+        }
+    }
+}
+
 fn new_recorder(
     cfg: &SessionConfig,
     dir: &Path,

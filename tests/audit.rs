@@ -806,3 +806,93 @@ fn the_example_session_replays_in_a_terminal() {
         !s.contains("[REPLAY]")
     });
 }
+
+/// A long live session leaves seek checkpoints beside its transcript (and a resumed one
+/// beside its new file); a replay of either seeks from them, and its background pass finds
+/// every one equal to its own fold.
+#[test]
+fn a_live_session_leaves_seek_checkpoints_that_replay_uses_and_confirms() {
+    use cutover::session::{Session, SessionConfig};
+    use cutover::transcript::index::Index;
+    use cutover::transcript::seek::{self, SeekFile};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || SessionConfig {
+        plan: Arc::new(plan::rehearsal_plan()),
+        mode: "test".into(),
+        operator: "op".into(),
+        sessions_dir: Some(dir.path().to_path_buf()),
+        actuator: None,
+    };
+    let _rt = runtime().enter();
+    let (mut session, _inbox) = Session::open(cfg()).unwrap();
+    let t0 = session.state.now;
+    // Batches of awkward sizes, so checkpoints fall inside batches.
+    let mut at = t0;
+    for size in [1, 3_333, 9_999, 7_001, 4_667] {
+        let batch: Vec<Event> = (0..size)
+            .map(|_| {
+                at += 10;
+                Event::Tick { at }
+            })
+            .collect();
+        session.ingest(batch).unwrap();
+    }
+    let path = session.transcript_path().unwrap().to_path_buf();
+    let total = session.state.events as usize;
+    assert_eq!(total, 25_002);
+    let live_end = session.state.snapshot().unwrap();
+    drop(session);
+
+    let check_file = |path: &Path, total: usize| {
+        let index = Index::open(path).unwrap();
+        assert_eq!(index.len(), total);
+        let file = SeekFile::open(&seek::beside(path), &index.root_hash, seek::EVERY)
+            .unwrap()
+            .expect("a seek file beside the transcript");
+        let at: Vec<usize> = file.entries.iter().map(|e| e.n).collect();
+        assert_eq!(at, [10_000, 20_000]);
+        for e in &file.entries {
+            assert_eq!(e.hash, index.record_hash(e.n - 1).unwrap(), "at {}", e.n);
+        }
+        let mut r = Replay::open_with(path, ReplayOptions::default()).unwrap();
+        assert_eq!(r.seek_file(), Some(seek::beside(path).as_path()));
+        let end = r.state_at(total).unwrap().snapshot().unwrap();
+        r.wait_for_checkpoints();
+        assert_eq!(r.seek_problem(), None);
+        assert_eq!(r.chain(), cutover::replay::ChainCheck::Intact);
+        let t = cutover::transcript::read(path).unwrap();
+        let plan = Arc::new(plan::parse("recorded", &t.header.plan_text).unwrap());
+        let (mut folded, mut done) = (State::new(plan), 0);
+        for n in [5, 10_001, 19_999, 20_000, total] {
+            for e in &t.events[done..n] {
+                let _ = folded.apply(e);
+            }
+            done = n;
+            assert_eq!(
+                r.state_at(n).unwrap().snapshot().unwrap(),
+                folded.snapshot().unwrap(),
+                "at {n}"
+            );
+        }
+        end
+    };
+    assert_eq!(check_file(&path, total), live_end);
+
+    let interrupted = cutover::resume::load(&path).unwrap();
+    let (resumed, _inbox) = Session::resume(
+        cfg(),
+        cutover::transcript::ResumedFrom {
+            file: path.display().to_string(),
+            last_seq: interrupted.last_seq,
+            last_hash: interrupted.last_hash.clone(),
+        },
+        interrupted.events.clone(),
+    )
+    .unwrap();
+    let new = resumed.transcript_path().unwrap().to_path_buf();
+    let resumed_total = resumed.state.events as usize;
+    drop(resumed);
+    assert_eq!(resumed_total, total + 1, "history, then its own start");
+    check_file(&new, resumed_total);
+}

@@ -15,6 +15,7 @@ use crate::event::{
 };
 use crate::plan::{Action, Plan};
 pub use gate::{GateState, GateStatus, InputValue};
+use serde::{Deserialize, Serialize};
 
 /// How many points each chart keeps.
 pub const HISTORY: usize = 240;
@@ -29,7 +30,7 @@ pub enum Effect {
     RunAction { step: usize, direction: Direction },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,
@@ -56,7 +57,7 @@ impl StepStatus {
 }
 
 /// What happened to one step.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
     pub status: StepStatus,
     pub confirmed_by: Option<String>,
@@ -103,14 +104,14 @@ impl StepState {
 }
 
 /// One table's rows in the validation and drift panes.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TableView {
     pub stat: Option<TableStat>,
     pub drift: Option<TableDrift>,
 }
 
 /// A chart's data.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     pub unit: Option<String>,
     pub points: VecDeque<(Ts, f64)>,
@@ -119,7 +120,7 @@ pub struct Series {
 }
 
 /// A source's recent health.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub last_ok: Option<Ts>,
     pub last_error: Option<(Ts, String)>,
@@ -138,7 +139,7 @@ impl Health {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RollbackStatus {
     /// Waiting for a running action to end before undoing.
     Waiting,
@@ -147,7 +148,7 @@ pub enum RollbackStatus {
     Failed,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rollback {
     pub confirmed_at: Ts,
     pub by: String,
@@ -156,7 +157,7 @@ pub struct Rollback {
     pub finished_at: Option<Ts>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Level {
     Info,
     Good,
@@ -164,7 +165,7 @@ pub enum Level {
     Error,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     pub at: Ts,
     pub level: Level,
@@ -172,15 +173,20 @@ pub struct LogLine {
 }
 
 /// A dialog the transcript knows about (opened by a recorded request).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpenDialog {
     Confirm { step: usize, by: String },
     Rollback { by: String },
 }
 
 /// Everything the cockpit shows, folded from events.
-#[derive(Clone, Debug)]
+///
+/// Serializable for the seek checkpoints ([`crate::transcript::seek`]): [`State::snapshot`]
+/// and [`State::restore`]. The plan is not part of a snapshot (the transcript's header
+/// carries it); `restore` puts it back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct State {
+    #[serde(skip, default = "detached_plan")]
     pub plan: Arc<Plan>,
     pub mode: Option<String>,
     pub operator: Option<String>,
@@ -198,6 +204,7 @@ pub struct State {
     pub health: BTreeMap<SourceKind, Health>,
     pub steps: Vec<StepState>,
     /// (step, gate) -> since when its condition has held on fresh readings.
+    #[serde(with = "holds_as_list")]
     pub holds: HashMap<(usize, usize), Ts>,
     /// The next step's gate states, to log their changes.
     next_gates: Vec<GateState>,
@@ -210,6 +217,44 @@ pub struct State {
     pub log: VecDeque<LogLine>,
     pub ended: Option<(Ts, String)>,
     pub events: u64,
+}
+
+/// The plan a deserialized `State` holds until [`State::restore`] gives it the real one.
+fn detached_plan() -> Arc<Plan> {
+    static DETACHED: std::sync::LazyLock<Arc<Plan>> = std::sync::LazyLock::new(|| {
+        Arc::new(
+            crate::plan::parse("rehearsal.toml", crate::plan::REHEARSAL_PLAN)
+                .expect("the shipped rehearsal plan parses (tested)"),
+        )
+    });
+    Arc::clone(&DETACHED)
+}
+
+/// `holds` as a sorted list of `[[step, gate], since]` (JSON maps need string keys, and a
+/// sorted list serializes the same state to the same bytes).
+mod holds_as_list {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::event::Ts;
+
+    pub fn serialize<S: Serializer>(
+        holds: &HashMap<(usize, usize), Ts>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut list: Vec<(&(usize, usize), &Ts)> = holds.iter().collect();
+        list.sort_unstable();
+        list.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<(usize, usize), Ts>, D::Error> {
+        Ok(Vec::<((usize, usize), Ts)>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
 }
 
 fn push_capped<T>(q: &mut VecDeque<T>, item: T, cap: usize) {
@@ -268,6 +313,27 @@ impl State {
             ended: None,
             events: 0,
         }
+    }
+
+    /// The state as JSON, for a seek checkpoint. The same state always gives the same bytes
+    /// (maps are ordered), so two snapshots compare by digest.
+    pub fn snapshot(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
+    }
+
+    /// A state from [`State::snapshot`]'s bytes, under `plan` (the transcript's).
+    pub fn restore(json: &[u8], plan: Arc<Plan>) -> Result<State, String> {
+        let mut state: State =
+            serde_json::from_slice(json).map_err(|e| format!("not a state snapshot: {e}"))?;
+        if state.steps.len() != plan.steps.len() {
+            return Err(format!(
+                "the snapshot has {} steps, the plan {}: it belongs to another plan",
+                state.steps.len(),
+                plan.steps.len()
+            ));
+        }
+        state.plan = plan;
+        Ok(state)
     }
 
     fn log(&mut self, at: Ts, level: Level, text: impl Into<String>) {

@@ -65,6 +65,8 @@ pub struct Index {
     file: File,
     pub header: Header,
     pub version: u32,
+    /// The header line's hash: the start of the chain, the transcript's identity.
+    pub root_hash: String,
     /// Byte offset of each event line; one extra entry: the end of the last indexed line.
     offsets: Vec<u64>,
     ats: Vec<Ts>,
@@ -132,12 +134,14 @@ impl Index {
             ));
         }
         let (version, header) = parse_header_line(&head).map_err(bad1)?;
+        let root_hash = super::line_hash(&head);
         let Some(body) = header_end else {
             return Ok(Index {
                 path: path.to_path_buf(),
                 file,
                 header,
                 version,
+                root_hash,
                 offsets: vec![len],
                 ats: Vec::new(),
                 kinds: Vec::new(),
@@ -182,6 +186,7 @@ impl Index {
             file,
             header,
             version,
+            root_hash,
             offsets: Vec::new(),
             ats: Vec::new(),
             kinds: Vec::new(),
@@ -223,6 +228,21 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.ats.is_empty()
+    }
+
+    /// The hash of event line `i` (0-based) as the next record's `prev` must carry it.
+    pub fn record_hash(&self, i: usize) -> std::io::Result<String> {
+        let (Some(&from), Some(&to)) = (self.offsets.get(i), self.offsets.get(i + 1)) else {
+            return Err(std::io::Error::other(format!(
+                "no event line {i} in the index"
+            )));
+        };
+        let mut buf = vec![0u8; (to - from) as usize];
+        self.file.read_exact_at(&mut buf, from)?;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        Ok(super::line_hash(&buf))
     }
 
     /// Every event's time, in file order.

@@ -17,9 +17,12 @@
 //! and says which release to use.
 //!
 //! Submodules: [`verify`] (chain and schema audit naming the first bad line), [`index`] (a
-//! line-offset index with timestamps for fast open and seek in replay).
+//! line-offset index with timestamps for fast open and seek in replay), [`seek`] (the seek
+//! file: folded-state checkpoints beside a transcript, so replay seeks without folding
+//! from the start).
 
 pub mod index;
+pub mod seek;
 pub mod verify;
 
 use std::fs::{File, OpenOptions};
@@ -132,7 +135,7 @@ pub struct Transcript {
     pub last_hash: String,
 }
 
-fn line_hash(line: &[u8]) -> String {
+pub(crate) fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
@@ -170,6 +173,8 @@ pub struct Recorder {
     file: File,
     path: PathBuf,
     seq: u64,
+    /// The header line's hash: where the chain starts, and the transcript's identity.
+    root_hash: String,
     last_hash: String,
     buf: Vec<u8>,
 }
@@ -227,6 +232,7 @@ impl Recorder {
             file,
             path: path.to_path_buf(),
             seq: 0,
+            root_hash: line_hash(&line),
             last_hash: line_hash(&line),
             buf: Vec::with_capacity(64 * 1024),
         };
@@ -248,6 +254,11 @@ impl Recorder {
 
     pub fn last_seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The hash of the header line: the start of the chain.
+    pub fn root_hash(&self) -> &str {
+        &self.root_hash
     }
 
     /// The hash of the last line written (the header's when no event was).
