@@ -605,6 +605,20 @@ fn no_secret_appears_in_any_transcript_or_report() {
     ));
     outputs.push(("verify".into(), verify(&path).render()));
     outputs.push(("summary".into(), summary.render_text()));
+    // What a seek checkpoint of this session would hold, and every file the session wrote.
+    let folded = fold_file(&path).expect("the transcript folds");
+    outputs.push((
+        "seek checkpoint".into(),
+        String::from_utf8(folded.snapshot().expect("snapshot")).expect("utf-8"),
+    ));
+    for entry in std::fs::read_dir(&sessions).expect("list the sessions dir") {
+        let file = entry.expect("entry").path();
+        let bytes = std::fs::read(&file).expect("read a session file");
+        outputs.push((
+            file.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
     for (what, out) in &outputs {
         assert!(!out.contains(SECRET), "the secret appears in the {what}");
     }
