@@ -244,9 +244,7 @@ fn record_live(dir: &Path, events: &[Event]) -> (PathBuf, Duration, Duration) {
     );
     let plan = plan();
     let mut rec = Recorder::create(dir, header(&plan)).expect("create transcript");
-    let mut seek_file =
-        seek::Writer::create(&seek::beside(rec.path()), rec.root_hash(), seek::EVERY)
-            .expect("create seek file");
+    let mut checkpoints = seek::Live::default();
     let mut state = State::new(plan);
     let (mut appending, mut checkpointing) = (Duration::ZERO, Duration::ZERO);
     for chunk in events.chunks(BATCH) {
@@ -256,13 +254,9 @@ fn record_live(dir: &Path, events: &[Event]) -> (PathBuf, Duration, Duration) {
         for ev in chunk {
             let _ = state.apply(ev);
         }
-        if (state.events as usize).is_multiple_of(seek::EVERY) {
-            let t = Instant::now();
-            seek_file
-                .checkpoint(rec.last_hash(), &state)
-                .expect("checkpoint");
-            checkpointing += t.elapsed();
-        }
+        let t = Instant::now();
+        checkpoints.after_fold(&rec, &state);
+        checkpointing += t.elapsed();
     }
     (rec.path().to_path_buf(), appending, checkpointing)
 }
@@ -349,6 +343,11 @@ fn main() {
     let t = Instant::now();
     let mut replay = Replay::open_with(&path, opts()).expect("open for replay");
     let open = t.elapsed();
+    assert_eq!(
+        replay.seek_file(),
+        Some(seek::beside(&path).as_path()),
+        "the live recording left a seek file"
+    );
     println!(
         "open: {} events indexed, seek file listed, ready to draw, in {open:.2?}",
         replay.len()

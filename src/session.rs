@@ -26,7 +26,7 @@ pub struct Session {
     pub plan: Arc<Plan>,
     recorder: Option<Recorder>,
     /// Seek checkpoints beside the transcript, so a replay of it seeks fast.
-    checkpoints: Checkpoints,
+    checkpoints: seek::Live,
     actuator: Option<Arc<dyn Actuator>>,
     tx: mpsc::UnboundedSender<Event>,
     taps: Vec<Tap>,
@@ -57,7 +57,7 @@ impl Session {
             None => None,
         };
         let state = State::new(Arc::clone(&cfg.plan));
-        Self::begin(cfg, recorder, Checkpoints::default(), state, started)
+        Self::begin(cfg, recorder, seek::Live::default(), state, started)
     }
 
     /// Assembles the session around its recorder and (possibly pre-folded) state, then
@@ -65,7 +65,7 @@ impl Session {
     fn begin(
         cfg: SessionConfig,
         recorder: Option<Recorder>,
-        checkpoints: Checkpoints,
+        checkpoints: seek::Live,
         state: State,
         started: i64,
     ) -> anyhow::Result<(Session, Inbox)> {
@@ -131,7 +131,7 @@ impl Session {
         })?;
         let mut recorder = new_recorder(&cfg, &dir, started, Some(resumed_from))?;
         let mut state = State::new(Arc::clone(&cfg.plan));
-        let mut checkpoints = Checkpoints::default();
+        let mut checkpoints = seek::Live::default();
         for chunk in history.chunks(seek::EVERY) {
             // Effects of history are not run again: they ran (or died) in the old process.
             record_and_fold(
@@ -260,7 +260,7 @@ fn clamp_time(ev: &mut Event, floor: i64) {
 /// split there, so the checkpoint names the exact line it follows.
 fn record_and_fold(
     mut recorder: Option<&mut Recorder>,
-    checkpoints: &mut Checkpoints,
+    checkpoints: &mut seek::Live,
     state: &mut State,
     taps: &mut [Tap],
     mut batch: &[Event],
@@ -286,48 +286,11 @@ fn record_and_fold(
                 effect(e);
             }
         }
-        if let Some(r) = recorder.as_deref()
-            && (state.events as usize).is_multiple_of(seek::EVERY)
-        {
-            checkpoints.take(r, state);
+        if let Some(r) = recorder.as_deref() {
+            checkpoints.after_fold(r, state);
         }
     }
     Ok(())
-}
-
-/// The session's seek file, opened at its first checkpoint. Failing to write it never stops
-/// a session (it is a cache; replay rebuilds it): the first error is logged and it stops.
-#[derive(Default)]
-struct Checkpoints {
-    writer: Option<seek::Writer>,
-    failed: bool,
-}
-
-impl Checkpoints {
-    fn take(&mut self, recorder: &Recorder, state: &State) {
-        if self.failed {
-            return;
-        }
-        let path = seek::beside(recorder.path());
-        let result = match &mut self.writer {
-            Some(w) => w.checkpoint(recorder.last_hash(), state),
-            None => {
-                seek::Writer::create(&path, recorder.root_hash(), seek::EVERY).and_then(|mut w| {
-                    let r = w.checkpoint(recorder.last_hash(), state);
-                    self.writer = Some(w);
-                    r
-                })
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(
-                "seek checkpoints stop ({}: {e}); replay will build its own",
-                path.display()
-            );
-            self.failed = true;
-            self.writer = None;
-        }
-    }
 }
 
 fn new_recorder(

@@ -221,12 +221,8 @@ pub struct State {
 
 /// The plan a deserialized `State` holds until [`State::restore`] gives it the real one.
 fn detached_plan() -> Arc<Plan> {
-    static DETACHED: std::sync::LazyLock<Arc<Plan>> = std::sync::LazyLock::new(|| {
-        Arc::new(
-            crate::plan::parse("rehearsal.toml", crate::plan::REHEARSAL_PLAN)
-                .expect("the shipped rehearsal plan parses (tested)"),
-        )
-    });
+    static DETACHED: std::sync::LazyLock<Arc<Plan>> =
+        std::sync::LazyLock::new(|| Arc::new(crate::plan::rehearsal_plan()));
     Arc::clone(&DETACHED)
 }
 

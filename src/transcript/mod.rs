@@ -135,6 +135,18 @@ pub struct Transcript {
     pub last_hash: String,
 }
 
+/// Options that create a file only its owner can read (mode 0600): transcripts and seek
+/// files hold what the window saw.
+pub(crate) fn private_file() -> OpenOptions {
+    let mut opts = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts
+}
+
 pub(crate) fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
@@ -213,14 +225,7 @@ impl Recorder {
 
     /// Creates the transcript at an exact path (which must not exist).
     pub fn create_at(path: &Path, header: Header) -> std::io::Result<Recorder> {
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let file = opts.open(path)?;
+        let file = private_file().write(true).create_new(true).open(path)?;
         let line = serde_json::to_vec(&HeaderLine {
             format: FORMAT.into(),
             version: header.format_version(),

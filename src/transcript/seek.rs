@@ -19,7 +19,7 @@
 //! Format (JSON Lines): `{"format":"cutover-seek","version":1,"root":H,"every":N}`, then one
 //! `{"n":N,"hash":H,"digest":D,"state":{...}}` per checkpoint, `n` a multiple of `every`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::Recorder;
 use super::index::Index;
 use crate::plan::Plan;
 use crate::state::State;
@@ -93,17 +94,6 @@ pub fn digest(snapshot: &[u8]) -> String {
     hex::encode(Sha256::digest(snapshot))
 }
 
-fn create_private(path: &Path) -> std::io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)
-}
-
 /// Appends checkpoints to a seek file. Not synced: a lost tail only costs a slower seek.
 pub struct Writer {
     file: std::io::BufWriter<File>,
@@ -115,7 +105,11 @@ impl Writer {
     /// Creates (or replaces) the seek file at `path` for the transcript whose chain starts at
     /// `root`.
     pub fn create(path: &Path, root: &str, every: usize) -> std::io::Result<Writer> {
-        let file = create_private(path)?;
+        let file = super::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
         let mut w = Writer {
             file: std::io::BufWriter::with_capacity(256 * 1024, file),
             path: path.to_path_buf(),
@@ -179,6 +173,42 @@ impl Writer {
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&self.path, to)
+    }
+}
+
+/// A live session's seek file beside its transcript, opened at the first checkpoint (short
+/// sessions get none). Failing to write it never stops a session (it is a cache; replay
+/// builds its own): the first error is logged and checkpointing stops.
+#[derive(Default)]
+pub struct Live {
+    writer: Option<Writer>,
+    failed: bool,
+}
+
+impl Live {
+    /// Takes a checkpoint if one is due: `state` has folded a multiple of [`EVERY`] events,
+    /// the last of them the recorder's last line.
+    pub fn after_fold(&mut self, recorder: &Recorder, state: &State) {
+        if self.failed || !(state.events as usize).is_multiple_of(EVERY) {
+            return;
+        }
+        let path = beside(recorder.path());
+        let result = match &mut self.writer {
+            Some(w) => w.checkpoint(recorder.last_hash(), state),
+            None => Writer::create(&path, recorder.root_hash(), EVERY).and_then(|mut w| {
+                let r = w.checkpoint(recorder.last_hash(), state);
+                self.writer = Some(w);
+                r
+            }),
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                "seek checkpoints stop ({}: {e}); replay will build its own",
+                path.display()
+            );
+            self.failed = true;
+            self.writer = None;
+        }
     }
 }
 
@@ -298,7 +328,7 @@ mod tests {
     use super::*;
 
     fn plan() -> Arc<Plan> {
-        Arc::new(crate::plan::parse("rehearsal.toml", crate::plan::REHEARSAL_PLAN).unwrap())
+        Arc::new(crate::plan::rehearsal_plan())
     }
 
     fn folded(n: usize) -> State {
