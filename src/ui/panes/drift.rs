@@ -7,9 +7,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::Span;
 
-use super::{
-    Col, Ctx, Frame, fit_columns, framed, placeholder, put_line, sym, table_header, table_row,
-};
+use super::{Col, Ctx, Frame, Table, TableBody, put_line, sym, table_row};
 use crate::event::{ChecksumState, DiffKind, TableDrift};
 use crate::plan::Input;
 use crate::ui::Pane;
@@ -65,6 +63,13 @@ const COLS: [Col; 8] = [
         prio: 2,
     },
 ];
+
+const TABLE: Table = Table {
+    pane: Pane::Drift,
+    cols: &COLS,
+    flex_max: 28,
+    empty: "no table compared yet",
+};
 
 /// 0 is the most urgent.
 fn rank(d: Option<&TableDrift>) -> u8 {
@@ -160,18 +165,15 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             t.stale,
         ));
     }
-    let (offset, visible) =
-        ctx.scroll_window(Pane::Drift, frame, area, rows.len(), 1, &mut summary);
-    let inner = framed(ctx.block(Pane::Drift, summary, frame), area, buf);
-    if inner.is_empty() {
+    let Some(TableBody {
+        inner,
+        fit,
+        offset,
+        visible,
+    }) = ctx.table_frame(&TABLE, frame, area, buf, summary, rows.len())
+    else {
         return;
-    }
-    if rows.is_empty() {
-        put_line(&placeholder(ctx, "no table compared yet"), inner, 0, buf);
-        return;
-    }
-    let fit = fit_columns(&COLS, inner.width as usize, 1, 28);
-    put_line(&table_header(ctx, &COLS, &fit), inner, 0, buf);
+    };
     let col_w = |i: usize| fit.iter().find(|f| f.0 == i).map(|f| f.1).unwrap_or(0);
     for (row, (_, name, d)) in rows.iter().skip(offset).take(visible).enumerate() {
         let (symbol, sym_style) = row_symbol(ctx, *d);

@@ -148,6 +148,38 @@ impl<'a> Ctx<'a> {
         (offset, visible)
     }
 
+    /// Draws a table pane's frame: the block titled with `summary` (plus the scroll position
+    /// when not every row fits), the table's placeholder when there are no rows, else the
+    /// column header. Returns where the data rows go, or `None` when there are none to draw.
+    pub fn table_frame(
+        &self,
+        table: &Table,
+        frame: Frame,
+        area: Rect,
+        buf: &mut Buffer,
+        mut summary: Vec<Span<'a>>,
+        rows: usize,
+    ) -> Option<TableBody> {
+        let pane = table.pane;
+        let (offset, visible) = self.scroll_window(pane, frame, area, rows, 1, &mut summary);
+        let inner = framed(self.block(pane, summary, frame), area, buf);
+        if inner.is_empty() {
+            return None;
+        }
+        if rows == 0 {
+            put_line(&placeholder(self, table.empty), inner, 0, buf);
+            return None;
+        }
+        let fit = fit_columns(table.cols, inner.width as usize, 1, table.flex_max);
+        put_line(&table_header(self, table.cols, &fit), inner, 0, buf);
+        Some(TableBody {
+            inner,
+            fit,
+            offset,
+            visible,
+        })
+    }
+
     /// Whether a reading taken at `at` is older than `fresh_ms`.
     pub fn stale(&self, at: Ts, fresh_ms: i64) -> bool {
         self.now - at > fresh_ms
@@ -320,6 +352,27 @@ pub fn fit_columns(
         first.1 += slack.min(flex_max.saturating_sub(first.1));
     }
     keep
+}
+
+/// A table pane's fixed description ([`Ctx::table_frame`]).
+pub struct Table {
+    pub pane: Pane,
+    pub cols: &'static [Col],
+    /// The widest column 1 (the name) may grow to.
+    pub flex_max: usize,
+    /// What the pane says when there are no rows.
+    pub empty: &'static str,
+}
+
+/// Where a table pane's data rows go ([`Ctx::table_frame`]): row `i` of the window is
+/// drawn at line `i + 1` of `inner` (under the header).
+pub struct TableBody {
+    pub inner: Rect,
+    /// The columns that fit: (column, width).
+    pub fit: Vec<(usize, usize)>,
+    /// The first row shown, and how many rows fit.
+    pub offset: usize,
+    pub visible: usize,
 }
 
 /// One table row from per-column cells, laid out by [`fit_columns`].

@@ -6,9 +6,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::Span;
 
-use super::{
-    Col, Ctx, Frame, fit_columns, framed, placeholder, put_line, sym, table_header, table_row,
-};
+use super::{Col, Ctx, Frame, Table, TableBody, put_line, sym, table_row};
 use crate::event::TableStat;
 use crate::plan::Input;
 use crate::ui::Pane;
@@ -52,6 +50,13 @@ const COLS: [Col; 6] = [
         prio: 1,
     },
 ];
+
+const TABLE: Table = Table {
+    pane: Pane::Validation,
+    cols: &COLS,
+    flex_max: 32,
+    empty: "no table statistics yet",
+};
 
 fn is_validated(s: &TableStat) -> bool {
     s.validation_state
@@ -130,18 +135,15 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
         ));
     }
 
-    let (offset, visible) =
-        ctx.scroll_window(Pane::Validation, frame, area, rows.len(), 1, &mut summary);
-    let inner = framed(ctx.block(Pane::Validation, summary, frame), area, buf);
-    if inner.is_empty() {
+    let Some(TableBody {
+        inner,
+        fit,
+        offset,
+        visible,
+    }) = ctx.table_frame(&TABLE, frame, area, buf, summary, rows.len())
+    else {
         return;
-    }
-    if rows.is_empty() {
-        put_line(&placeholder(ctx, "no table statistics yet"), inner, 0, buf);
-        return;
-    }
-    let fit = fit_columns(&COLS, inner.width as usize, 1, 32);
-    put_line(&table_header(ctx, &COLS, &fit), inner, 0, buf);
+    };
     for (row, s) in rows.iter().skip(offset).take(visible).enumerate() {
         let (symbol, sym_style) = row_symbol(ctx, s);
         let num_style = |n: Option<u64>, bad: Style| if n.unwrap_or(0) > 0 { bad } else { t.dim };
