@@ -2,25 +2,22 @@
 //!
 //! See ARCHITECTURE.md for the codemap. The core is event-sourced: sources produce
 //! [`event::Event`]s, [`state::State::apply`] folds them, `ui` draws the state.
+//!
+//! This package is the binary: it owns the command line ([`cli`]) and the modes that print
+//! (check, drift, replay, report, resume, rehearse). The library crates under `crates/` are
+//! re-exported here under their old module names so the integration tests and benches read
+//! `cutover::event`, `cutover::sim`, ... whatever crate holds them.
 
-pub mod action;
-pub mod app;
-pub mod autopilot;
-pub mod aws;
-pub mod backend;
+pub use cutover_backends::{aws, backend, db, sim};
+pub use cutover_core::{event, plan, redact, state};
+pub use cutover_runtime::{action, autopilot, session, source};
+pub use cutover_transcript as transcript;
+pub use cutover_tui::{app, share, ui};
+
 pub mod check;
-pub mod db;
-pub mod event;
-pub mod plan;
-pub mod redact;
+pub mod cli;
+pub mod drift;
 pub mod rehearse;
 pub mod replay;
 pub mod report;
 pub mod resume;
-pub mod session;
-pub mod share;
-pub mod sim;
-pub mod source;
-pub mod state;
-pub mod transcript;
-pub mod ui;

@@ -5,159 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+
+use cutover::cli::{CheckArgs, Cli, Command, CommonArgs, PlanCommand, RehearseArgs, VerifyArgs};
 
 use cutover::plan::{self, Plan};
 use cutover::rehearse::{self, Rehearsal};
-use cutover::sim::Fault;
-
-/// A terminal cockpit for the maintenance window of a live database migration.
-#[derive(Parser)]
-#[command(name = "cutover", version, about, long_about = None)]
-struct Cli {
-    /// Write the program's log here (default: <sessions-dir>/cutover.log). Never to the screen.
-    #[arg(long, global = true, value_name = "FILE")]
-    log_file: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Rehearse a whole cutover on the embedded world (SQLite, simulated DMS, DNS, clients).
-    Rehearse(RehearseArgs),
-    /// Drive a real migration window: the cockpit with actions enabled.
-    Run(RunArgs),
-    /// The same cockpit, read-only: no action can be taken from it.
-    Watch(WatchArgs),
-    /// One poll of every source, then the gate state of the next step (exit 0 green, 1 red or
-    /// unknown, 2 plan or configuration error).
-    Check(CheckArgs),
-    /// Compare two databases table by table (counts, checksums, differing keys).
-    Drift(cutover::db::DriftArgs),
-    /// Check a transcript's hash chain and schema: exit 0 intact, 1 tampered or damaged, 2
-    /// unreadable; names the first bad line and why.
-    Verify(cutover::transcript::verify::VerifyArgs),
-    /// Replay a transcript in the cockpit: the same panes, rebuilt from the recorded events.
-    Replay {
-        #[command(flatten)]
-        args: cutover::replay::ReplayArgs,
-        /// Colour theme: dark, light, high-contrast, colorblind, or a path to a theme file.
-        #[arg(long, value_name = "NAME|PATH")]
-        theme: Option<String>,
-    },
-    /// The postmortem of a transcript, as Markdown or JSON.
-    Report(cutover::report::ReportArgs),
-    /// Continue a session that died mid-cutover, in a new transcript linked to the old one.
-    Resume(cutover::resume::ResumeArgs),
-    /// Attach to a shared session: the same cockpit, live, read-only; approve four-eyes steps.
-    Attach(cutover::share::AttachArgs),
-    /// Create the heartbeat table on the plan's source and write a first beat (needed once
-    /// before `run --heartbeat`; print the SQL with --print-sql to run it yourself).
-    HeartbeatSetup {
-        /// The plan file.
-        plan: PathBuf,
-        /// Print the CREATE TABLE for the source's engine instead of running it.
-        #[arg(long)]
-        print_sql: bool,
-    },
-    /// Work with plan files.
-    Plan {
-        #[command(subcommand)]
-        command: PlanCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum PlanCommand {
-    /// Check plan files; every error is reported with file:line:col, reason and hint.
-    Validate {
-        #[arg(required = true, value_name = "FILE")]
-        files: Vec<PathBuf>,
-    },
-    /// List the gate inputs a plan may test.
-    Inputs,
-    /// Print the built-in rehearsal plan (a starting point for your own).
-    Example,
-}
-
-#[derive(Args, Clone)]
-struct CommonArgs {
-    /// Colour theme: dark, light, high-contrast, colorblind, or a path to a theme file.
-    #[arg(long, value_name = "NAME|PATH")]
-    theme: Option<String>,
-    /// Where transcripts are written.
-    #[arg(long, value_name = "DIR", default_value = "sessions")]
-    sessions_dir: PathBuf,
-    /// Who is at the keyboard (recorded with every decision). Default: $USER.
-    #[arg(long)]
-    operator: Option<String>,
-}
-
-#[derive(Args)]
-struct RehearseArgs {
-    /// Run headless: confirm each step when its gates are green, roll back on timeout.
-    #[arg(long)]
-    autopilot: bool,
-    /// With --autopilot: print the summary as JSON.
-    #[arg(long, requires = "autopilot")]
-    json: bool,
-    /// Faults to inject, comma-separated: lag-spike, drop-change, api-throttle, dns-slow,
-    /// replicator-stall.
-    #[arg(long, value_name = "FAULT[,FAULT]", value_delimiter = ',', value_parser = parse_fault)]
-    chaos: Vec<Fault>,
-    /// Seed for the workload and the fault schedule (same seed, same run).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// A rehearsal plan file instead of the built-in one.
-    #[arg(long, value_name = "FILE")]
-    plan: Option<PathBuf>,
-    #[command(flatten)]
-    share: cutover::share::ShareArgs,
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
-#[derive(Args)]
-struct RunArgs {
-    /// The plan file.
-    plan: PathBuf,
-    /// Write a heartbeat row on the source every second and read it on the target for
-    /// end-to-end lag (`cutover heartbeat-setup` creates the table).
-    #[arg(long)]
-    heartbeat: bool,
-    #[command(flatten)]
-    aws: cutover::aws::AwsArgs,
-    #[command(flatten)]
-    share: cutover::share::ShareArgs,
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
-#[derive(Args)]
-struct WatchArgs {
-    /// The plan file.
-    plan: PathBuf,
-    #[command(flatten)]
-    aws: cutover::aws::AwsArgs,
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
-#[derive(Args)]
-struct CheckArgs {
-    /// The plan file.
-    plan: PathBuf,
-    /// Print readings and gates as JSON.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    aws: cutover::aws::AwsArgs,
-}
-
-fn parse_fault(s: &str) -> Result<Fault, String> {
-    s.trim().parse::<Fault>().map_err(|e| e.to_string())
-}
 
 fn operator(arg: &Option<String>) -> String {
     arg.clone()
@@ -252,12 +105,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 heartbeat: args.heartbeat,
                 ..Default::default()
             };
-            live_cmd(args.plan, args.aws, args.common, share, db, true).await
+            live_cmd(
+                args.plan,
+                args.aws.overrides(),
+                args.common,
+                share,
+                db,
+                true,
+            )
+            .await
         }
         Command::Watch(args) => {
             live_cmd(
                 args.plan,
-                args.aws,
+                args.aws.overrides(),
                 args.common,
                 None,
                 Default::default(),
@@ -295,18 +156,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => check_cmd(args).await,
         Command::Drift(args) => Ok(ExitCode::from(
-            u8::try_from(cutover::db::drift_command(args).await?).unwrap_or(2),
+            u8::try_from(cutover::drift::drift_command(args).await?).unwrap_or(2),
         )),
-        Command::Verify(args) => Ok(ExitCode::from(
-            u8::try_from(cutover::transcript::verify::verify_command(&args)).unwrap_or(2),
-        )),
+        Command::Verify(args) => Ok(ExitCode::from(u8::try_from(verify_cmd(&args)).unwrap_or(2))),
         Command::Replay { args, theme } => {
             let theme = cutover::ui::Theme::resolve(theme.as_deref())?;
             cutover::replay::run_replay_args(&args, &theme).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Report(args) => {
-            print!("{}", cutover::report::report(&args.file, args.format)?);
+            print!(
+                "{}",
+                cutover::report::report(&args.file, args.format.into())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Resume(args) => {
@@ -320,7 +182,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 /// `run` and `watch`: the cockpit on real backends; only `run` builds an actuator.
 async fn live_cmd(
     path: PathBuf,
-    aws: cutover::aws::AwsArgs,
+    aws: cutover::aws::AwsOverrides,
     common: CommonArgs,
     share: Option<cutover::share::ShareOptions>,
     db_opts: cutover::db::DbOptions,
@@ -399,7 +261,7 @@ async fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("cutover: {e}");
         return Ok(ExitCode::from(2));
     }
-    let sources = match cutover::backend::Backends::connect(&plan, &args.aws).await {
+    let sources = match cutover::backend::Backends::connect(&plan, &args.aws.overrides()).await {
         Ok(b) => b.sources(&plan, cutover::db::DbOptions::default()),
         Err(e) => {
             eprintln!("cutover: {e:#}");
@@ -498,24 +360,14 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        super::Cli::command().debug_assert();
+/// `cutover verify`: prints the report and returns the exit code (0 intact, 1 tampered or
+/// damaged, 2 unreadable).
+fn verify_cmd(args: &VerifyArgs) -> i32 {
+    let report = cutover::transcript::verify::verify(&args.file);
+    if args.json {
+        println!("{}", report.render_json());
+    } else {
+        print!("{}", report.render());
     }
-
-    #[test]
-    fn chaos_takes_a_comma_separated_list() {
-        use clap::Parser;
-        let cli =
-            super::Cli::try_parse_from(["cutover", "rehearse", "--chaos", "lag-spike,drop-change"])
-                .unwrap();
-        match cli.command {
-            super::Command::Rehearse(a) => assert_eq!(a.chaos.len(), 2),
-            _ => panic!("parsed the wrong command"),
-        }
-    }
+    report.exit_code()
 }

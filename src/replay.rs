@@ -52,22 +52,6 @@ pub const SEEK_STEP_MS: Ts = 10_000;
 /// The default threshold of `a` (auto-skip idle stretches).
 pub const DEFAULT_SKIP_IDLE_MS: Ts = 10_000;
 
-/// `cutover replay` arguments.
-#[derive(Clone, Debug, clap::Args)]
-pub struct ReplayArgs {
-    /// The transcript to replay (a `.jsonl` under sessions/).
-    pub file: PathBuf,
-    /// Playback speed: 0.5, 1, 2, 4, 8, 16, 32 or 64.
-    #[arg(long, default_value_t = 1.0)]
-    pub speed: f64,
-    /// Skip stretches with no step, fault, failure or note longer than this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub skip_idle: Option<u64>,
-    /// Start paused.
-    #[arg(long)]
-    pub paused: bool,
-}
-
 /// Why a transcript cannot be replayed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -1034,7 +1018,7 @@ pub async fn run_replay(path: &Path, theme: &Theme) -> anyhow::Result<()> {
 }
 
 /// [`run_replay`] with the command line's options.
-pub async fn run_replay_args(args: &ReplayArgs, theme: &Theme) -> anyhow::Result<()> {
+pub async fn run_replay_args(args: &crate::cli::ReplayArgs, theme: &Theme) -> anyhow::Result<()> {
     run_replay_with(
         &args.file,
         theme,

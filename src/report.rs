@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -28,22 +28,12 @@ pub const CHART_WIDTH: usize = 60;
 pub const STALE_GAP_MS: Ts = 5_000;
 
 /// The output format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     #[default]
     Md,
     Json,
-}
-
-/// `cutover report` arguments.
-#[derive(Clone, Debug, clap::Args)]
-pub struct ReportArgs {
-    /// The transcript to report on.
-    pub file: PathBuf,
-    /// Markdown for people, JSON for tools.
-    #[arg(long, value_enum, default_value_t = Format::Md)]
-    pub format: Format,
 }
 
 /// Why there is no report.

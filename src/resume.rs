@@ -37,24 +37,6 @@ use crate::state::{State, StepStatus};
 use crate::transcript::{self, Header, ResumedFrom, TranscriptError};
 use crate::ui::{Mode, Theme, UiState};
 
-/// `cutover resume` arguments.
-#[derive(Clone, Debug, clap::Args)]
-pub struct ResumeArgs {
-    /// The transcript of the interrupted session.
-    pub file: PathBuf,
-    /// Colour theme: dark, light, high-contrast, colorblind, or a path to a theme file.
-    #[arg(long, value_name = "NAME|PATH")]
-    pub theme: Option<String>,
-    /// Where the new transcript is written.
-    #[arg(long, value_name = "DIR", default_value = "sessions")]
-    pub sessions_dir: PathBuf,
-    /// Who is at the keyboard now. Default: $USER.
-    #[arg(long)]
-    pub operator: Option<String>,
-    #[command(flatten)]
-    pub aws: crate::aws::AwsArgs,
-}
-
 /// Why a session cannot be resumed. Each names the file, the reason and the way out.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
@@ -209,7 +191,7 @@ pub async fn reopen(
     old: &Interrupted,
     sessions_dir: &Path,
     operator: &str,
-    aws: &crate::aws::AwsArgs,
+    aws: &crate::aws::AwsOverrides,
 ) -> anyhow::Result<Resumed> {
     let rehearsal = old.plan.is_rehearsal();
     let mode = if rehearsal {
@@ -462,15 +444,22 @@ pub async fn run_resume(
         theme,
         sessions_dir,
         operator,
-        &crate::aws::AwsArgs::default(),
+        &crate::aws::AwsOverrides::default(),
     )
     .await
 }
 
 /// [`run_resume`] from the command line's arguments.
-pub async fn run_resume_args(args: &ResumeArgs, operator: &str) -> anyhow::Result<()> {
+pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> anyhow::Result<()> {
     let theme = Theme::resolve(args.theme.as_deref())?;
-    run_resume_with(&args.file, &theme, &args.sessions_dir, operator, &args.aws).await
+    run_resume_with(
+        &args.file,
+        &theme,
+        &args.sessions_dir,
+        operator,
+        &args.aws.overrides(),
+    )
+    .await
 }
 
 async fn run_resume_with(
@@ -478,7 +467,7 @@ async fn run_resume_with(
     theme: &Theme,
     sessions_dir: &Path,
     operator: &str,
-    aws: &crate::aws::AwsArgs,
+    aws: &crate::aws::AwsOverrides,
 ) -> anyhow::Result<()> {
     let old = load(path)?;
     eprint!("{}", old.describe());

@@ -22,7 +22,7 @@ use aws_sdk_route53::types::{
 };
 use aws_smithy_types::DateTime;
 use cutover::action::{Actuator, Output};
-use cutover::aws::{AwsActuator, AwsArgs, AwsReader, ReadOnlyGuard, Tuning};
+use cutover::aws::{AwsActuator, AwsOverrides, AwsReader, ReadOnlyGuard, Tuning};
 use cutover::event::{Direction, Event, Reading};
 use cutover::plan::{Action, DnsTo, Plan};
 use cutover::state::GateState;
@@ -877,7 +877,7 @@ async fn load_config_applies_cli_overrides_over_the_plan() {
     let mut plan = (*w.plan(false)).clone();
     plan.aws.region = Some("eu-west-1".into());
     plan.aws.endpoint_url = Some("http://127.0.0.1:9".into());
-    let args = AwsArgs {
+    let args = AwsOverrides {
         profile: None,
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint()),
@@ -894,7 +894,7 @@ async fn load_config_applies_cli_overrides_over_the_plan() {
         .expect("the task through the loaded config");
     assert!(matches!(&readings[0], Reading::Task(t) if t.task == w.task_id));
 
-    let bad = AwsArgs {
+    let bad = AwsOverrides {
         endpoint_url: Some("127.0.0.1:5000".into()),
         ..args
     };

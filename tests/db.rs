@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cutover::action::{Actuator, Output};
-use cutover::db::{self, Db, DbOptions, DriftArgs, SqlActuator};
+use cutover::cli::DriftArgs;
+use cutover::db::{self, Db, DbOptions, SqlActuator};
+use cutover::drift;
 use cutover::event::{ChecksumState, DiffKind, Event, Reading, Side, SourceKind, TableDrift};
 use cutover::plan::{Action, Endpoint, Engine};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
@@ -1175,7 +1177,7 @@ async fn credentials_never_reach_readings_logs_or_errors() {
     errors.push(no_file);
 
     // The CLI path: password in the URL, errors printed scrubbed; the exit code says error.
-    let code = db::drift_command(DriftArgs {
+    let code = drift::drift_command(DriftArgs {
         source: format!("mysql://{user}:{wrong}@127.0.0.1:3306/{s}"),
         target: format!("mysql://{user}@127.0.0.1:3306/{t}"),
         tables: vec![],
@@ -1250,8 +1252,11 @@ async fn drift_command_exits_0_on_no_drift_1_on_drift_2_on_error() {
         )
         .await;
     }
-    let run =
-        |a: DriftArgs| async move { db::drift_command(a).await.unwrap_or_else(|e| panic!("{e}")) };
+    let run = |a: DriftArgs| async move {
+        drift::drift_command(a)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
     assert_eq!(run(args(my_url(&s), my_url(&t))).await, 0);
     my_exec(&pool, &format!("INSERT INTO `{t}`.other VALUES (1)")).await;
     assert_eq!(run(args(my_url(&s), my_url(&t))).await, 1);
@@ -1279,7 +1284,7 @@ async fn drift_command_exits_0_on_no_drift_1_on_drift_2_on_error() {
     );
     assert_eq!(run(args("ftp://x".into(), my_url(&t))).await, 2);
 
-    let report = db::render(
+    let report = drift::render(
         &db::compare(
             &connect(Engine::Mysql, &my_url(&s), Side::Source).await,
             &connect(Engine::Mysql, &my_url(&t), Side::Target).await,

@@ -1,0 +1,457 @@
+//! The real backends: DMS, CloudWatch and Route 53 through the AWS SDK (issue 3).
+//!
+//! - [`load_config`]: credentials, region and endpoint the way the aws cli finds them.
+//! - [`AwsReader`]: read-only clients and the [`Source`]s built on them (replication task and
+//!   table statistics, CloudWatch metrics, the DNS record). `watch` builds only this; it can
+//!   issue no mutating request (see [`read`]).
+//! - [`AwsActuator`]: the only type holding mutating calls (stop/start the task, flip the
+//!   record), for `run`.
+//!
+//! Faults (throttling, timeouts, 5xx, expired credentials) are retried a bounded number of
+//! times with backoff by the SDK ([`Tuning`]); what still fails becomes a `SourceError` with
+//! a scrubbed, human message, the fold turns the stale readings into unknown gates, and the
+//! cockpit keeps polling.
+//!
+//! CloudWatch is minute-grained: each datapoint keeps its own timestamp (the start of its
+//! minute), so a gate on a metric input needs a freshness bound of a few minutes (the default
+//! for metric inputs is 180 s).
+
+pub mod cloudwatch;
+pub mod dms;
+pub mod drive;
+pub mod error;
+pub mod read;
+pub mod route53;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+use cutover_core::plan::{Plan, ReplicationEngine};
+use cutover_runtime::source::Source;
+
+pub use drive::AwsActuator;
+pub use error::{CallFailure, FailureKind};
+pub use read::ReadOnlyGuard;
+
+/// Overrides of the plan's `[aws]` section (the command line's `--profile`, `--region`,
+/// `--endpoint-url`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AwsOverrides {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// Why the AWS configuration could not be loaded. Each names the missing piece and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsError {
+    #[error(
+        "no region: pass --region or set AWS_REGION (or region in the plan's [aws] section{profile_hint})"
+    )]
+    NoRegion { profile_hint: String },
+    #[error(
+        "no AWS credentials{profile}: {reason}; pass --profile, run `aws sso login`, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
+    NoCredentials { profile: String, reason: String },
+    #[error(
+        "bad endpoint URL \"{url}\": {reason}; give a full URL such as https://vpce-123.dms.eu-west-1.vpce.amazonaws.com or http://127.0.0.1:5000"
+    )]
+    BadEndpoint { url: String, reason: String },
+}
+
+/// Retries, timeouts, poll intervals and waits. The defaults suit a real maintenance window;
+/// tests shrink them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tuning {
+    /// Attempts per call, the first included (throttling, timeouts and 5xx are retried).
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub connect_timeout: Duration,
+    /// One attempt's bound.
+    pub attempt_timeout: Duration,
+    /// The whole call's bound, retries included.
+    pub operation_timeout: Duration,
+    pub replication_every: Duration,
+    /// CloudWatch has one datapoint a minute; polling more often only re-reads it.
+    pub metrics_every: Duration,
+    pub dns_every: Duration,
+    /// How far back each GetMetricData looks.
+    pub metrics_window: Duration,
+    /// How often an action re-reads the task or the change while it waits.
+    pub action_poll: Duration,
+    /// How long stop/start waits for the task to reach the wanted status.
+    pub task_wait: Duration,
+    /// How long a DNS flip waits for INSYNC.
+    pub dns_wait: Duration,
+    /// Bound on one resolver lookup.
+    pub resolve_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(30),
+            replication_every: Duration::from_secs(10),
+            metrics_every: Duration::from_secs(30),
+            dns_every: Duration::from_secs(5),
+            metrics_window: Duration::from_secs(10 * 60),
+            action_poll: Duration::from_secs(5),
+            task_wait: Duration::from_secs(15 * 60),
+            dns_wait: Duration::from_secs(5 * 60),
+            resolve_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Tuning {
+    pub fn retry_config(&self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts.max(1))
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+
+    pub fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect_timeout)
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout)
+            .build()
+    }
+
+    pub(crate) fn dms(&self, cfg: &SdkConfig) -> aws_sdk_databasemigration::config::Builder {
+        aws_sdk_databasemigration::config::Builder::from(cfg)
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config())
+    }
+
+    pub(crate) fn cloudwatch(&self, cfg: &SdkConfig) -> aws_sdk_cloudwatch::config::Builder {
+        aws_sdk_cloudwatch::config::Builder::from(cfg)
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config())
+    }
+
+    pub(crate) fn route53(&self, cfg: &SdkConfig) -> aws_sdk_route53::config::Builder {
+        aws_sdk_route53::config::Builder::from(cfg)
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config())
+    }
+}
+
+/// Loads the AWS configuration like the aws cli: the default chain (environment, profiles,
+/// SSO, container and instance roles), with `--profile`, `--region` and `--endpoint-url`
+/// overriding the plan's `[aws]` section, which overrides the environment. Verifies that a
+/// region is set and that credentials can be obtained, so a configuration problem is reported
+/// before the cockpit starts.
+pub async fn load_config(plan: &Plan, args: &AwsOverrides) -> Result<SdkConfig, AwsError> {
+    let profile = args.profile.clone().or_else(|| plan.aws.profile.clone());
+    let region = args.region.clone().or_else(|| plan.aws.region.clone());
+    let endpoint = args
+        .endpoint_url
+        .clone()
+        .or_else(|| plan.aws.endpoint_url.clone());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r));
+    }
+    if let Some(url) = endpoint {
+        check_endpoint(&url)?;
+        loader = loader.endpoint_url(url);
+    }
+    let cfg = loader.load().await;
+    verify(&cfg, profile.as_deref()).await?;
+    Ok(cfg)
+}
+
+fn check_endpoint(url: &str) -> Result<(), AwsError> {
+    let bad = |reason: &str| AwsError::BadEndpoint {
+        url: cutover_core::redact::url(url),
+        reason: reason.to_string(),
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(bad("it has no scheme"));
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if rest.split(['/', '?']).next().unwrap_or("").is_empty() {
+        return Err(bad("it has no host"));
+    }
+    Ok(())
+}
+
+/// How long the credential chain may take (SSO and instance roles answer over the network).
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn verify(cfg: &SdkConfig, profile: Option<&str>) -> Result<(), AwsError> {
+    // The SDK's credential trait, through a service crate's re-export (no extra dependency).
+    use aws_sdk_databasemigration::config::ProvideCredentials;
+    let profile_note = |p: Option<&str>| {
+        p.map(|p| format!(" for profile \"{p}\""))
+            .unwrap_or_default()
+    };
+    if cfg.region().is_none() {
+        return Err(AwsError::NoRegion {
+            profile_hint: profile
+                .map(|p| format!(", or region in profile \"{p}\" of ~/.aws/config"))
+                .unwrap_or_default(),
+        });
+    }
+    let Some(provider) = cfg.credentials_provider() else {
+        return Err(AwsError::NoCredentials {
+            profile: profile_note(profile),
+            reason: "no credential provider is configured".into(),
+        });
+    };
+    match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(AwsError::NoCredentials {
+            profile: profile_note(profile),
+            reason: error::scrub(
+                &aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            ),
+        }),
+        Err(_) => Err(AwsError::NoCredentials {
+            profile: profile_note(profile),
+            reason: format!(
+                "the credential providers gave no answer within {}s (SSO portal or instance metadata unreachable?)",
+                CREDENTIALS_TIMEOUT.as_secs()
+            ),
+        }),
+    }
+}
+
+/// The Route 53 change the cockpit made last, shared by the actuator (which records it) and
+/// the DNS source (which reports its status with GetChange). By default both use the
+/// process-wide tracker of the record's name, so a reader and an actuator built separately
+/// from the same plan agree; `AwsActuator::with_changes` shares one explicitly.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeTracker(Arc<Mutex<Option<String>>>);
+
+impl ChangeTracker {
+    /// The process-wide tracker of a record (names compare case-insensitively, with or
+    /// without the final dot).
+    pub fn for_record(name: &str) -> ChangeTracker {
+        static ALL: OnceLock<Mutex<HashMap<String, ChangeTracker>>> = OnceLock::new();
+        let key = route53::fqdn(name).to_ascii_lowercase();
+        let mut all = ALL
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.entry(key).or_default().clone()
+    }
+
+    pub fn record(&self, change_id: &str) {
+        // A poisoned lock only means a panic elsewhere; the id is still worth keeping.
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(change_id.to_string());
+    }
+
+    pub fn last(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Read-only access to the migration's AWS resources. Exposes only describe/get/list calls.
+#[derive(Clone, Debug)]
+pub struct AwsReader {
+    dms: read::DmsRead,
+    cloudwatch: read::CloudWatchRead,
+    route53: read::Route53Read,
+    plan: Arc<Plan>,
+    tuning: Tuning,
+    changes: ChangeTracker,
+    nameserver: Option<std::net::SocketAddr>,
+}
+
+impl AwsReader {
+    pub fn new(cfg: &SdkConfig, plan: &Plan) -> Self {
+        Self::with_tuning(cfg, plan, Tuning::default())
+    }
+
+    pub fn with_tuning(cfg: &SdkConfig, plan: &Plan, tuning: Tuning) -> Self {
+        Self::from_clients(
+            read::DmsRead::new(tuning.dms(cfg)),
+            read::CloudWatchRead::new(tuning.cloudwatch(cfg)),
+            read::Route53Read::new(tuning.route53(cfg)),
+            plan,
+            tuning,
+        )
+    }
+
+    pub(crate) fn from_clients(
+        dms: read::DmsRead,
+        cloudwatch: read::CloudWatchRead,
+        route53: read::Route53Read,
+        plan: &Plan,
+        tuning: Tuning,
+    ) -> Self {
+        AwsReader {
+            dms,
+            cloudwatch,
+            route53,
+            plan: Arc::new(plan.clone()),
+            tuning,
+            changes: plan
+                .dns
+                .as_ref()
+                .map(|d| ChangeTracker::for_record(&d.name))
+                .unwrap_or_default(),
+            nameserver: None,
+        }
+    }
+
+    /// The tracker whose last change the DNS source reports (by default the process-wide one
+    /// of the plan's record, which an `AwsActuator` records into).
+    pub fn changes(&self) -> ChangeTracker {
+        self.changes.clone()
+    }
+
+    /// Ask this DNS server instead of the system resolver for `dns.resolved` (e.g. the VPC
+    /// resolver the applications use).
+    pub fn with_nameserver(mut self, addr: std::net::SocketAddr) -> Self {
+        self.nameserver = Some(addr);
+        self
+    }
+
+    /// The sources the plan calls for: the replication task (a DMS task), metrics (the task's
+    /// CDC metrics and the plan's), and the DNS record.
+    pub fn sources(&self) -> Vec<Arc<dyn Source>> {
+        let mut out: Vec<Arc<dyn Source>> = Vec::new();
+        let task = self
+            .plan
+            .replication
+            .as_ref()
+            .filter(|r| r.engine == ReplicationEngine::Dms)
+            .map(|r| r.task.clone());
+        if let Some(task) = &task {
+            out.push(Arc::new(dms::ReplicationSource::new(
+                self.dms.clone(),
+                task.clone(),
+                self.tuning.replication_every,
+            )));
+        }
+        if task.is_some() || !self.plan.metrics.is_empty() {
+            out.push(Arc::new(cloudwatch::MetricsSource::new(
+                self.cloudwatch.clone(),
+                self.dms.clone(),
+                task.clone(),
+                self.plan.metrics.clone(),
+                self.tuning.clone(),
+            )));
+        }
+        if let Some(record) = &self.plan.dns {
+            out.push(Arc::new(route53::DnsSource::new(
+                self.route53.clone(),
+                record.clone(),
+                self.changes.clone(),
+                self.nameserver,
+                self.tuning.clone(),
+            )));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Builds SDK configurations for typed-level tests: mock HTTP, dummy credentials, tiny
+    //! backoffs. Nothing leaves the process.
+
+    use std::time::Duration;
+
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_databasemigration::config::{Credentials, SharedCredentialsProvider};
+
+    use super::Tuning;
+
+    pub const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYTESTSECRET1";
+    pub const KEY_ID: &str = "AKIAIOSFODNN7TESTKEY";
+
+    pub fn sdk_config() -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                KEY_ID, SECRET, None, None, "test",
+            )))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .build()
+    }
+
+    /// Dummy credentials and a real HTTP client aimed at `endpoint` (always 127.0.0.1 in tests).
+    pub fn sdk_config_at(endpoint: &str) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                KEY_ID, SECRET, None, None, "test",
+            )))
+            .endpoint_url(endpoint)
+            .build()
+    }
+
+    pub fn tuning() -> Tuning {
+        Tuning {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            action_poll: Duration::from_millis(1),
+            ..Tuning::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_region_is_named_with_the_fix() {
+        let cfg = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let err = verify(&cfg, Some("migration")).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("no region: pass --region or set AWS_REGION"),
+            "{text}"
+        );
+        assert!(text.contains("profile \"migration\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_are_named_with_the_fix() {
+        let cfg = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .build();
+        let text = verify(&cfg, None).await.unwrap_err().to_string();
+        assert!(text.starts_with("no AWS credentials"), "{text}");
+        assert!(text.contains("--profile"), "{text}");
+    }
+
+    #[test]
+    fn endpoints_need_a_scheme_and_a_host() {
+        assert!(check_endpoint("http://127.0.0.1:5000").is_ok());
+        assert!(check_endpoint("https://vpce-1.dms.eu-west-1.vpce.amazonaws.com").is_ok());
+        let e = check_endpoint("127.0.0.1:5000").unwrap_err().to_string();
+        assert!(e.contains("no scheme"), "{e}");
+        assert!(check_endpoint("ftp://x").is_err());
+        assert!(check_endpoint("http://").is_err());
+    }
+}

@@ -1,0 +1,518 @@
+//! The Route 53 source: the record's value and TTL at the authority (ListResourceRecordSets),
+//! the status of the last change this cockpit made (GetChange), and what this host's resolver
+//! answers for the name (hickory-resolver), because that is what new connections will use.
+//!
+//! The hosted zone is the plan's `dns.zone_id`, or else the zone whose name is the longest
+//! suffix of the record's name (ListHostedZonesByName); two zones of that name (public and
+//! private) are ambiguous and need `zone_id`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_route53::types::{ResourceRecordSet, RrType};
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use tokio::sync::OnceCell;
+
+use super::error::describe;
+use super::read::Route53Read;
+use super::{ChangeTracker, Tuning};
+use cutover_core::event::{DnsReading, Reading, SourceKind, now_ms};
+use cutover_core::plan::DnsRecord;
+use cutover_runtime::source::{BoxFuture, Source, SourceError};
+
+/// Polls the record the applications follow.
+pub struct DnsSource {
+    route53: Route53Read,
+    record: DnsRecord,
+    changes: ChangeTracker,
+    nameserver: Option<SocketAddr>,
+    tuning: Tuning,
+    zone: OnceCell<String>,
+    resolver: OnceCell<Option<TokioResolver>>,
+}
+
+impl DnsSource {
+    pub fn new(
+        route53: Route53Read,
+        record: DnsRecord,
+        changes: ChangeTracker,
+        nameserver: Option<SocketAddr>,
+        tuning: Tuning,
+    ) -> Self {
+        DnsSource {
+            route53,
+            record,
+            changes,
+            nameserver,
+            tuning,
+            zone: OnceCell::new(),
+            resolver: OnceCell::new(),
+        }
+    }
+
+    async fn read(&self) -> Result<Vec<Reading>, SourceError> {
+        let zone = self
+            .zone
+            .get_or_try_init(|| find_zone(&self.route53, &self.record))
+            .await
+            .map_err(|e| SourceError::new(e.clone()))?;
+        let (value, ttl) = current_value(&self.route53, zone, &self.record)
+            .await
+            .map_err(SourceError::new)?;
+        let change_id = self.changes.last();
+        let change_status = match &change_id {
+            Some(id) => Some(
+                self.route53
+                    .get_change(id)
+                    .await
+                    .map_err(|e| {
+                        SourceError::new(
+                            describe("Route 53 GetChange", "route53:GetChange", &e).message,
+                        )
+                    })?
+                    .change_info
+                    .map(|c| c.status.as_str().to_string())
+                    .unwrap_or_default(),
+            ),
+            None => None,
+        };
+        let resolved = if self.record.resolve {
+            self.resolve().await
+        } else {
+            None
+        };
+        Ok(vec![Reading::Dns(DnsReading {
+            observed_at: now_ms(),
+            name: self.record.name.clone(),
+            record_type: self.record.record_type.clone(),
+            value: Some(value),
+            ttl,
+            change_status,
+            change_id,
+            resolved,
+        })])
+    }
+
+    /// What this host's resolver (or the configured nameserver) answers, in the plan's
+    /// spelling (with or without the final dot), or `None` when it has no answer.
+    async fn resolve(&self) -> Option<String> {
+        let resolver = self
+            .resolver
+            .get_or_init(|| async { build_resolver(self.nameserver, &self.tuning) })
+            .await
+            .as_ref()?;
+        let name = fqdn(&self.record.name);
+        let rtype = match self.record.record_type.as_str() {
+            "A" => RecordType::A,
+            "AAAA" => RecordType::AAAA,
+            _ => RecordType::CNAME,
+        };
+        let lookup = match tokio::time::timeout(
+            self.tuning.resolve_timeout * 2,
+            resolver.lookup(name.as_str(), rtype),
+        )
+        .await
+        {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                tracing::debug!(name, error = %e, "resolver has no answer");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(name, "resolver timed out");
+                return None;
+            }
+        };
+        let mut values: Vec<String> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::CNAME(c) if rtype == RecordType::CNAME => {
+                    Some(plan_spelling(&c.0.to_string(), &self.record.target))
+                }
+                RData::A(a) if rtype == RecordType::A => Some(a.0.to_string()),
+                RData::AAAA(a) if rtype == RecordType::AAAA => Some(a.0.to_string()),
+                _ => None,
+            })
+            .collect();
+        values.sort();
+        values.dedup();
+        (!values.is_empty()).then(|| values.join(","))
+    }
+}
+
+impl Source for DnsSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Dns
+    }
+
+    fn name(&self) -> String {
+        format!("route53:{}", self.record.name)
+    }
+
+    fn interval(&self) -> Duration {
+        self.tuning.dns_every
+    }
+
+    fn poll(&self) -> BoxFuture<'_, Result<Vec<Reading>, SourceError>> {
+        Box::pin(self.read())
+    }
+}
+
+fn build_resolver(nameserver: Option<SocketAddr>, tuning: &Tuning) -> Option<TokioResolver> {
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = match nameserver {
+        Some(addr) => {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, Vec::new(), vec![server]),
+                provider,
+            )
+        }
+        None => match TokioResolver::builder(provider) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no system resolver configuration; dns.resolved stays unknown");
+                return None;
+            }
+        },
+    };
+    let opts: &mut ResolverOpts = builder.options_mut();
+    opts.timeout = tuning.resolve_timeout;
+    opts.attempts = 1;
+    match builder.build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "the resolver could not be built; dns.resolved stays unknown");
+            None
+        }
+    }
+}
+
+/// `name.` (absolute, so no search domain is appended).
+pub(crate) fn fqdn(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    }
+}
+
+/// Names compare case-insensitively, with or without the final dot.
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    fqdn(a).eq_ignore_ascii_case(&fqdn(b)) || unescape(&fqdn(a)).eq_ignore_ascii_case(&fqdn(b))
+}
+
+/// Route 53 writes `*` as `\052` in names it returns.
+fn unescape(name: &str) -> String {
+    name.replace("\\052", "*")
+}
+
+/// A resolver answer (always absolute) spelt like the plan's value.
+fn plan_spelling(answer: &str, plan_value: &str) -> String {
+    if plan_value.ends_with('.') {
+        fqdn(answer)
+    } else {
+        answer.trim_end_matches('.').to_string()
+    }
+}
+
+pub(crate) fn rr_type(record_type: &str) -> RrType {
+    RrType::from(record_type)
+}
+
+/// The hosted zone id (without the `/hostedzone/` prefix) the record lives in.
+pub(crate) async fn find_zone(route53: &Route53Read, record: &DnsRecord) -> Result<String, String> {
+    if let Some(id) = &record.zone_id {
+        return Ok(id.trim_start_matches("/hostedzone/").to_string());
+    }
+    let name = fqdn(&record.name).to_ascii_lowercase();
+    let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
+    // The record's own name first (an apex record), then each parent, longest first.
+    for i in 0..labels.len() {
+        let candidate = format!("{}.", labels[i..].join("."));
+        let out = route53.zones_by_name(&candidate).await.map_err(|e| {
+            describe(
+                "Route 53 ListHostedZonesByName",
+                "route53:ListHostedZonesByName",
+                &e,
+            )
+            .message
+        })?;
+        let zones: Vec<_> = out
+            .hosted_zones()
+            .iter()
+            .filter(|z| same_name(z.name(), &candidate))
+            .collect();
+        match zones.as_slice() {
+            [] => continue,
+            [zone] => return Ok(zone.id().trim_start_matches("/hostedzone/").to_string()),
+            several => {
+                let ids: Vec<_> = several
+                    .iter()
+                    .map(|z| z.id().trim_start_matches("/hostedzone/"))
+                    .collect();
+                return Err(format!(
+                    "Route 53: {} hosted zones are named {candidate} ({}); set dns.zone_id in the plan to pick one",
+                    several.len(),
+                    ids.join(", ")
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "Route 53: no hosted zone holds {}; check dns.name, or set dns.zone_id in the plan",
+        record.name
+    ))
+}
+
+/// The record's value and TTL at the authority.
+pub(crate) async fn current_value(
+    route53: &Route53Read,
+    zone: &str,
+    record: &DnsRecord,
+) -> Result<(String, Option<u64>), String> {
+    let out = route53
+        .list_record(zone, &fqdn(&record.name), rr_type(&record.record_type))
+        .await
+        .map_err(|e| {
+            describe(
+                "Route 53 ListResourceRecordSets",
+                "route53:ListResourceRecordSets",
+                &e,
+            )
+            .message
+        })?;
+    let set = out
+        .resource_record_sets()
+        .iter()
+        .find(|s| same_name(s.name(), &record.name) && s.r#type().as_str() == record.record_type)
+        .ok_or_else(|| {
+            format!(
+                "Route 53: no {} record named {} in zone {zone}; check [dns] name and type in the plan",
+                record.record_type, record.name
+            )
+        })?;
+    Ok((
+        record_value(set),
+        set.ttl().and_then(|t| u64::try_from(t).ok()),
+    ))
+}
+
+fn record_value(set: &ResourceRecordSet) -> String {
+    if let Some(alias) = set.alias_target() {
+        return alias.dns_name().to_string();
+    }
+    let mut values: Vec<&str> = set.resource_records().iter().map(|r| r.value()).collect();
+    values.sort();
+    values.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_sdk_route53::Client;
+    use aws_sdk_route53::operation::get_change::GetChangeOutput;
+    use aws_sdk_route53::operation::list_hosted_zones_by_name::ListHostedZonesByNameOutput;
+    use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsOutput;
+    use aws_sdk_route53::types::{ChangeInfo, ChangeStatus, HostedZone, ResourceRecord};
+    use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, mock};
+    use hickory_resolver::proto::op::{Message, MessageType};
+    use hickory_resolver::proto::rr::rdata::CNAME;
+    use hickory_resolver::proto::rr::{Name, Record};
+
+    use super::*;
+    use crate::aws::testing;
+
+    fn record(resolve: bool) -> DnsRecord {
+        DnsRecord {
+            zone_id: None,
+            name: "db.shop.example.com.".into(),
+            record_type: "CNAME".into(),
+            ttl: 60,
+            source: "old.example.com.".into(),
+            target: "new.example.com.".into(),
+            resolve,
+        }
+    }
+
+    fn zone_rules() -> (Rule, Rule) {
+        let zones = mock!(Client::list_hosted_zones_by_name).then_compute_output(|req| {
+            let mut out = ListHostedZonesByNameOutput::builder()
+                .is_truncated(false)
+                .max_items(100)
+                .set_hosted_zones(Some(Vec::new()));
+            if req.dns_name() == Some("shop.example.com.") {
+                out = out.hosted_zones(
+                    HostedZone::builder()
+                        .id("/hostedzone/ZSHOP")
+                        .name("shop.example.com.")
+                        .caller_reference("t")
+                        .build()
+                        .expect("zone"),
+                );
+            }
+            out.build().expect("output")
+        });
+        let rrset = mock!(Client::list_resource_record_sets)
+            .match_requests(|r| r.hosted_zone_id() == Some("ZSHOP"))
+            .then_output(|| {
+                ListResourceRecordSetsOutput::builder()
+                    .resource_record_sets(
+                        ResourceRecordSet::builder()
+                            .name("db.shop.example.com.")
+                            .r#type(RrType::Cname)
+                            .ttl(60)
+                            .resource_records(
+                                ResourceRecord::builder()
+                                    .value("old.example.com.")
+                                    .build()
+                                    .expect("rr"),
+                            )
+                            .build()
+                            .expect("set"),
+                    )
+                    .is_truncated(false)
+                    .max_items(2)
+                    .build()
+                    .expect("output")
+            });
+        (zones, rrset)
+    }
+
+    fn source(rules: &[&Rule], record: DnsRecord, nameserver: Option<SocketAddr>) -> DnsSource {
+        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for r in rules {
+            interceptor = interceptor.with_rule(r);
+        }
+        let tuning = testing::tuning();
+        let conf = tuning
+            .route53(&testing::sdk_config())
+            .interceptor(interceptor);
+        DnsSource::new(
+            Route53Read::new(conf),
+            record,
+            ChangeTracker::default(),
+            nameserver,
+            tuning,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_zone_is_found_by_the_longest_suffix_and_the_value_read() {
+        let (zones, rrset) = zone_rules();
+        let src = source(&[&zones, &rrset], record(false), None);
+        let change = src.changes.clone();
+        let readings = src.poll().await.expect("poll");
+        let Reading::Dns(d) = &readings[0] else {
+            panic!("{readings:?}")
+        };
+        assert_eq!(d.value.as_deref(), Some("old.example.com."));
+        assert_eq!(d.ttl, Some(60));
+        assert_eq!(d.change_status, None, "no change of ours yet");
+        assert_eq!(
+            zones.num_calls(),
+            2,
+            "db.shop.example.com. then shop.example.com."
+        );
+        src.poll().await.expect("second poll");
+        assert_eq!(zones.num_calls(), 2, "the zone is cached");
+
+        let get_change = mock!(Client::get_change)
+            .match_requests(|r| r.id().is_some_and(|id| id.ends_with("C1")))
+            .then_output(|| {
+                GetChangeOutput::builder()
+                    .change_info(
+                        ChangeInfo::builder()
+                            .id("/change/C1")
+                            .status(ChangeStatus::Pending)
+                            .submitted_at(aws_smithy_types::DateTime::from_secs(0))
+                            .build()
+                            .expect("info"),
+                    )
+                    .build()
+            });
+        let src = source(&[&zones, &rrset, &get_change], record(false), None);
+        src.changes.record("/change/C1");
+        let readings = src.poll().await.expect("poll");
+        let Reading::Dns(d) = &readings[0] else {
+            panic!("{readings:?}")
+        };
+        assert_eq!(d.change_status.as_deref(), Some("PENDING"));
+        assert_eq!(d.change_id.as_deref(), Some("/change/C1"));
+        drop(change);
+    }
+
+    #[tokio::test]
+    async fn the_resolver_answer_is_reported_in_the_plans_spelling() {
+        // A one-shot DNS server on 127.0.0.1 that answers the CNAME query.
+        let socket = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+        let addr = socket.local_addr().expect("addr");
+        let server = {
+            let socket = Arc::clone(&socket);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                let (n, peer) = socket.recv_from(&mut buf).await.expect("query");
+                let query = Message::from_vec(&buf[..n]).expect("parse query");
+                let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+                answer.metadata.message_type = MessageType::Response;
+                answer.metadata.recursion_desired = query.metadata.recursion_desired;
+                answer.metadata.recursion_available = true;
+                answer.add_queries(query.queries.clone());
+                answer.add_answer(Record::from_rdata(
+                    Name::from_ascii("db.shop.example.com.").expect("name"),
+                    60,
+                    RData::CNAME(CNAME(Name::from_ascii("new.example.com.").expect("name"))),
+                ));
+                let bytes = answer.to_vec().expect("encode");
+                socket.send_to(&bytes, peer).await.expect("answer");
+            })
+        };
+        let (zones, rrset) = zone_rules();
+        let mut rec = record(true);
+        rec.target = "new.example.com".into();
+        let src = source(&[&zones, &rrset], rec, Some(addr));
+        let readings = src.poll().await.expect("poll");
+        server.await.expect("server task");
+        let Reading::Dns(d) = &readings[0] else {
+            panic!("{readings:?}")
+        };
+        assert_eq!(
+            d.resolved.as_deref(),
+            Some("new.example.com"),
+            "spelt like the plan's target"
+        );
+        assert_eq!(
+            d.value.as_deref(),
+            Some("old.example.com."),
+            "the authority still says old"
+        );
+    }
+
+    #[test]
+    fn names_compare_loosely() {
+        assert!(same_name("DB.Shop.example.com", "db.shop.example.com."));
+        assert!(same_name("\\052.example.com.", "*.example.com"));
+        assert!(!same_name("db.example.com", "db.example.org"));
+        assert_eq!(
+            plan_spelling("x.example.com.", "y.example.com"),
+            "x.example.com"
+        );
+        assert_eq!(
+            plan_spelling("x.example.com.", "y.example.com."),
+            "x.example.com."
+        );
+    }
+}

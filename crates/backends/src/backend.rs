@@ -1,0 +1,130 @@
+//! Builds the real backends a plan names: AWS (DMS, CloudWatch, Route 53) and databases
+//! (MySQL/MariaDB, PostgreSQL). Sources are read-only; the actuator exists only for `run`.
+//! `watch` and `check` call `Backends::sources` and never `Backends::actuator`, so they
+//! cannot act: read-only by construction.
+
+use std::sync::Arc;
+
+use crate::aws::{AwsActuator, AwsOverrides, AwsReader};
+use crate::db::{self, DbOptions, SqlActuator};
+use cutover_core::event::Side;
+use cutover_core::plan::{Action, Engine, Plan, ReplicationEngine};
+use cutover_runtime::action::{ActionError, Actuator, Output, shell};
+use cutover_runtime::source::{BoxFuture, Source};
+
+fn uses_aws(plan: &Plan) -> bool {
+    plan.replication
+        .as_ref()
+        .is_some_and(|r| r.engine == ReplicationEngine::Dms)
+        || plan.dns.is_some()
+}
+
+fn uses_databases(plan: &Plan) -> bool {
+    plan.source.engine != Engine::Rehearsal && plan.target.engine != Engine::Rehearsal
+}
+
+/// Refuses rehearsal plans: they need the embedded world, which `cutover rehearse` runs.
+pub fn require_real(plan: &Plan) -> anyhow::Result<()> {
+    if plan.is_rehearsal()
+        || plan.source.engine == Engine::Rehearsal
+        || plan.target.engine == Engine::Rehearsal
+        || plan
+            .replication
+            .as_ref()
+            .is_some_and(|r| r.engine == ReplicationEngine::Rehearsal)
+    {
+        anyhow::bail!(
+            "plan \"{}\" uses the embedded rehearsal world; run it with `cutover rehearse --plan FILE`",
+            plan.name
+        );
+    }
+    Ok(())
+}
+
+/// The connections a real plan needs, made once: the AWS configuration (credentials
+/// checked) and both databases. Sources and, for `run`, the actuator are built from them.
+pub struct Backends {
+    aws: Option<aws_config::SdkConfig>,
+    dbs: Option<(db::Db, db::Db)>,
+}
+
+impl Backends {
+    /// Loads the AWS configuration and connects to both databases, as the plan needs.
+    pub async fn connect(plan: &Plan, aws: &AwsOverrides) -> anyhow::Result<Backends> {
+        let aws = if uses_aws(plan) {
+            Some(crate::aws::load_config(plan, aws).await?)
+        } else {
+            None
+        };
+        let dbs = if uses_databases(plan) {
+            Some(tokio::try_join!(
+                db::connect(plan, Side::Source),
+                db::connect(plan, Side::Target)
+            )?)
+        } else {
+            None
+        };
+        Ok(Backends { aws, dbs })
+    }
+
+    /// Every read-only source the plan needs.
+    pub fn sources(&self, plan: &Plan, db_opts: DbOptions) -> Vec<Arc<dyn Source>> {
+        let mut out: Vec<Arc<dyn Source>> = Vec::new();
+        if let Some(cfg) = &self.aws {
+            out.extend(AwsReader::new(cfg, plan).sources());
+        }
+        if let Some((source, target)) = &self.dbs {
+            out.extend(db::sources(source.clone(), target.clone(), db_opts));
+        }
+        out
+    }
+
+    /// The actuator for `run`: AWS for replication and DNS, SQL on the databases, shell.
+    /// `watch` and `check` never call it.
+    pub fn actuator(&self) -> Arc<dyn Actuator> {
+        Arc::new(Composite {
+            aws: self.aws.as_ref().map(AwsActuator::new),
+            sql: self
+                .dbs
+                .as_ref()
+                .map(|(source, target)| SqlActuator::new(source.clone(), target.clone())),
+        })
+    }
+}
+
+/// Routes each action to the backend that carries it out.
+struct Composite {
+    aws: Option<AwsActuator>,
+    sql: Option<SqlActuator>,
+}
+
+impl Actuator for Composite {
+    fn run<'a>(
+        &'a self,
+        plan: &'a Plan,
+        action: &'a Action,
+        out: &'a Output,
+    ) -> BoxFuture<'a, Result<String, ActionError>> {
+        Box::pin(async move {
+            match action {
+                Action::Shell { command } => shell::run(command, out).await,
+                Action::Sql { .. } => match &self.sql {
+                    Some(sql) => sql.run(plan, action, out).await,
+                    None => Err(ActionError::new(
+                        "no database connection for a SQL action: give [source] and [target] a mysql or postgres url",
+                    )),
+                },
+                Action::ReplicationStop | Action::ReplicationStart | Action::Dns { .. } => {
+                    match &self.aws {
+                        Some(aws) => aws.run(plan, action, out).await,
+                        None => Err(ActionError::new(
+                            "no AWS backend for this action: add [replication] engine = \"dms\" or a [dns] section",
+                        )),
+                    }
+                }
+                Action::None => Ok("checked".into()),
+                Action::Manual { .. } => Ok("confirmed done by the operator".into()),
+            }
+        })
+    }
+}

@@ -1,0 +1,1053 @@
+//! The plan file: what is migrated, what is watched, and the ordered, gated steps of the
+//! runbook. Parsing collects every error with file:line:col, the reason and a hint.
+
+pub mod gate_expr;
+pub mod input;
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::event::Side;
+pub use input::{Input, InputType};
+
+/// A comparison operator in a gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Eq,
+    Ne,
+    Ge,
+    Gt,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Ge => ">=",
+            Op::Gt => ">",
+        }
+    }
+}
+
+/// A value a gate compares with, or a gate input's current value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Number(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Number(n) => {
+                if n.fract() == 0.0 && n.abs() < 1e15 {
+                    write!(f, "{}", *n as i64)
+                } else {
+                    write!(f, "{n:.2}")
+                }
+            }
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A condition over a reading that must hold before a step may run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gate {
+    /// The gate as written in the plan.
+    pub text: String,
+    pub input: Input,
+    pub op: Op,
+    pub value: Value,
+    /// The condition must have held continuously for this long (0: at once).
+    pub sustain_ms: i64,
+    /// Readings older than this make the gate unknown; `None`: the input's default.
+    pub fresh_ms: Option<i64>,
+}
+
+impl Gate {
+    pub fn fresh_ms(&self) -> i64 {
+        self.fresh_ms
+            .unwrap_or_else(|| self.input.default_fresh_ms())
+    }
+}
+
+/// Where a DNS flip points the record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DnsTo {
+    Source,
+    Target,
+    Value(String),
+}
+
+/// What a step does (or undoes).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// A pure check: confirming the step records the decision.
+    None,
+    /// A human does it; confirming asserts it was done.
+    Manual { instructions: String },
+    /// SQL on one side (e.g. `SET GLOBAL read_only = ON`).
+    Sql { on: Side, statement: String },
+    /// Stop the replication task and wait until it is stopped.
+    ReplicationStop,
+    /// Start or resume the replication task and wait until it runs.
+    ReplicationStart,
+    /// UPSERT the record and (optionally) wait until the change is INSYNC.
+    Dns { to: DnsTo, wait: bool },
+    /// A shell command; its output lines are recorded.
+    Shell { command: String },
+}
+
+impl Action {
+    /// Whether running it changes the world (and so needs an undo or `irreversible`).
+    pub fn changes_state(&self) -> bool {
+        !matches!(self, Action::None | Action::Manual { .. })
+    }
+
+    /// One line for the checklist and the transcript.
+    pub fn describe(&self, plan: &Plan) -> String {
+        match self {
+            Action::None => "check only".into(),
+            Action::Manual { instructions } => format!("manual: {instructions}"),
+            Action::Sql { on, statement } => format!("SQL on {}: {statement}", on.as_str()),
+            Action::ReplicationStop => format!("stop replication task {}", plan.task_name()),
+            Action::ReplicationStart => format!("start replication task {}", plan.task_name()),
+            Action::Dns { to, wait } => {
+                let value = plan.dns_value(to).unwrap_or_else(|| "?".into());
+                let name = plan.dns.as_ref().map(|d| d.name.as_str()).unwrap_or("?");
+                if *wait {
+                    format!("point {name} at {value}, wait for INSYNC")
+                } else {
+                    format!("point {name} at {value}")
+                }
+            }
+            Action::Shell { command } => format!("shell: {command}"),
+        }
+    }
+}
+
+/// One step of the runbook.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub gates: Vec<Gate>,
+    pub action: Action,
+    pub undo: Option<Action>,
+    pub irreversible: bool,
+    /// The exact phrase the operator must type.
+    pub confirm: String,
+    /// How long the gates may take to turn green, and the action to finish.
+    pub timeout_ms: i64,
+    /// Approvals needed from attached peers before the driver can run it.
+    pub approvals: u32,
+}
+
+/// Which engine a database endpoint runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// The embedded rehearsal world (SQLite).
+    Rehearsal,
+    Mysql,
+    Postgres,
+}
+
+/// A database the plan reads or acts on. The URL never carries a password.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    pub engine: Engine,
+    pub label: String,
+    pub url: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+}
+
+/// The replication task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replication {
+    pub engine: ReplicationEngine,
+    /// Task identifier or ARN.
+    pub task: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationEngine {
+    Rehearsal,
+    Dms,
+}
+
+/// The DNS record the applications follow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsRecord {
+    pub zone_id: Option<String>,
+    pub name: String,
+    pub record_type: String,
+    pub ttl: u64,
+    /// Value that points at the source (before the flip).
+    pub source: String,
+    /// Value that points at the target (after the flip).
+    pub target: String,
+    /// Also ask this host's resolver.
+    pub resolve: bool,
+}
+
+/// A metric to poll and chart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricDef {
+    pub name: String,
+    pub namespace: String,
+    pub stat: String,
+    pub dimensions: Vec<(String, String)>,
+    pub unit: Option<String>,
+}
+
+/// AWS settings (issue: drive a real migration).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// Knobs of the embedded rehearsal world.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RehearsalSettings {
+    pub tables: Vec<String>,
+    pub rows_per_table: u64,
+    /// Application writes per second.
+    pub write_rate: f64,
+    /// Application clients following the CNAME, each caching it for the record's TTL.
+    pub clients: u32,
+    /// Normal replication lag.
+    pub lag_ms: i64,
+    /// How long a DNS change stays PENDING.
+    pub dns_propagation_ms: i64,
+    /// How often sources are polled.
+    pub poll_ms: i64,
+}
+
+impl Default for RehearsalSettings {
+    fn default() -> Self {
+        RehearsalSettings {
+            tables: vec!["customers".into(), "orders".into(), "payments".into()],
+            rows_per_table: 400,
+            write_rate: 40.0,
+            clients: 6,
+            lag_ms: 300,
+            dns_propagation_ms: 2_000,
+            poll_ms: 1_000,
+        }
+    }
+}
+
+/// A validated plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub replication: Option<Replication>,
+    pub dns: Option<DnsRecord>,
+    pub metrics: Vec<MetricDef>,
+    pub aws: AwsSettings,
+    pub rehearsal: RehearsalSettings,
+    pub steps: Vec<Step>,
+    /// The file's text, kept so a transcript can carry the exact plan it ran.
+    pub source_text: String,
+    /// SHA-256 of `source_text`, hex.
+    pub hash: String,
+}
+
+impl Plan {
+    pub fn task_name(&self) -> &str {
+        self.replication
+            .as_ref()
+            .map(|r| r.task.as_str())
+            .unwrap_or("?")
+    }
+
+    pub fn dns_value(&self, to: &DnsTo) -> Option<String> {
+        let dns = self.dns.as_ref();
+        match to {
+            DnsTo::Source => dns.map(|d| d.source.clone()),
+            DnsTo::Target => dns.map(|d| d.target.clone()),
+            DnsTo::Value(v) => Some(v.clone()),
+        }
+    }
+
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
+    /// Whether every endpoint and the replication run in the embedded rehearsal world.
+    pub fn is_rehearsal(&self) -> bool {
+        self.source.engine == Engine::Rehearsal
+            && self.target.engine == Engine::Rehearsal
+            && self
+                .replication
+                .as_ref()
+                .is_none_or(|r| r.engine == ReplicationEngine::Rehearsal)
+    }
+
+    /// Names of all metrics the cockpit charts: the plan's, plus the CDC ones.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = DEFAULT_METRICS.iter().map(|s| s.to_string()).collect();
+        for m in &self.metrics {
+            if !names.contains(&m.name) {
+                names.push(m.name.clone());
+            }
+        }
+        names
+    }
+}
+
+/// The replication metrics every plan with a replication task charts.
+pub const DEFAULT_METRICS: &[&str] =
+    &["CDCLatencySource", "CDCLatencyTarget", "CDCIncomingChanges"];
+
+/// The rehearsal plan shipped with (and embedded in) the program.
+pub const REHEARSAL_PLAN: &str = include_str!("../../../../plans/rehearsal.toml");
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/// One problem in a plan file, located.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a plan file.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub struct PlanErrors(pub Vec<PlanError>);
+
+impl fmt::Display for PlanErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns byte offsets into 1-based line and column (in characters).
+struct Locator<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: Vec<PlanError>,
+}
+
+impl<'a> Locator<'a> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..floor_char_boundary(self.text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+
+    fn push(&mut self, offset: usize, message: impl Into<String>, hint: Option<String>) {
+        let (line, col) = self.position(offset);
+        self.errors.push(PlanError {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>, hint: Option<&str>) {
+        self.push(spanned.span().start, message, hint.map(str::to_string));
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+// ---------------------------------------------------------------------------------------
+// The file as written
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: Option<Spanned<String>>,
+    description: Option<String>,
+    source: Option<Spanned<RawEndpoint>>,
+    target: Option<Spanned<RawEndpoint>>,
+    replication: Option<RawReplication>,
+    dns: Option<RawDns>,
+    #[serde(default)]
+    metrics: Vec<RawMetric>,
+    aws: Option<RawAws>,
+    rehearsal: Option<RawRehearsal>,
+    #[serde(default)]
+    step: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    engine: Engine,
+    label: Option<String>,
+    url: Option<Spanned<String>>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplication {
+    engine: ReplicationEngine,
+    task: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    zone_id: Option<String>,
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    record_type: Option<Spanned<String>>,
+    ttl: Option<u64>,
+    source: String,
+    target: String,
+    #[serde(default)]
+    resolve: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    name: Spanned<String>,
+    namespace: Option<String>,
+    stat: Option<String>,
+    #[serde(default)]
+    dimensions: std::collections::BTreeMap<String, String>,
+    unit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRehearsal {
+    tables: Option<Vec<String>>,
+    rows_per_table: Option<u64>,
+    write_rate: Option<f64>,
+    clients: Option<u32>,
+    lag: Option<Spanned<String>>,
+    dns_propagation: Option<Spanned<String>>,
+    poll: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    id: Spanned<String>,
+    title: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    gates: Vec<Spanned<String>>,
+    action: Option<Spanned<RawAction>>,
+    undo: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    irreversible: bool,
+    confirm: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    approvals: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RawAction {
+    None,
+    Manual {
+        instructions: String,
+    },
+    Sql {
+        on: Side,
+        statement: String,
+    },
+    Replication {
+        op: RawReplicationOp,
+    },
+    Dns {
+        to: String,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    Shell {
+        command: String,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawReplicationOp {
+    Stop,
+    Start,
+}
+
+const DEFAULT_TIMEOUT_MS: i64 = 10 * 60 * 1000;
+
+/// Reads and validates a plan file.
+pub fn load(path: &std::path::Path) -> Result<Plan, PlanErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        PlanErrors(vec![PlanError {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read the plan: {e}"),
+            hint: Some("check the path, or run `cutover rehearse` for the built-in plan".into()),
+        }])
+    })?;
+    parse(&file, &text)
+}
+
+/// Parses and validates a plan from text; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
+    let mut loc = Locator {
+        file,
+        text,
+        errors: Vec::new(),
+    };
+    let raw: RawPlan = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let offset = e.span().map(|r: Range<usize>| r.start).unwrap_or(0);
+            let message = e.message().trim().to_string();
+            let hint = hint_for_toml_error(&message);
+            loc.push(offset, message, hint);
+            return Err(PlanErrors(loc.errors));
+        }
+    };
+
+    let name = match &raw.name {
+        Some(n) if !n.get_ref().trim().is_empty() => n.get_ref().clone(),
+        Some(n) => {
+            loc.at(
+                n,
+                "the plan's name is empty",
+                Some("give the plan a short name, e.g. name = \"orders-to-aurora\""),
+            );
+            String::new()
+        }
+        None => {
+            loc.push(
+                0,
+                "the plan has no name",
+                Some("add name = \"...\" at the top of the file".into()),
+            );
+            String::new()
+        }
+    };
+
+    let source = endpoint(&mut loc, raw.source.as_ref(), "source");
+    let target = endpoint(&mut loc, raw.target.as_ref(), "target");
+
+    let replication = raw.replication.map(|r| {
+        if r.task.get_ref().trim().is_empty() {
+            loc.at(
+                &r.task,
+                "the replication task is empty",
+                Some("name the task by identifier or ARN"),
+            );
+        }
+        Replication {
+            engine: r.engine,
+            task: r.task.into_inner(),
+        }
+    });
+
+    let dns = raw.dns.map(|d| {
+        let record_type = d
+            .record_type
+            .as_ref()
+            .map(|t| t.get_ref().to_uppercase())
+            .unwrap_or_else(|| "CNAME".into());
+        if !matches!(record_type.as_str(), "CNAME" | "A" | "AAAA")
+            && let Some(t) = &d.record_type
+        {
+            loc.at(
+                t,
+                format!("unsupported record type \"{}\"", t.get_ref()),
+                Some("use CNAME, A or AAAA"),
+            );
+        }
+        if d.name.get_ref().trim().is_empty() {
+            loc.at(
+                &d.name,
+                "the DNS record name is empty",
+                Some("name the record the applications use"),
+            );
+        }
+        DnsRecord {
+            zone_id: d.zone_id,
+            name: d.name.into_inner(),
+            record_type,
+            ttl: d.ttl.unwrap_or(60),
+            source: d.source,
+            target: d.target,
+            resolve: d.resolve,
+        }
+    });
+
+    let mut metrics = Vec::new();
+    for m in raw.metrics {
+        if m.name.get_ref().trim().is_empty() {
+            loc.at(&m.name, "a metric has an empty name", None);
+        }
+        metrics.push(MetricDef {
+            name: m.name.into_inner(),
+            namespace: m.namespace.unwrap_or_else(|| "AWS/DMS".into()),
+            stat: m.stat.unwrap_or_else(|| "Average".into()),
+            dimensions: m.dimensions.into_iter().collect(),
+            unit: m.unit,
+        });
+    }
+
+    let aws = raw
+        .aws
+        .map(|a| AwsSettings {
+            region: a.region,
+            profile: a.profile,
+            endpoint_url: a.endpoint_url,
+        })
+        .unwrap_or_default();
+
+    let mut rehearsal = RehearsalSettings::default();
+    if let Some(r) = raw.rehearsal {
+        if let Some(t) = r.tables {
+            rehearsal.tables = t;
+        }
+        if let Some(n) = r.rows_per_table {
+            rehearsal.rows_per_table = n;
+        }
+        if let Some(w) = r.write_rate {
+            rehearsal.write_rate = w;
+        }
+        if let Some(c) = r.clients {
+            rehearsal.clients = c.max(1);
+        }
+        for (field, slot) in [
+            (&r.lag, &mut rehearsal.lag_ms),
+            (&r.dns_propagation, &mut rehearsal.dns_propagation_ms),
+            (&r.poll, &mut rehearsal.poll_ms),
+        ] {
+            if let Some(d) = field
+                && let Some(ms) = duration(&mut loc, d)
+            {
+                *slot = ms;
+            }
+        }
+    }
+
+    let dns_values = |var: &str| match var {
+        "dns.source" => dns.as_ref().map(|d| d.source.clone()),
+        "dns.target" => dns.as_ref().map(|d| d.target.clone()),
+        _ => None,
+    };
+
+    let mut steps: Vec<Step> = Vec::new();
+    let mut seen_ids: Vec<(String, usize)> = Vec::new();
+    if raw.step.is_empty() {
+        loc.push(
+            text.len(),
+            "the plan has no steps",
+            Some("add at least one [[step]] with id, gates, action and confirm".into()),
+        );
+    }
+    for raw_step in &raw.step {
+        let step_start = raw_step.span().start;
+        let s = raw_step.get_ref();
+        let id = s.id.get_ref().clone();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            loc.at(
+                &s.id,
+                format!("step id \"{id}\" is not a plain name"),
+                Some("use letters, digits, - and _ only, e.g. id = \"freeze-writes\""),
+            );
+        }
+        if let Some((_, first)) = seen_ids.iter().find(|(seen, _)| *seen == id) {
+            let (line, _) = loc.position(*first);
+            loc.at(
+                &s.id,
+                format!("duplicate step id \"{id}\""),
+                Some(&format!(
+                    "the first step with this id is at line {line}; step ids must be unique"
+                )),
+            );
+        } else {
+            seen_ids.push((id.clone(), s.id.span().start));
+        }
+
+        let mut gates = Vec::new();
+        for g in &s.gates {
+            // Columns inside the string: the value starts one past the opening quote.
+            let base = g.span().start + 1;
+            match gate_expr::parse(g.get_ref(), &dns_values) {
+                Ok(gate) => {
+                    check_gate_sources(&mut loc, base, &gate, &dns, &replication, &metrics);
+                    gates.push(gate);
+                }
+                Err(e) => loc.push(base + e.offset, e.message, e.hint),
+            }
+        }
+
+        let action = match &s.action {
+            Some(a) => convert_action(&mut loc, a, &dns, &replication),
+            None => Action::None,
+        };
+        let undo = s
+            .undo
+            .as_ref()
+            .map(|u| convert_action(&mut loc, u, &dns, &replication));
+        if action.changes_state() && undo.is_none() && !s.irreversible {
+            let at = s
+                .action
+                .as_ref()
+                .map(|a| a.span().start)
+                .unwrap_or(step_start);
+            loc.push(
+                at,
+                format!("step \"{id}\" changes state but has no undo"),
+                Some("add undo = { kind = ... } for the rollback path, or irreversible = true if there is none".into()),
+            );
+        }
+        if let (Action::None, Some(u)) = (&action, &s.undo) {
+            loc.at(
+                u,
+                format!("step \"{id}\" has an undo but no action"),
+                Some("give the step an action, or remove the undo"),
+            );
+        }
+
+        let confirm = match &s.confirm {
+            Some(c) if !c.get_ref().trim().is_empty() => c.get_ref().trim().to_string(),
+            Some(c) => {
+                loc.at(
+                    c,
+                    "the confirmation phrase is empty",
+                    Some(
+                        "write the phrase the operator must type, e.g. confirm = \"freeze writes\"",
+                    ),
+                );
+                String::new()
+            }
+            None => {
+                loc.push(
+                    s.id.span().start,
+                    format!("step \"{id}\" has no confirmation phrase"),
+                    Some(
+                        "add confirm = \"...\": the operator types it exactly to run the step"
+                            .into(),
+                    ),
+                );
+                String::new()
+            }
+        };
+        let timeout_ms = match &s.timeout {
+            Some(t) => duration(&mut loc, t).unwrap_or(DEFAULT_TIMEOUT_MS),
+            None => DEFAULT_TIMEOUT_MS,
+        };
+        steps.push(Step {
+            title: s.title.clone().unwrap_or_else(|| id.clone()),
+            id,
+            description: s.description.clone(),
+            gates,
+            action,
+            undo,
+            irreversible: s.irreversible,
+            confirm,
+            timeout_ms,
+            approvals: s.approvals,
+        });
+    }
+
+    if !loc.errors.is_empty() {
+        return Err(PlanErrors(loc.errors));
+    }
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    Ok(Plan {
+        name,
+        description: raw.description,
+        source: source.expect("no errors means the endpoint parsed"),
+        target: target.expect("no errors means the endpoint parsed"),
+        replication,
+        dns,
+        metrics,
+        aws,
+        rehearsal,
+        steps,
+        source_text: text.to_string(),
+        hash,
+    })
+}
+
+fn hint_for_toml_error(message: &str) -> Option<String> {
+    if message.contains("unknown field") {
+        Some("remove the field or fix its spelling; the README documents every field".into())
+    } else if message.contains("unknown variant") {
+        Some("use one of the values the message lists".into())
+    } else if message.contains("missing field") {
+        Some("add the field; the README documents every field".into())
+    } else if message.contains("invalid type") {
+        Some("check the value's type (quoted string, number, true/false, table)".into())
+    } else {
+        Some("fix the TOML syntax at this position".into())
+    }
+}
+
+fn duration(loc: &mut Locator<'_>, d: &Spanned<String>) -> Option<i64> {
+    match gate_expr::parse_duration_ms(d.get_ref()) {
+        Ok(ms) if ms > 0 => Some(ms),
+        Ok(_) => {
+            loc.at(
+                d,
+                "the duration must be longer than zero",
+                Some("e.g. \"30s\", \"2m\""),
+            );
+            None
+        }
+        Err(e) => {
+            loc.at(
+                d,
+                format!("bad duration \"{}\": {e}", d.get_ref()),
+                Some("write a duration such as \"30s\", \"2m\" or \"500ms\""),
+            );
+            None
+        }
+    }
+}
+
+fn endpoint(
+    loc: &mut Locator<'_>,
+    raw: Option<&Spanned<RawEndpoint>>,
+    which: &str,
+) -> Option<Endpoint> {
+    let Some(raw) = raw else {
+        loc.push(
+            0,
+            format!("the plan has no [{which}] section"),
+            Some(format!(
+                "add [{which}] with engine = \"rehearsal\", \"mysql\" or \"postgres\""
+            )),
+        );
+        return None;
+    };
+    let e = raw.get_ref();
+    if let Some(url) = &e.url {
+        if url_has_password(url.get_ref()) {
+            // Point at the URL but never repeat it: it holds a secret.
+            loc.at(
+                url,
+                format!("the [{which}] url contains a password"),
+                Some("remove it from the url and set password_env or password_file instead"),
+            );
+        }
+    } else if e.engine != Engine::Rehearsal {
+        loc.at(
+            raw,
+            format!("[{which}] needs a url for engine {:?}", e.engine).to_lowercase(),
+            Some("add url = \"mysql://user@host:3306/db\" (no password in it)"),
+        );
+    }
+    Some(Endpoint {
+        engine: e.engine,
+        label: e.label.clone().unwrap_or_else(|| which.to_string()),
+        url: e.url.as_ref().map(|u| u.get_ref().clone()),
+        password_env: e.password_env.clone(),
+        password_file: e.password_file.clone(),
+    })
+}
+
+/// True when `scheme://user:password@host` carries a password.
+pub fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) => userinfo.contains(':'),
+        None => false,
+    }
+}
+
+fn convert_action(
+    loc: &mut Locator<'_>,
+    raw: &Spanned<RawAction>,
+    dns: &Option<DnsRecord>,
+    replication: &Option<Replication>,
+) -> Action {
+    match raw.get_ref() {
+        RawAction::None => Action::None,
+        RawAction::Manual { instructions } => Action::Manual {
+            instructions: instructions.clone(),
+        },
+        RawAction::Sql { on, statement } => {
+            if statement.trim().is_empty() {
+                loc.at(
+                    raw,
+                    "the SQL statement is empty",
+                    Some("write the statement to run"),
+                );
+            }
+            Action::Sql {
+                on: *on,
+                statement: statement.clone(),
+            }
+        }
+        RawAction::Replication { op } => {
+            if replication.is_none() {
+                loc.at(
+                    raw,
+                    "a replication action needs a [replication] section",
+                    Some("add [replication] with engine and task"),
+                );
+            }
+            match op {
+                RawReplicationOp::Stop => Action::ReplicationStop,
+                RawReplicationOp::Start => Action::ReplicationStart,
+            }
+        }
+        RawAction::Dns { to, wait } => {
+            if dns.is_none() {
+                loc.at(
+                    raw,
+                    "a dns action needs a [dns] section",
+                    Some("add [dns] with name, source, target and ttl"),
+                );
+            }
+            let to = match to.as_str() {
+                "source" => DnsTo::Source,
+                "target" => DnsTo::Target,
+                "" => {
+                    loc.at(
+                        raw,
+                        "the dns action has an empty `to`",
+                        Some("use to = \"target\", \"source\" or a literal value"),
+                    );
+                    DnsTo::Target
+                }
+                other => DnsTo::Value(other.to_string()),
+            };
+            Action::Dns { to, wait: *wait }
+        }
+        RawAction::Shell { command } => {
+            if command.trim().is_empty() {
+                loc.at(
+                    raw,
+                    "the shell command is empty",
+                    Some("write the command to run"),
+                );
+            }
+            Action::Shell {
+                command: command.clone(),
+            }
+        }
+    }
+}
+
+/// A gate on an input whose source the plan does not configure could never turn green.
+fn check_gate_sources(
+    loc: &mut Locator<'_>,
+    at: usize,
+    gate: &Gate,
+    dns: &Option<DnsRecord>,
+    replication: &Option<Replication>,
+    metrics: &[MetricDef],
+) {
+    let input = &gate.input;
+    let name = input.to_string();
+    if name.starts_with("dns.") && dns.is_none() {
+        loc.push(
+            at,
+            format!("gate on {name} but the plan has no [dns] section"),
+            Some("add [dns], or remove the gate".into()),
+        );
+    }
+    if (name.starts_with("task.") || name.starts_with("validation.") || name.starts_with("cdc."))
+        && replication.is_none()
+    {
+        loc.push(
+            at,
+            format!("gate on {name} but the plan has no [replication] section"),
+            Some("add [replication] with engine and task, or remove the gate".into()),
+        );
+    }
+    if let Input::Metric(m) = input
+        && !DEFAULT_METRICS.contains(&m.as_str())
+        && !metrics.iter().any(|d| &d.name == m)
+    {
+        loc.push(
+            at,
+            format!("gate on metric \"{m}\" which the plan does not poll"),
+            Some(format!("add [[metrics]] with name = \"{m}\"")),
+        );
+    }
+}
+
+/// The built-in rehearsal plan.
+pub fn rehearsal_plan() -> Plan {
+    parse("plans/rehearsal.toml", REHEARSAL_PLAN).expect("the embedded rehearsal plan is valid")
+}

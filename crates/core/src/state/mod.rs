@@ -1,0 +1,1073 @@
+//! The cockpit's state and the pure fold that builds it from events.
+//!
+//! `State::apply` never reads the clock, the network or the disk: "now" is the newest event
+//! timestamp. Live, replay, attach and report all run this same fold.
+
+pub mod gate;
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::event::{
+    DatabaseReading, Direction, DnsReading, Event, Reading, Side, SourceKind, TableDrift,
+    TableStat, TaskReading, Ts, WorldMeasures,
+};
+use crate::plan::{Action, Plan};
+pub use gate::{GateState, GateStatus, InputValue};
+use serde::{Deserialize, Serialize};
+
+/// How many points each chart keeps.
+pub const HISTORY: usize = 240;
+/// How many lines the event log keeps.
+pub const LOG_LINES: usize = 1000;
+/// How many output lines each step keeps.
+pub const OUTPUT_LINES: usize = 50;
+
+/// An intent the fold asks the runner to carry out. Replay and watch ignore them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    RunAction { step: usize, direction: Direction },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Undoing,
+    Undone,
+    UndoFailed,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::Undoing => "undoing",
+            StepStatus::Undone => "undone",
+            StepStatus::UndoFailed => "undo failed",
+        }
+    }
+}
+
+/// What happened to one step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub status: StepStatus,
+    pub confirmed_by: Option<String>,
+    pub confirmed_at: Option<Ts>,
+    pub started_at: Option<Ts>,
+    pub finished_at: Option<Ts>,
+    pub message: Option<String>,
+    pub output: VecDeque<String>,
+    pub approvals: Vec<(String, Ts)>,
+    pub timed_out: Option<String>,
+    /// The gate states when the operator confirmed (for the audit).
+    pub gates_at_confirm: Vec<(String, GateState, String)>,
+    /// Set when the session restarted (`cutover resume`) while this step's action (or undo)
+    /// had started with no recorded result: nobody knows whether it took effect. The status
+    /// stays `Running`/`Undoing` (so nothing else proceeds) until a `StepResolved`.
+    pub in_doubt: Option<Direction>,
+}
+
+impl StepState {
+    fn new() -> Self {
+        StepState {
+            status: StepStatus::Pending,
+            confirmed_by: None,
+            confirmed_at: None,
+            started_at: None,
+            finished_at: None,
+            message: None,
+            output: VecDeque::new(),
+            approvals: Vec::new(),
+            timed_out: None,
+            gates_at_confirm: Vec::new(),
+            in_doubt: None,
+        }
+    }
+
+    /// The status as the operator should read it: "in doubt" overrides running/undoing.
+    pub fn status_label(&self) -> &'static str {
+        match self.in_doubt {
+            Some(Direction::Do) => "in doubt",
+            Some(Direction::Undo) => "undo in doubt",
+            None => self.status.as_str(),
+        }
+    }
+}
+
+/// One table's rows in the validation and drift panes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableView {
+    pub stat: Option<TableStat>,
+    pub drift: Option<TableDrift>,
+}
+
+/// A chart's data.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub unit: Option<String>,
+    pub points: VecDeque<(Ts, f64)>,
+    /// When the source last polled it (datapoints may be older).
+    pub polled_at: Ts,
+}
+
+/// A source's recent health.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub last_ok: Option<Ts>,
+    pub last_error: Option<(Ts, String)>,
+    pub failures: u64,
+}
+
+impl Health {
+    /// The error to show, when it is newer than the last success.
+    pub fn current_error(&self) -> Option<&str> {
+        let (at, e) = self.last_error.as_ref()?;
+        if self.last_ok.is_none_or(|ok| ok < *at) {
+            Some(e)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RollbackStatus {
+    /// Waiting for a running action to end before undoing.
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub confirmed_at: Ts,
+    pub by: String,
+    pub reason: String,
+    pub status: RollbackStatus,
+    pub finished_at: Option<Ts>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Level {
+    Info,
+    Good,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub at: Ts,
+    pub level: Level,
+    pub text: String,
+}
+
+/// A dialog the transcript knows about (opened by a recorded request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpenDialog {
+    Confirm { step: usize, by: String },
+    Rollback { by: String },
+}
+
+/// Everything the cockpit shows, folded from events.
+///
+/// Serializable for the seek checkpoints (the transcript crate's seek file): [`State::snapshot`]
+/// and [`State::restore`]. The plan is not part of a snapshot (the transcript's header
+/// carries it); `restore` puts it back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    #[serde(skip, default = "detached_plan")]
+    pub plan: Arc<Plan>,
+    pub mode: Option<String>,
+    pub operator: Option<String>,
+    pub now: Ts,
+    pub started_at: Option<Ts>,
+    pub task: Option<TaskReading>,
+    pub stats_at: Option<Ts>,
+    pub tables: BTreeMap<String, TableView>,
+    pub metrics: BTreeMap<String, Series>,
+    pub heartbeat: Option<(Ts, f64)>,
+    pub heartbeat_history: VecDeque<(Ts, f64)>,
+    pub dns: Option<DnsReading>,
+    pub source_db: Option<DatabaseReading>,
+    pub target_db: Option<DatabaseReading>,
+    pub health: BTreeMap<SourceKind, Health>,
+    pub steps: Vec<StepState>,
+    /// (step, gate) -> since when its condition has held on fresh readings.
+    #[serde(with = "holds_as_list")]
+    pub holds: HashMap<(usize, usize), Ts>,
+    /// The next step's gate states, to log their changes.
+    next_gates: Vec<GateState>,
+    next_gates_step: Option<usize>,
+    pub rollback: Option<Rollback>,
+    pub dialog: Option<OpenDialog>,
+    pub faults: BTreeMap<String, (bool, String)>,
+    pub world: Option<WorldMeasures>,
+    pub peers: BTreeSet<String>,
+    pub log: VecDeque<LogLine>,
+    pub ended: Option<(Ts, String)>,
+    pub events: u64,
+}
+
+/// The plan a deserialized `State` holds until [`State::restore`] gives it the real one.
+fn detached_plan() -> Arc<Plan> {
+    static DETACHED: std::sync::LazyLock<Arc<Plan>> =
+        std::sync::LazyLock::new(|| Arc::new(crate::plan::rehearsal_plan()));
+    Arc::clone(&DETACHED)
+}
+
+/// `holds` as a sorted list of `[[step, gate], since]` (JSON maps need string keys, and a
+/// sorted list serializes the same state to the same bytes).
+mod holds_as_list {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::event::Ts;
+
+    pub fn serialize<S: Serializer>(
+        holds: &HashMap<(usize, usize), Ts>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut list: Vec<(&(usize, usize), &Ts)> = holds.iter().collect();
+        list.sort_unstable();
+        list.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<(usize, usize), Ts>, D::Error> {
+        Ok(Vec::<((usize, usize), Ts)>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
+}
+
+fn push_capped<T>(q: &mut VecDeque<T>, item: T, cap: usize) {
+    if q.len() == cap {
+        q.pop_front();
+    }
+    q.push_back(item);
+}
+
+impl State {
+    pub fn new(plan: Arc<Plan>) -> Self {
+        let n = plan.steps.len();
+        let mut metrics = BTreeMap::new();
+        if plan.replication.is_some() {
+            for name in plan.metric_names() {
+                let unit = plan
+                    .metrics
+                    .iter()
+                    .find(|m| m.name == name)
+                    .and_then(|m| m.unit.clone());
+                metrics.insert(
+                    name,
+                    Series {
+                        unit,
+                        ..Series::default()
+                    },
+                );
+            }
+        }
+        State {
+            plan,
+            mode: None,
+            operator: None,
+            now: 0,
+            started_at: None,
+            task: None,
+            stats_at: None,
+            tables: BTreeMap::new(),
+            metrics,
+            heartbeat: None,
+            heartbeat_history: VecDeque::new(),
+            dns: None,
+            source_db: None,
+            target_db: None,
+            health: BTreeMap::new(),
+            steps: (0..n).map(|_| StepState::new()).collect(),
+            holds: HashMap::new(),
+            next_gates: Vec::new(),
+            next_gates_step: None,
+            rollback: None,
+            dialog: None,
+            faults: BTreeMap::new(),
+            world: None,
+            peers: BTreeSet::new(),
+            log: VecDeque::new(),
+            ended: None,
+            events: 0,
+        }
+    }
+
+    /// The state as JSON, for a seek checkpoint. The same state always gives the same bytes
+    /// (maps are ordered), so two snapshots compare by digest.
+    pub fn snapshot(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
+    }
+
+    /// A state from [`State::snapshot`]'s bytes, under `plan` (the transcript's).
+    pub fn restore(json: &[u8], plan: Arc<Plan>) -> Result<State, String> {
+        let mut state: State =
+            serde_json::from_slice(json).map_err(|e| format!("not a state snapshot: {e}"))?;
+        if state.steps.len() != plan.steps.len() {
+            return Err(format!(
+                "the snapshot has {} steps, the plan {}: it belongs to another plan",
+                state.steps.len(),
+                plan.steps.len()
+            ));
+        }
+        state.plan = plan;
+        Ok(state)
+    }
+
+    fn log(&mut self, at: Ts, level: Level, text: impl Into<String>) {
+        push_capped(
+            &mut self.log,
+            LogLine {
+                at,
+                level,
+                text: text.into(),
+            },
+            LOG_LINES,
+        );
+    }
+
+    fn step_id(&self, i: usize) -> String {
+        self.plan
+            .steps
+            .get(i)
+            .map(|s| s.id.clone())
+            .unwrap_or_default()
+    }
+
+    /// The step the operator may take next: the first not done, unless a rollback owns the
+    /// session or an action is running.
+    pub fn next_step(&self) -> Option<usize> {
+        if self
+            .rollback
+            .as_ref()
+            .is_some_and(|r| r.status != RollbackStatus::Done)
+        {
+            return None;
+        }
+        self.steps.iter().position(|s| s.status != StepStatus::Done)
+    }
+
+    /// The step whose action is running, if any.
+    pub fn running_step(&self) -> Option<usize> {
+        self.steps
+            .iter()
+            .position(|s| matches!(s.status, StepStatus::Running | StepStatus::Undoing))
+    }
+
+    /// True once every step is done.
+    pub fn completed(&self) -> bool {
+        !self.steps.is_empty()
+            && self.steps.iter().all(|s| s.status == StepStatus::Done)
+            && self.rollback.is_none()
+    }
+
+    /// True once a rollback has undone everything it could.
+    pub fn rolled_back(&self) -> bool {
+        self.rollback
+            .as_ref()
+            .is_some_and(|r| r.status == RollbackStatus::Done)
+    }
+
+    /// Whether a cutover is under way: some step has run and the session has not reached an
+    /// end state (completed or rolled back).
+    pub fn under_way(&self) -> bool {
+        let touched = self.steps.iter().any(|s| s.status != StepStatus::Pending);
+        touched && !self.completed() && !self.rolled_back()
+    }
+
+    /// When the step became the next one (the previous step finished, or the session began).
+    pub fn step_ready_since(&self, step: usize) -> Option<Ts> {
+        if step == 0 {
+            self.started_at
+        } else {
+            self.steps.get(step - 1).and_then(|s| s.finished_at)
+        }
+    }
+
+    /// The steps left in doubt by a restart, in plan order.
+    pub fn in_doubt_steps(&self) -> Vec<usize> {
+        (0..self.steps.len())
+            .filter(|&i| self.steps[i].in_doubt.is_some())
+            .collect()
+    }
+
+    /// Why the operator cannot confirm `step` now, if they cannot.
+    pub fn confirm_blocker(&self, step: usize) -> Option<String> {
+        if let Some(d) = self.in_doubt_steps().first() {
+            let id = self.step_id(*d);
+            return Some(format!(
+                "step {id} is in doubt after a restart: check whether its action took effect, then type \"done {id}\" or \"not done {id}\""
+            ));
+        }
+        if let Some(r) = self.running_step() {
+            return Some(format!("step {} is still running", self.step_id(r)));
+        }
+        match self.next_step() {
+            Some(n) if n == step => {}
+            Some(n) => {
+                return Some(format!(
+                    "only step {} \"{}\" can run next",
+                    n + 1,
+                    self.step_id(n)
+                ));
+            }
+            None => return Some("no step can run now".into()),
+        }
+        if let (state, Some(reason)) = self.step_readiness(step)
+            && state != GateState::Green
+        {
+            return Some(format!("gates not green: {reason}"));
+        }
+        let needed = self.plan.steps[step].approvals as usize;
+        let have = self.steps[step].approvals.len();
+        if have < needed {
+            return Some(format!("needs {needed} approval(s) from peers, has {have}"));
+        }
+        if needed > 0 && self.peers.len() < needed {
+            return Some(format!(
+                "needs {needed} approving peer(s) present, {} attached",
+                self.peers.len()
+            ));
+        }
+        None
+    }
+
+    /// The steps a rollback undoes, newest first: completed (or failed) steps with an undo.
+    fn next_undo(&self) -> Option<usize> {
+        (0..self.steps.len()).rev().find(|&i| {
+            matches!(
+                self.steps[i].status,
+                StepStatus::Done | StepStatus::Failed | StepStatus::UndoFailed
+            ) && self.steps[i].confirmed_at.is_some()
+                && self.plan.steps[i].undo.is_some()
+        })
+    }
+
+    fn continue_rollback(&mut self, at: Ts) -> Vec<Effect> {
+        match self.next_undo() {
+            Some(i) => {
+                if let Some(r) = &mut self.rollback {
+                    r.status = RollbackStatus::Running;
+                }
+                self.steps[i].status = StepStatus::Undoing;
+                vec![Effect::RunAction {
+                    step: i,
+                    direction: Direction::Undo,
+                }]
+            }
+            None => {
+                // Steps without an undo (checks, manual) are reverted by the rollback itself.
+                for s in &mut self.steps {
+                    if s.status == StepStatus::Done || s.status == StepStatus::Failed {
+                        s.status = StepStatus::Undone;
+                    }
+                }
+                if let Some(r) = &mut self.rollback {
+                    r.status = RollbackStatus::Done;
+                    r.finished_at = Some(at);
+                }
+                self.log(at, Level::Warn, "rollback complete");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Folds one event into the state and returns the effects it asks for.
+    pub fn apply(&mut self, ev: &Event) -> Vec<Effect> {
+        let at = ev.at();
+        self.now = self.now.max(at);
+        self.events += 1;
+        let mut effects = Vec::new();
+        match ev {
+            Event::SessionStarted { mode, operator, .. } => {
+                if self.started_at.is_none() {
+                    self.started_at = Some(at);
+                } else {
+                    self.restarted(at);
+                }
+                self.mode = Some(mode.clone());
+                self.operator = Some(operator.clone());
+                self.log(
+                    at,
+                    Level::Info,
+                    format!("session started ({mode}) by {operator}"),
+                );
+            }
+            Event::Tick { .. } => {}
+            Event::Observed { reading, .. } => self.observe(at, reading),
+            Event::SourceFailed { source, error, .. } => {
+                let h = self.health.entry(*source).or_default();
+                let repeated = h.current_error() == Some(error.as_str());
+                h.last_error = Some((at, error.clone()));
+                h.failures += 1;
+                if !repeated {
+                    self.log(
+                        at,
+                        Level::Warn,
+                        format!("{} reading failed: {error}", source.as_str()),
+                    );
+                }
+            }
+            Event::StepConfirmRequested { step, by, .. } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    self.dialog = Some(OpenDialog::Confirm {
+                        step: i,
+                        by: by.clone(),
+                    });
+                }
+            }
+            Event::StepConfirmCancelled { step, by, .. } => {
+                self.dialog = None;
+                self.log(
+                    at,
+                    Level::Info,
+                    format!("{by} cancelled the confirmation of {step}"),
+                );
+            }
+            Event::StepConfirmRejected {
+                step, by, reason, ..
+            } => {
+                self.log(
+                    at,
+                    Level::Warn,
+                    format!("confirmation of {step} by {by} refused: {reason}"),
+                );
+            }
+            Event::StepConfirmed { step, by, .. } => {
+                self.dialog = None;
+                match self.plan.step_index(step) {
+                    Some(i) => match self.confirm_blocker(i) {
+                        None => {
+                            let gates = self
+                                .step_gates(i)
+                                .into_iter()
+                                .zip(&self.plan.steps[i].gates)
+                                .map(|(g, def)| (def.text.clone(), g.state, g.reason))
+                                .collect();
+                            let s = &mut self.steps[i];
+                            s.confirmed_by = Some(by.clone());
+                            s.confirmed_at = Some(at);
+                            s.gates_at_confirm = gates;
+                            s.status = StepStatus::Running;
+                            s.message = None;
+                            s.timed_out = None;
+                            self.log(at, Level::Info, format!("{by} confirmed {step}"));
+                            effects.push(Effect::RunAction {
+                                step: i,
+                                direction: Direction::Do,
+                            });
+                        }
+                        Some(why) => {
+                            self.log(
+                                at,
+                                Level::Error,
+                                format!("confirmation of {step} refused: {why}"),
+                            );
+                        }
+                    },
+                    None => self.log(
+                        at,
+                        Level::Error,
+                        format!("confirmation of unknown step {step}"),
+                    ),
+                }
+            }
+            Event::StepApproved { step, by, .. } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    let s = &mut self.steps[i];
+                    if !s.approvals.iter().any(|(who, _)| who == by) {
+                        s.approvals.push((by.clone(), at));
+                        self.log(at, Level::Good, format!("{by} approved {step}"));
+                    }
+                }
+            }
+            Event::ActionStarted {
+                step,
+                direction,
+                description,
+                ..
+            } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    let s = &mut self.steps[i];
+                    match direction {
+                        Direction::Do => {
+                            s.status = StepStatus::Running;
+                            s.started_at = Some(at);
+                        }
+                        Direction::Undo => s.status = StepStatus::Undoing,
+                    }
+                    let verb = if *direction == Direction::Do {
+                        "running"
+                    } else {
+                        "undoing"
+                    };
+                    self.log(at, Level::Info, format!("{step}: {verb} {description}"));
+                }
+            }
+            Event::ActionOutput { step, line, .. } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    push_capped(&mut self.steps[i].output, line.clone(), OUTPUT_LINES);
+                    self.log(at, Level::Info, format!("{step} | {line}"));
+                }
+            }
+            Event::ActionFinished {
+                step,
+                direction,
+                ok,
+                message,
+                ..
+            } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    let s = &mut self.steps[i];
+                    s.message = Some(message.clone());
+                    match (direction, ok) {
+                        (Direction::Do, true) => {
+                            s.status = StepStatus::Done;
+                            s.finished_at = Some(at);
+                        }
+                        (Direction::Do, false) => {
+                            s.status = StepStatus::Failed;
+                            s.finished_at = Some(at);
+                        }
+                        (Direction::Undo, true) => s.status = StepStatus::Undone,
+                        (Direction::Undo, false) => s.status = StepStatus::UndoFailed,
+                    }
+                    let (level, verb) = match (direction, ok) {
+                        (Direction::Do, true) => (Level::Good, "done"),
+                        (Direction::Do, false) => (Level::Error, "FAILED"),
+                        (Direction::Undo, true) => (Level::Warn, "undone"),
+                        (Direction::Undo, false) => (Level::Error, "UNDO FAILED"),
+                    };
+                    self.log(at, level, format!("{step}: {verb}: {message}"));
+                    match self.rollback.as_ref().map(|r| r.status) {
+                        Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running) => {
+                            if *direction == Direction::Undo && !ok {
+                                if let Some(r) = &mut self.rollback {
+                                    r.status = RollbackStatus::Failed;
+                                }
+                                self.log(
+                                    at,
+                                    Level::Error,
+                                    "rollback halted: fix the cause, then press R to retry",
+                                );
+                            } else {
+                                effects.extend(self.continue_rollback(at));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Event::StepTimedOut { step, reason, .. } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    self.steps[i].timed_out = Some(reason.clone());
+                }
+                self.log(at, Level::Error, format!("{step} timed out: {reason}"));
+            }
+            Event::StepResolved { step, done, by, .. } => {
+                effects.extend(self.resolve(at, step, *done, by));
+            }
+            Event::RollbackRequested { by, .. } => {
+                self.dialog = Some(OpenDialog::Rollback { by: by.clone() });
+            }
+            Event::RollbackCancelled { by, .. } => {
+                self.dialog = None;
+                self.log(at, Level::Info, format!("{by} cancelled the rollback"));
+            }
+            Event::RollbackConfirmed { by, reason, .. } => {
+                self.dialog = None;
+                let retry = self
+                    .rollback
+                    .as_ref()
+                    .is_some_and(|r| r.status == RollbackStatus::Failed);
+                let busy = self.rollback.as_ref().is_some_and(|r| {
+                    matches!(r.status, RollbackStatus::Running | RollbackStatus::Waiting)
+                });
+                if busy {
+                    self.log(at, Level::Warn, "rollback already under way");
+                } else {
+                    self.log(
+                        at,
+                        Level::Warn,
+                        format!("{by} started a rollback: {reason}"),
+                    );
+                    self.rollback = Some(Rollback {
+                        confirmed_at: at,
+                        by: by.clone(),
+                        reason: reason.clone(),
+                        status: RollbackStatus::Waiting,
+                        finished_at: None,
+                    });
+                    if retry {
+                        for s in &mut self.steps {
+                            if s.status == StepStatus::UndoFailed {
+                                s.status = StepStatus::Done;
+                            }
+                        }
+                    }
+                    if self.running_step().is_none() {
+                        effects.extend(self.continue_rollback(at));
+                    } else {
+                        self.log(
+                            at,
+                            Level::Info,
+                            "rollback waits for the running action to end",
+                        );
+                    }
+                }
+            }
+            Event::FaultChanged {
+                fault,
+                active,
+                detail,
+                ..
+            } => {
+                self.faults.insert(fault.clone(), (*active, detail.clone()));
+                let verb = if *active { "injected" } else { "cleared" };
+                self.log(at, Level::Warn, format!("fault {fault} {verb}: {detail}"));
+            }
+            Event::WorldMeasured { measures, .. } => self.world = Some(measures.clone()),
+            Event::PeerJoined { peer, .. } => {
+                self.peers.insert(peer.clone());
+                self.log(at, Level::Info, format!("{peer} is watching"));
+            }
+            Event::PeerLeft { peer, .. } => {
+                self.peers.remove(peer);
+                self.log(at, Level::Info, format!("{peer} left"));
+            }
+            Event::Note { text, .. } => self.log(at, Level::Info, text.clone()),
+            Event::SessionEnded { reason, .. } => {
+                self.ended = Some((at, reason.clone()));
+                self.log(at, Level::Info, format!("session ended: {reason}"));
+            }
+        }
+        // The next step's gate inputs, computed once for both (drift inputs walk every table).
+        let next = self.next_step();
+        let inputs: Vec<InputValue> = next
+            .map(|si| {
+                self.plan.steps[si]
+                    .gates
+                    .iter()
+                    .map(|g| self.input_value(&g.input))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.update_holds(next, &inputs);
+        self.log_gate_changes(at, next, inputs);
+        effects
+    }
+
+    /// A second `SessionStarted`: the session was resumed after the cockpit died. Actions
+    /// that had started with no recorded result died with it or finished unseen: in doubt.
+    fn restarted(&mut self, at: Ts) {
+        self.ended = None;
+        self.dialog = None;
+        for i in 0..self.steps.len() {
+            let direction = match self.steps[i].status {
+                StepStatus::Running => Direction::Do,
+                StepStatus::Undoing => Direction::Undo,
+                _ => continue,
+            };
+            self.steps[i].in_doubt = Some(direction);
+            let id = self.step_id(i);
+            let what = if direction == Direction::Do {
+                "action"
+            } else {
+                "undo"
+            };
+            self.log(
+                at,
+                Level::Error,
+                format!(
+                    "{id} is IN DOUBT: its {what} started before the restart and no result was recorded; check it, then type \"done {id}\" or \"not done {id}\""
+                ),
+            );
+        }
+    }
+
+    /// The operator's answer for a step in doubt.
+    fn resolve(&mut self, at: Ts, step: &str, done: bool, by: &str) -> Vec<Effect> {
+        let Some(i) = self.plan.step_index(step) else {
+            self.log(
+                at,
+                Level::Error,
+                format!("resolution of unknown step {step}"),
+            );
+            return Vec::new();
+        };
+        let Some(direction) = self.steps[i].in_doubt.take() else {
+            self.log(
+                at,
+                Level::Warn,
+                format!("resolution of {step} by {by} ignored: it is not in doubt"),
+            );
+            return Vec::new();
+        };
+        let s = &mut self.steps[i];
+        match (direction, done) {
+            (Direction::Do, true) => {
+                s.status = StepStatus::Done;
+                s.finished_at = Some(at);
+                s.message = Some(format!("marked done by {by} after a restart"));
+            }
+            (Direction::Do, false) => {
+                // It never took effect: the step is next again and needs a new confirmation.
+                s.status = StepStatus::Pending;
+                s.confirmed_by = None;
+                s.confirmed_at = None;
+                s.started_at = None;
+                s.finished_at = None;
+                s.gates_at_confirm.clear();
+                s.message = Some(format!("marked not done by {by} after a restart"));
+            }
+            (Direction::Undo, true) => {
+                s.status = StepStatus::Undone;
+                s.message = Some(format!("undo marked done by {by} after a restart"));
+            }
+            (Direction::Undo, false) => {
+                s.status = StepStatus::Done;
+                s.message = Some(format!("undo marked not done by {by} after a restart"));
+            }
+        }
+        let verdict = if done { "done" } else { "not done" };
+        let what = if direction == Direction::Do {
+            ""
+        } else {
+            " (undo)"
+        };
+        self.log(
+            at,
+            Level::Warn,
+            format!("{by} marked {step}{what} {verdict} after checking it"),
+        );
+        match self.rollback.as_ref().map(|r| r.status) {
+            Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running)
+                if self.running_step().is_none() =>
+            {
+                self.continue_rollback(at)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn observe(&mut self, at: Ts, reading: &Reading) {
+        let h = self.health.entry(reading.source()).or_default();
+        let recovered = h.current_error().is_some();
+        h.last_ok = Some(at);
+        if recovered {
+            self.log(
+                at,
+                Level::Good,
+                format!("{} readings recovered", reading.source().as_str()),
+            );
+        }
+        match reading {
+            Reading::Task(t) => {
+                if let Some(prev) = &self.task
+                    && prev.status != t.status
+                {
+                    self.log(at, Level::Info, format!("task {} is {}", t.task, t.status));
+                }
+                self.task = Some(t.clone());
+            }
+            Reading::TableStats {
+                observed_at,
+                tables,
+            } => {
+                self.stats_at = Some(*observed_at);
+                for t in tables {
+                    self.tables.entry(t.table.clone()).or_default().stat = Some(t.clone());
+                }
+            }
+            Reading::Metrics {
+                observed_at,
+                series,
+            } => {
+                for s in series {
+                    let entry = self.metrics.entry(s.name.clone()).or_default();
+                    entry.polled_at = *observed_at;
+                    if s.unit.is_some() {
+                        entry.unit = s.unit.clone();
+                    }
+                    let newest = entry.points.back().map(|p| p.0).unwrap_or(Ts::MIN);
+                    for &(t, v) in &s.points {
+                        if t > newest {
+                            push_capped(&mut entry.points, (t, v), HISTORY);
+                        } else if let Some(p) = entry.points.iter_mut().rev().find(|p| p.0 == t) {
+                            // CloudWatch revises the newest datapoints as data arrives.
+                            p.1 = v;
+                        }
+                    }
+                }
+            }
+            Reading::Drift(d) => {
+                let view = self.tables.entry(d.table.clone()).or_default();
+                let was = view.drift.as_ref().map(|x| x.checksum);
+                if d.checksum == crate::event::ChecksumState::Mismatch
+                    && was != Some(crate::event::ChecksumState::Mismatch)
+                {
+                    let key = d
+                        .differing_keys
+                        .first()
+                        .map(|k| format!(": {} {}", k.key, k.kind.as_str()))
+                        .unwrap_or_default();
+                    let table = d.table.clone();
+                    view.drift = Some(d.clone());
+                    self.log(
+                        at,
+                        Level::Error,
+                        format!("checksum mismatch on {table}{key}"),
+                    );
+                } else {
+                    view.drift = Some(d.clone());
+                }
+            }
+            Reading::Heartbeat { observed_at, lag_s } => {
+                self.heartbeat = Some((*observed_at, *lag_s));
+                push_capped(&mut self.heartbeat_history, (*observed_at, *lag_s), HISTORY);
+            }
+            Reading::Dns(d) => {
+                if let Some(prev) = &self.dns
+                    && prev.value != d.value
+                {
+                    self.log(
+                        at,
+                        Level::Info,
+                        format!(
+                            "{} now points at {}",
+                            d.name,
+                            d.value.as_deref().unwrap_or("?")
+                        ),
+                    );
+                }
+                self.dns = Some(d.clone());
+            }
+            Reading::Database(db) => {
+                let slot = match db.side {
+                    Side::Source => &mut self.source_db,
+                    Side::Target => &mut self.target_db,
+                };
+                let changed = slot.as_ref().map(|p| p.read_only) != Some(db.read_only);
+                let had = slot.is_some();
+                *slot = Some(db.clone());
+                if changed && had {
+                    let ro = match db.read_only {
+                        Some(true) => "read-only",
+                        Some(false) => "writable",
+                        None => "in an unknown mode",
+                    };
+                    self.log(
+                        at,
+                        Level::Info,
+                        format!("{} database is {ro}", db.side.as_str()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Keeps each gate's "held since" current: set when its condition first holds on a
+    /// fresh reading, cleared as soon as it does not. Only the next step's windows matter: a
+    /// later step's window cannot start before the step before it finishes.
+    fn update_holds(&mut self, next: Option<usize>, inputs: &[InputValue]) {
+        let Some(si) = next else {
+            self.holds.clear();
+            return;
+        };
+        self.holds.retain(|(s, _), _| *s == si);
+        let plan = Arc::clone(&self.plan);
+        let not_before = self.readings_not_before(si);
+        for ((gi, gate), input) in plan.steps[si].gates.iter().enumerate().zip(inputs) {
+            let holding = match input {
+                InputValue::Known {
+                    value, observed_at, ..
+                } => {
+                    let fresh = self.now - observed_at <= gate.fresh_ms();
+                    let after = not_before.is_none_or(|nb| *observed_at >= nb);
+                    (fresh && after && gate::compare(value, gate.op, &gate.value))
+                        .then_some(*observed_at)
+                }
+                InputValue::Missing(_) => None,
+            };
+            match holding {
+                Some(observed_at) => {
+                    let since = self.satisfied_since(gate, observed_at);
+                    let since = not_before.map_or(since, |nb| since.max(nb));
+                    self.holds.entry((si, gi)).or_insert(since);
+                }
+                None => {
+                    self.holds.remove(&(si, gi));
+                }
+            }
+        }
+    }
+
+    fn log_gate_changes(&mut self, at: Ts, next: Option<usize>, inputs: Vec<InputValue>) {
+        let Some(step) = next else {
+            self.next_gates_step = None;
+            return;
+        };
+        let now: Vec<GateStatus> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(gi, input)| self.gate_status_of(step, gi, input))
+            .collect();
+        let states: Vec<GateState> = now.iter().map(|g| g.state).collect();
+        if self.next_gates_step == Some(step) && states != self.next_gates {
+            let plan = Arc::clone(&self.plan);
+            let s = &plan.steps[step];
+            for (i, g) in now.iter().enumerate() {
+                if self.next_gates.get(i) != Some(&g.state) {
+                    let level = match g.state {
+                        GateState::Green => Level::Good,
+                        GateState::Red => Level::Warn,
+                        GateState::Unknown => Level::Warn,
+                    };
+                    self.log(
+                        at,
+                        level,
+                        format!(
+                            "{}: gate `{}` is {}: {}",
+                            s.id,
+                            s.gates[i].text,
+                            g.state.as_str(),
+                            g.reason
+                        ),
+                    );
+                }
+            }
+        }
+        self.next_gates_step = Some(step);
+        self.next_gates = states;
+    }
+
+    /// The action a step runs in a direction.
+    pub fn action(&self, step: usize, direction: Direction) -> Option<&Action> {
+        let s = self.plan.steps.get(step)?;
+        match direction {
+            Direction::Do => Some(&s.action),
+            Direction::Undo => s.undo.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+//! Actions: the trait every backend implements to carry out a step (or its undo), and the
+//! runner that executes a confirmed step in a task and reports it back as events.
+
+pub mod shell;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::source::BoxFuture;
+use cutover_core::event::{Direction, Event, now_ms};
+use cutover_core::plan::{Action, Plan};
+
+/// Why an action failed. The message must already be free of secrets.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ActionError(pub String);
+
+impl ActionError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        ActionError(msg.into())
+    }
+}
+
+/// Where an action writes its progress lines; each becomes an `ActionOutput` event.
+#[derive(Clone)]
+pub struct Output {
+    step: String,
+    direction: Direction,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Output {
+    pub fn new(step: String, direction: Direction, tx: mpsc::UnboundedSender<Event>) -> Self {
+        Output {
+            step,
+            direction,
+            tx,
+        }
+    }
+
+    pub fn line(&self, line: impl Into<String>) {
+        // The cockpit may already be shutting down; a lost progress line is harmless.
+        let _ = self.tx.send(Event::ActionOutput {
+            at: now_ms(),
+            step: self.step.clone(),
+            direction: self.direction,
+            line: line.into(),
+        });
+    }
+}
+
+/// Carries out actions. `watch` and `replay` have none: read-only by construction.
+pub trait Actuator: Send + Sync {
+    /// Runs one action to completion; `Ok` carries a one-line result for the transcript.
+    /// Implementations make actions idempotent where the backend allows (stopping a stopped
+    /// task succeeds).
+    fn run<'a>(
+        &'a self,
+        plan: &'a Plan,
+        action: &'a Action,
+        out: &'a Output,
+    ) -> BoxFuture<'a, Result<String, ActionError>>;
+}
+
+/// Runs a confirmed step's action (or undo) in a task: `ActionStarted`, output lines, then
+/// `ActionFinished`, bounded by the step's timeout.
+pub fn spawn_action(
+    actuator: Arc<dyn Actuator>,
+    plan: Arc<Plan>,
+    step: usize,
+    direction: Direction,
+    tx: mpsc::UnboundedSender<Event>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(s) = plan.steps.get(step) else {
+            return;
+        };
+        let action = match direction {
+            Direction::Do => s.action.clone(),
+            Direction::Undo => match &s.undo {
+                Some(u) => u.clone(),
+                None => return,
+            },
+        };
+        let id = s.id.clone();
+        // Send errors below mean the cockpit is gone; nothing is left to tell.
+        let _ = tx.send(Event::ActionStarted {
+            at: now_ms(),
+            step: id.clone(),
+            direction,
+            description: action.describe(&plan),
+        });
+        let out = Output::new(id.clone(), direction, tx.clone());
+        let timeout = Duration::from_millis(s.timeout_ms.max(1) as u64);
+        let result = match action {
+            Action::None => Ok("checked".to_string()),
+            Action::Manual { .. } => Ok("confirmed done by the operator".to_string()),
+            _ => match tokio::time::timeout(timeout, actuator.run(&plan, &action, &out)).await {
+                Ok(r) => r,
+                Err(_) => Err(ActionError(format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout)
+                ))),
+            },
+        };
+        let (ok, message) = match result {
+            Ok(m) => (true, m),
+            Err(e) => (false, e.0),
+        };
+        let _ = tx.send(Event::ActionFinished {
+            at: now_ms(),
+            step: id,
+            direction,
+            ok,
+            message,
+        });
+    })
+}

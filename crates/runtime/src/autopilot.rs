@@ -1,0 +1,253 @@
+//! The autopilot: drives a session headless, confirming each step itself the moment its
+//! gates are green, aborting and rolling back when a step's gates stay red past its timeout
+//! or its action fails. Its decisions are events like an operator's, so they are recorded.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::session::{Inbox, Session};
+use cutover_core::event::{Event, Ts, now_ms};
+use cutover_core::state::{GateState, RollbackStatus, State, StepStatus};
+
+/// Who the autopilot confirms as.
+pub const OPERATOR: &str = "autopilot";
+
+/// One step's outcome, for the summary.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StepSummary {
+    pub id: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub duration_s: Option<f64>,
+    pub outcome: String,
+}
+
+/// What a run achieved and what the window cost.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    pub completed: bool,
+    pub rolled_back: bool,
+    pub writes_refused: u64,
+    pub writes_lost: u64,
+    pub rows_diverged: u64,
+    pub downtime_s: f64,
+    pub blocked_reason: Option<String>,
+    pub transcript: Option<String>,
+    pub steps: Vec<StepSummary>,
+    pub faults: Vec<String>,
+    pub seed: u64,
+    pub elapsed_s: f64,
+}
+
+impl Summary {
+    /// Completed safely: every step done, nothing lost, nothing diverged.
+    pub fn safe(&self) -> bool {
+        self.completed && self.writes_lost == 0 && self.rows_diverged == 0
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let verdict = if self.safe() {
+            "COMPLETED"
+        } else if self.rolled_back {
+            "ROLLED BACK"
+        } else if self.completed {
+            "COMPLETED WITH DAMAGE"
+        } else {
+            "ABORTED"
+        };
+        s.push_str(&format!(
+            "cutover rehearsal: {verdict} in {:.1}s\n",
+            self.elapsed_s
+        ));
+        if !self.faults.is_empty() {
+            s.push_str(&format!("faults: {}\n", self.faults.join(", ")));
+        }
+        for st in &self.steps {
+            let d = st
+                .duration_s
+                .map(|d| format!(" ({d:.1}s)"))
+                .unwrap_or_default();
+            s.push_str(&format!("  {:<18} {}{d}\n", st.id, st.outcome));
+        }
+        s.push_str(&format!(
+            "writes refused {}, writes lost {}, rows diverged {}, write downtime {:.1}s\n",
+            self.writes_refused, self.writes_lost, self.rows_diverged, self.downtime_s
+        ));
+        if let Some(r) = &self.blocked_reason {
+            s.push_str(&format!("blocked: {r}\n"));
+        }
+        if let Some(t) = &self.transcript {
+            s.push_str(&format!("transcript: {t}\n"));
+        }
+        s
+    }
+}
+
+fn iso(ts: Option<Ts>) -> Option<String> {
+    ts.and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// The step summaries of a folded state.
+pub fn step_summaries(state: &State) -> Vec<StepSummary> {
+    state
+        .plan
+        .steps
+        .iter()
+        .zip(&state.steps)
+        .map(|(def, st)| {
+            let outcome = match (st.status, &st.timed_out) {
+                (StepStatus::Pending, Some(_)) => "timed out".to_string(),
+                (StepStatus::Pending, None) => "not run".to_string(),
+                (s, _) => s.as_str().to_string(),
+            };
+            StepSummary {
+                id: def.id.clone(),
+                started: iso(st.started_at.or(st.confirmed_at)),
+                finished: iso(st.finished_at),
+                duration_s: match (st.confirmed_at, st.finished_at) {
+                    (Some(a), Some(b)) => Some((b - a) as f64 / 1000.0),
+                    _ => None,
+                },
+                outcome,
+            }
+        })
+        .collect()
+}
+
+/// What the autopilot does next, decided from the state alone.
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    Wait,
+    Confirm(usize),
+    Abort { step: Option<usize>, reason: String },
+    Finished,
+}
+
+/// The autopilot's policy: pure, so it can be tested on folded states.
+pub fn decide(state: &State) -> Decision {
+    if state.completed() {
+        return Decision::Finished;
+    }
+    if let Some(r) = &state.rollback {
+        return match r.status {
+            RollbackStatus::Done | RollbackStatus::Failed => Decision::Finished,
+            _ => Decision::Wait,
+        };
+    }
+    if state.running_step().is_some() {
+        return Decision::Wait;
+    }
+    let Some(next) = state.next_step() else {
+        return Decision::Wait;
+    };
+    if state.steps[next].status == StepStatus::Failed {
+        let msg = state.steps[next].message.clone().unwrap_or_default();
+        return Decision::Abort {
+            step: Some(next),
+            reason: format!("step {} failed: {msg}", state.plan.steps[next].id),
+        };
+    }
+    let (readiness, _) = state.step_readiness(next);
+    if readiness == GateState::Green && state.confirm_blocker(next).is_none() {
+        return Decision::Confirm(next);
+    }
+    let since = state.step_ready_since(next).unwrap_or(state.now);
+    let timeout = state.plan.steps[next].timeout_ms;
+    if state.now - since > timeout {
+        return Decision::Abort {
+            step: Some(next),
+            reason: format!(
+                "step {} not ready after {}: {}",
+                state.plan.steps[next].id,
+                humantime::format_duration(Duration::from_millis(timeout as u64)),
+                {
+                    let reasons = state.blocking_reasons(next);
+                    if reasons.is_empty() {
+                        "blocked".to_string()
+                    } else {
+                        reasons.join("; ")
+                    }
+                }
+            ),
+        };
+    }
+    Decision::Wait
+}
+
+/// Drives `session` until the cutover completes or is rolled back. Ticks every `tick`.
+/// Returns the reason it stopped early, if any.
+pub async fn drive(
+    session: &mut Session,
+    inbox: &mut Inbox,
+    tick: Duration,
+    deadline: Duration,
+) -> anyhow::Result<Option<String>> {
+    let started = std::time::Instant::now();
+    let mut blocked: Option<String> = None;
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let batch = tokio::select! {
+            b = inbox.next_batch() => b,
+            _ = ticker.tick() => {
+                let mut b = inbox.pending();
+                b.push(Event::Tick { at: now_ms() });
+                b
+            }
+        };
+        session.ingest(batch)?;
+        if started.elapsed() > deadline && session.state.rollback.is_none() {
+            let reason = format!("overall deadline of {}s passed", deadline.as_secs());
+            blocked.get_or_insert(reason.clone());
+            abort(session, None, &reason)?;
+            continue;
+        }
+        match decide(&session.state) {
+            Decision::Wait => {}
+            Decision::Finished => return Ok(blocked),
+            Decision::Confirm(i) => {
+                let id = session.plan.steps[i].id.clone();
+                let at = now_ms();
+                session.ingest(vec![
+                    Event::StepConfirmRequested {
+                        at,
+                        step: id.clone(),
+                        by: OPERATOR.into(),
+                    },
+                    Event::StepConfirmed {
+                        at,
+                        step: id,
+                        by: OPERATOR.into(),
+                    },
+                ])?;
+            }
+            Decision::Abort { step, reason } => {
+                blocked.get_or_insert(reason.clone());
+                abort(session, step, &reason)?;
+            }
+        }
+    }
+}
+
+fn abort(session: &mut Session, step: Option<usize>, reason: &str) -> anyhow::Result<()> {
+    let at = now_ms();
+    let mut events = Vec::new();
+    if let Some(i) = step
+        && session.state.steps[i].status == StepStatus::Pending
+    {
+        events.push(Event::StepTimedOut {
+            at,
+            step: session.plan.steps[i].id.clone(),
+            reason: reason.to_string(),
+        });
+    }
+    events.push(Event::RollbackConfirmed {
+        at,
+        by: OPERATOR.into(),
+        reason: reason.to_string(),
+    });
+    session.ingest(events)
+}

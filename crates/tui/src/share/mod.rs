@@ -1,0 +1,21 @@
+//! Pairing: a driver shares its live session; colleagues attach from their own terminals
+//! and see the same cockpit, read-only, and approve four-eyes steps.
+//!
+//! Codemap: `protocol` (frames, messages, the token; the only module that knows the wire
+//! format), `server` (the driver's listener, the hub that fans events out, presence and
+//! approvals), `client` (connecting, the peer's fold, the attach cockpit).
+//!
+//! Invariants: a peer never slows the driver (bounded queues, a slow peer is dropped); a
+//! peer changes the session only through presence and checked approvals, both recorded as
+//! events; the attach token is never logged, recorded or shown in an error.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+pub use client::{
+    AttachEnd, AttachError, AttachScreen, Incoming, PeerAction, PeerLink, Watcher, Welcome,
+    connect, run_attach,
+};
+pub use protocol::AttachToken;
+pub use server::{ShareAddr, ShareError, ShareHandle, ShareOptions, start_share};

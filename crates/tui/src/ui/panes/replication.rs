@@ -1,0 +1,199 @@
+//! The replication task: status and stop reason, CDC latency on both sides with their
+//! trend, incoming changes, full-load progress, and the health of the sources feeding it.
+//! Lines are in order of urgency, so a short pane keeps the ones that matter.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+
+use super::{Ctx, Frame, framed, placeholder, put_lines, sym};
+use crate::ui::Pane;
+use crate::ui::text::{age, num, sparkline, truncate};
+use cutover_core::event::SourceKind;
+use cutover_core::plan::Input;
+use cutover_core::state::Series;
+
+pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
+    let t = ctx.theme;
+    let summary = match &ctx.state.task {
+        Some(task) => {
+            let (s, style) = task_symbol(ctx, &task.status);
+            vec![Span::styled(format!("{s} {}", task.status), style)]
+        }
+        None => vec![Span::styled(
+            format!("{} no reading", sym::UNKNOWN),
+            t.unknown,
+        )],
+    };
+    let inner = framed(ctx.block(Pane::Replication, summary, frame), area, buf);
+    if inner.is_empty() {
+        return;
+    }
+    let lines = build(ctx, inner.width as usize, frame);
+    put_lines(&lines, inner, buf);
+}
+
+pub fn task_symbol(ctx: &Ctx<'_>, status: &str) -> (&'static str, Style) {
+    let t = ctx.theme;
+    match status.to_ascii_lowercase().as_str() {
+        "running" => (sym::RUNNING, t.good),
+        "stopped" => (sym::STOPPED, t.warn),
+        "failed" | "error" => (sym::FAILED, t.bad),
+        _ => (sym::RUNNING, t.running),
+    }
+}
+
+fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
+    let st = ctx.state;
+    let t = ctx.theme;
+    let mut lines: Vec<Line<'a>> = Vec::with_capacity(6);
+    match &st.task {
+        Some(task) => {
+            let (s, style) = task_symbol(ctx, &task.status);
+            let mut spans = vec![
+                Span::styled(format!("{s} "), style),
+                Span::styled(task.task.clone(), t.text),
+                Span::styled(format!(" {}", task.status), style),
+            ];
+            if let Some(reason) = &task.stop_reason {
+                spans.push(Span::styled(format!(" · stop: {reason}"), t.dim));
+            }
+            if ctx.stale(task.observed_at, Input::TaskStatus.default_fresh_ms()) {
+                spans.push(Span::styled(
+                    format!(" {} {} old", sym::UNKNOWN, age(ctx.now - task.observed_at)),
+                    t.stale,
+                ));
+            }
+            lines.push(Line::from(spans));
+        }
+        None => lines.push(placeholder(ctx, "no replication task reading yet")),
+    }
+    for kind in [
+        SourceKind::Replication,
+        SourceKind::Metrics,
+        SourceKind::Heartbeat,
+    ] {
+        if let Some(err) = st.health.get(&kind).and_then(|h| h.current_error()) {
+            let newest = st
+                .health
+                .get(&kind)
+                .and_then(|h| h.last_ok)
+                .map(|ok| format!(" · newest reading {} old", age(ctx.now - ok)))
+                .unwrap_or_default();
+            lines.push(Line::from(Span::styled(
+                truncate(&format!("{} {}: {err}{newest}", sym::BAD, kind.as_str()), w),
+                t.bad,
+            )));
+        }
+    }
+
+    // CDC latency with its trend: both sides on one line in a compact pane; in a full
+    // one, a labelled line per figure with longer trends.
+    let src = st.metrics.get("CDCLatencySource");
+    let tgt = st.metrics.get("CDCLatencyTarget");
+    let incoming = st.metrics.get("CDCIncomingChanges");
+    let full = frame == Frame::Full;
+    let spark_w = if full {
+        w.saturating_sub(24).clamp(4, 60)
+    } else {
+        (w.saturating_sub(32) / 2).clamp(4, 24)
+    };
+    if full {
+        for (label, s, secs) in [
+            ("latency source", src, true),
+            ("latency target", tgt, true),
+            ("incoming changes", incoming, false),
+        ] {
+            let mut line = vec![Span::styled(format!("{label:<17}"), t.dim)];
+            line.extend(figure(ctx, s, secs, spark_w, 6));
+            lines.push(Line::from(line));
+        }
+        let mut hb = vec![Span::styled(format!("{:<17}", "heartbeat lag"), t.dim)];
+        hb.extend(heartbeat(ctx, 6));
+        lines.push(Line::from(hb));
+    } else {
+        let mut lag = vec![Span::styled("lag src ", t.dim)];
+        lag.extend(figure(ctx, src, true, spark_w, 0));
+        lag.push(Span::styled("  tgt ", t.dim));
+        lag.extend(figure(ctx, tgt, true, spark_w, 0));
+        lines.push(Line::from(lag));
+        let mut extra = vec![Span::styled("incoming ", t.dim)];
+        extra.extend(figure(ctx, incoming, false, spark_w, 0));
+        extra.push(Span::styled("  heartbeat ", t.dim));
+        extra.extend(heartbeat(ctx, 0));
+        lines.push(Line::from(extra));
+    }
+
+    if let Some(task) = &st.task {
+        let mut load = vec![Span::styled("full load ", t.dim)];
+        load.push(Span::styled(
+            task.full_load_pct
+                .map(|p| format!("{}%", num(p)))
+                .unwrap_or_else(|| "?".into()),
+            t.text,
+        ));
+        let tables = [
+            ("loaded", task.tables_loaded, t.text),
+            ("loading", task.tables_loading, t.text),
+            ("queued", task.tables_queued, t.text),
+            ("errored", task.tables_errored, t.bad),
+        ];
+        for (label, n, style) in tables {
+            match n {
+                // Zero loading/queued is the normal state at cutover time: say nothing.
+                Some(0) if label == "loading" || label == "queued" => {}
+                Some(0) => load.push(Span::styled(format!(" · 0 {label}"), t.dim)),
+                Some(n) => load.push(Span::styled(format!(" · {n} {label}"), style)),
+                None => {}
+            }
+        }
+        lines.push(Line::from(load));
+    }
+    lines
+}
+
+/// `0.3s ▁▂▁`: the newest value (right-aligned in `value_w` columns), marked stale when its
+/// newest datapoint is too old, then the trend.
+fn figure<'a>(
+    ctx: &Ctx<'a>,
+    s: Option<&Series>,
+    secs: bool,
+    spark_w: usize,
+    value_w: usize,
+) -> Vec<Span<'a>> {
+    let t = ctx.theme;
+    match s.and_then(|s| s.points.back().map(|p| (s, *p))) {
+        Some((series, (at, v))) => {
+            let stale = ctx.stale(at, Input::CdcLatencyTarget.default_fresh_ms());
+            let unit = if secs { "s" } else { "" };
+            let mark = if stale { sym::UNKNOWN } else { "" };
+            let value = format!("{:>value_w$}", format!("{}{unit}{mark}", num(v)));
+            vec![
+                Span::styled(value, if stale { t.stale } else { t.text }),
+                Span::styled(format!(" {}", sparkline(&series.points, spark_w)), t.spark),
+            ]
+        }
+        None => vec![Span::styled(sym::UNKNOWN, t.unknown)],
+    }
+}
+
+/// The end-to-end lag from the heartbeat row, marked stale when old.
+fn heartbeat<'a>(ctx: &Ctx<'a>, value_w: usize) -> Vec<Span<'a>> {
+    let t = ctx.theme;
+    match ctx.state.heartbeat {
+        Some((at, lag_s)) => {
+            let stale = ctx.stale(at, Input::HeartbeatLag.default_fresh_ms());
+            let value = format!("{:>value_w$}", format!("{}s", num(lag_s)));
+            let mut v = vec![Span::styled(value, if stale { t.stale } else { t.text })];
+            if stale {
+                v.push(Span::styled(
+                    format!(" {} {} old", sym::UNKNOWN, age(ctx.now - at)),
+                    t.stale,
+                ));
+            }
+            v
+        }
+        None => vec![Span::styled(sym::UNKNOWN, t.unknown)],
+    }
+}

@@ -1,0 +1,365 @@
+//! The command line: every clap argument struct of `cutover`, and only those. The library
+//! crates take typed options ([`cutover_backends::aws::AwsOverrides`],
+//! [`cutover_tui::share::ShareOptions`], ...) and never see clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::Format;
+use crate::share::{AttachToken, ShareAddr, ShareError, ShareOptions};
+use crate::sim::Fault;
+
+/// A terminal cockpit for the maintenance window of a live database migration.
+#[derive(Parser)]
+#[command(name = "cutover", version, about, long_about = None)]
+pub struct Cli {
+    /// Write the program's log here (default: <sessions-dir>/cutover.log). Never to the screen.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Rehearse a whole cutover on the embedded world (SQLite, simulated DMS, DNS, clients).
+    Rehearse(RehearseArgs),
+    /// Drive a real migration window: the cockpit with actions enabled.
+    Run(RunArgs),
+    /// The same cockpit, read-only: no action can be taken from it.
+    Watch(WatchArgs),
+    /// One poll of every source, then the gate state of the next step (exit 0 green, 1 red or
+    /// unknown, 2 plan or configuration error).
+    Check(CheckArgs),
+    /// Compare two databases table by table (counts, checksums, differing keys).
+    Drift(DriftArgs),
+    /// Check a transcript's hash chain and schema: exit 0 intact, 1 tampered or damaged, 2
+    /// unreadable; names the first bad line and why.
+    Verify(VerifyArgs),
+    /// Replay a transcript in the cockpit: the same panes, rebuilt from the recorded events.
+    Replay {
+        #[command(flatten)]
+        args: ReplayArgs,
+        /// Colour theme: dark, light, high-contrast, colorblind, or a path to a theme file.
+        #[arg(long, value_name = "NAME|PATH")]
+        theme: Option<String>,
+    },
+    /// The postmortem of a transcript, as Markdown or JSON.
+    Report(ReportArgs),
+    /// Continue a session that died mid-cutover, in a new transcript linked to the old one.
+    Resume(ResumeArgs),
+    /// Attach to a shared session: the same cockpit, live, read-only; approve four-eyes steps.
+    Attach(AttachArgs),
+    /// Create the heartbeat table on the plan's source and write a first beat (needed once
+    /// before `run --heartbeat`; print the SQL with --print-sql to run it yourself).
+    HeartbeatSetup {
+        /// The plan file.
+        plan: PathBuf,
+        /// Print the CREATE TABLE for the source's engine instead of running it.
+        #[arg(long)]
+        print_sql: bool,
+    },
+    /// Work with plan files.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PlanCommand {
+    /// Check plan files; every error is reported with file:line:col, reason and hint.
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// List the gate inputs a plan may test.
+    Inputs,
+    /// Print the built-in rehearsal plan (a starting point for your own).
+    Example,
+}
+
+#[derive(Args, Clone)]
+pub struct CommonArgs {
+    /// Colour theme: dark, light, high-contrast, colorblind, or a path to a theme file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+    /// Where transcripts are written.
+    #[arg(long, value_name = "DIR", default_value = "sessions")]
+    pub sessions_dir: PathBuf,
+    /// Who is at the keyboard (recorded with every decision). Default: $USER.
+    #[arg(long)]
+    pub operator: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RehearseArgs {
+    /// Run headless: confirm each step when its gates are green, roll back on timeout.
+    #[arg(long)]
+    pub autopilot: bool,
+    /// With --autopilot: print the summary as JSON.
+    #[arg(long, requires = "autopilot")]
+    pub json: bool,
+    /// Faults to inject, comma-separated: lag-spike, drop-change, api-throttle, dns-slow,
+    /// replicator-stall.
+    #[arg(long, value_name = "FAULT[,FAULT]", value_delimiter = ',', value_parser = parse_fault)]
+    pub chaos: Vec<Fault>,
+    /// Seed for the workload and the fault schedule (same seed, same run).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A rehearsal plan file instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub share: ShareArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The plan file.
+    pub plan: PathBuf,
+    /// Write a heartbeat row on the source every second and read it on the target for
+    /// end-to-end lag (`cutover heartbeat-setup` creates the table).
+    #[arg(long)]
+    pub heartbeat: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub share: ShareArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// The plan file.
+    pub plan: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The plan file.
+    pub plan: PathBuf,
+    /// Print readings and gates as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+fn parse_fault(s: &str) -> Result<Fault, String> {
+    s.trim().parse::<Fault>().map_err(|e| e.to_string())
+}
+
+/// Command-line overrides of the plan's `[aws]` section.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AwsArgs {
+    /// AWS profile to use (overrides the plan's [aws] profile and AWS_PROFILE)
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region (overrides the plan's [aws] region and AWS_REGION)
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Endpoint URL for every AWS call: a VPC endpoint or an emulator (overrides the plan and
+    /// AWS_ENDPOINT_URL)
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsArgs {
+    /// The typed overrides the AWS backend takes.
+    pub fn overrides(&self) -> crate::aws::AwsOverrides {
+        crate::aws::AwsOverrides {
+            profile: self.profile.clone(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        }
+    }
+}
+
+/// `--share ADDR [--allow-remote]`, for `cutover run` and `cutover rehearse`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ShareArgs {
+    /// Let colleagues attach read-only: 127.0.0.1:PORT or a Unix socket path. Prints a
+    /// one-time token to give them.
+    #[arg(long, value_name = "ADDR")]
+    pub share: Option<String>,
+    /// Allow --share on a wildcard or non-loopback address (prefer an SSH tunnel).
+    #[arg(long, requires = "share")]
+    pub allow_remote: bool,
+}
+
+impl ShareArgs {
+    /// The options to share with, if `--share` was given.
+    pub fn options(&self) -> Result<Option<ShareOptions>, ShareError> {
+        let Some(addr) = &self.share else {
+            return Ok(None);
+        };
+        let mut opts = ShareOptions::new(addr.parse()?);
+        opts.allow_remote = self.allow_remote;
+        Ok(Some(opts))
+    }
+}
+
+/// `cutover attach ADDR --token T [--name N]`.
+#[derive(Clone, Debug, Args)]
+pub struct AttachArgs {
+    /// The driver's --share address (127.0.0.1:PORT, or a Unix socket path).
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+    /// The token the driver's terminal printed (or set CUTOVER_ATTACH_TOKEN, which keeps it
+    /// out of the process list).
+    #[arg(long, env = "CUTOVER_ATTACH_TOKEN", hide_env_values = true)]
+    pub token: AttachToken,
+    /// Your name, as the driver's status bar and your approvals show it.
+    #[arg(long, env = "USER")]
+    pub name: String,
+    /// Colour theme: a preset name or a theme file (as for the other cockpits).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub theme: Option<String>,
+}
+
+impl AttachArgs {
+    /// The address to attach to.
+    pub fn share_addr(&self) -> Result<ShareAddr, ShareError> {
+        self.addr.parse()
+    }
+}
+
+/// `cutover verify` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct VerifyArgs {
+    /// The transcript to audit.
+    pub file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `cutover drift`.
+#[derive(Args, Clone, Debug)]
+pub struct DriftArgs {
+    /// Source database URL without a password, e.g. mysql://app@db1:3306/shop
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// Target database URL without a password, e.g. postgres://app@db2:5432/shop?schema=shop
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// Compare only these tables (comma-separated); default: every table of the source
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub tables: Vec<String>,
+    /// Print the result as JSON (one array of table readings)
+    #[arg(long)]
+    pub json: bool,
+    /// Environment variable holding the source's password
+    #[arg(long, value_name = "VAR")]
+    pub source_password_env: Option<String>,
+    /// Environment variable holding the target's password
+    #[arg(long, value_name = "VAR")]
+    pub target_password_env: Option<String>,
+    /// File whose first line is the source's password
+    #[arg(long, value_name = "FILE")]
+    pub source_password_file: Option<PathBuf>,
+    /// File whose first line is the target's password
+    #[arg(long, value_name = "FILE")]
+    pub target_password_file: Option<PathBuf>,
+    /// Size chunks so each takes about this long on the slower side
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub chunk_time: Duration,
+    /// Chunk queries in flight per database
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub max_concurrent: usize,
+    /// Differing keys to report per table
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_keys: usize,
+}
+
+/// The report's output format, as the command line spells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    #[default]
+    Md,
+    Json,
+}
+
+impl From<ReportFormat> for Format {
+    fn from(f: ReportFormat) -> Format {
+        match f {
+            ReportFormat::Md => Format::Md,
+            ReportFormat::Json => Format::Json,
+        }
+    }
+}
+
+/// `cutover report` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct ReportArgs {
+    /// The transcript to report on.
+    pub file: PathBuf,
+    /// Markdown for people, JSON for tools.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+}
+
+/// `cutover replay` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct ReplayArgs {
+    /// The transcript to replay (a `.jsonl` under sessions/).
+    pub file: PathBuf,
+    /// Playback speed: 0.5, 1, 2, 4, 8, 16, 32 or 64.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Skip stretches with no step, fault, failure or note longer than this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub skip_idle: Option<u64>,
+    /// Start paused.
+    #[arg(long)]
+    pub paused: bool,
+}
+
+/// `cutover resume` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct ResumeArgs {
+    /// The transcript of the interrupted session.
+    pub file: PathBuf,
+    /// Colour theme: dark, light, high-contrast, colorblind, or a path to a theme file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+    /// Where the new transcript is written.
+    #[arg(long, value_name = "DIR", default_value = "sessions")]
+    pub sessions_dir: PathBuf,
+    /// Who is at the keyboard now. Default: $USER.
+    #[arg(long)]
+    pub operator: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn chaos_takes_a_comma_separated_list() {
+        let cli =
+            super::Cli::try_parse_from(["cutover", "rehearse", "--chaos", "lag-spike,drop-change"])
+                .unwrap();
+        match cli.command {
+            super::Command::Rehearse(a) => assert_eq!(a.chaos.len(), 2),
+            _ => panic!("parsed the wrong command"),
+        }
+    }
+}
