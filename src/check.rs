@@ -231,9 +231,57 @@ fn utc(ms: Ts) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// One line for a replication reading: status, lag figures, what is behind, tables.
+fn describe_replication(r: &cutover_core::event::ReplicationReading, now: Ts) -> String {
+    let mut s = format!("{} {} {}", r.engine.as_str(), r.name, r.status_text);
+    if let Some(why) = &r.stop_reason {
+        let _ = write!(s, " ({why})");
+    }
+    for (label, samples) in [
+        ("lag", &r.lag_s),
+        ("capture lag", &r.capture_lag_s),
+        ("backlog", &r.backlog),
+    ] {
+        if let Some(&(at, v)) = samples.last() {
+            let _ = write!(
+                s,
+                ", {label} {} at {} ({} old)",
+                Value::Number(v),
+                utc(at),
+                age(now - at)
+            );
+        }
+    }
+    if let Some(n) = r.behind_transactions {
+        let _ = write!(s, ", {n} transactions behind");
+    }
+    if let Some(n) = r.behind_bytes {
+        let _ = write!(s, ", {n} bytes behind");
+    }
+    if let Some(p) = r.full_load_pct {
+        let _ = write!(s, ", full load {p:.0}%");
+    }
+    if let Some(n) = r.tables_errored.filter(|n| *n > 0) {
+        let _ = write!(s, ", {n} tables errored");
+    }
+    if let Some(tables) = &r.tables {
+        let failed: u64 = tables.iter().filter_map(|t| t.validation_failed).sum();
+        let _ = write!(
+            s,
+            ", {} tables, {failed} rows failing validation",
+            tables.len()
+        );
+    }
+    if let Some(err) = &r.figures_error {
+        let _ = write!(s, "; figures missing: {err}");
+    }
+    s
+}
+
 fn describe_reading(r: &Reading, now: Ts) -> String {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
     match r {
+        Reading::Replication(r) => describe_replication(r, now),
         Reading::Task(t) => {
             let mut s = format!("task {} {}", t.task, t.status);
             if let Some(p) = t.full_load_pct {

@@ -201,7 +201,11 @@ async fn live_cmd(
     let operator = operator(&common.operator);
     let (mut session, mut inbox) = Session::open(SessionConfig {
         plan: Arc::clone(&plan),
-        mode: if drive { "drive" } else { "watch" }.into(),
+        mode: if drive {
+            cutover::event::SessionMode::Drive
+        } else {
+            cutover::event::SessionMode::Watch
+        },
         operator: operator.clone(),
         sessions_dir: Some(common.sessions_dir.clone()),
         actuator,

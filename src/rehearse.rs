@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::autopilot::{self, Summary};
-use crate::event::{Event, now_ms};
+use crate::event::{Event, SessionMode, now_ms};
 use crate::plan::Plan;
 use crate::session::{Session, SessionConfig};
 use crate::sim::{Fault, World, WorldOptions};
@@ -63,10 +63,10 @@ type Running = (
 );
 
 /// Opens the session (and its transcript), starts the world and polls its sources.
-async fn start(rehearsal: &Rehearsal, mode: &str) -> anyhow::Result<Running> {
+async fn start(rehearsal: &Rehearsal, mode: SessionMode) -> anyhow::Result<Running> {
     let (mut session, inbox) = Session::open(SessionConfig {
         plan: Arc::clone(&rehearsal.plan),
-        mode: mode.into(),
+        mode,
         operator: rehearsal.operator.clone(),
         sessions_dir: rehearsal.sessions_dir.clone(),
         actuator: None,
@@ -99,7 +99,7 @@ pub async fn autopilot_observed(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (mut session, mut inbox, world, stop, pollers) =
-        start(&rehearsal, "rehearsal-autopilot").await?;
+        start(&rehearsal, SessionMode::RehearsalAutopilot).await?;
     if let Some(hook) = observe(&session) {
         session.on_folded(hook);
     }
@@ -169,7 +169,8 @@ pub async fn interactive(
     share: Option<crate::share::ShareOptions>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let (mut session, mut inbox, world, stop, pollers) = start(&rehearsal, "rehearsal").await?;
+    let (mut session, mut inbox, world, stop, pollers) =
+        start(&rehearsal, SessionMode::Rehearsal).await?;
     let mut ui_state = crate::ui::UiState::new(
         crate::ui::Mode::Rehearsal,
         rehearsal.operator.clone(),

@@ -722,7 +722,7 @@ impl Collector {
         let session = SessionInfo {
             plan: header.plan_name.clone(),
             plan_hash: header.plan_hash.clone(),
-            mode: header.mode.clone(),
+            mode: header.mode.to_string(),
             operator: header.operator.clone(),
             host: header.host.clone(),
             program_version: header.program_version.clone(),

@@ -29,7 +29,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::action::Output;
-use crate::event::{Direction, Event, now_ms};
+use crate::event::{Direction, Event, SessionMode, now_ms};
 use crate::plan::{self, Plan};
 use crate::session::{Inbox, Session, SessionConfig};
 use crate::sim::{World, WorldOptions};
@@ -126,10 +126,10 @@ impl Interrupted {
 pub fn load(path: &Path) -> Result<Interrupted, ResumeError> {
     let t = transcript::read(path)?;
     let p = path.display().to_string();
-    if t.header.mode.starts_with("watch") {
+    if t.header.mode.is_read_only() {
         return Err(ResumeError::ReadOnly {
             path: p,
-            mode: t.header.mode,
+            mode: t.header.mode.to_string(),
         });
     }
     let plan = plan::parse(&format!("{p} (recorded plan)"), &t.header.plan_text).map_err(|e| {
@@ -195,9 +195,9 @@ pub async fn reopen(
 ) -> anyhow::Result<Resumed> {
     let rehearsal = old.plan.is_rehearsal();
     let mode = if rehearsal {
-        "rehearsal-resumed"
+        SessionMode::RehearsalResumed
     } else {
-        "drive-resumed"
+        SessionMode::DriveResumed
     };
     let backends = if rehearsal {
         None
@@ -208,7 +208,7 @@ pub async fn reopen(
     let (mut session, inbox) = Session::resume(
         SessionConfig {
             plan: Arc::clone(&old.plan),
-            mode: mode.into(),
+            mode,
             operator: operator.to_string(),
             sessions_dir: Some(sessions_dir.to_path_buf()),
             actuator,
@@ -783,7 +783,7 @@ confirm = "two"
 
         let v = verify(&new);
         assert!(v.is_intact(), "{}", v.render());
-        assert_eq!(v.version, Some(2));
+        assert_eq!(v.version, Some(3));
         assert!(
             v.notes.iter().any(|n| n.contains("hash matches")),
             "{}",

@@ -545,16 +545,15 @@ async fn check_reads_task_tables_metrics_and_dns_from_the_emulator() {
             .collect::<Vec<_>>()
     };
     let replication = value("replication");
-    let Reading::Task(task) = &replication[0] else {
+    let [Reading::Replication(task)] = replication.as_slice() else {
         panic!("{replication:?}")
     };
     assert_eq!(
-        (task.task.as_str(), task.status.as_str()),
+        (task.name.as_str(), task.status_text.as_str()),
         (w.task_id.as_str(), "running")
     );
-    let Reading::TableStats { tables, .. } = &replication[1] else {
-        panic!("{replication:?}")
-    };
+    assert_eq!(task.status, cutover::event::ReplicationStatus::Running);
+    let tables = task.tables.as_ref().expect("table statistics");
     assert_eq!(tables.len(), 45, "every table, over several pages of 20");
     assert!(
         tables
@@ -562,14 +561,9 @@ async fn check_reads_task_tables_metrics_and_dns_from_the_emulator() {
             .all(|t| t.validation_state.as_deref() == Some("Validated"))
     );
 
-    let Reading::Metrics { series, .. } = &value("metrics")[0] else {
-        panic!("metrics")
-    };
-    let target = series
-        .iter()
-        .find(|s| s.name == "CDCLatencyTarget")
-        .expect("CDCLatencyTarget");
-    let times: Vec<i64> = target.points.iter().map(|p| p.0).collect();
+    // The lag figures are DMS's CDC metrics, read by the replication source.
+    assert_eq!(task.figures_error, None);
+    let times: Vec<i64> = task.lag_s.iter().map(|p| p.0).collect();
     let want: Vec<i64> = w.metric_times.iter().map(|t| t * 1000).collect();
     assert_eq!(
         times, want,
@@ -717,7 +711,7 @@ async fn the_actuator_stops_the_task_and_flips_the_cname_idempotently() {
         cutover::event::now_ms(),
     );
     let stopped = flip_gates.readings.iter().find_map(|r| match &r.value {
-        Some(Reading::Task(t)) => Some(t.status.clone()),
+        Some(Reading::Replication(t)) => Some(t.status_text.clone()),
         _ => None,
     });
     assert_eq!(stopped.as_deref(), Some("stopped"));
@@ -892,7 +886,7 @@ async fn load_config_applies_cli_overrides_over_the_plan() {
         .poll()
         .await
         .expect("the task through the loaded config");
-    assert!(matches!(&readings[0], Reading::Task(t) if t.task == w.task_id));
+    assert!(matches!(&readings[0], Reading::Replication(t) if t.name == w.task_id));
 
     let bad = AwsOverrides {
         endpoint_url: Some("127.0.0.1:5000".into()),

@@ -369,7 +369,7 @@ fn assert_same_state(peer: &State, driver: &State) {
     assert_eq!(peer.mode, driver.mode);
     assert_eq!(peer.operator, driver.operator);
     assert_eq!(peer.started_at, driver.started_at);
-    assert_eq!(peer.task, driver.task);
+    assert_eq!(peer.replication, driver.replication);
     assert_eq!(peer.tables, driver.tables);
     assert_eq!(peer.metrics, driver.metrics);
     assert_eq!(peer.heartbeat_history, driver.heartbeat_history);

@@ -77,6 +77,92 @@ impl SourceKind {
     }
 }
 
+/// What kind of session recorded a transcript. Recorded as text (`"drive"`,
+/// `"rehearsal-autopilot"`, `"watch"`, ...); a word this release does not know is kept as is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum SessionMode {
+    /// An interactive rehearsal on the embedded world.
+    Rehearsal,
+    /// A headless rehearsal driven by the autopilot.
+    RehearsalAutopilot,
+    /// A rehearsal continued by `cutover resume`.
+    RehearsalResumed,
+    /// A real window, actions enabled.
+    Drive,
+    /// A real window continued by `cutover resume`.
+    DriveResumed,
+    /// The read-only cockpit.
+    Watch,
+    /// One poll (`cutover check`).
+    Check,
+    /// Anything else (tests, other releases).
+    Other(String),
+}
+
+impl SessionMode {
+    pub fn as_str(&self) -> &str {
+        match self {
+            SessionMode::Rehearsal => "rehearsal",
+            SessionMode::RehearsalAutopilot => "rehearsal-autopilot",
+            SessionMode::RehearsalResumed => "rehearsal-resumed",
+            SessionMode::Drive => "drive",
+            SessionMode::DriveResumed => "drive-resumed",
+            SessionMode::Watch => "watch",
+            SessionMode::Check => "check",
+            SessionMode::Other(s) => s,
+        }
+    }
+
+    /// Sessions that never act (nothing to resume as a driver).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, SessionMode::Watch | SessionMode::Check)
+            || matches!(self, SessionMode::Other(s) if s.starts_with("watch"))
+    }
+
+    pub fn is_rehearsal(&self) -> bool {
+        matches!(
+            self,
+            SessionMode::Rehearsal
+                | SessionMode::RehearsalAutopilot
+                | SessionMode::RehearsalResumed
+        )
+    }
+}
+
+impl From<String> for SessionMode {
+    fn from(s: String) -> SessionMode {
+        match s.as_str() {
+            "rehearsal" => SessionMode::Rehearsal,
+            "rehearsal-autopilot" => SessionMode::RehearsalAutopilot,
+            "rehearsal-resumed" => SessionMode::RehearsalResumed,
+            "drive" => SessionMode::Drive,
+            "drive-resumed" => SessionMode::DriveResumed,
+            "watch" => SessionMode::Watch,
+            "check" => SessionMode::Check,
+            _ => SessionMode::Other(s),
+        }
+    }
+}
+
+impl From<&str> for SessionMode {
+    fn from(s: &str) -> SessionMode {
+        SessionMode::from(s.to_string())
+    }
+}
+
+impl From<SessionMode> for String {
+    fn from(m: SessionMode) -> String {
+        m.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for SessionMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Whether an action runs a step forward or undoes it during a rollback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,7 +171,130 @@ pub enum Direction {
     Undo,
 }
 
+/// Which replication engine streams the changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationEngine {
+    /// The embedded rehearsal world's replicator.
+    Rehearsal,
+    /// An AWS DMS task.
+    Dms,
+}
+
+impl ReplicationEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationEngine::Rehearsal => "rehearsal",
+            ReplicationEngine::Dms => "dms",
+        }
+    }
+}
+
+/// Replication status, the same words for every engine. The engine's own word is kept beside
+/// it ([`ReplicationReading::status_text`]) for display and for the legacy `task.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationStatus {
+    Running,
+    Stopping,
+    Stopped,
+    Starting,
+    Failed,
+    /// The engine answered with a state that says neither (e.g. DMS `modifying`).
+    Unknown,
+}
+
+impl ReplicationStatus {
+    pub const ALL: [ReplicationStatus; 6] = [
+        ReplicationStatus::Running,
+        ReplicationStatus::Stopping,
+        ReplicationStatus::Stopped,
+        ReplicationStatus::Starting,
+        ReplicationStatus::Failed,
+        ReplicationStatus::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationStatus::Running => "running",
+            ReplicationStatus::Stopping => "stopping",
+            ReplicationStatus::Stopped => "stopped",
+            ReplicationStatus::Starting => "starting",
+            ReplicationStatus::Failed => "failed",
+            ReplicationStatus::Unknown => "unknown",
+        }
+    }
+
+    /// The typed status of a DMS task status word (also what the rehearsal replicator and
+    /// transcripts of format 1 say). `ready` is a task created or reloaded but never started:
+    /// nothing replicates, so it reads as stopped.
+    pub fn from_dms(word: &str) -> ReplicationStatus {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "running" => ReplicationStatus::Running,
+            "stopping" => ReplicationStatus::Stopping,
+            "stopped" | "ready" => ReplicationStatus::Stopped,
+            "starting" => ReplicationStatus::Starting,
+            "failed" | "failed-move" | "error" => ReplicationStatus::Failed,
+            _ => ReplicationStatus::Unknown,
+        }
+    }
+}
+
+/// Timestamped samples of one figure, oldest first: `(when the engine measured it, value)`.
+pub type Samples = Vec<(Ts, f64)>;
+
+/// Replication as every engine reports it: one reading per poll of the engine, complete
+/// (a figure the engine does not know, or could not read this time, is `None` or empty, and
+/// the gates on it are unknown).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationReading {
+    pub observed_at: Ts,
+    pub engine: ReplicationEngine,
+    /// What the engine calls the stream (DMS task id, channel, subscription), never
+    /// credentials.
+    pub name: String,
+    pub status: ReplicationStatus,
+    /// The engine's own word for the status ("running", "ready", "Yes/No", ...).
+    pub status_text: String,
+    pub stop_reason: Option<String>,
+    /// The engine's last error, when it reports one.
+    pub last_error: Option<String>,
+    /// Why some figures are missing from this reading although the engine has them (e.g.
+    /// DMS's lag, read from CloudWatch, failed while the task status was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures_error: Option<String>,
+    /// Apply lag in seconds: how far the target trails the source. Several samples when the
+    /// engine publishes a series (DMS: CloudWatch `CDCLatencyTarget` datapoints).
+    #[serde(default)]
+    pub lag_s: Samples,
+    /// Capture lag in seconds: how far the engine's reading of the source trails it (DMS
+    /// `CDCLatencySource`).
+    #[serde(default)]
+    pub capture_lag_s: Samples,
+    /// Changes received and waiting to be applied (DMS `CDCIncomingChanges`).
+    #[serde(default)]
+    pub backlog: Samples,
+    /// Source transactions not yet applied on the target, where the engine can count them.
+    pub behind_transactions: Option<u64>,
+    /// Bytes of change stream not yet applied, where the engine can measure them.
+    pub behind_bytes: Option<u64>,
+    pub full_load_pct: Option<f64>,
+    pub tables_loaded: Option<u32>,
+    pub tables_loading: Option<u32>,
+    pub tables_queued: Option<u32>,
+    pub tables_errored: Option<u32>,
+    /// Per-table state; `None` when the engine has no per-table view or could not read it.
+    pub tables: Option<Vec<TableStat>>,
+    /// The engine's position on the source and on the target, as text (binlog file:pos,
+    /// GTID set, LSN, DMS checkpoint).
+    pub source_position: Option<String>,
+    pub target_position: Option<String>,
+}
+
 /// Replication task status (DescribeReplicationTasks or the simulated replicator).
+///
+/// Format 1 only: transcripts written before the engine-neutral [`ReplicationReading`] carry
+/// it, and the fold still reads it. Nothing produces it any more.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskReading {
     pub observed_at: Ts,
@@ -101,7 +310,8 @@ pub struct TaskReading {
     pub tables_errored: Option<u32>,
 }
 
-/// Per-table replication statistics with validation state (DescribeTableStatistics).
+/// Per-table replication state: rows loaded, changes applied, validation state and counts
+/// (DMS DescribeTableStatistics; other engines fill what they know).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableStat {
     /// `schema.table` or `table`.
@@ -236,7 +446,11 @@ pub struct DatabaseReading {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reading {
+    /// Replication, engine-neutral.
+    Replication(Box<ReplicationReading>),
+    /// Format 1 only (see [`TaskReading`]).
     Task(TaskReading),
+    /// Format 1 only: per-table statistics, read separately from the task.
     TableStats {
         observed_at: Ts,
         tables: Vec<TableStat>,
@@ -257,6 +471,7 @@ pub enum Reading {
 impl Reading {
     pub fn observed_at(&self) -> Ts {
         match self {
+            Reading::Replication(r) => r.observed_at,
             Reading::Task(t) => t.observed_at,
             Reading::TableStats { observed_at, .. }
             | Reading::Metrics { observed_at, .. }
@@ -269,7 +484,9 @@ impl Reading {
 
     pub fn source(&self) -> SourceKind {
         match self {
-            Reading::Task(_) | Reading::TableStats { .. } => SourceKind::Replication,
+            Reading::Replication(_) | Reading::Task(_) | Reading::TableStats { .. } => {
+                SourceKind::Replication
+            }
             Reading::Metrics { .. } => SourceKind::Metrics,
             Reading::Drift(_) => SourceKind::Drift,
             Reading::Heartbeat { .. } => SourceKind::Heartbeat,
@@ -302,7 +519,7 @@ pub enum Event {
     /// The session began (mode, operator); the plan itself is in the transcript header.
     SessionStarted {
         at: Ts,
-        mode: String,
+        mode: SessionMode,
         operator: String,
     },
     /// Time passed. Lets gates age and sustained windows fill when nothing else happens.

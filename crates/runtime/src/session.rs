@@ -39,7 +39,7 @@ pub struct Session {
 /// Everything needed to open a session.
 pub struct SessionConfig {
     pub plan: Arc<Plan>,
-    pub mode: String,
+    pub mode: cutover_core::event::SessionMode,
     pub operator: String,
     /// Where transcripts go; `None` records nothing (tests, `check`).
     pub sessions_dir: Option<PathBuf>,

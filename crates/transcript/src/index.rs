@@ -551,7 +551,7 @@ mod kind_tests {
         let events = vec![
             Event::SessionStarted {
                 at: 1,
-                mode: s("m"),
+                mode: s("m").into(),
                 operator: s("o"),
             },
             Event::Tick { at: -5 },

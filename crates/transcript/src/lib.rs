@@ -11,10 +11,15 @@
 //!   file it continues, its last seq and last hash); the records start with the interrupted
 //!   session's events re-recorded under their original seq numbers (so the file replays
 //!   alone), and may contain `step_resolved` records.
+//! - **3**: replication is one engine-neutral reading (`"kind":"replication"`: status as a
+//!   typed word beside the engine's own, lag figures, what is behind, tables, positions),
+//!   produced by every engine. Versions 1 and 2 carry a DMS-shaped `task` reading, separate
+//!   `table_stats` and the lag figures as the `CDC*` series of `metrics` readings; the fold
+//!   still reads them (`cutover_core::state` maps them into the same replication view), so
+//!   old transcripts verify, replay and report as they did.
 //!
-//! A writer uses the lowest version that can express the file, so a release that reads only
-//! version 1 keeps reading ordinary transcripts; a reader refuses versions it does not know
-//! and says which release to use.
+//! Every writer of this release writes version 3 (ordinary and resumed sessions alike); a
+//! reader refuses versions it does not know and says which release to use.
 //!
 //! Submodules: [`verify`] (chain and schema audit naming the first bad line), [`index`] (a
 //! line-offset index with timestamps for fast open and seek in replay), [`seek`] (the seek
@@ -37,7 +42,7 @@ use cutover_core::event::{Event, Ts};
 /// Identifies the file type in the header.
 pub const FORMAT: &str = "cutover-transcript";
 /// The newest record format version this program writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The oldest version this program reads.
 pub const MIN_VERSION: u32 = 1;
 
@@ -53,7 +58,7 @@ pub struct ResumedFrom {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     pub created_at: Ts,
-    pub mode: String,
+    pub mode: cutover_core::event::SessionMode,
     pub operator: String,
     pub host: String,
     pub program_version: String,
@@ -67,9 +72,10 @@ pub struct Header {
 }
 
 impl Header {
-    /// The version a file with this header is written in: the lowest that can express it.
+    /// The version a file with this header is written in. Version 3's replication readings
+    /// can appear in any session, so every new file is version 3.
     pub fn format_version(&self) -> u32 {
-        if self.resumed_from.is_some() { 2 } else { 1 }
+        VERSION
     }
 }
 
@@ -587,7 +593,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = Recorder::create(dir.path(), header()).unwrap();
         let text = std::fs::read_to_string(r.path()).unwrap();
-        std::fs::write(r.path(), text.replacen("\"version\":1", "\"version\":9", 1)).unwrap();
+        std::fs::write(r.path(), text.replacen("\"version\":3", "\"version\":9", 1)).unwrap();
         let err = read(r.path()).unwrap_err().to_string();
         assert!(err.contains(":1: unknown format version 9"), "{err}");
     }

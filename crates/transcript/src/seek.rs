@@ -16,7 +16,7 @@
 //!   compares its own state with every checkpoint it passes; a disagreement replaces the
 //!   checkpoint, re-seeks the screen and is shown in the footer.
 //!
-//! Format (JSON Lines): `{"format":"cutover-seek","version":1,"root":H,"every":N}`, then one
+//! Format (JSON Lines): `{"format":"cutover-seek","version":2,"root":H,"every":N}`, then one
 //! `{"n":N,"hash":H,"digest":D,"state":{...}}` per checkpoint, `n` a multiple of `every`.
 
 use std::fs::File;
@@ -38,7 +38,9 @@ use cutover_core::state::State;
 pub const EVERY: usize = 10_000;
 
 const FORMAT: &str = "cutover-seek";
-const VERSION: u32 = 1;
+/// 2: the state holds the engine-neutral replication view (1 held the DMS task reading);
+/// a seek file of another version is ignored and the transcript folded instead.
+const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct HeaderLine {

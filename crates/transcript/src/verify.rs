@@ -329,7 +329,7 @@ pub fn verify(path: &Path) -> VerifyReport {
             report.version = Some(h.version);
             report.plan_name = Some(h.header.plan_name.clone());
             report.operator = Some(h.header.operator.clone());
-            report.mode = Some(h.header.mode.clone());
+            report.mode = Some(h.header.mode.to_string());
             if h.header.plan_hash != hex::encode(Sha256::digest(h.header.plan_text.as_bytes())) {
                 report.verdict = Verdict::Damaged(Problem {
                     line: 1,
@@ -984,7 +984,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), 2);
         let text = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(&p, text.replacen("\"version\":1", "\"version\":7", 1)).unwrap();
+        std::fs::write(&p, text.replacen("\"version\":3", "\"version\":7", 1)).unwrap();
         let r = verify(&p);
         assert_eq!(r.exit_code(), 2);
         assert_eq!(r.problem().unwrap().kind, ProblemKind::UnknownVersion);

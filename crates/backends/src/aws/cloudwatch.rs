@@ -1,5 +1,7 @@
-//! The CloudWatch metrics source: the plan's metrics plus the DMS task's CDCLatencySource,
-//! CDCLatencyTarget and CDCIncomingChanges, all in ONE batched GetMetricData a poll.
+//! CloudWatch: the plan's metrics (a source of their own), and the DMS task's
+//! CDCLatencySource, CDCLatencyTarget and CDCIncomingChanges, which the DMS replication source
+//! reads through [`MetricsSource::dms_cdc`] for its lag figures. Each is ONE batched
+//! GetMetricData a poll.
 //!
 //! CloudWatch is minute-grained. Every point keeps the datapoint's own timestamp (the start of
 //! its one-minute period), never the poll's time, so the fold ages it honestly; a datapoint
@@ -38,6 +40,8 @@ pub struct MetricsSource {
     dms: DmsRead,
     task: Option<String>,
     plan_metrics: Vec<MetricDef>,
+    /// Also fetch the task's CDC metrics (for the DMS replication source).
+    cdc: bool,
     tuning: Tuning,
     dimensions: OnceCell<Dimensions>,
 }
@@ -65,8 +69,17 @@ impl MetricsSource {
             dms,
             task,
             plan_metrics,
+            cdc: false,
             tuning,
             dimensions: OnceCell::new(),
+        }
+    }
+
+    /// The DMS task's CDC metrics alone, for the DMS replication source's lag figures.
+    pub fn dms_cdc(cloudwatch: CloudWatchRead, dms: DmsRead, task: String, tuning: Tuning) -> Self {
+        MetricsSource {
+            cdc: true,
+            ..MetricsSource::new(cloudwatch, dms, Some(task), Vec::new(), tuning)
         }
     }
 
@@ -117,11 +130,40 @@ impl MetricsSource {
     }
 
     async fn read(&self) -> Result<Vec<Reading>, SourceError> {
+        let series = self.fetch().await?;
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Reading::Metrics {
+            observed_at: now_ms(),
+            series,
+        }])
+    }
+
+    /// One batched GetMetricData: every series this source reads, each datapoint with its own
+    /// timestamp.
+    pub async fn fetch(&self) -> Result<Vec<MetricSeries>, SourceError> {
         let dims = match &self.task {
-            Some(task) => Some(self.task_dimensions(task).await?.clone()),
-            None => None,
+            // Plan metrics in AWS/DMS without dimensions need the task's too.
+            Some(task)
+                if self.cdc || self.plan_metrics.iter().any(|m| m.namespace == "AWS/DMS") =>
+            {
+                Some(self.task_dimensions(task).await?.clone())
+            }
+            _ => None,
         };
-        let queries = queries(&self.plan_metrics, dims.as_ref());
+        let cdc_dims = if self.cdc { dims.as_ref() } else { None };
+        let mut queries = queries(&self.plan_metrics, cdc_dims);
+        if !self.cdc {
+            for q in &mut queries {
+                if q.namespace == "AWS/DMS"
+                    && q.dimensions.is_empty()
+                    && let Some(d) = &dims
+                {
+                    q.dimensions = d.clone();
+                }
+            }
+        }
         if queries.is_empty() {
             return Ok(Vec::new());
         }
@@ -198,10 +240,7 @@ impl MetricsSource {
         if !failed.is_empty() {
             tracing::warn!(series = failed.join(", "), "some CloudWatch series failed");
         }
-        Ok(vec![Reading::Metrics {
-            observed_at: now_ms(),
-            series,
-        }])
+        Ok(series)
     }
 }
 
@@ -403,11 +442,10 @@ mod tests {
         };
         let sdk = testing::sdk_config();
         let tuning = testing::tuning();
-        let src = MetricsSource::new(
+        let src = MetricsSource::dms_cdc(
             CloudWatchRead::new(tuning.cloudwatch(&sdk).interceptor(interceptor())),
             DmsRead::new(tuning.dms(&sdk).interceptor(interceptor())),
-            Some("shop-cdc".into()),
-            Vec::new(),
+            "shop-cdc".into(),
             tuning,
         );
         for _ in 0..2 {

@@ -1,14 +1,20 @@
-//! The DMS replication source: the task's status, stop reason and full-load progress
-//! (DescribeReplicationTasks), and every table's statistics with its validation state
-//! (DescribeTableStatistics, all pages), as `Reading::Task` and `Reading::TableStats`.
+//! The DMS engine mapped into the engine-neutral replication reading: the task's status,
+//! stop reason and full-load progress (DescribeReplicationTasks), every table's statistics
+//! with its validation state (DescribeTableStatistics, all pages), and the lag figures from
+//! the task's CloudWatch CDC metrics (CDCLatencyTarget → apply lag, CDCLatencySource →
+//! capture lag, CDCIncomingChanges → backlog), as one `Reading::Replication` a poll.
 
 use std::time::Duration;
 
 use aws_sdk_databasemigration::types::{ReplicationTask, TableStatistics};
 
+use super::cloudwatch::MetricsSource;
 use super::error::describe;
 use super::read::DmsRead;
-use cutover_core::event::{Reading, SourceKind, TableStat, TaskReading, Ts, now_ms};
+use cutover_core::event::{
+    MetricSeries, Reading, ReplicationEngine, ReplicationReading, ReplicationStatus, SourceKind,
+    TableStat, Ts, now_ms,
+};
 use cutover_runtime::source::{BoxFuture, Source, SourceError};
 
 /// Polls one DMS task.
@@ -17,11 +23,24 @@ pub struct ReplicationSource {
     /// Identifier or ARN, as the plan names it.
     task: String,
     every: Duration,
+    /// The task's CDC metrics in CloudWatch: the lag figures.
+    cdc: Option<MetricsSource>,
 }
 
 impl ReplicationSource {
     pub fn new(dms: DmsRead, task: String, every: Duration) -> Self {
-        ReplicationSource { dms, task, every }
+        ReplicationSource {
+            dms,
+            task,
+            every,
+            cdc: None,
+        }
+    }
+
+    /// Reads the lag figures from the task's CloudWatch CDC metrics too.
+    pub fn with_cdc_metrics(mut self, cdc: MetricsSource) -> Self {
+        self.cdc = Some(cdc);
+        self
     }
 
     async fn read(&self) -> Result<Vec<Reading>, SourceError> {
@@ -58,14 +77,17 @@ impl ReplicationSource {
                 .message,
             )
         })?;
-        let tables = stats.iter().map(table_stat).collect();
-        Ok(vec![
-            Reading::Task(reading),
-            Reading::TableStats {
-                observed_at: now_ms(),
-                tables,
-            },
-        ])
+        let mut reading = reading;
+        reading.tables = Some(stats.iter().map(table_stat).collect());
+        if let Some(cdc) = &self.cdc {
+            // The status stays fresh when CloudWatch fails: the lag gates say why they are
+            // unknown instead.
+            match cdc.fetch().await {
+                Ok(series) => add_cdc(&mut reading, series),
+                Err(e) => reading.figures_error = Some(e.to_string()),
+            }
+        }
+        Ok(vec![Reading::Replication(Box::new(reading))])
     }
 }
 
@@ -100,23 +122,54 @@ pub(crate) fn task_label(task: &ReplicationTask, planned: &str) -> String {
         .unwrap_or_else(|| planned.to_string())
 }
 
-pub(crate) fn task_reading(task: &ReplicationTask, planned: &str, observed_at: Ts) -> TaskReading {
+/// The task's status as the engine-neutral reading (tables and lag figures not yet in).
+pub(crate) fn task_reading(
+    task: &ReplicationTask,
+    planned: &str,
+    observed_at: Ts,
+) -> ReplicationReading {
     let stats = task.replication_task_stats.as_ref();
     let count = |n: i32| u32::try_from(n).ok();
-    TaskReading {
+    let word = task.status.clone().unwrap_or_else(|| "unknown".into());
+    ReplicationReading {
         observed_at,
-        task: task_label(task, planned),
-        status: task.status.clone().unwrap_or_else(|| "unknown".into()),
+        engine: ReplicationEngine::Dms,
+        name: task_label(task, planned),
+        status: ReplicationStatus::from_dms(&word),
+        status_text: word,
         stop_reason: task
             .stop_reason
             .clone()
             .or_else(|| task.last_failure_message.clone())
             .filter(|s| !s.is_empty()),
+        last_error: task.last_failure_message.clone().filter(|s| !s.is_empty()),
+        figures_error: None,
+        lag_s: Vec::new(),
+        capture_lag_s: Vec::new(),
+        backlog: Vec::new(),
+        behind_transactions: None,
+        behind_bytes: None,
         full_load_pct: stats.map(|s| f64::from(s.full_load_progress_percent)),
         tables_loaded: stats.and_then(|s| count(s.tables_loaded)),
         tables_loading: stats.and_then(|s| count(s.tables_loading)),
         tables_queued: stats.and_then(|s| count(s.tables_queued)),
         tables_errored: stats.and_then(|s| count(s.tables_errored)),
+        tables: None,
+        source_position: None,
+        // DMS keeps its own position; the task's recovery checkpoint is what a resume uses.
+        target_position: task.recovery_checkpoint.clone().filter(|s| !s.is_empty()),
+    }
+}
+
+/// The CDC metric series into the reading's lag figures.
+fn add_cdc(reading: &mut ReplicationReading, series: Vec<MetricSeries>) {
+    for s in series {
+        match s.name.as_str() {
+            "CDCLatencyTarget" => reading.lag_s = s.points,
+            "CDCLatencySource" => reading.capture_lag_s = s.points,
+            "CDCIncomingChanges" => reading.backlog = s.points,
+            _ => {}
+        }
     }
 }
 
@@ -233,17 +286,16 @@ mod tests {
         let src = source(&[&task, &stats]);
         let readings = src.poll().await.expect("the poll succeeds");
         assert_eq!(stats.num_calls(), 3, "three pages read");
-        let Reading::Task(t) = &readings[0] else {
-            panic!("task first: {readings:?}")
+        let [Reading::Replication(t)] = readings.as_slice() else {
+            panic!("one replication reading: {readings:?}")
         };
         assert_eq!(
-            (t.task.as_str(), t.status.as_str()),
-            ("shop-cdc", "running")
+            (t.name.as_str(), t.status_text.as_str(), t.status),
+            ("shop-cdc", "running", ReplicationStatus::Running)
         );
+        assert_eq!(t.engine, ReplicationEngine::Dms);
         assert_eq!(t.full_load_pct, Some(100.0));
-        let Reading::TableStats { tables, .. } = &readings[1] else {
-            panic!("{readings:?}")
-        };
+        let tables = t.tables.as_ref().expect("the table statistics");
         assert_eq!(tables.len(), 45);
         assert_eq!(tables[0].table, "shop.t00");
         assert_eq!(tables[44].validation_failed, Some(3));
@@ -281,7 +333,7 @@ mod tests {
             3,
             "two throttled attempts, then the answer"
         );
-        assert_eq!(readings.len(), 2);
+        assert_eq!(readings.len(), 1, "one replication reading: {readings:?}");
     }
 
     #[tokio::test]

@@ -328,8 +328,8 @@ impl AwsReader {
         self
     }
 
-    /// The sources the plan calls for: the replication task (a DMS task), metrics (the task's
-    /// CDC metrics and the plan's), and the DNS record.
+    /// The sources the plan calls for: replication (a DMS task, its lag figures from the
+    /// task's CloudWatch CDC metrics), the plan's metrics, and the DNS record.
     pub fn sources(&self) -> Vec<Arc<dyn Source>> {
         let mut out: Vec<Arc<dyn Source>> = Vec::new();
         let task = self
@@ -339,13 +339,22 @@ impl AwsReader {
             .filter(|r| r.engine == ReplicationEngine::Dms)
             .map(|r| r.task.clone());
         if let Some(task) = &task {
-            out.push(Arc::new(dms::ReplicationSource::new(
+            let cdc = cloudwatch::MetricsSource::dms_cdc(
+                self.cloudwatch.clone(),
                 self.dms.clone(),
                 task.clone(),
-                self.tuning.replication_every,
-            )));
+                self.tuning.clone(),
+            );
+            out.push(Arc::new(
+                dms::ReplicationSource::new(
+                    self.dms.clone(),
+                    task.clone(),
+                    self.tuning.replication_every,
+                )
+                .with_cdc_metrics(cdc),
+            ));
         }
-        if task.is_some() || !self.plan.metrics.is_empty() {
+        if !self.plan.metrics.is_empty() {
             out.push(Arc::new(cloudwatch::MetricsSource::new(
                 self.cloudwatch.clone(),
                 self.dms.clone(),

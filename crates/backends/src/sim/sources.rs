@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use super::world::{Counts, TaskStatus, World, lock};
 use cutover_core::event::{
-    ChecksumState, DatabaseReading, DiffKey, DnsReading, MetricSeries, Reading, Side, SourceKind,
-    TableDrift, TableStat, TaskReading, now_ms,
+    ChecksumState, DatabaseReading, DiffKey, DnsReading, MetricSeries, Reading, ReplicationEngine,
+    ReplicationReading, ReplicationStatus, Side, SourceKind, TableDrift, TableStat, now_ms,
 };
 use cutover_runtime::source::{BoxFuture, Source, SourceError};
 
@@ -55,6 +55,38 @@ fn per_second(now: u64, before: u64, elapsed: Duration) -> f64 {
         0.0
     } else {
         now.saturating_sub(before) as f64 / secs
+    }
+}
+
+/// The replicator's lag figures, as DMS reports them.
+struct CdcFigures {
+    latency_source: f64,
+    latency_target: f64,
+    incoming: f64,
+    /// The newest change the source committed, and the newest applied on the target.
+    source_seq: i64,
+    applied_seq: i64,
+}
+
+/// Like DMS: whole seconds, the age of the oldest change not yet applied (target) or not
+/// yet read from the source (which happens only while the task runs).
+fn cdc_figures(core: &super::world::Core, status: &TaskStatus, now: Instant) -> CdcFigures {
+    let age_s = |c: Option<&super::world::Change>| {
+        c.map_or(0.0, |c| {
+            now.saturating_duration_since(c.at).as_secs() as f64
+        })
+    };
+    let latency_source = match (status, core.unread_from) {
+        (TaskStatus::Running, _) | (_, None) => 0.0,
+        (_, Some(from)) => age_s(core.backlog.iter().find(|c| c.seq >= from)),
+    };
+    let source_seq = core.next_seq - 1;
+    CdcFigures {
+        latency_source,
+        latency_target: age_s(core.backlog.front()),
+        incoming: core.backlog.len() as f64,
+        source_seq,
+        applied_seq: core.backlog.front().map_or(source_seq, |c| c.seq - 1),
     }
 }
 
@@ -104,21 +136,7 @@ impl World {
                 .map_err(|e| db_error("table statistics", e))?,
         };
         let n = u32::try_from(self.cfg.tables.len()).unwrap_or(u32::MAX);
-        let task = TaskReading {
-            observed_at,
-            task: self.cfg.task.clone(),
-            status: status.as_str().to_string(),
-            stop_reason: match &status {
-                TaskStatus::Stopped => Some("stopped on request".into()),
-                TaskStatus::Failed(why) => Some(why.clone()),
-                _ => None,
-            },
-            full_load_pct: Some(100.0),
-            tables_loaded: Some(n),
-            tables_loading: Some(0),
-            tables_queued: Some(0),
-            tables_errored: Some(0),
-        };
+        let cdc = cdc_figures(&core, &status, Instant::now());
         let tables = self
             .cfg
             .tables
@@ -148,13 +166,45 @@ impl World {
                 }
             })
             .collect();
-        Ok(vec![
-            Reading::Task(task),
-            Reading::TableStats {
-                observed_at,
-                tables,
+        // Like DMS, a stopped task publishes no lag figures: the last ones age honestly.
+        let sample = |v: f64| {
+            if status == TaskStatus::Stopped {
+                Vec::new()
+            } else {
+                vec![(observed_at, v)]
+            }
+        };
+        let word = status.as_str();
+        Ok(vec![Reading::Replication(Box::new(ReplicationReading {
+            observed_at,
+            engine: ReplicationEngine::Rehearsal,
+            name: self.cfg.task.clone(),
+            status: ReplicationStatus::from_dms(word),
+            status_text: word.to_string(),
+            stop_reason: match &status {
+                TaskStatus::Stopped => Some("stopped on request".into()),
+                TaskStatus::Failed(why) => Some(why.clone()),
+                _ => None,
             },
-        ])
+            last_error: match &status {
+                TaskStatus::Failed(why) => Some(why.clone()),
+                _ => None,
+            },
+            figures_error: None,
+            lag_s: sample(cdc.latency_target),
+            capture_lag_s: sample(cdc.latency_source),
+            backlog: sample(cdc.incoming),
+            behind_transactions: Some(cdc.incoming as u64),
+            behind_bytes: None,
+            full_load_pct: Some(100.0),
+            tables_loaded: Some(n),
+            tables_loading: Some(0),
+            tables_queued: Some(0),
+            tables_errored: Some(0),
+            tables: Some(tables),
+            source_position: Some(format!("change {}", cdc.source_seq)),
+            target_position: Some(format!("change {}", cdc.applied_seq)),
+        }))])
     }
 
     async fn read_metrics(&self) -> Reading {
@@ -162,19 +212,12 @@ impl World {
         let now = Instant::now();
         let observed_at = now_ms();
         let status = self.task.borrow().clone();
-        let age_s = |c: Option<&super::world::Change>| {
-            c.map_or(0.0, |c| {
-                now.saturating_duration_since(c.at).as_secs() as f64
-            })
-        };
-        // Like DMS: whole seconds, the age of the oldest change not yet applied (target)
-        // or not yet read from the source (which happens only while the task runs).
-        let latency_target = age_s(core.backlog.front());
-        let latency_source = match (&status, core.unread_from) {
-            (TaskStatus::Running, _) | (_, None) => 0.0,
-            (_, Some(from)) => age_s(core.backlog.iter().find(|c| c.seq >= from)),
-        };
-        let incoming = core.backlog.len() as f64;
+        let CdcFigures {
+            latency_source,
+            latency_target,
+            incoming,
+            ..
+        } = cdc_figures(&core, &status, now);
         let counts = core.counts;
         drop(core);
         let (before, elapsed) = self.rate_window(SourceKind::Metrics, now, counts);

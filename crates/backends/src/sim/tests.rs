@@ -136,7 +136,7 @@ impl Harness {
             .ok()?
             .into_iter()
             .find_map(|r| match r {
-                Reading::TableStats { tables, .. } => Some(tables),
+                Reading::Replication(r) => r.tables,
                 _ => None,
             })
     }
@@ -793,7 +793,7 @@ async fn a_stopped_task_freezes_its_figures_and_drift_stops_after_the_flip() {
     assert!(
         reading
             .iter()
-            .any(|r| matches!(r, Reading::Task(t) if t.status == "stopped")),
+            .any(|r| matches!(r, Reading::Replication(t) if t.status_text == "stopped")),
         "{reading:?}"
     );
 

@@ -21,9 +21,34 @@ impl InputType {
     }
 }
 
+/// A replication figure, the same for every engine (`replication.*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReplicationInput {
+    /// running, stopping, stopped, starting, failed, unknown.
+    Status,
+    StopReason,
+    /// Apply lag, seconds.
+    LagS,
+    /// Capture lag (reading the source), seconds.
+    CaptureLagS,
+    BehindTransactions,
+    BehindBytes,
+    /// Changes waiting to be applied.
+    Backlog,
+    TablesErrored,
+    FullLoadPct,
+    ValidationFailed,
+    ValidationPending,
+    ValidationSuspended,
+    ValidationUnvalidated,
+}
+
 /// A named quantity a gate can test.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Input {
+    /// `replication.*`, engine-neutral.
+    Replication(ReplicationInput),
+    /// The engine's own status word (`task.status`, kept for plans written for DMS).
     TaskStatus,
     TaskFullLoadPct,
     TaskTablesErrored,
@@ -53,26 +78,144 @@ pub enum Input {
     LongestTrx(crate::event::Side),
 }
 
+/// The engine-neutral replication names and what they read.
+const REPLICATION_NAMES: &[(&str, ReplicationInput, &str)] = &[
+    (
+        "replication.status",
+        ReplicationInput::Status,
+        "running, stopping, stopped, starting, failed or unknown, for every engine",
+    ),
+    (
+        "replication.stop_reason",
+        ReplicationInput::StopReason,
+        "why the engine stopped, in its own words",
+    ),
+    (
+        "replication.lag_s",
+        ReplicationInput::LagS,
+        "apply lag: how far the target trails the source, seconds",
+    ),
+    (
+        "replication.capture_lag_s",
+        ReplicationInput::CaptureLagS,
+        "capture lag: how far reading the source trails it, seconds",
+    ),
+    (
+        "replication.behind_transactions",
+        ReplicationInput::BehindTransactions,
+        "source transactions not yet applied on the target (engines that count them)",
+    ),
+    (
+        "replication.behind_bytes",
+        ReplicationInput::BehindBytes,
+        "bytes of change stream not yet applied (engines that measure them)",
+    ),
+    (
+        "replication.backlog",
+        ReplicationInput::Backlog,
+        "changes received and waiting to be applied",
+    ),
+    (
+        "replication.tables_errored",
+        ReplicationInput::TablesErrored,
+        "tables the engine reports in error",
+    ),
+    (
+        "replication.full_load_pct",
+        ReplicationInput::FullLoadPct,
+        "full-load progress, percent",
+    ),
+    (
+        "replication.validation.failed",
+        ReplicationInput::ValidationFailed,
+        "rows failing validation, all tables",
+    ),
+    (
+        "replication.validation.pending",
+        ReplicationInput::ValidationPending,
+        "rows pending validation, all tables",
+    ),
+    (
+        "replication.validation.suspended",
+        ReplicationInput::ValidationSuspended,
+        "rows whose validation is suspended, all tables",
+    ),
+    (
+        "replication.validation.unvalidated",
+        ReplicationInput::ValidationUnvalidated,
+        "tables whose validation state is not Validated",
+    ),
+];
+
 /// The fixed names, in the order `help` lists them.
 pub const NAMES: &[(&str, &str)] = &[
     (
-        "task.status",
-        "replication task status (running, stopped, ...)",
+        "replication.status",
+        "running, stopping, stopped, starting, failed or unknown, for every engine",
     ),
-    ("task.full_load_pct", "full-load progress, percent"),
     (
-        "task.tables_errored",
-        "tables in error in the replication task",
+        "replication.stop_reason",
+        "why the engine stopped, in its own words",
     ),
+    (
+        "replication.lag_s",
+        "apply lag: how far the target trails the source, seconds",
+    ),
+    (
+        "replication.capture_lag_s",
+        "capture lag: how far reading the source trails it, seconds",
+    ),
+    (
+        "replication.behind_transactions",
+        "source transactions not yet applied on the target (engines that count them)",
+    ),
+    (
+        "replication.behind_bytes",
+        "bytes of change stream not yet applied (engines that measure them)",
+    ),
+    (
+        "replication.backlog",
+        "changes received and waiting to be applied",
+    ),
+    (
+        "replication.tables_errored",
+        "tables the engine reports in error",
+    ),
+    ("replication.full_load_pct", "full-load progress, percent"),
+    (
+        "replication.validation.failed",
+        "rows failing validation, all tables",
+    ),
+    (
+        "replication.validation.pending",
+        "rows pending validation, all tables",
+    ),
+    (
+        "replication.validation.suspended",
+        "rows whose validation is suspended, all tables",
+    ),
+    (
+        "replication.validation.unvalidated",
+        "tables whose validation state is not Validated",
+    ),
+    (
+        "task.status",
+        "the engine's own status word (DMS: running, stopped, ready, ...)",
+    ),
+    ("task.full_load_pct", "alias of replication.full_load_pct"),
+    ("task.tables_errored", "alias of replication.tables_errored"),
     (
         "cdc.latency_source",
-        "CDC latency reading the source, seconds",
+        "alias of replication.capture_lag_s (DMS CDCLatencySource)",
     ),
     (
         "cdc.latency_target",
-        "CDC latency applying to the target, seconds",
+        "alias of replication.lag_s (DMS CDCLatencyTarget)",
     ),
-    ("cdc.incoming_changes", "changes waiting to be applied"),
+    (
+        "cdc.incoming_changes",
+        "alias of replication.backlog (DMS CDCIncomingChanges)",
+    ),
     ("validation.failed", "rows failing validation, all tables"),
     ("validation.pending", "rows pending validation, all tables"),
     (
@@ -121,6 +264,9 @@ impl Input {
     /// Parses an input name; `metric.<Name>` accepts any metric name.
     pub fn parse(name: &str) -> Option<Input> {
         use crate::event::Side::*;
+        if let Some((_, r, _)) = REPLICATION_NAMES.iter().find(|(n, _, _)| *n == name) {
+            return Some(Input::Replication(*r));
+        }
         Some(match name {
             "task.status" => Input::TaskStatus,
             "task.full_load_pct" => Input::TaskFullLoadPct,
@@ -170,11 +316,31 @@ impl Input {
             .map(|(n, _)| n)
     }
 
+    /// The engine-neutral input an alias reads (`cdc.latency_target` is `replication.lag_s`);
+    /// other inputs are their own.
+    pub fn canonical(&self) -> Input {
+        use ReplicationInput as R;
+        Input::Replication(match self {
+            Input::TaskFullLoadPct => R::FullLoadPct,
+            Input::TaskTablesErrored => R::TablesErrored,
+            Input::CdcLatencySource => R::CaptureLagS,
+            Input::CdcLatencyTarget => R::LagS,
+            Input::CdcIncomingChanges => R::Backlog,
+            Input::ValidationFailed => R::ValidationFailed,
+            Input::ValidationPending => R::ValidationPending,
+            Input::ValidationSuspended => R::ValidationSuspended,
+            Input::ValidationUnvalidated => R::ValidationUnvalidated,
+            other => return other.clone(),
+        })
+    }
+
     pub fn value_type(&self) -> InputType {
         match self {
-            Input::TaskStatus | Input::DnsValue | Input::DnsStatus | Input::DnsResolved => {
-                InputType::Text
-            }
+            Input::TaskStatus
+            | Input::Replication(ReplicationInput::Status | ReplicationInput::StopReason)
+            | Input::DnsValue
+            | Input::DnsStatus
+            | Input::DnsResolved => InputType::Text,
             Input::ReadOnly(_) => InputType::Bool,
             _ => InputType::Number,
         }
@@ -183,7 +349,22 @@ impl Input {
     /// How old a reading may be before a gate on it turns unknown, in milliseconds, when
     /// the gate does not say. CloudWatch is minute-grained, so metrics get the longest bound.
     pub fn default_fresh_ms(&self) -> i64 {
+        use ReplicationInput as R;
         match self {
+            Input::Replication(R::Status | R::StopReason | R::TablesErrored | R::FullLoadPct) => {
+                30_000
+            }
+            // The DMS lag figures are CloudWatch's, minute-grained; a native engine's plan
+            // should say `fresh` on its lag gates.
+            Input::Replication(
+                R::LagS | R::CaptureLagS | R::Backlog | R::BehindTransactions | R::BehindBytes,
+            ) => 180_000,
+            Input::Replication(
+                R::ValidationFailed
+                | R::ValidationPending
+                | R::ValidationSuspended
+                | R::ValidationUnvalidated,
+            ) => 60_000,
             Input::TaskStatus | Input::TaskFullLoadPct | Input::TaskTablesErrored => 30_000,
             Input::CdcLatencySource
             | Input::CdcLatencyTarget
@@ -203,10 +384,17 @@ impl Input {
     /// The metric series this input reads, if it is a metric.
     pub fn metric_name(&self) -> Option<&str> {
         match self {
+            Input::Metric(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The DMS CloudWatch metric an alias was named after (for its messages).
+    pub fn dms_metric_name(&self) -> Option<&'static str> {
+        match self {
             Input::CdcLatencySource => Some("CDCLatencySource"),
             Input::CdcLatencyTarget => Some("CDCLatencyTarget"),
             Input::CdcIncomingChanges => Some("CDCIncomingChanges"),
-            Input::Metric(name) => Some(name),
             _ => None,
         }
     }
@@ -217,6 +405,13 @@ impl fmt::Display for Input {
         use crate::event::Side;
         let side = |s: &Side| s.as_str();
         match self {
+            Input::Replication(r) => {
+                let name = REPLICATION_NAMES
+                    .iter()
+                    .find(|(_, x, _)| x == r)
+                    .map_or("replication.?", |(n, _, _)| n);
+                f.write_str(name)
+            }
             Input::Metric(name) => write!(f, "metric.{name}"),
             Input::ReadOnly(s) => write!(f, "{}.read_only", side(s)),
             Input::Connections(s) => write!(f, "{}.connections", side(s)),
@@ -259,6 +454,27 @@ mod tests {
             let input = Input::parse(name).unwrap_or_else(|| panic!("{name} must parse"));
             assert_eq!(input.to_string(), *name);
         }
+    }
+
+    #[test]
+    fn every_replication_input_has_a_listed_name_and_aliases_read_it() {
+        for (name, r, what) in REPLICATION_NAMES {
+            assert!(NAMES.contains(&(*name, *what)), "{name} is listed for help");
+            assert_eq!(Input::parse(name), Some(Input::Replication(*r)));
+        }
+        assert_eq!(
+            Input::parse("cdc.latency_target").map(|i| i.canonical()),
+            Input::parse("replication.lag_s")
+        );
+        assert_eq!(
+            Input::parse("validation.failed").map(|i| i.canonical()),
+            Input::parse("replication.validation.failed")
+        );
+        // The engine's own word stays its own input.
+        assert_eq!(
+            Input::parse("task.status").map(|i| i.canonical()),
+            Some(Input::TaskStatus)
+        );
     }
 
     #[test]

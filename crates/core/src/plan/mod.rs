@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use crate::event::Side;
-pub use input::{Input, InputType};
+pub use input::{Input, InputType, ReplicationInput};
 
 /// A comparison operator in a gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,12 +185,7 @@ pub struct Replication {
     pub task: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplicationEngine {
-    Rehearsal,
-    Dms,
-}
+pub use crate::event::ReplicationEngine;
 
 /// The DNS record the applications follow.
 #[derive(Clone, Debug, PartialEq)]

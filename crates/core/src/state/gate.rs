@@ -3,7 +3,7 @@
 
 use super::State;
 use crate::event::{ChecksumState, Side, Ts};
-use crate::plan::{Gate, Input, Op, Value};
+use crate::plan::{Gate, Input, Op, ReplicationInput, Value};
 
 /// The three states a gate (and a step) can be in. Unknown blocks like red.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -103,59 +103,23 @@ impl State {
             detail: None,
         };
         match input {
-            Input::TaskStatus | Input::TaskFullLoadPct | Input::TaskTablesErrored => {
-                let Some(t) = &self.task else {
-                    return missing("no replication task reading yet");
-                };
-                let v = match input {
-                    Input::TaskStatus => Some(Value::Text(t.status.clone())),
-                    Input::TaskFullLoadPct => t.full_load_pct.map(Value::Number),
-                    _ => t.tables_errored.map(|n| Value::Number(n as f64)),
-                };
-                match v {
-                    Some(v) => known(v, t.observed_at),
-                    None => missing("the task reading does not include it"),
-                }
-            }
-            Input::ValidationFailed
+            Input::Replication(r) => self.replication_value(input, *r),
+            Input::TaskStatus => match self.replication.status() {
+                Some(r) => known(Value::Text(r.status_text.clone()), r.observed_at),
+                None => missing("no replication task reading yet"),
+            },
+            Input::TaskFullLoadPct
+            | Input::TaskTablesErrored
+            | Input::CdcLatencySource
+            | Input::CdcLatencyTarget
+            | Input::CdcIncomingChanges
+            | Input::ValidationFailed
             | Input::ValidationPending
             | Input::ValidationSuspended
-            | Input::ValidationUnvalidated => {
-                let Some(at) = self.stats_at else {
-                    return missing("no table statistics yet");
-                };
-                let stats: Vec<_> = self
-                    .tables
-                    .values()
-                    .filter_map(|t| t.stat.as_ref())
-                    .collect();
-                if stats.is_empty() {
-                    return missing("the task reports no tables");
-                }
-                let mut worst: Option<(u64, &str)> = None;
-                let mut total = 0u64;
-                for s in &stats {
-                    let n = match input {
-                        Input::ValidationFailed => s.validation_failed.unwrap_or(0),
-                        Input::ValidationPending => s.validation_pending.unwrap_or(0),
-                        Input::ValidationSuspended => s.validation_suspended.unwrap_or(0),
-                        _ => u64::from(
-                            !s.validation_state
-                                .as_deref()
-                                .is_some_and(|v| v.eq_ignore_ascii_case("validated")),
-                        ),
-                    };
-                    total += n;
-                    if n > 0 && worst.is_none_or(|(w, _)| n > w) {
-                        worst = Some((n, s.table.as_str()));
-                    }
-                }
-                InputValue::Known {
-                    value: Value::Number(total as f64),
-                    observed_at: at,
-                    detail: worst.map(|(n, t)| format!("{t}: {n}")),
-                }
-            }
+            | Input::ValidationUnvalidated => match input.canonical() {
+                Input::Replication(r) => self.replication_value(input, r),
+                _ => missing("not a replication input"),
+            },
             Input::DriftRows | Input::DriftMismatched | Input::DriftUnchecked => {
                 let tables = self.drift_tables();
                 if tables.is_empty() {
@@ -248,11 +212,7 @@ impl State {
                     None => missing("the database reading does not include it"),
                 }
             }
-            Input::CdcLatencySource
-            | Input::CdcLatencyTarget
-            | Input::CdcIncomingChanges
-            | Input::Metric(_) => {
-                let name = input.metric_name().unwrap_or_default();
+            Input::Metric(name) => {
                 let Some(series) = self.metrics.get(name) else {
                     return InputValue::Missing(format!("no {name} datapoints yet"));
                 };
@@ -264,13 +224,123 @@ impl State {
         }
     }
 
+    /// The value of a replication input. `asked` is the name the gate used (an alias keeps
+    /// its own wording in messages).
+    fn replication_value(&self, asked: &Input, which: ReplicationInput) -> InputValue {
+        use ReplicationInput as R;
+        let missing = |why: String| InputValue::Missing(why);
+        let known = |value: Value, observed_at: Ts| InputValue::Known {
+            value,
+            observed_at,
+            detail: None,
+        };
+        let series = match which {
+            R::LagS => Some(&self.replication.lag),
+            R::CaptureLagS => Some(&self.replication.capture_lag),
+            R::Backlog => Some(&self.replication.backlog),
+            _ => None,
+        };
+        if let Some(series) = series {
+            return match series.points.back() {
+                Some(&(at, v)) => known(Value::Number(v), at),
+                None => {
+                    let what = match asked.dms_metric_name() {
+                        Some(metric) => format!("no {metric} datapoints yet"),
+                        None => format!("no {asked} reading yet"),
+                    };
+                    match self
+                        .replication
+                        .status()
+                        .and_then(|r| r.figures_error.as_ref())
+                    {
+                        Some(err) => missing(format!("{what} ({err})")),
+                        None => missing(what),
+                    }
+                }
+            };
+        }
+        if matches!(
+            which,
+            R::ValidationFailed
+                | R::ValidationPending
+                | R::ValidationSuspended
+                | R::ValidationUnvalidated
+        ) {
+            return self.validation_value(which);
+        }
+        let Some(r) = self.replication.status() else {
+            return missing("no replication task reading yet".into());
+        };
+        let engine = r.engine.as_str();
+        let count = |n: Option<u64>| n.map(|n| Value::Number(n as f64));
+        let value = match which {
+            R::Status => Some(Value::Text(r.status.as_str().to_string())),
+            R::StopReason => r.stop_reason.clone().map(Value::Text),
+            R::BehindTransactions => count(r.behind_transactions),
+            R::BehindBytes => count(r.behind_bytes),
+            R::TablesErrored => count(r.tables_errored.map(u64::from)),
+            R::FullLoadPct => r.full_load_pct.map(Value::Number),
+            _ => None,
+        };
+        match value {
+            Some(v) => known(v, r.observed_at),
+            None if which == R::StopReason => missing(format!(
+                "no stop reason: replication is {}",
+                r.status.as_str()
+            )),
+            None if matches!(asked, Input::Replication(_)) => missing(format!(
+                "the {engine} replication reading does not include {asked}"
+            )),
+            None => missing("the task reading does not include it".into()),
+        }
+    }
+
+    /// Validation figures over every table the engine reports.
+    fn validation_value(&self, which: ReplicationInput) -> InputValue {
+        use ReplicationInput as R;
+        let missing = |why: &str| InputValue::Missing(why.to_string());
+        {
+            let Some(at) = self.replication.tables_at else {
+                return missing("no table statistics yet");
+            };
+            let stats: Vec<_> = self
+                .tables
+                .values()
+                .filter_map(|t| t.stat.as_ref())
+                .collect();
+            if stats.is_empty() {
+                return missing("the task reports no tables");
+            }
+            let mut worst: Option<(u64, &str)> = None;
+            let mut total = 0u64;
+            for s in &stats {
+                let n = match which {
+                    R::ValidationFailed => s.validation_failed.unwrap_or(0),
+                    R::ValidationPending => s.validation_pending.unwrap_or(0),
+                    R::ValidationSuspended => s.validation_suspended.unwrap_or(0),
+                    _ => u64::from(
+                        !s.validation_state
+                            .as_deref()
+                            .is_some_and(|v| v.eq_ignore_ascii_case("validated")),
+                    ),
+                };
+                total += n;
+                if n > 0 && worst.is_none_or(|(w, _)| n > w) {
+                    worst = Some((n, s.table.as_str()));
+                }
+            }
+            InputValue::Known {
+                value: Value::Number(total as f64),
+                observed_at: at,
+                detail: worst.map(|(n, t)| format!("{t}: {n}")),
+            }
+        }
+    }
+
     /// When the trailing run of readings satisfying `gate` began, as far as the input's
     /// own history shows (metric series carry several datapoints per reading).
     pub(super) fn satisfied_since(&self, gate: &Gate, current_at: Ts) -> Ts {
-        let Some(name) = gate.input.metric_name() else {
-            return current_at;
-        };
-        let Some(series) = self.metrics.get(name) else {
+        let Some(series) = self.history(&gate.input) else {
             return current_at;
         };
         // A gap longer than the freshness bound breaks the run: nothing was known then.
@@ -286,6 +356,20 @@ impl State {
             since = at;
         }
         since
+    }
+
+    /// The input's own history, where it has one: metric series and the replication lag
+    /// figures carry several datapoints per reading.
+    fn history(&self, input: &Input) -> Option<&super::Series> {
+        match input.canonical() {
+            Input::Metric(name) => self.metrics.get(&name),
+            Input::Replication(ReplicationInput::LagS) => Some(&self.replication.lag),
+            Input::Replication(ReplicationInput::CaptureLagS) => {
+                Some(&self.replication.capture_lag)
+            }
+            Input::Replication(ReplicationInput::Backlog) => Some(&self.replication.backlog),
+            _ => None,
+        }
     }
 
     /// Evaluates one gate of one step at the state's current time.
@@ -450,22 +534,28 @@ impl State {
 
     fn source_error_for(&self, input: &Input) -> Option<String> {
         use crate::event::SourceKind as K;
-        let kind = match input {
+        use ReplicationInput as R;
+        let kind = match input.canonical() {
+            // Format-1 transcripts carried the lag figures in the metrics source's readings.
+            Input::Replication(R::LagS | R::CaptureLagS | R::Backlog) => {
+                self.replication.figures_from.unwrap_or(K::Replication)
+            }
             Input::TaskStatus
+            | Input::Replication(_)
             | Input::TaskFullLoadPct
             | Input::TaskTablesErrored
+            | Input::CdcLatencySource
+            | Input::CdcLatencyTarget
+            | Input::CdcIncomingChanges
             | Input::ValidationFailed
             | Input::ValidationPending
             | Input::ValidationSuspended
             | Input::ValidationUnvalidated => K::Replication,
-            Input::CdcLatencySource
-            | Input::CdcLatencyTarget
-            | Input::CdcIncomingChanges
-            | Input::Metric(_) => K::Metrics,
+            Input::Metric(_) => K::Metrics,
             Input::DriftRows | Input::DriftMismatched | Input::DriftUnchecked => K::Drift,
             Input::HeartbeatLag => K::Heartbeat,
             Input::DnsValue | Input::DnsStatus | Input::DnsTtl | Input::DnsResolved => K::Dns,
-            Input::ReadOnly(s) | Input::Connections(s) | Input::LongestTrx(s) => K::for_side(*s),
+            Input::ReadOnly(s) | Input::Connections(s) | Input::LongestTrx(s) => K::for_side(s),
         };
         let h = self.health.get(&kind)?;
         let (err_at, err) = h.last_error.as_ref()?;

@@ -4,6 +4,7 @@
 //! timestamp. Live, replay, attach and report all run this same fold.
 
 pub mod gate;
+mod replication;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -11,10 +12,11 @@ use std::sync::Arc;
 
 use crate::event::{
     DatabaseReading, Direction, DnsReading, Event, Reading, Side, SourceKind, TableDrift,
-    TableStat, TaskReading, Ts, WorldMeasures,
+    TableStat, Ts, WorldMeasures,
 };
 use crate::plan::{Action, Plan};
 pub use gate::{GateState, GateStatus, InputValue};
+pub use replication::ReplicationView;
 use serde::{Deserialize, Serialize};
 
 /// How many points each chart keeps.
@@ -119,6 +121,25 @@ pub struct Series {
     pub polled_at: Ts,
 }
 
+impl Series {
+    /// Appends the points newer than the newest one and revises those of the same time
+    /// (CloudWatch revises its newest datapoints as data arrives).
+    pub fn merge(&mut self, polled_at: Ts, unit: Option<&str>, points: &[(Ts, f64)]) {
+        self.polled_at = polled_at;
+        if let Some(unit) = unit {
+            self.unit = Some(unit.to_string());
+        }
+        let newest = self.points.back().map(|p| p.0).unwrap_or(Ts::MIN);
+        for &(t, v) in points {
+            if t > newest {
+                push_capped(&mut self.points, (t, v), HISTORY);
+            } else if let Some(p) = self.points.iter_mut().rev().find(|p| p.0 == t) {
+                p.1 = v;
+            }
+        }
+    }
+}
+
 /// A source's recent health.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Health {
@@ -188,12 +209,11 @@ pub enum OpenDialog {
 pub struct State {
     #[serde(skip, default = "detached_plan")]
     pub plan: Arc<Plan>,
-    pub mode: Option<String>,
+    pub mode: Option<crate::event::SessionMode>,
     pub operator: Option<String>,
     pub now: Ts,
     pub started_at: Option<Ts>,
-    pub task: Option<TaskReading>,
-    pub stats_at: Option<Ts>,
+    pub replication: ReplicationView,
     pub tables: BTreeMap<String, TableView>,
     pub metrics: BTreeMap<String, Series>,
     pub heartbeat: Option<(Ts, f64)>,
@@ -264,21 +284,15 @@ impl State {
     pub fn new(plan: Arc<Plan>) -> Self {
         let n = plan.steps.len();
         let mut metrics = BTreeMap::new();
-        if plan.replication.is_some() {
-            for name in plan.metric_names() {
-                let unit = plan
-                    .metrics
-                    .iter()
-                    .find(|m| m.name == name)
-                    .and_then(|m| m.unit.clone());
-                metrics.insert(
-                    name,
-                    Series {
-                        unit,
-                        ..Series::default()
-                    },
-                );
-            }
+        // The plan's metrics chart from the start, empty until their first datapoints.
+        for m in &plan.metrics {
+            metrics.insert(
+                m.name.clone(),
+                Series {
+                    unit: m.unit.clone(),
+                    ..Series::default()
+                },
+            );
         }
         State {
             plan,
@@ -286,8 +300,7 @@ impl State {
             operator: None,
             now: 0,
             started_at: None,
-            task: None,
-            stats_at: None,
+            replication: ReplicationView::default(),
             tables: BTreeMap::new(),
             metrics,
             heartbeat: None,
@@ -880,42 +893,23 @@ impl State {
             );
         }
         match reading {
-            Reading::Task(t) => {
-                if let Some(prev) = &self.task
-                    && prev.status != t.status
-                {
-                    self.log(at, Level::Info, format!("task {} is {}", t.task, t.status));
-                }
-                self.task = Some(t.clone());
-            }
+            Reading::Replication(r) => self.observe_replication(at, r),
+            Reading::Task(t) => self.observe_legacy_task(at, t),
             Reading::TableStats {
                 observed_at,
                 tables,
-            } => {
-                self.stats_at = Some(*observed_at);
-                for t in tables {
-                    self.tables.entry(t.table.clone()).or_default().stat = Some(t.clone());
-                }
-            }
+            } => self.observe_legacy_tables(*observed_at, tables),
             Reading::Metrics {
                 observed_at,
                 series,
             } => {
                 for s in series {
-                    let entry = self.metrics.entry(s.name.clone()).or_default();
-                    entry.polled_at = *observed_at;
-                    if s.unit.is_some() {
-                        entry.unit = s.unit.clone();
-                    }
-                    let newest = entry.points.back().map(|p| p.0).unwrap_or(Ts::MIN);
-                    for &(t, v) in &s.points {
-                        if t > newest {
-                            push_capped(&mut entry.points, (t, v), HISTORY);
-                        } else if let Some(p) = entry.points.iter_mut().rev().find(|p| p.0 == t) {
-                            // CloudWatch revises the newest datapoints as data arrives.
-                            p.1 = v;
-                        }
-                    }
+                    self.metrics.entry(s.name.clone()).or_default().merge(
+                        *observed_at,
+                        s.unit.as_deref(),
+                        &s.points,
+                    );
+                    self.observe_legacy_cdc(&s.name);
                 }
             }
             Reading::Drift(d) => {

@@ -1,6 +1,8 @@
-//! The replication task: status and stop reason, CDC latency on both sides with their
-//! trend, incoming changes, full-load progress, and the health of the sources feeding it.
-//! Lines are in order of urgency, so a short pane keeps the ones that matter.
+//! Replication, whatever the engine: status and stop reason, the lag figures with their
+//! trend (apply and capture lag, backlog), what the engine counts behind, its positions,
+//! full-load progress, and the health of the sources feeding it. Rows an engine does not
+//! report are left out rather than shown empty. Lines are in order of urgency, so a short
+//! pane keeps the ones that matter.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -16,10 +18,10 @@ use cutover_core::state::Series;
 
 pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     let t = ctx.theme;
-    let summary = match &ctx.state.task {
+    let summary = match ctx.state.replication.status() {
         Some(task) => {
-            let (s, style) = task_symbol(ctx, &task.status);
-            vec![Span::styled(format!("{s} {}", task.status), style)]
+            let (s, style) = task_symbol(ctx, &task.status_text);
+            vec![Span::styled(format!("{s} {}", task.status_text), style)]
         }
         None => vec![Span::styled(
             format!("{} no reading", sym::UNKNOWN),
@@ -48,16 +50,19 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
     let st = ctx.state;
     let t = ctx.theme;
     let mut lines: Vec<Line<'a>> = Vec::with_capacity(6);
-    match &st.task {
+    match st.replication.status() {
         Some(task) => {
-            let (s, style) = task_symbol(ctx, &task.status);
+            let (s, style) = task_symbol(ctx, &task.status_text);
             let mut spans = vec![
                 Span::styled(format!("{s} "), style),
-                Span::styled(task.task.clone(), t.text),
-                Span::styled(format!(" {}", task.status), style),
+                Span::styled(task.name.clone(), t.text),
+                Span::styled(format!(" {}", task.status_text), style),
             ];
             if let Some(reason) = &task.stop_reason {
                 spans.push(Span::styled(format!(" · stop: {reason}"), t.dim));
+            }
+            if let Some(err) = &task.last_error {
+                spans.push(Span::styled(format!(" · error: {err}"), t.bad));
             }
             if ctx.stale(task.observed_at, Input::TaskStatus.default_fresh_ms()) {
                 spans.push(Span::styled(
@@ -90,9 +95,9 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
 
     // CDC latency with its trend: both sides on one line in a compact pane; in a full
     // one, a labelled line per figure with longer trends.
-    let src = st.metrics.get("CDCLatencySource");
-    let tgt = st.metrics.get("CDCLatencyTarget");
-    let incoming = st.metrics.get("CDCIncomingChanges");
+    let src = Some(&st.replication.capture_lag);
+    let tgt = Some(&st.replication.lag);
+    let incoming = Some(&st.replication.backlog);
     let full = frame == Frame::Full;
     let spark_w = if full {
         w.saturating_sub(24).clamp(4, 60)
@@ -125,7 +130,10 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
         lines.push(Line::from(extra));
     }
 
-    if let Some(task) = &st.task {
+    if let Some(task) = st.replication.status() {
+        if let Some(line) = behind(ctx, task, w) {
+            lines.push(line);
+        }
         let mut load = vec![Span::styled("full load ", t.dim)];
         load.push(Span::styled(
             task.full_load_pct
@@ -151,6 +159,35 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
         lines.push(Line::from(load));
     }
     lines
+}
+
+/// What the engine counts behind, and its positions: only what it reports.
+fn behind<'a>(
+    ctx: &Ctx<'a>,
+    r: &cutover_core::event::ReplicationReading,
+    w: usize,
+) -> Option<Line<'a>> {
+    let t = ctx.theme;
+    let mut parts = Vec::new();
+    if let Some(n) = r.behind_transactions {
+        parts.push(format!("{n} transactions behind"));
+    }
+    if let Some(n) = r.behind_bytes {
+        parts.push(format!("{n} bytes behind"));
+    }
+    match (&r.source_position, &r.target_position) {
+        (Some(s), Some(d)) => parts.push(format!("source {s} · target {d}")),
+        (Some(s), None) => parts.push(format!("source {s}")),
+        (None, Some(d)) => parts.push(format!("target {d}")),
+        (None, None) => {}
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(Line::from(Span::styled(
+        truncate(&parts.join(" · "), w),
+        t.text,
+    )))
 }
 
 /// `0.3s ▁▂▁`: the newest value (right-aligned in `value_w` columns), marked stale when its

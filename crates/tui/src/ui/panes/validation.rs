@@ -126,7 +126,7 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             t.running,
         )]
     };
-    if let Some(at) = ctx.state.stats_at
+    if let Some(at) = ctx.state.replication.tables_at
         && ctx.stale(at, Input::ValidationFailed.default_fresh_ms())
     {
         summary.push(Span::styled(

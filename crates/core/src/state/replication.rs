@@ -1,0 +1,145 @@
+//! The replication view: what the cockpit knows of replication, whatever the engine.
+//!
+//! It folds [`Reading::Replication`](crate::event::Reading::Replication), the engine-neutral
+//! reading every backend produces, and the readings transcripts of format 1 carry instead
+//! (`Task`, `TableStats`, and the DMS CDC series inside `Metrics`), so an old transcript
+//! replays and reports as it did when it was recorded. Gate inputs, panes and reports read
+//! only this view.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Series, State};
+use crate::event::{
+    ReplicationEngine, ReplicationReading, ReplicationStatus, SourceKind, TableStat, TaskReading,
+    Ts,
+};
+
+/// The DMS CloudWatch series format-1 transcripts carry the lag figures in.
+const LEGACY_LAG: &str = "CDCLatencyTarget";
+const LEGACY_CAPTURE_LAG: &str = "CDCLatencySource";
+const LEGACY_BACKLOG: &str = "CDCIncomingChanges";
+
+/// Replication as last read, with the lag figures' history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationView {
+    /// The newest status reading. Its samples and tables are moved into the fields below.
+    pub last: Option<ReplicationReading>,
+    /// Apply lag, seconds.
+    pub lag: Series,
+    /// Capture lag, seconds.
+    pub capture_lag: Series,
+    /// Changes waiting to be applied.
+    pub backlog: Series,
+    /// When the per-table state was last read.
+    pub tables_at: Option<Ts>,
+    /// An engine-neutral reading was folded: format-1 metric series no longer feed the lag.
+    pub engine_neutral: bool,
+    /// Which source the lag figures came from (the metrics source in format 1).
+    pub figures_from: Option<SourceKind>,
+}
+
+impl ReplicationView {
+    /// The status reading, if any.
+    pub fn status(&self) -> Option<&ReplicationReading> {
+        self.last.as_ref()
+    }
+}
+
+impl State {
+    /// An engine-neutral reading: replaces the status and the tables, appends the samples.
+    pub(super) fn observe_replication(&mut self, at: Ts, r: &ReplicationReading) {
+        let view = &mut self.replication;
+        view.engine_neutral = true;
+        view.figures_from = Some(SourceKind::Replication);
+        view.lag.merge(r.observed_at, Some("s"), &r.lag_s);
+        view.capture_lag
+            .merge(r.observed_at, Some("s"), &r.capture_lag_s);
+        view.backlog.merge(r.observed_at, None, &r.backlog);
+        if let Some(tables) = &r.tables {
+            view.tables_at = Some(r.observed_at);
+            for t in tables {
+                self.tables.entry(t.table.clone()).or_default().stat = Some(t.clone());
+            }
+        }
+        let mut last = r.clone();
+        last.lag_s.clear();
+        last.capture_lag_s.clear();
+        last.backlog.clear();
+        last.tables = None;
+        self.set_replication_status(at, last);
+    }
+
+    /// Format 1: the task status alone.
+    pub(super) fn observe_legacy_task(&mut self, at: Ts, t: &TaskReading) {
+        let engine = self
+            .plan
+            .replication
+            .as_ref()
+            .map_or(ReplicationEngine::Dms, |r| r.engine);
+        let last = ReplicationReading {
+            observed_at: t.observed_at,
+            engine,
+            name: t.task.clone(),
+            status: ReplicationStatus::from_dms(&t.status),
+            status_text: t.status.clone(),
+            stop_reason: t.stop_reason.clone(),
+            last_error: None,
+            figures_error: None,
+            lag_s: Vec::new(),
+            capture_lag_s: Vec::new(),
+            backlog: Vec::new(),
+            behind_transactions: None,
+            behind_bytes: None,
+            full_load_pct: t.full_load_pct,
+            tables_loaded: t.tables_loaded,
+            tables_loading: t.tables_loading,
+            tables_queued: t.tables_queued,
+            tables_errored: t.tables_errored,
+            tables: None,
+            source_position: None,
+            target_position: None,
+        };
+        self.set_replication_status(at, last);
+    }
+
+    /// Format 1: the table statistics alone.
+    pub(super) fn observe_legacy_tables(&mut self, observed_at: Ts, tables: &[TableStat]) {
+        self.replication.tables_at = Some(observed_at);
+        for t in tables {
+            self.tables.entry(t.table.clone()).or_default().stat = Some(t.clone());
+        }
+    }
+
+    /// Format 1: DMS's CDC series arrived with the other metrics. They feed the lag figures
+    /// until an engine-neutral reading arrives (which carries its own).
+    pub(super) fn observe_legacy_cdc(&mut self, name: &str) {
+        let view = &mut self.replication;
+        if view.engine_neutral {
+            return;
+        }
+        let Some(series) = self.metrics.get(name) else {
+            return;
+        };
+        let target = match name {
+            LEGACY_LAG => &mut view.lag,
+            LEGACY_CAPTURE_LAG => &mut view.capture_lag,
+            LEGACY_BACKLOG => &mut view.backlog,
+            _ => return,
+        };
+        *target = series.clone();
+        view.figures_from = Some(SourceKind::Metrics);
+    }
+
+    fn set_replication_status(&mut self, at: Ts, last: ReplicationReading) {
+        let changed = self
+            .replication
+            .last
+            .as_ref()
+            .is_some_and(|prev| prev.status_text != last.status_text);
+        let text = format!("task {} is {}", last.name, last.status_text);
+        self.replication.last = Some(last);
+        if changed {
+            self.log(at, super::Level::Info, text);
+        }
+    }
+}
