@@ -98,6 +98,23 @@ struct Composite {
     sql: Option<SqlActuator>,
 }
 
+impl Composite {
+    /// DMS tasks and Route 53 records: the AWS actuator.
+    async fn route53_or_dms(
+        &self,
+        plan: &Plan,
+        action: &Action,
+        out: &Output,
+    ) -> Result<String, ActionError> {
+        match &self.aws {
+            Some(aws) => aws.run(plan, action, out).await,
+            None => Err(ActionError::new(
+                "no AWS backend for this action: add [replication] engine = \"dms\" or a [dns] section",
+            )),
+        }
+    }
+}
+
 impl Actuator for Composite {
     fn run<'a>(
         &'a self,
@@ -114,14 +131,21 @@ impl Actuator for Composite {
                         "no database connection for a SQL action: give [source] and [target] a mysql or postgres url",
                     )),
                 },
-                Action::ReplicationStop | Action::ReplicationStart | Action::Dns { .. } => {
-                    match &self.aws {
-                        Some(aws) => aws.run(plan, action, out).await,
+                // Replication actions go to the plan's engine; each engine is one arm.
+                Action::ReplicationStop | Action::ReplicationStart => {
+                    match plan.replication.as_ref().map(|r| r.engine) {
+                        Some(ReplicationEngine::Dms) => {
+                            self.route53_or_dms(plan, action, out).await
+                        }
+                        Some(ReplicationEngine::Rehearsal) => Err(ActionError::new(
+                            "the rehearsal replicator runs only inside `cutover rehearse`; give [replication] a real engine (dms) for `cutover run`",
+                        )),
                         None => Err(ActionError::new(
-                            "no AWS backend for this action: add [replication] engine = \"dms\" or a [dns] section",
+                            "a replication action needs a [replication] section naming the engine",
                         )),
                     }
                 }
+                Action::Dns { .. } => self.route53_or_dms(plan, action, out).await,
                 Action::None => Ok("checked".into()),
                 Action::Manual { .. } => Ok("confirmed done by the operator".into()),
             }

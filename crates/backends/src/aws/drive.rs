@@ -15,6 +15,7 @@ use super::error::{FailureKind, describe};
 use super::read::{DmsRead, Route53Read};
 use super::route53::{current_value, find_zone, fqdn, rr_type};
 use super::{ChangeTracker, Tuning};
+use cutover_core::event::Direction;
 use cutover_core::plan::{Action, DnsRecord, Plan, ReplicationEngine};
 use cutover_runtime::action::{ActionError, Actuator, Output};
 use cutover_runtime::source::BoxFuture;
@@ -182,6 +183,13 @@ impl AwsActuator {
             "starting" => None,
             // Resume CDC from where it stopped: a fresh start would reload every table.
             "stopped" | "failed" => Some(StartReplicationTaskTypeValue::ResumeProcessing),
+            // A task that never ran: starting it is a full load, which drops the target's
+            // tables under the default preparation mode. Never as an undo.
+            "ready" if out.direction() == Direction::Undo => {
+                return Err(fail(format!(
+                    "task {task} is ready (it never replicated): starting it now would run a full load and may drop the target's tables; during a rollback this is refused — check the task and start it by hand if that is what you want"
+                )));
+            }
             "ready" => Some(StartReplicationTaskTypeValue::StartReplication),
             other => {
                 return Err(fail(format!(

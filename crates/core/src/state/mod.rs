@@ -226,6 +226,11 @@ pub struct State {
     /// (step, gate) -> since when its condition has held on fresh readings.
     #[serde(with = "holds_as_list")]
     pub holds: HashMap<(usize, usize), Ts>,
+    /// (step, gate) -> when the newest reading that kept its hold was taken. A hold whose
+    /// reading went stale before the next one arrived is broken, even if no event fell in
+    /// the gap to notice.
+    #[serde(with = "holds_as_list", default)]
+    hold_seen: HashMap<(usize, usize), Ts>,
     /// The next step's gate states, to log their changes.
     next_gates: Vec<GateState>,
     next_gates_step: Option<usize>,
@@ -311,6 +316,7 @@ impl State {
             health: BTreeMap::new(),
             steps: (0..n).map(|_| StepState::new()).collect(),
             holds: HashMap::new(),
+            hold_seen: HashMap::new(),
             next_gates: Vec::new(),
             next_gates_step: None,
             rollback: None,
@@ -984,9 +990,11 @@ impl State {
     fn update_holds(&mut self, next: Option<usize>, inputs: &[InputValue]) {
         let Some(si) = next else {
             self.holds.clear();
+            self.hold_seen.clear();
             return;
         };
         self.holds.retain(|(s, _), _| *s == si);
+        self.hold_seen.retain(|(s, _), _| *s == si);
         let plan = Arc::clone(&self.plan);
         let not_before = self.readings_not_before(si);
         for ((gi, gate), input) in plan.steps[si].gates.iter().enumerate().zip(inputs) {
@@ -1003,12 +1011,22 @@ impl State {
             };
             match holding {
                 Some(observed_at) => {
+                    let gap = self
+                        .hold_seen
+                        .get(&(si, gi))
+                        .is_some_and(|seen| observed_at - seen > gate.fresh_ms());
+                    if gap {
+                        self.holds.remove(&(si, gi));
+                    }
                     let since = self.satisfied_since(gate, observed_at);
                     let since = not_before.map_or(since, |nb| since.max(nb));
                     self.holds.entry((si, gi)).or_insert(since);
+                    let seen = self.hold_seen.entry((si, gi)).or_insert(observed_at);
+                    *seen = (*seen).max(observed_at);
                 }
                 None => {
                     self.holds.remove(&(si, gi));
+                    self.hold_seen.remove(&(si, gi));
                 }
             }
         }

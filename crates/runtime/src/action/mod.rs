@@ -40,6 +40,17 @@ impl Output {
         }
     }
 
+    /// Whether the action runs its step forward or undoes it (a rollback): actuators act
+    /// more carefully on the way back (e.g. DMS never reloads a task during a rollback).
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The step the action belongs to.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
     pub fn line(&self, line: impl Into<String>) {
         // The cockpit may already be shutting down; a lost progress line is harmless.
         let _ = self.tx.send(Event::ActionOutput {
