@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use cutover_core::event::{Event, Ts};
 
 use super::{
-    ChainFields, EventLineIn, FORMAT, HeaderLine, HeaderProbe, MIN_VERSION, Reader, VERSION,
-    line_hash,
+    ChainFields, EventLineIn, FORMAT, Header, HeaderLine, HeaderProbe, MIN_VERSION, Reader,
+    VERSION, line_hash,
 };
 
 /// Why a line is bad.
@@ -246,27 +246,40 @@ enum Cause {
     Seq { found: u64, expected: u64 },
 }
 
+fn unreadable(line: usize, kind: ProblemKind, detail: String) -> Verdict {
+    Verdict::Unreadable(Problem { line, kind, detail })
+}
+
+fn problem(line: usize, kind: ProblemKind, detail: String) -> Problem {
+    Problem { line, kind, detail }
+}
+
+impl VerifyReport {
+    /// A report with nothing found yet: intact until a line says otherwise.
+    fn new(path: &Path) -> Self {
+        VerifyReport {
+            path: path.to_path_buf(),
+            verdict: Verdict::Intact,
+            version: None,
+            plan_name: None,
+            operator: None,
+            mode: None,
+            lines: 0,
+            intact_records: 0,
+            last_seq: 0,
+            last_hash: String::new(),
+            first_at: None,
+            last_at: None,
+            ended: false,
+            later_breaks: 0,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Audits the transcript at `path`. Never fails: every problem is in the report.
 pub fn verify(path: &Path) -> VerifyReport {
-    let mut report = VerifyReport {
-        path: path.to_path_buf(),
-        verdict: Verdict::Intact,
-        version: None,
-        plan_name: None,
-        operator: None,
-        mode: None,
-        lines: 0,
-        intact_records: 0,
-        last_seq: 0,
-        last_hash: String::new(),
-        first_at: None,
-        last_at: None,
-        ended: false,
-        later_breaks: 0,
-        notes: Vec::new(),
-    };
-    let unreadable =
-        |line, kind, detail: String| Verdict::Unreadable(Problem { line, kind, detail });
+    let mut report = VerifyReport::new(path);
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -279,9 +292,20 @@ pub fn verify(path: &Path) -> VerifyReport {
         }
     };
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut raw = Vec::new();
+    let Some((header, header_hash)) = read_header(&mut reader, &mut report) else {
+        return report;
+    };
+    let Some(scan) = scan_records(&mut reader, header_hash, &mut report) else {
+        return report;
+    };
+    conclude(path, header, scan, report)
+}
 
-    // Line 1: the header.
+/// Line 1: the header and its hash, or `None` when the report already says why nothing
+/// after it can be checked. A header whose plan was edited is returned (and reported):
+/// the records after it still chain to it.
+fn read_header(reader: &mut impl BufRead, report: &mut VerifyReport) -> Option<(Header, String)> {
+    let mut raw = Vec::new();
     match reader.read_until(b'\n', &mut raw) {
         Ok(0) => {
             report.verdict = Verdict::Damaged(Problem {
@@ -289,42 +313,55 @@ pub fn verify(path: &Path) -> VerifyReport {
                 kind: ProblemKind::Truncated,
                 detail: "the file is empty: even the header is gone".into(),
             });
-            return report;
+            return None;
         }
         Ok(_) => {}
         Err(e) => {
             report.verdict = unreadable(1, ProblemKind::Unreadable, format!("read error: {e}"));
-            return report;
+            return None;
         }
     }
     report.lines = 1;
     let complete = raw.last() == Some(&b'\n');
-    let head = raw.strip_suffix(b"\n").unwrap_or(&raw).to_vec();
-    match serde_json::from_slice::<HeaderProbe>(&head) {
+    let head = raw.strip_suffix(b"\n").unwrap_or(&raw);
+    if let Some(verdict) = probe_header(head) {
+        report.verdict = verdict;
+        return None;
+    }
+    let header = parse_header(head, complete, report)?;
+    let header_hash = line_hash(head);
+    report.last_hash = header_hash.clone();
+    Some((header, header_hash))
+}
+
+/// Refuses another format or a version this program does not know, before the rest of the
+/// header (whose shape may differ in that version) is parsed.
+fn probe_header(head: &[u8]) -> Option<Verdict> {
+    match serde_json::from_slice::<HeaderProbe>(head) {
         Ok(probe)
             if probe.format == FORMAT && !(MIN_VERSION..=VERSION).contains(&probe.version) =>
         {
-            report.verdict = unreadable(
+            Some(unreadable(
                 1,
                 ProblemKind::UnknownVersion,
                 super::unknown_version(probe.version),
-            );
-            return report;
+            ))
         }
-        Ok(probe) if probe.format != FORMAT => {
-            report.verdict = unreadable(
-                1,
-                ProblemKind::Unreadable,
-                format!(
-                    "format is \"{}\", expected \"{FORMAT}\": not a cutover transcript",
-                    probe.format
-                ),
-            );
-            return report;
-        }
-        _ => {}
+        Ok(probe) if probe.format != FORMAT => Some(unreadable(
+            1,
+            ProblemKind::Unreadable,
+            format!(
+                "format is \"{}\", expected \"{FORMAT}\": not a cutover transcript",
+                probe.format
+            ),
+        )),
+        _ => None,
     }
-    let header_ok = match serde_json::from_slice::<HeaderLine>(&head) {
+}
+
+/// Parses the header into the report; `None` (with the verdict set) when it does not parse.
+fn parse_header(head: &[u8], complete: bool, report: &mut VerifyReport) -> Option<Header> {
+    match serde_json::from_slice::<HeaderLine>(head) {
         Ok(h) => {
             report.version = Some(h.version);
             report.plan_name = Some(h.header.plan_name.clone());
@@ -342,7 +379,7 @@ pub fn verify(path: &Path) -> VerifyReport {
             Some(h.header)
         }
         Err(e) => {
-            let ours = memchr::memmem::find(&head, FORMAT.as_bytes()).is_some();
+            let ours = memchr::memmem::find(head, FORMAT.as_bytes()).is_some();
             report.verdict = if !complete && ours {
                 Verdict::Damaged(Problem {
                     line: 1,
@@ -364,24 +401,40 @@ pub fn verify(path: &Path) -> VerifyReport {
             };
             None
         }
-    };
-    if header_ok.is_none() {
-        return report;
     }
-    let header_hash = line_hash(&head);
-    report.last_hash = header_hash.clone();
+}
 
-    // Pass one: every line's hash and chain fields; the first line that breaks the chain,
-    // the sequence or the schema.
-    let mut info: Vec<LineInfo> = vec![LineInfo {
-        h64: h64_of_hex(&header_hash).unwrap_or(0),
-        seq: Some(0),
-        prev64: None,
-    }];
-    let mut prev_full = header_hash;
-    let mut prev_seq = 0u64;
-    let mut first: Option<(usize, Cause)> = None;
-    let mut last_event: Option<Event> = None;
+/// What pass one has seen so far.
+struct Scan {
+    /// One entry per line, the header's first.
+    info: Vec<LineInfo>,
+    /// Hash and seq of the last line that chained.
+    prev_full: String,
+    prev_seq: u64,
+    /// The first bad line (1-based) and why.
+    first: Option<(usize, Cause)>,
+    last_event: Option<Event>,
+}
+
+/// Pass one: every line's hash and chain fields; the first line that breaks the chain,
+/// the sequence or the schema. `None` when a read error made the file unreadable.
+fn scan_records(
+    reader: &mut impl BufRead,
+    header_hash: String,
+    report: &mut VerifyReport,
+) -> Option<Scan> {
+    let mut scan = Scan {
+        info: vec![LineInfo {
+            h64: h64_of_hex(&header_hash).unwrap_or(0),
+            seq: Some(0),
+            prev64: None,
+        }],
+        prev_full: header_hash,
+        prev_seq: 0,
+        first: None,
+        last_event: None,
+    };
+    let mut raw = Vec::new();
     loop {
         raw.clear();
         match reader.read_until(b'\n', &mut raw) {
@@ -393,21 +446,29 @@ pub fn verify(path: &Path) -> VerifyReport {
                     ProblemKind::Unreadable,
                     format!("read error: {e}"),
                 );
-                return report;
+                return None;
             }
         }
         report.lines += 1;
+        scan.line(&raw, report);
+    }
+    if scan.first.is_none() {
+        report.last_hash = scan.prev_full.clone();
+    }
+    report.ended = matches!(scan.last_event, Some(Event::SessionEnded { .. }));
+    Some(scan)
+}
+
+impl Scan {
+    /// Takes line number `report.lines`, `raw` with its newline if it has one.
+    fn line(&mut self, raw: &[u8], report: &mut VerifyReport) {
         let lineno = report.lines;
         let complete = raw.last() == Some(&b'\n');
-        let line = if complete {
-            &raw[..raw.len() - 1]
-        } else {
-            &raw[..]
-        };
+        let line = if complete { &raw[..raw.len() - 1] } else { raw };
         let full = line_hash(line);
         // The whole record once; only a record that fails is parsed again for its chain
         // fields, to tell a schema problem from a broken line.
-        let parsed = if first.is_some() {
+        let parsed = if self.first.is_some() {
             Err(None)
         } else {
             serde_json::from_slice::<EventLineIn>(line).map_err(Some)
@@ -419,59 +480,69 @@ pub fn verify(path: &Path) -> VerifyReport {
             }),
             Err(_) => serde_json::from_slice(line).ok(),
         };
-        info.push(LineInfo {
+        self.info.push(LineInfo {
             h64: h64_of_hex(&full).unwrap_or(0),
             seq: chain.as_ref().map(|c| c.seq),
             prev64: chain.as_ref().and_then(|c| h64_of_hex(&c.prev)),
         });
-        if first.is_some() {
-            let prev_h = info[lineno - 2].h64;
-            if info[lineno - 1].prev64 != Some(prev_h) {
+        if self.first.is_some() {
+            let prev_h = self.info[lineno - 2].h64;
+            if self.info[lineno - 1].prev64 != Some(prev_h) {
                 report.later_breaks += 1;
             }
-            continue;
+            return;
         }
-        let cause = match (&chain, parsed) {
-            (_, Ok(rec)) if rec.prev != prev_full => Some(Cause::Chain),
-            (_, Ok(rec)) if rec.seq != prev_seq + 1 => Some(Cause::Seq {
+        match self.cause(chain, parsed, complete, report) {
+            None => {
+                self.prev_full = full;
+                self.prev_seq = report.last_seq;
+            }
+            Some(c) => {
+                self.first = Some((lineno, c));
+                report.last_hash = self.prev_full.clone();
+            }
+        }
+    }
+
+    /// Why a line is the first bad one; `None` when it chains, and then it is counted.
+    fn cause(
+        &mut self,
+        chain: Option<ChainFields>,
+        parsed: Result<EventLineIn, Option<serde_json::Error>>,
+        complete: bool,
+        report: &mut VerifyReport,
+    ) -> Option<Cause> {
+        match (&chain, parsed) {
+            (_, Ok(rec)) if rec.prev != self.prev_full => Some(Cause::Chain),
+            (_, Ok(rec)) if rec.seq != self.prev_seq + 1 => Some(Cause::Seq {
                 found: rec.seq,
-                expected: prev_seq + 1,
+                expected: self.prev_seq + 1,
             }),
             (_, Ok(rec)) => {
                 report.intact_records += 1;
                 report.last_seq = rec.seq;
                 report.first_at.get_or_insert(rec.event.at());
                 report.last_at = Some(rec.event.at());
-                last_event = Some(rec.event);
+                self.last_event = Some(rec.event);
                 None
             }
-            (Some(c), Err(_)) if c.prev != prev_full => Some(Cause::Chain),
+            (Some(c), Err(_)) if c.prev != self.prev_full => Some(Cause::Chain),
             (chain, Err(e)) => Some(Cause::Unparsable {
                 complete,
                 error: e.map(|e| e.to_string()).unwrap_or_default(),
                 schema: chain.is_some(),
             }),
-        };
-        match cause {
-            None => {
-                prev_full = full;
-                prev_seq = report.last_seq;
-            }
-            Some(c) => {
-                first = Some((lineno, c));
-                report.last_hash = prev_full.clone();
-            }
         }
     }
-    if first.is_none() {
-        report.last_hash = prev_full;
-    }
-    report.ended = matches!(last_event, Some(Event::SessionEnded { .. }));
+}
 
-    if let Some((i, cause)) = first {
+/// The verdict after pass one, then what an intact file still deserves: the note on an
+/// interrupted session and the check of the file a resumed session continues.
+fn conclude(path: &Path, header: Header, scan: Scan, mut report: VerifyReport) -> VerifyReport {
+    if let Some((i, cause)) = scan.first {
         // A header found edited already is the first bad line.
         if report.verdict == Verdict::Intact {
-            report.verdict = Verdict::Damaged(classify(&info, i, cause, report.lines));
+            report.verdict = Verdict::Damaged(classify(&scan.info, i, cause, report.lines));
         }
         return report;
     }
@@ -486,7 +557,7 @@ pub fn verify(path: &Path) -> VerifyReport {
                 .into(),
         );
     }
-    if let Some(from) = header_ok.and_then(|h| h.resumed_from) {
+    if let Some(from) = header.resumed_from {
         check_link(path, &from, &mut report);
     }
     report
@@ -494,208 +565,258 @@ pub fn verify(path: &Path) -> VerifyReport {
 
 /// Names the first bad line and why, from the evidence around line `i` (1-based).
 fn classify(info: &[LineInfo], i: usize, cause: Cause, lines: usize) -> Problem {
-    let at = |n: usize| info.get(n - 1);
-    let p = |line, kind, detail: String| Problem { line, kind, detail };
-    // Does the next line chain over line i to line i-1? Then line i was inserted.
-    let jumped_over = |i: usize| -> bool {
-        match (at(i + 1), at(i - 1)) {
-            (Some(next), Some(before)) => next.prev64 == Some(before.h64),
-            _ => false,
-        }
-    };
     match cause {
         Cause::Unparsable {
             complete,
             error,
             schema,
-        } => {
-            if !complete && i == lines {
-                return p(
-                    i,
-                    ProblemKind::Truncated,
-                    format!(
-                        "line {i} is cut short (no newline, not a complete record): the file was truncated \
-                         (a crash mid-write, or cut by hand); the records before it are intact"
-                    ),
-                );
-            }
-            if jumped_over(i) {
-                return p(
-                    i,
-                    ProblemKind::Inserted,
-                    format!(
-                        "line {i} was inserted: it is not a record, and line {} chains to line {}",
-                        i + 1,
-                        i - 1
-                    ),
-                );
-            }
-            let what = if schema {
-                "does not match the record schema"
-            } else {
-                "is not a valid record"
-            };
-            p(
-                i,
-                ProblemKind::Edited,
-                format!("line {i} was edited: it {what}: {error}"),
-            )
-        }
-        Cause::Seq { found, expected } => {
-            if jumped_over(i) {
-                return p(
-                    i,
-                    ProblemKind::Inserted,
-                    format!(
-                        "line {i} was inserted: line {} chains to line {} over it",
-                        i + 1,
-                        i - 1
-                    ),
-                );
-            }
-            if found < expected {
-                // It chains to the line before it, so it was written there: its seq was changed.
-                p(
-                    i,
-                    ProblemKind::Edited,
-                    format!(
-                        "line {i} was edited: its seq is {found} where {expected} was expected, yet it chains to line {}",
-                        i - 1
-                    ),
+        } => classify_unparsable(info, i, lines, complete, &error, schema),
+        Cause::Seq { found, expected } => classify_seq(info, i, found, expected),
+        Cause::Chain => classify_chain(info, i),
+    }
+}
+
+/// Line `n` (1-based).
+fn line_at(info: &[LineInfo], n: usize) -> Option<&LineInfo> {
+    info.get(n - 1)
+}
+
+/// Does the next line chain over line i to line i-1? Then line i was inserted.
+fn jumped_over(info: &[LineInfo], i: usize) -> bool {
+    match (line_at(info, i + 1), line_at(info, i - 1)) {
+        (Some(next), Some(before)) => next.prev64 == Some(before.h64),
+        _ => false,
+    }
+}
+
+/// Line `i` is not a record: cut short at the end, inserted, or edited.
+fn classify_unparsable(
+    info: &[LineInfo],
+    i: usize,
+    lines: usize,
+    complete: bool,
+    error: &str,
+    schema: bool,
+) -> Problem {
+    if !complete && i == lines {
+        return problem(
+            i,
+            ProblemKind::Truncated,
+            format!(
+                "line {i} is cut short (no newline, not a complete record): the file was truncated \
+                 (a crash mid-write, or cut by hand); the records before it are intact"
+            ),
+        );
+    }
+    if jumped_over(info, i) {
+        return problem(
+            i,
+            ProblemKind::Inserted,
+            format!(
+                "line {i} was inserted: it is not a record, and line {} chains to line {}",
+                i + 1,
+                i - 1
+            ),
+        );
+    }
+    let what = if schema {
+        "does not match the record schema"
+    } else {
+        "is not a valid record"
+    };
+    problem(
+        i,
+        ProblemKind::Edited,
+        format!("line {i} was edited: it {what}: {error}"),
+    )
+}
+
+/// Line `i` chains to the line before it but its seq does not follow.
+fn classify_seq(info: &[LineInfo], i: usize, found: u64, expected: u64) -> Problem {
+    if jumped_over(info, i) {
+        return problem(
+            i,
+            ProblemKind::Inserted,
+            format!(
+                "line {i} was inserted: line {} chains to line {} over it",
+                i + 1,
+                i - 1
+            ),
+        );
+    }
+    if found < expected {
+        // It chains to the line before it, so it was written there: its seq was changed.
+        problem(
+            i,
+            ProblemKind::Edited,
+            format!(
+                "line {i} was edited: its seq is {found} where {expected} was expected, yet it chains to line {}",
+                i - 1
+            ),
+        )
+    } else {
+        problem(
+            i,
+            ProblemKind::Edited,
+            format!(
+                "line {i} was edited: its seq jumps from {} to {found}, yet it chains to line {}",
+                expected - 1,
+                i - 1
+            ),
+        )
+    }
+}
+
+/// Line `i`'s `prev` does not match line `i - 1`: told apart by the line it does chain to,
+/// if any, and then by its seq.
+fn classify_chain(info: &[LineInfo], i: usize) -> Problem {
+    let me = info[i - 1];
+    if let Some(found) = inserted_just_before(info, i, me) {
+        return found;
+    }
+    let by_hash: HashMap<u64, usize> = info
+        .iter()
+        .enumerate()
+        .map(|(n, l)| (l.h64, n + 1))
+        .collect();
+    if let Some(&j) = me.prev64.and_then(|h| by_hash.get(&h))
+        && let Some(found) = chains_to_another_line(info, &by_hash, i, j)
+    {
+        return found;
+    }
+    classify_by_seq(info, i, me)
+}
+
+/// Line `i` is a copy of the line before it, or line `i - 1` was jumped over.
+fn inserted_just_before(info: &[LineInfo], i: usize, me: LineInfo) -> Option<Problem> {
+    if me.h64 == info[i - 2].h64 {
+        return Some(problem(
+            i,
+            ProblemKind::Inserted,
+            format!("line {i} was inserted: it is a copy of line {}", i - 1),
+        ));
+    }
+    if i >= 3 && me.prev64 == Some(info[i - 3].h64) {
+        return Some(problem(
+            i - 1,
+            ProblemKind::Inserted,
+            format!(
+                "line {} was inserted: line {i} chains to line {} over it",
+                i - 1,
+                i - 2
+            ),
+        ));
+    }
+    None
+}
+
+/// Line `i` was written right after line `j`: later in the file (reordered), or earlier
+/// with lines moved or inserted between them.
+fn chains_to_another_line(
+    info: &[LineInfo],
+    by_hash: &HashMap<u64, usize>,
+    i: usize,
+    j: usize,
+) -> Option<Problem> {
+    if j > i {
+        return Some(problem(
+            i,
+            ProblemKind::Reordered,
+            format!(
+                "line {i} is out of order: it was written right after line {j}, which now comes later"
+            ),
+        ));
+    }
+    if j == i {
+        return None;
+    }
+    // Lines j+1..i-1 sit between a record and the one written after it.
+    let moved = (j + 1..i).any(|n| {
+        let l = info[n - 1];
+        let chains_elsewhere = l
+            .prev64
+            .and_then(|h| by_hash.get(&h))
+            .is_some_and(|&m| m + 1 != n);
+        let referenced = info.iter().any(|o| o.prev64 == Some(l.h64));
+        chains_elsewhere || referenced
+    });
+    let kind = if moved {
+        ProblemKind::Reordered
+    } else {
+        ProblemKind::Inserted
+    };
+    let verb = if moved {
+        "were moved here"
+    } else {
+        "were inserted"
+    };
+    Some(problem(
+        j + 1,
+        kind,
+        format!(
+            "lines {}..{} {verb}: line {i} was written right after line {j}",
+            j + 1,
+            i - 1
+        ),
+    ))
+}
+
+/// Line `i`'s `prev` matches no line: a gap in seq is a deletion, a seq going back a move;
+/// a seq that follows means an edit.
+fn classify_by_seq(info: &[LineInfo], i: usize, me: LineInfo) -> Problem {
+    let before_seq = info[i - 2].seq;
+    match (me.seq, before_seq) {
+        (Some(s), Some(b)) if s > b + 1 => problem(
+            i,
+            ProblemKind::Deleted,
+            if s == b + 2 {
+                format!(
+                    "record seq {} was deleted before line {i}: line {i} (seq {s}) follows a line that is not in the file",
+                    b + 1
                 )
             } else {
-                p(
-                    i,
-                    ProblemKind::Edited,
-                    format!(
-                        "line {i} was edited: its seq jumps from {} to {found}, yet it chains to line {}",
-                        expected - 1,
-                        i - 1
-                    ),
+                format!(
+                    "records seq {}..{} were deleted before line {i}: line {i} (seq {s}) follows a line that is not in the file",
+                    b + 1,
+                    s - 1
                 )
-            }
-        }
-        Cause::Chain => {
-            let me = info[i - 1];
-            let prev = me.prev64;
-            if me.h64 == info[i - 2].h64 {
-                return p(
-                    i,
-                    ProblemKind::Inserted,
-                    format!("line {i} was inserted: it is a copy of line {}", i - 1),
-                );
-            }
-            if i >= 3 && prev == Some(info[i - 3].h64) {
-                return p(
-                    i - 1,
-                    ProblemKind::Inserted,
-                    format!(
-                        "line {} was inserted: line {i} chains to line {} over it",
-                        i - 1,
-                        i - 2
-                    ),
-                );
-            }
-            let by_hash: HashMap<u64, usize> = info
-                .iter()
-                .enumerate()
-                .map(|(n, l)| (l.h64, n + 1))
-                .collect();
-            if let Some(&j) = prev.and_then(|h| by_hash.get(&h)) {
-                if j > i {
-                    return p(
-                        i,
-                        ProblemKind::Reordered,
-                        format!(
-                            "line {i} is out of order: it was written right after line {j}, which now comes later"
-                        ),
-                    );
-                }
-                if j < i {
-                    // Lines j+1..i-1 sit between a record and the one written after it.
-                    let moved = (j + 1..i).any(|n| {
-                        let l = info[n - 1];
-                        let chains_elsewhere = l
-                            .prev64
-                            .and_then(|h| by_hash.get(&h))
-                            .is_some_and(|&m| m + 1 != n);
-                        let referenced = info.iter().any(|o| o.prev64 == Some(l.h64));
-                        chains_elsewhere || referenced
-                    });
-                    let kind = if moved {
-                        ProblemKind::Reordered
-                    } else {
-                        ProblemKind::Inserted
-                    };
-                    let verb = if moved {
-                        "were moved here"
-                    } else {
-                        "were inserted"
-                    };
-                    return p(
-                        j + 1,
-                        kind,
-                        format!(
-                            "lines {}..{} {verb}: line {i} was written right after line {j}",
-                            j + 1,
-                            i - 1
-                        ),
-                    );
-                }
-            }
-            let before_seq = info[i - 2].seq;
-            match (me.seq, before_seq) {
-                (Some(s), Some(b)) if s > b + 1 => p(
-                    i,
-                    ProblemKind::Deleted,
-                    if s == b + 2 {
-                        format!(
-                            "record seq {} was deleted before line {i}: line {i} (seq {s}) follows a line that is not in the file",
-                            b + 1
-                        )
-                    } else {
-                        format!(
-                            "records seq {}..{} were deleted before line {i}: line {i} (seq {s}) follows a line that is not in the file",
-                            b + 1,
-                            s - 1
-                        )
-                    },
-                ),
-                (Some(s), Some(b)) if s <= b => p(
-                    i,
-                    ProblemKind::Reordered,
-                    format!(
-                        "line {i} is out of order: its seq {s} goes back (the line before it has seq {b})"
-                    ),
-                ),
-                _ => {
-                    // seq follows: either line i-1 changed (its hash no longer matches), or
-                    // line i's own prev was changed — then line i+1 breaks too.
-                    let next_breaks = at(i + 1).is_some_and(|n| n.prev64 != Some(me.h64));
-                    if next_breaks {
-                        p(
-                            i,
-                            ProblemKind::Edited,
-                            format!(
-                                "line {i} was edited: its prev matches no line, and line {} no longer chains to it",
-                                i + 1
-                            ),
-                        )
-                    } else {
-                        let what = if i - 1 == 1 {
-                            "the header (line 1)".to_string()
-                        } else {
-                            format!("line {}", i - 1)
-                        };
-                        p(
-                            i - 1,
-                            ProblemKind::Edited,
-                            format!("{what} was edited: line {i} records a different hash for it"),
-                        )
-                    }
-                }
-            }
-        }
+            },
+        ),
+        (Some(s), Some(b)) if s <= b => problem(
+            i,
+            ProblemKind::Reordered,
+            format!(
+                "line {i} is out of order: its seq {s} goes back (the line before it has seq {b})"
+            ),
+        ),
+        _ => classify_edit(info, i, me),
+    }
+}
+
+/// Seq follows: either line i-1 changed (its hash no longer matches), or line i's own prev
+/// was changed — then line i+1 breaks too.
+fn classify_edit(info: &[LineInfo], i: usize, me: LineInfo) -> Problem {
+    let next_breaks = line_at(info, i + 1).is_some_and(|n| n.prev64 != Some(me.h64));
+    if next_breaks {
+        problem(
+            i,
+            ProblemKind::Edited,
+            format!(
+                "line {i} was edited: its prev matches no line, and line {} no longer chains to it",
+                i + 1
+            ),
+        )
+    } else {
+        let what = if i - 1 == 1 {
+            "the header (line 1)".to_string()
+        } else {
+            format!("line {}", i - 1)
+        };
+        problem(
+            i - 1,
+            ProblemKind::Edited,
+            format!("{what} was edited: line {i} records a different hash for it"),
+        )
     }
 }
 
