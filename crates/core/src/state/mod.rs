@@ -1070,4 +1070,6 @@ impl State {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
