@@ -1072,4 +1072,6 @@ impl State {
 #[cfg(test)]
 mod props;
 #[cfg(test)]
+mod snap_tests;
+#[cfg(test)]
 mod tests;
