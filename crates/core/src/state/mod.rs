@@ -1082,4 +1082,8 @@ impl State {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
+mod snap_tests;
+#[cfg(test)]
 mod tests;
