@@ -1014,7 +1014,9 @@ impl State {
                     let gap = self
                         .hold_seen
                         .get(&(si, gi))
-                        .is_some_and(|seen| observed_at - seen > gate.fresh_ms());
+                        // Stale by the time this reading arrived: nothing fresh was known
+                        // in between.
+                        .is_some_and(|seen| self.now - seen > gate.fresh_ms());
                     if gap {
                         self.holds.remove(&(si, gi));
                     }
