@@ -3,6 +3,7 @@
 //! `State::apply` never reads the clock, the network or the disk: "now" is the newest event
 //! timestamp. Live, replay, attach and report all run this same fold.
 
+mod fold;
 pub mod gate;
 mod replication;
 mod view;
@@ -11,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::event::{
-    DatabaseReading, Direction, DnsReading, Event, Reading, Side, SourceKind, TableDrift,
-    TableStat, Ts, WorldMeasures,
+    DatabaseReading, Direction, DnsReading, Reading, Side, SourceKind, TableDrift, TableStat, Ts,
+    WorldMeasures,
 };
 use crate::plan::{Action, Plan};
 pub use gate::{GateState, GateStatus, InputValue};
@@ -509,291 +510,6 @@ impl State {
         }
     }
 
-    /// Folds one event into the state and returns the effects it asks for.
-    pub fn apply(&mut self, ev: &Event) -> Vec<Effect> {
-        let at = ev.at();
-        self.now = self.now.max(at);
-        self.events += 1;
-        let mut effects = Vec::new();
-        match ev {
-            Event::SessionStarted { mode, operator, .. } => {
-                if self.started_at.is_none() {
-                    self.started_at = Some(at);
-                } else {
-                    self.restarted(at);
-                }
-                self.mode = Some(mode.clone());
-                self.operator = Some(operator.clone());
-                self.log(
-                    at,
-                    Level::Info,
-                    format!("session started ({mode}) by {operator}"),
-                );
-            }
-            Event::Tick { .. } => {}
-            Event::Observed { reading, .. } => self.observe(at, reading),
-            Event::SourceFailed { source, error, .. } => {
-                let h = self.health.entry(*source).or_default();
-                let repeated = h.current_error() == Some(error.as_str());
-                h.last_error = Some((at, error.clone()));
-                h.failures += 1;
-                if !repeated {
-                    self.log(
-                        at,
-                        Level::Warn,
-                        format!("{} reading failed: {error}", source.as_str()),
-                    );
-                }
-            }
-            Event::StepConfirmRequested { step, by, .. } => {
-                if let Some(i) = self.plan.step_index(step) {
-                    self.dialog = Some(OpenDialog::Confirm {
-                        step: i,
-                        by: by.clone(),
-                    });
-                }
-            }
-            Event::StepConfirmCancelled { step, by, .. } => {
-                self.dialog = None;
-                self.log(
-                    at,
-                    Level::Info,
-                    format!("{by} cancelled the confirmation of {step}"),
-                );
-            }
-            Event::StepConfirmRejected {
-                step, by, reason, ..
-            } => {
-                self.log(
-                    at,
-                    Level::Warn,
-                    format!("confirmation of {step} by {by} refused: {reason}"),
-                );
-            }
-            Event::StepConfirmed { step, by, .. } => {
-                self.dialog = None;
-                match self.plan.step_index(step) {
-                    Some(i) => match self.confirm_blocker(i) {
-                        None => {
-                            let gates = self
-                                .step_gates(i)
-                                .into_iter()
-                                .zip(&self.plan.steps[i].gates)
-                                .map(|(g, def)| (def.text.clone(), g.state, g.reason))
-                                .collect();
-                            let s = &mut self.steps[i];
-                            s.confirmed_by = Some(by.clone());
-                            s.confirmed_at = Some(at);
-                            s.gates_at_confirm = gates;
-                            s.status = StepStatus::Running;
-                            s.message = None;
-                            s.timed_out = None;
-                            self.log(at, Level::Info, format!("{by} confirmed {step}"));
-                            effects.push(Effect::RunAction {
-                                step: i,
-                                direction: Direction::Do,
-                            });
-                        }
-                        Some(why) => {
-                            self.log(
-                                at,
-                                Level::Error,
-                                format!("confirmation of {step} refused: {why}"),
-                            );
-                        }
-                    },
-                    None => self.log(
-                        at,
-                        Level::Error,
-                        format!("confirmation of unknown step {step}"),
-                    ),
-                }
-            }
-            Event::StepApproved { step, by, .. } => {
-                if let Some(i) = self.plan.step_index(step) {
-                    let s = &mut self.steps[i];
-                    if !s.approvals.iter().any(|(who, _)| who == by) {
-                        s.approvals.push((by.clone(), at));
-                        self.log(at, Level::Good, format!("{by} approved {step}"));
-                    }
-                }
-            }
-            Event::ActionStarted {
-                step,
-                direction,
-                description,
-                ..
-            } => {
-                if let Some(i) = self.plan.step_index(step) {
-                    let s = &mut self.steps[i];
-                    match direction {
-                        Direction::Do => {
-                            s.status = StepStatus::Running;
-                            s.started_at = Some(at);
-                        }
-                        Direction::Undo => s.status = StepStatus::Undoing,
-                    }
-                    let verb = if *direction == Direction::Do {
-                        "running"
-                    } else {
-                        "undoing"
-                    };
-                    self.log(at, Level::Info, format!("{step}: {verb} {description}"));
-                }
-            }
-            Event::ActionOutput { step, line, .. } => {
-                if let Some(i) = self.plan.step_index(step) {
-                    push_capped(&mut self.steps[i].output, line.clone(), OUTPUT_LINES);
-                    self.log(at, Level::Info, format!("{step} | {line}"));
-                }
-            }
-            Event::ActionFinished {
-                step,
-                direction,
-                ok,
-                message,
-                ..
-            } => {
-                if let Some(i) = self.plan.step_index(step) {
-                    let s = &mut self.steps[i];
-                    s.message = Some(message.clone());
-                    match (direction, ok) {
-                        (Direction::Do, true) => {
-                            s.status = StepStatus::Done;
-                            s.finished_at = Some(at);
-                        }
-                        (Direction::Do, false) => {
-                            s.status = StepStatus::Failed;
-                            s.finished_at = Some(at);
-                        }
-                        (Direction::Undo, true) => s.status = StepStatus::Undone,
-                        (Direction::Undo, false) => s.status = StepStatus::UndoFailed,
-                    }
-                    let (level, verb) = match (direction, ok) {
-                        (Direction::Do, true) => (Level::Good, "done"),
-                        (Direction::Do, false) => (Level::Error, "FAILED"),
-                        (Direction::Undo, true) => (Level::Warn, "undone"),
-                        (Direction::Undo, false) => (Level::Error, "UNDO FAILED"),
-                    };
-                    self.log(at, level, format!("{step}: {verb}: {message}"));
-                    match self.rollback.as_ref().map(|r| r.status) {
-                        Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running) => {
-                            if *direction == Direction::Undo && !ok {
-                                if let Some(r) = &mut self.rollback {
-                                    r.status = RollbackStatus::Failed;
-                                }
-                                self.log(
-                                    at,
-                                    Level::Error,
-                                    "rollback halted: fix the cause, then press R to retry",
-                                );
-                            } else {
-                                effects.extend(self.continue_rollback(at));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Event::StepTimedOut { step, reason, .. } => {
-                if let Some(i) = self.plan.step_index(step) {
-                    self.steps[i].timed_out = Some(reason.clone());
-                }
-                self.log(at, Level::Error, format!("{step} timed out: {reason}"));
-            }
-            Event::StepResolved { step, done, by, .. } => {
-                effects.extend(self.resolve(at, step, *done, by));
-            }
-            Event::RollbackRequested { by, .. } => {
-                self.dialog = Some(OpenDialog::Rollback { by: by.clone() });
-            }
-            Event::RollbackCancelled { by, .. } => {
-                self.dialog = None;
-                self.log(at, Level::Info, format!("{by} cancelled the rollback"));
-            }
-            Event::RollbackConfirmed { by, reason, .. } => {
-                self.dialog = None;
-                let retry = self
-                    .rollback
-                    .as_ref()
-                    .is_some_and(|r| r.status == RollbackStatus::Failed);
-                let busy = self.rollback.as_ref().is_some_and(|r| {
-                    matches!(r.status, RollbackStatus::Running | RollbackStatus::Waiting)
-                });
-                if busy {
-                    self.log(at, Level::Warn, "rollback already under way");
-                } else {
-                    self.log(
-                        at,
-                        Level::Warn,
-                        format!("{by} started a rollback: {reason}"),
-                    );
-                    self.rollback = Some(Rollback {
-                        confirmed_at: at,
-                        by: by.clone(),
-                        reason: reason.clone(),
-                        status: RollbackStatus::Waiting,
-                        finished_at: None,
-                    });
-                    if retry {
-                        for s in &mut self.steps {
-                            if s.status == StepStatus::UndoFailed {
-                                s.status = StepStatus::Done;
-                            }
-                        }
-                    }
-                    if self.running_step().is_none() {
-                        effects.extend(self.continue_rollback(at));
-                    } else {
-                        self.log(
-                            at,
-                            Level::Info,
-                            "rollback waits for the running action to end",
-                        );
-                    }
-                }
-            }
-            Event::FaultChanged {
-                fault,
-                active,
-                detail,
-                ..
-            } => {
-                self.faults.insert(fault.clone(), (*active, detail.clone()));
-                let verb = if *active { "injected" } else { "cleared" };
-                self.log(at, Level::Warn, format!("fault {fault} {verb}: {detail}"));
-            }
-            Event::WorldMeasured { measures, .. } => self.world = Some(measures.clone()),
-            Event::PeerJoined { peer, .. } => {
-                self.peers.insert(peer.clone());
-                self.log(at, Level::Info, format!("{peer} is watching"));
-            }
-            Event::PeerLeft { peer, .. } => {
-                self.peers.remove(peer);
-                self.log(at, Level::Info, format!("{peer} left"));
-            }
-            Event::Note { text, .. } => self.log(at, Level::Info, text.clone()),
-            Event::SessionEnded { reason, .. } => {
-                self.ended = Some((at, reason.clone()));
-                self.log(at, Level::Info, format!("session ended: {reason}"));
-            }
-        }
-        // The next step's gate inputs, computed once for both (drift inputs walk every table).
-        let next = self.next_step();
-        let inputs: Vec<InputValue> = next
-            .map(|si| {
-                self.plan.steps[si]
-                    .gates
-                    .iter()
-                    .map(|g| self.input_value(&g.input))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.update_holds(next, &inputs);
-        self.log_gate_changes(at, next, inputs);
-        effects
-    }
-
     /// A second `SessionStarted`: the session was resumed after the cockpit died. Actions
     /// that had started with no recorded result died with it or finished unseen: in doubt.
     fn restarted(&mut self, at: Ts) {
@@ -1023,8 +739,8 @@ impl State {
                     let since = self.satisfied_since(gate, observed_at);
                     let since = not_before.map_or(since, |nb| since.max(nb));
                     self.holds.entry((si, gi)).or_insert(since);
-                    let seen = self.hold_seen.entry((si, gi)).or_insert(observed_at);
-                    *seen = (*seen).max(observed_at);
+                    // The reading the cockpit holds now (a late, older one replaces it too).
+                    self.hold_seen.insert((si, gi), observed_at);
                 }
                 None => {
                     self.holds.remove(&(si, gi));

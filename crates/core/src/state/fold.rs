@@ -1,0 +1,378 @@
+//! The fold: `State::apply` dispatches each event to the method of its family. Pure: no
+//! I/O, no clock; "now" is the newest event's time.
+
+use super::{
+    Effect, Level, OUTPUT_LINES, OpenDialog, Rollback, RollbackStatus, State, StepStatus,
+    push_capped,
+};
+use crate::event::{Direction, Event, SourceKind, Ts};
+use crate::state::InputValue;
+
+impl State {
+    /// Folds one event into the state and returns the effects it asks for.
+    pub fn apply(&mut self, ev: &Event) -> Vec<Effect> {
+        let at = ev.at();
+        self.now = self.now.max(at);
+        self.events += 1;
+        // One method per family; this match is exhaustive, so a new event names its family.
+        let effects = match ev {
+            Event::SessionStarted { .. }
+            | Event::Tick { .. }
+            | Event::Note { .. }
+            | Event::SessionEnded { .. } => {
+                self.apply_session(at, ev);
+                Vec::new()
+            }
+            Event::Observed { reading, .. } => {
+                self.observe(at, reading);
+                Vec::new()
+            }
+            Event::SourceFailed { source, error, .. } => {
+                self.source_failed(at, *source, error);
+                Vec::new()
+            }
+            Event::StepConfirmRequested { .. }
+            | Event::StepConfirmCancelled { .. }
+            | Event::StepConfirmRejected { .. }
+            | Event::StepConfirmed { .. }
+            | Event::StepApproved { .. } => self.apply_decision(at, ev),
+            Event::ActionStarted { .. }
+            | Event::ActionOutput { .. }
+            | Event::ActionFinished { .. }
+            | Event::StepTimedOut { .. }
+            | Event::StepResolved { .. } => self.apply_action(at, ev),
+            Event::RollbackRequested { .. }
+            | Event::RollbackCancelled { .. }
+            | Event::RollbackConfirmed { .. } => self.apply_rollback(at, ev),
+            Event::FaultChanged { .. }
+            | Event::WorldMeasured { .. }
+            | Event::PeerJoined { .. }
+            | Event::PeerLeft { .. } => {
+                self.apply_world(at, ev);
+                Vec::new()
+            }
+        };
+        self.refresh_next_gates(at);
+        effects
+    }
+
+    /// The next step's gate inputs, computed once for both the sustain windows and the gate
+    /// log (drift inputs walk every table).
+    fn refresh_next_gates(&mut self, at: Ts) {
+        let next = self.next_step();
+        let inputs: Vec<InputValue> = next
+            .map(|si| {
+                self.plan.steps[si]
+                    .gates
+                    .iter()
+                    .map(|g| self.input_value(&g.input))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.update_holds(next, &inputs);
+        self.log_gate_changes(at, next, inputs);
+    }
+
+    /// A source failed to read: its health, and one log line per distinct error.
+    fn source_failed(&mut self, at: Ts, source: SourceKind, error: &str) {
+        let h = self.health.entry(source).or_default();
+        let repeated = h.current_error() == Some(error);
+        h.last_error = Some((at, error.to_string()));
+        h.failures += 1;
+        if !repeated {
+            self.log(
+                at,
+                Level::Warn,
+                format!("{} reading failed: {error}", source.as_str()),
+            );
+        }
+    }
+
+    /// Session life: start (or restart after a resume), ticks, notes, end.
+    fn apply_session(&mut self, at: Ts, ev: &Event) {
+        match ev {
+            Event::SessionStarted { mode, operator, .. } => {
+                if self.started_at.is_none() {
+                    self.started_at = Some(at);
+                } else {
+                    self.restarted(at);
+                }
+                self.mode = Some(mode.clone());
+                self.operator = Some(operator.clone());
+                self.log(
+                    at,
+                    Level::Info,
+                    format!("session started ({mode}) by {operator}"),
+                );
+            }
+            Event::Tick { .. } => {}
+            Event::Note { text, .. } => self.log(at, Level::Info, text.clone()),
+            Event::SessionEnded { reason, .. } => {
+                self.ended = Some((at, reason.clone()));
+                self.log(at, Level::Info, format!("session ended: {reason}"));
+            }
+            _ => {}
+        }
+    }
+
+    /// The operator's and the peers' decisions on a step: the confirmation dialog, the confirmation itself (re-checked here: a confirmation of a step that is not next, whose gates are not green or that lacks approvals starts nothing), approvals.
+    fn apply_decision(&mut self, at: Ts, ev: &Event) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match ev {
+            Event::StepConfirmRequested { step, by, .. } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    self.dialog = Some(OpenDialog::Confirm {
+                        step: i,
+                        by: by.clone(),
+                    });
+                }
+            }
+            Event::StepConfirmCancelled { step, by, .. } => {
+                self.dialog = None;
+                self.log(
+                    at,
+                    Level::Info,
+                    format!("{by} cancelled the confirmation of {step}"),
+                );
+            }
+            Event::StepConfirmRejected {
+                step, by, reason, ..
+            } => {
+                self.log(
+                    at,
+                    Level::Warn,
+                    format!("confirmation of {step} by {by} refused: {reason}"),
+                );
+            }
+            Event::StepConfirmed { step, by, .. } => {
+                self.dialog = None;
+                match self.plan.step_index(step) {
+                    Some(i) => match self.confirm_blocker(i) {
+                        None => {
+                            let gates = self
+                                .step_gates(i)
+                                .into_iter()
+                                .zip(&self.plan.steps[i].gates)
+                                .map(|(g, def)| (def.text.clone(), g.state, g.reason))
+                                .collect();
+                            let s = &mut self.steps[i];
+                            s.confirmed_by = Some(by.clone());
+                            s.confirmed_at = Some(at);
+                            s.gates_at_confirm = gates;
+                            s.status = StepStatus::Running;
+                            s.message = None;
+                            s.timed_out = None;
+                            self.log(at, Level::Info, format!("{by} confirmed {step}"));
+                            effects.push(Effect::RunAction {
+                                step: i,
+                                direction: Direction::Do,
+                            });
+                        }
+                        Some(why) => {
+                            self.log(
+                                at,
+                                Level::Error,
+                                format!("confirmation of {step} refused: {why}"),
+                            );
+                        }
+                    },
+                    None => self.log(
+                        at,
+                        Level::Error,
+                        format!("confirmation of unknown step {step}"),
+                    ),
+                }
+            }
+            Event::StepApproved { step, by, .. } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    let s = &mut self.steps[i];
+                    if !s.approvals.iter().any(|(who, _)| who == by) {
+                        s.approvals.push((by.clone(), at));
+                        self.log(at, Level::Good, format!("{by} approved {step}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+        effects
+    }
+
+    /// A step's action running, its output, its end, its timeout, and its resolution after a resume.
+    fn apply_action(&mut self, at: Ts, ev: &Event) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match ev {
+            Event::ActionStarted {
+                step,
+                direction,
+                description,
+                ..
+            } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    let s = &mut self.steps[i];
+                    match direction {
+                        Direction::Do => {
+                            s.status = StepStatus::Running;
+                            s.started_at = Some(at);
+                        }
+                        Direction::Undo => s.status = StepStatus::Undoing,
+                    }
+                    let verb = if *direction == Direction::Do {
+                        "running"
+                    } else {
+                        "undoing"
+                    };
+                    self.log(at, Level::Info, format!("{step}: {verb} {description}"));
+                }
+            }
+            Event::ActionOutput { step, line, .. } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    push_capped(&mut self.steps[i].output, line.clone(), OUTPUT_LINES);
+                    self.log(at, Level::Info, format!("{step} | {line}"));
+                }
+            }
+            Event::ActionFinished {
+                step,
+                direction,
+                ok,
+                message,
+                ..
+            } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    let s = &mut self.steps[i];
+                    s.message = Some(message.clone());
+                    match (direction, ok) {
+                        (Direction::Do, true) => {
+                            s.status = StepStatus::Done;
+                            s.finished_at = Some(at);
+                        }
+                        (Direction::Do, false) => {
+                            s.status = StepStatus::Failed;
+                            s.finished_at = Some(at);
+                        }
+                        (Direction::Undo, true) => s.status = StepStatus::Undone,
+                        (Direction::Undo, false) => s.status = StepStatus::UndoFailed,
+                    }
+                    let (level, verb) = match (direction, ok) {
+                        (Direction::Do, true) => (Level::Good, "done"),
+                        (Direction::Do, false) => (Level::Error, "FAILED"),
+                        (Direction::Undo, true) => (Level::Warn, "undone"),
+                        (Direction::Undo, false) => (Level::Error, "UNDO FAILED"),
+                    };
+                    self.log(at, level, format!("{step}: {verb}: {message}"));
+                    match self.rollback.as_ref().map(|r| r.status) {
+                        Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running) => {
+                            if *direction == Direction::Undo && !ok {
+                                if let Some(r) = &mut self.rollback {
+                                    r.status = RollbackStatus::Failed;
+                                }
+                                self.log(
+                                    at,
+                                    Level::Error,
+                                    "rollback halted: fix the cause, then press R to retry",
+                                );
+                            } else {
+                                effects.extend(self.continue_rollback(at));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Event::StepTimedOut { step, reason, .. } => {
+                if let Some(i) = self.plan.step_index(step) {
+                    self.steps[i].timed_out = Some(reason.clone());
+                }
+                self.log(at, Level::Error, format!("{step} timed out: {reason}"));
+            }
+            Event::StepResolved { step, done, by, .. } => {
+                effects.extend(self.resolve(at, step, *done, by));
+            }
+            _ => {}
+        }
+        effects
+    }
+
+    /// The rollback dialog and the rollback itself.
+    fn apply_rollback(&mut self, at: Ts, ev: &Event) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match ev {
+            Event::RollbackRequested { by, .. } => {
+                self.dialog = Some(OpenDialog::Rollback { by: by.clone() });
+            }
+            Event::RollbackCancelled { by, .. } => {
+                self.dialog = None;
+                self.log(at, Level::Info, format!("{by} cancelled the rollback"));
+            }
+            Event::RollbackConfirmed { by, reason, .. } => {
+                self.dialog = None;
+                let retry = self
+                    .rollback
+                    .as_ref()
+                    .is_some_and(|r| r.status == RollbackStatus::Failed);
+                let busy = self.rollback.as_ref().is_some_and(|r| {
+                    matches!(r.status, RollbackStatus::Running | RollbackStatus::Waiting)
+                });
+                if busy {
+                    self.log(at, Level::Warn, "rollback already under way");
+                } else {
+                    self.log(
+                        at,
+                        Level::Warn,
+                        format!("{by} started a rollback: {reason}"),
+                    );
+                    self.rollback = Some(Rollback {
+                        confirmed_at: at,
+                        by: by.clone(),
+                        reason: reason.clone(),
+                        status: RollbackStatus::Waiting,
+                        finished_at: None,
+                    });
+                    if retry {
+                        for s in &mut self.steps {
+                            if s.status == StepStatus::UndoFailed {
+                                s.status = StepStatus::Done;
+                            }
+                        }
+                    }
+                    if self.running_step().is_none() {
+                        effects.extend(self.continue_rollback(at));
+                    } else {
+                        self.log(
+                            at,
+                            Level::Info,
+                            "rollback waits for the running action to end",
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        effects
+    }
+
+    /// The rehearsal world's faults and measures, and who is watching.
+    fn apply_world(&mut self, at: Ts, ev: &Event) {
+        match ev {
+            Event::FaultChanged {
+                fault,
+                active,
+                detail,
+                ..
+            } => {
+                self.faults.insert(fault.clone(), (*active, detail.clone()));
+                let verb = if *active { "injected" } else { "cleared" };
+                self.log(at, Level::Warn, format!("fault {fault} {verb}: {detail}"));
+            }
+            Event::WorldMeasured { measures, .. } => self.world = Some(measures.clone()),
+            Event::PeerJoined { peer, .. } => {
+                self.peers.insert(peer.clone());
+                self.log(at, Level::Info, format!("{peer} is watching"));
+            }
+            Event::PeerLeft { peer, .. } => {
+                self.peers.remove(peer);
+                self.log(at, Level::Info, format!("{peer} left"));
+            }
+            _ => {}
+        }
+    }
+}
