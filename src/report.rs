@@ -442,10 +442,10 @@ impl Collector {
                         let gates = self.state.steps[i]
                             .gates_at_confirm
                             .iter()
-                            .map(|(gate, state, reason)| GateAt {
-                                gate: gate.clone(),
-                                state: *state,
-                                reason: clean(reason),
+                            .map(|g| GateAt {
+                                gate: g.gate.clone(),
+                                state: g.state,
+                                reason: clean(&g.reason),
                             })
                             .collect();
                         self.decision(at, by, "confirmed", Some(step), None, gates);

@@ -822,7 +822,7 @@ async fn a_four_eyes_step_waits_for_an_approval_then_runs() {
             !s.steps[0].approvals.is_empty()
         })
         .await;
-    assert_eq!(s.steps[0].approvals[0].0, "ann");
+    assert_eq!(s.steps[0].approvals[0].by, "ann");
     p.wait_for("ann sees her approval", |w| w.approvable("ann").is_none())
         .await;
 
@@ -1090,7 +1090,7 @@ async fn the_attach_screen_approves_through_its_dialog() {
     screen_state.on_notice(&n);
     assert!(screen_state.approval.is_none());
     d.wait_for("approved", |s| {
-        s.steps[0].approvals.iter().any(|(who, _)| who == "ann")
+        s.steps[0].approvals.iter().any(|a| a.by == "ann")
     })
     .await;
     p.wait_for("ann sees her approval", |w| w.approvable("ann").is_none())
@@ -1326,7 +1326,7 @@ async fn a_second_process_attaches_sees_the_drivers_screen_and_approves() {
     pty.keys("announced\r");
     let s = d
         .wait_for("bob's approval", |s| {
-            s.steps[0].approvals.iter().any(|(who, _)| who == "bob")
+            s.steps[0].approvals.iter().any(|a| a.by == "bob")
         })
         .await;
     assert!(logged(&s, "bob approved announce"));

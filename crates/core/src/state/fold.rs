@@ -2,8 +2,8 @@
 //! I/O, no clock; "now" is the newest event's time.
 
 use super::{
-    Effect, Level, OUTPUT_LINES, OpenDialog, Rollback, RollbackStatus, State, StepStatus,
-    push_capped,
+    Approval, Effect, GateAtConfirm, Level, OUTPUT_LINES, OpenDialog, Rollback, RollbackStatus,
+    State, StepStatus, push_capped,
 };
 use crate::event::{Direction, Event, SourceKind, Ts};
 use crate::state::InputValue;
@@ -153,7 +153,11 @@ impl State {
                                 .step_gates(i)
                                 .into_iter()
                                 .zip(&self.plan.steps[i].gates)
-                                .map(|(g, def)| (def.text.clone(), g.state, g.reason))
+                                .map(|(g, def)| GateAtConfirm {
+                                    gate: def.text.clone(),
+                                    state: g.state,
+                                    reason: g.reason,
+                                })
                                 .collect();
                             let s = &mut self.steps[i];
                             s.confirmed_by = Some(by.clone());
@@ -186,8 +190,8 @@ impl State {
             Event::StepApproved { step, by, .. } => {
                 if let Some(i) = self.plan.step_index(step) {
                     let s = &mut self.steps[i];
-                    if !s.approvals.iter().any(|(who, _)| who == by) {
-                        s.approvals.push((by.clone(), at));
+                    if !s.approvals.iter().any(|a| &a.by == by) {
+                        s.approvals.push(Approval { by: by.clone(), at });
                         self.log(at, Level::Good, format!("{by} approved {step}"));
                     }
                 }

@@ -59,6 +59,22 @@ impl StepStatus {
     }
 }
 
+/// One gate's verdict as the confirming operator saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateAtConfirm {
+    /// The gate as the plan writes it.
+    pub gate: String,
+    pub state: GateState,
+    pub reason: String,
+}
+
+/// A peer's approval of a step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    pub at: Ts,
+}
+
 /// What happened to one step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
@@ -69,10 +85,10 @@ pub struct StepState {
     pub finished_at: Option<Ts>,
     pub message: Option<String>,
     pub output: VecDeque<String>,
-    pub approvals: Vec<(String, Ts)>,
+    pub approvals: Vec<Approval>,
     pub timed_out: Option<String>,
     /// The gate states when the operator confirmed (for the audit).
-    pub gates_at_confirm: Vec<(String, GateState, String)>,
+    pub gates_at_confirm: Vec<GateAtConfirm>,
     /// Set when the session restarted (`cutover resume`) while this step's action (or undo)
     /// had started with no recorded result: nobody knows whether it took effect. The status
     /// stays `Running`/`Undoing` (so nothing else proceeds) until a `StepResolved`.
@@ -201,15 +217,43 @@ pub enum OpenDialog {
     Rollback { by: String },
 }
 
-/// Everything the cockpit shows, folded from events.
-///
-/// Serializable for the seek checkpoints (the transcript crate's seek file): [`State::snapshot`]
-/// and [`State::restore`]. The plan is not part of a snapshot (the transcript's header
-/// carries it); `restore` puts it back.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct State {
-    #[serde(skip, default = "detached_plan")]
-    pub plan: Arc<Plan>,
+/// Declares [`State`] and [`Snapshot`] from one field list, so the two cannot drift apart:
+/// the state is the plan plus these fields; a snapshot is these fields alone.
+macro_rules! folded_state {
+    ($($(#[$meta:meta])* $vis:vis $name:ident : $ty:ty,)*) => {
+        /// Everything the cockpit shows, folded from events.
+        ///
+        /// Serializable for the seek checkpoints (the transcript crate's seek file):
+        /// [`State::snapshot`] writes every field but the plan (the transcript's header
+        /// carries it); [`State::restore`] reads a [`Snapshot`] and gives it the plan, so a
+        /// state never exists without its real plan.
+        #[derive(Clone, Debug, Serialize)]
+        pub struct State {
+            #[serde(skip)]
+            pub plan: Arc<Plan>,
+            $($(#[$meta])* $vis $name: $ty,)*
+        }
+
+        /// A [`State`] without its plan, as a seek checkpoint holds it.
+        #[derive(Clone, Debug, Deserialize)]
+        pub struct Snapshot {
+            $($(#[$meta])* $name: $ty,)*
+        }
+
+        impl Snapshot {
+            /// The state this snapshot is of, under the transcript's plan.
+            fn with_plan(self, plan: Arc<Plan>) -> State {
+                State { plan, $($name: self.$name,)* }
+            }
+
+            fn steps(&self) -> usize {
+                self.steps.len()
+            }
+        }
+    };
+}
+
+folded_state! {
     pub mode: Option<crate::event::SessionMode>,
     pub operator: Option<String>,
     pub now: Ts,
@@ -243,13 +287,6 @@ pub struct State {
     pub log: VecDeque<LogLine>,
     pub ended: Option<(Ts, String)>,
     pub events: u64,
-}
-
-/// The plan a deserialized `State` holds until [`State::restore`] gives it the real one.
-fn detached_plan() -> Arc<Plan> {
-    static DETACHED: std::sync::LazyLock<Arc<Plan>> =
-        std::sync::LazyLock::new(|| Arc::new(crate::plan::rehearsal_plan()));
-    Arc::clone(&DETACHED)
 }
 
 /// `holds` as a sorted list of `[[step, gate], since]` (JSON maps need string keys, and a
@@ -339,17 +376,16 @@ impl State {
 
     /// A state from [`State::snapshot`]'s bytes, under `plan` (the transcript's).
     pub fn restore(json: &[u8], plan: Arc<Plan>) -> Result<State, String> {
-        let mut state: State =
+        let snap: Snapshot =
             serde_json::from_slice(json).map_err(|e| format!("not a state snapshot: {e}"))?;
-        if state.steps.len() != plan.steps.len() {
+        if snap.steps() != plan.steps.len() {
             return Err(format!(
                 "the snapshot has {} steps, the plan {}: it belongs to another plan",
-                state.steps.len(),
+                snap.steps(),
                 plan.steps.len()
             ));
         }
-        state.plan = plan;
-        Ok(state)
+        Ok(snap.with_plan(plan))
     }
 
     fn log(&mut self, at: Ts, level: Level, text: impl Into<String>) {

@@ -224,7 +224,10 @@ fn render(script: &Script) -> String {
         );
         // A confirmed step shows the verdicts it was confirmed on (the audit), others now.
         let gates: Vec<(String, GateState, String)> = if step.confirmed_by.is_some() {
-            step.gates_at_confirm.clone()
+            step.gates_at_confirm
+                .iter()
+                .map(|g| (g.gate.clone(), g.state, g.reason.clone()))
+                .collect()
         } else {
             def.gates
                 .iter()

@@ -376,7 +376,7 @@ impl Watcher {
         let st = self.state.steps.get(i)?;
         (def.approvals > 0
             && st.status == StepStatus::Pending
-            && !st.approvals.iter().any(|(who, _)| who == name))
+            && !st.approvals.iter().any(|a| a.by == name))
         .then_some(i)
     }
 }
@@ -504,11 +504,7 @@ impl AttachScreen {
                 "nothing to approve: the next step, {}, needs no approvals",
                 def.id
             )
-        } else if st.steps[i]
-            .approvals
-            .iter()
-            .any(|(who, _)| *who == self.name)
-        {
+        } else if st.steps[i].approvals.iter().any(|a| a.by == self.name) {
             format!("you have already approved {}", def.id)
         } else {
             format!(

@@ -806,7 +806,7 @@ impl Hub {
                 ));
             }
         }
-        if st.approvals.iter().any(|(who, _)| who == name) {
+        if st.approvals.iter().any(|a| a.by == name) {
             return Err(("you have already approved it".into(), false));
         }
         // Surrounding spaces are forgiven, as in the driver's own confirmation dialog.

@@ -154,7 +154,7 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, compact: bool) -> (Vec<Line<'a>>, (usize, 
             gates(ctx, i, w, compact, &mut lines);
             if def.approvals > 0 {
                 let have = step.approvals.len();
-                let who: Vec<&str> = step.approvals.iter().map(|(p, _)| p.as_str()).collect();
+                let who: Vec<&str> = step.approvals.iter().map(|a| a.by.as_str()).collect();
                 let style = if have >= def.approvals as usize {
                     t.good
                 } else {
