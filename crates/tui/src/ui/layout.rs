@@ -4,8 +4,8 @@
 
 use ratatui::layout::Rect;
 
-use super::Pane;
 use super::panes::{Ctx, Frame};
+use super::{Pane, PerPane};
 
 /// At and above this size every pane gets a full box and room to breathe.
 pub const WIDE_WIDTH: u16 = 120;
@@ -16,11 +16,14 @@ pub struct Areas {
     pub footer: Rect,
     pub frame: Frame,
     /// Every pane with its area; an empty area means hidden (no room).
-    pub panes: [(Pane, Rect); 7],
+    pub panes: PerPane<(Pane, Rect)>,
 }
 
 /// Rows of chrome a compact pane spends (its titled rule).
 const TITLE: u16 = 1;
+
+/// The compact layout stacks every pane but the checklist on the right.
+const STACKED: usize = Pane::ALL.len() - 1;
 
 pub fn compute(area: Rect, ctx: &Ctx<'_>) -> Areas {
     let footer_h = 1 + u16::from(ctx.ui.footer.is_some());
@@ -54,14 +57,14 @@ pub fn compute(area: Rect, ctx: &Ctx<'_>) -> Areas {
     }
 }
 
-fn set(panes: &mut [(Pane, Rect); 7], pane: Pane, r: Rect) {
+fn set(panes: &mut PerPane<(Pane, Rect)>, pane: Pane, r: Rect) {
     panes[pane.index()].1 = r;
 }
 
 /// Checklist on the left (~34 columns at 80), the other panes stacked on the right with
 /// minimum heights; when rows run out the least urgent panes are hidden (still reachable
 /// with Tab and `z`).
-fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
+fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut PerPane<(Pane, Rect)>) {
     let left_w = (main.width * 43 / 100).clamp(30, 56).min(main.width);
     set(
         panes,
@@ -73,7 +76,7 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
     let tables = ctx.state.tables.len() as u16;
     let metrics = ctx.state.metrics.len() as u16;
     // (pane, min content rows, max useful content rows); visual order top to bottom.
-    let specs: [(Pane, u16, u16); 6] = [
+    let specs: [(Pane, u16, u16); STACKED] = [
         (Pane::Replication, 3, 6),
         (Pane::Dns, 2, 5),
         (Pane::Metrics, 2, metrics.max(1)),
@@ -82,7 +85,7 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
         (Pane::Log, 2, u16::MAX),
     ];
     // Which panes keep their place when rows are short, most important first.
-    let priority = [
+    let priority: [Pane; STACKED] = [
         Pane::Replication,
         Pane::Drift,
         Pane::Dns,
@@ -90,7 +93,7 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
         Pane::Validation,
         Pane::Metrics,
     ];
-    let mut shown = [false; 6];
+    let mut shown = [false; STACKED];
     let mut budget = right.height;
     for p in priority {
         if let Some(k) = specs.iter().position(|s| s.0 == p) {
@@ -101,15 +104,15 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
             }
         }
     }
-    let mut rows: [u16; 6] = [0; 6];
-    for k in 0..6 {
+    let mut rows = [0u16; STACKED];
+    for k in 0..STACKED {
         if shown[k] {
             rows[k] = specs[k].1;
         }
     }
-    // Hand out the spare rows one at a time so every pane grows together; the log takes
-    // whatever is left once the others have all they can use.
-    let grow_order = [
+    // Hand out the spare rows one at a time so every pane grows together; the log (not in
+    // this list) takes whatever is left once the others have all they can use.
+    let grow_order: [Pane; STACKED - 1] = [
         Pane::Drift,
         Pane::Validation,
         Pane::Metrics,
@@ -141,7 +144,7 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
         rows[k] += budget;
     }
     let mut y = right.y;
-    for k in 0..6 {
+    for k in 0..STACKED {
         if shown[k] {
             let h = rows[k] + TITLE;
             set(panes, specs[k].0, Rect::new(right.x, y, right.width, h));
@@ -152,7 +155,7 @@ fn compact_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
 
 /// Checklist and validation on the left; replication and DNS side by side, metrics and
 /// drift on the right; the log across the bottom, where long lines fit.
-fn wide_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut [(Pane, Rect); 7]) {
+fn wide_layout(main: Rect, ctx: &Ctx<'_>, panes: &mut PerPane<(Pane, Rect)>) {
     let log_h = (main.height / 4).clamp(6, 14);
     let upper_h = main.height.saturating_sub(log_h);
     set(

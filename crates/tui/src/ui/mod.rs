@@ -94,8 +94,18 @@ impl Pane {
         }
     }
 
-    pub fn index(self) -> usize {
-        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    /// Where the pane sits in [`Pane::ALL`] and so in every [`PerPane`] table. An exhaustive
+    /// match, so a new pane does not compile until it has its place.
+    pub const fn index(self) -> usize {
+        match self {
+            Pane::Checklist => 0,
+            Pane::Replication => 1,
+            Pane::Validation => 2,
+            Pane::Metrics => 3,
+            Pane::Drift => 4,
+            Pane::Dns => 5,
+            Pane::Log => 6,
+        }
     }
 
     fn next(self) -> Pane {
@@ -106,6 +116,22 @@ impl Pane {
         Pane::ALL[(self.index() + Pane::ALL.len() - 1) % Pane::ALL.len()]
     }
 }
+
+// `ALL` lists each pane at its own index, so indexing a table by `index()` finds that pane.
+const _: () = {
+    let mut i = 0;
+    while i < Pane::ALL.len() {
+        assert!(
+            Pane::ALL[i].index() == i,
+            "Pane::ALL is out of step with Pane::index"
+        );
+        i += 1;
+    }
+};
+
+/// One `T` per pane, at [`Pane::index`]. Sized by [`Pane::ALL`], so a new pane changes
+/// every table's length and the compiler names each literal that must grow with it.
+pub type PerPane<T> = [T; Pane::ALL.len()];
 
 /// A dialog this cockpit's operator has open (their typing goes into it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +155,7 @@ pub struct UiState {
     pub footer: Option<String>,
     pub focus: Pane,
     /// Per pane scroll offset (rows from the top; for the log, rows up from the newest).
-    pub scroll: [usize; 7],
+    pub scroll: PerPane<usize>,
     /// The checklist selection; `None` follows the running or next step.
     pub selected: Option<usize>,
     pub dialog: Option<Dialog>,
@@ -152,7 +178,7 @@ impl UiState {
             notice: None,
             footer: None,
             focus: Pane::Checklist,
-            scroll: [0; 7],
+            scroll: [0; Pane::ALL.len()],
             selected: None,
             dialog: None,
             input: String::new(),

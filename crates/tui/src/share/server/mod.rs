@@ -1,0 +1,414 @@
+//! The driver's side of pairing: listens for peers, checks their token, streams them the
+//! session's recorded events (from the start, then live) and turns their presence and
+//! approvals into events injected through the session's sender.
+//!
+//! One hub task owns every peer's bounded queue and the catch-up source: a late joiner's
+//! own task reads the session's transcript back (hash chain checked) for the events before
+//! it joined, so the driver holds no copy of the session; a session without a transcript
+//! (tests) keeps the encoded events in memory instead. The hub also folds the stream into a
+//! mirror `State`, to check approvals against the step's state at that point.
+//!
+//! Invariants (absences): the driver never waits for a peer — the session's tap only pushes
+//! onto an unbounded channel, and the hub never blocks on a peer's queue (`try_send`; a
+//! full queue drops that peer, recorded with the reason). The token is never logged,
+//! recorded or put in an error. A peer can change the session only through
+//! `PeerJoined`/`PeerLeft` (its presence) and `StepApproved` (an approval whose phrase the
+//! hub has checked); a wrong phrase and a refused attach are recorded as notes.
+
+mod hub;
+mod listener;
+mod peer;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{AttachToken, SessionInfo};
+use cutover_core::event::Event;
+use cutover_runtime::session::Session;
+use hub::{History, Hub, HubMsg, run_hub};
+use listener::{accept_loop, bind};
+use peer::PeerCtx;
+
+pub use listener::{MAX_NAME_CHARS, check_name};
+
+/// Where the driver listens: a TCP address or a Unix socket path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl FromStr for ShareAddr {
+    type Err = ShareError;
+
+    /// `127.0.0.1:7878`, `[::1]:7878`, `localhost:7878`, or a path (`./cutover.sock`,
+    /// `/run/user/1000/cutover.sock`, `unix:name.sock`).
+    fn from_str(s: &str) -> Result<ShareAddr, ShareError> {
+        let bad = |reason: &str| ShareError::BadAddr {
+            addr: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Ok(ShareAddr::Unix(PathBuf::from(path)));
+        }
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return Ok(ShareAddr::Tcp(sa));
+        }
+        if let Some(port) = s.strip_prefix("localhost:") {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
+            return Ok(ShareAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        if s.contains('/') || s.ends_with(".sock") {
+            return Ok(ShareAddr::Unix(PathBuf::from(s)));
+        }
+        Err(bad("it is neither IP:PORT nor a Unix socket path"))
+    }
+}
+
+impl fmt::Display for ShareAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShareAddr::Tcp(sa) => write!(f, "{sa}"),
+            ShareAddr::Unix(p) => {
+                let s = p.display().to_string();
+                // A bare file name would parse as neither; keep what we print re-parsable.
+                if s.contains('/') || s.ends_with(".sock") {
+                    f.write_str(&s)
+                } else {
+                    write!(f, "unix:{s}")
+                }
+            }
+        }
+    }
+}
+
+/// Why sharing could not start. Each names the thing, the reason and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    #[error(
+        "share address \"{addr}\": {reason} (use IP:PORT such as 127.0.0.1:7878, or a Unix \
+         socket path such as ./cutover.sock)"
+    )]
+    BadAddr { addr: String, reason: String },
+    #[error(
+        "refusing to share on {addr}: {reason}, so anyone who can reach this host could try the \
+         token (share on 127.0.0.1 and let colleagues forward it with `ssh -L 7878:127.0.0.1:7878`, \
+         or pass --allow-remote if you mean it)"
+    )]
+    Remote { addr: String, reason: &'static str },
+    #[error("cannot listen on {addr}: {source} (choose another port or path)")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen on {path}: the path exists and is not a stale cutover socket (remove it, \
+         or choose another path)"
+    )]
+    PathExists { path: String },
+    #[error("cannot share this session: {reason}")]
+    Backlog { reason: String },
+}
+
+/// How to share a session.
+#[derive(Clone, Debug)]
+pub struct ShareOptions {
+    pub addr: ShareAddr,
+    /// Allow a wildcard or non-loopback address.
+    pub allow_remote: bool,
+    /// A peer that sends nothing (not even its heartbeat) for this long is dropped.
+    pub idle_timeout: Duration,
+    /// A connection that has not sent a valid Hello within this long is closed.
+    pub handshake_timeout: Duration,
+    /// Frames a peer may fall behind before it is dropped.
+    pub peer_queue: usize,
+    pub max_peers: usize,
+}
+
+impl ShareOptions {
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_PEER_QUEUE: usize = 4096;
+    pub const DEFAULT_MAX_PEERS: usize = 16;
+
+    pub fn new(addr: ShareAddr) -> ShareOptions {
+        ShareOptions {
+            addr,
+            allow_remote: false,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            peer_queue: Self::DEFAULT_PEER_QUEUE,
+            max_peers: Self::DEFAULT_MAX_PEERS,
+        }
+    }
+}
+
+/// A running share. Dropping it stops listening and closes every peer; [`shutdown`] does
+/// the same but lets the peers receive what is queued (the session's end) first.
+///
+/// [`shutdown`]: ShareHandle::shutdown
+pub struct ShareHandle {
+    token: AttachToken,
+    addr: ShareAddr,
+    hub: mpsc::UnboundedSender<HubMsg>,
+    stop: CancellationToken,
+    accept: Option<JoinHandle<()>>,
+    socket_path: Option<PathBuf>,
+}
+
+impl fmt::Debug for ShareHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShareHandle")
+            .field("addr", &self.addr)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShareHandle {
+    /// The attach token; `reveal()` it once, to the driver's terminal only.
+    pub fn token(&self) -> &AttachToken {
+        &self.token
+    }
+
+    /// The address actually bound (with the real port when 0 was asked for).
+    pub fn addr(&self) -> &ShareAddr {
+        &self.addr
+    }
+
+    /// The command a colleague runs, token included: print it to the driver's terminal,
+    /// never to a log.
+    pub fn attach_command(&self) -> String {
+        format!(
+            "cutover attach {} --token {}",
+            self.addr,
+            self.token.reveal()
+        )
+    }
+
+    /// Stops accepting, sends every peer what is still queued and a goodbye, and waits (at
+    /// most two seconds) for them to be sent. Call after the session's last event.
+    pub async fn shutdown(mut self, reason: &str) {
+        let (done_tx, done_rx) = oneshot::channel();
+        let sent = self.hub.send(HubMsg::Shutdown {
+            reason: reason.to_string(),
+            done: Some(done_tx),
+        });
+        if sent.is_ok() {
+            // The hub has already gone if this fails; nothing is left to close.
+            let _ = done_rx.await;
+        }
+        self.stop.cancel();
+        if let Some(accept) = self.accept.take() {
+            // The accept loop ends itself within its goodbye deadline; a panic there leaves
+            // nothing to clean up that Drop does not.
+            let _ = accept.await;
+        }
+    }
+}
+
+impl Drop for ShareHandle {
+    fn drop(&mut self) {
+        // After `shutdown` the hub is gone and this fails harmlessly.
+        let _ = self.hub.send(HubMsg::Shutdown {
+            reason: "the driver stopped sharing".into(),
+            done: None,
+        });
+        self.stop.cancel();
+        if let Some(path) = &self.socket_path {
+            // Already removed or never created: nothing to clean.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Starts sharing `session`: binds `opts.addr`, generates the token and adds the tap that
+/// streams every recorded event. Call it before the session's loop runs; the events
+/// recorded so far (its transcript, or the `SessionStarted` of a session without one) are
+/// the start of every peer's catch-up.
+pub async fn start_share(
+    session: &mut Session,
+    opts: ShareOptions,
+) -> Result<ShareHandle, ShareError> {
+    check_exposure(&opts.addr, opts.allow_remote)?;
+    let backlog = recorded_so_far(session)?;
+    let (listener, addr, socket_path) = bind(&opts.addr).await?;
+    if opts.allow_remote {
+        tracing::warn!(%addr, "sharing on a non-loopback address (--allow-remote)");
+    }
+    let token = AttachToken::generate();
+    let info = SessionInfo {
+        mode: session.state.mode.as_ref().map(ToString::to_string).unwrap_or_default(),
+        operator: session.state.operator.clone().unwrap_or_default(),
+        plan_name: session.plan.name.clone(),
+        plan_hash: session.plan.hash.clone(),
+        started_at: session.state.started_at,
+        host: cutover_transcript::host_name(),
+        program_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+
+    let (hub_tx, hub_rx) = mpsc::unbounded_channel();
+    let history = match session.transcript_path() {
+        Some(path) => History::Transcript(path.to_path_buf()),
+        None => History::Memory(Vec::new()),
+    };
+    let mut hub = Hub::new(
+        &session.plan,
+        &opts,
+        history,
+        info.operator.clone(),
+        session.sender(),
+    );
+    hub.record(backlog);
+    tokio::spawn(run_hub(hub, hub_rx));
+
+    let tap_tx = hub_tx.clone();
+    session.add_tap(Box::new(move |batch: &[Event]| {
+        // Never blocks: an unbounded send. It fails only once sharing has stopped.
+        let _ = tap_tx.send(HubMsg::Batch(batch.to_vec()));
+    }));
+
+    let ctx = Arc::new(PeerCtx {
+        token: token.clone(),
+        hub: hub_tx.clone(),
+        info,
+        plan_text: session.plan.source_text.clone(),
+        idle_timeout: opts.idle_timeout,
+        handshake_timeout: opts.handshake_timeout,
+    });
+    let stop = CancellationToken::new();
+    let accept = tokio::spawn(accept_loop(listener, ctx, stop.clone()));
+    tracing::info!(%addr, "sharing the session");
+    Ok(ShareHandle {
+        token,
+        addr,
+        hub: hub_tx,
+        stop,
+        accept: Some(accept),
+        socket_path,
+    })
+}
+
+fn check_exposure(addr: &ShareAddr, allow_remote: bool) -> Result<(), ShareError> {
+    let ShareAddr::Tcp(sa) = addr else {
+        return Ok(());
+    };
+    if allow_remote {
+        return Ok(());
+    }
+    let ip = sa.ip().to_canonical();
+    let reason = if ip.is_unspecified() {
+        "it is a wildcard address that listens on every interface"
+    } else if !ip.is_loopback() {
+        "it is not a loopback address"
+    } else {
+        return Ok(());
+    };
+    Err(ShareError::Remote {
+        addr: sa.to_string(),
+        reason,
+    })
+}
+
+/// The events the session recorded before the tap existed.
+fn recorded_so_far(session: &Session) -> Result<Vec<Event>, ShareError> {
+    let folded = session.state.events;
+    if let Some(path) = session.transcript_path() {
+        let t = cutover_transcript::read(path).map_err(|e| ShareError::Backlog {
+            reason: format!("cannot read back its transcript to replay to peers: {e}"),
+        })?;
+        if t.events.len() as u64 == folded {
+            return Ok(t.events);
+        }
+        return Err(ShareError::Backlog {
+            reason: format!(
+                "its transcript {} holds {} events but the session has folded {folded}; start \
+                 sharing right after opening the session",
+                path.display(),
+                t.events.len()
+            ),
+        });
+    }
+    match (
+        folded,
+        &session.state.started_at,
+        &session.state.mode,
+        &session.state.operator,
+    ) {
+        (1, Some(at), Some(mode), Some(operator)) => Ok(vec![Event::SessionStarted {
+            at: *at,
+            mode: mode.clone(),
+            operator: operator.clone(),
+        }]),
+        _ => Err(ShareError::Backlog {
+            reason: format!(
+                "it records no transcript and has already folded {folded} events, which peers \
+                 could not catch up on; start sharing right after opening the session"
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_as_tcp_or_unix() {
+        assert_eq!(
+            "127.0.0.1:7878".parse::<ShareAddr>().unwrap(),
+            ShareAddr::Tcp("127.0.0.1:7878".parse().unwrap())
+        );
+        assert_eq!(
+            "localhost:7878".parse::<ShareAddr>().unwrap(),
+            ShareAddr::Tcp("127.0.0.1:7878".parse().unwrap())
+        );
+        assert_eq!(
+            "./c.sock".parse::<ShareAddr>().unwrap(),
+            ShareAddr::Unix("./c.sock".into())
+        );
+        assert_eq!(
+            "unix:c".parse::<ShareAddr>().unwrap(),
+            ShareAddr::Unix("c".into())
+        );
+        assert_eq!(ShareAddr::Unix("c".into()).to_string(), "unix:c");
+        let err = "nonsense".parse::<ShareAddr>().unwrap_err().to_string();
+        assert!(
+            err.contains("neither IP:PORT nor a Unix socket path"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn loopback_is_allowed_and_the_rest_needs_allow_remote() {
+        let ok = |s: &str, allow| check_exposure(&s.parse().unwrap(), allow).is_ok();
+        assert!(ok("127.0.0.1:1", false));
+        assert!(ok("[::1]:1", false));
+        assert!(ok("[::ffff:127.0.0.1]:1", false));
+        assert!(!ok("0.0.0.0:1", false));
+        assert!(!ok("[::]:1", false));
+        assert!(!ok("10.1.2.3:1", false));
+        assert!(ok("0.0.0.0:1", true));
+        let err = check_exposure(&"0.0.0.0:1".parse().unwrap(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wildcard") && err.contains("--allow-remote"),
+            "{err}"
+        );
+    }
+}
