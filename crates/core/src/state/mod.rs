@@ -56,6 +56,15 @@ impl StepStatus {
     }
 }
 
+/// A gate's state when a decision was taken.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateAt {
+    /// The gate as written in the plan.
+    pub gate: String,
+    pub state: GateState,
+    pub reason: String,
+}
+
 /// What happened to one step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
@@ -69,7 +78,7 @@ pub struct StepState {
     pub approvals: Vec<(String, Ts)>,
     pub timed_out: Option<String>,
     /// The gate states when the operator confirmed (for the audit).
-    pub gates_at_confirm: Vec<(String, GateState, String)>,
+    pub gates_at_confirm: Vec<GateAt>,
     /// Set when the session restarted (`cutover resume`) while this step's action (or undo)
     /// had started with no recorded result: nobody knows whether it took effect. The status
     /// stays `Running`/`Undoing` (so nothing else proceeds) until a `StepResolved`.
@@ -560,7 +569,11 @@ impl State {
                                 .step_gates(i)
                                 .into_iter()
                                 .zip(&self.plan.steps[i].gates)
-                                .map(|(g, def)| (def.text.clone(), g.state, g.reason))
+                                .map(|(g, def)| GateAt {
+                                    gate: def.text.clone(),
+                                    state: g.state,
+                                    reason: g.reason,
+                                })
                                 .collect();
                             let s = &mut self.steps[i];
                             s.confirmed_by = Some(by.clone());
