@@ -79,7 +79,8 @@ impl Backends {
         out
     }
 
-    /// The actuator for `run`: AWS for replication and DNS, SQL on the databases, shell.
+    /// The actuator for `run`: AWS for replication and DNS, SQL and write freezes on the
+    /// databases, shell.
     /// `watch` and `check` never call it.
     pub fn actuator(&self) -> Arc<dyn Actuator> {
         Arc::new(Composite {
@@ -125,12 +126,14 @@ impl Actuator for Composite {
         Box::pin(async move {
             match action {
                 Action::Shell { command } => shell::run(command, out).await,
-                Action::Sql { .. } => match &self.sql {
-                    Some(sql) => sql.run(plan, action, out).await,
-                    None => Err(ActionError::new(
-                        "no database connection for a SQL action: give [source] and [target] a mysql or postgres url",
-                    )),
-                },
+                Action::Sql { .. } | Action::Freeze { .. } | Action::Unfreeze { .. } => {
+                    match &self.sql {
+                        Some(sql) => sql.run(plan, action, out).await,
+                        None => Err(ActionError::new(
+                            "no database connection for a SQL or freeze action: give [source] and [target] a mysql or postgres url",
+                        )),
+                    }
+                }
                 // Replication actions go to the plan's engine; each engine is one arm.
                 Action::ReplicationStop | Action::ReplicationStart => {
                     match plan.replication.as_ref().map(|r| r.engine) {

@@ -1,10 +1,10 @@
 //! The SQL actuator: runs a plan's `kind = "sql"` actions on the source or the target
-//! (e.g. `SET GLOBAL read_only = ON`, a feature-flag update) and records what each
-//! statement returned as output lines.
+//! (e.g. a feature-flag update) and its write freezes (`kind = "freeze"`/`"unfreeze"`), and
+//! records what each statement returned as output lines.
 
 use super::conn::Db;
 use cutover_core::event::Side;
-use cutover_core::plan::{Action, Plan};
+use cutover_core::plan::{Action, FreezeMethod, Plan};
 use cutover_runtime::action::{ActionError, Actuator, Output};
 use cutover_runtime::source::BoxFuture;
 
@@ -13,7 +13,7 @@ const SHOWN_ROWS: usize = 20;
 
 /// Runs SQL actions on the pair of databases. Statements run on a writer session (not the
 /// read-only probe sessions), one action at a time per side. Idempotence is the
-/// statement's: `SET GLOBAL read_only = ON` twice is fine, an `INSERT` twice is not.
+/// statement's: a freeze twice is fine, an `INSERT` twice is not.
 #[derive(Clone, Debug)]
 pub struct SqlActuator {
     source: Db,
@@ -23,6 +23,13 @@ pub struct SqlActuator {
 impl SqlActuator {
     pub fn new(source: Db, target: Db) -> SqlActuator {
         SqlActuator { source, target }
+    }
+
+    fn db(&self, side: Side) -> &Db {
+        match side {
+            Side::Source => &self.source,
+            Side::Target => &self.target,
+        }
     }
 }
 
@@ -34,32 +41,107 @@ impl Actuator for SqlActuator {
         out: &'a Output,
     ) -> BoxFuture<'a, Result<String, ActionError>> {
         Box::pin(async move {
-            let Action::Sql { on, statement } = action else {
-                return Err(ActionError::new(format!(
-                    "not a SQL action: {} (the SQL actuator runs only kind = \"sql\")",
-                    action.describe(plan)
-                )));
-            };
-            let db = match on {
-                Side::Source => &self.source,
-                Side::Target => &self.target,
-            };
-            out.line(format!("on {} ({}):", db.who(), db.version()));
-            let summary = db
-                .execute_script(statement, SHOWN_ROWS, |line| out.line(line))
-                .await
-                .map_err(|e| ActionError::new(e.to_string()))?;
-            let rows = if summary.rows_returned > 0 {
-                format!(", {} rows returned", summary.rows_returned)
-            } else {
-                String::new()
-            };
-            Ok(format!(
-                "{} statement(s) on {}: {} rows affected{rows}",
-                summary.statements,
-                db.who(),
-                summary.rows_affected
-            ))
+            match action {
+                Action::Sql { on, statement } => script(self.db(*on), statement, out).await,
+                Action::Freeze { on, method } => {
+                    set_read_only(self.db(*on), *method, true, out).await
+                }
+                Action::Unfreeze { on, method } => {
+                    set_read_only(self.db(*on), *method, false, out).await
+                }
+                other => Err(ActionError::new(format!(
+                    "not a SQL action: {} (the SQL actuator runs only kind = \"sql\", \"freeze\" and \"unfreeze\")",
+                    other.describe(plan)
+                ))),
+            }
         })
+    }
+}
+
+async fn script(db: &Db, statement: &str, out: &Output) -> Result<String, ActionError> {
+    out.line(format!("on {} ({}):", db.who(), db.version()));
+    let summary = db
+        .execute_script(statement, SHOWN_ROWS, |line| out.line(line))
+        .await
+        .map_err(|e| ActionError::new(e.to_string()))?;
+    let rows = if summary.rows_returned > 0 {
+        format!(", {} rows returned", summary.rows_returned)
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "{} statement(s) on {}: {} rows affected{rows}",
+        summary.statements,
+        db.who(),
+        summary.rows_affected
+    ))
+}
+
+fn on_off(v: bool) -> &'static str {
+    if v { "ON" } else { "OFF" }
+}
+
+/// Freezes (`frozen`) or unfreezes writes, then reads `@@GLOBAL.read_only` back on a probe
+/// session: a statement that returned OK is not proof (a proxy may swallow it, a replica
+/// may be reconfigured by its orchestrator), and the drain must not start on a guess.
+async fn set_read_only(
+    db: &Db,
+    method: FreezeMethod,
+    frozen: bool,
+    out: &Output,
+) -> Result<String, ActionError> {
+    let side = db.side().as_str();
+    if !method.supports(db.engine()) {
+        return Err(ActionError::new(format!(
+            "the {side} database ({}) cannot be frozen with method = \"{}\"; the plan validation should have refused it",
+            db.who(),
+            method.as_str()
+        )));
+    }
+    let was = read_only(db).await?;
+    let statement = method.statement(frozen);
+    out.line(format!("on {} ({}): {statement}", db.who(), db.version()));
+    db.execute_script(statement, SHOWN_ROWS, |line| out.line(line))
+        .await
+        .map_err(|e| ActionError::new(e.to_string()))?;
+    let now = read_only(db).await?;
+    out.line(format!("@@GLOBAL.read_only = {}", on_off(now)));
+    if now != frozen {
+        return Err(ActionError::new(format!(
+            "{statement} returned OK but the {side} database still reports @@GLOBAL.read_only = {}; check for a proxy or an orchestrator resetting it",
+            on_off(now)
+        )));
+    }
+    Ok(if was == frozen {
+        format!("{side} read_only already {}", on_off(now))
+    } else {
+        format!("{side} read_only = {} (was {})", on_off(now), on_off(was))
+    })
+}
+
+/// `@@GLOBAL.read_only`, read on a probe session (a different session than the writer's,
+/// so a session-scoped setting could not pass for the global one).
+async fn read_only(db: &Db) -> Result<bool, ActionError> {
+    let rows = db
+        .rows(
+            "reading @@GLOBAL.read_only",
+            "SELECT @@GLOBAL.read_only",
+            &[],
+        )
+        .await
+        .map_err(|e| ActionError::new(e.to_string()))?;
+    let cell = rows
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    match cell.trim().to_ascii_uppercase().as_str() {
+        "1" | "ON" => Ok(true),
+        "0" | "OFF" => Ok(false),
+        other => Err(ActionError::new(format!(
+            "the {} database answered @@GLOBAL.read_only = \"{other}\", neither 0 nor 1",
+            db.side().as_str()
+        ))),
     }
 }

@@ -1,5 +1,5 @@
 //! Carries out plan actions on the rehearsal world, as the AWS and SQL actuators do on real
-//! systems: `read_only` switches and SQL, task stop/start, DNS UPSERT with INSYNC wait, shell.
+//! systems: write freezes (`read_only`) and SQL, task stop/start, DNS UPSERT with INSYNC wait, shell.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,19 +32,16 @@ impl Actuator for SimActuator {
                 Action::None | Action::Manual { .. } => {
                     Ok("nothing to do in the rehearsal world".into())
                 }
-                Action::Sql { on, statement } => match parse_read_only(statement) {
-                    Some(value) => set_read_only(world, *on, value, out).await,
-                    None => {
-                        let n = world.execute(*on, statement).await.map_err(|e| {
-                            ActionError::new(format!(
-                                "SQL on the {} database failed: {e}",
-                                on.as_str()
-                            ))
-                        })?;
-                        out.line(format!("{}: {n} row(s) affected", on.as_str()));
-                        Ok(format!("{n} row(s) affected on the {}", on.as_str()))
-                    }
-                },
+                Action::Sql { on, statement } => {
+                    let n = world.execute(*on, statement).await.map_err(|e| {
+                        ActionError::new(format!("SQL on the {} database failed: {e}", on.as_str()))
+                    })?;
+                    out.line(format!("{}: {n} row(s) affected", on.as_str()));
+                    Ok(format!("{n} row(s) affected on the {}", on.as_str()))
+                }
+                // The world models MySQL's `read_only` switch, which every method sets.
+                Action::Freeze { on, method: _ } => set_read_only(world, *on, true, out).await,
+                Action::Unfreeze { on, method: _ } => set_read_only(world, *on, false, out).await,
                 Action::ReplicationStop => stop(world, out).await,
                 Action::ReplicationStart => start(world, out).await,
                 Action::Dns { to, wait } => {
@@ -58,34 +55,6 @@ impl Actuator for SimActuator {
                 }
             }
         })
-    }
-}
-
-/// Recognises `SET GLOBAL read_only = ON|OFF|1|0|TRUE|FALSE` (and `SET @@GLOBAL.read_only`),
-/// case-insensitive and tolerant of spaces and a trailing `;`.
-pub(crate) fn parse_read_only(statement: &str) -> Option<bool> {
-    let (left, right) = statement.split_once('=')?;
-    let words: Vec<String> = left
-        .split_whitespace()
-        .map(str::to_ascii_uppercase)
-        .collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    if !matches!(
-        words.as_slice(),
-        ["SET", "GLOBAL", "READ_ONLY"] | ["SET", "@@GLOBAL.READ_ONLY"]
-    ) {
-        return None;
-    }
-    match right
-        .trim()
-        .trim_end_matches(';')
-        .trim()
-        .to_ascii_uppercase()
-        .as_str()
-    {
-        "ON" | "1" | "TRUE" => Some(true),
-        "OFF" | "0" | "FALSE" => Some(false),
-        _ => None,
     }
 }
 

@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::actuator::parse_read_only;
 use super::db::{self, Row};
 use super::world::Timings;
 use super::*;
@@ -18,7 +17,7 @@ use cutover_core::event::{
     ChecksumState, DiffKind, Direction, Event, MetricSeries, Reading, Side, SourceKind, TableDrift,
     TableStat, WorldMeasures, now_ms,
 };
-use cutover_core::plan::{Action, DnsTo, Plan, rehearsal_plan};
+use cutover_core::plan::{Action, DnsTo, FreezeMethod, Plan, rehearsal_plan};
 use cutover_core::state::{GateState, State};
 use cutover_runtime::action::{Output, spawn_action};
 use cutover_runtime::source::{SourceError, spawn_pollers};
@@ -245,8 +244,7 @@ impl Harness {
     }
 
     async fn freeze_source(&self) {
-        self.ok(sql(Side::Source, "SET GLOBAL read_only = ON"))
-            .await;
+        self.ok(freeze(Side::Source)).await;
     }
 
     /// Faults seen so far, as (fault, active, detail).
@@ -300,6 +298,20 @@ fn sql(on: Side, statement: &str) -> Action {
     }
 }
 
+fn freeze(on: Side) -> Action {
+    Action::Freeze {
+        on,
+        method: FreezeMethod::Sql,
+    }
+}
+
+fn unfreeze(on: Side) -> Action {
+    Action::Unfreeze {
+        on,
+        method: FreezeMethod::Sql,
+    }
+}
+
 #[test]
 fn fault_names_parse_and_bad_names_are_explained() {
     for f in Fault::ALL {
@@ -326,19 +338,6 @@ fn fault_names_parse_and_bad_names_are_explained() {
         e.starts_with("unknown fault \"nonsense\"; valid faults: lag-spike"),
         "{e}"
     );
-}
-
-#[test]
-fn read_only_statements_are_recognised() {
-    assert_eq!(parse_read_only("SET GLOBAL read_only = ON"), Some(true));
-    assert_eq!(
-        parse_read_only("  set   global READ_ONLY=off ; "),
-        Some(false)
-    );
-    assert_eq!(parse_read_only("SET GLOBAL read_only = 1"), Some(true));
-    assert_eq!(parse_read_only("SET @@GLOBAL.read_only = 0"), Some(false));
-    assert_eq!(parse_read_only("SET GLOBAL read_only = maybe"), None);
-    assert_eq!(parse_read_only("UPDATE t SET read_only = 1"), None);
 }
 
 #[test]
@@ -405,7 +404,7 @@ async fn replicator_copies_inserts_updates_and_deletes() {
 async fn frozen_source_refuses_writes_and_never_acks_them() {
     let h = Harness::start(fast_plan(), vec![]).await;
     h.acked_after(10).await;
-    let (r, lines) = h.act(sql(Side::Source, "set global read_only=1")).await;
+    let (r, lines) = h.act(freeze(Side::Source)).await;
     assert_eq!(r.as_deref(), Ok("source read_only = ON (was OFF)"));
     assert_eq!(lines, ["source read_only = ON (was OFF)"]);
     let before = h.world.measures().await;
@@ -432,8 +431,55 @@ async fn frozen_source_refuses_writes_and_never_acks_them() {
     let db = h.database(Side::Source).await;
     assert_eq!(db.read_only, Some(true));
     // Idempotent.
-    let (r, _) = h.act(sql(Side::Source, "SET GLOBAL read_only = ON")).await;
+    let (r, _) = h.act(freeze(Side::Source)).await;
     assert_eq!(r.as_deref(), Ok("source read_only already ON"));
+    h.world.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_plans_freeze_and_unfreeze_steps_switch_read_only_both_ways() {
+    let h = Harness::start(fast_plan(), vec![]).await;
+    let step = |id: &str| {
+        h.plan
+            .steps
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("the rehearsal plan has a {id} step"))
+            .clone()
+    };
+    let (freeze_step, unfreeze_step) = (step("freeze"), step("unfreeze"));
+    assert_eq!(freeze_step.action, freeze(Side::Source));
+    assert_eq!(freeze_step.undo, Some(unfreeze(Side::Source)));
+    assert_eq!(unfreeze_step.action, unfreeze(Side::Target));
+
+    let (r, lines) = h.act(freeze_step.action.clone()).await;
+    assert_eq!(r.as_deref(), Ok("source read_only = ON (was OFF)"));
+    assert_eq!(lines, ["source read_only = ON (was OFF)"]);
+    assert_eq!(h.database(Side::Source).await.read_only, Some(true));
+    let undo = freeze_step.undo.clone().expect("an undo");
+    assert_eq!(h.ok(undo.clone()).await, "source read_only = OFF (was ON)");
+    assert_eq!(h.database(Side::Source).await.read_only, Some(false));
+    assert_eq!(h.ok(undo).await, "source read_only already OFF");
+
+    // The target starts frozen, as a replica does.
+    assert_eq!(h.database(Side::Target).await.read_only, Some(true));
+    assert_eq!(
+        h.ok(unfreeze_step.action.clone()).await,
+        "target read_only = OFF (was ON)"
+    );
+    assert_eq!(h.database(Side::Target).await.read_only, Some(false));
+    h.world.shutdown().await;
+}
+
+#[tokio::test]
+async fn sql_runs_as_written_and_is_never_taken_for_a_freeze() {
+    let h = Harness::start(fast_plan(), vec![]).await;
+    // Typed as SQL (not normalised by the plan parser), the statement goes to SQLite, which
+    // has no such variable: the actuator does not guess that it meant a freeze.
+    let (r, _) = h.act(sql(Side::Source, "SET GLOBAL read_only = ON")).await;
+    let e = r.expect_err("SQLite refuses MySQL's SET GLOBAL");
+    assert!(e.starts_with("SQL on the source database failed"), "{e}");
+    assert_eq!(h.database(Side::Source).await.read_only, Some(false));
     h.world.shutdown().await;
 }
 
@@ -773,7 +819,7 @@ async fn a_stopped_task_freezes_its_figures_and_drift_stops_after_the_flip() {
     })
     .await;
     assert!(h.drift().await.is_empty());
-    h.ok(sql(Side::Target, "SET GLOBAL read_only = OFF")).await;
+    h.ok(unfreeze(Side::Target)).await;
     wait_until("writes on the target", WAIT, || async {
         h.metric("WritesTarget").await > Some(0.0)
     })
@@ -798,7 +844,7 @@ async fn a_stopped_task_freezes_its_figures_and_drift_stops_after_the_flip() {
     );
 
     // Rollback: back to the source, replication started: everything resumes.
-    h.ok(sql(Side::Target, "SET GLOBAL read_only = ON")).await;
+    h.ok(freeze(Side::Target)).await;
     h.ok(Action::Dns {
         to: DnsTo::Source,
         wait: true,
@@ -874,7 +920,7 @@ async fn clean_cutover_through_the_actuator_loses_no_writes() {
         wait: true,
     })
     .await;
-    h.ok(sql(Side::Target, "SET GLOBAL read_only = OFF")).await;
+    h.ok(unfreeze(Side::Target)).await;
     assert_eq!(h.world.measures().await.authority, Some(Side::Target));
     wait_until("writes on the target", WAIT, || async {
         h.metric("WritesTarget").await > Some(0.0)
@@ -908,7 +954,7 @@ async fn a_write_lost_by_an_early_stop_is_counted() {
         wait: true,
     })
     .await;
-    h.ok(sql(Side::Target, "SET GLOBAL read_only = OFF")).await;
+    h.ok(unfreeze(Side::Target)).await;
     let m = h.world.finish().await;
     assert!(m.writes_lost > 0, "{m:?}");
     assert!(m.rows_diverged > 0, "{m:?}");

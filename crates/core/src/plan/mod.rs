@@ -92,6 +92,39 @@ pub enum DnsTo {
     Value(String),
 }
 
+/// How a freeze (or unfreeze) is carried out. An enum, not a flag, because managed services
+/// need other means (an RDS parameter group, PostgreSQL's `default_transaction_read_only`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FreezeMethod {
+    /// `SET GLOBAL read_only = ON|OFF`: MySQL/MariaDB and the rehearsal world.
+    #[default]
+    Sql,
+}
+
+impl FreezeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FreezeMethod::Sql => "sql",
+        }
+    }
+
+    /// The statement that freezes (`frozen`) or unfreezes writes.
+    pub fn statement(self, frozen: bool) -> &'static str {
+        match (self, frozen) {
+            (FreezeMethod::Sql, true) => "SET GLOBAL read_only = ON",
+            (FreezeMethod::Sql, false) => "SET GLOBAL read_only = OFF",
+        }
+    }
+
+    /// Whether an endpoint of this engine can be frozen this way.
+    pub fn supports(self, engine: Engine) -> bool {
+        match self {
+            FreezeMethod::Sql => matches!(engine, Engine::Rehearsal | Engine::Mysql),
+        }
+    }
+}
+
 /// What a step does (or undoes).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
@@ -99,8 +132,12 @@ pub enum Action {
     None,
     /// A human does it; confirming asserts it was done.
     Manual { instructions: String },
-    /// SQL on one side (e.g. `SET GLOBAL read_only = ON`).
+    /// SQL on one side (e.g. a feature-flag update).
     Sql { on: Side, statement: String },
+    /// Make one side refuse application writes; the downtime window starts here.
+    Freeze { on: Side, method: FreezeMethod },
+    /// Let one side accept application writes again; the downtime window ends here.
+    Unfreeze { on: Side, method: FreezeMethod },
     /// Stop the replication task and wait until it is stopped.
     ReplicationStop,
     /// Start or resume the replication task and wait until it runs.
@@ -123,6 +160,16 @@ impl Action {
             Action::None => "check only".into(),
             Action::Manual { instructions } => format!("manual: {instructions}"),
             Action::Sql { on, statement } => format!("SQL on {}: {statement}", on.as_str()),
+            Action::Freeze { on, method } => format!(
+                "freeze writes on {} ({})",
+                on.as_str(),
+                method.statement(true)
+            ),
+            Action::Unfreeze { on, method } => format!(
+                "unfreeze writes on {} ({})",
+                on.as_str(),
+                method.statement(false)
+            ),
             Action::ReplicationStop => format!("stop replication task {}", plan.task_name()),
             Action::ReplicationStart => format!("start replication task {}", plan.task_name()),
             Action::Dns { to, wait } => {
@@ -514,6 +561,16 @@ enum RawAction {
         on: Side,
         statement: String,
     },
+    Freeze {
+        on: Side,
+        #[serde(default)]
+        method: FreezeMethod,
+    },
+    Unfreeze {
+        on: Side,
+        #[serde(default)]
+        method: FreezeMethod,
+    },
     Replication {
         op: RawReplicationOp,
     },
@@ -573,251 +630,22 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         }
     };
 
-    let name = match &raw.name {
-        Some(n) if !n.get_ref().trim().is_empty() => n.get_ref().clone(),
-        Some(n) => {
-            loc.at(
-                n,
-                "the plan's name is empty",
-                Some("give the plan a short name, e.g. name = \"orders-to-aurora\""),
-            );
-            String::new()
-        }
-        None => {
-            loc.push(
-                0,
-                "the plan has no name",
-                Some("add name = \"...\" at the top of the file".into()),
-            );
-            String::new()
-        }
-    };
-
+    let name = plan_name(&mut loc, raw.name.as_ref());
     let source = endpoint(&mut loc, raw.source.as_ref(), "source");
     let target = endpoint(&mut loc, raw.target.as_ref(), "target");
-
-    let replication = raw.replication.map(|r| {
-        if r.task.get_ref().trim().is_empty() {
-            loc.at(
-                &r.task,
-                "the replication task is empty",
-                Some("name the task by identifier or ARN"),
-            );
-        }
-        Replication {
-            engine: r.engine,
-            task: r.task.into_inner(),
-        }
-    });
-
-    let dns = raw.dns.map(|d| {
-        let record_type = d
-            .record_type
-            .as_ref()
-            .map(|t| t.get_ref().to_uppercase())
-            .unwrap_or_else(|| "CNAME".into());
-        if !matches!(record_type.as_str(), "CNAME" | "A" | "AAAA")
-            && let Some(t) = &d.record_type
-        {
-            loc.at(
-                t,
-                format!("unsupported record type \"{}\"", t.get_ref()),
-                Some("use CNAME, A or AAAA"),
-            );
-        }
-        if d.name.get_ref().trim().is_empty() {
-            loc.at(
-                &d.name,
-                "the DNS record name is empty",
-                Some("name the record the applications use"),
-            );
-        }
-        DnsRecord {
-            zone_id: d.zone_id,
-            name: d.name.into_inner(),
-            record_type,
-            ttl: d.ttl.unwrap_or(60),
-            source: d.source,
-            target: d.target,
-            resolve: d.resolve,
-        }
-    });
-
-    let mut metrics = Vec::new();
-    for m in raw.metrics {
-        if m.name.get_ref().trim().is_empty() {
-            loc.at(&m.name, "a metric has an empty name", None);
-        }
-        metrics.push(MetricDef {
-            name: m.name.into_inner(),
-            namespace: m.namespace.unwrap_or_else(|| "AWS/DMS".into()),
-            stat: m.stat.unwrap_or_else(|| "Average".into()),
-            dimensions: m.dimensions.into_iter().collect(),
-            unit: m.unit,
-        });
-    }
-
-    let aws = raw
-        .aws
-        .map(|a| AwsSettings {
-            region: a.region,
-            profile: a.profile,
-            endpoint_url: a.endpoint_url,
-        })
-        .unwrap_or_default();
-
-    let mut rehearsal = RehearsalSettings::default();
-    if let Some(r) = raw.rehearsal {
-        if let Some(t) = r.tables {
-            rehearsal.tables = t;
-        }
-        if let Some(n) = r.rows_per_table {
-            rehearsal.rows_per_table = n;
-        }
-        if let Some(w) = r.write_rate {
-            rehearsal.write_rate = w;
-        }
-        if let Some(c) = r.clients {
-            rehearsal.clients = c.max(1);
-        }
-        for (field, slot) in [
-            (&r.lag, &mut rehearsal.lag_ms),
-            (&r.dns_propagation, &mut rehearsal.dns_propagation_ms),
-            (&r.poll, &mut rehearsal.poll_ms),
-        ] {
-            if let Some(d) = field
-                && let Some(ms) = duration(&mut loc, d)
-            {
-                *slot = ms;
-            }
-        }
-    }
-
-    let dns_values = |var: &str| match var {
-        "dns.source" => dns.as_ref().map(|d| d.source.clone()),
-        "dns.target" => dns.as_ref().map(|d| d.target.clone()),
-        _ => None,
+    let replication = raw.replication.map(|r| replication(&mut loc, r));
+    let dns = raw.dns.map(|d| dns_record(&mut loc, d));
+    let metrics = metrics(&mut loc, raw.metrics);
+    let aws = raw.aws.map(aws_settings).unwrap_or_default();
+    let rehearsal = rehearsal_settings(&mut loc, raw.rehearsal);
+    let sections = Sections {
+        source: source.as_ref(),
+        target: target.as_ref(),
+        replication: replication.as_ref(),
+        dns: dns.as_ref(),
+        metrics: &metrics,
     };
-
-    let mut steps: Vec<Step> = Vec::new();
-    let mut seen_ids: Vec<(String, usize)> = Vec::new();
-    if raw.step.is_empty() {
-        loc.push(
-            text.len(),
-            "the plan has no steps",
-            Some("add at least one [[step]] with id, gates, action and confirm".into()),
-        );
-    }
-    for raw_step in &raw.step {
-        let step_start = raw_step.span().start;
-        let s = raw_step.get_ref();
-        let id = s.id.get_ref().clone();
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            loc.at(
-                &s.id,
-                format!("step id \"{id}\" is not a plain name"),
-                Some("use letters, digits, - and _ only, e.g. id = \"freeze-writes\""),
-            );
-        }
-        if let Some((_, first)) = seen_ids.iter().find(|(seen, _)| *seen == id) {
-            let (line, _) = loc.position(*first);
-            loc.at(
-                &s.id,
-                format!("duplicate step id \"{id}\""),
-                Some(&format!(
-                    "the first step with this id is at line {line}; step ids must be unique"
-                )),
-            );
-        } else {
-            seen_ids.push((id.clone(), s.id.span().start));
-        }
-
-        let mut gates = Vec::new();
-        for g in &s.gates {
-            // Columns inside the string: the value starts one past the opening quote.
-            let base = g.span().start + 1;
-            match gate_expr::parse(g.get_ref(), &dns_values) {
-                Ok(gate) => {
-                    check_gate_sources(&mut loc, base, &gate, &dns, &replication, &metrics);
-                    gates.push(gate);
-                }
-                Err(e) => loc.push(base + e.offset, e.message, e.hint),
-            }
-        }
-
-        let action = match &s.action {
-            Some(a) => convert_action(&mut loc, a, &dns, &replication),
-            None => Action::None,
-        };
-        let undo = s
-            .undo
-            .as_ref()
-            .map(|u| convert_action(&mut loc, u, &dns, &replication));
-        if action.changes_state() && undo.is_none() && !s.irreversible {
-            let at = s
-                .action
-                .as_ref()
-                .map(|a| a.span().start)
-                .unwrap_or(step_start);
-            loc.push(
-                at,
-                format!("step \"{id}\" changes state but has no undo"),
-                Some("add undo = { kind = ... } for the rollback path, or irreversible = true if there is none".into()),
-            );
-        }
-        if let (Action::None, Some(u)) = (&action, &s.undo) {
-            loc.at(
-                u,
-                format!("step \"{id}\" has an undo but no action"),
-                Some("give the step an action, or remove the undo"),
-            );
-        }
-
-        let confirm = match &s.confirm {
-            Some(c) if !c.get_ref().trim().is_empty() => c.get_ref().trim().to_string(),
-            Some(c) => {
-                loc.at(
-                    c,
-                    "the confirmation phrase is empty",
-                    Some(
-                        "write the phrase the operator must type, e.g. confirm = \"freeze writes\"",
-                    ),
-                );
-                String::new()
-            }
-            None => {
-                loc.push(
-                    s.id.span().start,
-                    format!("step \"{id}\" has no confirmation phrase"),
-                    Some(
-                        "add confirm = \"...\": the operator types it exactly to run the step"
-                            .into(),
-                    ),
-                );
-                String::new()
-            }
-        };
-        let timeout_ms = match &s.timeout {
-            Some(t) => duration(&mut loc, t).unwrap_or(DEFAULT_TIMEOUT_MS),
-            None => DEFAULT_TIMEOUT_MS,
-        };
-        steps.push(Step {
-            title: s.title.clone().unwrap_or_else(|| id.clone()),
-            id,
-            description: s.description.clone(),
-            gates,
-            action,
-            undo,
-            irreversible: s.irreversible,
-            confirm,
-            timeout_ms,
-            approvals: s.approvals,
-        });
-    }
+    let steps = steps(&mut loc, &raw.step, &sections);
 
     if !loc.errors.is_empty() {
         return Err(PlanErrors(loc.errors));
@@ -837,6 +665,313 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         source_text: text.to_string(),
         hash,
     })
+}
+
+/// The sections a step may refer to: its gates need their sources, its actions their
+/// backends.
+struct Sections<'a> {
+    source: Option<&'a Endpoint>,
+    target: Option<&'a Endpoint>,
+    replication: Option<&'a Replication>,
+    dns: Option<&'a DnsRecord>,
+    metrics: &'a [MetricDef],
+}
+
+impl Sections<'_> {
+    fn endpoint(&self, side: Side) -> Option<&Endpoint> {
+        match side {
+            Side::Source => self.source,
+            Side::Target => self.target,
+        }
+    }
+}
+
+fn plan_name(loc: &mut Locator<'_>, raw: Option<&Spanned<String>>) -> String {
+    match raw {
+        Some(n) if !n.get_ref().trim().is_empty() => n.get_ref().clone(),
+        Some(n) => {
+            loc.at(
+                n,
+                "the plan's name is empty",
+                Some("give the plan a short name, e.g. name = \"orders-to-aurora\""),
+            );
+            String::new()
+        }
+        None => {
+            loc.push(
+                0,
+                "the plan has no name",
+                Some("add name = \"...\" at the top of the file".into()),
+            );
+            String::new()
+        }
+    }
+}
+
+fn replication(loc: &mut Locator<'_>, r: RawReplication) -> Replication {
+    if r.task.get_ref().trim().is_empty() {
+        loc.at(
+            &r.task,
+            "the replication task is empty",
+            Some("name the task by identifier or ARN"),
+        );
+    }
+    Replication {
+        engine: r.engine,
+        task: r.task.into_inner(),
+    }
+}
+
+fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
+    let record_type = d
+        .record_type
+        .as_ref()
+        .map(|t| t.get_ref().to_uppercase())
+        .unwrap_or_else(|| "CNAME".into());
+    if !matches!(record_type.as_str(), "CNAME" | "A" | "AAAA")
+        && let Some(t) = &d.record_type
+    {
+        loc.at(
+            t,
+            format!("unsupported record type \"{}\"", t.get_ref()),
+            Some("use CNAME, A or AAAA"),
+        );
+    }
+    if d.name.get_ref().trim().is_empty() {
+        loc.at(
+            &d.name,
+            "the DNS record name is empty",
+            Some("name the record the applications use"),
+        );
+    }
+    DnsRecord {
+        zone_id: d.zone_id,
+        name: d.name.into_inner(),
+        record_type,
+        ttl: d.ttl.unwrap_or(60),
+        source: d.source,
+        target: d.target,
+        resolve: d.resolve,
+    }
+}
+
+fn metrics(loc: &mut Locator<'_>, raw: Vec<RawMetric>) -> Vec<MetricDef> {
+    raw.into_iter()
+        .map(|m| {
+            if m.name.get_ref().trim().is_empty() {
+                loc.at(
+                    &m.name,
+                    "a metric has an empty name",
+                    Some("name the CloudWatch metric, e.g. name = \"CDCLatencyTarget\""),
+                );
+            }
+            MetricDef {
+                name: m.name.into_inner(),
+                namespace: m.namespace.unwrap_or_else(|| "AWS/DMS".into()),
+                stat: m.stat.unwrap_or_else(|| "Average".into()),
+                dimensions: m.dimensions.into_iter().collect(),
+                unit: m.unit,
+            }
+        })
+        .collect()
+}
+
+fn aws_settings(a: RawAws) -> AwsSettings {
+    AwsSettings {
+        region: a.region,
+        profile: a.profile,
+        endpoint_url: a.endpoint_url,
+    }
+}
+
+fn rehearsal_settings(loc: &mut Locator<'_>, raw: Option<RawRehearsal>) -> RehearsalSettings {
+    let mut rehearsal = RehearsalSettings::default();
+    let Some(r) = raw else {
+        return rehearsal;
+    };
+    if let Some(t) = r.tables {
+        rehearsal.tables = t;
+    }
+    if let Some(n) = r.rows_per_table {
+        rehearsal.rows_per_table = n;
+    }
+    if let Some(w) = r.write_rate {
+        rehearsal.write_rate = w;
+    }
+    if let Some(c) = r.clients {
+        rehearsal.clients = c.max(1);
+    }
+    for (field, slot) in [
+        (&r.lag, &mut rehearsal.lag_ms),
+        (&r.dns_propagation, &mut rehearsal.dns_propagation_ms),
+        (&r.poll, &mut rehearsal.poll_ms),
+    ] {
+        if let Some(d) = field
+            && let Some(ms) = duration(loc, d)
+        {
+            *slot = ms;
+        }
+    }
+    rehearsal
+}
+
+fn steps(loc: &mut Locator<'_>, raw: &[Spanned<RawStep>], sections: &Sections<'_>) -> Vec<Step> {
+    if raw.is_empty() {
+        loc.push(
+            loc.text.len(),
+            "the plan has no steps",
+            Some("add at least one [[step]] with id, gates, action and confirm".into()),
+        );
+    }
+    // Each id with the offset of its first use, to point a duplicate at the original.
+    let mut seen_ids: Vec<(String, usize)> = Vec::new();
+    raw.iter()
+        .map(|s| step(loc, s, &mut seen_ids, sections))
+        .collect()
+}
+
+fn step(
+    loc: &mut Locator<'_>,
+    raw: &Spanned<RawStep>,
+    seen_ids: &mut Vec<(String, usize)>,
+    sections: &Sections<'_>,
+) -> Step {
+    let s = raw.get_ref();
+    let id = step_id(loc, &s.id, seen_ids);
+    let gates = step_gates(loc, &s.gates, sections);
+    let action = match &s.action {
+        Some(a) => convert_action(loc, a, sections),
+        None => Action::None,
+    };
+    let undo = s.undo.as_ref().map(|u| convert_action(loc, u, sections));
+    check_undo(loc, raw, &id, &action, undo.is_some());
+    let confirm = confirm_phrase(loc, s, &id);
+    let timeout_ms = match &s.timeout {
+        Some(t) => duration(loc, t).unwrap_or(DEFAULT_TIMEOUT_MS),
+        None => DEFAULT_TIMEOUT_MS,
+    };
+    Step {
+        title: s.title.clone().unwrap_or_else(|| id.clone()),
+        id,
+        description: s.description.clone(),
+        gates,
+        action,
+        undo,
+        irreversible: s.irreversible,
+        confirm,
+        timeout_ms,
+        approvals: s.approvals,
+    }
+}
+
+fn step_id(
+    loc: &mut Locator<'_>,
+    raw: &Spanned<String>,
+    seen_ids: &mut Vec<(String, usize)>,
+) -> String {
+    let id = raw.get_ref().clone();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        loc.at(
+            raw,
+            format!("step id \"{id}\" is not a plain name"),
+            Some("use letters, digits, - and _ only, e.g. id = \"freeze-writes\""),
+        );
+    }
+    if let Some((_, first)) = seen_ids.iter().find(|(seen, _)| *seen == id) {
+        let (line, _) = loc.position(*first);
+        loc.at(
+            raw,
+            format!("duplicate step id \"{id}\""),
+            Some(&format!(
+                "the first step with this id is at line {line}; step ids must be unique"
+            )),
+        );
+    } else {
+        seen_ids.push((id.clone(), raw.span().start));
+    }
+    id
+}
+
+fn step_gates(
+    loc: &mut Locator<'_>,
+    raw: &[Spanned<String>],
+    sections: &Sections<'_>,
+) -> Vec<Gate> {
+    let dns_values = |var: &str| match var {
+        "dns.source" => sections.dns.map(|d| d.source.clone()),
+        "dns.target" => sections.dns.map(|d| d.target.clone()),
+        _ => None,
+    };
+    let mut gates = Vec::new();
+    for g in raw {
+        // Columns inside the string: the value starts one past the opening quote.
+        let base = g.span().start + 1;
+        match gate_expr::parse(g.get_ref(), &dns_values) {
+            Ok(gate) => {
+                check_gate_sources(loc, base, &gate, sections);
+                gates.push(gate);
+            }
+            Err(e) => loc.push(base + e.offset, e.message, e.hint),
+        }
+    }
+    gates
+}
+
+/// A step that changes the world needs a way back (or to say there is none); an undo
+/// without an action has nothing to undo.
+fn check_undo(
+    loc: &mut Locator<'_>,
+    raw: &Spanned<RawStep>,
+    id: &str,
+    action: &Action,
+    has_undo: bool,
+) {
+    let s = raw.get_ref();
+    if action.changes_state() && !has_undo && !s.irreversible {
+        let at = s
+            .action
+            .as_ref()
+            .map(|a| a.span().start)
+            .unwrap_or(raw.span().start);
+        loc.push(
+            at,
+            format!("step \"{id}\" changes state but has no undo"),
+            Some("add undo = { kind = ... } for the rollback path, or irreversible = true if there is none".into()),
+        );
+    }
+    if let (Action::None, Some(u)) = (action, &s.undo) {
+        loc.at(
+            u,
+            format!("step \"{id}\" has an undo but no action"),
+            Some("give the step an action, or remove the undo"),
+        );
+    }
+}
+
+fn confirm_phrase(loc: &mut Locator<'_>, s: &RawStep, id: &str) -> String {
+    match &s.confirm {
+        Some(c) if !c.get_ref().trim().is_empty() => c.get_ref().trim().to_string(),
+        Some(c) => {
+            loc.at(
+                c,
+                "the confirmation phrase is empty",
+                Some("write the phrase the operator must type, e.g. confirm = \"freeze writes\""),
+            );
+            String::new()
+        }
+        None => {
+            loc.push(
+                s.id.span().start,
+                format!("step \"{id}\" has no confirmation phrase"),
+                Some("add confirm = \"...\": the operator types it exactly to run the step".into()),
+            );
+            String::new()
+        }
+    }
 }
 
 fn hint_for_toml_error(message: &str) -> Option<String> {
@@ -931,29 +1066,30 @@ pub fn url_has_password(url: &str) -> bool {
 fn convert_action(
     loc: &mut Locator<'_>,
     raw: &Spanned<RawAction>,
-    dns: &Option<DnsRecord>,
-    replication: &Option<Replication>,
+    sections: &Sections<'_>,
 ) -> Action {
     match raw.get_ref() {
         RawAction::None => Action::None,
         RawAction::Manual { instructions } => Action::Manual {
             instructions: instructions.clone(),
         },
-        RawAction::Sql { on, statement } => {
-            if statement.trim().is_empty() {
-                loc.at(
-                    raw,
-                    "the SQL statement is empty",
-                    Some("write the statement to run"),
-                );
-            }
-            Action::Sql {
+        RawAction::Sql { on, statement } => sql_action(loc, raw, *on, statement, sections),
+        RawAction::Freeze { on, method } => {
+            check_freeze(loc, raw, "freeze", *on, *method, sections);
+            Action::Freeze {
                 on: *on,
-                statement: statement.clone(),
+                method: *method,
+            }
+        }
+        RawAction::Unfreeze { on, method } => {
+            check_freeze(loc, raw, "unfreeze", *on, *method, sections);
+            Action::Unfreeze {
+                on: *on,
+                method: *method,
             }
         }
         RawAction::Replication { op } => {
-            if replication.is_none() {
+            if sections.replication.is_none() {
                 loc.at(
                     raw,
                     "a replication action needs a [replication] section",
@@ -966,7 +1102,7 @@ fn convert_action(
             }
         }
         RawAction::Dns { to, wait } => {
-            if dns.is_none() {
+            if sections.dns.is_none() {
                 loc.at(
                     raw,
                     "a dns action needs a [dns] section",
@@ -1003,18 +1139,98 @@ fn convert_action(
     }
 }
 
-/// A gate on an input whose source the plan does not configure could never turn green.
-fn check_gate_sources(
+/// A `kind = "sql"` action. Plans written before `kind = "freeze"` existed froze writes with
+/// `SET GLOBAL read_only = ...`; such a statement becomes the typed action, so old plans (and
+/// the plan texts old transcripts carry) still run, replay and report as they did. On an
+/// engine the freeze method does not support it stays SQL: it ran (and failed) as SQL before.
+fn sql_action(
     loc: &mut Locator<'_>,
-    at: usize,
-    gate: &Gate,
-    dns: &Option<DnsRecord>,
-    replication: &Option<Replication>,
-    metrics: &[MetricDef],
+    raw: &Spanned<RawAction>,
+    on: Side,
+    statement: &str,
+    sections: &Sections<'_>,
+) -> Action {
+    if statement.trim().is_empty() {
+        loc.at(
+            raw,
+            "the SQL statement is empty",
+            Some("write the statement to run"),
+        );
+    }
+    let method = FreezeMethod::Sql;
+    let supported = sections
+        .endpoint(on)
+        .is_none_or(|e| method.supports(e.engine));
+    match legacy_read_only(statement) {
+        Some(true) if supported => Action::Freeze { on, method },
+        Some(false) if supported => Action::Unfreeze { on, method },
+        _ => Action::Sql {
+            on,
+            statement: statement.to_string(),
+        },
+    }
+}
+
+/// A freeze whose method the side's engine lacks would fail in the window, so refuse it now.
+fn check_freeze(
+    loc: &mut Locator<'_>,
+    raw: &Spanned<RawAction>,
+    kind: &str,
+    on: Side,
+    method: FreezeMethod,
+    sections: &Sections<'_>,
 ) {
+    let Some(endpoint) = sections.endpoint(on) else {
+        return;
+    };
+    if method.supports(endpoint.engine) {
+        return;
+    }
+    let side = on.as_str();
+    let engine = format!("{:?}", endpoint.engine).to_lowercase();
+    loc.at(
+        raw,
+        format!(
+            "kind = \"{kind}\" on = \"{side}\": method = \"{}\" runs {}, which the [{side}] engine \"{engine}\" does not have",
+            method.as_str(),
+            method.statement(kind == "freeze"),
+        ),
+        Some(
+            "method \"sql\" works on mysql and rehearsal endpoints only; for PostgreSQL use kind = \"sql\" with your own statement (e.g. ALTER DATABASE <db> SET default_transaction_read_only = on, then end the open sessions) or kind = \"shell\"",
+        ),
+    );
+}
+
+/// Whether `statement` is exactly `SET GLOBAL read_only = ON|OFF|1|0` (also `TRUE|FALSE`,
+/// `SET @@GLOBAL.read_only`, a trailing `;`), case- and space-insensitive: `Some(true)`
+/// freezes. The variants are the ones the rehearsal world used to recognise.
+pub fn legacy_read_only(statement: &str) -> Option<bool> {
+    let (left, right) = statement.split_once('=')?;
+    let words: Vec<String> = left
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    if !matches!(
+        words.as_slice(),
+        ["SET", "GLOBAL", "READ_ONLY"] | ["SET", "@@GLOBAL.READ_ONLY"]
+    ) {
+        return None;
+    }
+    let value = right.trim();
+    let value = value.strip_suffix(';').unwrap_or(value).trim();
+    match value.to_ascii_uppercase().as_str() {
+        "ON" | "1" | "TRUE" => Some(true),
+        "OFF" | "0" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+/// A gate on an input whose source the plan does not configure could never turn green.
+fn check_gate_sources(loc: &mut Locator<'_>, at: usize, gate: &Gate, sections: &Sections<'_>) {
     let input = &gate.input;
     let name = input.to_string();
-    if name.starts_with("dns.") && dns.is_none() {
+    if name.starts_with("dns.") && sections.dns.is_none() {
         loc.push(
             at,
             format!("gate on {name} but the plan has no [dns] section"),
@@ -1022,7 +1238,7 @@ fn check_gate_sources(
         );
     }
     if (name.starts_with("task.") || name.starts_with("validation.") || name.starts_with("cdc."))
-        && replication.is_none()
+        && sections.replication.is_none()
     {
         loc.push(
             at,
@@ -1032,7 +1248,7 @@ fn check_gate_sources(
     }
     if let Input::Metric(m) = input
         && !DEFAULT_METRICS.contains(&m.as_str())
-        && !metrics.iter().any(|d| &d.name == m)
+        && !sections.metrics.iter().any(|d| &d.name == m)
     {
         loc.push(
             at,
@@ -1046,3 +1262,6 @@ fn check_gate_sources(
 pub fn rehearsal_plan() -> Plan {
     parse("plans/rehearsal.toml", REHEARSAL_PLAN).expect("the embedded rehearsal plan is valid")
 }
+
+#[cfg(test)]
+mod tests;

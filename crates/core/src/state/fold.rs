@@ -2,8 +2,8 @@
 //! I/O, no clock; "now" is the newest event's time.
 
 use super::{
-    Approval, Effect, GateAtConfirm, Level, OUTPUT_LINES, OpenDialog, Rollback, RollbackStatus,
-    State, StepStatus, push_capped,
+    Approval, Effect, GateAt, Level, OUTPUT_LINES, OpenDialog, Rollback, RollbackStatus, State,
+    StepStatus, push_capped,
 };
 use crate::event::{Direction, Event, SourceKind, Ts};
 use crate::state::InputValue;
@@ -153,7 +153,7 @@ impl State {
                                 .step_gates(i)
                                 .into_iter()
                                 .zip(&self.plan.steps[i].gates)
-                                .map(|(g, def)| GateAtConfirm {
+                                .map(|(g, def)| GateAt {
                                     gate: def.text.clone(),
                                     state: g.state,
                                     reason: g.reason,

@@ -59,9 +59,9 @@ impl StepStatus {
     }
 }
 
-/// One gate's verdict as the confirming operator saw it.
+/// A gate's state when a decision was taken.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GateAtConfirm {
+pub struct GateAt {
     /// The gate as the plan writes it.
     pub gate: String,
     pub state: GateState,
@@ -88,7 +88,7 @@ pub struct StepState {
     pub approvals: Vec<Approval>,
     pub timed_out: Option<String>,
     /// The gate states when the operator confirmed (for the audit).
-    pub gates_at_confirm: Vec<GateAtConfirm>,
+    pub gates_at_confirm: Vec<GateAt>,
     /// Set when the session restarted (`cutover resume`) while this step's action (or undo)
     /// had started with no recorded result: nobody knows whether it took effect. The status
     /// stays `Running`/`Undoing` (so nothing else proceeds) until a `StepResolved`.

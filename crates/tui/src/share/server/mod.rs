@@ -252,7 +252,12 @@ pub async fn start_share(
     }
     let token = AttachToken::generate();
     let info = SessionInfo {
-        mode: session.state.mode.as_ref().map(ToString::to_string).unwrap_or_default(),
+        mode: session
+            .state
+            .mode
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         operator: session.state.operator.clone().unwrap_or_default(),
         plan_name: session.plan.name.clone(),
         plan_hash: session.plan.hash.clone(),
