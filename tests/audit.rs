@@ -536,6 +536,57 @@ fn the_shipped_example_session_verifies_replays_and_reports() {
     );
 }
 
+/// The example was recorded when plans froze writes with `kind = "sql"` and a `SET GLOBAL
+/// read_only` statement: its plan text now reads as the typed freeze, and the report finds
+/// the same downtime window it found then.
+#[test]
+fn the_example_sessions_legacy_sql_freeze_still_bounds_the_downtime_window() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sessions/example-rehearsal.jsonl");
+    let header = cutover::transcript::Reader::open(&path)
+        .expect("the example opens")
+        .header()
+        .clone();
+    assert!(
+        header.plan_text.contains(
+            r#"action = { kind = "sql", on = "source", statement = "SET GLOBAL read_only = ON" }"#
+        ),
+        "the example should carry the legacy spelling"
+    );
+    let recorded = plan::parse("example", &header.plan_text).expect("the recorded plan parses");
+    let action = |id: &str| &recorded.steps[recorded.step_index(id).expect("step")].action;
+    assert!(matches!(
+        action("freeze"),
+        plan::Action::Freeze {
+            on: cutover::event::Side::Source,
+            ..
+        }
+    ));
+    assert!(matches!(
+        action("unfreeze"),
+        plan::Action::Unfreeze {
+            on: cutover::event::Side::Target,
+            ..
+        }
+    ));
+
+    let r = report::build(&path).expect("report");
+    let d = &r.downtime;
+    assert_eq!(d.freeze_step.as_deref(), Some("freeze"));
+    assert_eq!(d.unfreeze_step.as_deref(), Some("unfreeze"));
+    assert_eq!(d.from.as_deref(), Some("2026-11-21T06:49:10.605Z"));
+    assert_eq!(d.to.as_deref(), Some("2026-11-21T06:49:35.628Z"));
+    assert_eq!(d.ended_by.as_deref(), Some("freeze undone"));
+    assert_eq!(d.window_s, Some(25.023));
+    assert!(!d.open);
+    let md = report::render_md(&r);
+    assert!(
+        md.contains(
+            "- **Window:** 25.0s from 2026-11-21T06:49:10.605Z (freeze started) to 2026-11-21T06:49:35.628Z (freeze undone)"
+        ),
+        "{md}"
+    );
+}
+
 const SECRET: &str = "Zq9-hunter2-secret";
 
 /// The rehearsal plan with a password file on the source and a first step whose script

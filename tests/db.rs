@@ -12,7 +12,7 @@ use cutover::cli::DriftArgs;
 use cutover::db::{self, Db, DbOptions, SqlActuator};
 use cutover::drift;
 use cutover::event::{ChecksumState, DiffKind, Event, Reading, Side, SourceKind, TableDrift};
-use cutover::plan::{Action, Endpoint, Engine};
+use cutover::plan::{Action, Endpoint, Engine, FreezeMethod};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor};
@@ -911,38 +911,64 @@ async fn sql_actions_run_and_their_results_are_recorded() {
     let actuator = SqlActuator::new(source.clone(), target.clone());
     let plan = cutover::plan::rehearsal_plan();
 
-    // Freeze writes on the source, check the guardrail sees it, thaw.
+    // Freeze writes on the source, check the guardrail sees it, thaw. The actuator reads
+    // @@GLOBAL.read_only back and says what it was before.
     let _restore = RestoreReadOnly;
     let (out, mut rx) = output();
-    let freeze = Action::Sql {
+    let freeze = Action::Freeze {
         on: Side::Source,
-        statement: "SET GLOBAL read_only = ON".into(),
+        method: FreezeMethod::Sql,
     };
     let msg = actuator
         .run(&plan, &freeze, &out)
         .await
         .unwrap_or_else(|e| panic!("freeze: {e}"));
-    assert!(msg.contains("1 statement(s)"), "{msg}");
+    assert_eq!(msg, "source read_only = ON (was OFF)");
+    let got = lines(&mut rx);
+    assert!(
+        got.iter()
+            .any(|l| l.ends_with(": SET GLOBAL read_only = ON"))
+            && got.iter().any(|l| l == "@@GLOBAL.read_only = ON"),
+        "{got:#?}"
+    );
     // Idempotent.
-    actuator
+    let msg = actuator
         .run(&plan, &freeze, &out)
         .await
         .unwrap_or_else(|e| panic!("freeze again: {e}"));
+    assert_eq!(msg, "source read_only already ON");
     let guard = db::sources(source.clone(), target.clone(), DbOptions::default());
     let events = cutover::source::poll_once(&guard[1..2]).await;
     assert!(
         events.iter().any(|e| matches!(e, Event::Observed { reading: Reading::Database(d), .. } if d.read_only == Some(true))),
         "{events:#?}"
     );
-    let thaw = Action::Sql {
+    let thaw = Action::Unfreeze {
         on: Side::Source,
-        statement: "SET GLOBAL read_only = OFF".into(),
+        method: FreezeMethod::Sql,
     };
-    actuator
+    let msg = actuator
         .run(&plan, &thaw, &out)
         .await
         .unwrap_or_else(|e| panic!("thaw: {e}"));
+    assert_eq!(msg, "source read_only = OFF (was ON)");
     assert!(lines(&mut rx).iter().any(|l| l.contains("rows affected")));
+    // Validation refuses a SQL freeze on PostgreSQL; the actuator refuses it too.
+    let err = actuator
+        .run(
+            &plan,
+            &Action::Freeze {
+                on: Side::Target,
+                method: FreezeMethod::Sql,
+            },
+            &out,
+        )
+        .await
+        .expect_err("no read_only on postgres");
+    assert!(
+        err.0.contains("target") && err.0.contains("cannot be frozen"),
+        "{err}"
+    );
 
     // A feature-flag update on each side, and a query whose rows are recorded.
     let (out, mut rx) = output();
