@@ -961,3 +961,72 @@ fn a_live_session_leaves_seek_checkpoints_that_replay_uses_and_confirms() {
     assert_eq!(resumed_total, total + 1, "history, then its own start");
     check_file(&new, resumed_total);
 }
+
+/// Transcripts the previous release wrote (format 1: DMS-shaped `task` / `table_stats`
+/// readings and the lag as `CDC*` metric series) verify, replay and report exactly as that
+/// release reported them (its Markdown and JSON are kept beside them), but for the two
+/// intended changes: the freeze steps' typed description, and the lag charts' engine-neutral
+/// names.
+#[test]
+fn format_1_transcripts_report_as_the_previous_release_did() {
+    let intended = |old: String| {
+        old.replace("CDC latency (target)", "replication lag (apply)")
+            .replace("CDC latency (source)", "replication lag (capture)")
+            .replace(
+                "SQL on source: SET GLOBAL read_only = ON",
+                "freeze writes on source (SET GLOBAL read_only = ON)",
+            )
+            .replace(
+                "SQL on target: SET GLOBAL read_only = OFF",
+                "unfreeze writes on target (SET GLOBAL read_only = OFF)",
+            )
+    };
+    for (transcript, golden, completed) in [
+        (
+            "sessions/example-rehearsal.jsonl",
+            "tests/fixtures/example-rehearsal",
+            false,
+        ),
+        (
+            "tests/fixtures/format1-completed-rehearsal.jsonl",
+            "tests/fixtures/format1-completed-rehearsal",
+            true,
+        ),
+    ] {
+        // Relative paths, as the previous release was given them (the report names its file).
+        let path = Path::new(transcript);
+        let v = verify(path);
+        assert!(v.is_intact(), "{}", v.render());
+        assert_eq!(v.version, Some(1), "{transcript} is a format-1 file");
+        let mut r = Replay::open(path).expect("replay");
+        let n = r.len();
+        let end = r.state_at(n).expect("fold");
+        assert_eq!(end.completed(), completed, "{transcript}");
+        assert_eq!(end.rolled_back(), !completed, "{transcript}");
+        // The format-1 readings fill the engine-neutral view.
+        let repl = end.replication.status().expect("the task readings fold into the view");
+        assert_eq!(repl.name, "shop-cdc");
+        assert!(!end.replication.lag.points.is_empty(), "CDC series feed the lag");
+        assert!(end.replication.tables_at.is_some(), "table stats feed the tables");
+        for (format, ext) in [(Format::Json, "json"), (Format::Md, "md")] {
+            let now = report::report(path, format).expect("report");
+            let before = std::fs::read_to_string(format!("{golden}.report-before.{ext}"))
+                .expect("the previous release's report");
+            // The chart labels are padded to the longest; the new names are longer.
+            let unpad = |text: &str| {
+                text.lines()
+                    .map(|l| match l.split_once('│') {
+                        Some((label, rest)) => format!("{}│{rest}", label.trim_end()),
+                        None => l.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert_eq!(
+                unpad(&now),
+                unpad(&intended(before)),
+                "{transcript} as {ext}"
+            );
+        }
+    }
+}

@@ -160,13 +160,20 @@ pub struct SeriesReport {
     pub buckets: Vec<Bucket>,
 }
 
-/// One column of a series' chart.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One column of a series' chart. In JSON a `[start, max]` pair, as reports have always
+/// written it (tools read them).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Bucket {
     pub start: String,
     /// The maximum in the bucket; the last value held when the bucket has no sample;
     /// `None` before the first sample.
     pub max: Option<f64>,
+}
+
+impl Serialize for Bucket {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.start, self.max).serialize(s)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
