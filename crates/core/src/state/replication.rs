@@ -71,6 +71,10 @@ impl State {
 
     /// Format 1: the task status alone.
     pub(super) fn observe_legacy_task(&mut self, at: Ts, t: &TaskReading) {
+        if !self.replication.engine_neutral {
+            // In format 1 the lag figures come with the metrics source's readings.
+            self.replication.figures_from = Some(SourceKind::Metrics);
+        }
         let engine = self
             .plan
             .replication
