@@ -1004,10 +1004,19 @@ fn format_1_transcripts_report_as_the_previous_release_did() {
         assert_eq!(end.completed(), completed, "{transcript}");
         assert_eq!(end.rolled_back(), !completed, "{transcript}");
         // The format-1 readings fill the engine-neutral view.
-        let repl = end.replication.status().expect("the task readings fold into the view");
+        let repl = end
+            .replication
+            .status()
+            .expect("the task readings fold into the view");
         assert_eq!(repl.name, "shop-cdc");
-        assert!(!end.replication.lag.points.is_empty(), "CDC series feed the lag");
-        assert!(end.replication.tables_at.is_some(), "table stats feed the tables");
+        assert!(
+            !end.replication.lag.points.is_empty(),
+            "CDC series feed the lag"
+        );
+        assert!(
+            end.replication.tables_at.is_some(),
+            "table stats feed the tables"
+        );
         for (format, ext) in [(Format::Json, "json"), (Format::Md, "md")] {
             let now = report::report(path, format).expect("report");
             let before = std::fs::read_to_string(format!("{golden}.report-before.{ext}"))

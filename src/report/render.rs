@@ -212,6 +212,12 @@ fn series(s: &mut String, series: &[SeriesReport], duration_s: Option<f64>) {
         dur(Some(column))
     );
     let _ = writeln!(s, "```");
+    // Every chart starts in the same column, whatever its label.
+    let w = series
+        .iter()
+        .map(|se| se.name.chars().count())
+        .max()
+        .unwrap_or(0);
     for se in series {
         let range = match (se.min, se.max, se.last) {
             (Some(a), Some(b), Some(l)) => {
@@ -219,7 +225,7 @@ fn series(s: &mut String, series: &[SeriesReport], duration_s: Option<f64>) {
             }
             _ => "no samples".into(),
         };
-        let _ = writeln!(s, "{:<21} │{}│ {range}", se.name, se.sparkline);
+        let _ = writeln!(s, "{:<w$} │{}│ {range}", se.name, se.sparkline);
     }
     let _ = writeln!(s, "```");
 }

@@ -194,7 +194,8 @@ impl World {
             lag_s: sample(cdc.latency_target),
             capture_lag_s: sample(cdc.latency_source),
             backlog: sample(cdc.incoming),
-            behind_transactions: Some(cdc.incoming as u64),
+            // Counted only while the replicator runs, as the lag figures are.
+            behind_transactions: (status != TaskStatus::Stopped).then_some(cdc.incoming as u64),
             behind_bytes: None,
             full_load_pct: Some(100.0),
             tables_loaded: Some(n),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::event::*;
-use crate::plan;
+use crate::plan::{self, Input};
 
 const PLAN: &str = r#"
 name = "t"
@@ -436,4 +436,100 @@ fn the_embedded_rehearsal_plan_is_valid() {
     let p = crate::plan::rehearsal_plan();
     assert_eq!(p.steps.len(), 7);
     assert!(p.is_rehearsal());
+}
+
+/// An engine-neutral replication reading, as every backend now produces.
+fn replication(at: Ts, word: &str, lag: Option<f64>) -> ReplicationReading {
+    ReplicationReading {
+        observed_at: at,
+        engine: ReplicationEngine::Rehearsal,
+        name: "t".into(),
+        status: ReplicationStatus::from_dms(word),
+        status_text: word.into(),
+        stop_reason: None,
+        last_error: None,
+        figures_error: None,
+        lag_s: lag.map(|v| vec![(at, v)]).unwrap_or_default(),
+        capture_lag_s: Vec::new(),
+        backlog: Vec::new(),
+        behind_transactions: None,
+        behind_bytes: None,
+        full_load_pct: None,
+        tables_loaded: None,
+        tables_loading: None,
+        tables_queued: None,
+        tables_errored: None,
+        tables: None,
+        source_position: None,
+        target_position: None,
+    }
+}
+
+fn observed(at: Ts, r: ReplicationReading) -> Event {
+    Event::Observed {
+        at,
+        reading: Reading::Replication(Box::new(r)),
+    }
+}
+
+#[test]
+fn replication_inputs_read_the_engine_neutral_reading_and_the_aliases_agree() {
+    let mut r = replication(1_000, "ready", Some(2.0));
+    r.behind_transactions = Some(14);
+    r.stop_reason = Some("never started".into());
+    let (s, _) = check(&[observed(1_000, r)]);
+    let value = |name: &str| match s.input_value(&Input::parse(name).expect(name)) {
+        InputValue::Known { value, .. } => value.to_string(),
+        InputValue::Missing(why) => format!("missing: {why}"),
+    };
+    // The typed status beside the engine's own word.
+    assert_eq!(value("replication.status"), "stopped");
+    assert_eq!(value("task.status"), "ready");
+    assert_eq!(value("replication.lag_s"), value("cdc.latency_target"));
+    assert_eq!(value("replication.lag_s"), "2");
+    assert_eq!(value("replication.behind_transactions"), "14");
+    assert_eq!(value("replication.stop_reason"), "never started");
+    // What the engine does not count is unknown, never 0, and says so.
+    assert_eq!(
+        value("replication.behind_bytes"),
+        "missing: the rehearsal replication reading does not include replication.behind_bytes"
+    );
+    // No table view in this reading: validation is unknown.
+    assert!(value("validation.failed").starts_with("missing"));
+}
+
+#[test]
+fn a_replication_reading_without_its_lag_names_why_and_the_gate_stays_unknown() {
+    let mut r = replication(1_000, "running", None);
+    r.figures_error = Some("CloudWatch GetMetricData: AccessDenied".into());
+    let (s, _) = check(&[observed(1_000, r)]);
+    let g = s.gate_status(0, 0);
+    assert_eq!(g.state, GateState::Unknown);
+    assert!(
+        g.reason.contains("no CDCLatencyTarget datapoints yet")
+            && g.reason.contains("AccessDenied"),
+        "{}",
+        g.reason
+    );
+    assert_eq!(s.gate_status(0, 1).state, GateState::Green, "task.status");
+}
+
+#[test]
+fn engine_neutral_lag_samples_fill_a_sustain_window_and_format_1_series_no_longer_feed_it() {
+    // Lag 0 for 10 s from replication readings: the window holds.
+    let mut events: Vec<Event> = (0..=10)
+        .map(|i| observed(i * 1_000, replication(i * 1_000, "running", Some(0.0))))
+        .collect();
+    let (s, _) = check(&events);
+    assert_eq!(
+        s.gate_status(0, 0).state,
+        GateState::Green,
+        "{:?}",
+        s.gate_status(0, 0)
+    );
+    // A format-1 CDC series saying otherwise is ignored once engine-neutral readings came.
+    events.push(lat(10_500, 9.0));
+    let (s, _) = check(&events);
+    assert_eq!(s.gate_status(0, 0).state, GateState::Green);
+    assert_eq!(s.replication.lag.points.back(), Some(&(10_000, 0.0)));
 }
