@@ -11,8 +11,12 @@ mod actuator;
 mod db;
 mod fault;
 mod ledger;
+mod measures;
+mod replicator;
 mod sources;
+mod workload;
 mod world;
+mod zone;
 
 #[cfg(test)]
 mod tests;
