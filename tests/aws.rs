@@ -521,7 +521,9 @@ async fn check_reads_task_tables_metrics_and_dns_from_the_emulator() {
     let reader = AwsReader::with_tuning(&sdk(&access_key("CHK")), &plan, fast());
     let sources = reader.sources();
     let kinds: Vec<_> = sources.iter().map(|s| s.kind().as_str()).collect();
-    assert_eq!(kinds, ["replication", "metrics", "dns"]);
+    // The task's CDC metrics are the replication source's lag figures; this plan charts no
+    // metric of its own, so there is no metrics source.
+    assert_eq!(kinds, ["replication", "dns"]);
 
     let report = cutover::check::check(Arc::clone(&plan), &sources).await;
     let text = cutover::check::render_check(&report, false);
@@ -813,9 +815,9 @@ async fn throttling_5xx_and_expired_credentials_from_the_emulator() {
     let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
     let sources = reader.sources();
     let replication = &sources[0];
-    let metrics = &sources[1];
-    // Looks the task's metric dimensions up now, so the faults below meet only the task source.
-    metrics.poll().await.expect("metrics");
+    // Looks the task's metric dimensions up now, so the faults below meet only the calls
+    // they name.
+    replication.poll().await.expect("replication");
 
     // Throttled twice, then answered: the retries hide it.
     control(
@@ -853,16 +855,27 @@ async fn throttling_5xx_and_expired_credentials_from_the_emulator() {
                "count": 1}),
     )
     .await;
-    let err = metrics.poll().await.expect_err("expired").0;
+    // The task status stays fresh; the lag figures say why they are missing.
+    let readings = replication.poll().await.expect("the status is still read");
+    let [Reading::Replication(r)] = readings.as_slice() else {
+        panic!("{readings:?}")
+    };
+    assert!(r.lag_s.is_empty(), "{r:?}");
+    let err = r.figures_error.clone().expect("the lag figures' error");
     assert!(
         err.starts_with("CloudWatch GetMetricData: the AWS credentials have expired"),
         "{err}"
     );
     assert!(!err.contains(SECRET) && !err.contains(&key), "{err}");
-    metrics
+    let readings = replication
         .poll()
         .await
         .expect("fresh credentials, fresh readings");
+    let [Reading::Replication(r)] = readings.as_slice() else {
+        panic!("{readings:?}")
+    };
+    assert_eq!(r.figures_error, None);
+    assert!(!r.lag_s.is_empty(), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1082,7 +1095,7 @@ confirm = "stop"
         .iter()
         .filter_map(|r| r["source"].as_str())
         .collect();
-    for s in ["replication", "metrics", "dns"] {
+    for s in ["replication", "dns"] {
         assert!(sources.contains(&s), "{s} missing from {sources:?}");
     }
     assert!(
