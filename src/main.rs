@@ -348,11 +348,16 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
             }
         }
         PlanCommand::Inputs => {
+            let w = plan::input::NAMES
+                .iter()
+                .map(|(n, _)| n.len())
+                .max()
+                .unwrap_or(0);
             for (name, what) in plan::input::NAMES {
-                println!("{name:<24} {what}");
+                println!("{name:<w$}  {what}");
             }
             println!(
-                "{:<24} any metric the plan polls, e.g. metric.CPUUtilization",
+                "{:<w$}  any metric the plan polls, e.g. metric.CPUUtilization",
                 "metric.<Name>"
             );
             ExitCode::SUCCESS
