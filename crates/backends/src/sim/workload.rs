@@ -31,7 +31,7 @@ pub(crate) struct Client {
     pub refusing_since: Option<Instant>,
 }
 
-pub(super) const WORDS: [&str; 8] = [
+const WORDS: [&str; 8] = [
     "amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor",
 ];
 
