@@ -242,6 +242,21 @@ impl State {
                 ..
             } => {
                 if let Some(i) = self.plan.step_index(step) {
+                    // Only a running action can finish: a result for a step that never
+                    // started (or already ended) would mark it done and let the next run.
+                    let expected = match direction {
+                        Direction::Do => StepStatus::Running,
+                        Direction::Undo => StepStatus::Undoing,
+                    };
+                    if self.steps[i].status != expected {
+                        let was = self.steps[i].status.as_str();
+                        self.log(
+                            at,
+                            Level::Error,
+                            format!("{step}: a result arrived for an action that was not running ({was}); ignored"),
+                        );
+                        return effects;
+                    }
                     let s = &mut self.steps[i];
                     s.message = Some(message.clone());
                     match (direction, ok) {

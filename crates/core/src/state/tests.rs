@@ -533,3 +533,25 @@ fn engine_neutral_lag_samples_fill_a_sustain_window_and_format_1_series_no_longe
     assert_eq!(s.gate_status(0, 0).state, GateState::Green);
     assert_eq!(s.replication.lag.points.back(), Some(&(10_000, 0.0)));
 }
+
+#[test]
+fn a_result_for_an_action_that_never_started_is_ignored() {
+    let finished = |at, step: &str| Event::ActionFinished {
+        at,
+        step: step.into(),
+        direction: Direction::Do,
+        ok: true,
+        message: "done".into(),
+    };
+    let (s, effects) = check(&[finished(1_000, "one"), finished(1_000, "two")]);
+    assert!(effects.is_empty());
+    assert_eq!(s.steps[0].status, StepStatus::Pending);
+    assert_eq!(s.next_step(), Some(0), "the first step still has to run");
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l.text.contains("not running (pending); ignored")),
+        "{:?}",
+        s.log
+    );
+}
