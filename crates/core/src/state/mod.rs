@@ -667,7 +667,7 @@ impl State {
                         s.unit.as_deref(),
                         &s.points,
                     );
-                    self.observe_legacy_cdc(&s.name);
+                    self.observe_legacy_cdc(*observed_at, s);
                 }
             }
             Reading::Drift(d) => {

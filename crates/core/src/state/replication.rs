@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Series, State};
 use crate::event::{
-    ReplicationEngine, ReplicationReading, ReplicationStatus, SourceKind, TableStat, TaskReading,
-    Ts,
+    MetricSeries, ReplicationEngine, ReplicationReading, ReplicationStatus, SourceKind, TableStat,
+    TaskReading, Ts,
 };
 
 /// The DMS CloudWatch series format-1 transcripts carry the lag figures in.
@@ -61,11 +61,31 @@ impl State {
                 self.tables.entry(t.table.clone()).or_default().stat = Some(t.clone());
             }
         }
-        let mut last = r.clone();
-        last.lag_s.clear();
-        last.capture_lag_s.clear();
-        last.backlog.clear();
-        last.tables = None;
+        // The status alone: the samples and tables live in the view already (and a 500-table
+        // reading is not cloned a second time).
+        let last = ReplicationReading {
+            observed_at: r.observed_at,
+            engine: r.engine,
+            name: r.name.clone(),
+            status: r.status,
+            status_text: r.status_text.clone(),
+            stop_reason: r.stop_reason.clone(),
+            last_error: r.last_error.clone(),
+            figures_error: r.figures_error.clone(),
+            lag_s: Vec::new(),
+            capture_lag_s: Vec::new(),
+            backlog: Vec::new(),
+            behind_transactions: r.behind_transactions,
+            behind_bytes: r.behind_bytes,
+            full_load_pct: r.full_load_pct,
+            tables_loaded: r.tables_loaded,
+            tables_loading: r.tables_loading,
+            tables_queued: r.tables_queued,
+            tables_errored: r.tables_errored,
+            tables: None,
+            source_position: r.source_position.clone(),
+            target_position: r.target_position.clone(),
+        };
         self.set_replication_status(at, last);
     }
 
@@ -116,21 +136,18 @@ impl State {
 
     /// Format 1: DMS's CDC series arrived with the other metrics. They feed the lag figures
     /// until an engine-neutral reading arrives (which carries its own).
-    pub(super) fn observe_legacy_cdc(&mut self, name: &str) {
+    pub(super) fn observe_legacy_cdc(&mut self, polled_at: Ts, series: &MetricSeries) {
         let view = &mut self.replication;
         if view.engine_neutral {
             return;
         }
-        let Some(series) = self.metrics.get(name) else {
-            return;
-        };
-        let target = match name {
+        let target = match series.name.as_str() {
             LEGACY_LAG => &mut view.lag,
             LEGACY_CAPTURE_LAG => &mut view.capture_lag,
             LEGACY_BACKLOG => &mut view.backlog,
             _ => return,
         };
-        *target = series.clone();
+        target.merge(polled_at, series.unit.as_deref(), &series.points);
         view.figures_from = Some(SourceKind::Metrics);
     }
 
