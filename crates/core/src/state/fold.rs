@@ -242,59 +242,7 @@ impl State {
                 ..
             } => {
                 if let Some(i) = self.plan.step_index(step) {
-                    // Only a running action can finish: a result for a step that never
-                    // started (or already ended) would mark it done and let the next run.
-                    let expected = match direction {
-                        Direction::Do => StepStatus::Running,
-                        Direction::Undo => StepStatus::Undoing,
-                    };
-                    if self.steps[i].status != expected {
-                        let was = self.steps[i].status.as_str();
-                        self.log(
-                            at,
-                            Level::Error,
-                            format!("{step}: a result arrived for an action that was not running ({was}); ignored"),
-                        );
-                        return effects;
-                    }
-                    let s = &mut self.steps[i];
-                    s.message = Some(message.clone());
-                    match (direction, ok) {
-                        (Direction::Do, true) => {
-                            s.status = StepStatus::Done;
-                            s.finished_at = Some(at);
-                        }
-                        (Direction::Do, false) => {
-                            s.status = StepStatus::Failed;
-                            s.finished_at = Some(at);
-                        }
-                        (Direction::Undo, true) => s.status = StepStatus::Undone,
-                        (Direction::Undo, false) => s.status = StepStatus::UndoFailed,
-                    }
-                    let (level, verb) = match (direction, ok) {
-                        (Direction::Do, true) => (Level::Good, "done"),
-                        (Direction::Do, false) => (Level::Error, "FAILED"),
-                        (Direction::Undo, true) => (Level::Warn, "undone"),
-                        (Direction::Undo, false) => (Level::Error, "UNDO FAILED"),
-                    };
-                    self.log(at, level, format!("{step}: {verb}: {message}"));
-                    match self.rollback.as_ref().map(|r| r.status) {
-                        Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running) => {
-                            if *direction == Direction::Undo && !ok {
-                                if let Some(r) = &mut self.rollback {
-                                    r.status = RollbackStatus::Failed;
-                                }
-                                self.log(
-                                    at,
-                                    Level::Error,
-                                    "rollback halted: fix the cause, then press R to retry",
-                                );
-                            } else {
-                                effects.extend(self.continue_rollback(at));
-                            }
-                        }
-                        _ => {}
-                    }
+                    effects.extend(self.action_finished(at, i, *direction, *ok, message));
                 }
             }
             Event::StepTimedOut { step, reason, .. } => {
@@ -309,6 +257,74 @@ impl State {
             _ => {}
         }
         effects
+    }
+
+    /// A step's action (or undo) ended: its status, the log, and the rollback's next undo.
+    fn action_finished(
+        &mut self,
+        at: Ts,
+        i: usize,
+        direction: Direction,
+        ok: bool,
+        message: &str,
+    ) -> Vec<Effect> {
+        let step = self.plan.steps[i].id.clone();
+        // Only a running action can finish: a result for a step that never
+        // started (or already ended) would mark it done and let the next run.
+        let expected = match direction {
+            Direction::Do => StepStatus::Running,
+            Direction::Undo => StepStatus::Undoing,
+        };
+        if self.steps[i].status != expected {
+            let was = self.steps[i].status.as_str();
+            self.log(
+                at,
+                Level::Error,
+                format!(
+                    "{step}: a result arrived for an action that was not running ({was}); ignored"
+                ),
+            );
+            return Vec::new();
+        }
+        let s = &mut self.steps[i];
+        s.message = Some(message.to_string());
+        match (direction, ok) {
+            (Direction::Do, true) => {
+                s.status = StepStatus::Done;
+                s.finished_at = Some(at);
+            }
+            (Direction::Do, false) => {
+                s.status = StepStatus::Failed;
+                s.finished_at = Some(at);
+            }
+            (Direction::Undo, true) => s.status = StepStatus::Undone,
+            (Direction::Undo, false) => s.status = StepStatus::UndoFailed,
+        }
+        let (level, verb) = match (direction, ok) {
+            (Direction::Do, true) => (Level::Good, "done"),
+            (Direction::Do, false) => (Level::Error, "FAILED"),
+            (Direction::Undo, true) => (Level::Warn, "undone"),
+            (Direction::Undo, false) => (Level::Error, "UNDO FAILED"),
+        };
+        self.log(at, level, format!("{step}: {verb}: {message}"));
+        match self.rollback.as_ref().map(|r| r.status) {
+            Some(RollbackStatus::Waiting) | Some(RollbackStatus::Running) => {
+                if direction == Direction::Undo && !ok {
+                    if let Some(r) = &mut self.rollback {
+                        r.status = RollbackStatus::Failed;
+                    }
+                    self.log(
+                        at,
+                        Level::Error,
+                        "rollback halted: fix the cause, then press R to retry",
+                    );
+                } else {
+                    return self.continue_rollback(at);
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
     }
 
     /// The rollback dialog and the rollback itself.
