@@ -348,7 +348,8 @@ impl Plan {
                 .is_none_or(|r| r.engine == ReplicationEngine::Rehearsal)
     }
 
-    /// Names of all metrics the cockpit charts: the plan's, plus the CDC ones.
+    /// The plan's metrics plus DMS's CDC metrics (which the DMS replication source reads for
+    /// its lag figures).
     pub fn metric_names(&self) -> Vec<String> {
         let mut names: Vec<String> = DEFAULT_METRICS.iter().map(|s| s.to_string()).collect();
         for m in &self.metrics {
@@ -360,7 +361,7 @@ impl Plan {
     }
 }
 
-/// The replication metrics every plan with a replication task charts.
+/// DMS's CloudWatch CDC metrics: the lag figures of the DMS replication reading.
 pub const DEFAULT_METRICS: &[&str] =
     &["CDCLatencySource", "CDCLatencyTarget", "CDCIncomingChanges"];
 
@@ -1237,7 +1238,7 @@ fn check_gate_sources(loc: &mut Locator<'_>, at: usize, gate: &Gate, sections: &
             Some("add [dns], or remove the gate".into()),
         );
     }
-    if (name.starts_with("task.") || name.starts_with("validation.") || name.starts_with("cdc."))
+    if matches!(input.canonical(), Input::Replication(_) | Input::TaskStatus)
         && sections.replication.is_none()
     {
         loc.push(
@@ -1246,14 +1247,25 @@ fn check_gate_sources(loc: &mut Locator<'_>, at: usize, gate: &Gate, sections: &
             Some("add [replication] with engine and task, or remove the gate".into()),
         );
     }
+    // DMS's CDC metrics are the replication reading's lag figures, not a metric the metrics
+    // source polls: a gate names them through the replication inputs.
     if let Input::Metric(m) = input
-        && !DEFAULT_METRICS.contains(&m.as_str())
         && !sections.metrics.iter().any(|d| &d.name == m)
     {
+        let hint = match m.as_str() {
+            "CDCLatencyTarget" => "gate on replication.lag_s (or cdc.latency_target)".to_string(),
+            "CDCLatencySource" => {
+                "gate on replication.capture_lag_s (or cdc.latency_source)".to_string()
+            }
+            "CDCIncomingChanges" => {
+                "gate on replication.backlog (or cdc.incoming_changes)".to_string()
+            }
+            _ => format!("add [[metrics]] with name = \"{m}\""),
+        };
         loc.push(
             at,
             format!("gate on metric \"{m}\" which the plan does not poll"),
-            Some(format!("add [[metrics]] with name = \"{m}\"")),
+            Some(hint),
         );
     }
 }

@@ -223,3 +223,42 @@ fn a_freeze_without_an_undo_is_refused() {
         "{errs:?}"
     );
 }
+
+/// A one-step plan without [replication] or [[metrics]] whose step has `gate`.
+fn gate_only(gate: &str) -> String {
+    format!(
+        "name = \"p\"\n[source]\nengine = \"rehearsal\"\n[target]\nengine = \"rehearsal\"\n\
+         [[step]]\nid = \"s\"\ngates = [\"{gate}\"]\nconfirm = \"go\"\n"
+    )
+}
+
+#[test]
+fn replication_gates_need_a_replication_section_whatever_their_name() {
+    for gate in [
+        "replication.lag_s <= 0",
+        "replication.status == running",
+        "cdc.latency_target <= 0",
+        "task.status == running",
+        "validation.failed == 0",
+    ] {
+        let e = errors(&gate_only(gate));
+        assert!(
+            e.iter()
+                .any(|e| e.message.contains("the plan has no [replication] section")),
+            "{gate}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn a_gate_on_a_dms_cdc_metric_points_at_the_replication_input() {
+    let e = errors(&gate_only("metric.CDCLatencyTarget <= 0"));
+    let e = e
+        .iter()
+        .find(|e| e.message.contains("does not poll"))
+        .unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("gate on replication.lag_s (or cdc.latency_target)")
+    );
+}
