@@ -119,15 +119,6 @@ impl SessionMode {
         matches!(self, SessionMode::Watch | SessionMode::Check)
             || matches!(self, SessionMode::Other(s) if s.starts_with("watch"))
     }
-
-    pub fn is_rehearsal(&self) -> bool {
-        matches!(
-            self,
-            SessionMode::Rehearsal
-                | SessionMode::RehearsalAutopilot
-                | SessionMode::RehearsalResumed
-        )
-    }
 }
 
 impl From<String> for SessionMode {
@@ -205,15 +196,6 @@ pub enum ReplicationStatus {
 }
 
 impl ReplicationStatus {
-    pub const ALL: [ReplicationStatus; 6] = [
-        ReplicationStatus::Running,
-        ReplicationStatus::Stopping,
-        ReplicationStatus::Stopped,
-        ReplicationStatus::Starting,
-        ReplicationStatus::Failed,
-        ReplicationStatus::Unknown,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             ReplicationStatus::Running => "running",

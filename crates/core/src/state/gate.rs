@@ -234,13 +234,7 @@ impl State {
             observed_at,
             detail: None,
         };
-        let series = match which {
-            R::LagS => Some(&self.replication.lag),
-            R::CaptureLagS => Some(&self.replication.capture_lag),
-            R::Backlog => Some(&self.replication.backlog),
-            _ => None,
-        };
-        if let Some(series) = series {
+        if let Some(series) = self.replication.series(which) {
             return match series.points.back() {
                 Some(&(at, v)) => known(Value::Number(v), at),
                 None => {
@@ -363,11 +357,7 @@ impl State {
     fn history(&self, input: &Input) -> Option<&super::Series> {
         match input.canonical() {
             Input::Metric(name) => self.metrics.get(&name),
-            Input::Replication(ReplicationInput::LagS) => Some(&self.replication.lag),
-            Input::Replication(ReplicationInput::CaptureLagS) => {
-                Some(&self.replication.capture_lag)
-            }
-            Input::Replication(ReplicationInput::Backlog) => Some(&self.replication.backlog),
+            Input::Replication(which) => self.replication.series(which),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ use crate::event::{
     MetricSeries, ReplicationEngine, ReplicationReading, ReplicationStatus, SourceKind, TableStat,
     TaskReading, Ts,
 };
+use crate::plan::ReplicationInput;
 
 /// The DMS CloudWatch series format-1 transcripts carry the lag figures in.
 const LEGACY_LAG: &str = "CDCLatencyTarget";
@@ -32,9 +33,8 @@ pub struct ReplicationView {
     pub backlog: Series,
     /// When the per-table state was last read.
     pub tables_at: Option<Ts>,
-    /// An engine-neutral reading was folded: format-1 metric series no longer feed the lag.
-    pub engine_neutral: bool,
-    /// Which source the lag figures came from (the metrics source in format 1).
+    /// Which source the lag figures came from: replication once an engine-neutral reading was
+    /// folded, the metrics source in format 1.
     pub figures_from: Option<SourceKind>,
 }
 
@@ -43,23 +43,34 @@ impl ReplicationView {
     pub fn status(&self) -> Option<&ReplicationReading> {
         self.last.as_ref()
     }
+
+    /// An engine-neutral reading was folded: format-1 metric series no longer feed the lag.
+    pub fn engine_neutral(&self) -> bool {
+        self.figures_from == Some(SourceKind::Replication)
+    }
+
+    /// The history of a replication figure that has one.
+    pub fn series(&self, which: ReplicationInput) -> Option<&Series> {
+        match which {
+            ReplicationInput::LagS => Some(&self.lag),
+            ReplicationInput::CaptureLagS => Some(&self.capture_lag),
+            ReplicationInput::Backlog => Some(&self.backlog),
+            _ => None,
+        }
+    }
 }
 
 impl State {
     /// An engine-neutral reading: replaces the status and the tables, appends the samples.
     pub(super) fn observe_replication(&mut self, at: Ts, r: &ReplicationReading) {
         let view = &mut self.replication;
-        view.engine_neutral = true;
         view.figures_from = Some(SourceKind::Replication);
         view.lag.merge(r.observed_at, Some("s"), &r.lag_s);
         view.capture_lag
             .merge(r.observed_at, Some("s"), &r.capture_lag_s);
         view.backlog.merge(r.observed_at, None, &r.backlog);
         if let Some(tables) = &r.tables {
-            view.tables_at = Some(r.observed_at);
-            for t in tables {
-                self.tables.entry(t.table.clone()).or_default().stat = Some(t.clone());
-            }
+            self.set_tables(r.observed_at, tables);
         }
         // The status alone: the samples and tables live in the view already (and a 500-table
         // reading is not cloned a second time).
@@ -91,7 +102,7 @@ impl State {
 
     /// Format 1: the task status alone.
     pub(super) fn observe_legacy_task(&mut self, at: Ts, t: &TaskReading) {
-        if !self.replication.engine_neutral {
+        if !self.replication.engine_neutral() {
             // In format 1 the lag figures come with the metrics source's readings.
             self.replication.figures_from = Some(SourceKind::Metrics);
         }
@@ -128,6 +139,11 @@ impl State {
 
     /// Format 1: the table statistics alone.
     pub(super) fn observe_legacy_tables(&mut self, observed_at: Ts, tables: &[TableStat]) {
+        self.set_tables(observed_at, tables);
+    }
+
+    /// The per-table state, as either format reads it.
+    fn set_tables(&mut self, observed_at: Ts, tables: &[TableStat]) {
         self.replication.tables_at = Some(observed_at);
         for t in tables {
             self.tables.entry(t.table.clone()).or_default().stat = Some(t.clone());
@@ -138,7 +154,7 @@ impl State {
     /// until an engine-neutral reading arrives (which carries its own).
     pub(super) fn observe_legacy_cdc(&mut self, polled_at: Ts, series: &MetricSeries) {
         let view = &mut self.replication;
-        if view.engine_neutral {
+        if view.engine_neutral() {
             return;
         }
         let target = match series.name.as_str() {

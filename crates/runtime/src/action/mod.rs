@@ -46,11 +46,6 @@ impl Output {
         self.direction
     }
 
-    /// The step the action belongs to.
-    pub fn step(&self) -> &str {
-        &self.step
-    }
-
     pub fn line(&self, line: impl Into<String>) {
         // The cockpit may already be shutting down; a lost progress line is harmless.
         let _ = self.tx.send(Event::ActionOutput {
