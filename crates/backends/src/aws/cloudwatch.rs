@@ -152,18 +152,7 @@ impl MetricsSource {
             }
             _ => None,
         };
-        let cdc_dims = if self.cdc { dims.as_ref() } else { None };
-        let mut queries = queries(&self.plan_metrics, cdc_dims);
-        if !self.cdc {
-            for q in &mut queries {
-                if q.namespace == "AWS/DMS"
-                    && q.dimensions.is_empty()
-                    && let Some(d) = &dims
-                {
-                    q.dimensions = d.clone();
-                }
-            }
-        }
+        let queries = queries(&self.plan_metrics, dims.as_ref(), self.cdc);
         if queries.is_empty() {
             return Ok(Vec::new());
         }
@@ -244,11 +233,16 @@ impl MetricsSource {
     }
 }
 
-/// The series one poll fetches: the DMS task's CDC metrics (unless the plan defines one of
-/// the same name), then the plan's metrics.
-pub fn queries(plan_metrics: &[MetricDef], task_dims: Option<&Dimensions>) -> Vec<Query> {
+/// The series one poll fetches: with `cdc`, the DMS task's CDC metrics (unless the plan
+/// defines one of the same name), then the plan's metrics (an AWS/DMS one without dimensions
+/// gets the task's).
+pub fn queries(
+    plan_metrics: &[MetricDef],
+    task_dims: Option<&Dimensions>,
+    cdc: bool,
+) -> Vec<Query> {
     let mut out = Vec::new();
-    if let Some(dims) = task_dims {
+    if let Some(dims) = task_dims.filter(|_| cdc) {
         for name in DEFAULT_METRICS {
             if plan_metrics.iter().any(|m| m.name == *name) {
                 continue;
@@ -361,7 +355,7 @@ mod tests {
             plan_metric("CDCLatencyTarget", "AWS/DMS"),
             plan_metric("CPUUtilization", "AWS/RDS"),
         ];
-        let q = queries(&plan, Some(&dims));
+        let q = queries(&plan, Some(&dims), true);
         let names: Vec<_> = q.iter().map(|q| q.name.as_str()).collect();
         assert_eq!(
             names,
@@ -377,7 +371,13 @@ mod tests {
             "an AWS/DMS plan metric gets the task's dimensions"
         );
         assert!(q[3].dimensions.is_empty());
-        assert!(queries(&[], None).is_empty());
+        assert!(queries(&[], None, true).is_empty());
+        // The plan's metrics source: no CDC series, the AWS/DMS metric still gets the task's
+        // dimensions.
+        let q = queries(&plan, Some(&dims), false);
+        let names: Vec<_> = q.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(names, ["CDCLatencyTarget", "CPUUtilization"]);
+        assert_eq!(q[0].dimensions, dims);
     }
 
     #[tokio::test]
