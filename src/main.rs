@@ -348,12 +348,11 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
             }
         }
         PlanCommand::Inputs => {
-            let w = plan::input::NAMES
-                .iter()
+            let w = plan::input::names()
                 .map(|(n, _)| n.len())
                 .max()
                 .unwrap_or(0);
-            for (name, what) in plan::input::NAMES {
+            for (name, what) in plan::input::names() {
                 println!("{name:<w$}  {what}");
             }
             println!(
