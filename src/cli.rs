@@ -18,6 +18,10 @@ pub struct Cli {
     /// Write the program's log here (default: <sessions-dir>/cutover.log). Never to the screen.
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// How long to wait for any database or peer connection to open and finish its handshake
+    /// before failing with "no answer from host:port" (1ms to 300s).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = parse_connect_timeout)]
+    pub connect_timeout: Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -103,7 +107,7 @@ pub struct RehearseArgs {
     #[arg(long, requires = "autopilot")]
     pub json: bool,
     /// Faults to inject, comma-separated: lag-spike, drop-change, api-throttle, dns-slow,
-    /// replicator-stall.
+    /// replicator-stall, source-panic.
     #[arg(long, value_name = "FAULT[,FAULT]", value_delimiter = ',', value_parser = parse_fault)]
     pub chaos: Vec<Fault>,
     /// Seed for the workload and the fault schedule (same seed, same run).
@@ -153,6 +157,18 @@ pub struct CheckArgs {
     pub json: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+fn parse_connect_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write it like 5s or 500ms)"))?;
+    let max = cutover_runtime::net::MAX_CONNECT_TIMEOUT;
+    if d.is_zero() || d > max {
+        return Err(format!(
+            "must be more than 0 and at most {}s",
+            max.as_secs()
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
@@ -339,6 +355,11 @@ pub struct ResumeArgs {
     /// Who is at the keyboard now. Default: $USER.
     #[arg(long)]
     pub operator: Option<String>,
+    /// Resume even though another process holds the transcript's lock (a cockpit that is
+    /// still running, or one on another host that cannot be checked). If it is alive, two
+    /// cockpits then act on the same systems: stop it first.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
 }

@@ -10,7 +10,7 @@
 
 pub use cutover_backends::{aws, backend, db, sim};
 pub use cutover_core::{event, plan, redact, state};
-pub use cutover_runtime::{action, autopilot, session, source};
+pub use cutover_runtime::{action, autopilot, net, session, source, task};
 pub use cutover_transcript as transcript;
 pub use cutover_tui::{app, share, ui};
 

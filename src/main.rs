@@ -27,18 +27,38 @@ fn load_plan(path: &Path) -> Result<Plan, ExitCode> {
     })
 }
 
-/// Logs go to a file; the guard flushes it on exit.
-fn init_logging(path: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+/// Logs go to a file, created private (0600: it names hosts, steps and errors); the guard
+/// flushes it on exit.
+fn init_logging(path: &Path) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).ok()?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts
         .open(path)
-        .ok()?;
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    // A log file from an older release may have been created 0644.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+    }
     let (writer, guard) = tracing_appender::non_blocking(file);
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sqlx=warn,aws=warn,hyper=warn")
@@ -48,8 +68,8 @@ fn init_logging(path: &Path) -> Option<tracing_appender::non_blocking::WorkerGua
         .with_ansi(false)
         .with_env_filter(filter)
         .try_init()
-        .ok()?;
-    Some(guard)
+        .map_err(|e| format!("cannot start logging: {e}"))?;
+    Ok(guard)
 }
 
 fn main() -> ExitCode {
@@ -68,11 +88,30 @@ fn main() -> ExitCode {
         | Command::HeartbeatSetup { .. }
         | Command::Plan { .. } => None,
     };
-    let log_path = cli
-        .log_file
-        .clone()
-        .or_else(|| sessions_dir.map(|d| d.join("cutover.log")));
-    let _log_guard = log_path.as_deref().and_then(init_logging);
+    let _log_guard = match (&cli.log_file, sessions_dir) {
+        // Asked for by name: a log that cannot be written is an error, not a silent loss.
+        (Some(path), _) => match init_logging(path) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!(
+                    "cutover: --log-file: {e} (give a writable file path, or leave --log-file out to log to <sessions-dir>/cutover.log)"
+                );
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(dir)) => match init_logging(&dir.join("cutover.log")) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("cutover: warning: no log file: {e} (pass --log-file FILE)");
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if let Err(e) = cutover::net::set_connect_timeout(cli.connect_timeout) {
+        eprintln!("cutover: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -197,10 +197,11 @@ pub async fn interactive(
     Ok(summarize(&session, &rehearsal, None, started))
 }
 
-/// Tells the driver how colleagues attach: on stderr (visible after the cockpit closes) and
-/// in the cockpit's notice line. The token never goes to the transcript or the log.
+/// Tells the driver how colleagues attach: in the cockpit's notice line only (`T` shows it
+/// again), never on stderr, where it would stay in the terminal's scrollback after the
+/// session. The token never goes to the transcript or the log.
 pub fn announce_share(handle: &crate::share::ShareHandle, ui_state: &mut crate::ui::UiState) {
     let cmd = handle.attach_command();
-    eprintln!("sharing this session; colleagues attach with:\n  {cmd}");
-    ui_state.notice = Some(format!("share: {cmd}"));
+    ui_state.notice = Some(format!("share: {cmd}   (T shows it again)"));
+    ui_state.share_command = Some(cmd);
 }

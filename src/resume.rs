@@ -183,6 +183,9 @@ pub struct Resumed {
     pub stop: CancellationToken,
     pub pollers: Vec<tokio::task::JoinHandle<()>>,
     pub operator: String,
+    /// Completed steps of a rehearsal whose action is not idempotent (`sql`, `shell`): not
+    /// applied to the fresh world again unless the operator types consent.
+    pub not_reapplied: Vec<usize>,
 }
 
 /// Opens the new transcript, re-records the history, starts the sources (and, for a
@@ -221,7 +224,7 @@ pub async fn reopen(
         old.events.clone(),
     )?;
     let stop = CancellationToken::new();
-    let (world, sources) = if rehearsal {
+    let (world, sources, not_reapplied) = if rehearsal {
         let seed = u64::from_str_radix(old.last_hash.get(..16).unwrap_or("1"), 16).unwrap_or(1);
         let world = World::start(
             &old.plan,
@@ -238,20 +241,27 @@ pub async fn reopen(
             text: "rehearsal world rebuilt after the restart: applying the completed steps again"
                 .into(),
         }];
+        let mut not_reapplied = Vec::new();
         for i in 0..old.plan.steps.len() {
-            if session.state.steps[i].status == StepStatus::Done {
+            if session.state.steps[i].status != StepStatus::Done {
+                continue;
+            }
+            if old.plan.steps[i].action.is_idempotent() {
                 notes.push(reapply(&world, &old.plan, i).await);
+            } else {
+                notes.push(not_reapplied_note(&old.plan, i));
+                not_reapplied.push(i);
             }
         }
         session.ingest(notes)?;
         let sources = world.sources();
-        (Some(world), sources)
+        (Some(world), sources, not_reapplied)
     } else {
         let sources = backends
             .as_ref()
             .map(|b| b.sources(&old.plan, crate::db::DbOptions::default()))
             .unwrap_or_default();
-        (None, sources)
+        (None, sources, Vec::new())
     };
     let pollers = crate::source::spawn_pollers(sources, session.sender(), stop.clone());
     Ok(Resumed {
@@ -261,7 +271,21 @@ pub async fn reopen(
         stop,
         pollers,
         operator: operator.to_string(),
+        not_reapplied,
     })
+}
+
+/// The note for a completed step whose action is not run again without consent.
+fn not_reapplied_note(plan: &Plan, i: usize) -> Event {
+    let step = &plan.steps[i];
+    Event::Note {
+        at: now_ms(),
+        text: format!(
+            "not re-applied: {} ({}) is not idempotent and already ran in the interrupted session",
+            step.id,
+            step.action.describe(plan)
+        ),
+    }
 }
 
 /// Applies step `i`'s action to a fresh rehearsal world; returns the note that records it.
@@ -325,7 +349,13 @@ pub async fn resolve(r: &mut Resumed, step: &str, done: bool) -> anyhow::Result<
     if let (Some(world), Some(i)) = (&r.world, r.session.plan.step_index(step))
         && r.session.state.steps[i].status == StepStatus::Done
     {
-        let note = reapply(world, &r.session.plan, i).await;
+        let plan = Arc::clone(&r.session.plan);
+        let note = if plan.steps[i].action.is_idempotent() {
+            reapply(world, &plan, i).await
+        } else {
+            r.not_reapplied.push(i);
+            not_reapplied_note(&plan, i)
+        };
         r.session.ingest(vec![note])?;
     }
     Ok(())
@@ -333,8 +363,7 @@ pub async fn resolve(r: &mut Resumed, step: &str, done: bool) -> anyhow::Result<
 
 /// Asks on the terminal (before the cockpit opens) for each step in doubt until every one
 /// is resolved; records readings meanwhile. `Ok(false)` when the input ended first.
-pub async fn prompt_in_doubt(r: &mut Resumed) -> anyhow::Result<bool> {
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+pub async fn prompt_in_doubt(r: &mut Resumed, lines: &mut Lines) -> anyhow::Result<bool> {
     loop {
         let doubt = r.session.state.in_doubt_steps();
         let Some(&i) = doubt.first() else {
@@ -371,30 +400,104 @@ pub async fn prompt_in_doubt(r: &mut Resumed) -> anyhow::Result<bool> {
             "  Check whether it took effect, then type \"done {0}\" or \"not done {0}\":",
             def.id
         );
-        eprint!("> ");
-        loop {
-            tokio::select! {
-                line = lines.next_line() => {
-                    let Some(line) = line? else {
-                        return Ok(false);
-                    };
-                    match parse_resolution(&line, &r.session.state) {
-                        Ok((step, done)) => {
-                            resolve(r, &step, done).await?;
-                            break;
-                        }
-                        Err(why) => {
-                            eprintln!("  {why}");
-                            eprint!("> ");
-                        }
+        let answer = read_answer(r, lines, |line, state| parse_resolution(line, state)).await?;
+        let Some((step, done)) = answer else {
+            return Ok(false);
+        };
+        resolve(r, &step, done).await?;
+    }
+}
+
+/// The operator's answers, read from the terminal before the cockpit opens.
+pub type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>;
+
+/// Reads lines from the terminal until `parse` accepts one, recording readings meanwhile.
+/// `Ok(None)` when the input ended first.
+async fn read_answer<T>(
+    r: &mut Resumed,
+    lines: &mut Lines,
+    parse: impl Fn(&str, &State) -> Result<T, String>,
+) -> anyhow::Result<Option<T>> {
+    eprint!("> ");
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line? else {
+                    return Ok(None);
+                };
+                match parse(&line, &r.session.state) {
+                    Ok(answer) => return Ok(Some(answer)),
+                    Err(why) => {
+                        eprintln!("  {why}");
+                        eprint!("> ");
                     }
                 }
-                batch = r.inbox.next_batch() => {
-                    r.session.ingest(batch)?;
-                }
+            }
+            batch = r.inbox.next_batch() => {
+                r.session.ingest(batch)?;
             }
         }
     }
+}
+
+/// Parses the operator's answer for a step not re-applied: exactly `rerun <step>` or
+/// `skip <step>`. `Ok(true)` runs it again.
+pub fn parse_rerun(input: &str, step: &str) -> Result<bool, String> {
+    match input.trim() {
+        l if l == format!("rerun {step}") => Ok(true),
+        l if l == format!("skip {step}") => Ok(false),
+        _ => Err(format!(
+            "type exactly \"rerun {step}\" or \"skip {step}\""
+        )),
+    }
+}
+
+/// Asks, for each completed rehearsal step whose action is not idempotent, whether to run
+/// it again against the fresh world. Nothing runs again without `rerun <step>` typed.
+/// `Ok(false)` when the input ended first.
+pub async fn prompt_not_reapplied(r: &mut Resumed, lines: &mut Lines) -> anyhow::Result<bool> {
+    while let Some(i) = r.not_reapplied.first().copied() {
+        let plan = Arc::clone(&r.session.plan);
+        let def = &plan.steps[i];
+        eprintln!();
+        eprintln!(
+            "Step {} \"{}\" completed in the interrupted session. Its action ({}) is not idempotent:",
+            def.id,
+            def.title,
+            def.action.describe(&plan)
+        );
+        eprintln!(
+            "  running it again may repeat its effect. The fresh rehearsal world did not get it."
+        );
+        eprintln!(
+            "  Type \"rerun {0}\" to run it again now, or \"skip {0}\" to go on without it:",
+            def.id
+        );
+        let step = def.id.clone();
+        let Some(rerun) = read_answer(r, lines, |line, _| parse_rerun(line, &step)).await?
+        else {
+            return Ok(false);
+        };
+        r.not_reapplied.remove(0);
+        let note = match (&r.world, rerun) {
+            (Some(world), true) => {
+                let mut note = reapply(world, &plan, i).await;
+                if let Event::Note { text, .. } = &mut note {
+                    text.push_str(&format!(" (run again with {}'s typed consent)", r.operator));
+                }
+                note
+            }
+            _ => Event::Note {
+                at: now_ms(),
+                text: format!(
+                    "{} chose not to run {} again on the fresh world",
+                    r.operator, def.id
+                ),
+            },
+        };
+        r.session.ingest(vec![note])?;
+    }
+    Ok(true)
 }
 
 /// Stops the sources and records the end (with the world's final figures in a rehearsal).
@@ -431,55 +534,35 @@ pub async fn finish(mut r: Resumed, reason: &str) -> anyhow::Result<Session> {
     Ok(r.session)
 }
 
-/// `cutover resume`: folds `path`, continues it in a new transcript under `sessions_dir`,
-/// asks for every step in doubt, then opens the cockpit.
-pub async fn run_resume(
-    path: &Path,
-    theme: &Theme,
-    sessions_dir: &Path,
-    operator: &str,
-) -> anyhow::Result<()> {
-    run_resume_with(
-        path,
-        theme,
-        sessions_dir,
-        operator,
-        &crate::aws::AwsOverrides::default(),
-    )
-    .await
-}
-
-/// [`run_resume`] from the command line's arguments.
+/// `cutover resume` from the command line's arguments: checks for a terminal and takes the
+/// interrupted transcript's lock before touching anything, folds it, continues it in a new
+/// transcript, asks for every step in doubt (and, in a rehearsal, for consent before running
+/// a non-idempotent action again), then opens the cockpit.
 pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    // Before anything is read, created or applied: the prompts and the cockpit need a
+    // terminal, and failing after the new transcript exists would leave half a resume.
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        anyhow::bail!(
+            "cutover resume needs a terminal: it asks about steps in doubt, then opens the cockpit. Nothing was done; run it in a terminal (ssh -t, tmux)"
+        );
+    }
     let theme = Theme::resolve(args.theme.as_deref())?;
-    run_resume_with(
-        &args.file,
-        &theme,
-        &args.sessions_dir,
-        operator,
-        &args.aws.overrides(),
-    )
-    .await
-}
-
-async fn run_resume_with(
-    path: &Path,
-    theme: &Theme,
-    sessions_dir: &Path,
-    operator: &str,
-    aws: &crate::aws::AwsOverrides,
-) -> anyhow::Result<()> {
-    let old = load(path)?;
+    let _old_lock = lock_interrupted(&args.file, args.force)?;
+    let old = load(&args.file)?;
     eprint!("{}", old.describe());
-    let mut r = reopen(&old, sessions_dir, operator, aws).await?;
+    let mut r = reopen(&old, &args.sessions_dir, operator, &args.aws.overrides()).await?;
     drop(old);
     if let Some(p) = r.session.transcript_path() {
         eprintln!("continuing in {}", p.display());
     }
-    if !prompt_in_doubt(&mut r).await? {
-        let session = finish(r, "resume abandoned: steps in doubt were not resolved").await?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let answered = prompt_in_doubt(&mut r, &mut lines).await?
+        && prompt_not_reapplied(&mut r, &mut lines).await?;
+    if !answered {
+        let session = finish(r, "resume abandoned: the questions before the cockpit opens were not answered").await?;
         anyhow::bail!(
-            "the input ended before every step in doubt was resolved; nothing was done (transcript: {})",
+            "the input ended before every question was answered; nothing was done (transcript: {})",
             session
                 .transcript_path()
                 .map(|p| p.display().to_string())
@@ -496,7 +579,7 @@ async fn run_resume_with(
         operator.to_string(),
         r.session.transcript_path().map(|p| p.display().to_string()),
     );
-    let result = crate::app::run(&mut r.session, &mut r.inbox, ui_state, theme).await;
+    let result = crate::app::run(&mut r.session, &mut r.inbox, ui_state, &theme).await;
     let reason = match &result {
         Ok(exit) => exit.reason(),
         Err(e) => format!("cockpit error: {e}"),
@@ -507,6 +590,27 @@ async fn run_resume_with(
         println!("transcript: {}", p.display());
     }
     Ok(())
+}
+
+/// Takes the interrupted transcript's lock, so no second cockpit drives the same session:
+/// refused while the process that wrote it (or another resume) still runs. `force` takes it
+/// anyway and says what that risks.
+pub fn lock_interrupted(path: &Path, force: bool) -> anyhow::Result<transcript::lock::TranscriptLock> {
+    use transcript::lock::TranscriptLock;
+    if !force {
+        return TranscriptLock::acquire(path, "resume").map_err(|e| anyhow::anyhow!("cannot resume: {e}"));
+    }
+    let (lock, overridden) =
+        TranscriptLock::force(path, "resume").map_err(|e| anyhow::anyhow!("cannot resume: {e}"))?;
+    if let Some(h) = overridden {
+        eprintln!(
+            "WARNING: --force: taking over {} from {h}. If that cockpit is still running, it and this one can both act on the same systems: stop it (kill {} on {}) before confirming anything here.",
+            path.display(),
+            h.pid,
+            h.host
+        );
+    }
+    Ok(lock)
 }
 
 #[cfg(test)]

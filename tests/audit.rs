@@ -1039,3 +1039,123 @@ fn format_1_transcripts_report_as_the_previous_release_did() {
         }
     }
 }
+
+/// Hardening findings 2 and 6: one driver per session, and resume without side effects.
+/// A running cockpit holds its transcript's lock, so `resume` from a second process is
+/// refused, naming the pid; once that cockpit is dead, `resume` without a terminal refuses
+/// before it creates or applies anything; and in a terminal it does not run a completed
+/// `shell` step again without the operator typing consent.
+#[test]
+fn resume_is_refused_while_the_cockpit_runs_and_never_reruns_a_shell_step_unasked() {
+    let t = Duration::from_secs(90);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sessions = dir.path().join("sessions");
+    let resumed = dir.path().join("resumed");
+    let ran = dir.path().join("ran.txt");
+    let plan = dir.path().join("shell.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"
+name = "shell-resume"
+[source]
+engine = "rehearsal"
+[target]
+engine = "rehearsal"
+[replication]
+engine = "rehearsal"
+task = "t"
+[rehearsal]
+tables = ["a"]
+rows_per_table = 10
+[[step]]
+id = "note"
+title = "Write a line"
+action = {{ kind = "shell", command = "echo ran >> {}" }}
+irreversible = true
+confirm = "note"
+[[step]]
+id = "later"
+title = "Never reached here"
+confirm = "later"
+"#,
+            ran.display()
+        ),
+    )
+    .expect("plan");
+    let s = sessions.to_str().expect("utf-8");
+    let r = resumed.to_str().expect("utf-8");
+    let lines_in = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+
+    let mut a = pty::Pty::spawn(
+        &[
+            "rehearse",
+            "--plan",
+            plan.to_str().expect("utf-8"),
+            "--sessions-dir",
+            s,
+        ],
+        dir.path(),
+        W,
+        H,
+    );
+    a.wait_for("[REHEARSAL]", t);
+    confirm(&mut a, "note", "note");
+    wait_for_file("the shell step to run", t, || lines_in(&ran) == 1);
+    let old = only_jsonl(&sessions, &[]).expect("a transcript");
+    wait_for_file("the step to be recorded done", t, || {
+        fold_file(&old).is_some_and(|st| st.steps[0].status == StepStatus::Done)
+    });
+    let pid = a.pid().expect("pid");
+
+    // A second cockpit while the first still runs: refused, naming the holder.
+    let old_s = old.to_str().expect("utf-8");
+    let mut b = pty::Pty::spawn(&["resume", old_s, "--sessions-dir", r], dir.path(), W, H);
+    b.wait_for(&format!("in use by pid {pid}"), t);
+    b.wait_for("--force", t);
+    let status = b.wait_exit(t);
+    assert_eq!(status.exit_code(), 2, "{status:?}");
+    assert!(only_jsonl(&resumed, &[]).is_none(), "nothing was created");
+
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    a.wait_exit(t);
+    drop(a);
+
+    // No terminal: refused before anything is created or applied.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["resume", old_s, "--sessions-dir", r])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs a terminal"), "{stderr}");
+    assert!(only_jsonl(&resumed, &[]).is_none(), "nothing was created");
+    assert_eq!(lines_in(&ran), 1);
+
+    // In a terminal: the shell step is not run again without consent.
+    let mut c = pty::Pty::spawn(&["resume", old_s, "--sessions-dir", r], dir.path(), W, H);
+    c.wait_for("is not idempotent", t);
+    c.send("rerun later\r");
+    c.wait_for("type exactly", t);
+    c.send("skip note\r");
+    c.wait_for("[REHEARSAL]", t);
+    c.send("q");
+    c.wait_for("Quit anyway?", t);
+    c.send("y");
+    c.wait_exit(t);
+    assert_eq!(lines_in(&ran), 1, "the shell command ran once only");
+    let new = only_jsonl(&resumed, &[]).expect("the resumed transcript");
+    let tr = cutover::transcript::read(&new).expect("read");
+    assert!(tr.events.iter().any(|e| matches!(e,
+        Event::Note { text, .. } if text.contains("chose not to run note again"))));
+    assert!(
+        !cutover::transcript::lock::record_path(&new).exists(),
+        "the lock record goes when the cockpit ends"
+    );
+}

@@ -1323,3 +1323,97 @@ async fn drift_command_exits_0_on_no_drift_1_on_drift_2_on_error() {
     assert!(report.contains("id=1  extra on target"), "{report}");
     assert!(report.contains("drift in 1 of 2 tables"), "{report}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Hardening: connect deadlines and password files
+
+/// A port that accepts connections and never says a word (a black-holed load balancer).
+fn silent_listener() -> (u16, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Hold every connection open, silent, until the test process ends.
+        for c in l.incoming().take(16).flatten() {
+            held.push(c);
+        }
+    });
+    (port, h)
+}
+
+#[tokio::test]
+async fn a_silent_port_and_a_wrong_engine_port_fail_within_the_connect_deadline() {
+    let (port, _h) = silent_listener();
+    for (engine, url) in [
+        (Engine::Mysql, format!("mysql://root@127.0.0.1:{port}/x")),
+        (Engine::Postgres, format!("postgres://postgres@127.0.0.1:{port}/x")),
+        // A MySQL URL on PostgreSQL's port: each side waits for the other to speak first.
+        (Engine::Mysql, "mysql://root@127.0.0.1:5432/x".to_string()),
+    ] {
+        let started = std::time::Instant::now();
+        let e = tokio::time::timeout(
+            Duration::from_secs(60),
+            db::connect_endpoint(&endpoint(engine, &url), Side::Source),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{url}: still hanging after 60s"))
+        .err()
+        .unwrap_or_else(|| panic!("{url}: connected to a silent port?"));
+        let msg = e.to_string();
+        let addr = url.split('@').nth(1).unwrap().split('/').next().unwrap();
+        assert!(
+            msg.contains(&format!("no answer from {addr} within 5s")),
+            "{url}: {msg}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{url}");
+    }
+}
+
+#[test]
+fn drift_against_a_silent_port_exits_2_naming_the_address() {
+    let (port, _h) = silent_listener();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "drift",
+            "--connect-timeout",
+            "1s",
+            "--source",
+            &format!("mysql://root@127.0.0.1:{port}/x"),
+            "--target",
+            &my_url("mysql"),
+        ])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no answer from 127.0.0.1:{port} within 1s")),
+        "{stderr}"
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["drift", "--connect-timeout", "0s", "--source", "x", "--target", "y"])
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--connect-timeout"));
+}
+
+#[tokio::test]
+async fn a_password_file_that_is_not_a_password_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").expect("write");
+    for (file, why) in [
+        ("/dev/null".to_string(), "is not a regular file"),
+        (empty.display().to_string(), "is empty"),
+        (dir.path().display().to_string(), "is not a regular file"),
+    ] {
+        let mut ep = endpoint(Engine::Mysql, &my_url("mysql"));
+        ep.password_file = Some(file.clone());
+        let e = db::connect_endpoint(&ep, Side::Source)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{file}: connected with an empty password"));
+        assert!(e.to_string().contains(why), "{file}: {e}");
+    }
+}

@@ -112,3 +112,44 @@ fn the_terminal_is_restored_after_sigterm() {
         matches!(t.events.last(), Some(Event::SessionEnded { reason, .. }) if reason == "terminated by SIGTERM")
     );
 }
+
+/// Finding 3 of the hardening issue: a panic in a background task (here the rehearsal's
+/// drift source, through the `source-panic` fault) used to run the process-wide panic hook,
+/// which restored the terminal under the running cockpit and printed over it. Now the
+/// panic is caught in its task and recorded as a source failure; the screen stays the
+/// cockpit's and keys keep working.
+#[test]
+fn a_panic_in_a_background_task_leaves_the_cockpit_on_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    let mut term = pty::Pty::spawn(
+        &[
+            "rehearse",
+            "--chaos",
+            "source-panic",
+            "--sessions-dir",
+            sessions.to_str().unwrap(),
+        ],
+        dir.path(),
+        120,
+        40,
+    );
+    term.wait_for("[REHEARSAL]", T);
+    term.wait_for("internal error", T);
+    let screen = term.screen();
+    assert!(screen.contains("[REHEARSAL]"), "{screen}");
+    assert!(!screen.contains("panicked at"), "{screen}");
+    // Keys still reach the cockpit: `?` opens the help.
+    term.send("?");
+    term.wait_for("Keys", T);
+    // Any key closes the help (not Esc: followed at once by `q` it reads as Alt-q).
+    term.send(" ");
+    term.wait_until("the help to close", T, |s| !s.contains("Keys"));
+    term.send("q");
+    term.wait_exit(T);
+    let t = transcript(&sessions);
+    assert!(
+        t.events.iter().any(|e| matches!(e, Event::SourceFailed { source: cutover::event::SourceKind::Drift, error, .. } if error.contains("panicked"))),
+        "the panic is recorded as a drift failure"
+    );
+}

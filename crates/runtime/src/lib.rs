@@ -4,5 +4,7 @@
 
 pub mod action;
 pub mod autopilot;
+pub mod net;
 pub mod session;
+pub mod task;
 pub mod source;

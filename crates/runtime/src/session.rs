@@ -25,6 +25,8 @@ pub struct Session {
     pub state: State,
     pub plan: Arc<Plan>,
     recorder: Option<Recorder>,
+    /// The exclusive lock on the transcript being written: one driver per session.
+    _lock: Option<cutover_transcript::lock::TranscriptLock>,
     /// Seek checkpoints beside the transcript, so a replay of it seeks fast.
     checkpoints: seek::Live,
     actuator: Option<Arc<dyn Actuator>>,
@@ -71,10 +73,18 @@ impl Session {
     ) -> anyhow::Result<(Session, Inbox)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let secrets = plan_secrets(&cfg.plan);
+        let lock = match &recorder {
+            Some(r) => Some(
+                cutover_transcript::lock::TranscriptLock::acquire(r.path(), &cfg.mode.to_string())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
+            None => None,
+        };
         let mut session = Session {
             state,
             plan: cfg.plan,
             recorder,
+            _lock: lock,
             checkpoints,
             actuator: cfg.actuator,
             tx,
@@ -212,9 +222,12 @@ fn plan_secrets(plan: &Plan) -> Vec<String> {
         {
             out.push(v.trim().to_string());
         }
+        // Only a small regular file: a FIFO or a device here must not hang or flood the
+        // session (connecting refuses those with the reason).
         if let Some(v) = ep
             .password_file
             .as_ref()
+            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024))
             .and_then(|f| std::fs::read_to_string(f).ok())
         {
             out.push(v.trim().to_string());

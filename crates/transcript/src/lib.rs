@@ -27,6 +27,7 @@
 //! from the start).
 
 pub mod index;
+pub mod lock;
 pub mod seek;
 pub mod verify;
 

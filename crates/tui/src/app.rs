@@ -1,7 +1,10 @@
 //! The terminal loop: one `select!` over the terminal, the session's inbox, a one-second
 //! tick and termination signals. It drains every pending event, records and folds them, and
-//! draws at most once per frame. The terminal is restored on every exit, panics included.
+//! draws at most once per frame. The terminal is restored on every exit, panics included
+//! (by the thread that owns it; see [`enter_terminal`]).
 
+use std::sync::Mutex;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
@@ -16,20 +19,93 @@ const FPS: u64 = 30;
 /// Time advances on screen (ages, sustained windows) once a second with no other event.
 const TICK: Duration = Duration::from_secs(1);
 
+/// The thread that has the terminal in raw mode on the alternate screen, if any. Only that
+/// thread's panics restore the terminal: a panic in a background task (a poller, an action,
+/// the rehearsal world) is caught where it runs and recorded as a failure, and must not pull
+/// the screen out from under the loop that keeps drawing on it.
+static TERMINAL_OWNER: Mutex<Option<ThreadId>> = Mutex::new(None);
+
+fn owner() -> std::sync::MutexGuard<'static, Option<ThreadId>> {
+    TERMINAL_OWNER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Restores the terminal when dropped, whatever the exit path.
 pub struct TerminalGuard;
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        ratatui::restore();
+        let mut owner = owner();
+        if owner.take().is_some() {
+            ratatui::restore();
+        }
     }
 }
 
+/// What the panic hook does for a panic on `thread` while `owner` has the terminal.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OnPanic {
+    /// No cockpit on screen: print it as usual.
+    Print,
+    /// The terminal's own thread: restore the terminal, then print.
+    RestoreAndPrint,
+    /// Another thread while the cockpit draws: log it only (its task records the failure;
+    /// printing would scribble over the screen).
+    LogOnly,
+}
+
+pub fn on_panic(owner: Option<ThreadId>, thread: ThreadId) -> OnPanic {
+    match owner {
+        None => OnPanic::Print,
+        Some(o) if o == thread => OnPanic::RestoreAndPrint,
+        Some(_) => OnPanic::LogOnly,
+    }
+}
+
+/// Installs (once) the process's panic hook, chained before the default one.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let me = std::thread::current().id();
+            let decision = {
+                let mut o = owner();
+                let d = on_panic(*o, me);
+                if d == OnPanic::RestoreAndPrint {
+                    *o = None;
+                }
+                d
+            };
+            match decision {
+                OnPanic::Print => default(info),
+                OnPanic::RestoreAndPrint => {
+                    ratatui::restore();
+                    default(info);
+                }
+                OnPanic::LogOnly => {
+                    tracing::error!(
+                        thread = std::thread::current().name().unwrap_or("?"),
+                        "background panic: {info}"
+                    );
+                }
+            }
+        }));
+    });
+}
+
 /// Takes over the terminal for a cockpit (live, replay, attach). Keep the guard for as long
-/// as the screen is in use; `ratatui::try_init` also installs a panic hook that restores the
-/// terminal first.
+/// as the screen is in use. The calling thread becomes the terminal's owner: its panics
+/// restore the terminal first; other threads' panics never touch it.
 pub fn enter_terminal() -> anyhow::Result<(ratatui::DefaultTerminal, TerminalGuard)> {
-    Ok((ratatui::try_init()?, TerminalGuard))
+    install_panic_hook();
+    *owner() = Some(std::thread::current().id());
+    let guard = TerminalGuard;
+    crossterm::terminal::enable_raw_mode()?;
+    crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
+    let terminal = ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(
+        std::io::stdout(),
+    ))?;
+    Ok((terminal, guard))
 }
 
 /// Why the loop ended.

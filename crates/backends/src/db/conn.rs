@@ -166,11 +166,13 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
                 .pipes_as_concat(false);
             // One direct connection first: a pool retries failed logins until its timeout
             // and then reports only the timeout, not the server's reason.
-            let mut first = sqlx::mysql::MySqlConnection::connect_with(&opts)
-                .await
+            // Within the connect deadline: a port that accepts and never answers must not
+            // hang the caller (sqlx has no connect timeout of its own).
+            let mut first = within(&who, &shown_url, sqlx::mysql::MySqlConnection::connect_with(&opts))
+                .await?
                 .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
-            mysql_probe_session(&mut first)
-                .await
+            within(&who, &shown_url, mysql_probe_session(&mut first))
+                .await?
                 .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
             // Closing politely is a courtesy; the server drops the session either way.
             let _ = first.close().await;
@@ -206,11 +208,13 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
                 ("extra_float_digits", "1"),
                 ("bytea_output", "hex"),
             ]);
-            let mut first = sqlx::postgres::PgConnection::connect_with(&opts)
-                .await
+            // Within the connect deadline: a port that accepts and never answers must not
+            // hang the caller (sqlx has no connect timeout of its own).
+            let mut first = within(&who, &shown_url, sqlx::postgres::PgConnection::connect_with(&opts))
+                .await?
                 .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
-            pg_probe_session(&mut first)
-                .await
+            within(&who, &shown_url, pg_probe_session(&mut first))
+                .await?
                 .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
             let _ = first.close().await;
             let pool = PgPoolOptions::new()
@@ -294,16 +298,44 @@ fn resolve_password(endpoint: &Endpoint, who: &str) -> Result<Option<String>, Db
     }
     if let Some(file) = &endpoint.password_file {
         let path = expand_home(file);
-        return match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_string())),
-            Err(e) => Err(DbError::Config {
-                who: who.to_string(),
-                reason: format!("cannot read password_file {}: {e}", path.display()),
-                fix: "create the file with the password on its first line (mode 0600)".into(),
-            }),
+        let fail = |reason: String| DbError::Config {
+            who: who.to_string(),
+            reason,
+            fix: "write the password on the first line of a regular file (mode 0600)".into(),
         };
+        return read_password_file(&path).map(Some).map_err(fail);
     }
     Ok(None)
+}
+
+/// The longest password file read (a password is a line, not a disk).
+const MAX_PASSWORD_FILE: u64 = 64 * 1024;
+
+/// The first line of a password file. Refuses what is not a regular file (`/dev/null`, a
+/// FIFO, a directory), a huge file, and an empty first line: an empty password is never
+/// what a password file meant, and using one silently fails later as a login error.
+pub fn read_password_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read password_file {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("password_file {shown} is not a regular file"));
+    }
+    if meta.len() > MAX_PASSWORD_FILE {
+        return Err(format!(
+            "password_file {shown} is {} bytes; a password file holds one line",
+            meta.len()
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PASSWORD_FILE).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read password_file {shown}: {e}"))?;
+    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if first.is_empty() {
+        return Err(format!("password_file {shown} is empty (its first line holds no password)"));
+    }
+    Ok(first.to_string())
 }
 
 fn expand_home(path: &str) -> PathBuf {
@@ -412,6 +444,33 @@ pub(crate) fn my_cnf_password(text: &str) -> Option<String> {
         }
     }
     found
+}
+
+/// Runs a connect step within the process's connect deadline
+/// ([`cutover_runtime::net::connect_timeout`]).
+async fn within<T>(
+    who: &str,
+    shown_url: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, DbError> {
+    cutover_runtime::net::within(&host_port(shown_url), fut)
+        .await
+        .map_err(|reason| DbError::Connect {
+            who: who.to_string(),
+            url: shown_url.to_string(),
+            reason,
+            fix: "check the host and port in the url (and that it is this engine's port), and that the server is up and reachable from here".to_string(),
+        })
+}
+
+/// `host:port` of a URL (its authority without userinfo), for "no answer from ...".
+pub(crate) fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_string()
 }
 
 fn connect_error(who: &str, url: &str, secrets: &[String], e: &sqlx::Error) -> DbError {

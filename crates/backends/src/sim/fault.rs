@@ -19,15 +19,18 @@ pub enum Fault {
     DnsSlow,
     /// The replicator stops applying for about 10 s while its task still reports running.
     ReplicatorStall,
+    /// The drift source's poll panics (an internal error) for about 10 s.
+    SourcePanic,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::LagSpike,
         Fault::DropChange,
         Fault::ApiThrottle,
         Fault::DnsSlow,
         Fault::ReplicatorStall,
+        Fault::SourcePanic,
     ];
 
     /// The name used on the command line and in `FaultChanged` events.
@@ -38,6 +41,7 @@ impl Fault {
             Fault::ApiThrottle => "api-throttle",
             Fault::DnsSlow => "dns-slow",
             Fault::ReplicatorStall => "replicator-stall",
+            Fault::SourcePanic => "source-panic",
         }
     }
 
@@ -56,6 +60,9 @@ impl Fault {
             }
             Fault::ReplicatorStall => {
                 "the replicator stops applying for ~10s, ~3s after the start, while the task reports running"
+            }
+            Fault::SourcePanic => {
+                "the drift source panics on every poll for ~10s, ~3s after the start (an internal error: the cockpit records it as a source failure and carries on)"
             }
         }
     }

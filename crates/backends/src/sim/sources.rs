@@ -108,6 +108,9 @@ impl World {
         if api && self.active.throttle.load(Ordering::Relaxed) {
             return Err(SourceError::new(THROTTLED));
         }
+        if kind == SourceKind::Drift && self.active.panic.load(Ordering::Relaxed) {
+            panic!("injected fault source-panic: the drift source's poll panicked");
+        }
         match kind {
             SourceKind::Replication => self.read_replication().await,
             SourceKind::Metrics => Ok(vec![self.read_metrics().await]),

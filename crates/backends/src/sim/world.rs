@@ -134,6 +134,7 @@ pub(crate) struct Active {
     pub lag_spike: AtomicBool,
     pub throttle: AtomicBool,
     pub stall: AtomicBool,
+    pub panic: AtomicBool,
 }
 
 /// What the tasks wait on; shared apart from the world so waiting never keeps it alive.
@@ -337,29 +338,60 @@ impl World {
     }
 
     pub(super) fn spawn_tasks(self: &Arc<Self>) {
-        let mut handles = Vec::new();
-        handles.push(tokio::spawn(replicator(
-            Arc::downgrade(self),
-            Arc::clone(&self.signals),
-        )));
-        handles.push(tokio::spawn(heartbeat(
-            Arc::downgrade(self),
-            Arc::clone(&self.signals),
-        )));
-        handles.push(tokio::spawn(measurer(
-            Arc::downgrade(self),
-            Arc::clone(&self.signals),
-        )));
+        let mut handles = vec![
+            self.guarded(
+                "the rehearsal replicator",
+                SourceKind::Replication,
+                replicator(Arc::downgrade(self), Arc::clone(&self.signals)),
+            ),
+            self.guarded(
+                "the rehearsal heartbeat",
+                SourceKind::Heartbeat,
+                heartbeat(Arc::downgrade(self), Arc::clone(&self.signals)),
+            ),
+            self.guarded(
+                "the rehearsal measurer",
+                SourceKind::Drift,
+                measurer(Arc::downgrade(self), Arc::clone(&self.signals)),
+            ),
+        ];
         handles.extend(self.schedule_faults());
         let s = &self.cfg.settings;
         if s.write_rate > 0.0 && s.clients > 0 && !self.cfg.tables.is_empty() {
-            *lock(&self.workload) = Some(tokio::spawn(workload(
-                Arc::downgrade(self),
-                Arc::clone(&self.signals),
-                Duration::from_secs_f64(1.0 / s.write_rate),
-            )));
+            let every = Duration::try_from_secs_f64(1.0 / s.write_rate)
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_micros(10));
+            *lock(&self.workload) = Some(self.guarded(
+                "the rehearsal workload",
+                SourceKind::SourceDb,
+                workload(Arc::downgrade(self), Arc::clone(&self.signals), every),
+            ));
         }
         *lock(&self.handles) = handles;
+    }
+
+    /// Spawns one of the world's tasks. A panic in it is caught and recorded as a failure of
+    /// the source it feeds (so it shows in the health bar and the gates that read it go
+    /// unknown), instead of unwinding into the runtime unseen.
+    pub(super) fn guarded(
+        self: &Arc<Self>,
+        what: &'static str,
+        kind: SourceKind,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        let world = Arc::downgrade(self);
+        tokio::spawn(async move {
+            if let Err(panic) = cutover_runtime::task::catch(task).await {
+                tracing::error!(task = what, %panic, "rehearsal world task panicked");
+                if let Some(w) = world.upgrade() {
+                    w.emit(Event::SourceFailed {
+                        at: now_ms(),
+                        source: kind,
+                        error: cutover_runtime::task::panicked(what, &panic),
+                    });
+                }
+            }
+        })
     }
 
     /// Sends an event; returns false once `finish` has sent the world's last one. The
@@ -526,18 +558,30 @@ impl World {
                     ),
                     "the replicator applies again".to_string(),
                 ),
+                Fault::SourcePanic => (
+                    t.throttle_for,
+                    format!(
+                        "the drift source panics on every poll for {}s",
+                        t.throttle_for.as_secs_f64()
+                    ),
+                    "the drift source polls normally again".to_string(),
+                ),
                 // Not timed: they strike at the freeze and at DNS changes.
                 Fault::DropChange | Fault::DnsSlow => continue,
             };
-            out.push(tokio::spawn(timed_fault(
-                Arc::downgrade(self),
-                Arc::clone(&self.signals),
-                *fault,
-                start,
-                start + length,
-                on,
-                off,
-            )));
+            out.push(self.guarded(
+                "a rehearsal fault timer",
+                SourceKind::Replication,
+                timed_fault(
+                    Arc::downgrade(self),
+                    Arc::clone(&self.signals),
+                    *fault,
+                    start,
+                    start + length,
+                    on,
+                    off,
+                ),
+            ));
         }
         out
     }
@@ -547,6 +591,7 @@ impl World {
             Fault::LagSpike => &self.active.lag_spike,
             Fault::ApiThrottle => &self.active.throttle,
             Fault::ReplicatorStall => &self.active.stall,
+            Fault::SourcePanic => &self.active.panic,
             Fault::DropChange | Fault::DnsSlow => return,
         };
         flag.store(on, Ordering::Relaxed);

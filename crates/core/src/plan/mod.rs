@@ -154,6 +154,13 @@ impl Action {
         !matches!(self, Action::None | Action::Manual { .. })
     }
 
+    /// Whether running it a second time does no harm: freezing a frozen side, stopping a
+    /// stopped task, pointing a record where it points. SQL statements and shell commands
+    /// may do anything, so they are not (`resume` asks before running one again).
+    pub fn is_idempotent(&self) -> bool {
+        !matches!(self, Action::Sql { .. } | Action::Shell { .. })
+    }
+
     /// One line for the checklist and the transcript.
     pub fn describe(&self, plan: &Plan) -> String {
         match self {

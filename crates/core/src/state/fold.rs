@@ -398,7 +398,7 @@ impl State {
                 let verb = if *active { "injected" } else { "cleared" };
                 self.log(at, Level::Warn, format!("fault {fault} {verb}: {detail}"));
             }
-            Event::WorldMeasured { measures, .. } => self.world = Some(measures.clone()),
+            Event::WorldMeasured { measures, .. } => self.world = Some(self.measured(measures)),
             Event::PeerJoined { peer, .. } => {
                 self.peers.insert(peer.clone());
                 self.log(at, Level::Info, format!("{peer} is watching"));

@@ -282,7 +282,12 @@ folded_state! {
     pub rollback: Option<Rollback>,
     pub dialog: Option<OpenDialog>,
     pub faults: BTreeMap<String, (bool, String)>,
+    /// The rehearsal world's figures for the whole session: after a resume, what the earlier
+    /// run(s) measured plus the fresh world's figures.
     pub world: Option<WorldMeasures>,
+    /// What the world(s) measured before the last restart (a resumed rehearsal builds a
+    /// fresh world that counts from zero), and the writes refused while the cockpit was down.
+    world_before: Option<WorldMeasures>,
     pub peers: BTreeSet<String>,
     pub log: VecDeque<LogLine>,
     pub ended: Option<(Ts, String)>,
@@ -361,6 +366,7 @@ impl State {
             dialog: None,
             faults: BTreeMap::new(),
             world: None,
+            world_before: None,
             peers: BTreeSet::new(),
             log: VecDeque::new(),
             ended: None,
@@ -551,6 +557,31 @@ impl State {
     fn restarted(&mut self, at: Ts) {
         self.ended = None;
         self.dialog = None;
+        // A resumed rehearsal runs a fresh world without the first run's faults.
+        let active: Vec<String> = self
+            .faults
+            .iter()
+            .filter(|(_, (on, _))| *on)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in active {
+            self.faults
+                .insert(name.clone(), (false, "not injected again after the restart".into()));
+            self.log(
+                at,
+                Level::Info,
+                format!("fault {name} ended with the restart (not injected again)"),
+            );
+        }
+        // The fresh world counts from zero: keep what the earlier run measured, and the
+        // window the cockpit was down for while writes were frozen (clients were refused).
+        if let Some(mut before) = self.world.take() {
+            if !self.frozen_sides().is_empty() {
+                before.downtime_s += (at - self.now).max(0) as f64 / 1000.0;
+            }
+            self.world = Some(before.clone());
+            self.world_before = Some(before);
+        }
         for i in 0..self.steps.len() {
             let direction = match self.steps[i].status {
                 StepStatus::Running => Direction::Do,
@@ -571,6 +602,44 @@ impl State {
                     "{id} is IN DOUBT: its {what} started before the restart and no result was recorded; check it, then type \"done {id}\" or \"not done {id}\""
                 ),
             );
+        }
+    }
+
+    /// The sides whose last completed freeze or unfreeze step left them frozen.
+    pub fn frozen_sides(&self) -> Vec<Side> {
+        let mut done: Vec<(Ts, &Action)> = self
+            .plan
+            .steps
+            .iter()
+            .zip(&self.steps)
+            .filter(|(_, s)| s.status == StepStatus::Done)
+            .map(|(d, s)| (s.finished_at.unwrap_or(0), &d.action))
+            .collect();
+        done.sort_by_key(|(at, _)| *at);
+        let mut frozen: Vec<Side> = Vec::new();
+        for (_, action) in done {
+            match action {
+                Action::Freeze { on, .. } if !frozen.contains(on) => frozen.push(*on),
+                Action::Unfreeze { on, .. } => frozen.retain(|s| s != on),
+                _ => {}
+            }
+        }
+        frozen
+    }
+
+    /// The world's figures after a restart: the earlier run's counts plus the fresh world's.
+    pub(crate) fn measured(&self, fresh: &WorldMeasures) -> WorldMeasures {
+        match &self.world_before {
+            None => fresh.clone(),
+            Some(b) => WorldMeasures {
+                writes_attempted: b.writes_attempted + fresh.writes_attempted,
+                writes_acked: b.writes_acked + fresh.writes_acked,
+                writes_refused: b.writes_refused + fresh.writes_refused,
+                writes_lost: b.writes_lost + fresh.writes_lost,
+                rows_diverged: fresh.rows_diverged,
+                downtime_s: b.downtime_s + fresh.downtime_s,
+                authority: fresh.authority,
+            },
         }
     }
 

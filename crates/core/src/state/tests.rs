@@ -555,3 +555,55 @@ fn a_result_for_an_action_that_never_started_is_ignored() {
         s.log
     );
 }
+
+/// Hardening finding 8: after a resume the status showed the first run's fault as still
+/// active and only the fresh world's downtime.
+#[test]
+fn a_restart_ends_the_first_runs_faults_and_keeps_its_measures() {
+    let started = |at| Event::SessionStarted {
+        at,
+        mode: "rehearsal".into(),
+        operator: "op".into(),
+    };
+    let measured = |at, refused, down| Event::WorldMeasured {
+        at,
+        measures: WorldMeasures {
+            writes_attempted: 100,
+            writes_acked: 90,
+            writes_refused: refused,
+            writes_lost: 0,
+            rows_diverged: 0,
+            downtime_s: down,
+            authority: None,
+        },
+    };
+    let mut events = vec![started(0)];
+    events.extend(step_one_green());
+    events.push(Event::FaultChanged {
+        at: 10_000,
+        fault: "lag-spike".into(),
+        active: true,
+        detail: "lag raised".into(),
+    });
+    events.push(confirmed(10_500, "one"));
+    events.push(finished(10_600, "one", Direction::Do, true));
+    events.push(ro(11_000, true));
+    events.push(confirmed(11_500, "two"));
+    events.push(finished(12_000, "two", Direction::Do, true));
+    events.push(measured(20_000, 30, 8.0));
+    // The cockpit dies at 20 s; the resume starts at 50 s with a fresh world.
+    events.push(started(50_000));
+    events.push(measured(51_000, 5, 1.0));
+    let (s, _) = check(&events);
+    assert_eq!(s.frozen_sides(), vec![Side::Source]);
+    assert_eq!(
+        s.faults.get("lag-spike").map(|f| f.0),
+        Some(false),
+        "the fault is not active in the fresh world"
+    );
+    let w = s.world.expect("measured");
+    assert_eq!(w.writes_refused, 35);
+    assert_eq!(w.writes_attempted, 200);
+    // 8 s measured, 30 s down while the cockpit was dead and writes frozen, 1 s since.
+    assert!((w.downtime_s - 39.0).abs() < 1e-9, "{}", w.downtime_s);
+}

@@ -103,12 +103,24 @@ pub fn spawn_action(
         let result = match action {
             Action::None => Ok("checked".to_string()),
             Action::Manual { .. } => Ok("confirmed done by the operator".to_string()),
-            _ => match tokio::time::timeout(timeout, actuator.run(&plan, &action, &out)).await {
-                Ok(r) => r,
-                Err(_) => Err(ActionError(format!(
+            _ => match crate::task::catch(tokio::time::timeout(
+                timeout,
+                actuator.run(&plan, &action, &out),
+            ))
+            .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(ActionError(format!(
                     "timed out after {}",
                     humantime::format_duration(timeout)
                 ))),
+                Err(panic) => {
+                    tracing::error!(step = %id, %panic, "action panicked");
+                    Err(ActionError(crate::task::panicked(
+                        "the action",
+                        &format!("{panic}; whether it took effect is unknown — check before going on"),
+                    )))
+                }
             },
         };
         let (ok, message) = match result {

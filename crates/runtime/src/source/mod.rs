@@ -59,7 +59,13 @@ pub fn spawn_pollers(
                     }
                     let result = tokio::select! {
                         _ = stop.cancelled() => return,
-                        r = source.poll() => r,
+                        r = crate::task::catch(source.poll()) => r.unwrap_or_else(|panic| {
+                            tracing::error!(source = %source.name(), %panic, "poll panicked");
+                            Err(SourceError(crate::task::panicked(
+                                &format!("the {} source", source.name()),
+                                &panic,
+                            )))
+                        }),
                     };
                     for ev in poll_events(source.kind(), result) {
                         if tx.send(ev).is_err() {

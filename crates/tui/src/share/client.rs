@@ -100,7 +100,6 @@ pub struct PeerLink {
 }
 
 /// How long the driver may take to answer the Hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Received messages buffered before the reader stops reading (and the driver, seeing us
 /// fall behind, eventually drops us: a peer that cannot keep up must not slow the driver).
 const INCOMING_QUEUE: usize = 1024;
@@ -152,7 +151,9 @@ type ConnWrite = Box<dyn AsyncWrite + Send + Unpin>;
 async fn dial(addr: &ShareAddr) -> std::io::Result<(ConnRead, ConnWrite)> {
     match addr {
         ShareAddr::Tcp(sa) => {
-            let s = tokio::net::TcpStream::connect(sa).await?;
+            let s = cutover_runtime::net::within(&sa.to_string(), tokio::net::TcpStream::connect(sa))
+                .await
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::TimedOut, e))??;
             // Latency matters more than packet count (approvals, heartbeats).
             let _ = s.set_nodelay(true);
             let (r, w) = s.into_split();
@@ -192,11 +193,12 @@ pub async fn connect(
         .await
         .map_err(proto)?;
     let mut reader = FrameReader::new(r, MAX_DRIVER_FRAME);
-    let first = tokio::time::timeout(HELLO_TIMEOUT, reader.next_msg::<DriverMsg>())
+    let hello_timeout = cutover_runtime::net::connect_timeout();
+    let first = tokio::time::timeout(hello_timeout, reader.next_msg::<DriverMsg>())
         .await
         .map_err(|_| AttachError::Timeout {
             addr: a.clone(),
-            secs: HELLO_TIMEOUT.as_secs(),
+            secs: hello_timeout.as_secs().max(1),
         })?
         .map_err(proto)?;
     let (session, plan_text, peer, idle_ms) = match first {

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, BorderType, Clear, Widget};
 use super::panes::{Ctx, put_line, sym, wrap};
 use super::text::{truncate, width};
 use super::{Dialog, MIN_HEIGHT, MIN_WIDTH, Theme};
-use cutover_core::state::{GateState, OpenDialog, StepStatus};
+use cutover_core::state::{GateState, OpenDialog, State, StepStatus};
 
 /// The phrase that confirms a rollback.
 pub const ROLLBACK_PHRASE: &str = "roll back";
@@ -436,22 +436,67 @@ fn quit(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
             t.dim,
         )));
     }
+    for side in st.frozen_sides().iter().map(|s| s.as_str()) {
+        lines.push(Line::from(Span::styled(
+            truncate(
+                &format!(
+                    "{} writes stay frozen on the {side}: apps cannot write",
+                    sym::FAILED
+                ),
+                w,
+            ),
+            t.bad,
+        )));
+    }
+    let changed: Vec<&str> = st
+        .plan
+        .steps
+        .iter()
+        .zip(&st.steps)
+        .filter(|(d, s)| s.status == StepStatus::Done && d.action.changes_state())
+        .map(|(d, _)| d.id.as_str())
+        .collect();
+    if !changed.is_empty() {
+        lines.push(Line::from(Span::styled(
+            truncate(&format!("left as they are: {}", changed.join(", ")), w),
+            t.warn,
+        )));
+    }
     lines.push(Line::from(Span::styled(
         "every event so far is in the transcript",
         t.dim,
     )));
     lines.push(Line::raw(""));
-    lines.push(Line::from(vec![
+    let mut keys = vec![
         Span::styled("y", t.key),
         Span::styled("/", t.dim),
         Span::styled("Enter", t.key),
         Span::styled(" quit   ", t.dim),
+    ];
+    if !changed.is_empty() && st.rollback.is_none() {
+        keys.push(Span::styled("R", t.key));
+        keys.push(Span::styled(" roll back first   ", t.dim));
+    }
+    keys.extend([
         Span::styled("n", t.key),
         Span::styled("/", t.dim),
         Span::styled("Esc", t.key),
         Span::styled(" stay", t.dim),
-    ]));
+    ]);
+    lines.push(Line::from(keys));
     boxed(ctx, "Quit?".into(), &lines, box_w, area, buf);
+}
+            Action::Unfreeze { on, .. } => {
+                frozen.insert(on.as_str(), false);
+            }
+            _ => {}
+        }
+    }
+    frozen
+        .into_iter()
+        .filter(|(_, f)| *f)
+        .map(|(side, _)| side)
+        .collect()
 }
 
 /// Every key, and the symbol legend.
@@ -471,6 +516,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "q  Ctrl-C",
         "quit (asks first while a cutover is under way)",
+    ),
+    (
+        "T",
+        "show the attach command again (sharing; any key hides it)",
     ),
     (
         "in a dialog",

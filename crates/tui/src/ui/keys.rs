@@ -25,6 +25,8 @@ pub fn handle_key(ui: &mut UiState, state: &State, key: KeyEvent, now: Ts) -> Ve
         ui.quit_confirm = false;
         return match key.code {
             KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => vec![Intent::Quit],
+            // Put things back before leaving: the rollback dialog, as `R` opens it.
+            KeyCode::Char('R') | KeyCode::Char('r') => open_rollback(ui, state, now),
             // A second Ctrl-C means it.
             _ if ctrl_c => vec![Intent::Quit],
             _ => Vec::new(),
@@ -68,6 +70,12 @@ pub fn handle_key(ui: &mut UiState, state: &State, key: KeyEvent, now: Ts) -> Ve
         KeyCode::End | KeyCode::Char('G') => scroll(ui, state, i64::MAX / 2),
         KeyCode::Enter => return open_confirm(ui, state, now),
         KeyCode::Char('R') => return open_rollback(ui, state, now),
+        KeyCode::Char('T') => {
+            ui.notice = Some(match &ui.share_command {
+                Some(cmd) => format!("share: {cmd}   (any key hides it)"),
+                None => "this session is not shared (start it with --share ADDR)".into(),
+            });
+        }
         _ => {}
     }
     Vec::new()

@@ -167,6 +167,9 @@ pub struct UiState {
     pub quit_confirm: bool,
     /// The focused pane fills the screen.
     pub zoomed: bool,
+    /// The attach command (token included) while sharing: shown in the notice line when
+    /// sharing starts and again on `T`, never printed to the terminal's scrollback.
+    pub share_command: Option<String>,
 }
 
 impl UiState {
@@ -186,6 +189,7 @@ impl UiState {
             help: false,
             quit_confirm: false,
             zoomed: false,
+            share_command: None,
         }
     }
 

@@ -885,6 +885,20 @@ fn quit_asks_while_under_way() {
         vec![Intent::Quit]
     );
 
+    // After the freeze, the question says the source stays frozen and offers the rollback.
+    let mut u = ui(Mode::Rehearsal);
+    handle_key(&mut u, &st, key(KeyCode::Char('q')), t(20.0));
+    let shown = screen(&render(&st, &u, &dark(), 120, 40));
+    assert!(shown.contains("writes stay frozen on the source"), "{shown}");
+    assert!(shown.contains("R roll back first"), "{shown}");
+    let out = handle_key(&mut u, &st, key(KeyCode::Char('R')), t(20.0));
+    assert!(
+        matches!(records(&out)[..], [Event::RollbackRequested { .. }]),
+        "{out:?}"
+    );
+    assert_eq!(u.dialog, Some(Dialog::Rollback));
+    assert!(!u.quit_confirm);
+
     // Before anything ran, q quits at once.
     let fresh = Fx::new().st;
     let mut u = ui(Mode::Rehearsal);
