@@ -845,50 +845,7 @@ fn metrics(loc: &mut Locator<'_>, raw: Vec<Spanned<RawMetric>>) -> Vec<MetricDef
                     Some("name the CloudWatch metric, e.g. name = \"CDCLatencyTarget\""),
                 );
             }
-            loc.check(
-                &m.name,
-                limits::shown_text("a metric's name", m.name.get_ref(), false),
-            );
-            for (what, v) in [
-                ("a metric's namespace", &m.namespace),
-                ("a metric's stat", &m.stat),
-                ("a metric's unit", &m.unit),
-            ] {
-                if let Some(v) = v {
-                    let r = if v.get_ref().trim().is_empty() {
-                        Err(limits::Problem {
-                            message: format!("{what} is empty"),
-                            hint: "remove the field for the default, or fill it in".into(),
-                        })
-                    } else {
-                        limits::shown_text(what, v.get_ref(), false)
-                    };
-                    loc.check(v, r);
-                }
-            }
-            if let Some(d) = &m.dimensions {
-                let n = d.get_ref().len();
-                loc.check(
-                    d,
-                    limits::int("a metric's dimensions: the count", n, &limits::DIMENSIONS),
-                );
-                let bad = d.get_ref().iter().find(|(k, v)| {
-                    k.trim().is_empty()
-                        || v.trim().is_empty()
-                        || limits::shown_text("", k, false).is_err()
-                        || limits::shown_text("", v, false).is_err()
-                });
-                if let Some((k, _)) = bad {
-                    loc.at(
-                        d,
-                        format!(
-                            "the metric dimension \"{}\" has an empty or unprintable name or value",
-                            k.escape_debug()
-                        ),
-                        Some("e.g. dimensions = { DBInstanceIdentifier = \"orders\" }"),
-                    );
-                }
-            }
+            check_metric(loc, &m);
             MetricDef {
                 name: m.name.into_inner(),
                 namespace: m
@@ -903,6 +860,54 @@ fn metrics(loc: &mut Locator<'_>, raw: Vec<Spanned<RawMetric>>) -> Vec<MetricDef
             }
         })
         .collect()
+}
+
+/// A metric's texts are printable and bounded; its dimensions few, named and valued.
+fn check_metric(loc: &mut Locator<'_>, m: &RawMetric) {
+    loc.check(
+        &m.name,
+        limits::shown_text("a metric's name", m.name.get_ref(), false),
+    );
+    for (what, v) in [
+        ("a metric's namespace", &m.namespace),
+        ("a metric's stat", &m.stat),
+        ("a metric's unit", &m.unit),
+    ] {
+        if let Some(v) = v {
+            let r = if v.get_ref().trim().is_empty() {
+                Err(limits::Problem {
+                    message: format!("{what} is empty"),
+                    hint: "remove the field for the default, or fill it in".into(),
+                })
+            } else {
+                limits::shown_text(what, v.get_ref(), false)
+            };
+            loc.check(v, r);
+        }
+    }
+    if let Some(d) = &m.dimensions {
+        let n = d.get_ref().len();
+        loc.check(
+            d,
+            limits::int("a metric's dimensions: the count", n, &limits::DIMENSIONS),
+        );
+        let bad = d.get_ref().iter().find(|(k, v)| {
+            k.trim().is_empty()
+                || v.trim().is_empty()
+                || limits::shown_text("", k, false).is_err()
+                || limits::shown_text("", v, false).is_err()
+        });
+        if let Some((k, _)) = bad {
+            loc.at(
+                d,
+                format!(
+                    "the metric dimension \"{}\" has an empty or unprintable name or value",
+                    k.escape_debug()
+                ),
+                Some("e.g. dimensions = { DBInstanceIdentifier = \"orders\" }"),
+            );
+        }
+    }
 }
 
 fn aws_settings(loc: &mut Locator<'_>, a: RawAws) -> AwsSettings {
