@@ -119,11 +119,12 @@ fn scan_url(text: &str, start: usize) -> Scan {
         }
         None => 0,
     };
-    if let Some(q) = rest[host_start..].find('?') {
+    // The query and the fragment (which no driver reads, but which the plan's text, and so
+    // the transcript, would still carry).
+    if let Some(q) = rest[host_start..].find(['?', '#']) {
         let q = start + host_start + q + 1;
-        let end = text[q..].find('#').map_or(text.len(), |f| q + f);
         scan.secrets
-            .extend(scan_keywords(text, q..end, Keyword::Query));
+            .extend(scan_keywords(text, q..text.len(), Keyword::Query));
     }
     scan
 }
@@ -135,7 +136,7 @@ fn scan_keywords(text: &str, range: Range<usize>, style: Keyword) -> Vec<Secret>
     let mut out = Vec::new();
     let mut i = range.start;
     let is_sep = |b: u8| match style {
-        Keyword::Query => b == b'&' || b == b';',
+        Keyword::Query => matches!(b, b'&' | b';' | b'#' | b'?'),
         Keyword::Keyword => b == b';' || b.is_ascii_whitespace(),
     };
     while i < range.end {
@@ -351,6 +352,14 @@ mod tests {
             (
                 "mysql://db/s?pwd=hunter22#frag",
                 "mysql://db/s?pwd=***#frag",
+            ),
+            (
+                "mysql://db/s#password=hunter22",
+                "mysql://db/s#password=***",
+            ),
+            (
+                "mysql://db/s?a=1#x&token=hunter22",
+                "mysql://db/s?a=1#x&token=***",
             ),
             (
                 "mysql://db/s?sslpassword=hunter22",
