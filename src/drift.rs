@@ -28,7 +28,7 @@ fn endpoint(
     let Some(engine) = engine_of(url) else {
         return Err(DbError::Config {
             who: side.as_str().into(),
-            reason: format!("unknown database in url {}", redact::url(url)),
+            reason: format!("unknown database in url {}", redact::url_hiding_user(url)),
             fix: "start the url with mysql://, mariadb:// or postgres://".into(),
         });
     };
@@ -44,9 +44,11 @@ fn endpoint(
 /// Runs the compare; returns the process exit code (0 no drift, 1 drift, 2 error). Errors
 /// are printed to stderr (scrubbed of secrets), never returned.
 pub async fn drift_command(args: DriftArgs) -> anyhow::Result<i32> {
+    // Every secret a URL carries (userinfo, query parameters, keyword pairs). Connection
+    // errors hide the user name themselves (it may be a password typed in its place).
     let secrets: Vec<String> = [&args.source, &args.target]
         .iter()
-        .filter_map(|u| url_secret(u))
+        .flat_map(|u| redact::url_secret_values(u))
         .collect();
     match run(&args).await {
         Ok(drifts) => {
@@ -65,13 +67,6 @@ pub async fn drift_command(args: DriftArgs) -> anyhow::Result<i32> {
             Ok(2)
         }
     }
-}
-
-fn url_secret(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?']).next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    Some(userinfo.split_once(':')?.1.to_string())
 }
 
 async fn run(args: &DriftArgs) -> Result<Vec<TableDrift>, DbError> {

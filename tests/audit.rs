@@ -679,6 +679,174 @@ fn no_secret_appears_in_any_transcript_or_report() {
     }
 }
 
+/// Every way a password can be written into an endpoint's URL (issue 18).
+fn url_forms(secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "userinfo",
+            format!("mysql://app:{secret}@db.internal:3306/shop"),
+        ),
+        (
+            "?password=",
+            format!("postgres://app@db.internal/shop?password={secret}"),
+        ),
+        (
+            "?PassWord=",
+            format!("postgres://app@db.internal/shop?sslmode=require&PassWord={secret}"),
+        ),
+        (
+            "percent-encoded key",
+            format!("postgres://app@db.internal/shop?pass%77ord={secret}"),
+        ),
+        (
+            "?sslpassword=",
+            format!("postgres://app@db.internal/shop?sslpassword={secret}"),
+        ),
+        (
+            "?pwd=",
+            format!("mysql://app@db.internal/shop?pwd={secret}"),
+        ),
+        (
+            "?passwd=",
+            format!("mysql://app@db.internal/shop?passwd={secret}"),
+        ),
+        (
+            "?token=",
+            format!("mysql://app@db.internal/shop?token={secret}"),
+        ),
+        (
+            "libpq keywords",
+            format!("host=db.internal user=app password={secret} dbname=shop"),
+        ),
+        (
+            "ODBC keywords",
+            format!("Server=db.internal;Uid=app;Pwd={secret};"),
+        ),
+    ]
+}
+
+/// Every file under `dir`, with its text.
+fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    out
+}
+
+/// A password written into a URL, in any form, is refused when the plan is validated, so no
+/// session starts and nothing it would write (transcript and its `plan_text`, seek file,
+/// log) ever holds it; the refusal itself does not repeat it. Before: `?password=` (and the
+/// keyword forms) validated, the session ran and the header carried the password in clear.
+/// A session given the password the supported way (`password_file`) writes it nowhere.
+#[test]
+fn a_password_in_any_url_form_never_reaches_a_file_the_session_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    for (i, (form, url)) in url_forms(SECRET).into_iter().enumerate() {
+        let plan_file = dir.path().join(format!("plan-{i}.toml"));
+        let text = plan::REHEARSAL_PLAN.replacen(
+            "engine = \"rehearsal\"\nlabel = \"shop-mysql",
+            &format!("engine = \"rehearsal\"\nurl = \"{url}\"\nlabel = \"shop-mysql"),
+            1,
+        );
+        assert_ne!(text, plan::REHEARSAL_PLAN);
+        std::fs::write(&plan_file, &text).expect("write the plan");
+        let sessions = dir.path().join(format!("sessions-{i}"));
+        let out = std::process::Command::new(bin)
+            .args(["rehearse", "--autopilot", "--json", "--seed", "3", "--plan"])
+            .arg(&plan_file)
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .output()
+            .expect("run cutover");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{form}: the plan must be refused\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("plan-{i}.toml:10:7: the [source] url contains")),
+            "{form}: the refusal names file:line:col and the reason: {stderr}"
+        );
+        assert!(
+            stderr.contains("password_file"),
+            "{form}: the fix: {stderr}"
+        );
+        for (what, text) in [("stdout", &*stdout), ("stderr", &*stderr)] {
+            assert!(!text.contains(SECRET), "{form}: the secret is in {what}");
+        }
+        for (file, text) in files_under(&sessions) {
+            assert!(
+                !text.contains(SECRET),
+                "{form}: the secret is in {}",
+                file.display()
+            );
+        }
+        let transcripts = files_under(&sessions)
+            .into_iter()
+            .filter(|(f, _)| f.extension().is_some_and(|x| x == "jsonl"))
+            .count();
+        assert_eq!(transcripts, 0, "{form}: no session may start");
+    }
+
+    // The supported way: the password in a file the plan names. The session runs and writes
+    // its transcript, seek file and log, none holding the password.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, format!("{SECRET}\n")).expect("write the password file");
+    let plan_file = dir.path().join("good.toml");
+    let text = plan::REHEARSAL_PLAN.replacen(
+        "engine = \"rehearsal\"\nlabel = \"shop-mysql",
+        &format!(
+            "engine = \"rehearsal\"\npassword_file = \"{}\"\nlabel = \"shop-mysql",
+            pw.display()
+        ),
+        1,
+    );
+    std::fs::write(&plan_file, &text).expect("write the plan");
+    let sessions = dir.path().join("sessions-good");
+    let out = std::process::Command::new(bin)
+        .args(["rehearse", "--autopilot", "--json", "--seed", "3", "--plan"])
+        .arg(&plan_file)
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .output()
+        .expect("run cutover");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = files_under(&sessions);
+    let has = |ext: &str| {
+        written
+            .iter()
+            .any(|(f, _)| f.to_string_lossy().ends_with(ext))
+    };
+    assert!(has(".jsonl") && has(".log"), "{written:?}");
+    for (file, text) in &written {
+        assert!(
+            !text.contains(SECRET),
+            "the secret is in {}",
+            file.display()
+        );
+    }
+    for out in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(out).contains(SECRET));
+    }
+}
+
 /// Folds whatever the file holds so far (a torn tail is fine).
 fn fold_file(path: &Path) -> Option<State> {
     let t = cutover::transcript::read(path).ok()?;

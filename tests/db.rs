@@ -1417,3 +1417,70 @@ async fn a_password_file_that_is_not_a_password_is_refused_with_the_reason() {
         assert!(e.to_string().contains(why), "{file}: {e}");
     }
 }
+
+/// A password in a URL reaches no printed error (issue 18): not in the query string
+/// (`?password=`, which the PostgreSQL driver reads), not in the user position, where the
+/// server's "Access denied for user '…'" used to repeat it; and a plan carrying one is
+/// refused by `check` before anything connects.
+#[test]
+fn no_url_form_of_a_password_is_printed_by_drift_or_check() {
+    const PW: &str = "Qx7-url-secret-9";
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let target = "mysql://root@127.0.0.1:3306/mysql";
+    let drift = |source: &str| {
+        std::process::Command::new(bin)
+            .args(["drift", "--source", source, "--target", target])
+            .output()
+            .unwrap_or_else(|e| panic!("run cutover: {e}"))
+    };
+    for source in [
+        // A password typed where the user goes: MariaDB refuses the login and names "him".
+        format!("mysql://{PW}@127.0.0.1:3306/mysql"),
+        // A secret query parameter on a database that does not exist.
+        format!("postgres://postgres@127.0.0.1:5432/cutover_nope_db?password={PW}"),
+        format!("postgres://postgres@127.0.0.1:5432/cutover_nope_db?sslmode=disable&PassWord={PW}"),
+        format!("mysql://{PW}:{PW}@127.0.0.1:1/x"),
+    ] {
+        let out = drift(&source);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{source}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("fix:"),
+            "{source}: the error says what to do: {stderr}"
+        );
+        assert!(
+            !stderr.contains(PW) && !stdout.contains(PW),
+            "{source}: the secret is printed: {stderr}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for url in [
+        format!("postgres://postgres@127.0.0.1:5432/postgres?password={PW}"),
+        format!("host=127.0.0.1 user=postgres password={PW}"),
+    ] {
+        let plan = dir.path().join("p.toml");
+        std::fs::write(
+            &plan,
+            format!(
+                "name = \"p\"\n[source]\nengine = \"postgres\"\nurl = \"{url}\"\n\
+                 [target]\nengine = \"mysql\"\nurl = \"{target}\"\n\
+                 [[step]]\nid = \"s\"\nconfirm = \"go\"\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = std::process::Command::new(bin)
+            .arg("check")
+            .arg(&plan)
+            .output()
+            .unwrap_or_else(|e| panic!("run cutover: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(
+            stderr.contains("p.toml:4:7: the [source] url contains"),
+            "{url}: {stderr}"
+        );
+        assert!(!stderr.contains(PW) && !String::from_utf8_lossy(&out.stdout).contains(PW));
+    }
+}

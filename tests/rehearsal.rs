@@ -244,3 +244,69 @@ fn bad_chaos_names_the_fault_and_the_valid_ones() {
         "{err}"
     );
 }
+
+/// Values that used to validate and then crash the rehearsal (issue 18): `clients =
+/// 4294967295` tried a 240 GB allocation, `write_rate = inf` panicked the workload task,
+/// `rows_per_table` near 2^63 overflowed a capacity, `ttl` near 2^64 an `Instant`. Each is
+/// now refused before anything starts, naming file:line:col, the range and no session file.
+#[test]
+fn values_that_used_to_crash_the_rehearsal_are_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (from, to, says)) in [
+        (
+            "clients = 6 ",
+            "clients = 4294967295 ",
+            "clients = 4294967295 is out of range",
+        ),
+        (
+            "write_rate = 40 ",
+            "write_rate = inf ",
+            "write_rate = inf is infinite",
+        ),
+        (
+            "write_rate = 40 ",
+            "write_rate = nan ",
+            "write_rate = NaN is not a number",
+        ),
+        (
+            "rows_per_table = 400",
+            "rows_per_table = 9223372036854775807",
+            "rows_per_table = 9223372036854775807 is out of range",
+        ),
+        (
+            "ttl = 3",
+            "ttl = 9223372036854775807",
+            "[dns] ttl = 9223372036854775807 is out of range",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(cutover::plan::REHEARSAL_PLAN.contains(from), "{from}");
+        let plan = dir.path().join(format!("p{i}.toml"));
+        std::fs::write(&plan, cutover::plan::REHEARSAL_PLAN.replacen(from, to, 1)).unwrap();
+        let sessions = dir.path().join(format!("s{i}"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["rehearse", "--autopilot", "--plan"])
+            .arg(&plan)
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{to}: {err}");
+        assert!(
+            err.contains(says) && err.contains("hint: use "),
+            "{to}: {err}"
+        );
+        assert!(err.contains(&format!("p{i}.toml:")), "{to}: {err}");
+        let transcripts = std::fs::read_dir(&sessions)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(transcripts, 0, "{to}: no session starts");
+    }
+}

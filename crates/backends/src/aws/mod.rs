@@ -179,7 +179,8 @@ pub async fn load_config(plan: &Plan, args: &AwsOverrides) -> Result<SdkConfig, 
 
 fn check_endpoint(url: &str) -> Result<(), AwsError> {
     let bad = |reason: &str| AwsError::BadEndpoint {
-        url: cutover_core::redact::url(url),
+        // An endpoint URL has no business carrying a user (an access key id, perhaps).
+        url: cutover_core::redact::url_hiding_user(url),
         reason: reason.to_string(),
     };
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -190,6 +191,10 @@ fn check_endpoint(url: &str) -> Result<(), AwsError> {
     }
     if rest.split(['/', '?']).next().unwrap_or("").is_empty() {
         return Err(bad("it has no host"));
+    }
+    // The same rule as the plan's [aws] endpoint_url, for --endpoint-url too.
+    if let Err(p) = cutover_core::plan::limits::endpoint_url(url) {
+        return Err(bad(&format!("{}: {}", p.message, p.hint)));
     }
     Ok(())
 }
@@ -462,5 +467,18 @@ mod tests {
         assert!(e.contains("no scheme"), "{e}");
         assert!(check_endpoint("ftp://x").is_err());
         assert!(check_endpoint("http://").is_err());
+    }
+
+    #[test]
+    fn endpoints_with_credentials_or_impossible_ports_are_refused_unrepeated() {
+        let e = check_endpoint("http://AKIAEXAMPLE:hunter22@127.0.0.1:5000")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("carries credentials"), "{e}");
+        assert!(!e.contains("hunter22") && !e.contains("AKIAEXAMPLE"), "{e}");
+        let e = check_endpoint("http://127.0.0.1:0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("port \"0\""), "{e}");
     }
 }

@@ -114,7 +114,9 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
             fix: "add url = \"mysql://user@host:3306/db\" or \"postgres://user@host:5432/db\" to the endpoint".into(),
         });
     };
-    let shown_url = redact::url(raw_url);
+    // Until the server has accepted the login, the "user" may be a password typed in the
+    // user position: errors before then show neither (`mysql://***@host/db`).
+    let shown_url = redact::url_hiding_user(raw_url);
     let engine = match endpoint.engine {
         Engine::Rehearsal => {
             return Err(DbError::Config {
@@ -127,17 +129,23 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
         e => e,
     };
     let mut password = resolve_password(endpoint, &who)?;
-    if password.is_none() && url_password(raw_url).is_none() && engine == Engine::Mysql {
+    let url_secrets = redact::url_secret_values(raw_url);
+    if password.is_none() && url_secrets.is_empty() && engine == Engine::Mysql {
         // PostgreSQL's driver reads PGPASSWORD and ~/.pgpass itself.
         password = mysql_client_password();
     }
     let mut secrets: Vec<String> = password.iter().cloned().collect::<Vec<_>>();
-    if let Some(p) = url_password(raw_url) {
-        secrets.push(p);
+    secrets.extend(url_secrets);
+    // Connection errors also hide the user name where the server's message quotes it
+    // (`user 'x'@`, `role "x"`); elsewhere the same word may mean something else.
+    let mut login_secrets = secrets.clone();
+    if let Some(user) = redact::url_user(raw_url) {
+        login_secrets.extend([format!("'{user}'"), format!("\"{user}\"")]);
     }
+    let secrets_before_login = &login_secrets;
     let fail = |reason: String, fix: &str| DbError::Config {
         who: who.clone(),
-        reason: redact::text(&reason, &refs(&secrets)),
+        reason: redact::text(&reason, &refs(secrets_before_login)),
         fix: fix.into(),
     };
 
@@ -170,10 +178,10 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
             // hang the caller (sqlx has no connect timeout of its own).
             let mut first = within(&who, &shown_url, sqlx::mysql::MySqlConnection::connect_with(&opts))
                 .await?
-                .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
+                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             within(&who, &shown_url, mysql_probe_session(&mut first))
                 .await?
-                .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
+                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             // Closing politely is a courtesy; the server drops the session either way.
             let _ = first.close().await;
             let pool = MySqlPoolOptions::new()
@@ -183,11 +191,11 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
                 .after_connect(|conn, _| Box::pin(mysql_probe_session(conn)))
                 .connect_with(opts.clone())
                 .await
-                .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
+                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             let version: String = sqlx::query_scalar("SELECT VERSION()")
                 .fetch_one(&pool)
                 .await
-                .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
+                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             (Pool::Mysql(pool), Options::Mysql(opts), schema, version)
         }
         _ => {
@@ -212,10 +220,10 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
             // hang the caller (sqlx has no connect timeout of its own).
             let mut first = within(&who, &shown_url, sqlx::postgres::PgConnection::connect_with(&opts))
                 .await?
-                .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
+                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             within(&who, &shown_url, pg_probe_session(&mut first))
                 .await?
-                .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
+                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             let _ = first.close().await;
             let pool = PgPoolOptions::new()
                 .max_connections(PROBE_CONNECTIONS)
@@ -224,12 +232,12 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
                 .after_connect(|conn, _| Box::pin(pg_probe_session(conn)))
                 .connect_with(opts.clone())
                 .await
-                .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
+                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             let row: (String, String) =
                 sqlx::query_as("SELECT current_setting('server_version'), current_schema()::text")
                     .fetch_one(&pool)
                     .await
-                    .map_err(|e| connect_error(&who, &shown_url, &secrets, &e))?;
+                    .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             let schema = schema_param.unwrap_or(row.1);
             (
                 Pool::Postgres(pool),
@@ -243,7 +251,8 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
         side,
         engine,
         label: endpoint.label.clone(),
-        url: shown_url,
+        // The login worked, so the user is a user: messages from now on may name it.
+        url: redact::url(raw_url),
         schema,
         version,
         probe,
@@ -345,34 +354,6 @@ fn expand_home(path: &str) -> PathBuf {
     }
 }
 
-/// The password in `scheme://user:password@host`, percent-decoded, if any.
-fn url_password(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    Some(percent_decode(password))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn normalize_mysql_scheme(url: &str) -> String {
     match url.strip_prefix("mariadb://") {
         Some(rest) => format!("mysql://{rest}"),
@@ -390,7 +371,7 @@ fn split_schema_param(url: &str) -> (String, Option<String>) {
         .split('&')
         .filter(|pair| match pair.strip_prefix("schema=") {
             Some(v) => {
-                schema = Some(percent_decode(v));
+                schema = Some(redact::percent_decode(v));
                 false
             }
             None => !pair.is_empty(),
@@ -928,10 +909,7 @@ mod tests {
 
     #[test]
     fn url_passwords_are_found_and_decoded() {
-        assert_eq!(
-            url_password("mysql://a:p%40ss@h/d").as_deref(),
-            Some("p@ss")
-        );
-        assert_eq!(url_password("mysql://a@h/d"), None);
+        assert_eq!(redact::url_secret_values("mysql://a:p%40ss@h/d")[0], "p@ss");
+        assert!(redact::url_secret_values("mysql://a@h/d").is_empty());
     }
 }

@@ -1100,3 +1100,65 @@ async fn rehearsal_plan_blocks_at_drain_on_a_dropped_change() {
     assert_eq!(m.writes_lost, 0, "nothing was cut over: {m:?}");
     assert_eq!(m.rows_diverged, 1, "{m:?}");
 }
+
+#[test]
+fn write_intervals_never_panic_the_timer() {
+    use super::world::write_interval;
+    // `inf` gave a zero period (tokio's interval panics on it), `1e-300` one past what a
+    // Duration holds.
+    for rate in [
+        f64::INFINITY,
+        1e300,
+        f64::NAN,
+        1e-300,
+        0.0,
+        -5.0,
+        f64::NEG_INFINITY,
+    ] {
+        let d = write_interval(rate);
+        assert!(
+            d >= Duration::from_millis(1) && d <= Duration::from_secs(3_600),
+            "{rate}: {d:?}"
+        );
+    }
+    assert_eq!(write_interval(40.0), Duration::from_millis(25));
+}
+
+/// The largest values validation accepts (`limits`) run: no overflow, no huge allocation.
+#[tokio::test]
+async fn the_world_runs_at_the_largest_accepted_values() {
+    use cutover_core::plan::limits;
+    let mut plan = fast_plan();
+    let r = &mut plan.rehearsal;
+    r.tables = vec!["orders".into()];
+    r.rows_per_table = *limits::ROWS_PER_TABLE.end();
+    r.write_rate = *limits::WRITE_RATE.end();
+    r.clients = *limits::CLIENTS.end();
+    if let Some(dns) = &mut plan.dns {
+        dns.ttl = *limits::TTL_S.end();
+    }
+    let h = Harness::start(plan, vec![]).await;
+    wait_until("writes at the highest rate", WAIT, || async {
+        h.stats()
+            .await
+            .is_some_and(|t| t.iter().filter_map(|t| t.inserts).sum::<u64>() > 0)
+    })
+    .await;
+    h.world.shutdown().await;
+}
+
+/// Before validation refused it, `write_rate = inf` reached the world and panicked its
+/// workload task (a zero timer period): the cockpit then showed no writes at all.
+#[tokio::test]
+async fn a_world_given_an_infinite_write_rate_still_writes() {
+    let mut plan = fast_plan();
+    plan.rehearsal.write_rate = f64::INFINITY;
+    let h = Harness::start(plan, vec![]).await;
+    wait_until("writes despite write_rate = inf", WAIT, || async {
+        h.stats()
+            .await
+            .is_some_and(|t| t.iter().filter_map(|t| t.inserts).sum::<u64>() > 0)
+    })
+    .await;
+    h.world.shutdown().await;
+}

@@ -102,7 +102,10 @@ impl World {
         };
         if now >= client.expires {
             client.resolved = lock(&self.zone).resolve(now);
-            client.expires = now + Duration::from_secs(self.cfg.dns.ttl);
+            // A TTL past what an Instant can hold re-resolves next time rather than panic.
+            client.expires = now
+                .checked_add(Duration::from_secs(self.cfg.dns.ttl))
+                .unwrap_or(now);
         }
         let side = self.side_of(&client.resolved);
         core.counts.attempted += 1;

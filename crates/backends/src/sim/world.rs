@@ -251,7 +251,11 @@ impl World {
         let clients = (0..settings.clients)
             .map(|_| Client {
                 resolved: dns.source.clone(),
-                expires: started + ttl.mul_f64(rng.random_range(0.0..1.0)),
+                // Checked: validation caps the TTL at 2^31-1 s, but an Instant that far
+                // out may still not exist on every platform; then the cache never expires.
+                expires: started
+                    .checked_add(ttl.mul_f64(rng.random_range(0.0..1.0)))
+                    .unwrap_or(started),
                 refusing_since: None,
             })
             .collect();
@@ -358,13 +362,14 @@ impl World {
         handles.extend(self.schedule_faults());
         let s = &self.cfg.settings;
         if s.write_rate > 0.0 && s.clients > 0 && !self.cfg.tables.is_empty() {
-            let every = Duration::try_from_secs_f64(1.0 / s.write_rate)
-                .unwrap_or(Duration::from_secs(1))
-                .max(Duration::from_micros(10));
             *lock(&self.workload) = Some(self.guarded(
                 "the rehearsal workload",
                 SourceKind::SourceDb,
-                workload(Arc::downgrade(self), Arc::clone(&self.signals), every),
+                workload(
+                    Arc::downgrade(self),
+                    Arc::clone(&self.signals),
+                    write_interval(s.write_rate),
+                ),
             ));
         }
         *lock(&self.handles) = handles;
@@ -643,5 +648,17 @@ pub(super) async fn timed_fault(
     if let Some(w) = weak.upgrade() {
         w.set_active(fault, false);
         w.fault_changed(fault, false, off);
+    }
+}
+
+/// The time between two application writes at `rate` writes a second. Validation keeps the
+/// rate finite and within `limits::WRITE_RATE`; this still never returns what would panic
+/// the workload's timer (zero, from `inf`) or overflow it (from `1e-300`).
+pub(crate) fn write_interval(rate: f64) -> Duration {
+    const SHORTEST: Duration = Duration::from_millis(1);
+    const LONGEST: Duration = Duration::from_secs(3_600);
+    match Duration::try_from_secs_f64(1.0 / rate) {
+        Ok(d) => d.clamp(SHORTEST, LONGEST),
+        Err(_) => LONGEST,
     }
 }

@@ -200,9 +200,9 @@ pub fn parse(text: &str, dns_values: &dyn Fn(&str) -> Option<String>) -> Result<
     let mut sustain_ms = None;
     let mut fresh_ms = None;
     while let Some((kw_at, kw)) = it.next() {
-        let slot = match kw.as_str() {
-            "for" => &mut sustain_ms,
-            "fresh" => &mut fresh_ms,
+        let (slot, range) = match kw.as_str() {
+            "for" => (&mut sustain_ms, super::limits::SUSTAIN_MS),
+            "fresh" => (&mut fresh_ms, super::limits::FRESH_MS),
             _ => {
                 return Err(err(
                     kw_at,
@@ -231,6 +231,8 @@ pub fn parse(text: &str, dns_values: &dyn Fn(&str) -> Option<String>) -> Result<
                 Some("write a duration such as 30s, 2m or 500ms".into()),
             )
         })?;
+        super::limits::duration(&format!("`{kw}`"), ms, &range)
+            .map_err(|p| err(d_at, p.message, Some(p.hint)))?;
         *slot = Some(ms);
     }
     Ok(Gate {

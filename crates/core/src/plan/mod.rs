@@ -3,6 +3,7 @@
 
 pub mod gate_expr;
 pub mod input;
+pub mod limits;
 
 use std::fmt;
 use std::ops::Range;
@@ -449,6 +450,21 @@ impl<'a> Locator<'a> {
     fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>, hint: Option<&str>) {
         self.push(spanned.span().start, message, hint.map(str::to_string));
     }
+
+    /// Records a range or syntax problem at `spanned`; true when there was none.
+    fn check<T>(&mut self, spanned: &Spanned<T>, result: Result<(), limits::Problem>) -> bool {
+        self.check_at(spanned.span().start, result)
+    }
+
+    fn check_at(&mut self, offset: usize, result: Result<(), limits::Problem>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(p) => {
+                self.push(offset, p.message, Some(p.hint));
+                false
+            }
+        }
+    }
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -465,13 +481,13 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 #[serde(deny_unknown_fields)]
 struct RawPlan {
     name: Option<Spanned<String>>,
-    description: Option<String>,
+    description: Option<Spanned<String>>,
     source: Option<Spanned<RawEndpoint>>,
     target: Option<Spanned<RawEndpoint>>,
     replication: Option<RawReplication>,
     dns: Option<RawDns>,
     #[serde(default)]
-    metrics: Vec<RawMetric>,
+    metrics: Vec<Spanned<RawMetric>>,
     aws: Option<RawAws>,
     rehearsal: Option<RawRehearsal>,
     #[serde(default)]
@@ -482,10 +498,10 @@ struct RawPlan {
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
     engine: Engine,
-    label: Option<String>,
+    label: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
-    password_env: Option<String>,
-    password_file: Option<String>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -498,13 +514,13 @@ struct RawReplication {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDns {
-    zone_id: Option<String>,
+    zone_id: Option<Spanned<String>>,
     name: Spanned<String>,
     #[serde(rename = "type")]
     record_type: Option<Spanned<String>>,
-    ttl: Option<u64>,
-    source: String,
-    target: String,
+    ttl: Option<Spanned<u64>>,
+    source: Spanned<String>,
+    target: Spanned<String>,
     #[serde(default)]
     resolve: bool,
 }
@@ -513,28 +529,27 @@ struct RawDns {
 #[serde(deny_unknown_fields)]
 struct RawMetric {
     name: Spanned<String>,
-    namespace: Option<String>,
-    stat: Option<String>,
-    #[serde(default)]
-    dimensions: std::collections::BTreeMap<String, String>,
-    unit: Option<String>,
+    namespace: Option<Spanned<String>>,
+    stat: Option<Spanned<String>>,
+    dimensions: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    unit: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAws {
-    region: Option<String>,
-    profile: Option<String>,
-    endpoint_url: Option<String>,
+    region: Option<Spanned<String>>,
+    profile: Option<Spanned<String>>,
+    endpoint_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRehearsal {
-    tables: Option<Vec<String>>,
-    rows_per_table: Option<u64>,
-    write_rate: Option<f64>,
-    clients: Option<u32>,
+    tables: Option<Spanned<Vec<Spanned<String>>>>,
+    rows_per_table: Option<Spanned<u64>>,
+    write_rate: Option<Spanned<f64>>,
+    clients: Option<Spanned<u32>>,
     lag: Option<Spanned<String>>,
     dns_propagation: Option<Spanned<String>>,
     poll: Option<Spanned<String>>,
@@ -544,8 +559,8 @@ struct RawRehearsal {
 #[serde(deny_unknown_fields)]
 struct RawStep {
     id: Spanned<String>,
-    title: Option<String>,
-    description: Option<String>,
+    title: Option<Spanned<String>>,
+    description: Option<Spanned<String>>,
     #[serde(default)]
     gates: Vec<Spanned<String>>,
     action: Option<Spanned<RawAction>>,
@@ -554,8 +569,7 @@ struct RawStep {
     irreversible: bool,
     confirm: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    approvals: u32,
+    approvals: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -639,12 +653,21 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     };
 
     let name = plan_name(&mut loc, raw.name.as_ref());
+    if let Some(d) = &raw.description {
+        loc.check(
+            d,
+            limits::shown_text("the plan's description", d.get_ref(), true),
+        );
+    }
     let source = endpoint(&mut loc, raw.source.as_ref(), "source");
     let target = endpoint(&mut loc, raw.target.as_ref(), "target");
     let replication = raw.replication.map(|r| replication(&mut loc, r));
     let dns = raw.dns.map(|d| dns_record(&mut loc, d));
     let metrics = metrics(&mut loc, raw.metrics);
-    let aws = raw.aws.map(aws_settings).unwrap_or_default();
+    let aws = raw
+        .aws
+        .map(|a| aws_settings(&mut loc, a))
+        .unwrap_or_default();
     let rehearsal = rehearsal_settings(&mut loc, raw.rehearsal);
     let sections = Sections {
         source: source.as_ref(),
@@ -661,7 +684,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     let hash = hex::encode(Sha256::digest(text.as_bytes()));
     Ok(Plan {
         name,
-        description: raw.description,
+        description: raw.description.map(Spanned::into_inner),
         source: source.expect("no errors means the endpoint parsed"),
         target: target.expect("no errors means the endpoint parsed"),
         replication,
@@ -696,7 +719,10 @@ impl Sections<'_> {
 
 fn plan_name(loc: &mut Locator<'_>, raw: Option<&Spanned<String>>) -> String {
     match raw {
-        Some(n) if !n.get_ref().trim().is_empty() => n.get_ref().clone(),
+        Some(n) if !n.get_ref().trim().is_empty() => {
+            loc.check(n, limits::shown_text("the plan's name", n.get_ref(), false));
+            n.get_ref().clone()
+        }
         Some(n) => {
             loc.at(
                 n,
@@ -717,11 +743,25 @@ fn plan_name(loc: &mut Locator<'_>, raw: Option<&Spanned<String>>) -> String {
 }
 
 fn replication(loc: &mut Locator<'_>, r: RawReplication) -> Replication {
-    if r.task.get_ref().trim().is_empty() {
+    let task = r.task.get_ref();
+    if task.trim().is_empty() {
         loc.at(
             &r.task,
             "the replication task is empty",
             Some("name the task by identifier or ARN"),
+        );
+    } else if task.len() > 2048
+        || !task
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_:/.".contains(c))
+    {
+        loc.at(
+            &r.task,
+            format!(
+                "the replication task \"{}\" is not an identifier or ARN",
+                task.escape_debug()
+            ),
+            Some("name the task by identifier (letters, digits and -) or ARN (arn:aws:dms:...)"),
         );
     }
     Replication {
@@ -751,21 +791,60 @@ fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
             "the DNS record name is empty",
             Some("name the record the applications use"),
         );
+    } else {
+        loc.check(&d.name, limits::dns_name("[dns] name", d.name.get_ref()));
+    }
+    for (what, value) in [("[dns] source", &d.source), ("[dns] target", &d.target)] {
+        loc.check(
+            value,
+            limits::dns_value(what, &record_type, value.get_ref()),
+        );
+    }
+    if let Some(z) = &d.zone_id {
+        let id = z.get_ref();
+        if id.is_empty()
+            || id.len() > 64
+            || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '/')
+        {
+            loc.at(
+                z,
+                format!(
+                    "[dns] zone_id \"{}\" is not a hosted zone id",
+                    id.escape_debug()
+                ),
+                Some("e.g. zone_id = \"Z0123456789ABCDEFGHIJ\" (`aws route53 list-hosted-zones`)"),
+            );
+        }
+    }
+    if let Some(t) = &d.ttl {
+        loc.check(t, limits::int("[dns] ttl", *t.get_ref(), &limits::TTL_S));
     }
     DnsRecord {
-        zone_id: d.zone_id,
+        zone_id: d.zone_id.map(Spanned::into_inner),
         name: d.name.into_inner(),
         record_type,
-        ttl: d.ttl.unwrap_or(60),
-        source: d.source,
-        target: d.target,
+        ttl: d.ttl.map_or(60, Spanned::into_inner),
+        source: d.source.into_inner(),
+        target: d.target.into_inner(),
         resolve: d.resolve,
     }
 }
 
-fn metrics(loc: &mut Locator<'_>, raw: Vec<RawMetric>) -> Vec<MetricDef> {
+fn metrics(loc: &mut Locator<'_>, raw: Vec<Spanned<RawMetric>>) -> Vec<MetricDef> {
+    if let Some(extra) = raw.get(*limits::METRICS.end()) {
+        loc.at(
+            extra,
+            format!(
+                "the plan polls {} metrics, more than {}",
+                raw.len(),
+                limits::METRICS.end()
+            ),
+            Some("keep the metrics the gates and the operator need"),
+        );
+    }
     raw.into_iter()
         .map(|m| {
+            let m = m.into_inner();
             if m.name.get_ref().trim().is_empty() {
                 loc.at(
                     &m.name,
@@ -773,22 +852,93 @@ fn metrics(loc: &mut Locator<'_>, raw: Vec<RawMetric>) -> Vec<MetricDef> {
                     Some("name the CloudWatch metric, e.g. name = \"CDCLatencyTarget\""),
                 );
             }
+            check_metric(loc, &m);
             MetricDef {
                 name: m.name.into_inner(),
-                namespace: m.namespace.unwrap_or_else(|| "AWS/DMS".into()),
-                stat: m.stat.unwrap_or_else(|| "Average".into()),
-                dimensions: m.dimensions.into_iter().collect(),
-                unit: m.unit,
+                namespace: m
+                    .namespace
+                    .map_or_else(|| "AWS/DMS".into(), Spanned::into_inner),
+                stat: m.stat.map_or_else(|| "Average".into(), Spanned::into_inner),
+                dimensions: m
+                    .dimensions
+                    .map(|d| d.into_inner().into_iter().collect())
+                    .unwrap_or_default(),
+                unit: m.unit.map(Spanned::into_inner),
             }
         })
         .collect()
 }
 
-fn aws_settings(a: RawAws) -> AwsSettings {
+/// A metric's texts are printable and bounded; its dimensions few, named and valued.
+fn check_metric(loc: &mut Locator<'_>, m: &RawMetric) {
+    loc.check(
+        &m.name,
+        limits::shown_text("a metric's name", m.name.get_ref(), false),
+    );
+    for (what, v) in [
+        ("a metric's namespace", &m.namespace),
+        ("a metric's stat", &m.stat),
+        ("a metric's unit", &m.unit),
+    ] {
+        if let Some(v) = v {
+            let r = if v.get_ref().trim().is_empty() {
+                Err(limits::Problem {
+                    message: format!("{what} is empty"),
+                    hint: "remove the field for the default, or fill it in".into(),
+                })
+            } else {
+                limits::shown_text(what, v.get_ref(), false)
+            };
+            loc.check(v, r);
+        }
+    }
+    if let Some(d) = &m.dimensions {
+        let n = d.get_ref().len();
+        loc.check(
+            d,
+            limits::int("a metric's dimensions: the count", n, &limits::DIMENSIONS),
+        );
+        let bad = d.get_ref().iter().find(|(k, v)| {
+            k.trim().is_empty()
+                || v.trim().is_empty()
+                || limits::shown_text("", k, false).is_err()
+                || limits::shown_text("", v, false).is_err()
+        });
+        if let Some((k, _)) = bad {
+            loc.at(
+                d,
+                format!(
+                    "the metric dimension \"{}\" has an empty or unprintable name or value",
+                    k.escape_debug()
+                ),
+                Some("e.g. dimensions = { DBInstanceIdentifier = \"orders\" }"),
+            );
+        }
+    }
+}
+
+fn aws_settings(loc: &mut Locator<'_>, a: RawAws) -> AwsSettings {
+    if let Some(r) = &a.region {
+        loc.check(r, limits::region(r.get_ref()));
+    }
+    if let Some(p) = &a.profile {
+        let r = if p.get_ref().trim().is_empty() {
+            Err(limits::Problem {
+                message: "[aws] profile is empty".into(),
+                hint: "name a profile of ~/.aws/config, or remove the field".into(),
+            })
+        } else {
+            limits::shown_text("[aws] profile", p.get_ref(), false)
+        };
+        loc.check(p, r);
+    }
+    if let Some(u) = &a.endpoint_url {
+        loc.check(u, limits::endpoint_url(u.get_ref()));
+    }
     AwsSettings {
-        region: a.region,
-        profile: a.profile,
-        endpoint_url: a.endpoint_url,
+        region: a.region.map(Spanned::into_inner),
+        profile: a.profile.map(Spanned::into_inner),
+        endpoint_url: a.endpoint_url.map(Spanned::into_inner),
     }
 }
 
@@ -798,29 +948,73 @@ fn rehearsal_settings(loc: &mut Locator<'_>, raw: Option<RawRehearsal>) -> Rehea
         return rehearsal;
     };
     if let Some(t) = r.tables {
-        rehearsal.tables = t;
+        rehearsal.tables = rehearsal_tables(loc, &t);
     }
-    if let Some(n) = r.rows_per_table {
-        rehearsal.rows_per_table = n;
+    if let Some(n) = &r.rows_per_table
+        && loc.check(
+            n,
+            limits::int("rows_per_table", *n.get_ref(), &limits::ROWS_PER_TABLE),
+        )
+    {
+        rehearsal.rows_per_table = *n.get_ref();
     }
-    if let Some(w) = r.write_rate {
-        rehearsal.write_rate = w;
+    if let Some(w) = &r.write_rate
+        && loc.check(
+            w,
+            limits::float("write_rate", *w.get_ref(), &limits::WRITE_RATE),
+        )
+    {
+        rehearsal.write_rate = *w.get_ref();
     }
-    if let Some(c) = r.clients {
-        rehearsal.clients = c.max(1);
+    if let Some(c) = &r.clients
+        && loc.check(c, limits::int("clients", *c.get_ref(), &limits::CLIENTS))
+    {
+        rehearsal.clients = *c.get_ref();
     }
-    for (field, slot) in [
-        (&r.lag, &mut rehearsal.lag_ms),
-        (&r.dns_propagation, &mut rehearsal.dns_propagation_ms),
-        (&r.poll, &mut rehearsal.poll_ms),
+    for (field, what, range, slot) in [
+        (&r.lag, "lag", limits::LAG_MS, &mut rehearsal.lag_ms),
+        (
+            &r.dns_propagation,
+            "dns_propagation",
+            limits::DNS_PROPAGATION_MS,
+            &mut rehearsal.dns_propagation_ms,
+        ),
+        (&r.poll, "poll", limits::POLL_MS, &mut rehearsal.poll_ms),
     ] {
         if let Some(d) = field
-            && let Some(ms) = duration(loc, d)
+            && let Some(ms) = bounded_duration(loc, what, d, &range)
         {
             *slot = ms;
         }
     }
     rehearsal
+}
+
+/// `[rehearsal] tables`: SQL identifiers (the world builds its statements from them),
+/// distinct, not the heartbeat table, 1 to 16 of them.
+fn rehearsal_tables(loc: &mut Locator<'_>, raw: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    let tables = raw.get_ref();
+    loc.check(
+        raw,
+        limits::int("the number of tables", tables.len(), &limits::TABLES),
+    );
+    let mut seen: Vec<String> = Vec::new();
+    for t in tables {
+        let name = t.get_ref();
+        if !loc.check(t, limits::sql_identifier("the rehearsal table", name)) {
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        if lower == "cutover_heartbeat" || seen.contains(&lower) {
+            loc.at(
+                t,
+                format!("the rehearsal table \"{name}\" is listed twice or is the heartbeat table"),
+                Some("name each table once; cutover_heartbeat is the world's own"),
+            );
+        }
+        seen.push(lower);
+    }
+    tables.iter().map(|t| t.get_ref().clone()).collect()
 }
 
 fn steps(loc: &mut Locator<'_>, raw: &[Spanned<RawStep>], sections: &Sections<'_>) -> Vec<Step> {
@@ -829,6 +1023,17 @@ fn steps(loc: &mut Locator<'_>, raw: &[Spanned<RawStep>], sections: &Sections<'_
             loc.text.len(),
             "the plan has no steps",
             Some("add at least one [[step]] with id, gates, action and confirm".into()),
+        );
+    }
+    if let Some(extra) = raw.get(*limits::STEPS.end()) {
+        loc.at(
+            extra,
+            format!(
+                "the plan has {} steps, more than {}",
+                raw.len(),
+                limits::STEPS.end()
+            ),
+            Some("split the runbook into several plans"),
         );
     }
     // Each id with the offset of its first use, to point a duplicate at the original.
@@ -846,7 +1051,23 @@ fn step(
 ) -> Step {
     let s = raw.get_ref();
     let id = step_id(loc, &s.id, seen_ids);
-    let gates = step_gates(loc, &s.gates, sections);
+    let timeout_ms = match &s.timeout {
+        Some(t) => bounded_duration(loc, "the step's timeout", t, &limits::TIMEOUT_MS)
+            .unwrap_or(DEFAULT_TIMEOUT_MS),
+        None => DEFAULT_TIMEOUT_MS,
+    };
+    let gates = step_gates(loc, &s.gates, sections, timeout_ms);
+    if let Some(extra) = s.gates.get(*limits::GATES.end()) {
+        loc.at(
+            extra,
+            format!(
+                "step \"{id}\" has {} gates, more than {}",
+                s.gates.len(),
+                limits::GATES.end()
+            ),
+            Some("split the step, or keep the gates that decide it"),
+        );
+    }
     let action = match &s.action {
         Some(a) => convert_action(loc, a, sections),
         None => Action::None,
@@ -854,21 +1075,43 @@ fn step(
     let undo = s.undo.as_ref().map(|u| convert_action(loc, u, sections));
     check_undo(loc, raw, &id, &action, undo.is_some());
     let confirm = confirm_phrase(loc, s, &id);
-    let timeout_ms = match &s.timeout {
-        Some(t) => duration(loc, t).unwrap_or(DEFAULT_TIMEOUT_MS),
-        None => DEFAULT_TIMEOUT_MS,
+    if let Some(t) = &s.title {
+        loc.check(
+            t,
+            limits::shown_text("the step's title", t.get_ref(), false),
+        );
+    }
+    if let Some(d) = &s.description {
+        loc.check(
+            d,
+            limits::shown_text("the step's description", d.get_ref(), true),
+        );
+    }
+    let approvals = match &s.approvals {
+        Some(a)
+            if loc.check(
+                a,
+                limits::int("approvals", *a.get_ref(), &limits::APPROVALS),
+            ) =>
+        {
+            *a.get_ref()
+        }
+        _ => 0,
     };
     Step {
-        title: s.title.clone().unwrap_or_else(|| id.clone()),
+        title: s
+            .title
+            .as_ref()
+            .map_or_else(|| id.clone(), |t| t.get_ref().clone()),
         id,
-        description: s.description.clone(),
+        description: s.description.as_ref().map(|d| d.get_ref().clone()),
         gates,
         action,
         undo,
         irreversible: s.irreversible,
         confirm,
         timeout_ms,
-        approvals: s.approvals,
+        approvals,
     }
 }
 
@@ -879,6 +1122,7 @@ fn step_id(
 ) -> String {
     let id = raw.get_ref().clone();
     if id.is_empty()
+        || id.len() > limits::IDENTIFIER_CHARS
         || !id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -886,7 +1130,7 @@ fn step_id(
         loc.at(
             raw,
             format!("step id \"{id}\" is not a plain name"),
-            Some("use letters, digits, - and _ only, e.g. id = \"freeze-writes\""),
+            Some("use letters, digits, - and _ only (at most 64), e.g. id = \"freeze-writes\""),
         );
     }
     if let Some((_, first)) = seen_ids.iter().find(|(seen, _)| *seen == id) {
@@ -908,6 +1152,7 @@ fn step_gates(
     loc: &mut Locator<'_>,
     raw: &[Spanned<String>],
     sections: &Sections<'_>,
+    timeout_ms: i64,
 ) -> Vec<Gate> {
     let dns_values = |var: &str| match var {
         "dns.source" => sections.dns.map(|d| d.source.clone()),
@@ -921,6 +1166,18 @@ fn step_gates(
         match gate_expr::parse(g.get_ref(), &dns_values) {
             Ok(gate) => {
                 check_gate_sources(loc, base, &gate, sections);
+                // A window as long as the step's timeout can never be satisfied in time.
+                if gate.sustain_ms >= timeout_ms {
+                    loc.push(
+                        base,
+                        format!(
+                            "the gate must hold for {} but the step times out after {}",
+                            limits::show_ms(gate.sustain_ms),
+                            limits::show_ms(timeout_ms)
+                        ),
+                        Some("shorten the gate's `for`, or give the step a longer timeout".into()),
+                    );
+                }
                 gates.push(gate);
             }
             Err(e) => loc.push(base + e.offset, e.message, e.hint),
@@ -962,7 +1219,11 @@ fn check_undo(
 
 fn confirm_phrase(loc: &mut Locator<'_>, s: &RawStep, id: &str) -> String {
     match &s.confirm {
-        Some(c) if !c.get_ref().trim().is_empty() => c.get_ref().trim().to_string(),
+        Some(c) if !c.get_ref().trim().is_empty() => {
+            let phrase = c.get_ref().trim().to_string();
+            loc.check(c, limits::confirm_phrase(&phrase));
+            phrase
+        }
         Some(c) => {
             loc.at(
                 c,
@@ -996,17 +1257,17 @@ fn hint_for_toml_error(message: &str) -> Option<String> {
     }
 }
 
-fn duration(loc: &mut Locator<'_>, d: &Spanned<String>) -> Option<i64> {
+/// A duration knob: parsed, then within `range` (`what` names it in the error).
+fn bounded_duration(
+    loc: &mut Locator<'_>,
+    what: &str,
+    d: &Spanned<String>,
+    range: &std::ops::RangeInclusive<i64>,
+) -> Option<i64> {
     match gate_expr::parse_duration_ms(d.get_ref()) {
-        Ok(ms) if ms > 0 => Some(ms),
-        Ok(_) => {
-            loc.at(
-                d,
-                "the duration must be longer than zero",
-                Some("e.g. \"30s\", \"2m\""),
-            );
-            None
-        }
+        Ok(ms) => loc
+            .check(d, limits::duration(what, ms, range))
+            .then_some(ms),
         Err(e) => {
             loc.at(
                 d,
@@ -1035,14 +1296,8 @@ fn endpoint(
     };
     let e = raw.get_ref();
     if let Some(url) = &e.url {
-        if url_has_password(url.get_ref()) {
-            // Point at the URL but never repeat it: it holds a secret.
-            loc.at(
-                url,
-                format!("the [{which}] url contains a password"),
-                Some("remove it from the url and set password_env or password_file instead"),
-            );
-        }
+        // Point at the URL but never repeat it: it may hold a secret.
+        loc.check(url, limits::db_url(which, e.engine, url.get_ref()));
     } else if e.engine != Engine::Rehearsal {
         loc.at(
             raw,
@@ -1050,25 +1305,47 @@ fn endpoint(
             Some("add url = \"mysql://user@host:3306/db\" (no password in it)"),
         );
     }
+    if let Some(l) = &e.label {
+        loc.check(
+            l,
+            limits::shown_text(&format!("the [{which}] label"), l.get_ref(), false),
+        );
+    }
+    if let Some(v) = &e.password_env {
+        loc.check(v, limits::env_name(v.get_ref()));
+    }
+    if let Some(f) = &e.password_file
+        && (f.get_ref().trim().is_empty() || limits::control_char(f.get_ref(), false).is_some())
+    {
+        loc.at(
+            f,
+            format!("the [{which}] password_file is not a file name"),
+            Some("name the file that holds the password on its first line, e.g. password_file = \"~/.cutover/source.pw\""),
+        );
+    }
+    if let (Some(_), Some(f)) = (&e.password_env, &e.password_file) {
+        loc.at(
+            f,
+            format!("[{which}] has both password_env and password_file"),
+            Some("keep one of them: the password comes from one place"),
+        );
+    }
     Some(Endpoint {
         engine: e.engine,
-        label: e.label.clone().unwrap_or_else(|| which.to_string()),
+        label: e
+            .label
+            .as_ref()
+            .map_or_else(|| which.to_string(), |l| l.get_ref().clone()),
         url: e.url.as_ref().map(|u| u.get_ref().clone()),
-        password_env: e.password_env.clone(),
-        password_file: e.password_file.clone(),
+        password_env: e.password_env.as_ref().map(|v| v.get_ref().clone()),
+        password_file: e.password_file.as_ref().map(|v| v.get_ref().clone()),
     })
 }
 
-/// True when `scheme://user:password@host` carries a password.
+/// True when the URL (or keyword string) carries a credential anywhere: a userinfo
+/// password, a secret query parameter or a secret keyword pair.
 pub fn url_has_password(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    match authority.rsplit_once('@') {
-        Some((userinfo, _)) => userinfo.contains(':'),
-        None => false,
-    }
+    !crate::redact::scan(url).secrets.is_empty()
 }
 
 fn convert_action(
@@ -1078,9 +1355,15 @@ fn convert_action(
 ) -> Action {
     match raw.get_ref() {
         RawAction::None => Action::None,
-        RawAction::Manual { instructions } => Action::Manual {
-            instructions: instructions.clone(),
-        },
+        RawAction::Manual { instructions } => {
+            loc.check(
+                raw,
+                limits::shown_text("the manual instructions", instructions, true),
+            );
+            Action::Manual {
+                instructions: instructions.clone(),
+            }
+        }
         RawAction::Sql { on, statement } => sql_action(loc, raw, *on, statement, sections),
         RawAction::Freeze { on, method } => {
             check_freeze(loc, raw, "freeze", *on, *method, sections);
@@ -1128,7 +1411,15 @@ fn convert_action(
                     );
                     DnsTo::Target
                 }
-                other => DnsTo::Value(other.to_string()),
+                other => {
+                    if let Some(dns) = sections.dns {
+                        loc.check(
+                            raw,
+                            limits::dns_value("the dns action's `to`", &dns.record_type, other),
+                        );
+                    }
+                    DnsTo::Value(other.to_string())
+                }
             };
             Action::Dns { to, wait: *wait }
         }
@@ -1138,6 +1429,15 @@ fn convert_action(
                     raw,
                     "the shell command is empty",
                     Some("write the command to run"),
+                );
+            } else if command.chars().count() > limits::TEXT_CHARS {
+                loc.at(
+                    raw,
+                    format!(
+                        "the shell command is longer than {} characters",
+                        limits::TEXT_CHARS
+                    ),
+                    Some("put it in a script and run the script"),
                 );
             }
             Action::Shell {
@@ -1163,6 +1463,15 @@ fn sql_action(
             raw,
             "the SQL statement is empty",
             Some("write the statement to run"),
+        );
+    } else if statement.chars().count() > limits::TEXT_CHARS {
+        loc.at(
+            raw,
+            format!(
+                "the SQL statement is longer than {} characters",
+                limits::TEXT_CHARS
+            ),
+            Some("run a long script with kind = \"shell\""),
         );
     }
     let method = FreezeMethod::Sql;

@@ -262,3 +262,475 @@ fn a_gate_on_a_dms_cdc_metric_points_at_the_replication_input() {
         Some("gate on replication.lag_s (or cdc.latency_target)")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// What validates, runs: every knob's range, names, phrases and URLs.
+
+/// The shipped rehearsal plan with `from` replaced by `to` (once; `from` must be there).
+fn rehearsal_with(from: &str, to: &str) -> String {
+    assert!(REHEARSAL_PLAN.contains(from), "{from:?} is not in the plan");
+    REHEARSAL_PLAN.replacen(from, to, 1)
+}
+
+/// Parses `text` and returns the one error at `line_of` (the first line containing it),
+/// asserting it names file:line:col, says `fragment` and carries a hint.
+fn refused_at(text: &str, line_of: &str, fragment: &str) -> PlanError {
+    let errs = errors(text);
+    let line = text
+        .lines()
+        .position(|l| l.contains(line_of))
+        .unwrap_or_else(|| panic!("{line_of:?} not in the plan"))
+        + 1;
+    let e = errs
+        .iter()
+        .find(|e| e.line == line && e.message.contains(fragment))
+        .unwrap_or_else(|| panic!("no error at line {line} saying {fragment:?}: {errs:#?}"))
+        .clone();
+    assert!(e.hint.is_some(), "no hint: {e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("p.toml:{}:{}: ", e.line, e.col)),
+        "{e}"
+    );
+    e
+}
+
+#[test]
+fn huge_rows_per_table_is_refused_not_allocated() {
+    // 2^64 - 1 is no TOML integer: a located syntax error, not a capacity overflow.
+    for (value, fragment) in [
+        ("18446744073709551615", ""),
+        (
+            "9223372036854775807",
+            "rows_per_table = 9223372036854775807 is out of range",
+        ),
+        ("100001", "out of range (0..=100000)"),
+        ("-1", ""),
+    ] {
+        let text = rehearsal_with("rows_per_table = 400", &format!("rows_per_table = {value}"));
+        refused_at(&text, "rows_per_table", fragment);
+    }
+    let ok = rehearsal_with("rows_per_table = 400", "rows_per_table = 100000");
+    assert_eq!(
+        parse("p.toml", &ok)
+            .map(|p| p.rehearsal.rows_per_table)
+            .ok(),
+        Some(100_000)
+    );
+}
+
+#[test]
+fn huge_or_zero_clients_are_refused() {
+    for value in ["4294967295", "1001", "0"] {
+        let text = rehearsal_with("clients = 6", &format!("clients = {value}"));
+        let e = refused_at(
+            &text,
+            "clients =",
+            &format!("clients = {value} is out of range"),
+        );
+        assert_eq!(e.hint.as_deref(), Some("use a value from 1 to 1000"));
+    }
+}
+
+#[test]
+fn write_rates_that_are_not_finite_positive_and_sane_are_refused() {
+    for (value, why) in [
+        ("inf", "is infinite"),
+        ("-inf", "is infinite"),
+        ("nan", "is not a number"),
+        ("1e-300", "is out of range"),
+        ("-5", "is out of range"),
+        ("0", "is out of range"),
+        ("1e9", "is out of range"),
+    ] {
+        let text = rehearsal_with("write_rate = 40", &format!("write_rate = {value}"));
+        let e = refused_at(&text, "write_rate =", why);
+        assert!(e.message.starts_with("write_rate = "), "{e}");
+        assert!(
+            e.hint.as_deref().is_some_and(|h| h.contains("finite")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn rehearsal_durations_have_ranges() {
+    for (from, to, fragment) in [
+        (
+            "lag = \"300ms\"",
+            "lag = \"0s\"",
+            "lag 0ms must be longer than zero",
+        ),
+        (
+            "lag = \"300ms\"",
+            "lag = \"11m\"",
+            "lag 11m is longer than 10m",
+        ),
+        (
+            "dns_propagation = \"2s\"",
+            "dns_propagation = \"100000000h\"",
+            "is longer than 10m",
+        ),
+        (
+            "poll = \"1s\"",
+            "poll = \"1ms\"",
+            "poll 1ms is shorter than 100ms",
+        ),
+        (
+            "poll = \"1s\"",
+            "poll = \"2m\"",
+            "poll 2m is longer than 1m",
+        ),
+    ] {
+        let text = rehearsal_with(from, to);
+        refused_at(&text, to, fragment);
+    }
+}
+
+#[test]
+fn a_dns_ttl_beyond_2_31_is_refused() {
+    for value in ["9223372036854775807", "2147483648"] {
+        let text = rehearsal_with("ttl = 3", &format!("ttl = {value}"));
+        refused_at(&text, "ttl =", "out of range (0..=2147483647)");
+    }
+    let max = rehearsal_with("ttl = 3", "ttl = 2147483647");
+    assert!(parse("p.toml", &max).is_ok());
+}
+
+#[test]
+fn table_names_must_be_identifiers_listed_once() {
+    for (tables, fragment) in [
+        (
+            r#"["orders; DROP TABLE x"]"#,
+            "is not a plain SQL identifier",
+        ),
+        (r#"["a;b"]"#, "is not a plain SQL identifier"),
+        (r#"["1orders"]"#, "is not a plain SQL identifier"),
+        (r#"["or ders"]"#, "is not a plain SQL identifier"),
+        (r#"["orders", "Orders"]"#, "listed twice"),
+        (r#"["cutover_heartbeat"]"#, "heartbeat table"),
+        ("[]", "the number of tables = 0 is out of range"),
+    ] {
+        let text = rehearsal_with(
+            r#"tables = ["customers", "orders", "payments"]"#,
+            &format!("tables = {tables}"),
+        );
+        refused_at(&text, "tables =", fragment);
+    }
+    let long = format!("[\"{}\"]", "t".repeat(65));
+    let text = rehearsal_with(
+        r#"tables = ["customers", "orders", "payments"]"#,
+        &format!("tables = {long}"),
+    );
+    refused_at(&text, "tables =", "more than 64");
+}
+
+#[test]
+fn fresh_zero_and_windows_beyond_a_day_are_refused() {
+    let e = errors(&gate_only("drift.rows == 0 fresh 0s"));
+    assert!(
+        e.iter()
+            .any(|e| e.message == "`fresh` 0ms must be longer than zero"),
+        "{e:?}"
+    );
+    // The error points at the duration: line 8, inside the string after "fresh ".
+    assert!(e.iter().any(|e| (e.line, e.col) == (8, 33)), "{e:?}");
+    let e = errors(&gate_only("drift.rows == 0 for 25h"));
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("`for` 25h is longer than 24h")),
+        "{e:?}"
+    );
+    // `for 0s` means at once and stays valid.
+    assert!(parse("p.toml", &gate_only("drift.rows == 0 for 0s fresh 1s")).is_ok());
+}
+
+#[test]
+fn a_window_as_long_as_the_timeout_is_refused() {
+    let text = gate_only("drift.rows == 0 for 10m").replace("confirm", "timeout = \"5m\"\nconfirm");
+    let e = refused_at(
+        &text,
+        "gates =",
+        "must hold for 10m but the step times out after 5m",
+    );
+    assert!(e.hint.as_deref().is_some_and(|h| h.contains("timeout")));
+}
+
+#[test]
+fn step_timeouts_have_a_range() {
+    for (t, fragment) in [
+        ("0s", "must be longer than zero"),
+        ("2d", "is longer than 24h"),
+    ] {
+        let text =
+            gate_only("drift.rows == 0").replace("confirm", &format!("timeout = \"{t}\"\nconfirm"));
+        refused_at(&text, "timeout =", fragment);
+    }
+}
+
+#[test]
+fn approvals_are_bounded() {
+    for n in ["4294967295", "17"] {
+        let text =
+            gate_only("drift.rows == 0").replace("confirm", &format!("approvals = {n}\nconfirm"));
+        let e = refused_at(&text, "approvals", "out of range (0..=16)");
+        assert!(e.message.starts_with(&format!("approvals = {n}")), "{e}");
+    }
+    let ok = gate_only("drift.rows == 0").replace("confirm", "approvals = 16\nconfirm");
+    assert_eq!(
+        parse("p.toml", &ok).map(|p| p.steps[0].approvals).ok(),
+        Some(16)
+    );
+}
+
+#[test]
+fn confirmation_phrases_must_be_printable_and_short() {
+    for (phrase, fragment) in [
+        (r"go\u001b[2J", "control character '\\u{1b}'"),
+        (r"go\nnow", "control character '\\n'"),
+        (r"go\u0007", "control character '\\u{7}'"),
+    ] {
+        let text = gate_only("drift.rows == 0").replace("\"go\"", &format!("\"{phrase}\""));
+        refused_at(&text, "confirm", fragment);
+    }
+    let long = "x".repeat(101);
+    let text = gate_only("drift.rows == 0").replace("\"go\"", &format!("\"{long}\""));
+    refused_at(&text, "confirm", "101 characters long");
+    // Unicode that prints is fine.
+    let text = gate_only("drift.rows == 0").replace("\"go\"", "\"bascule ✓\"");
+    assert!(parse("p.toml", &text).is_ok());
+}
+
+#[test]
+fn titles_and_instructions_cannot_carry_terminal_escapes() {
+    let text = gate_only("drift.rows == 0")
+        .replace("confirm", "title = \"x\\u001b]0;pwned\\u0007\"\nconfirm");
+    refused_at(&text, "title", "control character");
+}
+
+/// A plan whose [source] is `engine` with `url` (a TOML basic string's contents).
+fn with_source_url(engine: &str, url: &str) -> String {
+    format!(
+        "name = \"p\"\n[source]\nengine = \"{engine}\"\nurl = \"{url}\"\n\
+         [target]\nengine = \"rehearsal\"\n[[step]]\nid = \"s\"\nconfirm = \"go\"\n"
+    )
+}
+
+const HUNTER: &str = "hunter2-S3cr3t";
+
+#[test]
+fn credentials_anywhere_in_a_url_are_refused_without_repeating_them() {
+    for (engine, url, fragment) in [
+        (
+            "mysql",
+            format!("mysql://app:{HUNTER}@db:3306/shop"),
+            "a password in its userinfo",
+        ),
+        (
+            "postgres",
+            format!("postgres://app@db/shop?password={HUNTER}"),
+            "query parameter \"password\"",
+        ),
+        (
+            "postgres",
+            format!("postgres://app@db/shop?sslmode=require&PASSWORD={HUNTER}"),
+            "query parameter \"password\"",
+        ),
+        (
+            "postgres",
+            format!("postgres://app@db/shop?pass%77ord={HUNTER}"),
+            "query parameter \"password\"",
+        ),
+        (
+            "postgres",
+            format!("postgres://app@db/shop?sslpassword={HUNTER}"),
+            "query parameter \"sslpassword\"",
+        ),
+        (
+            "mysql",
+            format!("mysql://app@db/shop?pwd={HUNTER}"),
+            "query parameter \"pwd\"",
+        ),
+        (
+            "mysql",
+            format!("mysql://app@db/shop?passwd={HUNTER}"),
+            "query parameter \"passwd\"",
+        ),
+        (
+            "mysql",
+            format!("mysql://app@db/shop?pass={HUNTER}"),
+            "query parameter \"pass\"",
+        ),
+        (
+            "mysql",
+            format!("mysql://app@db/shop?secret={HUNTER}"),
+            "query parameter \"secret\"",
+        ),
+        (
+            "mysql",
+            format!("mysql://app@db/shop?token={HUNTER}"),
+            "query parameter \"token\"",
+        ),
+        (
+            "postgres",
+            format!("postgres://app@db/shop?sslkey=-----BEGIN%20{HUNTER}"),
+            "query parameter \"sslkey\"",
+        ),
+        (
+            "postgres",
+            format!("host=db user=app password={HUNTER} dbname=shop"),
+            "keyword pair \"password=...\"",
+        ),
+        (
+            "mysql",
+            format!("Server=db;Uid=app;Pwd={HUNTER};Database=shop"),
+            "keyword pair \"Pwd=...\"",
+        ),
+        (
+            "mysql",
+            format!("mysql://app:{HUNTER}/x@db/shop"),
+            "a password in its userinfo",
+        ),
+    ] {
+        let text = with_source_url(engine, &url);
+        let e = refused_at(&text, "url =", fragment);
+        assert_eq!((e.line, e.col), (4, 7), "{e}");
+        let hint = e.hint.clone().unwrap_or_default();
+        assert!(
+            hint.contains("password_env")
+                && hint.contains("password_file")
+                && hint.contains("--source-password-file"),
+            "{hint}"
+        );
+        let all = PlanErrors(errors(&text)).to_string();
+        assert!(!all.contains(HUNTER), "an error repeats the secret: {all}");
+        assert!(url_has_password(&url), "{url}");
+    }
+}
+
+#[test]
+fn the_plan_text_of_a_valid_plan_never_holds_a_url_secret() {
+    // Defence in depth: the transcript header stores `source_text`, so whatever parses
+    // must be free of every URL form that carries a secret.
+    let forms = [
+        format!("mysql://app:{HUNTER}@db:3306/shop"),
+        format!("postgres://app@db/shop?password={HUNTER}"),
+        format!("postgres://app@db/shop?Pass%77ord={HUNTER}"),
+        format!("host=db password={HUNTER}"),
+        format!("Server=db;Pwd={HUNTER};"),
+        format!("postgres://app@db/shop?x=1;token={HUNTER}"),
+    ];
+    for url in &forms {
+        for engine in ["mysql", "postgres", "rehearsal"] {
+            if let Ok(plan) = parse("p.toml", &with_source_url(engine, url)) {
+                assert!(!plan.source_text.contains(HUNTER), "{engine} {url} parsed");
+            }
+        }
+    }
+}
+
+#[test]
+fn urls_must_be_able_to_work() {
+    for (engine, url, fragment) in [
+        ("mysql", "mysql://app@db:0/shop", "port \"0\""),
+        ("mysql", "mysql://app@db:65536/shop", "port \"65536\""),
+        ("mysql", "mysql://app@db:abc/shop", "port \"abc\""),
+        (
+            "postgres",
+            "mysql://app@db:3306/shop",
+            "starts with mysql:// but [source] has engine = \"postgres\"",
+        ),
+        (
+            "mysql",
+            "postgres://app@db:5432/shop",
+            "starts with postgres:// but [source] has engine = \"mysql\"",
+        ),
+        ("mysql", "http://db/shop", "starts with http://"),
+        ("mysql", "not a url", "contains ' '"),
+        ("mysql", "db.internal:3306/shop", "is not a URL"),
+        ("postgres", "host=db user=app dbname=shop", "contains ' '"),
+        ("mysql", "mysql://app@:3306/shop", "names no host"),
+        ("mysql", "mysql://app@db:3306", "names no database"),
+        ("mysql", "mysql://app@db;x/shop", "is not a host name"),
+        ("rehearsal", "mysql://app@db:3306/shop", "takes no url"),
+    ] {
+        refused_at(&with_source_url(engine, url), "url =", fragment);
+    }
+    for (engine, url) in [
+        ("mysql", "mysql://app@db.internal:3306/shop"),
+        ("mysql", "mariadb://app@127.0.0.1/shop"),
+        (
+            "postgres",
+            "postgres://app@[::1]:5432/shop?schema=s&sslmode=require",
+        ),
+        ("postgres", "postgresql://app@db/shop"),
+        ("postgres", "postgres:///shop?host=/var/run/postgresql"),
+    ] {
+        if let Err(e) = parse("p.toml", &with_source_url(engine, url)) {
+            panic!("{url}: {e}");
+        }
+    }
+}
+
+#[test]
+fn endpoint_and_aws_settings_are_checked() {
+    let base = with_source_url("mysql", "mysql://app@db:3306/shop");
+    let text = base.replace("url =", "password_env = \"NOT A VAR\"\nurl =");
+    refused_at(&text, "password_env", "not an environment variable's name");
+    let text = format!("{base}[aws]\nendpoint_url = \"http://AKIA:{HUNTER}@localhost:5000\"\n");
+    let e = refused_at(&text, "endpoint_url", "carries credentials");
+    assert!(!e.to_string().contains(HUNTER));
+    let text = format!("{base}[aws]\nendpoint_url = \"http://localhost:70000\"\n");
+    refused_at(&text, "endpoint_url", "port \"70000\"");
+    let text = format!("{base}[aws]\nendpoint_url = \"ftp://localhost\"\n");
+    refused_at(&text, "endpoint_url", "not an http");
+    let text = format!("{base}[aws]\nregion = \"EU West 1\"\n");
+    refused_at(&text, "region", "not a region name");
+}
+
+#[test]
+fn dns_names_and_values_are_checked() {
+    for (from, to, fragment) in [
+        (
+            "name = \"db.shop.internal.\"",
+            "name = \"db shop\"",
+            "is not a DNS name",
+        ),
+        (
+            "source = \"shop-mysql.source.internal.\"",
+            "source = \"a..b\"",
+            "is not a DNS name",
+        ),
+    ] {
+        refused_at(&rehearsal_with(from, to), to, fragment);
+    }
+    let a = rehearsal_with("type = \"CNAME\"", "type = \"A\"");
+    refused_at(&a, "source = ", "is not an IPv4 address");
+    let a = a
+        .replace("\"shop-mysql.source.internal.\"", "\"10.0.0.1\"")
+        .replace("\"shop-aurora.target.internal.\"", "\"10.0.0.2\"");
+    assert!(parse("p.toml", &a).is_ok());
+}
+
+#[test]
+fn metrics_are_bounded() {
+    let base = gate_only("drift.rows == 0");
+    let dims: String = (0..31).map(|i| format!("d{i} = \"v\", ")).collect();
+    let text = format!("{base}[[metrics]]\nname = \"CPU\"\ndimensions = {{ {dims} }}\n");
+    refused_at(&text, "dimensions", "out of range (0..=30)");
+    let text = format!("{base}[[metrics]]\nname = \"CPU\"\nstat = \"\"\n");
+    refused_at(&text, "stat", "a metric's stat is empty");
+}
+
+#[test]
+fn every_default_is_within_its_own_range() {
+    let d = RehearsalSettings::default();
+    assert!(limits::ROWS_PER_TABLE.contains(&d.rows_per_table));
+    assert!(limits::WRITE_RATE.contains(&d.write_rate));
+    assert!(limits::CLIENTS.contains(&d.clients));
+    assert!(limits::LAG_MS.contains(&d.lag_ms));
+    assert!(limits::DNS_PROPAGATION_MS.contains(&d.dns_propagation_ms));
+    assert!(limits::POLL_MS.contains(&d.poll_ms));
+    assert!(limits::TABLES.contains(&d.tables.len()));
+    assert!(limits::TIMEOUT_MS.contains(&DEFAULT_TIMEOUT_MS));
+}
