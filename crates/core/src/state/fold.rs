@@ -12,6 +12,7 @@ impl State {
     /// Folds one event into the state and returns the effects it asks for.
     pub fn apply(&mut self, ev: &Event) -> Vec<Effect> {
         let at = ev.at();
+        let before = self.now;
         self.now = self.now.max(at);
         self.events += 1;
         // One method per family; this match is exhaustive, so a new event names its family.
@@ -20,7 +21,7 @@ impl State {
             | Event::Tick { .. }
             | Event::Note { .. }
             | Event::SessionEnded { .. } => {
-                self.apply_session(at, ev);
+                self.apply_session(at, before, ev);
                 Vec::new()
             }
             Event::Observed { reading, .. } => {
@@ -89,13 +90,14 @@ impl State {
     }
 
     /// Session life: start (or restart after a resume), ticks, notes, end.
-    fn apply_session(&mut self, at: Ts, ev: &Event) {
+    /// `before` is the newest event's time before this one (a restart's gap starts there).
+    fn apply_session(&mut self, at: Ts, before: Ts, ev: &Event) {
         match ev {
             Event::SessionStarted { mode, operator, .. } => {
                 if self.started_at.is_none() {
                     self.started_at = Some(at);
                 } else {
-                    self.restarted(at);
+                    self.restarted(at, before);
                 }
                 self.mode = Some(mode.clone());
                 self.operator = Some(operator.clone());

@@ -554,7 +554,7 @@ impl State {
 
     /// A second `SessionStarted`: the session was resumed after the cockpit died. Actions
     /// that had started with no recorded result died with it or finished unseen: in doubt.
-    fn restarted(&mut self, at: Ts) {
+    fn restarted(&mut self, at: Ts, last_before: Ts) {
         self.ended = None;
         self.dialog = None;
         // A resumed rehearsal runs a fresh world without the first run's faults.
@@ -577,7 +577,7 @@ impl State {
         // window the cockpit was down for while writes were frozen (clients were refused).
         if let Some(mut before) = self.world.take() {
             if !self.frozen_sides().is_empty() {
-                before.downtime_s += (at - self.now).max(0) as f64 / 1000.0;
+                before.downtime_s += (at - last_before).max(0) as f64 / 1000.0;
             }
             self.world = Some(before.clone());
             self.world_before = Some(before);

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, BorderType, Clear, Widget};
 use super::panes::{Ctx, put_line, sym, wrap};
 use super::text::{truncate, width};
 use super::{Dialog, MIN_HEIGHT, MIN_WIDTH, Theme};
-use cutover_core::state::{GateState, OpenDialog, State, StepStatus};
+use cutover_core::state::{GateState, OpenDialog, StepStatus};
 
 /// The phrase that confirms a rollback.
 pub const ROLLBACK_PHRASE: &str = "roll back";
@@ -485,18 +485,6 @@ fn quit(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
     ]);
     lines.push(Line::from(keys));
     boxed(ctx, "Quit?".into(), &lines, box_w, area, buf);
-}
-            Action::Unfreeze { on, .. } => {
-                frozen.insert(on.as_str(), false);
-            }
-            _ => {}
-        }
-    }
-    frozen
-        .into_iter()
-        .filter(|(_, f)| *f)
-        .map(|(side, _)| side)
-        .collect()
 }
 
 /// Every key, and the symbol legend.
