@@ -212,6 +212,7 @@ pub async fn reopen(
             operator: operator.to_string(),
             sessions_dir: Some(sessions_dir.to_path_buf()),
             actuator,
+            sign_key: None,
         },
         ResumedFrom {
             file: old.path.display().to_string(),
@@ -503,9 +504,7 @@ async fn run_resume_with(
     };
     let session = finish(r, &reason).await?;
     result?;
-    if let Some(p) = session.transcript_path() {
-        println!("transcript: {}", p.display());
-    }
+    print!("{}", crate::rehearse::transcript_lines(&session));
     Ok(())
 }
 
@@ -746,6 +745,7 @@ confirm = "two"
             operator: "op".into(),
             sessions_dir: Some(dir.path().to_path_buf()),
             actuator: None,
+            sign_key: None,
         };
         let (mut session, _inbox) = Session::open(cfg()).unwrap();
         let t0 = session.state.now;

@@ -250,7 +250,8 @@ pub(crate) fn private_file() -> OpenOptions {
     opts
 }
 
-pub(crate) fn line_hash(line: &[u8]) -> String {
+/// The SHA-256 (hex) of a line without its newline: what the next record's `prev` holds.
+pub fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
