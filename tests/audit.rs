@@ -1354,3 +1354,33 @@ fn report_rechecks_the_plan_hash() {
     );
     assert!(md.contains("- **Verify:** edited at line 1"), "{md}");
 }
+
+/// Report and replay go through the transcript crate's capped readers: 4 GiB of NULs (a
+/// sparse file, no disk) and a FIFO give a clear error at once, no abort, no hang.
+#[test]
+fn report_and_replay_refuse_a_huge_line_and_a_fifo_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zeros = dir.path().join("zeros.jsonl");
+    std::fs::File::create(&zeros)
+        .and_then(|f| f.set_len(4 << 30))
+        .expect("a sparse file");
+    let pipe = dir.path().join("pipe.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let e = report::build(&zeros).err().expect("refused").to_string();
+    assert!(
+        e.contains("zeros.jsonl:1: line 1 longer than 16 MiB"),
+        "{e}"
+    );
+    let e = Replay::open(&zeros).err().expect("refused").to_string();
+    assert!(e.contains("line 1 longer than 16 MiB"), "{e}");
+    let e = report::build(&pipe).err().expect("refused").to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = Replay::open(&pipe).err().expect("refused").to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+}

@@ -176,7 +176,7 @@ impl SessionKey {
             ))
         })?;
         let key = SigningKey::from_bytes(&seed);
-        seed.fill(0);
+        zeroize::Zeroize::zeroize(&mut seed);
         Ok(SessionKey {
             key,
             origin: "session".into(),
@@ -311,11 +311,12 @@ fn parse_openssh_private(text: &str) -> Result<SessionKey, String> {
     let public2 = ssh_string(&mut private)?;
     let secret = ssh_string(&mut private)?;
     let comment = String::from_utf8_lossy(ssh_string(&mut private)?).into_owned();
-    let seed: [u8; 32] = secret
+    let mut seed: [u8; 32] = secret
         .get(..32)
         .and_then(|s| s.try_into().ok())
         .ok_or("the ed25519 secret is not 64 bytes")?;
     let key = SigningKey::from_bytes(&seed);
+    zeroize::Zeroize::zeroize(&mut seed);
     if key.verifying_key().as_bytes() != &public || public2 != public {
         return Err("the private key does not match its public key".into());
     }

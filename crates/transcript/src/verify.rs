@@ -2242,4 +2242,44 @@ mod tests {
             r.render()
         );
     }
+
+    #[test]
+    fn an_operators_ssh_key_signs_and_its_public_line_verifies_and_no_secret_is_written() {
+        use crate::sign::tests::{SSH_PRIVATE, SSH_PUBLIC};
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("id_ed25519");
+        std::fs::write(&key_file, SSH_PRIVATE).unwrap();
+        let key = crate::SessionKey::from_openssh_file(&key_file).unwrap();
+        let mut r = Recorder::create_signed(dir.path(), good_header(), key).unwrap();
+        r.append(&[Event::SessionEnded {
+            at: 1,
+            reason: "done".into(),
+        }])
+        .unwrap();
+        let pub_file = dir.path().join("id_ed25519.pub");
+        std::fs::write(&pub_file, format!("{SSH_PUBLIC}\n")).unwrap();
+        for anchor in [SSH_PUBLIC.to_string(), pub_file.display().to_string()] {
+            let k = PublicKey::from_arg(&anchor).unwrap();
+            let v = verify_with(r.path(), &with_key(k));
+            assert!(v.is_authentic(), "{anchor}: {}", v.render());
+            assert!(
+                v.authorship
+                    .key_origin
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with("ssh SHA256:") && o.ends_with("test-key")),
+                "{:?}",
+                v.authorship
+            );
+        }
+        // The private half: nothing of the key block's body reaches the transcript.
+        let text = std::fs::read_to_string(r.path()).unwrap();
+        for chunk in SSH_PRIVATE.lines().skip(2).take(3) {
+            assert!(!text.contains(chunk), "{chunk}");
+        }
+        let err = crate::SessionKey::from_openssh_file(&pub_file).unwrap_err();
+        assert!(
+            err.contains("not an OpenSSH private key") && !err.contains("AAAA"),
+            "{err}"
+        );
+    }
 }
