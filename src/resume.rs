@@ -783,7 +783,7 @@ confirm = "two"
 
         let v = verify(&new);
         assert!(v.is_intact(), "{}", v.render());
-        assert_eq!(v.version, Some(3));
+        assert_eq!(v.version, Some(crate::transcript::VERSION));
         assert!(
             v.notes.iter().any(|n| n.contains("hash matches")),
             "{}",

@@ -25,7 +25,9 @@ use serde::Serialize;
 use crate::event::{Ts, WorldMeasures};
 use crate::plan;
 pub use crate::state::GateAt;
-use crate::transcript::verify::{Authorship, AuthorshipStatus, VerifyOptions, verify_with};
+use crate::transcript::verify::{
+    Authorship, AuthorshipStatus, ProblemKind, VerifyOptions, verify_with,
+};
 use crate::transcript::{Reader, TranscriptError};
 pub use render::{render_json, render_md, sparkline};
 
@@ -81,6 +83,9 @@ pub struct Integrity {
     pub torn_tail: Option<String>,
     /// `cutover verify`'s verdict: `intact`, or the first bad line and why.
     pub verdict: String,
+    /// The kind of verify's first problem, if any.
+    #[serde(skip)]
+    pub problem: Option<ProblemKind>,
     /// The header's plan text hashes to its `plan_hash`.
     pub plan_hash_matches: bool,
     /// Who wrote the file, as far as the anchors given can tell (integrity only without).
@@ -88,11 +93,12 @@ pub struct Integrity {
 }
 
 impl Integrity {
-    /// Nothing in the audit calls the file into doubt (with an anchor: it is authentic).
+    /// Nothing in the audit calls the file into doubt (with an anchor: it is authentic). A
+    /// last line cut short by a crash is not doubt: it is reported as the torn tail.
     pub fn trusted(&self) -> bool {
         self.chain_intact
             && self.plan_hash_matches
-            && self.verdict == "intact"
+            && matches!(self.problem, None | Some(ProblemKind::Truncated))
             && matches!(
                 self.authorship.status,
                 AuthorshipStatus::Authentic | AuthorshipStatus::IntegrityOnly
@@ -263,6 +269,7 @@ pub fn build_with(path: &Path, opts: &VerifyOptions) -> Result<Report, ReportErr
         stopped,
         torn_tail: reader.torn_tail().map(str::to_string),
         verdict,
+        problem: audit.problem().map(|p| p.kind),
         plan_hash_matches: crate::transcript::verify::plan_hash_matches(&header),
         authorship: audit.authorship,
     };
