@@ -1372,14 +1372,14 @@ fn report_and_replay_refuse_a_huge_line_and_a_fifo_at_once() {
             .expect("mkfifo")
             .success()
     );
-    let e = report::build(&zeros).err().expect("refused").to_string();
+    let e = report::build(&zeros).expect_err("refused").to_string();
     assert!(
         e.contains("zeros.jsonl:1: line 1 longer than 16 MiB"),
         "{e}"
     );
     let e = Replay::open(&zeros).err().expect("refused").to_string();
     assert!(e.contains("line 1 longer than 16 MiB"), "{e}");
-    let e = report::build(&pipe).err().expect("refused").to_string();
+    let e = report::build(&pipe).expect_err("refused").to_string();
     assert!(e.contains("not a regular file"), "{e}");
     let e = Replay::open(&pipe).err().expect("refused").to_string();
     assert!(e.contains("not a regular file"), "{e}");
