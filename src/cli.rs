@@ -96,6 +96,24 @@ pub struct CommonArgs {
     /// Who is at the keyboard (recorded with every decision). Default: $USER.
     #[arg(long)]
     pub operator: Option<String>,
+    /// Sign the transcript with this OpenSSH Ed25519 private key (unencrypted) instead of
+    /// a key generated for the session. Its public line then verifies the file.
+    #[arg(long, value_name = "PATH")]
+    pub sign_key: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// The operator's signing key, read now so a bad file stops the session before it
+    /// starts; `None`: a per-session key.
+    pub fn sign_key(&self) -> anyhow::Result<Option<crate::transcript::SessionKey>> {
+        self.sign_key
+            .as_deref()
+            .map(|p| {
+                crate::transcript::SessionKey::from_openssh_file(p)
+                    .map_err(|e| anyhow::anyhow!("--sign-key {e}"))
+            })
+            .transpose()
+    }
 }
 
 #[derive(Args)]
@@ -258,6 +276,48 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub anchors: AnchorArgs,
+}
+
+/// What a transcript is held to, kept apart from it (`verify` and `report`).
+#[derive(Clone, Debug, Default, Args)]
+pub struct AnchorArgs {
+    /// The session's public key, as printed at its end or sent to peers: ed25519:<base64>,
+    /// base64, hex, an `ssh-ed25519 ...` line, or a file holding one. A file signed by
+    /// another key is FORGED.
+    #[arg(long, value_name = "KEY|FILE")]
+    pub key: Option<String>,
+    /// The transcript's last hash, as printed at the session's end.
+    #[arg(long, value_name = "HASH")]
+    pub expect_head: Option<String>,
+    /// Check a resumed session's link against this file (by default only a file in the
+    /// transcript's own directory is followed).
+    #[arg(long, value_name = "PATH")]
+    pub follow: Option<PathBuf>,
+}
+
+impl AnchorArgs {
+    /// The typed options; a key that does not parse is an error naming the flag.
+    pub fn options(&self) -> anyhow::Result<crate::transcript::verify::VerifyOptions> {
+        let key = self
+            .key
+            .as_deref()
+            .map(|k| {
+                crate::transcript::PublicKey::from_arg(k).map_err(|e| anyhow::anyhow!("--key: {e}"))
+            })
+            .transpose()?;
+        if let Some(h) = &self.expect_head
+            && !(h.trim().len() == 64 && h.trim().bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            anyhow::bail!("--expect-head: expected the 64 hex digits of a SHA-256, got \"{h}\"");
+        }
+        Ok(crate::transcript::verify::VerifyOptions {
+            key,
+            expect_head: self.expect_head.clone(),
+            follow: self.follow.clone(),
+        })
+    }
 }
 
 /// Arguments of `cutover drift`.
@@ -323,6 +383,8 @@ pub struct ReportArgs {
     /// Markdown for people, JSON for tools.
     #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
     pub format: ReportFormat,
+    #[command(flatten)]
+    pub anchors: AnchorArgs,
 }
 
 /// `cutover replay` arguments.

@@ -206,7 +206,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Report(args) => {
             print!(
                 "{}",
-                cutover::report::report(&args.file, args.format.into())?
+                cutover::report::report_with(
+                    &args.file,
+                    args.format.into(),
+                    &args.anchors.options()?
+                )?
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -248,6 +252,7 @@ async fn live_cmd(
         operator: operator.clone(),
         sessions_dir: Some(common.sessions_dir.clone()),
         actuator,
+        sign_key: common.sign_key()?,
     })?;
     let stop = tokio_util::sync::CancellationToken::new();
     let pollers = cutover::source::spawn_pollers(sources, session.sender(), stop.clone());
@@ -289,9 +294,7 @@ async fn live_cmd(
         handle.shutdown("the session ended").await;
     }
     result?;
-    if let Some(p) = session.transcript_path() {
-        println!("transcript: {}", p.display());
-    }
+    print!("{}", rehearse::transcript_lines(&session));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -336,6 +339,7 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         sessions_dir: Some(args.common.sessions_dir.clone()),
         operator: operator(&args.common.operator),
+        sign_key: args.common.sign_key()?,
     };
     if args.autopilot && args.share.share.is_some() {
         anyhow::bail!(
@@ -410,7 +414,14 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
 /// `cutover verify`: prints the report and returns the exit code (0 intact, 1 tampered or
 /// damaged, 2 unreadable).
 fn verify_cmd(args: &VerifyArgs) -> i32 {
-    let report = cutover::transcript::verify::verify(&args.file);
+    let opts = match args.anchors.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("cutover verify: {e:#}");
+            return 2;
+        }
+    };
+    let report = cutover::transcript::verify::verify_with(&args.file, &opts);
     if args.json {
         println!("{}", report.render_json());
     } else {

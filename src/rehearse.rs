@@ -21,6 +21,8 @@ pub struct Rehearsal {
     pub seed: u64,
     pub sessions_dir: Option<PathBuf>,
     pub operator: String,
+    /// The operator's key to sign the transcript with; `None`: a per-session key.
+    pub sign_key: Option<crate::transcript::SessionKey>,
 }
 
 /// The figures and step outcomes of a finished rehearsal.
@@ -41,6 +43,8 @@ pub fn summarize(
         downtime_s: world.downtime_s,
         blocked_reason: blocked,
         transcript: session.transcript_path().map(|p| p.display().to_string()),
+        transcript_key: session.transcript_key().map(|k| k.to_text()),
+        transcript_head: session.transcript_head().map(str::to_string),
         steps: autopilot::step_summaries(state),
         faults: rehearsal
             .faults
@@ -63,13 +67,14 @@ type Running = (
 );
 
 /// Opens the session (and its transcript), starts the world and polls its sources.
-async fn start(rehearsal: &Rehearsal, mode: SessionMode) -> anyhow::Result<Running> {
+async fn start(rehearsal: &mut Rehearsal, mode: SessionMode) -> anyhow::Result<Running> {
     let (mut session, inbox) = Session::open(SessionConfig {
         plan: Arc::clone(&rehearsal.plan),
         mode,
         operator: rehearsal.operator.clone(),
         sessions_dir: rehearsal.sessions_dir.clone(),
         actuator: None,
+        sign_key: rehearsal.sign_key.take(),
     })?;
     let world = World::start(
         &rehearsal.plan,
@@ -94,12 +99,12 @@ pub async fn autopilot(rehearsal: Rehearsal) -> anyhow::Result<Summary> {
 /// The autopilot, with a hook (made once the session is open) that sees the state after every
 /// folded batch: the replay-determinism tests draw the live screens with it.
 pub async fn autopilot_observed(
-    rehearsal: Rehearsal,
+    mut rehearsal: Rehearsal,
     observe: impl FnOnce(&Session) -> Option<crate::session::FoldHook>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (mut session, mut inbox, world, stop, pollers) =
-        start(&rehearsal, SessionMode::RehearsalAutopilot).await?;
+        start(&mut rehearsal, SessionMode::RehearsalAutopilot).await?;
     if let Some(hook) = observe(&session) {
         session.on_folded(hook);
     }
@@ -164,13 +169,13 @@ pub async fn finish(
 
 /// Runs a rehearsal in the terminal cockpit; returns the summary after the operator quits.
 pub async fn interactive(
-    rehearsal: Rehearsal,
+    mut rehearsal: Rehearsal,
     theme: crate::ui::Theme,
     share: Option<crate::share::ShareOptions>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (mut session, mut inbox, world, stop, pollers) =
-        start(&rehearsal, SessionMode::Rehearsal).await?;
+        start(&mut rehearsal, SessionMode::Rehearsal).await?;
     let mut ui_state = crate::ui::UiState::new(
         crate::ui::Mode::Rehearsal,
         rehearsal.operator.clone(),
@@ -195,6 +200,25 @@ pub async fn interactive(
     }
     result?;
     Ok(summarize(&session, &rehearsal, None, started))
+}
+
+/// Where the transcript is and how to hold it to its author later: the public key and the
+/// last hash, printed at the end of a session so they are kept apart from the file (a
+/// forger who rewrites the file can recompute its chain and sign with a key of their own,
+/// but cannot change what was printed here).
+pub fn transcript_lines(session: &Session) -> String {
+    let Some(path) = session.transcript_path() else {
+        return String::new();
+    };
+    let mut s = format!("transcript: {}\n", path.display());
+    if let (Some(key), Some(head)) = (session.transcript_key(), session.transcript_head()) {
+        s.push_str(&format!("transcript key: {key}\ntranscript head: {head}\n"));
+        s.push_str(&format!(
+            "  keep these apart from the file; check it with: cutover verify {} --key {key} --expect-head {head}\n",
+            path.display()
+        ));
+    }
+    s
 }
 
 /// Tells the driver how colleagues attach: in the cockpit's notice line only (`T` shows it

@@ -215,6 +215,7 @@ pub async fn reopen(
             operator: operator.to_string(),
             sessions_dir: Some(sessions_dir.to_path_buf()),
             actuator,
+            sign_key: None,
         },
         ResumedFrom {
             file: old.path.display().to_string(),
@@ -586,9 +587,7 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
     };
     let session = finish(r, &reason).await?;
     result?;
-    if let Some(p) = session.transcript_path() {
-        println!("transcript: {}", p.display());
-    }
+    print!("{}", crate::rehearse::transcript_lines(&session));
     Ok(())
 }
 
@@ -850,6 +849,7 @@ confirm = "two"
             operator: "op".into(),
             sessions_dir: Some(dir.path().to_path_buf()),
             actuator: None,
+            sign_key: None,
         };
         let (mut session, _inbox) = Session::open(cfg()).unwrap();
         let t0 = session.state.now;
@@ -887,7 +887,7 @@ confirm = "two"
 
         let v = verify(&new);
         assert!(v.is_intact(), "{}", v.render());
-        assert_eq!(v.version, Some(3));
+        assert_eq!(v.version, Some(crate::transcript::VERSION));
         assert!(
             v.notes.iter().any(|n| n.contains("hash matches")),
             "{}",

@@ -102,6 +102,7 @@ async fn rehearse_drawing(dir: &Path, faults: Vec<Fault>, seed: u64) -> (Summary
         seed,
         sessions_dir: Some(dir.to_path_buf()),
         operator: "tester".into(),
+        sign_key: None,
     };
     let frames = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&frames);
@@ -385,7 +386,7 @@ fn verify_names_each_kind_of_damage_at_its_line() {
     // An unknown version is unreadable (exit 2), not damage.
     let (_d, r) = damaged("version.jsonl", |l| {
         let h = String::from_utf8(l[0].clone()).expect("utf-8").replacen(
-            "\"version\":3",
+            "\"version\":4",
             "\"version\":99",
             1,
         );
@@ -408,6 +409,7 @@ fn the_report_of_a_known_rehearsal_has_its_steps_durations_and_downtime() {
             seed: 5,
             sessions_dir: Some(dir.path().to_path_buf()),
             operator: "ana".into(),
+            sign_key: None,
         }))
         .expect("the rehearsal runs");
     assert!(summary.completed, "{}", summary.render_text());
@@ -635,6 +637,7 @@ fn no_secret_appears_in_any_transcript_or_report() {
             seed: 3,
             sessions_dir: Some(sessions.clone()),
             operator: "ana".into(),
+            sign_key: None,
         }))
         .expect("the rehearsal runs");
     let path = PathBuf::from(summary.transcript.clone().expect("a transcript"));
@@ -1056,6 +1059,7 @@ fn a_live_session_leaves_seek_checkpoints_that_replay_uses_and_confirms() {
         operator: "op".into(),
         sessions_dir: Some(dir.path().to_path_buf()),
         actuator: None,
+        sign_key: None,
     };
     let _rt = runtime().enter();
     let (mut session, _inbox) = Session::open(cfg()).unwrap();
@@ -1130,6 +1134,44 @@ fn a_live_session_leaves_seek_checkpoints_that_replay_uses_and_confirms() {
     check_file(&new, resumed_total);
 }
 
+/// A report without what this release added to its integrity part (verify's verdict, the
+/// authorship status, the signing key, the plan-hash check): the one other intended change
+/// to the reports of old transcripts.
+fn without_audit_lines(report: &str, ext: &str) -> String {
+    if ext == "md" {
+        return report
+            .lines()
+            .filter(|l| {
+                !["- **Verify:**", "- **Authorship:**", "- **Signed by:**"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .map(|l| l.replace(" (matches the recorded plan)", ""))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + if report.ends_with('\n') { "\n" } else { "" };
+    }
+    // JSON: the integrity object's added fields, which follow its `torn_tail`.
+    let mut out = Vec::new();
+    let mut skipping = false;
+    for l in report.lines() {
+        if l.starts_with("    \"torn_tail\":") {
+            out.push(l.trim_end_matches(',').to_string());
+            skipping = true;
+            continue;
+        }
+        if skipping {
+            if l == "  }," {
+                skipping = false;
+            } else {
+                continue;
+            }
+        }
+        out.push(l.to_string());
+    }
+    out.join("\n") + if report.ends_with('\n') { "\n" } else { "" }
+}
+
 /// Transcripts the previous release wrote (format 1: DMS-shaped `task` / `table_stats`
 /// readings and the lag as `CDC*` metric series) verify, replay and report exactly as that
 /// release reported them (its Markdown and JSON are kept beside them), but for the two
@@ -1186,7 +1228,7 @@ fn format_1_transcripts_report_as_the_previous_release_did() {
             "table stats feed the tables"
         );
         for (format, ext) in [(Format::Json, "json"), (Format::Md, "md")] {
-            let now = report::report(path, format).expect("report");
+            let now = without_audit_lines(&report::report(path, format).expect("report"), ext);
             let before = std::fs::read_to_string(format!("{golden}.report-before.{ext}"))
                 .expect("the previous release's report");
             // The chart labels are padded to the longest; the new names are longer.
@@ -1326,4 +1368,307 @@ confirm = "later"
         !cutover::transcript::lock::record_path(&new).exists(),
         "the lock record goes when the cockpit ends"
     );
+}
+
+/// A rehearsal's transcript rewritten as an attacker would: the confirmer of every step
+/// "mallory", the world's lost writes 0 → 7, then the chain recomputed — once in place
+/// (the real header and key kept, the signatures dropped: the forger cannot make them),
+/// once re-recorded under the forger's own key (a file as consistent as the real one).
+/// The chain alone cannot tell; the key and head handed out at the session's end can, and
+/// the report shows the verdict.
+#[test]
+fn a_forged_rechained_transcript_fails_under_the_sessions_key_and_the_report_says_so() {
+    use cutover::transcript::verify::{AuthorshipStatus, VerifyOptions, verify_with};
+    use cutover::transcript::{PublicKey, Recorder, SessionKey};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = runtime()
+        .block_on(rehearse::autopilot(Rehearsal {
+            plan: Arc::new(plan::rehearsal_plan()),
+            faults: Vec::new(),
+            seed: 5,
+            sessions_dir: Some(dir.path().to_path_buf()),
+            operator: "ana".into(),
+            sign_key: None,
+        }))
+        .expect("the rehearsal runs");
+    let real = PathBuf::from(summary.transcript.clone().expect("a transcript"));
+    let key_text = summary
+        .transcript_key
+        .clone()
+        .expect("the summary hands out the key");
+    let head = summary.transcript_head.clone().expect("and the head");
+    assert!(
+        summary
+            .render_text()
+            .contains(&format!("--key {key_text} --expect-head {head}"))
+    );
+    let key = PublicKey::parse(&key_text).expect("the printed key parses");
+    let anchors = VerifyOptions {
+        key: Some(key),
+        expect_head: Some(head.clone()),
+        follow: None,
+    };
+
+    // The real file: authentic under both anchors, in verify and in every report format.
+    let v = verify_with(&real, &anchors);
+    assert_eq!(v.exit_code(), 0, "{}", v.render());
+    assert!(v.is_authentic(), "{}", v.render());
+    let md = report::report_with(&real, Format::Md, &anchors).expect("report");
+    assert!(md.contains("- **Authorship:** AUTHENTIC"), "{md}");
+    assert!(md.contains("- **Outcome:** completed\n"), "{md}");
+
+    // The forgery's events.
+    let forge = |ev: Event| match ev {
+        Event::StepConfirmed { at, step, .. } => Event::StepConfirmed {
+            at,
+            step,
+            by: "mallory".into(),
+        },
+        Event::WorldMeasured { at, mut measures } => {
+            measures.writes_lost = 7;
+            Event::WorldMeasured { at, measures }
+        }
+        ev => ev,
+    };
+    let original = cutover::transcript::read(&real).expect("read");
+    assert!(
+        original.events.iter().any(
+            |e| matches!(e, Event::WorldMeasured { measures, .. } if measures.writes_lost == 0)
+        )
+    );
+
+    // 1. Rewritten in place and re-chained.
+    let text = std::fs::read_to_string(&real).expect("read");
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for i in 1..lines.len() {
+        let mut v: serde_json::Value = serde_json::from_str(&lines[i]).expect("a record");
+        let ev: Event = serde_json::from_value(v["event"].clone()).expect("an event");
+        let o = v.as_object_mut().expect("an object");
+        o.insert(
+            "event".into(),
+            serde_json::to_value(forge(ev)).expect("json"),
+        );
+        o.remove("sig");
+        o.insert(
+            "prev".into(),
+            serde_json::Value::String(cutover::transcript::line_hash(lines[i - 1].as_bytes())),
+        );
+        lines[i] = serde_json::to_string(&v).expect("json");
+    }
+    let in_place = dir.path().join("in-place.jsonl");
+    std::fs::write(&in_place, lines.join("\n") + "\n").expect("write");
+    let alone = verify(&in_place);
+    assert!(
+        alone.is_intact(),
+        "the chain alone cannot tell: {}",
+        alone.render()
+    );
+    let v = verify_with(&in_place, &anchors);
+    assert_ne!(v.exit_code(), 0, "{}", v.render());
+    assert!(
+        matches!(
+            v.authorship.status,
+            AuthorshipStatus::Forged | AuthorshipStatus::Untrusted
+        ),
+        "{}",
+        v.render()
+    );
+    assert!(v.render().contains("carry no signature"), "{}", v.render());
+
+    // 2. Re-recorded under the forger's own key.
+    let mut header = original.header.clone();
+    header.operator = "mallory".into();
+    let forged = dir.path().join("forged.jsonl");
+    let mut rec =
+        Recorder::create_at_signed(&forged, header, SessionKey::generate().expect("a key"))
+            .expect("create");
+    let events: Vec<Event> = original.events.iter().cloned().map(forge).collect();
+    for batch in events.chunks(50) {
+        rec.append(batch).expect("append");
+    }
+    drop(rec);
+
+    let alone = verify(&forged);
+    assert_eq!(alone.exit_code(), 0, "{}", alone.render());
+    assert_eq!(alone.authorship.status, AuthorshipStatus::IntegrityOnly);
+    let out = alone.render();
+    assert!(
+        out.contains("proves integrity against accidents, not authorship"),
+        "{out}"
+    );
+    assert!(
+        out.contains("proves nothing against someone who rewrote the whole file"),
+        "{out}"
+    );
+
+    let by_key = verify_with(
+        &forged,
+        &VerifyOptions {
+            key: Some(key),
+            ..VerifyOptions::default()
+        },
+    );
+    assert_eq!(
+        by_key.authorship.status,
+        AuthorshipStatus::Forged,
+        "{}",
+        by_key.render()
+    );
+    assert_eq!(by_key.exit_code(), 1);
+    assert!(
+        by_key.render().contains(": FORGED: signed by "),
+        "{}",
+        by_key.render()
+    );
+    let by_head = verify_with(
+        &forged,
+        &VerifyOptions {
+            expect_head: Some(head.clone()),
+            ..VerifyOptions::default()
+        },
+    );
+    assert_eq!(
+        by_head.authorship.status,
+        AuthorshipStatus::Forged,
+        "{}",
+        by_head.render()
+    );
+
+    // The report shows the verdict in every format, and does not call the lost writes a
+    // completed run.
+    let md = report::report_with(&forged, Format::Md, &anchors).expect("report");
+    assert!(md.contains("- **Authorship:** FORGED: signed by "), "{md}");
+    assert!(md.contains("- **WARNING:**"), "{md}");
+    assert!(
+        md.contains("- **Outcome:** completed WITH DATA LOSS: 7 acknowledged write(s) lost"),
+        "{md}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &report::report_with(&forged, Format::Json, &anchors).expect("report"),
+    )
+    .expect("json");
+    assert_eq!(
+        json["integrity"]["authorship"]["status"], "forged",
+        "{json}"
+    );
+    assert_eq!(json["integrity"]["plan_hash_matches"], true);
+    let md = report::report(&forged, Format::Md).expect("report");
+    assert!(md.contains("- **Authorship:** INTEGRITY ONLY"), "{md}");
+
+    // The command line: the same verdicts and exit codes.
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let out = std::process::Command::new(bin)
+        .args([
+            "verify",
+            forged.to_str().expect("utf-8"),
+            "--key",
+            &key_text,
+        ])
+        .output()
+        .expect("run cutover verify");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FORGED"));
+    let out = std::process::Command::new(bin)
+        .args([
+            "verify",
+            real.to_str().expect("utf-8"),
+            "--key",
+            &key_text,
+            "--expect-head",
+            &head,
+        ])
+        .output()
+        .expect("run cutover verify");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("authorship: AUTHENTIC"));
+    let out = std::process::Command::new(bin)
+        .args([
+            "verify",
+            real.to_str().expect("utf-8"),
+            "--key",
+            "not-a-key",
+        ])
+        .output()
+        .expect("run cutover verify");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--key: not an Ed25519 public key"));
+}
+
+/// The plan hash is re-checked by report too: an edited plan text says so in every format.
+#[test]
+fn report_rechecks_the_plan_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = runtime()
+        .block_on(rehearse::autopilot(Rehearsal {
+            plan: Arc::new(plan::rehearsal_plan()),
+            faults: Vec::new(),
+            seed: 2,
+            sessions_dir: Some(dir.path().to_path_buf()),
+            operator: "ana".into(),
+            sign_key: None,
+        }))
+        .expect("the rehearsal runs");
+    let real = PathBuf::from(summary.transcript.expect("a transcript"));
+    let text = std::fs::read_to_string(&real).expect("read");
+    let (head, rest) = text.split_once('\n').expect("a header line");
+    let mut v: serde_json::Value = serde_json::from_str(head).expect("json");
+    let plan = v["header"]["plan_text"]
+        .as_str()
+        .expect("plan text")
+        .to_string();
+    v["header"]["plan_text"] = serde_json::Value::String(plan.replace("# ", "#  "));
+    assert_ne!(
+        v["header"]["plan_text"].as_str(),
+        Some(plan.as_str()),
+        "the plan has a comment"
+    );
+    let edited = dir.path().join("edited.jsonl");
+    std::fs::write(
+        &edited,
+        format!("{}\n{rest}", serde_json::to_string(&v).expect("json")),
+    )
+    .expect("write");
+    let r = report::build(&edited).expect("report");
+    assert!(!r.integrity.plan_hash_matches);
+    let md = report::render_md(&r);
+    assert!(
+        md.contains("**DOES NOT MATCH** the recorded plan text"),
+        "{md}"
+    );
+    assert!(md.contains("- **Verify:** edited at line 1"), "{md}");
+}
+
+/// Report and replay go through the transcript crate's capped readers: 4 GiB of NULs (a
+/// sparse file, no disk) and a FIFO give a clear error at once, no abort, no hang.
+#[test]
+fn report_and_replay_refuse_a_huge_line_and_a_fifo_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zeros = dir.path().join("zeros.jsonl");
+    std::fs::File::create(&zeros)
+        .and_then(|f| f.set_len(4 << 30))
+        .expect("a sparse file");
+    let pipe = dir.path().join("pipe.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let e = report::build(&zeros).expect_err("refused").to_string();
+    assert!(
+        e.contains("zeros.jsonl:1: line 1 longer than 16 MiB"),
+        "{e}"
+    );
+    let e = Replay::open(&zeros).err().expect("refused").to_string();
+    assert!(e.contains("line 1 longer than 16 MiB"), "{e}");
+    let e = report::build(&pipe).expect_err("refused").to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = Replay::open(&pipe).err().expect("refused").to_string();
+    assert!(e.contains("not a regular file"), "{e}");
 }

@@ -18,6 +18,7 @@ async fn rehearse(faults: Vec<Fault>, dir: &Path) -> Summary {
         seed: 7,
         sessions_dir: Some(dir.to_path_buf()),
         operator: "test".into(),
+        sign_key: None,
     })
     .await
     .expect("the rehearsal runs")

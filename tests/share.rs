@@ -144,6 +144,7 @@ async fn start_driver(opts: DriverOpts) -> Driver {
         operator: "op".into(),
         sessions_dir: opts.sessions_dir,
         actuator: Some(Arc::new(Noop)),
+        sign_key: None,
     })
     .unwrap();
     let share = start_share(&mut session, opts.share)
@@ -927,6 +928,7 @@ async fn wildcard_and_remote_addresses_are_refused_without_allow_remote() {
             operator: "op".into(),
             sessions_dir: None,
             actuator: None,
+            sign_key: None,
         })
         .unwrap();
         let err = start_share(&mut session, ShareOptions::new(addr.parse().unwrap()))
@@ -1292,6 +1294,7 @@ async fn a_second_process_attaches_sees_the_drivers_screen_and_approves() {
             started_at: driver.started_at,
             host: cutover::transcript::host_name(),
             program_version: env!("CARGO_PKG_VERSION").into(),
+            transcript_key: None,
         },
         plan: Arc::clone(&driver.plan),
         name: "bob".into(),

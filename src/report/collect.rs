@@ -620,7 +620,30 @@ impl Collector {
             .collect()
     }
 
-    fn outcome(&self) -> &'static str {
+    /// The outcome, and what the window cost when the rehearsal world measured a loss: a
+    /// run whose steps all finished but that lost an acknowledged write is not "completed".
+    fn outcome(&self) -> String {
+        let base = self.step_outcome();
+        let Some(m) = self.state.world.as_ref() else {
+            return base.into();
+        };
+        let mut harm = Vec::new();
+        if m.writes_lost > 0 {
+            harm.push(format!("{} acknowledged write(s) lost", m.writes_lost));
+        }
+        // Rows that differ on a target the run rolled back from are not a loss: the source
+        // stayed authoritative.
+        if m.rows_diverged > 0 && base == "completed" {
+            harm.push(format!("{} row(s) diverged", m.rows_diverged));
+        }
+        match (harm.is_empty(), base) {
+            (true, _) => base.into(),
+            (false, "completed") => format!("completed WITH DATA LOSS: {}", harm.join(", ")),
+            (false, _) => format!("{base}, with data loss: {}", harm.join(", ")),
+        }
+    }
+
+    fn step_outcome(&self) -> &'static str {
         let st = &self.state;
         if st.completed() {
             "completed"
@@ -655,7 +678,7 @@ impl Collector {
                 (Some(a), Some(b)) => Some(secs(b - a)),
                 _ => None,
             },
-            outcome: self.outcome().into(),
+            outcome: self.outcome(),
             resumed_from: header
                 .resumed_from
                 .as_ref()

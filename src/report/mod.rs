@@ -7,8 +7,10 @@
 //! confirmations, timeouts, failed actions, rollbacks, restarts and steps in doubt).
 //!
 //! It streams the file (memory stays flat for a 24-hour transcript), checks the hash chain
-//! as it reads, and says so when it stops at a break. Free text from the transcript goes
-//! through [`crate::redact`] once more on its way out.
+//! as it reads, and says so when it stops at a break. Before the fold it runs `verify`'s
+//! audit (header, plan hash, chain, signatures, and the `--key`/`--expect-head` anchors),
+//! so every format shows the same verdict and authorship status as `cutover verify`. Free
+//! text from the transcript goes through [`crate::redact`] once more on its way out.
 //!
 //! `collect` is the fold, `render` turns its [`Report`] into Markdown or JSON.
 
@@ -23,6 +25,9 @@ use serde::Serialize;
 use crate::event::{Ts, WorldMeasures};
 use crate::plan;
 pub use crate::state::GateAt;
+use crate::transcript::verify::{
+    Authorship, AuthorshipStatus, ProblemKind, VerifyOptions, verify_with,
+};
 use crate::transcript::{Reader, TranscriptError};
 pub use render::{render_json, render_md, sparkline};
 
@@ -76,6 +81,29 @@ pub struct Integrity {
     /// Why the report stopped early (a chain break), if it did.
     pub stopped: Option<String>,
     pub torn_tail: Option<String>,
+    /// `cutover verify`'s verdict: `intact`, or the first bad line and why.
+    pub verdict: String,
+    /// The kind of verify's first problem, if any.
+    #[serde(skip)]
+    pub problem: Option<ProblemKind>,
+    /// The header's plan text hashes to its `plan_hash`.
+    pub plan_hash_matches: bool,
+    /// Who wrote the file, as far as the anchors given can tell (integrity only without).
+    pub authorship: Authorship,
+}
+
+impl Integrity {
+    /// Nothing in the audit calls the file into doubt (with an anchor: it is authentic). A
+    /// last line cut short by a crash is not doubt: it is reported as the torn tail.
+    pub fn trusted(&self) -> bool {
+        self.chain_intact
+            && self.plan_hash_matches
+            && matches!(self.problem, None | Some(ProblemKind::Truncated))
+            && matches!(
+                self.authorship.status,
+                AuthorshipStatus::Authentic | AuthorshipStatus::IntegrityOnly
+            )
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -90,7 +118,9 @@ pub struct SessionInfo {
     pub ended_at: Option<String>,
     pub end_reason: Option<String>,
     pub duration_s: Option<f64>,
-    /// completed, rolled back, rollback failed, interrupted, not completed.
+    /// completed, rolled back, rollback failed, interrupted, not completed; when the
+    /// rehearsal world measured lost writes or diverged rows, "completed WITH DATA LOSS: ..."
+    /// (or ", with data loss: ..." after the others).
     pub outcome: String,
     /// The file this session continues (a `cutover resume`), and restarts inside this file.
     pub resumed_from: Option<String>,
@@ -197,8 +227,14 @@ fn clean(s: &str) -> String {
     crate::redact::text(s, &[])
 }
 
-/// Folds the transcript at `path` into a [`Report`].
+/// Folds the transcript at `path` into a [`Report`], without anchors.
 pub fn build(path: &Path) -> Result<Report, ReportError> {
+    build_with(path, &VerifyOptions::default())
+}
+
+/// Folds the transcript at `path` into a [`Report`], holding it to the anchors in `opts`.
+pub fn build_with(path: &Path, opts: &VerifyOptions) -> Result<Report, ReportError> {
+    let audit = verify_with(path, opts);
     let mut reader = Reader::open(path)?;
     let header = reader.header().clone();
     let p = path.display().to_string();
@@ -222,19 +258,36 @@ pub fn build(path: &Path) -> Result<Report, ReportError> {
             }
         }
     }
+    let verdict = match audit.problem() {
+        None => "intact".to_string(),
+        Some(pr) => format!("{} at line {}: {}", pr.kind.as_str(), pr.line, pr.detail),
+    };
     let integrity = Integrity {
         chain_intact: stopped.is_none(),
         records: reader.last_seq(),
         last_hash: reader.last_hash().to_string(),
         stopped,
         torn_tail: reader.torn_tail().map(str::to_string),
+        verdict,
+        problem: audit.problem().map(|p| p.kind),
+        plan_hash_matches: crate::transcript::verify::plan_hash_matches(&header),
+        authorship: audit.authorship,
     };
     Ok(c.finish(&header, integrity, p))
 }
 
 /// `cutover report`: the postmortem of `path` as Markdown or JSON.
 pub fn report(path: &Path, format: Format) -> Result<String, ReportError> {
-    let r = build(path)?;
+    report_with(path, format, &VerifyOptions::default())
+}
+
+/// [`report`], holding the file to the anchors in `opts` (`--key`, `--expect-head`).
+pub fn report_with(
+    path: &Path,
+    format: Format,
+    opts: &VerifyOptions,
+) -> Result<String, ReportError> {
+    let r = build_with(path, opts)?;
     match format {
         Format::Md => Ok(render_md(&r)),
         Format::Json => render_json(&r),

@@ -89,6 +89,12 @@ fn header(s: &mut String, r: &Report) {
         let _ = writeln!(s, "- **Restarted:** {restart}");
     }
     let i = &r.integrity;
+    if !i.trusted() {
+        let _ = writeln!(
+            s,
+            "- **WARNING:** this report is built from a transcript that is not trustworthy as it stands; read the verdict below"
+        );
+    }
     let chain = if i.chain_intact {
         format!(
             "intact ({} records, last hash `{}`)",
@@ -101,7 +107,24 @@ fn header(s: &mut String, r: &Report) {
     if let Some(t) = &i.torn_tail {
         let _ = writeln!(s, "- **Torn tail:** {t}");
     }
-    let _ = writeln!(s, "- **Plan hash:** `{}`\n", si.plan_hash);
+    let _ = writeln!(s, "- **Verify:** {}", i.verdict);
+    let a = &i.authorship;
+    let _ = writeln!(s, "- **Authorship:** {}: {}", a.status.as_str(), a.detail);
+    if let Some(k) = &a.header_key {
+        let _ = writeln!(
+            s,
+            "- **Signed by:** `{k}` ({}), {} signature(s) verify, through line {}",
+            a.key_origin.as_deref().unwrap_or("?"),
+            a.signatures,
+            a.signed_through_line
+        );
+    }
+    let plan = if i.plan_hash_matches {
+        "matches the recorded plan"
+    } else {
+        "**DOES NOT MATCH** the recorded plan text: the plan was edited"
+    };
+    let _ = writeln!(s, "- **Plan hash:** `{}` ({plan})\n", si.plan_hash);
 }
 
 fn steps(s: &mut String, r: &Report) {

@@ -34,6 +34,10 @@ pub struct Summary {
     pub downtime_s: f64,
     pub blocked_reason: Option<String>,
     pub transcript: Option<String>,
+    /// The transcript's signing key (`ed25519:<base64>`) and last hash: handed out here so
+    /// `cutover verify --key/--expect-head` can later tell the file from a forgery.
+    pub transcript_key: Option<String>,
+    pub transcript_head: Option<String>,
     pub steps: Vec<StepSummary>,
     pub faults: Vec<String>,
     pub seed: u64,
@@ -80,6 +84,12 @@ impl Summary {
         }
         if let Some(t) = &self.transcript {
             s.push_str(&format!("transcript: {t}\n"));
+            if let (Some(k), Some(h)) = (&self.transcript_key, &self.transcript_head) {
+                s.push_str(&format!("transcript key: {k}\ntranscript head: {h}\n"));
+                s.push_str(&format!(
+                    "  keep these apart from the file; check it with: cutover verify {t} --key {k} --expect-head {h}\n"
+                ));
+            }
         }
         s
     }

@@ -47,15 +47,19 @@ pub struct SessionConfig {
     pub sessions_dir: Option<PathBuf>,
     /// `None`: read-only (watch, replay, attach).
     pub actuator: Option<Arc<dyn Actuator>>,
+    /// The key the transcript is signed with (the operator's `--sign-key`); `None`: a key
+    /// generated for this session, held in memory only.
+    pub sign_key: Option<cutover_transcript::SessionKey>,
 }
 
 impl Session {
     /// Opens the transcript (if any) and records `SessionStarted`. The inbox receives what
     /// sources, actions and the world send to `sender()`.
-    pub fn open(cfg: SessionConfig) -> anyhow::Result<(Session, Inbox)> {
+    pub fn open(mut cfg: SessionConfig) -> anyhow::Result<(Session, Inbox)> {
         let started = now_ms();
+        let key = cfg.sign_key.take();
         let recorder = match &cfg.sessions_dir {
-            Some(dir) => Some(new_recorder(&cfg, dir, started, None)?),
+            Some(dir) => Some(new_recorder(&cfg, dir, started, None, key)?),
             None => None,
         };
         let state = State::new(Arc::clone(&cfg.plan));
@@ -116,6 +120,17 @@ impl Session {
         self.recorder.as_ref().map(|r| r.path())
     }
 
+    /// The public key the transcript is signed with, to hand out of band (the end summary,
+    /// the share hello) for `cutover verify --key`.
+    pub fn transcript_key(&self) -> Option<cutover_transcript::PublicKey> {
+        self.recorder.as_ref().map(|r| r.public_key())
+    }
+
+    /// The hash of the transcript's last line, for `cutover verify --expect-head`.
+    pub fn transcript_head(&self) -> Option<&str> {
+        self.recorder.as_ref().map(|r| r.last_hash())
+    }
+
     pub fn add_tap(&mut self, tap: Tap) {
         self.taps.push(tap);
     }
@@ -131,7 +146,7 @@ impl Session {
     /// without acting on it — its effects ran, or died, in the old process — then records
     /// `SessionStarted`, which marks steps whose action had started with no result as in doubt.
     pub fn resume(
-        cfg: SessionConfig,
+        mut cfg: SessionConfig,
         resumed_from: cutover_transcript::ResumedFrom,
         history: Vec<Event>,
     ) -> anyhow::Result<(Session, Inbox)> {
@@ -139,7 +154,8 @@ impl Session {
         let dir = cfg.sessions_dir.clone().ok_or_else(|| {
             anyhow::anyhow!("a resumed session needs a sessions directory for its new transcript")
         })?;
-        let mut recorder = new_recorder(&cfg, &dir, started, Some(resumed_from))?;
+        let key = cfg.sign_key.take();
+        let mut recorder = new_recorder(&cfg, &dir, started, Some(resumed_from), key)?;
         let mut state = State::new(Arc::clone(&cfg.plan));
         let mut checkpoints = seek::Live::default();
         for chunk in history.chunks(seek::EVERY) {
@@ -311,8 +327,14 @@ fn new_recorder(
     dir: &Path,
     started: i64,
     resumed_from: Option<cutover_transcript::ResumedFrom>,
+    key: Option<cutover_transcript::SessionKey>,
 ) -> anyhow::Result<Recorder> {
-    Recorder::create(
+    let key = match key {
+        Some(k) => k,
+        None => cutover_transcript::SessionKey::generate()
+            .map_err(|e| anyhow::anyhow!("cannot make the session's signing key: {e}"))?,
+    };
+    Recorder::create_signed(
         dir,
         Header {
             created_at: started,
@@ -325,6 +347,7 @@ fn new_recorder(
             plan_text: cfg.plan.source_text.clone(),
             resumed_from,
         },
+        key,
     )
     .map_err(|e| {
         anyhow::anyhow!(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use cutover_core::event::{Event, Ts};
 
-use super::{EventLineIn, Header, TranscriptError, parse_header_line};
+use super::{EventLineIn, Header, MAX_LINE, TranscriptError, parse_header_line, too_long};
 
 /// What kind of record a line holds, as far as the timeline cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +91,8 @@ struct Segment {
     torn_tail: Option<String>,
     /// (offset of the bad line, reason)
     stopped: Option<(u64, String)>,
+    /// The bad line is longer than [`MAX_LINE`] (the reason is made with its number).
+    too_long: bool,
 }
 
 impl Index {
@@ -101,7 +103,7 @@ impl Index {
             path: p.clone(),
             error,
         };
-        let file = File::open(path).map_err(open_err)?;
+        let file = super::open_regular(path).map_err(open_err)?;
         let len = file.metadata().map_err(open_err)?.len();
         let bad1 = |reason: String| TranscriptError::Bad {
             path: p.clone(),
@@ -125,6 +127,9 @@ impl Index {
                 break Some(pos + i as u64 + 1);
             }
             head.extend_from_slice(&buf);
+            if head.len() > MAX_LINE {
+                return Err(bad1(too_long(1)));
+            }
             pos += n as u64;
         };
         if head.is_empty() && header_end.is_none() {
@@ -133,7 +138,8 @@ impl Index {
                     .into(),
             ));
         }
-        let (version, header) = parse_header_line(&head).map_err(bad1)?;
+        let parsed = parse_header_line(&head).map_err(bad1)?;
+        let (version, header) = (parsed.version, parsed.header);
         let root_hash = super::line_hash(&head);
         let Some(body) = header_end else {
             return Ok(Index {
@@ -205,7 +211,9 @@ impl Index {
             index.kinds.extend_from_slice(&seg.kinds);
             end = seg.end;
             if let Some((_, reason)) = seg.stopped {
-                index.stopped = Some(format!("{p}:{}: {reason}", index.ats.len() + 2));
+                let line = index.ats.len() + 2;
+                let reason = if seg.too_long { too_long(line) } else { reason };
+                index.stopped = Some(format!("{p}:{line}: {reason}"));
                 break;
             }
             if let Some(t) = seg.torn_tail {
@@ -314,6 +322,7 @@ fn scan_segment(
         end: start,
         torn_tail: None,
         stopped: None,
+        too_long: false,
     };
     // A segment other than the first starts at the first line beginning at or after `start`.
     let mut pos = if first { start } else { start - 1 };
@@ -357,6 +366,15 @@ fn scan_segment(
         while i < n {
             let Some(nl) = memchr::memchr(b'\n', &chunk[i..]) else {
                 carry.extend_from_slice(&chunk[i..]);
+                if carry.len() > MAX_LINE {
+                    if skipping {
+                        // The segment before this one reports the long line.
+                        return Ok(seg);
+                    }
+                    seg.stopped = Some((line_start, String::new()));
+                    seg.too_long = true;
+                    return Ok(seg);
+                }
                 break;
             };
             let nl_abs = pos + (i + nl) as u64;

@@ -18,21 +18,34 @@
 //!   still reads them (`cutover_core::state` maps them into the same replication view), so
 //!   old transcripts verify, replay and report as they did.
 //!
-//! Every writer of this release writes version 3 (ordinary and resumed sessions alike); a
-//! reader refuses versions it does not know and says which release to use.
+//! - **4**: signed. The header line carries the session's Ed25519 public key
+//!   (`"signing":{"alg":"ed25519","public":"<base64>","origin":"session"|"ssh ..."}`), and
+//!   the last record of every group commit carries `"sig"`, a signature of the chain head
+//!   (see [`sign`]). Records and events are otherwise those of version 3.
 //!
-//! Submodules: [`verify`] (chain and schema audit naming the first bad line), [`index`] (a
-//! line-offset index with timestamps for fast open and seek in replay), [`seek`] (the seek
-//! file: folded-state checkpoints beside a transcript, so replay seeks without folding
-//! from the start).
+//! Every writer of this release writes version 4 (ordinary and resumed sessions alike); a
+//! reader reads versions 1 to 4 and refuses versions it does not know, saying which release
+//! to use.
+//!
+//! Every reader holds at most [`MAX_LINE`] bytes of a line ("line N longer than 16 MiB"),
+//! and opens only regular files (a FIFO or a device is refused before it can block or
+//! stream forever).
+//!
+//! Submodules: [`verify`] (chain, schema and signature audit naming the first bad line),
+//! [`sign`] (the session's signing key), [`index`] (a line-offset index with timestamps for
+//! fast open and seek in replay), [`seek`] (the seek file: folded-state checkpoints beside
+//! a transcript, so replay seeks without folding from the start).
 
 pub mod index;
 pub mod lock;
 pub mod seek;
+pub mod sign;
 pub mod verify;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+
+pub use sign::{PublicKey, SessionKey, SigningInfo};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,9 +56,87 @@ use cutover_core::event::{Event, Ts};
 /// Identifies the file type in the header.
 pub const FORMAT: &str = "cutover-transcript";
 /// The newest record format version this program writes and reads.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The oldest version this program reads.
 pub const MIN_VERSION: u32 = 1;
+/// The first version whose records are signed.
+pub const SIGNED_VERSION: u32 = 4;
+/// The longest line any reader holds in memory. A header with a large plan is a few hundred
+/// KB and a record a few KB; a longer line is not a transcript's.
+pub const MAX_LINE: usize = 16 << 20;
+
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LineRead {
+    /// End of file, nothing read.
+    Eof,
+    /// A line (with its newline, unless it is the file's last bytes).
+    Line,
+    /// The line is longer than the cap; `buf` holds its first bytes.
+    TooLong,
+}
+
+/// Reads one line into `buf` (cleared first), with its newline if it has one, holding no
+/// more than `max` bytes of it.
+pub(crate) fn read_line(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Line
+            });
+        }
+        let (take, done) = match memchr::memchr(b'\n', avail) {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        let content = if done { take - 1 } else { take };
+        if buf.len() + content > max {
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(take);
+        if done {
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+/// The reason for a line over [`MAX_LINE`].
+pub(crate) fn too_long(line: usize) -> String {
+    format!(
+        "line {line} longer than {} MiB: no transcript record is that long (not a transcript, or corrupted)",
+        MAX_LINE >> 20
+    )
+}
+
+/// Opens `path` for reading if it is a regular file: a FIFO would block the open, a
+/// device (`/dev/zero`) would stream forever.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        return Err(std::io::Error::other(format!(
+            "{what}: a transcript is a regular file"
+        )));
+    }
+    File::open(path)
+}
 
 /// Links a resumed session to the file it continues.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +177,9 @@ struct HeaderLine {
     version: u32,
     seq: u64,
     header: Header,
+    /// Version 4: the public key the records are signed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signing: Option<SigningInfo>,
 }
 
 /// Only the fields that identify a header, so an unknown version is reported as such even
@@ -108,6 +202,9 @@ struct EventLineIn {
     seq: u64,
     prev: String,
     event: Event,
+    /// Version 4: a signature of this record (the last of its batch).
+    #[serde(default)]
+    sig: Option<String>,
 }
 
 /// The chain fields of a record without its event (verify checks them apart from the schema).
@@ -154,12 +251,20 @@ pub(crate) fn private_file() -> OpenOptions {
     opts
 }
 
-pub(crate) fn line_hash(line: &[u8]) -> String {
+/// The SHA-256 (hex) of a line without its newline: what the next record's `prev` holds.
+pub fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
-/// Why a header line cannot be used, or its version and header.
-fn parse_header_line(line: &[u8]) -> Result<(u32, Header), String> {
+/// A header line read: its version, the header and (version 4) the signing key.
+pub(crate) struct ParsedHeader {
+    version: u32,
+    header: Header,
+    signing: Option<SigningInfo>,
+}
+
+/// Why a header line cannot be used, or what it holds.
+fn parse_header_line(line: &[u8]) -> Result<ParsedHeader, String> {
     let probe: HeaderProbe = serde_json::from_slice(line).map_err(|e| {
         format!("not a cutover transcript header: {e} (is this a transcript written by cutover?)")
     })?;
@@ -178,7 +283,11 @@ fn parse_header_line(line: &[u8]) -> Result<(u32, Header), String> {
             probe.version
         )
     })?;
-    Ok((h.version, h.header))
+    Ok(ParsedHeader {
+        version: h.version,
+        header: h.header,
+        signing: h.signing,
+    })
 }
 
 fn unknown_version(v: u32) -> String {
@@ -187,7 +296,8 @@ fn unknown_version(v: u32) -> String {
     )
 }
 
-/// Appends events durably. Owns the file; one per session.
+/// Appends events durably and signs each batch. Owns the file and the session's signing
+/// key (in memory only, zeroed on drop); one per session.
 pub struct Recorder {
     file: File,
     path: PathBuf,
@@ -195,12 +305,19 @@ pub struct Recorder {
     /// The header line's hash: where the chain starts, and the transcript's identity.
     root_hash: String,
     last_hash: String,
+    key: SessionKey,
     buf: Vec<u8>,
 }
 
 impl Recorder {
-    /// Creates `dir/<UTC timestamp>-<plan name>.jsonl` (mode 0600) and writes the header.
+    /// Creates `dir/<UTC timestamp>-<plan name>.jsonl` (mode 0600) and writes the header,
+    /// signing with a key generated for this session.
     pub fn create(dir: &Path, header: Header) -> std::io::Result<Recorder> {
+        Self::create_signed(dir, header, SessionKey::generate()?)
+    }
+
+    /// [`Recorder::create`] with the key to sign with (the operator's, or a test's).
+    pub fn create_signed(dir: &Path, header: Header, key: SessionKey) -> std::io::Result<Recorder> {
         std::fs::create_dir_all(dir)?;
         let stamp = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(header.created_at)
             .unwrap_or_default()
@@ -227,17 +344,27 @@ impl Recorder {
             n += 1;
             path = dir.join(format!("{stamp}-{safe_name}{suffix}-{n}.jsonl"));
         }
-        Self::create_at(&path, header)
+        Self::create_at_signed(&path, header, key)
     }
 
     /// Creates the transcript at an exact path (which must not exist).
     pub fn create_at(path: &Path, header: Header) -> std::io::Result<Recorder> {
+        Self::create_at_signed(path, header, SessionKey::generate()?)
+    }
+
+    /// [`Recorder::create_at`] with the key to sign with.
+    pub fn create_at_signed(
+        path: &Path,
+        header: Header,
+        key: SessionKey,
+    ) -> std::io::Result<Recorder> {
         let file = private_file().write(true).create_new(true).open(path)?;
         let line = serde_json::to_vec(&HeaderLine {
             format: FORMAT.into(),
             version: header.format_version(),
             seq: 0,
             header,
+            signing: Some(key.info()),
         })
         .map_err(std::io::Error::other)?;
         let mut rec = Recorder {
@@ -246,6 +373,7 @@ impl Recorder {
             seq: 0,
             root_hash: line_hash(&line),
             last_hash: line_hash(&line),
+            key,
             buf: Vec::with_capacity(64 * 1024),
         };
         rec.file.write_all(&line)?;
@@ -273,18 +401,25 @@ impl Recorder {
         &self.root_hash
     }
 
-    /// The hash of the last line written (the header's when no event was).
+    /// The hash of the last line written (the header's when no event was): the head to
+    /// hand out for `cutover verify --expect-head`.
     pub fn last_hash(&self) -> &str {
         &self.last_hash
     }
 
-    /// Appends a batch and makes it durable (one `fdatasync` per batch: group commit).
+    /// The key this transcript is signed with: hand it out of band for `verify --key`.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// Appends a batch, signs its last record (the chain head) and makes it durable (one
+    /// `fdatasync` per batch: group commit).
     pub fn append(&mut self, events: &[Event]) -> std::io::Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         self.buf.clear();
-        for event in events {
+        for (i, event) in events.iter().enumerate() {
             let start = self.buf.len();
             self.seq += 1;
             serde_json::to_writer(
@@ -296,11 +431,25 @@ impl Recorder {
                 },
             )
             .map_err(std::io::Error::other)?;
+            if i + 1 == events.len() {
+                self.sign_last(start);
+            }
             self.last_hash = line_hash(&self.buf[start..]);
             self.buf.push(b'\n');
         }
         self.file.write_all(&self.buf)?;
         self.file.sync_data()
+    }
+
+    /// Turns the unsigned record at `buf[start..]` into `{...,"sig":"<signature>"}`.
+    fn sign_last(&mut self, start: usize) {
+        let unsigned: [u8; 32] = Sha256::digest(&self.buf[start..]).into();
+        let sig = self.key.sign_head(&unsigned);
+        // The record is a JSON object: its last byte is the closing brace.
+        self.buf.pop();
+        self.buf.extend_from_slice(sign::SIG_FIELD);
+        self.buf.extend_from_slice(sig.as_bytes());
+        self.buf.extend_from_slice(b"\"}");
     }
 }
 
@@ -314,6 +463,7 @@ pub struct Reader {
     lineno: usize,
     header: Header,
     version: u32,
+    signing: Option<SigningInfo>,
     last_hash: String,
     last_seq: u64,
     torn_tail: Option<String>,
@@ -324,40 +474,40 @@ impl Reader {
     /// Opens the file and reads its header.
     pub fn open(path: &Path) -> Result<Reader, TranscriptError> {
         let p = path.display().to_string();
-        let file = File::open(path).map_err(|error| TranscriptError::Open {
+        let file = open_regular(path).map_err(|error| TranscriptError::Open {
             path: p.clone(),
             error,
         })?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut raw = Vec::new();
-        let n = reader
-            .read_until(b'\n', &mut raw)
-            .map_err(|e| TranscriptError::Bad {
-                path: p.clone(),
-                line: 1,
-                reason: format!("read error: {e}"),
-            })?;
-        if n == 0 {
+        let bad1 = |reason: String| TranscriptError::Bad {
+            path: p.clone(),
+            line: 1,
+            reason,
+        };
+        let read = read_line(&mut reader, &mut raw, MAX_LINE)
+            .map_err(|e| bad1(format!("read error: {e}")))?;
+        if read == LineRead::TooLong {
+            return Err(bad1(too_long(1)));
+        }
+        if read == LineRead::Eof {
             return Err(TranscriptError::Bad {
-                path: p,
+                path: p.clone(),
                 line: 1,
                 reason: "empty file: no transcript header (the file was truncated or is not a transcript)".into(),
             });
         }
         let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
-        let (version, header) = parse_header_line(line).map_err(|reason| TranscriptError::Bad {
-            path: p,
-            line: 1,
-            reason,
-        })?;
+        let parsed = parse_header_line(line).map_err(bad1)?;
         let last_hash = line_hash(line);
         Ok(Reader {
             path: path.to_path_buf(),
             reader,
             raw,
             lineno: 1,
-            header,
-            version,
+            header: parsed.header,
+            version: parsed.version,
+            signing: parsed.signing,
             last_hash,
             last_seq: 0,
             torn_tail: None,
@@ -371,6 +521,12 @@ impl Reader {
 
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Version 4: the key the header says the records are signed with (unchecked here:
+    /// [`verify`] checks the signatures).
+    pub fn signing(&self) -> Option<&SigningInfo> {
+        self.signing.as_ref()
     }
 
     /// The line number of the last line read (1 is the header).
@@ -404,16 +560,17 @@ impl Reader {
         if self.done {
             return Ok(None);
         }
-        self.raw.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.raw)
+        let read = read_line(&mut self.reader, &mut self.raw, MAX_LINE)
             .map_err(|e| self.bad(format!("read error: {e}")))?;
-        if n == 0 {
+        if read == LineRead::Eof {
             self.done = true;
             return Ok(None);
         }
         self.lineno += 1;
+        if read == LineRead::TooLong {
+            self.done = true;
+            return Err(self.bad(too_long(self.lineno)));
+        }
         let complete = self.raw.last() == Some(&b'\n');
         let line = if complete {
             &self.raw[..self.raw.len() - 1]
@@ -594,7 +751,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = Recorder::create(dir.path(), header()).unwrap();
         let text = std::fs::read_to_string(r.path()).unwrap();
-        std::fs::write(r.path(), text.replacen("\"version\":3", "\"version\":9", 1)).unwrap();
+        std::fs::write(r.path(), text.replacen("\"version\":4", "\"version\":9", 1)).unwrap();
         let err = read(r.path()).unwrap_err().to_string();
         assert!(err.contains(":1: unknown format version 9"), "{err}");
     }

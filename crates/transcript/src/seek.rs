@@ -20,7 +20,7 @@
 //! `{"n":N,"hash":H,"digest":D,"state":{...}}` per checkpoint, `n` a multiple of `every`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +41,8 @@ const FORMAT: &str = "cutover-seek";
 /// 2: the state holds the engine-neutral replication view (1 held the DMS task reading);
 /// a seek file of another version is ignored and the transcript folded instead.
 const VERSION: u32 = 2;
+/// The longest checkpoint line read back (a folded state; far larger than a record line).
+const MAX_SEEK_LINE: usize = 64 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct HeaderLine {
@@ -240,14 +242,16 @@ impl SeekFile {
     /// `root` and uses the interval `every`. `Ok(None)`: there is none, or it is for another
     /// transcript or interval. Lines that cannot be read end the list (a torn tail).
     pub fn open(path: &Path, root: &str, every: usize) -> std::io::Result<Option<SeekFile>> {
-        let file = match File::open(path) {
+        let file = match super::open_regular(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let mut reader = BufReader::with_capacity(1 << 20, file.try_clone()?);
         let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line)?;
+        if super::read_line(&mut reader, &mut line, MAX_SEEK_LINE)? != super::LineRead::Line {
+            return Ok(None);
+        }
         let header: HeaderLine = match serde_json::from_slice(trim_newline(&line)) {
             Ok(h) => h,
             Err(_) => return Ok(None),
@@ -262,11 +266,13 @@ impl SeekFile {
         let mut offset = line.len() as u64;
         let mut entries: Vec<Entry> = Vec::new();
         loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n == 0 || line.last() != Some(&b'\n') {
+            // A line over the cap ends the list like a torn tail: the seek file is a cache.
+            if super::read_line(&mut reader, &mut line, MAX_SEEK_LINE)? != super::LineRead::Line
+                || line.last() != Some(&b'\n')
+            {
                 break;
             }
+            let n = line.len();
             let Ok(cp) = serde_json::from_slice::<CheckpointLine>(trim_newline(&line)) else {
                 break;
             };

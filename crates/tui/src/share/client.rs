@@ -667,6 +667,13 @@ pub async fn run_attach(
     theme: &Theme,
 ) -> anyhow::Result<AttachEnd> {
     let (welcome, mut link) = connect(addr, token, name).await?;
+    if let Some(key) = &welcome.info.transcript_key {
+        // On the main screen, so it is there after the cockpit closes: an anchor the driver
+        // cannot take back (`cutover verify FILE --key KEY`).
+        eprintln!(
+            "the driver signs its transcript with {key}; keep it to check the file later: cutover verify FILE --key {key}"
+        );
+    }
     let mut watcher = Watcher::new(Arc::clone(&welcome.plan));
     let mut screen = AttachScreen::new(&welcome);
 

@@ -128,6 +128,11 @@ pub struct SessionInfo {
     pub started_at: Option<Ts>,
     pub host: String,
     pub program_version: String,
+    /// The public key the driver signs its transcript with (`ed25519:<base64>`): handed to
+    /// every peer so each holds an anchor apart from the file (`cutover verify --key`).
+    /// Optional on the wire, so peers and drivers of version 1 without it still talk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript_key: Option<String>,
 }
 
 /// Driver -> peer.
@@ -401,6 +406,28 @@ mod tests {
         let frame = encode_event(1, &ev).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&frame[HEADER_LEN..]).unwrap();
         assert_eq!(v["event"], serde_json::to_value(&ev).unwrap());
+    }
+
+    #[test]
+    fn the_hello_carries_the_transcript_key_and_reads_without_it() {
+        let info = |key: Option<&str>| SessionInfo {
+            mode: "drive".into(),
+            operator: "op".into(),
+            plan_name: "p".into(),
+            plan_hash: "h".into(),
+            started_at: Some(1),
+            host: "host".into(),
+            program_version: "0".into(),
+            transcript_key: key.map(str::to_string),
+        };
+        let with = serde_json::to_value(info(Some("ed25519:AAAA"))).unwrap();
+        assert_eq!(with["transcript_key"], "ed25519:AAAA");
+        // A driver of this protocol version without the field (an older release).
+        let mut old = serde_json::to_value(info(None)).unwrap();
+        assert!(old.get("transcript_key").is_none());
+        old.as_object_mut().unwrap().remove("transcript_key");
+        let back: SessionInfo = serde_json::from_value(old).unwrap();
+        assert_eq!(back, info(None));
     }
 
     #[test]

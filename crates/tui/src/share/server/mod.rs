@@ -264,6 +264,7 @@ pub async fn start_share(
         started_at: session.state.started_at,
         host: cutover_transcript::host_name(),
         program_version: env!("CARGO_PKG_VERSION").to_string(),
+        transcript_key: session.transcript_key().map(|k| k.to_text()),
     };
 
     let (hub_tx, hub_rx) = mpsc::unbounded_channel();
