@@ -401,7 +401,7 @@ pub async fn prompt_in_doubt(r: &mut Resumed, lines: &mut Lines) -> anyhow::Resu
             "  Check whether it took effect, then type \"done {0}\" or \"not done {0}\":",
             def.id
         );
-        let answer = read_answer(r, lines, |line, state| parse_resolution(line, state)).await?;
+        let answer = read_answer(r, lines, parse_resolution).await?;
         let Some((step, done)) = answer else {
             return Ok(false);
         };
@@ -447,9 +447,7 @@ pub fn parse_rerun(input: &str, step: &str) -> Result<bool, String> {
     match input.trim() {
         l if l == format!("rerun {step}") => Ok(true),
         l if l == format!("skip {step}") => Ok(false),
-        _ => Err(format!(
-            "type exactly \"rerun {step}\" or \"skip {step}\""
-        )),
+        _ => Err(format!("type exactly \"rerun {step}\" or \"skip {step}\"")),
     }
 }
 
@@ -475,8 +473,7 @@ pub async fn prompt_not_reapplied(r: &mut Resumed, lines: &mut Lines) -> anyhow:
             def.id
         );
         let step = def.id.clone();
-        let Some(rerun) = read_answer(r, lines, |line, _| parse_rerun(line, &step)).await?
-        else {
+        let Some(rerun) = read_answer(r, lines, |line, _| parse_rerun(line, &step)).await? else {
             return Ok(false);
         };
         r.not_reapplied.remove(0);
@@ -561,7 +558,11 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
     let answered = prompt_in_doubt(&mut r, &mut lines).await?
         && prompt_not_reapplied(&mut r, &mut lines).await?;
     if !answered {
-        let session = finish(r, "resume abandoned: the questions before the cockpit opens were not answered").await?;
+        let session = finish(
+            r,
+            "resume abandoned: the questions before the cockpit opens were not answered",
+        )
+        .await?;
         anyhow::bail!(
             "the input ended before every question was answered; nothing was done (transcript: {})",
             session
@@ -594,10 +595,14 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
 /// Takes the interrupted transcript's lock, so no second cockpit drives the same session:
 /// refused while the process that wrote it (or another resume) still runs. `force` takes it
 /// anyway and says what that risks.
-pub fn lock_interrupted(path: &Path, force: bool) -> anyhow::Result<transcript::lock::TranscriptLock> {
+pub fn lock_interrupted(
+    path: &Path,
+    force: bool,
+) -> anyhow::Result<transcript::lock::TranscriptLock> {
     use transcript::lock::TranscriptLock;
     if !force {
-        return TranscriptLock::acquire(path, "resume").map_err(|e| anyhow::anyhow!("cannot resume: {e}"));
+        return TranscriptLock::acquire(path, "resume")
+            .map_err(|e| anyhow::anyhow!("cannot resume: {e}"));
     }
     let (lock, overridden) =
         TranscriptLock::force(path, "resume").map_err(|e| anyhow::anyhow!("cannot resume: {e}"))?;

@@ -1346,7 +1346,10 @@ async fn a_silent_port_and_a_wrong_engine_port_fail_within_the_connect_deadline(
     let (port, _h) = silent_listener();
     for (engine, url) in [
         (Engine::Mysql, format!("mysql://root@127.0.0.1:{port}/x")),
-        (Engine::Postgres, format!("postgres://postgres@127.0.0.1:{port}/x")),
+        (
+            Engine::Postgres,
+            format!("postgres://postgres@127.0.0.1:{port}/x"),
+        ),
         // A MySQL URL on PostgreSQL's port: each side waits for the other to speak first.
         (Engine::Mysql, "mysql://root@127.0.0.1:5432/x".to_string()),
     ] {
@@ -1391,7 +1394,15 @@ fn drift_against_a_silent_port_exits_2_naming_the_address() {
         "{stderr}"
     );
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["drift", "--connect-timeout", "0s", "--source", "x", "--target", "y"])
+        .args([
+            "drift",
+            "--connect-timeout",
+            "0s",
+            "--source",
+            "x",
+            "--target",
+            "y",
+        ])
         .output()
         .expect("runs");
     assert_eq!(bad.status.code(), Some(2));

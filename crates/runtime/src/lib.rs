@@ -6,5 +6,5 @@ pub mod action;
 pub mod autopilot;
 pub mod net;
 pub mod session;
-pub mod task;
 pub mod source;
+pub mod task;

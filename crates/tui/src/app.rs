@@ -102,9 +102,8 @@ pub fn enter_terminal() -> anyhow::Result<(ratatui::DefaultTerminal, TerminalGua
     let guard = TerminalGuard;
     crossterm::terminal::enable_raw_mode()?;
     crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
-    let terminal = ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(
-        std::io::stdout(),
-    ))?;
+    let terminal =
+        ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
     Ok((terminal, guard))
 }
 

@@ -176,9 +176,13 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
             // and then reports only the timeout, not the server's reason.
             // Within the connect deadline: a port that accepts and never answers must not
             // hang the caller (sqlx has no connect timeout of its own).
-            let mut first = within(&who, &shown_url, sqlx::mysql::MySqlConnection::connect_with(&opts))
-                .await?
-                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
+            let mut first = within(
+                &who,
+                &shown_url,
+                sqlx::mysql::MySqlConnection::connect_with(&opts),
+            )
+            .await?
+            .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             within(&who, &shown_url, mysql_probe_session(&mut first))
                 .await?
                 .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
@@ -218,9 +222,13 @@ pub async fn connect_endpoint(endpoint: &Endpoint, side: Side) -> Result<Db, DbE
             ]);
             // Within the connect deadline: a port that accepts and never answers must not
             // hang the caller (sqlx has no connect timeout of its own).
-            let mut first = within(&who, &shown_url, sqlx::postgres::PgConnection::connect_with(&opts))
-                .await?
-                .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
+            let mut first = within(
+                &who,
+                &shown_url,
+                sqlx::postgres::PgConnection::connect_with(&opts),
+            )
+            .await?
+            .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
             within(&who, &shown_url, pg_probe_session(&mut first))
                 .await?
                 .map_err(|e| connect_error(&who, &shown_url, secrets_before_login, &e))?;
@@ -326,7 +334,8 @@ const MAX_PASSWORD_FILE: u64 = 64 * 1024;
 pub fn read_password_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read password_file {shown}: {e}"))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read password_file {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("password_file {shown} is not a regular file"));
     }
@@ -342,7 +351,9 @@ pub fn read_password_file(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("cannot read password_file {shown}: {e}"))?;
     let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if first.is_empty() {
-        return Err(format!("password_file {shown} is empty (its first line holds no password)"));
+        return Err(format!(
+            "password_file {shown} is empty (its first line holds no password)"
+        ));
     }
     Ok(first.to_string())
 }

@@ -565,8 +565,10 @@ impl State {
             .map(|(name, _)| name.clone())
             .collect();
         for name in active {
-            self.faults
-                .insert(name.clone(), (false, "not injected again after the restart".into()));
+            self.faults.insert(
+                name.clone(),
+                (false, "not injected again after the restart".into()),
+            );
             self.log(
                 at,
                 Level::Info,

@@ -118,7 +118,9 @@ pub fn spawn_action(
                     tracing::error!(step = %id, %panic, "action panicked");
                     Err(ActionError(crate::task::panicked(
                         "the action",
-                        &format!("{panic}; whether it took effect is unknown — check before going on"),
+                        &format!(
+                            "{panic}; whether it took effect is unknown — check before going on"
+                        ),
                     )))
                 }
             },

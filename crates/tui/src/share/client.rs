@@ -151,9 +151,10 @@ type ConnWrite = Box<dyn AsyncWrite + Send + Unpin>;
 async fn dial(addr: &ShareAddr) -> std::io::Result<(ConnRead, ConnWrite)> {
     match addr {
         ShareAddr::Tcp(sa) => {
-            let s = cutover_runtime::net::within(&sa.to_string(), tokio::net::TcpStream::connect(sa))
-                .await
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::TimedOut, e))??;
+            let s =
+                cutover_runtime::net::within(&sa.to_string(), tokio::net::TcpStream::connect(sa))
+                    .await
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::TimedOut, e))??;
             // Latency matters more than packet count (approvals, heartbeats).
             let _ = s.set_nodelay(true);
             let (r, w) = s.into_split();

@@ -889,7 +889,10 @@ fn quit_asks_while_under_way() {
     let mut u = ui(Mode::Rehearsal);
     handle_key(&mut u, &st, key(KeyCode::Char('q')), t(20.0));
     let shown = screen(&render(&st, &u, &dark(), 120, 40));
-    assert!(shown.contains("writes stay frozen on the source"), "{shown}");
+    assert!(
+        shown.contains("writes stay frozen on the source"),
+        "{shown}"
+    );
     assert!(shown.contains("R roll back first"), "{shown}");
     let out = handle_key(&mut u, &st, key(KeyCode::Char('R')), t(20.0));
     assert!(
