@@ -12,6 +12,33 @@ use cutover::cli::{CheckArgs, Cli, Command, CommonArgs, PlanCommand, RehearseArg
 use cutover::plan::{self, Plan};
 use cutover::rehearse::{self, Rehearsal};
 
+/// Standard output that a closed pipe does not turn into a panic: `cutover plan inputs | head`
+/// ends quietly, as other command-line tools do.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(&format!($($arg)*))
+    };
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_stdout(&format!("{}\n", format!($($arg)*)))
+    };
+}
+
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader went away (`| head`): nothing left to say to anyone.
+            std::process::exit(0);
+        }
+        eprintln!("cutover: cannot write to standard output: {e}");
+        std::process::exit(2);
+    }
+}
+
 fn operator(arg: &Option<String>) -> String {
     arg.clone()
         .or_else(|| std::env::var("USER").ok())
@@ -171,12 +198,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             if print_sql {
-                println!("{}", cutover::db::heartbeat_setup_sql(plan.source.engine));
+                outln!("{}", cutover::db::heartbeat_setup_sql(plan.source.engine));
                 return Ok(ExitCode::SUCCESS);
             }
             let db = cutover::db::connect(&plan, cutover::event::Side::Source).await?;
             cutover::db::heartbeat_setup(&db).await?;
-            println!(
+            outln!(
                 "heartbeat table {} ready on {}",
                 cutover::db::HEARTBEAT_TABLE,
                 plan.source.label
@@ -204,7 +231,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report(args) => {
-            print!(
+            out!(
                 "{}",
                 cutover::report::report_with(
                     &args.file,
@@ -294,7 +321,7 @@ async fn live_cmd(
         handle.shutdown("the session ended").await;
     }
     result?;
-    print!("{}", rehearse::transcript_lines(&session));
+    out!("{}", rehearse::transcript_lines(&session));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -315,7 +342,7 @@ async fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let report = cutover::check::check(Arc::clone(&plan), &sources).await;
-    print!("{}", cutover::check::render_check(&report, args.json));
+    out!("{}", cutover::check::render_check(&report, args.json));
     Ok(ExitCode::from(u8::try_from(report.exit_code).unwrap_or(2)))
 }
 
@@ -353,9 +380,9 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         rehearse::interactive(rehearsal, theme, args.share.options()?).await?
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{}", summary.render_text());
+        out!("{}", summary.render_text());
     }
     Ok(if summary.safe() {
         ExitCode::SUCCESS
@@ -370,7 +397,7 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
             let mut failed = 0;
             for f in &files {
                 match plan::load(f) {
-                    Ok(p) => println!(
+                    Ok(p) => outln!(
                         "{}: ok — plan \"{}\", {} steps, {} gates",
                         f.display(),
                         p.name,
@@ -396,16 +423,16 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
                 .max()
                 .unwrap_or(0);
             for (name, what) in plan::input::names() {
-                println!("{name:<w$}  {what}");
+                outln!("{name:<w$}  {what}");
             }
-            println!(
+            outln!(
                 "{:<w$}  any metric the plan polls, e.g. metric.CPUUtilization",
                 "metric.<Name>"
             );
             ExitCode::SUCCESS
         }
         PlanCommand::Example => {
-            print!("{}", plan::REHEARSAL_PLAN);
+            out!("{}", plan::REHEARSAL_PLAN);
             ExitCode::SUCCESS
         }
     }
@@ -423,9 +450,9 @@ fn verify_cmd(args: &VerifyArgs) -> i32 {
     };
     let report = cutover::transcript::verify::verify_with(&args.file, &opts);
     if args.json {
-        println!("{}", report.render_json());
+        outln!("{}", report.render_json());
     } else {
-        print!("{}", report.render());
+        out!("{}", report.render());
     }
     report.exit_code()
 }

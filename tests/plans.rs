@@ -86,3 +86,22 @@ fn invalid_plans_fail_with_located_errors() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
 }
+
+/// `cutover plan inputs | head -1` used to panic on the closed pipe (println! on EPIPE).
+#[test]
+fn a_closed_stdout_ends_quietly_without_a_panic() {
+    for args in [&["plan", "inputs"][..], &["plan", "example"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        // The reader goes away before the first line is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -219,6 +219,11 @@ fn the_binary_prints_a_json_summary_and_exits_zero_on_a_safe_run() {
         assert!(v.get(key).is_some(), "summary lacks {key}: {v}");
     }
     assert_eq!(v["completed"], true);
+    // The log names hosts, steps and errors: it is private, like the transcript.
+    let log = dir.path().join("cutover.log");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&log).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}: {mode:o}", log.display());
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 7);
     for st in steps {
@@ -310,4 +315,31 @@ fn values_that_used_to_crash_the_rehearsal_are_refused_before_it_starts() {
             .unwrap_or(0);
         assert_eq!(transcripts, 0, "{to}: no session starts");
     }
+}
+
+/// A `--log-file` that cannot be written used to be ignored silently (the session then ran
+/// with no log at all).
+#[test]
+fn a_log_file_that_cannot_be_written_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["rehearse", "--autopilot", "--log-file"])
+        .arg(blocker.join("cutover.log"))
+        .arg("--sessions-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--log-file"), "{stderr}");
+    assert!(
+        !std::fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "jsonl")),
+        "no session ran"
+    );
 }

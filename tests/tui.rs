@@ -153,3 +153,38 @@ fn a_panic_in_a_background_task_leaves_the_cockpit_on_screen() {
         "the panic is recorded as a drift failure"
     );
 }
+
+/// Hardening finding 8: the attach token was printed to stderr before the cockpit opened, so
+/// it stayed in the terminal after the session. Now it is shown in the cockpit only (and
+/// again on `T`), and the terminal holds no token once the cockpit is gone.
+#[test]
+fn the_attach_token_is_shown_in_the_cockpit_and_not_left_in_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    let mut term = pty::Pty::spawn(
+        &[
+            "rehearse",
+            "--share",
+            "127.0.0.1:0",
+            "--sessions-dir",
+            sessions.to_str().unwrap(),
+        ],
+        dir.path(),
+        160,
+        40,
+    );
+    term.wait_for("[REHEARSAL]", T);
+    term.wait_for("--token", T);
+    // Any key hides it; T shows it again.
+    term.send("j");
+    term.wait_until("the token to be hidden", T, |s| !s.contains("--token"));
+    term.send("T");
+    term.wait_for("--token", T);
+    term.send("q");
+    term.wait_exit(T);
+    term.wait_until("the alternate screen to be left", T, |s| {
+        !s.contains("[REHEARSAL]")
+    });
+    let screen = term.screen();
+    assert!(!screen.contains("--token"), "{screen}");
+}
