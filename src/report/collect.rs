@@ -118,6 +118,8 @@ pub(super) struct Collector {
     mismatched: BTreeMap<String, bool>,
     restarts: Vec<String>,
     undo: BTreeMap<usize, String>,
+    /// Each step's last forward result (`ActionFinished` in the `do` direction).
+    did: BTreeMap<usize, String>,
     window: Window,
     first_at: Option<Ts>,
     last_at: Option<Ts>,
@@ -136,6 +138,7 @@ impl Collector {
             mismatched: BTreeMap::new(),
             restarts: Vec::new(),
             undo: BTreeMap::new(),
+            did: BTreeMap::new(),
             first_at: None,
             last_at: None,
         }
@@ -490,6 +493,9 @@ impl Collector {
                     by: format!("{step} {how}"),
                 });
             }
+            if direction == Direction::Do {
+                self.did.insert(i, clean(message));
+            }
             if direction == Direction::Undo {
                 let verdict = if ok { "undone" } else { "UNDO FAILED" };
                 self.undo
@@ -613,7 +619,13 @@ impl Collector {
                         (Some(a), Some(b)) if b >= a => Some(secs(b - a)),
                         _ => None,
                     },
-                    message: s.message.as_deref().map(clean),
+                    // The action's own result: the fold's message is the latest of the step's
+                    // (an undo's replaces it), and the undo has its own column.
+                    message: self
+                        .did
+                        .get(&i)
+                        .cloned()
+                        .or_else(|| s.message.as_deref().map(clean)),
                     undo: self.undo.get(&i).cloned(),
                 }
             })
