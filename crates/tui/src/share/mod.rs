@@ -12,6 +12,7 @@
 pub mod client;
 pub mod protocol;
 pub mod server;
+pub mod tls;
 
 pub use client::{
     AttachEnd, AttachError, AttachScreen, Incoming, PeerAction, PeerLink, Watcher, Welcome,
@@ -19,3 +20,4 @@ pub use client::{
 };
 pub use protocol::AttachToken;
 pub use server::{ShareAddr, ShareError, ShareHandle, ShareOptions, start_share};
+pub use tls::Fingerprint;
