@@ -256,7 +256,7 @@ pub struct AttachArgs {
     /// The SHA-256 fingerprint of the driver's TLS certificate, from the attach command its
     /// cockpit shows (T): required for a TCP address, pinned (the connection is refused if
     /// the driver's certificate differs). A Unix socket needs none.
-    #[arg(long, value_name = "SHA256:HEX")]
+    #[arg(long, value_name = "SHA256:...")]
     pub fingerprint: Option<Fingerprint>,
     /// Your name, as the driver's status bar and your approvals show it.
     #[arg(long, env = "USER")]

@@ -10,6 +10,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -19,7 +21,9 @@ use sha2::{Digest, Sha256};
 /// The name in the certificate and the one the peer asks for; only the pin is checked.
 const CERT_NAME: &str = "cutover-share";
 
-/// The SHA-256 of a certificate's DER encoding, written `SHA256:<64 hex digits>`.
+/// The SHA-256 of a certificate's DER encoding, written as OpenSSH writes key
+/// fingerprints, `SHA256:` and unpadded base64 (43 characters, so the attach command fits
+/// the cockpit's notice line); 64 hex digits are accepted too.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint([u8; 32]);
 
@@ -31,7 +35,7 @@ impl Fingerprint {
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SHA256:{}", hex::encode(self.0))
+        write!(f, "SHA256:{}", STANDARD_NO_PAD.encode(self.0))
     }
 }
 
@@ -55,7 +59,8 @@ pub struct BadFingerprint {
 impl FromStr for Fingerprint {
     type Err = BadFingerprint;
 
-    /// `SHA256:` (any case, optional) then 64 hex digits, colons between bytes allowed.
+    /// `SHA256:` (any case, optional) then 43 base64 characters (padding optional), or 64
+    /// hex digits with optional colons between bytes.
     fn from_str(s: &str) -> Result<Fingerprint, BadFingerprint> {
         let bad = |reason| BadFingerprint {
             given: s.to_string(),
@@ -68,9 +73,18 @@ impl FromStr for Fingerprint {
         };
         let digits: String = t.chars().filter(|c| *c != ':').collect();
         let mut out = [0u8; 32];
-        hex::decode_to_slice(&digits, &mut out)
-            .map_err(|_| bad("it is not SHA256: followed by 64 hexadecimal digits"))?;
-        Ok(Fingerprint(out))
+        if hex::decode_to_slice(&digits, &mut out).is_ok() {
+            return Ok(Fingerprint(out));
+        }
+        match STANDARD_NO_PAD.decode(t.trim_end_matches('=')) {
+            Ok(bytes) if bytes.len() == 32 => {
+                out.copy_from_slice(&bytes);
+                Ok(Fingerprint(out))
+            }
+            _ => Err(bad(
+                "it is not SHA256: followed by 43 base64 characters (or 64 hexadecimal digits)",
+            )),
+        }
     }
 }
 
@@ -209,13 +223,17 @@ mod tests {
     fn fingerprints_print_and_parse_back() {
         let fp = Fingerprint::of(b"cert");
         let s = fp.to_string();
-        assert!(s.starts_with("SHA256:") && s.len() == 7 + 64, "{s}");
+        assert!(s.starts_with("SHA256:") && s.len() == 7 + 43, "{s}");
         assert_eq!(s.parse::<Fingerprint>().unwrap(), fp);
-        assert_eq!(s.to_lowercase().parse::<Fingerprint>().unwrap(), fp);
-        assert_eq!(s[7..].to_uppercase().parse::<Fingerprint>().unwrap(), fp);
+        let padded = format!("sha256:{}=", &s[7..]);
+        assert_eq!(padded.parse::<Fingerprint>().unwrap(), fp);
+        assert_eq!(s[7..].parse::<Fingerprint>().unwrap(), fp);
+        let hex = hex::encode(fp.0);
+        assert_eq!(hex.to_uppercase().parse::<Fingerprint>().unwrap(), fp);
+        assert_eq!(format!("SHA256:{hex}").parse::<Fingerprint>().unwrap(), fp);
         let err = "SHA256:abc".parse::<Fingerprint>().unwrap_err().to_string();
         assert!(
-            err.contains("64 hexadecimal digits") && err.contains("press T"),
+            err.contains("43 base64 characters") && err.contains("press T"),
             "{err}"
         );
     }
