@@ -648,6 +648,21 @@ async fn a_client_pinning_another_fingerprint_is_refused_before_any_event() {
         "{msg}"
     );
 
+    // ... and so it is from the command line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["attach", &d.addr().to_string(), "--name", "ann"])
+        .env("CUTOVER_ATTACH_TOKEN", d.token().reveal())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--fingerprint") && stderr.contains("press T"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(d.token().reveal()), "{stderr}");
+
     let s = d.state().await;
     assert!(!s.peers.contains("mallory"));
     assert!(

@@ -202,7 +202,7 @@ pub(super) async fn handshake<R: AsyncRead + Unpin>(
     let msg = match first {
         Err(_) => {
             return Err(Refusal::new(format!(
-                "no hello within {} (attach with `cutover attach ADDR --token T`)",
+                "no hello within {} (attach with the command the driver's cockpit shows, T)",
                 humantime::format_duration(ctx.handshake_timeout)
             )));
         }
