@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::Format;
-use crate::share::{AttachToken, ShareAddr, ShareError, ShareOptions};
+use crate::share::{AttachToken, Fingerprint, ShareAddr, ShareError, ShareOptions};
 use crate::sim::Fault;
 
 /// A terminal cockpit for the maintenance window of a live database migration.
@@ -243,7 +243,7 @@ impl ShareArgs {
     }
 }
 
-/// `cutover attach ADDR --token T [--name N]`.
+/// `cutover attach ADDR --token T --fingerprint SHA256:... [--name N]`.
 #[derive(Clone, Debug, Args)]
 pub struct AttachArgs {
     /// The driver's --share address (127.0.0.1:PORT, or a Unix socket path).
@@ -253,6 +253,11 @@ pub struct AttachArgs {
     /// out of the process list).
     #[arg(long, env = "CUTOVER_ATTACH_TOKEN", hide_env_values = true)]
     pub token: AttachToken,
+    /// The SHA-256 fingerprint of the driver's TLS certificate, from the attach command its
+    /// cockpit shows (T): required for a TCP address, pinned (the connection is refused if
+    /// the driver's certificate differs). A Unix socket needs none.
+    #[arg(long, value_name = "SHA256:...")]
+    pub fingerprint: Option<Fingerprint>,
     /// Your name, as the driver's status bar and your approvals show it.
     #[arg(long, env = "USER")]
     pub name: String,

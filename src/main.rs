@@ -212,9 +212,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Attach(args) => {
             let theme = cutover::ui::Theme::resolve(args.theme.as_deref())?;
-            let end =
-                cutover::share::run_attach(&args.share_addr()?, &args.token, &args.name, &theme)
-                    .await?;
+            let end = cutover::share::run_attach(
+                &args.share_addr()?,
+                args.fingerprint.as_ref(),
+                &args.token,
+                &args.name,
+                &theme,
+            )
+            .await?;
             if let cutover::share::AttachEnd::Disconnected(why) = end {
                 eprintln!("cutover: the shared session ended: {why}");
             }

@@ -15,11 +15,12 @@ use cutover::session::{Session, SessionConfig};
 use cutover::share::protocol::{
     self, DriverMsg, FrameReader, MAX_DRIVER_FRAME, MAX_PEER_FRAME, PROTOCOL, PeerMsg, VERSION,
 };
+use cutover::share::tls::{self, TlsStream};
 use cutover::share::{
     AttachError, AttachToken, Incoming, PeerLink, ShareAddr, ShareError, ShareHandle, ShareOptions,
     Watcher, Welcome, connect, start_share,
 };
-use cutover::share::{AttachScreen, PeerAction};
+use cutover::share::{AttachScreen, Fingerprint, PeerAction};
 use cutover::source::BoxFuture;
 use cutover::state::{State, StepStatus};
 use cutover::ui::{self, Mode, Theme, UiState};
@@ -27,7 +28,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::text::Line;
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -117,6 +118,8 @@ struct Driver {
     share: Option<ShareHandle>,
     addr: ShareAddr,
     token: AttachToken,
+    /// The TLS certificate's fingerprint (TCP shares only).
+    pin: Option<Fingerprint>,
     transcript: Option<PathBuf>,
     /// Every event recorded, in order (the state's log keeps only the newest lines).
     recorded: Arc<Mutex<Vec<Event>>>,
@@ -125,6 +128,7 @@ struct Driver {
 struct DriverOpts {
     share: ShareOptions,
     sessions_dir: Option<PathBuf>,
+    operator: String,
 }
 
 impl Default for DriverOpts {
@@ -132,6 +136,7 @@ impl Default for DriverOpts {
         DriverOpts {
             share: ShareOptions::new("127.0.0.1:0".parse().unwrap()),
             sessions_dir: None,
+            operator: "op".into(),
         }
     }
 }
@@ -141,7 +146,7 @@ async fn start_driver(opts: DriverOpts) -> Driver {
     let (mut session, mut inbox) = Session::open(SessionConfig {
         plan: plan(),
         mode: "test".into(),
-        operator: "op".into(),
+        operator: opts.operator,
         sessions_dir: opts.sessions_dir,
         actuator: Some(Arc::new(Noop)),
         sign_key: None,
@@ -184,6 +189,7 @@ async fn start_driver(opts: DriverOpts) -> Driver {
         folded,
         addr: share.addr().clone(),
         token: share.token().clone(),
+        pin: share.fingerprint().copied(),
         share: Some(share),
         transcript,
         recorded,
@@ -201,6 +207,10 @@ impl Driver {
 
     fn token(&self) -> AttachToken {
         self.token.clone()
+    }
+
+    fn pin(&self) -> Option<&Fingerprint> {
+        self.pin.as_ref()
     }
 
     /// Whether a recorded note contains `needle`.
@@ -308,7 +318,7 @@ struct Peer {
 }
 
 async fn attach(d: &Driver, name: &str) -> Peer {
-    let (welcome, link) = connect(&d.addr(), &d.token(), name)
+    let (welcome, link) = connect(&d.addr(), d.pin(), &d.token(), name)
         .await
         .expect("attach succeeds");
     let w = Watcher::new(Arc::clone(&welcome.plan));
@@ -397,11 +407,23 @@ fn assert_same_state(peer: &State, driver: &State) {
 // ---------------------------------------------------------------------------------------
 // Raw connections, for what a well-behaved client never sends.
 
-async fn raw(d: &Driver) -> TcpStream {
+/// A TCP connection with no TLS: what a plaintext client (or a port scanner) opens.
+async fn plain(d: &Driver) -> TcpStream {
     let ShareAddr::Tcp(sa) = d.addr() else {
         panic!("a TCP share")
     };
     TcpStream::connect(sa).await.unwrap()
+}
+
+/// A TLS connection pinned to the driver's certificate, for writing raw frames.
+async fn raw(d: &Driver) -> TlsStream<TcpStream> {
+    pinned(d, plain(d).await).await
+}
+
+async fn pinned(d: &Driver, tcp: TcpStream) -> TlsStream<TcpStream> {
+    tls::connect_pinned(tcp, *d.pin().expect("a TCP share has a fingerprint"))
+        .await
+        .expect("the TLS handshake with the pinned certificate succeeds")
 }
 
 fn hello(token: &AttachToken, name: &str, version: u32) -> Vec<u8> {
@@ -513,7 +535,7 @@ async fn a_late_joiner_catches_up_from_the_transcript() {
 async fn a_wrong_token_is_refused_and_the_right_one_still_works() {
     let mut d = start_driver(DriverOpts::default()).await;
     let wrong = AttachToken::new("0".repeat(40));
-    let err = connect(&d.addr(), &wrong, "mallory")
+    let err = connect(&d.addr(), d.pin(), &wrong, "mallory")
         .await
         .err()
         .expect("refused");
@@ -533,7 +555,7 @@ async fn a_wrong_token_is_refused_and_the_right_one_still_works() {
     // A prefix of the right token is wrong too.
     let prefix = AttachToken::new(&d.token().reveal()[..20]);
     assert!(matches!(
-        connect(&d.addr(), &prefix, "mallory").await,
+        connect(&d.addr(), d.pin(), &prefix, "mallory").await,
         Err(AttachError::Refused { .. })
     ));
 
@@ -541,6 +563,164 @@ async fn a_wrong_token_is_refused_and_the_right_one_still_works() {
     d.ingest(vec![note("still serving")]).await;
     p.wait_for("the note", |w| logged(&w.state, "still serving"))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_client_is_refused_and_receives_no_event_byte() {
+    let d = start_driver(DriverOpts::default()).await;
+    d.ingest(vec![note("for pinned eyes only")]).await;
+    // A client that skips TLS and writes a perfectly good hello, right token included.
+    let mut s = plain(&d).await;
+    // The driver may close before the write lands; what matters is what comes back.
+    let _ = s.write_all(&hello(&d.token(), "plain", VERSION)).await;
+    let mut got = Vec::new();
+    // A reset counts as a close (`Err`); either way, at most a TLS alert record (type 21)
+    // came back.
+    let _closed = tokio::time::timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .expect("the driver closes a plaintext connection");
+    assert!(
+        got.len() <= 7 && got.first().is_none_or(|b| *b == 0x15),
+        "a plaintext client got {} bytes: {got:?}",
+        got.len()
+    );
+    assert!(!matches!(
+        FrameReader::new(&got[..], MAX_DRIVER_FRAME)
+            .next_msg::<DriverMsg>()
+            .await,
+        Ok(Some(_))
+    ));
+    let s = d.state().await;
+    assert!(!s.peers.contains("plain"), "not admitted");
+    assert!(
+        !logged(&s, "the attach token is wrong"),
+        "its hello was never read"
+    );
+
+    // The right fingerprint and token still attach.
+    let mut p = attach(&d, "ann").await;
+    p.wait_for("the note", |w| logged(&w.state, "for pinned eyes only"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_pinning_another_fingerprint_is_refused_before_any_event() {
+    let d = start_driver(DriverOpts::default()).await;
+    d.ingest(vec![note("for pinned eyes only")]).await;
+    let pin = *d.pin().unwrap();
+    assert!(
+        d.share()
+            .attach_command()
+            .ends_with(&format!("--fingerprint {pin}")),
+        "{pin}"
+    );
+    let wrong = Fingerprint::of(b"a certificate the relay made");
+    assert_ne!(wrong, pin);
+
+    let err = connect(&d.addr(), Some(&wrong), &d.token(), "mallory")
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, AttachError::Fingerprint { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&wrong.to_string()) && msg.contains("--fingerprint"),
+        "{msg}"
+    );
+    assert!(!msg.contains(d.token().reveal()), "{msg}");
+
+    // At the TLS level: the handshake fails, so not one frame can arrive.
+    let failed = tls::connect_pinned(plain(&d).await, wrong)
+        .await
+        .expect_err("the handshake fails on the pin");
+    assert!(tls::is_pin_mismatch(&failed), "{failed}");
+
+    // No fingerprint for a TCP address is a clear error, before any connection.
+    let err = connect(&d.addr(), None, &d.token(), "ann")
+        .await
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, AttachError::NoFingerprint { .. })
+            && msg.contains("--fingerprint")
+            && msg.contains("press T"),
+        "{msg}"
+    );
+
+    // ... and so it is from the command line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["attach", &d.addr().to_string(), "--name", "ann"])
+        .env("CUTOVER_ATTACH_TOKEN", d.token().reveal())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--fingerprint") && stderr.contains("press T"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(d.token().reveal()), "{stderr}");
+
+    let s = d.state().await;
+    assert!(!s.peers.contains("mallory"));
+    assert!(
+        !logged(&s, "the attach token is wrong"),
+        "no token was sent"
+    );
+    let mut p = attach(&d, "ann").await;
+    p.wait_for("the note", |w| logged(&w.state, "for pinned eyes only"))
+        .await;
+}
+
+/// The reason the driver gives a raw hello with `name`.
+async fn refusal_of(d: &Driver, name: &str) -> String {
+    let mut s = raw(d).await;
+    s.write_all(&hello(&d.token(), name, VERSION))
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut s).await;
+    assert!(
+        !got.iter().any(|m| matches!(m, DriverMsg::Hello { .. })),
+        "{name:?} was admitted"
+    );
+    bye_reason(&got)
+        .unwrap_or_else(|| panic!("{name:?}: no reason given: {got:?}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_characters_and_the_drivers_name_in_disguise_are_refused() {
+    let mut d = start_driver(DriverOpts {
+        operator: "olga".into(),
+        ..DriverOpts::default()
+    })
+    .await;
+    let reason = refusal_of(&d, "ol\u{200b}ga").await;
+    assert!(
+        reason.contains("U+200B") && reason.contains("--name"),
+        "{reason}"
+    );
+    let reason = refusal_of(&d, "\u{202e}agl\u{202c}o").await;
+    assert!(reason.contains("U+202E"), "{reason}");
+    for disguise in ["OLGA", "ｏｌｇａ", " Olga "] {
+        let reason = refusal_of(&d, disguise).await;
+        assert!(
+            reason.contains("driver's own name"),
+            "{disguise:?}: {reason}"
+        );
+    }
+    let s = d.state().await;
+    assert!(s.peers.is_empty(), "{:?}", s.peers);
+
+    // A fullwidth name is admitted in its NFKC form, and that is the name it is shown under.
+    let p = attach(&d, "ｂｏｂ").await;
+    assert_eq!(p.welcome.name, "bob");
+    d.wait_for("bob listed", |s| s.peers.contains("bob")).await;
+    // ... so "BOB" is then the same person, already attached.
+    let reason = refusal_of(&d, "BOB").await;
+    assert!(reason.contains("already attached"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,7 +761,7 @@ async fn oversized_and_garbage_frames_close_only_that_connection() {
     // An admitted peer that sends an oversized frame is dropped, and recorded as such.
     // (Read up to the catch-up marker first: a close with unread bytes may reset the
     // connection, and what matters here is what the driver does, not what bob reads.)
-    let (r, mut w) = raw(&d).await.into_split();
+    let (r, mut w) = tokio::io::split(raw(&d).await);
     w.write_all(&hello(&d.token(), "bob", VERSION))
         .await
         .unwrap();
@@ -657,7 +837,7 @@ async fn a_wrong_version_or_a_taken_name_is_refused_with_the_reason() {
     );
 
     let _ann = attach(&d, "ann").await;
-    let err = connect(&d.addr(), &d.token(), "ann")
+    let err = connect(&d.addr(), d.pin(), &d.token(), "ann")
         .await
         .err()
         .unwrap()
@@ -666,13 +846,13 @@ async fn a_wrong_version_or_a_taken_name_is_refused_with_the_reason() {
         err.contains("already attached") && err.contains("--name"),
         "{err}"
     );
-    let err = connect(&d.addr(), &d.token(), "op")
+    let err = connect(&d.addr(), d.pin(), &d.token(), "op")
         .await
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("driver's own name"), "{err}");
-    let err = connect(&d.addr(), &d.token(), "  ")
+    let err = connect(&d.addr(), d.pin(), &d.token(), "  ")
         .await
         .err()
         .unwrap()
@@ -702,7 +882,7 @@ async fn a_peer_that_stops_reading_is_dropped_and_the_driver_never_waits() {
     };
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let mut stalled = socket.connect(sa).await.unwrap();
+    let mut stalled = pinned(&d, socket.connect(sa).await.unwrap()).await;
     stalled
         .write_all(&hello(&d.token(), "stuck", VERSION))
         .await
@@ -911,7 +1091,7 @@ async fn sharing_stops_with_the_sessions_end_then_a_goodbye() {
         "the session's end arrived before the goodbye"
     );
     assert_eq!(p.w.closed.as_deref(), Some("the session ended"));
-    let err = connect(&d.addr(), &d.token(), "late")
+    let err = connect(&d.addr(), d.pin(), &d.token(), "late")
         .await
         .err()
         .expect("no longer listening");
@@ -946,7 +1126,7 @@ async fn attach_works_over_a_unix_socket_that_only_the_owner_can_open() {
     let path = dir.path().join("cutover.sock");
     let d = start_driver(DriverOpts {
         share: ShareOptions::new(ShareAddr::Unix(path.clone())),
-        sessions_dir: None,
+        ..DriverOpts::default()
     })
     .await;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
@@ -970,8 +1150,8 @@ async fn attach_works_over_a_unix_socket_that_only_the_owner_can_open() {
 async fn the_token_never_reaches_the_transcript_or_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = start_driver(DriverOpts {
-        share: ShareOptions::new("127.0.0.1:0".parse().unwrap()),
         sessions_dir: Some(dir.path().to_path_buf()),
+        ..DriverOpts::default()
     })
     .await;
     let token = d.token();
@@ -989,7 +1169,7 @@ async fn the_token_never_reaches_the_transcript_or_the_log() {
     guess[0] = if guess[0] == b'a' { b'b' } else { b'a' };
     let guess = String::from_utf8(guess).unwrap();
     assert!(
-        connect(&d.addr(), &AttachToken::new(guess.clone()), "eve")
+        connect(&d.addr(), d.pin(), &AttachToken::new(guess.clone()), "eve")
             .await
             .is_err()
     );
@@ -1271,8 +1451,9 @@ async fn a_second_process_attaches_sees_the_drivers_screen_and_approves() {
     d.ingest(vec![note("before bob")]).await;
     let addr = d.addr().to_string();
     let token = d.token();
+    let pin = d.pin().unwrap().to_string();
     let mut pty = Pty::spawn(
-        &["attach", &addr, "--name", "bob"],
+        &["attach", &addr, "--fingerprint", &pin, "--name", "bob"],
         &[("CUTOVER_ATTACH_TOKEN", token.reveal())],
     );
 

@@ -175,6 +175,13 @@ fn the_attach_token_is_shown_in_the_cockpit_and_not_left_in_the_terminal() {
     );
     term.wait_for("[REHEARSAL]", T);
     term.wait_for("--token", T);
+    // The whole command fits the notice line, the certificate's fingerprint included.
+    term.wait_until("the whole fingerprint in the notice", T, |s| {
+        s.split("--fingerprint SHA256:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|fp| fp.len() == 43)
+    });
     // Any key hides it; T shows it again.
     term.send("j");
     term.wait_until("the token to be hidden", T, |s| !s.contains("--token"));
@@ -187,4 +194,5 @@ fn the_attach_token_is_shown_in_the_cockpit_and_not_left_in_the_terminal() {
     });
     let screen = term.screen();
     assert!(!screen.contains("--token"), "{screen}");
+    assert!(!screen.contains("--fingerprint"), "{screen}");
 }

@@ -27,6 +27,7 @@ use super::protocol::{
     ProtocolError, SessionInfo, VERSION,
 };
 use super::server::ShareAddr;
+use super::tls::Fingerprint;
 use crate::ui::{self, Intent, Mode, Theme, UiState};
 use cutover_core::event::Event;
 use cutover_core::plan::Plan;
@@ -40,6 +41,25 @@ pub enum AttachError {
          another host, forward the port first: ssh -L 7878:127.0.0.1:7878 DRIVER-HOST)"
     )]
     Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "attaching to {addr} over TCP needs --fingerprint SHA256:... (it is in the attach \
+         command the driver's cockpit shows: press T there)"
+    )]
+    NoFingerprint { addr: String },
+    #[error(
+        "the driver at {addr} presented a certificate that is not the one pinned with \
+         --fingerprint {pin}: refusing to send the token (copy the attach command again from \
+         the driver's cockpit, T; if it matches, something between you and the driver is \
+         intercepting the connection)"
+    )]
+    Fingerprint { addr: String, pin: Fingerprint },
+    #[error(
+        "the TLS handshake with {addr} failed: {source} (is it a cutover driver sharing on TCP?)"
+    )]
+    Tls {
         addr: String,
         source: std::io::Error,
     },
@@ -148,20 +168,47 @@ impl Drop for PeerLink {
 type ConnRead = Box<dyn AsyncRead + Send + Unpin>;
 type ConnWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-async fn dial(addr: &ShareAddr) -> std::io::Result<(ConnRead, ConnWrite)> {
+/// Connects: over TCP, TLS pinned to `pin` (within the process's connect deadline); over
+/// a Unix socket, plain.
+async fn dial(
+    addr: &ShareAddr,
+    pin: Option<&Fingerprint>,
+) -> Result<(ConnRead, ConnWrite), AttachError> {
+    let a = addr.to_string();
+    let conn_err = |source| AttachError::Connect {
+        addr: a.clone(),
+        source,
+    };
     match addr {
         ShareAddr::Tcp(sa) => {
-            let s =
-                cutover_runtime::net::within(&sa.to_string(), tokio::net::TcpStream::connect(sa))
+            let pin = *pin.ok_or_else(|| AttachError::NoFingerprint { addr: a.clone() })?;
+            let opened = cutover_runtime::net::within(&a, async {
+                let s = tokio::net::TcpStream::connect(sa)
                     .await
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::TimedOut, e))??;
-            // Latency matters more than packet count (approvals, heartbeats).
-            let _ = s.set_nodelay(true);
-            let (r, w) = s.into_split();
+                    .map_err(&conn_err)?;
+                // Latency matters more than packet count (approvals, heartbeats).
+                let _ = s.set_nodelay(true);
+                super::tls::connect_pinned(s, pin).await.map_err(|e| {
+                    if super::tls::is_pin_mismatch(&e) {
+                        AttachError::Fingerprint {
+                            addr: a.clone(),
+                            pin,
+                        }
+                    } else {
+                        AttachError::Tls {
+                            addr: a.clone(),
+                            source: e,
+                        }
+                    }
+                })
+            })
+            .await
+            .map_err(|e| conn_err(std::io::Error::new(std::io::ErrorKind::TimedOut, e)))??;
+            let (r, w) = tokio::io::split(opened);
             Ok((Box::new(r), Box::new(w)))
         }
         ShareAddr::Unix(p) => {
-            let s = tokio::net::UnixStream::connect(p).await?;
+            let s = tokio::net::UnixStream::connect(p).await.map_err(conn_err)?;
             let (r, w) = s.into_split();
             Ok((Box::new(r), Box::new(w)))
         }
@@ -172,14 +219,12 @@ async fn dial(addr: &ShareAddr) -> std::io::Result<(ConnRead, ConnWrite)> {
 /// session from its first event.
 pub async fn connect(
     addr: &ShareAddr,
+    pin: Option<&Fingerprint>,
     token: &AttachToken,
     name: &str,
 ) -> Result<(Welcome, PeerLink), AttachError> {
     let a = addr.to_string();
-    let (r, mut w) = dial(addr).await.map_err(|source| AttachError::Connect {
-        addr: a.clone(),
-        source,
-    })?;
+    let (r, mut w) = dial(addr, pin).await?;
     let proto = |source| AttachError::Protocol {
         addr: a.clone(),
         source,
@@ -663,11 +708,12 @@ const DRAIN: usize = 10_000;
 /// taken over, so they print plainly.
 pub async fn run_attach(
     addr: &ShareAddr,
+    pin: Option<&Fingerprint>,
     token: &AttachToken,
     name: &str,
     theme: &Theme,
 ) -> anyhow::Result<AttachEnd> {
-    let (welcome, mut link) = connect(addr, token, name).await?;
+    let (welcome, mut link) = connect(addr, pin, token, name).await?;
     if let Some(key) = &welcome.info.transcript_key {
         // On the main screen, so it is there after the cockpit closes: an anchor the driver
         // cannot take back (`cutover verify FILE --key KEY`).

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::ShareOptions;
+use super::listener::same_name;
 use crate::share::protocol::{self, DriverMsg, Frame, MAX_DRIVER_FRAME};
 use cutover_core::event::{Event, now_ms};
 use cutover_core::plan::Plan;
@@ -214,17 +215,13 @@ impl Hub {
         if self.closed {
             return Err("the driver has stopped sharing".into());
         }
-        if name.eq_ignore_ascii_case(&self.operator) {
+        if same_name(&name, &self.operator) {
             return Err(format!(
                 "\"{name}\" is the driver's own name; attach with --name YOUR-NAME (a driver cannot \
                  approve its own steps)"
             ));
         }
-        if self
-            .peers
-            .values()
-            .any(|p| p.name.eq_ignore_ascii_case(&name))
-        {
+        if self.peers.values().any(|p| same_name(&p.name, &name)) {
             return Err(format!(
                 "a peer named \"{name}\" is already attached; attach with --name OTHER-NAME"
             ));

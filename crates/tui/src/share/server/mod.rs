@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{AttachToken, SessionInfo};
+use super::tls::{self, Fingerprint};
 use cutover_core::event::Event;
 use cutover_runtime::session::Session;
 use hub::{History, Hub, HubMsg, run_hub};
@@ -122,6 +123,8 @@ pub enum ShareError {
     PathExists { path: String },
     #[error("cannot share this session: {reason}")]
     Backlog { reason: String },
+    #[error("cannot share over TLS: {reason}")]
+    Tls { reason: String },
 }
 
 /// How to share a session.
@@ -164,6 +167,7 @@ impl ShareOptions {
 pub struct ShareHandle {
     token: AttachToken,
     addr: ShareAddr,
+    fingerprint: Option<Fingerprint>,
     hub: mpsc::UnboundedSender<HubMsg>,
     stop: CancellationToken,
     accept: Option<JoinHandle<()>>,
@@ -175,6 +179,7 @@ impl fmt::Debug for ShareHandle {
         f.debug_struct("ShareHandle")
             .field("addr", &self.addr)
             .field("token", &self.token)
+            .field("fingerprint", &self.fingerprint)
             .finish_non_exhaustive()
     }
 }
@@ -190,14 +195,23 @@ impl ShareHandle {
         &self.addr
     }
 
-    /// The command a colleague runs, token included: print it to the driver's terminal,
-    /// never to a log.
+    /// The fingerprint of this session's TLS certificate (TCP only; a Unix socket is plain).
+    pub fn fingerprint(&self) -> Option<&Fingerprint> {
+        self.fingerprint.as_ref()
+    }
+
+    /// The command a colleague runs, token and fingerprint included: show it in the
+    /// driver's cockpit, never in a log.
     pub fn attach_command(&self) -> String {
-        format!(
+        let mut cmd = format!(
             "cutover attach {} --token {}",
             self.addr,
             self.token.reveal()
-        )
+        );
+        if let Some(fp) = &self.fingerprint {
+            cmd.push_str(&format!(" --fingerprint {fp}"));
+        }
+        cmd
     }
 
     /// Stops accepting, sends every peer what is still queued and a goodbye, and waits (at
@@ -246,7 +260,16 @@ pub async fn start_share(
 ) -> Result<ShareHandle, ShareError> {
     check_exposure(&opts.addr, opts.allow_remote)?;
     let backlog = recorded_so_far(session)?;
-    let (listener, addr, socket_path) = bind(&opts.addr).await?;
+    // A fresh certificate per session: its fingerprint, in the attach command, is what a
+    // peer pins.
+    let tls = match &opts.addr {
+        ShareAddr::Tcp(_) => Some(tls::server().map_err(|e| ShareError::Tls {
+            reason: e.to_string(),
+        })?),
+        ShareAddr::Unix(_) => None,
+    };
+    let fingerprint = tls.as_ref().map(|t| t.fingerprint);
+    let (listener, addr, socket_path) = bind(&opts.addr, tls.map(|t| t.acceptor)).await?;
     if opts.allow_remote {
         tracing::warn!(%addr, "sharing on a non-loopback address (--allow-remote)");
     }
@@ -302,6 +325,7 @@ pub async fn start_share(
     Ok(ShareHandle {
         token,
         addr,
+        fingerprint,
         hub: hub_tx,
         stop,
         accept: Some(accept),

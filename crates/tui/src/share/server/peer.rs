@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{Backlog, Grant, HubMsg, PeerCtl, encode_for_peers};
-use super::listener::{ConnRead, ConnWrite, Refusal, handshake};
+use super::listener::{Accepted, ConnRead, ConnWrite, Refusal, handshake};
 use crate::share::protocol::{
     self, AttachToken, DriverMsg, Frame, FrameReader, MAX_DRIVER_FRAME, MAX_PEER_FRAME, PROTOCOL,
     PeerMsg, ProtocolError, SessionInfo, VERSION,
@@ -28,7 +28,24 @@ pub(super) struct PeerCtx {
 /// How long a goodbye may take to send before the connection is simply closed.
 const BYE_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub(super) async fn serve_peer(r: ConnRead, w: ConnWrite, from: String, ctx: Arc<PeerCtx>) {
+pub(super) async fn serve_peer(conn: Accepted, from: String, ctx: Arc<PeerCtx>) {
+    let (r, w) = match conn.open(ctx.handshake_timeout).await {
+        Ok(rw) => rw,
+        Err(refusal) => {
+            // Nothing can be said to a peer without TLS; the hub logs why (and is gone
+            // only when sharing stopped).
+            let _ = ctx.hub.send(HubMsg::Refused {
+                from,
+                reason: refusal.reason,
+                record: refusal.record,
+            });
+            return;
+        }
+    };
+    serve_open(r, w, from, ctx).await;
+}
+
+async fn serve_open(r: ConnRead, w: ConnWrite, from: String, ctx: Arc<PeerCtx>) {
     let mut reader = FrameReader::new(r, MAX_PEER_FRAME);
     let mut w = BufWriter::with_capacity(64 * 1024, w);
     let admitted = match handshake(&mut reader, &ctx).await {
