@@ -1028,6 +1028,20 @@ fn classify(info: &[LineInfo], i: usize, cause: Cause, lines: usize, program: &s
         Cause::Seq { found, expected } => classify_seq(info, i, found, expected),
         Cause::Chain => classify_chain(info, i),
         Cause::TooLong => problem(i, ProblemKind::TooLong, too_long(i)),
+        // A signed line the next line no longer chains to was changed in place: that is
+        // an edit, whether or not the line happened to carry a signature.
+        Cause::Signature(_)
+            if line_at(info, i + 1).is_some_and(|n| n.prev64 != Some(info[i - 1].h64)) =>
+        {
+            problem(
+                i,
+                ProblemKind::Edited,
+                format!(
+                    "line {i} was edited: line {} no longer chains to it, and its signature does not verify",
+                    i + 1
+                ),
+            )
+        }
         Cause::Signature(why) => problem(
             i,
             ProblemKind::Signature,
@@ -1797,6 +1811,44 @@ mod tests {
             anchored.render().contains("authorship: AUTHENTIC"),
             "{}",
             anchored.render()
+        );
+    }
+
+    #[test]
+    fn a_signed_line_edited_in_place_is_an_edit_not_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header();
+        h.plan_hash = hex::encode(Sha256::digest(h.plan_text.as_bytes()));
+        let mut r = Recorder::create(dir.path(), h).unwrap();
+        // Two batches: line 3 is the first batch's signed head, line 4 chains to it.
+        let note = |i: i64| Event::Note {
+            at: 1_700_000_000_000 + i * 1000,
+            text: format!("note {i}"),
+        };
+        r.append(&[note(0), note(1)]).unwrap();
+        r.append(&[note(2), note(3)]).unwrap();
+        let p = r.path().to_path_buf();
+        drop(r);
+        let mut l = lines(&p);
+        assert!(l[2].contains("\"sig\":"), "{}", l[2]);
+        l[2] = l[2].replace("note 1", "note X");
+        put(&p, &l);
+        let r = verify(&p);
+        let pr = r
+            .problem()
+            .unwrap_or_else(|| panic!("{}", r.render()))
+            .clone();
+        assert_eq!(
+            (pr.line, pr.kind),
+            (3, ProblemKind::Edited),
+            "{}",
+            r.render()
+        );
+        assert!(
+            r.render()
+                .contains(":3: EDITED: line 3 was edited: line 4 no longer chains to it"),
+            "{}",
+            r.render()
         );
     }
 
