@@ -229,6 +229,19 @@ pub struct ShareArgs {
     /// Allow --share on a wildcard or non-loopback address (prefer an SSH tunnel).
     #[arg(long, requires = "share")]
     pub allow_remote: bool,
+    /// Invite a colleague by name, with their own token: NAME (an observer) or
+    /// NAME:approver (may approve four-eyes steps). Repeatable. Without any, one shared
+    /// token admits observers only.
+    #[arg(long, value_name = "NAME[:ROLE]", requires = "share", value_parser = parse_invite)]
+    pub invite: Vec<crate::share::InviteSpec>,
+    /// Where the invites' attach commands are written, mode 0600 (default: the
+    /// transcript's path with `.invites` appended).
+    #[arg(long, value_name = "FILE", requires = "share")]
+    pub invites_file: Option<PathBuf>,
+}
+
+fn parse_invite(s: &str) -> Result<crate::share::InviteSpec, String> {
+    s.parse()
 }
 
 impl ShareArgs {
@@ -239,6 +252,8 @@ impl ShareArgs {
         };
         let mut opts = ShareOptions::new(addr.parse()?);
         opts.allow_remote = self.allow_remote;
+        opts.invites = self.invite.clone();
+        opts.invites_file = self.invites_file.clone();
         Ok(Some(opts))
     }
 }
@@ -429,6 +444,8 @@ pub struct ResumeArgs {
     pub force: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub share: ShareArgs,
 }
 
 #[cfg(test)]

@@ -301,7 +301,7 @@ async fn live_cmd(
     let sharing = match share {
         Some(opts) => {
             let handle = cutover::share::start_share(&mut session, opts).await?;
-            rehearse::announce_share(&handle, &mut ui_state);
+            rehearse::announce_share(&handle, &session.plan, &mut ui_state);
             Some(handle)
         }
         None => None,

@@ -184,7 +184,7 @@ pub async fn interactive(
     let sharing = match share {
         Some(opts) => {
             let handle = crate::share::start_share(&mut session, opts).await?;
-            announce_share(&handle, &mut ui_state);
+            announce_share(&handle, &session.plan, &mut ui_state);
             Some(handle)
         }
         None => None,
@@ -224,8 +224,12 @@ pub fn transcript_lines(session: &Session) -> String {
 /// Tells the driver how colleagues attach: in the cockpit's notice line only (`T` shows it
 /// again), never on stderr, where it would stay in the terminal's scrollback after the
 /// session. The token never goes to the transcript or the log.
-pub fn announce_share(handle: &crate::share::ShareHandle, ui_state: &mut crate::ui::UiState) {
-    let cmd = handle.attach_command();
-    ui_state.notice = Some(format!("share: {cmd}   (T shows it again)"));
-    ui_state.share_command = Some(cmd);
+pub fn announce_share(
+    handle: &crate::share::ShareHandle,
+    plan: &crate::plan::Plan,
+    ui_state: &mut crate::ui::UiState,
+) {
+    let control = handle.control();
+    ui_state.notice = Some(control.summary(plan));
+    ui_state.share = Some(control);
 }

@@ -546,10 +546,17 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
         );
     }
     let theme = Theme::resolve(args.theme.as_deref())?;
+    let share = args.share.options()?;
     let _old_lock = lock_interrupted(&args.file, args.force)?;
     let old = load(&args.file)?;
     eprint!("{}", old.describe());
     let mut r = reopen(&old, &args.sessions_dir, operator, &args.aws.overrides()).await?;
+    // Peers catch up on the interrupted session too: its events are kept while sharing.
+    let prior = if share.is_some() {
+        old.events.clone()
+    } else {
+        Vec::new()
+    };
     drop(old);
     if let Some(p) = r.session.transcript_path() {
         eprintln!("continuing in {}", p.display());
@@ -576,17 +583,29 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
     } else {
         Mode::Drive
     };
-    let ui_state = UiState::new(
+    let mut ui_state = UiState::new(
         mode,
         operator.to_string(),
         r.session.transcript_path().map(|p| p.display().to_string()),
     );
+    let sharing = match share {
+        Some(opts) => {
+            let handle = crate::share::start_share_after(&mut r.session, opts, &prior).await?;
+            crate::rehearse::announce_share(&handle, &r.session.plan, &mut ui_state);
+            Some(handle)
+        }
+        None => None,
+    };
+    drop(prior);
     let result = crate::app::run(&mut r.session, &mut r.inbox, ui_state, &theme).await;
     let reason = match &result {
         Ok(exit) => exit.reason(),
         Err(e) => format!("cockpit error: {e}"),
     };
     let session = finish(r, &reason).await?;
+    if let Some(handle) = sharing {
+        handle.shutdown("the session ended").await;
+    }
     result?;
     print!("{}", crate::rehearse::transcript_lines(&session));
     Ok(())

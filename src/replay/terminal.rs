@@ -87,7 +87,7 @@ async fn run_replay_with(
                         match intent {
                             Intent::Quit => return Ok(()),
                             // Read-only: nothing is recorded (the replay mode refuses it anyway).
-                            Intent::Record(_) => {}
+                            Intent::Record(_) | Intent::Share(_) => {}
                         }
                     }
                 }

@@ -9,6 +9,64 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch, UTC.
 pub type Ts = i64;
 
+/// What an attached peer may do: watch, or also approve four-eyes steps. The driver's
+/// invite decides it, never the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerRole {
+    Observer,
+    Approver,
+}
+
+impl PeerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerRole::Observer => "observer",
+            PeerRole::Approver => "approver",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an approver's cockpit had folded and showed when they approved: an approval is
+/// bound to it, and lapses when a gate of the step leaves green after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The stream position (1 = the session's first event) of the last batch head the
+    /// approver's cockpit had folded.
+    pub seq: u64,
+    /// The SHA-256 (hex) of that transcript line, a signed batch head; absent when the
+    /// session records no transcript.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// Each gate of the step as the approver saw it, in the plan's order.
+    pub gates: Vec<GateSeen>,
+    /// The approver's Ed25519 signature over the approval, when the plan names approvers'
+    /// keys (`[share] approvers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ApprovalSignature>,
+}
+
+/// One gate as an approver saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateSeen {
+    pub gate: String,
+    pub state: crate::state::GateState,
+}
+
+/// An approver's signature: the key (OpenSSH `ssh-ed25519 AAAA…` form) and the base64
+/// signature over the approval's canonical bytes (see the transcript crate's `approval`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalSignature {
+    pub key: String,
+    pub sig: String,
+}
+
 /// Which side of the migration a database reading or action refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -544,11 +602,14 @@ pub enum Event {
         step: String,
         by: String,
     },
-    /// A peer approved a step (four-eyes).
+    /// A peer approved a step (four-eyes). `seen` is what the approver's cockpit showed when
+    /// they approved (absent in transcripts written before approvals carried it).
     StepApproved {
         at: Ts,
         step: String,
         by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<Evidence>,
     },
     /// A step's action (or undo) began.
     ActionStarted {
@@ -614,10 +675,13 @@ pub enum Event {
         at: Ts,
         measures: WorldMeasures,
     },
-    /// Presence: who is watching (pairing).
+    /// Presence: who is watching (pairing). `role` is the invite's (absent in transcripts
+    /// written before invites: such a peer could approve).
     PeerJoined {
         at: Ts,
         peer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<PeerRole>,
     },
     PeerLeft {
         at: Ts,

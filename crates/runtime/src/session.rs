@@ -13,8 +13,10 @@ use cutover_core::plan::Plan;
 use cutover_core::state::{Effect, State};
 use cutover_transcript::{Header, Recorder, seek};
 
-/// Subscribers that see every recorded event, in order (pairing streams them to peers).
-pub type Tap = Box<dyn FnMut(&[Event]) + Send>;
+/// Subscribers that see every recorded event, in order (pairing streams them to peers),
+/// with the hash of the batch's last transcript line (its signed head; `None` without a
+/// transcript).
+pub type Tap = Box<dyn FnMut(&[Event], Option<&str>) + Send>;
 
 /// Observers of the state after each ingested batch is folded (the replay determinism test
 /// draws it; nothing in the program needs it).
@@ -307,8 +309,9 @@ fn record_and_fold(
                 )
             })?;
         }
+        let head = recorder.as_deref().map(Recorder::last_hash);
         for tap in taps.iter_mut() {
-            tap(part);
+            tap(part, head);
         }
         for ev in part {
             for e in state.apply(ev) {

@@ -610,6 +610,15 @@ mod kind_tests {
                 at: 5,
                 step: s("a"),
                 by: s("b"),
+                seen: Some(cutover_core::event::Evidence {
+                    seq: 4,
+                    head: Some(s("ab")),
+                    gates: vec![cutover_core::event::GateSeen {
+                        gate: s("x == 1"),
+                        state: cutover_core::state::GateState::Green,
+                    }],
+                    signature: None,
+                }),
             },
             Event::ActionStarted {
                 at: 6,
@@ -668,6 +677,7 @@ mod kind_tests {
             Event::PeerJoined {
                 at: 12,
                 peer: s("p"),
+                role: Some(cutover_core::event::PeerRole::Observer),
             },
             Event::PeerLeft {
                 at: 12,

@@ -157,6 +157,7 @@ pub async fn run(
                     for intent in intents {
                         match intent {
                             Intent::Record(ev) => batch.push(ev),
+                            Intent::Share(cmd) => ui::run_share_command(&mut ui_state, cmd),
                             Intent::Quit => quit = true,
                         }
                     }

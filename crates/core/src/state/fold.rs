@@ -5,8 +5,8 @@ use super::{
     Approval, Effect, GateAt, Level, OUTPUT_LINES, OpenDialog, Rollback, RollbackStatus, State,
     StepStatus, push_capped,
 };
-use crate::event::{Direction, Event, SourceKind, Ts};
-use crate::state::InputValue;
+use crate::event::{Direction, Event, PeerRole, SourceKind, Ts};
+use crate::state::{GateState, InputValue};
 
 impl State {
     /// Folds one event into the state and returns the effects it asks for.
@@ -189,15 +189,28 @@ impl State {
                     ),
                 }
             }
-            Event::StepApproved { step, by, .. } => {
-                if let Some(i) = self.plan.step_index(step) {
-                    let s = &mut self.steps[i];
-                    if !s.approvals.iter().any(|a| &a.by == by) {
-                        s.approvals.push(Approval { by: by.clone(), at });
+            Event::StepApproved { step, by, seen, .. } => match self.plan.step_index(step) {
+                Some(i) => match self.approval_refusal(i, by) {
+                    None => {
+                        self.steps[i].approvals.push(Approval {
+                            by: by.clone(),
+                            at,
+                            seen: seen.clone(),
+                        });
                         self.log(at, Level::Good, format!("{by} approved {step}"));
                     }
-                }
-            }
+                    Some(why) => self.log(
+                        at,
+                        Level::Warn,
+                        format!("{by}'s approval of {step} does not count: {why}"),
+                    ),
+                },
+                None => self.log(
+                    at,
+                    Level::Error,
+                    format!("approval of unknown step {step} by {by}"),
+                ),
+            },
             _ => {}
         }
         effects
@@ -357,6 +370,7 @@ impl State {
                         Level::Warn,
                         format!("{by} started a rollback: {reason}"),
                     );
+                    self.lapse_approvals(at, |_| true, "a rollback started");
                     self.rollback = Some(Rollback {
                         confirmed_at: at,
                         by: by.clone(),
@@ -401,15 +415,96 @@ impl State {
                 self.log(at, Level::Warn, format!("fault {fault} {verb}: {detail}"));
             }
             Event::WorldMeasured { measures, .. } => self.world = Some(self.measured(measures)),
-            Event::PeerJoined { peer, .. } => {
+            Event::PeerJoined { peer, role, .. } => {
                 self.peers.insert(peer.clone());
-                self.log(at, Level::Info, format!("{peer} is watching"));
+                let text = match role {
+                    Some(PeerRole::Observer) => {
+                        self.observers.insert(peer.clone());
+                        format!("{peer} is watching (observer)")
+                    }
+                    Some(PeerRole::Approver) => {
+                        self.observers.remove(peer);
+                        format!("{peer} is watching (approver)")
+                    }
+                    None => {
+                        self.observers.remove(peer);
+                        format!("{peer} is watching")
+                    }
+                };
+                self.log(at, Level::Info, text);
             }
             Event::PeerLeft { peer, .. } => {
                 self.peers.remove(peer);
+                self.observers.remove(peer);
                 self.log(at, Level::Info, format!("{peer} left"));
+                self.lapse_approvals(at, |a| &a.by == peer, &format!("{peer} left"));
             }
             _ => {}
+        }
+    }
+}
+
+impl State {
+    /// Why `by` may not approve step `i` now; `None` when the approval counts. The share
+    /// hub checks the same before it records one; the fold re-checks, so a transcript
+    /// edited to add an approval (or an older driver) never makes a step runnable.
+    pub fn approval_refusal(&self, i: usize, by: &str) -> Option<String> {
+        let def = &self.plan.steps[i];
+        let st = &self.steps[i];
+        if def.approvals == 0 {
+            return Some("the step does not ask for approvals".into());
+        }
+        if self.operator.as_deref() == Some(by) {
+            return Some("the driver cannot approve their own step".into());
+        }
+        if !self.peers.contains(by) {
+            return Some("the approver is not attached".into());
+        }
+        if self.observers.contains(by) {
+            return Some("an observer cannot approve (invite them as NAME:approver)".into());
+        }
+        if st.status != StepStatus::Pending {
+            return Some(format!("the step is {}", st.status.as_str()));
+        }
+        if self.next_step() != Some(i) {
+            return Some("it is not the next step".into());
+        }
+        if st.approvals.iter().any(|a| a.by == by) {
+            return Some("already approved".into());
+        }
+        if let (state, Some(reason)) = self.step_readiness(i)
+            && state != GateState::Green
+        {
+            return Some(format!("its gates are not green ({reason})"));
+        }
+        None
+    }
+
+    /// Withdraws the pending steps' approvals that `which` selects, saying why in the log.
+    pub(super) fn lapse_approvals(&mut self, at: Ts, which: impl Fn(&Approval) -> bool, why: &str) {
+        let mut lapsed = Vec::new();
+        for (i, s) in self.steps.iter_mut().enumerate() {
+            if s.status != StepStatus::Pending {
+                continue;
+            }
+            let (gone, kept): (Vec<Approval>, Vec<Approval>) =
+                s.approvals.drain(..).partition(|a| which(a));
+            s.approvals = kept;
+            if !gone.is_empty() {
+                let by: Vec<String> = gone.into_iter().map(|a| a.by).collect();
+                lapsed.push((i, by));
+            }
+        }
+        for (i, by) in lapsed {
+            let id = self.plan.steps[i].id.clone();
+            self.log(
+                at,
+                Level::Warn,
+                format!(
+                    "{id}: approval by {} lapsed: {why}; approve it again",
+                    by.join(", ")
+                ),
+            );
         }
     }
 }

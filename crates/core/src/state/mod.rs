@@ -73,6 +73,9 @@ pub struct GateAt {
 pub struct Approval {
     pub by: String,
     pub at: Ts,
+    /// What the approver's cockpit showed (absent in older transcripts).
+    #[serde(default)]
+    pub seen: Option<crate::event::Evidence>,
 }
 
 /// What happened to one step.
@@ -289,6 +292,9 @@ folded_state! {
     /// fresh world that counts from zero), and the writes refused while the cockpit was down.
     world_before: Option<WorldMeasures>,
     pub peers: BTreeSet<String>,
+    /// The attached peers invited to watch only: their approvals never count.
+    #[serde(default)]
+    pub observers: BTreeSet<String>,
     pub log: VecDeque<LogLine>,
     pub ended: Option<(Ts, String)>,
     pub events: u64,
@@ -368,6 +374,7 @@ impl State {
             world: None,
             world_before: None,
             peers: BTreeSet::new(),
+            observers: BTreeSet::new(),
             log: VecDeque::new(),
             ended: None,
             events: 0,
@@ -503,10 +510,15 @@ impl State {
         if have < needed {
             return Some(format!("needs {needed} approval(s) from peers, has {have}"));
         }
-        if needed > 0 && self.peers.len() < needed {
+        // Approvals lapse when their approver leaves; this holds even so.
+        let present = self.steps[step]
+            .approvals
+            .iter()
+            .filter(|a| self.peers.contains(&a.by) && !self.observers.contains(&a.by))
+            .count();
+        if present < needed {
             return Some(format!(
-                "needs {needed} approving peer(s) present, {} attached",
-                self.peers.len()
+                "needs {needed} approver(s) present, {present} of those who approved are attached"
             ));
         }
         None
@@ -891,6 +903,17 @@ impl State {
                     );
                 }
             }
+        }
+        if let Some(i) = states.iter().position(|g| *g != GateState::Green)
+            && !self.steps[step].approvals.is_empty()
+        {
+            let why = format!(
+                "gate `{}` is {}: {}",
+                self.plan.steps[step].gates[i].text,
+                now[i].state.as_str(),
+                now[i].reason
+            );
+            self.lapse_approvals(at, |_| true, &why);
         }
         self.next_gates_step = Some(step);
         self.next_gates = states;

@@ -570,10 +570,12 @@ impl Run {
                 at,
                 step: self.id(sel),
                 by: PEERS.get(*peer).copied().unwrap_or(OPERATOR).into(),
+                seen: None,
             },
             Act::PeerJoined(p) => Event::PeerJoined {
                 at,
                 peer: PEERS[*p].into(),
+                role: None,
             },
             Act::PeerLeft(p) => Event::PeerLeft {
                 at,

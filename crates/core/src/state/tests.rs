@@ -607,3 +607,195 @@ fn a_restart_ends_the_first_runs_faults_and_keeps_its_measures() {
     // 8 s measured, 30 s down while the cockpit was dead and writes frozen, 1 s since.
     assert!((w.downtime_s - 39.0).abs() < 1e-9, "{}", w.downtime_s);
 }
+
+/// The test plan with step one asking for `n` approvals.
+fn approval_state(n: u32) -> State {
+    let text = PLAN.replacen(
+        "confirm = \"go\"",
+        &format!("approvals = {n}\nconfirm = \"go\""),
+        1,
+    );
+    let mut s = State::new(Arc::new(plan::parse("t.toml", &text).expect("valid")));
+    s.apply(&Event::SessionStarted {
+        at: 0,
+        mode: SessionMode::Drive,
+        operator: "op".into(),
+    });
+    s
+}
+
+fn joined(at: Ts, peer: &str, role: Option<PeerRole>) -> Event {
+    Event::PeerJoined {
+        at,
+        peer: peer.into(),
+        role,
+    }
+}
+
+fn approved(at: Ts, by: &str) -> Event {
+    Event::StepApproved {
+        at,
+        step: "one".into(),
+        by: by.into(),
+        seen: None,
+    }
+}
+
+fn fold_all(s: &mut State, events: &[Event]) {
+    for e in events {
+        s.apply(e);
+    }
+}
+
+fn approvers(s: &State) -> Vec<&str> {
+    s.steps[0].approvals.iter().map(|a| a.by.as_str()).collect()
+}
+
+#[test]
+fn observers_the_driver_and_absent_peers_never_count_as_approvers() {
+    let mut s = approval_state(1);
+    fold_all(&mut s, &step_one_green());
+    fold_all(
+        &mut s,
+        &[
+            joined(10_100, "olga", Some(PeerRole::Observer)),
+            approved(10_200, "olga"),
+            approved(10_300, "op"),
+            approved(10_400, "mallory"),
+        ],
+    );
+    assert!(approvers(&s).is_empty(), "{:?}", approvers(&s));
+    let log: Vec<&str> = s.log.iter().map(|l| l.text.as_str()).collect();
+    for want in [
+        "olga's approval of one does not count: an observer cannot approve",
+        "op's approval of one does not count: the driver cannot approve their own step",
+        "mallory's approval of one does not count: the approver is not attached",
+    ] {
+        assert!(log.iter().any(|l| l.starts_with(want)), "{want}: {log:#?}");
+    }
+    assert!(
+        s.confirm_blocker(0)
+            .is_some_and(|b| b.contains("needs 1 approval"))
+    );
+    // An approver's counts, and the step can run.
+    fold_all(
+        &mut s,
+        &[
+            joined(10_500, "ann", Some(PeerRole::Approver)),
+            approved(10_600, "ann"),
+        ],
+    );
+    assert_eq!(approvers(&s), ["ann"]);
+    assert_eq!(s.confirm_blocker(0), None);
+}
+
+#[test]
+fn an_approval_given_while_a_gate_is_not_green_does_not_count() {
+    let mut s = approval_state(1);
+    fold_all(
+        &mut s,
+        &[
+            lat(0, 5.0),
+            task(0, "running"),
+            joined(100, "ann", Some(PeerRole::Approver)),
+            approved(200, "ann"),
+        ],
+    );
+    assert!(approvers(&s).is_empty());
+    assert!(
+        s.log.iter().any(|l| l
+            .text
+            .starts_with("ann's approval of one does not count: its gates are not green")),
+        "{:#?}",
+        s.log
+    );
+}
+
+#[test]
+fn an_approval_lapses_when_a_gate_leaves_green_and_must_be_given_again() {
+    let mut s = approval_state(1);
+    fold_all(&mut s, &step_one_green());
+    fold_all(
+        &mut s,
+        &[
+            joined(10_100, "ann", Some(PeerRole::Approver)),
+            approved(10_200, "ann"),
+        ],
+    );
+    assert_eq!(s.confirm_blocker(0), None);
+    // Lag jumps after the approval: it lapses, recorded in the log everyone folds.
+    s.apply(&lat(10_500, 40.0));
+    assert!(approvers(&s).is_empty());
+    assert!(
+        s.log.iter().any(|l| l.text.starts_with(
+            "one: approval by ann lapsed: gate `cdc.latency_target <= 0 for 10s fresh 5s` is red"
+        )),
+        "{:#?}",
+        s.log
+    );
+    // Green again (after its sustain window): still blocked until a new approval.
+    for t in 11..=21 {
+        fold_all(&mut s, &[lat(t * 1000, 0.0), task(t * 1000, "running")]);
+    }
+    assert_eq!(s.step_readiness(0).0, GateState::Green);
+    assert!(
+        s.confirm_blocker(0)
+            .is_some_and(|b| b.contains("needs 1 approval"))
+    );
+    s.apply(&approved(21_100, "ann"));
+    assert_eq!(s.confirm_blocker(0), None);
+}
+
+#[test]
+fn an_approval_lapses_when_its_approver_leaves_or_a_rollback_starts() {
+    let mut s = approval_state(2);
+    fold_all(&mut s, &step_one_green());
+    fold_all(
+        &mut s,
+        &[
+            joined(10_100, "ann", Some(PeerRole::Approver)),
+            joined(10_100, "bob", Some(PeerRole::Approver)),
+            approved(10_200, "ann"),
+            approved(10_300, "bob"),
+            Event::PeerLeft {
+                at: 10_400,
+                peer: "bob".into(),
+            },
+        ],
+    );
+    assert_eq!(approvers(&s), ["ann"]);
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l.text == "one: approval by bob lapsed: bob left; approve it again")
+    );
+    fold_all(
+        &mut s,
+        &[
+            joined(10_500, "bob", Some(PeerRole::Approver)),
+            approved(10_600, "bob"),
+            Event::RollbackConfirmed {
+                at: 10_700,
+                by: "op".into(),
+                reason: "test".into(),
+            },
+        ],
+    );
+    assert!(approvers(&s).is_empty(), "{:?}", approvers(&s));
+}
+
+#[test]
+fn a_peer_of_an_older_transcript_without_a_role_still_approves() {
+    let mut s = approval_state(1);
+    fold_all(&mut s, &step_one_green());
+    fold_all(
+        &mut s,
+        &[joined(10_100, "ann", None), approved(10_200, "ann")],
+    );
+    assert_eq!(approvers(&s), ["ann"]);
+    // The old JSON, without the new fields, still parses.
+    let old: Event =
+        serde_json::from_str(r#"{"type":"step_approved","at":1,"step":"one","by":"ann"}"#)
+            .expect("an older approval parses");
+    assert!(matches!(old, Event::StepApproved { seen: None, .. }));
+}

@@ -29,9 +29,9 @@ use super::protocol::{
 use super::server::ShareAddr;
 use super::tls::Fingerprint;
 use crate::ui::{self, Intent, Mode, Theme, UiState};
-use cutover_core::event::Event;
+use cutover_core::event::{Event, Evidence, GateSeen, PeerRole};
 use cutover_core::plan::Plan;
-use cutover_core::state::{State, StepStatus};
+use cutover_core::state::{GateState, State, StepStatus};
 
 /// Why attaching failed or the attachment ended. Each names the thing, the reason and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +90,11 @@ pub enum AttachError {
 pub struct Welcome {
     pub info: SessionInfo,
     pub plan: Arc<Plan>,
-    /// The name we were admitted under.
+    /// The name we were admitted under: our invite's (or, with a shared observers'
+    /// token, the one we gave).
     pub name: String,
+    /// What the driver's invite lets us do.
+    pub role: PeerRole,
     pub idle_timeout: Duration,
 }
 
@@ -101,10 +104,13 @@ pub enum Incoming {
     Event {
         seq: u64,
         event: Event,
+        /// The transcript line hash when this event ends a recorded batch.
+        head: Option<String>,
     },
     /// Everything recorded before we joined has arrived.
     CaughtUp {
         seq: u64,
+        head: Option<String>,
     },
     Notice(String),
     /// The connection ended; why (the driver's goodbye, or what went wrong).
@@ -135,13 +141,15 @@ impl PeerLink {
         self.incoming.try_recv().ok()
     }
 
-    /// Sends an approval of `step` with its typed phrase; the driver answers with a notice
-    /// and, when it accepts, a recorded `StepApproved`.
-    pub fn approve(&self, step: &str, phrase: &str) {
+    /// Sends an approval of `step` with its typed phrase and what this cockpit showed
+    /// (`Watcher::evidence`); the driver answers with a notice and, when it accepts, a
+    /// recorded `StepApproved`.
+    pub fn approve(&self, step: &str, phrase: &str, seen: Evidence) {
         // The writer is gone only once the connection closed, which `next` reports.
         let _ = self.out.send(PeerMsg::Approve {
             step: step.to_string(),
             phrase: phrase.to_string(),
+            seen,
         });
     }
 
@@ -247,13 +255,14 @@ pub async fn connect(
             secs: hello_timeout.as_secs().max(1),
         })?
         .map_err(proto)?;
-    let (session, plan_text, peer, idle_ms) = match first {
+    let (session, plan_text, peer, role, idle_ms) = match first {
         Some(DriverMsg::Hello {
             protocol,
             version,
             session,
             plan_text,
             peer,
+            role,
             idle_timeout_ms,
         }) => {
             if protocol != PROTOCOL || version != VERSION {
@@ -263,7 +272,7 @@ pub async fn connect(
                     version,
                 });
             }
-            (session, plan_text, peer, idle_timeout_ms)
+            (session, plan_text, peer, role, idle_timeout_ms)
         }
         Some(DriverMsg::Bye { reason }) => return Err(AttachError::Refused { addr: a, reason }),
         Some(other) => {
@@ -302,6 +311,7 @@ pub async fn connect(
             info: session,
             plan: Arc::new(plan),
             name: peer,
+            role,
             idle_timeout,
         },
         PeerLink {
@@ -326,8 +336,8 @@ async fn read_driver(mut reader: FrameReader<ConnRead>, tx: mpsc::Sender<Incomin
             Err(e) => break format!("the connection to the driver failed: {e}"),
         };
         let item = match msg {
-            DriverMsg::Event { seq, event } => Incoming::Event { seq, event },
-            DriverMsg::CaughtUp { seq } => Incoming::CaughtUp { seq },
+            DriverMsg::Event { seq, event, head } => Incoming::Event { seq, event, head },
+            DriverMsg::CaughtUp { seq, head } => Incoming::CaughtUp { seq, head },
             DriverMsg::Notice { text } => Incoming::Notice(text),
             DriverMsg::Bye { reason } => break reason,
             DriverMsg::Hello { .. } => break "the driver sent a second hello".to_string(),
@@ -370,6 +380,8 @@ pub struct Watcher {
     pub seq: u64,
     /// Whether the backlog has been folded (the screen is live).
     pub caught_up: bool,
+    /// The last batch head folded: (seq, transcript line hash).
+    pub head: Option<(u64, String)>,
     pub notices: VecDeque<String>,
     pub closed: Option<String>,
 }
@@ -380,6 +392,7 @@ impl Watcher {
             state: State::new(plan),
             seq: 0,
             caught_up: false,
+            head: None,
             notices: VecDeque::new(),
             closed: None,
         }
@@ -388,7 +401,7 @@ impl Watcher {
     /// Folds one message. Effects are dropped: a peer acts on nothing.
     pub fn handle(&mut self, msg: Incoming) {
         match msg {
-            Incoming::Event { seq, event } => {
+            Incoming::Event { seq, event, head } => {
                 if self.closed.is_some() {
                     return;
                 }
@@ -402,8 +415,18 @@ impl Watcher {
                 self.seq = seq;
                 // A read-only fold: effects are the driver's to carry out.
                 let _ = self.state.apply(&event);
+                if let Some(h) = head {
+                    self.head = Some((seq, h));
+                }
             }
-            Incoming::CaughtUp { .. } => self.caught_up = true,
+            Incoming::CaughtUp { seq, head } => {
+                self.caught_up = true;
+                if let Some(h) = head
+                    && seq == self.seq
+                {
+                    self.head = Some((seq, h));
+                }
+            }
             Incoming::Notice(text) => {
                 if self.notices.len() == 20 {
                     self.notices.pop_front();
@@ -416,16 +439,51 @@ impl Watcher {
         }
     }
 
-    /// The step this peer could approve now, with the phrase it must type: the next step,
-    /// when it asks for approvals and this peer has not approved it yet.
+    /// The step this peer could approve now, with the phrase it must type: once caught
+    /// up, the next step, when it asks for approvals, its gates are all green on this
+    /// screen and this peer has not approved it yet.
     pub fn approvable(&self, name: &str) -> Option<usize> {
         let i = self.state.next_step()?;
         let def = self.state.plan.steps.get(i)?;
         let st = self.state.steps.get(i)?;
-        (def.approvals > 0
+        (self.caught_up
+            && def.approvals > 0
             && st.status == StepStatus::Pending
+            && self.state.step_readiness(i).0 == GateState::Green
             && !st.approvals.iter().any(|a| a.by == name))
         .then_some(i)
+    }
+
+    /// What this screen shows of `step` now, as an approval carries it: the last batch
+    /// head folded (or, without a transcript, the last event) and each gate's state.
+    pub fn evidence(&self, step: usize) -> Evidence {
+        let gates = self
+            .state
+            .plan
+            .steps
+            .get(step)
+            .map(|def| {
+                self.state
+                    .step_gates(step)
+                    .into_iter()
+                    .zip(&def.gates)
+                    .map(|(g, d)| GateSeen {
+                        gate: d.text.clone(),
+                        state: g.state,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (seq, head) = match &self.head {
+            Some((seq, h)) => (*seq, Some(h.clone())),
+            None => (self.seq, None),
+        };
+        Evidence {
+            seq,
+            head,
+            gates,
+            signature: None,
+        }
     }
 }
 
@@ -459,6 +517,7 @@ pub struct AttachScreen {
     pub ui: UiState,
     pub approval: Option<ApprovalDialog>,
     name: String,
+    role: PeerRole,
     whose: String,
 }
 
@@ -468,6 +527,7 @@ impl AttachScreen {
             ui: UiState::new(Mode::Watch, welcome.name.clone(), None),
             approval: None,
             name: welcome.name.clone(),
+            role: welcome.role,
             whose: format!("{}@{}", welcome.info.operator, welcome.info.host),
         }
     }
@@ -514,7 +574,13 @@ impl AttachScreen {
         let plain = !ctrl && !key.modifiers.contains(KeyModifiers::ALT);
         if plain && key.code == KeyCode::Char('a') && !self.ui.help && !self.ui.quit_confirm {
             self.ui.notice = None;
-            if w.closed.is_some() {
+            if self.role == PeerRole::Observer {
+                self.ui.notice = Some(
+                    "you attached as an observer: only an approver's invite can approve (ask the \
+                     driver)"
+                        .into(),
+                );
+            } else if w.closed.is_some() {
                 self.ui.notice = Some("disconnected: approvals cannot reach the driver".into());
             } else {
                 match w.approvable(&self.name) {
@@ -536,7 +602,7 @@ impl AttachScreen {
             .filter_map(|intent| match intent {
                 Intent::Quit => Some(PeerAction::Quit),
                 // Watch mode records nothing; the view only explains why.
-                Intent::Record(_) => None,
+                Intent::Record(_) | Intent::Share(_) => None,
             })
             .collect()
     }
@@ -554,6 +620,13 @@ impl AttachScreen {
             )
         } else if st.steps[i].approvals.iter().any(|a| a.by == self.name) {
             format!("you have already approved {}", def.id)
+        } else if let (state, Some(why)) = st.step_readiness(i)
+            && state != GateState::Green
+        {
+            format!(
+                "{} is not green on your screen ({why}): approve what you see green",
+                def.id
+            )
         } else {
             format!(
                 "{} is {}; nothing to approve",
@@ -586,7 +659,7 @@ impl AttachScreen {
             (None, true) => "live".to_string(),
         };
         let hint = match w.approvable(&self.name) {
-            Some(i) if w.closed.is_none() => {
+            Some(i) if w.closed.is_none() && self.role == PeerRole::Approver => {
                 format!(
                     " · a approve {}",
                     w.state.plan.steps.get(i).map_or("", |s| s.id.as_str())
@@ -595,8 +668,8 @@ impl AttachScreen {
             _ => String::new(),
         };
         self.ui.footer = Some(format!(
-            "watching {} as {} · {status}{hint} · q leave",
-            self.whose, self.name
+            "watching {} as {} ({}) · {status}{hint} · q leave",
+            self.whose, self.name, self.role
         ));
         if let Some(d) = &self.approval
             && !d.pending
@@ -775,7 +848,16 @@ pub async fn run_attach(
                     let mut quit = false;
                     for action in actions {
                         match action {
-                            PeerAction::Approve { step, phrase } => link.approve(&step, &phrase),
+                            PeerAction::Approve { step, phrase } => {
+                                let seen = watcher
+                                    .state
+                                    .plan
+                                    .step_index(&step)
+                                    .map(|i| watcher.evidence(i));
+                                if let Some(seen) = seen {
+                                    link.approve(&step, &phrase, seen);
+                                }
+                            }
                             PeerAction::Quit => quit = true,
                         }
                     }

@@ -21,5 +21,8 @@ pub use client::{
     connect, run_attach,
 };
 pub use protocol::AttachToken;
-pub use server::{ShareAddr, ShareError, ShareHandle, ShareOptions, start_share};
+pub use server::{
+    InviteSpec, InviteView, ShareAddr, ShareControl, ShareError, ShareHandle, ShareOptions,
+    start_share, start_share_after,
+};
 pub use tls::Fingerprint;

@@ -19,12 +19,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use cutover_core::event::{Event, Ts};
+use cutover_core::event::{Event, Evidence, PeerRole, Ts};
 
 /// Names the protocol in both Hellos, so a stray client gets a clear refusal.
 pub const PROTOCOL: &str = "cutover-attach";
-/// The protocol version this program speaks. Both sides must speak the same.
-pub const VERSION: u32 = 1;
+/// The protocol version this program speaks. Both sides must speak the same. Version 2:
+/// per-person invites (the name and role come from the invite), batch heads on events,
+/// approvals that carry what the approver saw.
+pub const VERSION: u32 = 2;
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
 /// Largest frame a driver sends (the Hello carries the plan; readings can be large).
@@ -147,13 +149,26 @@ pub enum DriverMsg {
         plan_text: String,
         /// The name the peer was admitted under (its approvals carry it).
         peer: String,
+        /// What the peer may do: watch, or also approve.
+        role: PeerRole,
         /// The peer must send something at least this often or it is dropped.
         idle_timeout_ms: u64,
     },
-    /// One recorded event; `seq` counts from 1 at the session's first event.
-    Event { seq: u64, event: Event },
+    /// One recorded event; `seq` counts from 1 at the session's first event. `head` is
+    /// the hash of its transcript line when it ends a recorded (and signed) batch.
+    Event {
+        seq: u64,
+        event: Event,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<String>,
+    },
     /// Every event recorded before the peer joined has been sent; what follows is live.
-    CaughtUp { seq: u64 },
+    /// `head` is the transcript's last line hash at that point.
+    CaughtUp {
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<String>,
+    },
     /// A message for this peer only (an approval refused, ...). Never recorded.
     Notice { text: String },
     /// The driver closes this connection; `reason` says why.
@@ -165,7 +180,12 @@ pub enum DriverMsg {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum DriverEventRef<'a> {
-    Event { seq: u64, event: &'a Event },
+    Event {
+        seq: u64,
+        event: &'a Event,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        head: Option<&'a str>,
+    },
 }
 
 /// Peer -> driver. Nothing here can change the session except `Approve`, which the driver
@@ -181,8 +201,13 @@ pub enum PeerMsg {
     },
     /// "Still here": keeps the connection from idling out.
     Presence,
-    /// Four-eyes: approve `step` by typing its confirmation phrase.
-    Approve { step: String, phrase: String },
+    /// Four-eyes: approve `step` by typing its confirmation phrase. `seen` is what the
+    /// approver's cockpit showed: the last batch head it folded and the step's gates.
+    Approve {
+        step: String,
+        phrase: String,
+        seen: Evidence,
+    },
     /// The peer leaves.
     Bye,
 }
@@ -213,8 +238,12 @@ pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, ProtocolErro
 }
 
 /// Encodes one recorded event as a driver frame.
-pub fn encode_event(seq: u64, event: &Event) -> Result<Frame, ProtocolError> {
-    encode(&DriverEventRef::Event { seq, event }, MAX_DRIVER_FRAME).map(Frame::from)
+pub fn encode_event(seq: u64, event: &Event, head: Option<&str>) -> Result<Frame, ProtocolError> {
+    encode(
+        &DriverEventRef::Event { seq, event, head },
+        MAX_DRIVER_FRAME,
+    )
+    .map(Frame::from)
 }
 
 /// Parses one frame's payload.
@@ -390,8 +419,19 @@ mod tests {
             at: 5,
             text: "hi".into(),
         };
-        let borrowed = encode_event(7, &ev).unwrap();
-        let owned = encode(&DriverMsg::Event { seq: 7, event: ev }, MAX_DRIVER_FRAME).unwrap();
+        let borrowed = encode_event(7, &ev, Some("ab12")).unwrap();
+        let owned = encode(
+            &DriverMsg::Event {
+                seq: 7,
+                event: ev.clone(),
+                head: Some("ab12".into()),
+            },
+            MAX_DRIVER_FRAME,
+        )
+        .unwrap();
+        assert_eq!(&borrowed[..], &owned[..]);
+        let headless = encode_event(7, &ev, None).unwrap();
+        assert!(!String::from_utf8_lossy(&headless).contains("head"));
         assert_eq!(&borrowed[..], &owned[..]);
         let back: DriverMsg = decode(&owned[HEADER_LEN..]).unwrap();
         assert!(matches!(back, DriverMsg::Event { seq: 7, .. }));
@@ -402,8 +442,9 @@ mod tests {
         let ev = Event::PeerJoined {
             at: 1,
             peer: "ann".into(),
+            role: Some(PeerRole::Approver),
         };
-        let frame = encode_event(1, &ev).unwrap();
+        let frame = encode_event(1, &ev, None).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&frame[HEADER_LEN..]).unwrap();
         assert_eq!(v["event"], serde_json::to_value(&ev).unwrap());
     }
@@ -496,7 +537,7 @@ mod tests {
     async fn reader_reads_frames_then_a_clean_end() {
         let mut bytes = frame_of(b"{\"type\":\"presence\"}");
         bytes.extend(frame_of(
-            b"{\"type\":\"approve\",\"step\":\"s\",\"phrase\":\"go\"}",
+            b"{\"type\":\"approve\",\"step\":\"s\",\"phrase\":\"go\",\"seen\":{\"seq\":3,\"gates\":[]}}",
         ));
         let mut r = FrameReader::new(&bytes[..], MAX_PEER_FRAME);
         assert_eq!(
@@ -507,7 +548,13 @@ mod tests {
             r.next_msg::<PeerMsg>().await.unwrap(),
             Some(PeerMsg::Approve {
                 step: "s".into(),
-                phrase: "go".into()
+                phrase: "go".into(),
+                seen: Evidence {
+                    seq: 3,
+                    head: None,
+                    gates: Vec::new(),
+                    signature: None,
+                },
             })
         );
         assert_eq!(r.next_msg::<PeerMsg>().await.unwrap(), None);
@@ -517,7 +564,22 @@ mod tests {
         prop_oneof![
             Just(PeerMsg::Presence),
             Just(PeerMsg::Bye),
-            (".{0,40}", ".{0,40}").prop_map(|(step, phrase)| PeerMsg::Approve { step, phrase }),
+            (
+                ".{0,40}",
+                ".{0,40}",
+                any::<u64>(),
+                proptest::option::of("[0-9a-f]{0,64}")
+            )
+                .prop_map(|(step, phrase, seq, head)| PeerMsg::Approve {
+                    step,
+                    phrase,
+                    seen: Evidence {
+                        seq,
+                        head,
+                        gates: Vec::new(),
+                        signature: None,
+                    },
+                }),
             (".{0,40}", ".{0,20}", any::<u32>()).prop_map(|(token, name, version)| {
                 PeerMsg::Hello {
                     protocol: PROTOCOL.into(),

@@ -52,6 +52,7 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
         match ctx.ui.dialog {
             Some(Dialog::Confirm { step }) => confirm(ctx, step, None, area, buf),
             Some(Dialog::Rollback) => rollback(ctx, None, area, buf),
+            Some(Dialog::Invites) => invites(ctx, area, buf),
             None => {}
         }
     } else {
@@ -294,6 +295,76 @@ fn keys_line<'a>(ctx: &Ctx<'a>) -> Line<'a> {
     ])
 }
 
+/// The invites of the running share: who, which role, whether attached; and the command
+/// line that issues, revokes and shows them. No token is drawn here.
+fn invites(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
+    let t = ctx.theme;
+    let Some(share) = &ctx.ui.share else {
+        return;
+    };
+    let box_w = 78;
+    let w = text_w(area, box_w);
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    let list = share.invites();
+    if let Some(cmd) = share.shared_command().filter(|_| list.is_empty()) {
+        lines.push(Line::from(Span::styled(
+            truncate("one shared token, for observers only (T shows it):", w),
+            t.dim,
+        )));
+        lines.push(Line::from(Span::styled(truncate(&cmd, w), t.text)));
+    }
+    if list.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "nobody is invited by name yet",
+            t.dim,
+        )));
+    }
+    for inv in &list {
+        let (status, style) = if inv.revoked {
+            ("revoked", t.dim)
+        } else if ctx.state.peers.contains(&inv.name) {
+            ("attached", t.good)
+        } else {
+            ("not attached", t.warn)
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<20} ", truncate(&inv.name, 20)), t.text),
+            Span::styled(format!("{:<10} ", inv.role.as_str()), t.key),
+            Span::styled(status, style),
+        ]));
+    }
+    lines.push(Line::default());
+    if let Some(f) = share.invites_file() {
+        lines.push(Line::from(Span::styled(
+            truncate(&format!("their attach commands: {} (0600)", f.display()), w),
+            t.dim,
+        )));
+    }
+    lines.push(Line::from(Span::styled(
+        truncate(
+            "invite NAME:approver · invite NAME (observer) · revoke NAME · show NAME",
+            w,
+        ),
+        t.dim,
+    )));
+    let typed = crate::ui::text::truncate_left(&ctx.ui.input, w.saturating_sub(4));
+    lines.push(Line::from(vec![
+        Span::styled("> ", t.key),
+        Span::styled(typed, t.input),
+        Span::styled("█", t.input),
+    ]));
+    if let Some(e) = &ctx.ui.dialog_error {
+        lines.push(Line::from(Span::styled(truncate(e, w), t.bad)));
+    }
+    lines.push(Line::from(vec![
+        Span::styled("Enter", t.key),
+        Span::styled(" run  ", t.dim),
+        Span::styled("Esc", t.key),
+        Span::styled(" close", t.dim),
+    ]));
+    boxed(ctx, "Invites".into(), &lines, box_w, area, buf);
+}
+
 fn rollback(ctx: &Ctx<'_>, by: Option<&String>, area: Rect, buf: &mut Buffer) {
     let st = ctx.state;
     let t = ctx.theme;
@@ -505,10 +576,8 @@ pub const HELP: &[(&str, &str)] = &[
         "q  Ctrl-C",
         "quit (asks first while a cutover is under way)",
     ),
-    (
-        "T",
-        "show the attach command again (sharing; any key hides it)",
-    ),
+    ("T", "how colleagues attach (sharing; any key hides it)"),
+    ("I", "invites: invite NAME:approver, revoke NAME, show NAME"),
     (
         "in a dialog",
         "type · Backspace · Ctrl-U clear · Enter · Esc",

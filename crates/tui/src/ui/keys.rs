@@ -5,7 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::dialogs::ROLLBACK_PHRASE;
-use super::{Dialog, Intent, Pane, UiState};
+use super::{Dialog, Intent, Pane, ShareCommand, UiState};
 use cutover_core::event::{Event, Ts};
 use cutover_core::state::{RollbackStatus, State, StepStatus};
 
@@ -38,9 +38,17 @@ pub fn handle_key(ui: &mut UiState, state: &State, key: KeyEvent, now: Ts) -> Ve
         ui.help = false;
         return if ctrl_c { quit(ui, state) } else { Vec::new() };
     }
+    if ui.dialog == Some(Dialog::Invites) {
+        return if ctrl_c {
+            close(ui);
+            quit(ui, state)
+        } else {
+            invites_key(ui, key)
+        };
+    }
     if let Some(dialog) = ui.dialog {
         if ctrl_c {
-            let mut out = vec![cancel(ui, state, dialog, now)];
+            let mut out = cancel(ui, state, dialog, now);
             out.extend(quit(ui, state));
             return out;
         }
@@ -71,14 +79,98 @@ pub fn handle_key(ui: &mut UiState, state: &State, key: KeyEvent, now: Ts) -> Ve
         KeyCode::Enter => return open_confirm(ui, state, now),
         KeyCode::Char('R') => return open_rollback(ui, state, now),
         KeyCode::Char('T') => {
-            ui.notice = Some(match &ui.share_command {
-                Some(cmd) => format!("share: {cmd}   (any key hides it)"),
-                None => "this session is not shared (start it with --share ADDR)".into(),
+            ui.notice = Some(match &ui.share {
+                Some(share) => share.summary(&state.plan),
+                None => NOT_SHARED.into(),
             });
+        }
+        KeyCode::Char('I') => match &ui.share {
+            Some(_) if ui.mode.can_act() => {
+                ui.input.clear();
+                ui.dialog_error = None;
+                ui.dialog = Some(Dialog::Invites);
+            }
+            Some(_) => read_only(ui),
+            None => ui.notice = Some(NOT_SHARED.into()),
+        },
+        _ => {}
+    }
+    Vec::new()
+}
+
+const NOT_SHARED: &str =
+    "this session is not shared (start it with --share ADDR --invite NAME:approver)";
+
+/// The invites dialog: a command line (`invite NAME[:approver]`, `revoke NAME`, `show
+/// NAME`); Esc closes it. Nothing here is recorded by the view: the share records what
+/// it does.
+fn invites_key(ui: &mut UiState, key: KeyEvent) -> Vec<Intent> {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    match key.code {
+        KeyCode::Esc => close(ui),
+        KeyCode::Enter => {
+            let typed = ui.input.trim().to_string();
+            let (verb, rest) = typed.split_once(' ').unwrap_or((typed.as_str(), ""));
+            let arg = rest.trim().to_string();
+            let cmd = match verb {
+                "invite" | "i" if !arg.is_empty() => ShareCommand::Invite(arg),
+                "revoke" | "r" if !arg.is_empty() => ShareCommand::Revoke(arg),
+                "show" | "s" if !arg.is_empty() => ShareCommand::Show(arg),
+                _ => {
+                    ui.dialog_error = Some(format!(
+                        "{} type `invite NAME:approver`, `invite NAME` (observer), `revoke NAME` \
+                         or `show NAME`",
+                        super::panes::sym::BAD
+                    ));
+                    return Vec::new();
+                }
+            };
+            ui.input.clear();
+            ui.dialog_error = None;
+            return vec![Intent::Share(cmd)];
+        }
+        KeyCode::Backspace => {
+            ui.input.pop();
+        }
+        KeyCode::Char('u') if ctrl => ui.input.clear(),
+        KeyCode::Char(c)
+            if !ctrl
+                && !key.modifiers.contains(KeyModifiers::ALT)
+                && ui.input.chars().count() < MAX_INPUT =>
+        {
+            ui.input.push(c);
         }
         _ => {}
     }
     Vec::new()
+}
+
+/// Carries out an invites-dialog command on the running share: the result goes to the
+/// notice line, a refusal stays in the dialog.
+pub fn run_share_command(ui: &mut UiState, cmd: ShareCommand) {
+    let Some(share) = ui.share.clone() else {
+        ui.notice = Some(NOT_SHARED.into());
+        return;
+    };
+    let done = match cmd {
+        ShareCommand::Invite(spec) => share
+            .issue(&spec)
+            .map(|cmd| format!("invited — hand this to them only: {cmd}")),
+        ShareCommand::Revoke(name) => share
+            .revoke(&name)
+            .map(|name| format!("revoked {name}'s invite: their token no longer works")),
+        ShareCommand::Show(name) => share
+            .command_for(&name)
+            .map(|cmd| format!("{name}: {cmd}"))
+            .ok_or_else(|| format!("nobody named \"{name}\" holds a live invite")),
+    };
+    match done {
+        Ok(text) => {
+            close(ui);
+            ui.notice = Some(text);
+        }
+        Err(e) => ui.dialog_error = Some(format!("{} {e}", super::panes::sym::BAD)),
+    }
 }
 
 fn quit(ui: &mut UiState, state: &State) -> Vec<Intent> {
@@ -212,10 +304,10 @@ fn close(ui: &mut UiState) {
     ui.dialog_error = None;
 }
 
-fn cancel(ui: &mut UiState, state: &State, dialog: Dialog, now: Ts) -> Intent {
+fn cancel(ui: &mut UiState, state: &State, dialog: Dialog, now: Ts) -> Vec<Intent> {
     close(ui);
     let by = ui.operator.clone();
-    Intent::Record(match dialog {
+    vec![Intent::Record(match dialog {
         Dialog::Confirm { step } => Event::StepConfirmCancelled {
             at: now,
             step: state
@@ -227,7 +319,9 @@ fn cancel(ui: &mut UiState, state: &State, dialog: Dialog, now: Ts) -> Intent {
             by,
         },
         Dialog::Rollback => Event::RollbackCancelled { at: now, by },
-    })
+        // Closed without a record: the share records what the dialog did.
+        Dialog::Invites => return Vec::new(),
+    })]
 }
 
 fn in_dialog(
@@ -239,7 +333,7 @@ fn in_dialog(
 ) -> Vec<Intent> {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     match key.code {
-        KeyCode::Esc => vec![cancel(ui, state, dialog, now)],
+        KeyCode::Esc => cancel(ui, state, dialog, now),
         KeyCode::Enter => submit(ui, state, dialog, now),
         KeyCode::Backspace => {
             ui.input.pop();
@@ -299,6 +393,7 @@ fn submit(ui: &mut UiState, state: &State, dialog: Dialog, now: Ts) -> Vec<Inten
                 reason,
             })]
         }
+        Dialog::Invites => Vec::new(),
         Dialog::Rollback => {
             if typed != ROLLBACK_PHRASE {
                 // No rejection event exists for a rollback; the dialog stays open.

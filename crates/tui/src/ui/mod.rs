@@ -27,7 +27,7 @@ use cutover_core::event::Event;
 use cutover_core::state::State;
 
 pub use bench::bench_state;
-pub use keys::handle_key;
+pub use keys::{handle_key, run_share_command};
 pub use theme::{ROLES, Theme, ThemeError};
 
 /// How the cockpit was started. Decides the label and whether keys may act.
@@ -136,8 +136,23 @@ pub type PerPane<T> = [T; Pane::ALL.len()];
 /// A dialog this cockpit's operator has open (their typing goes into it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialog {
-    Confirm { step: usize },
+    Confirm {
+        step: usize,
+    },
     Rollback,
+    /// The invites of a shared session: list, issue, revoke (`I`).
+    Invites,
+}
+
+/// What the invites dialog asks of the running share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareCommand {
+    /// `invite NAME[:observer|:approver]`
+    Invite(String),
+    /// `revoke NAME`
+    Revoke(String),
+    /// `show NAME`: their attach command, in the notice line.
+    Show(String),
 }
 
 /// What the view remembers between frames. Never recorded: nothing here changes the
@@ -167,9 +182,10 @@ pub struct UiState {
     pub quit_confirm: bool,
     /// The focused pane fills the screen.
     pub zoomed: bool,
-    /// The attach command (token included) while sharing: shown in the notice line when
-    /// sharing starts and again on `T`, never printed to the terminal's scrollback.
-    pub share_command: Option<String>,
+    /// The running share, while sharing: its invites are listed, issued and revoked from
+    /// the cockpit (`I`); attach commands (tokens included) go to the notice line and the
+    /// invites file, never to the terminal's scrollback.
+    pub share: Option<crate::share::server::ShareControl>,
 }
 
 impl UiState {
@@ -189,7 +205,7 @@ impl UiState {
             help: false,
             quit_confirm: false,
             zoomed: false,
-            share_command: None,
+            share: None,
         }
     }
 
@@ -213,6 +229,8 @@ impl UiState {
 pub enum Intent {
     /// Record this event in the transcript (and fold it).
     Record(Event),
+    /// Change the running share's invites (the loop holds the share).
+    Share(ShareCommand),
     Quit,
 }
 

@@ -11,7 +11,7 @@ use ratatui::style::Color;
 use super::*;
 use cutover_core::event::{
     ChecksumState, DatabaseReading, DiffKey, DiffKind, Direction, DnsReading, Event, MetricSeries,
-    Reading, Side, SourceKind, TableDrift, TableStat, TaskReading, Ts, WorldMeasures,
+    PeerRole, Reading, Side, SourceKind, TableDrift, TableStat, TaskReading, Ts, WorldMeasures,
 };
 use cutover_core::plan::rehearsal_plan;
 use cutover_core::state::{OpenDialog, State, StepStatus};
@@ -279,6 +279,7 @@ fn freeze_ready() -> State {
     fx.ev(Event::PeerJoined {
         at: t(0.5),
         peer: "bob".into(),
+        role: Some(PeerRole::Approver),
     });
     let w = World::steady();
     fx.polls(1, 8, &w);
@@ -294,6 +295,7 @@ fn mid_cutover() -> State {
     fx.ev(Event::PeerJoined {
         at: t(0.5),
         peer: "bob".into(),
+        role: Some(PeerRole::Approver),
     });
     let mut w = World::steady();
     fx.polls(1, 8, &w);
@@ -732,7 +734,7 @@ fn records(out: &[Intent]) -> Vec<&Event> {
     out.iter()
         .filter_map(|i| match i {
             Intent::Record(e) => Some(e),
-            Intent::Quit => None,
+            Intent::Quit | Intent::Share(_) => None,
         })
         .collect()
 }

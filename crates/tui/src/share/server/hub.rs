@@ -3,9 +3,10 @@
 //! the reason recorded), admits and removes peers (their presence becomes events), and
 //! checks approvals against a mirror fold of the session before injecting them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -13,16 +14,17 @@ use tokio_util::sync::CancellationToken;
 use super::ShareOptions;
 use super::listener::same_name;
 use crate::share::protocol::{self, DriverMsg, Frame, MAX_DRIVER_FRAME};
-use cutover_core::event::{Event, now_ms};
+use cutover_core::event::{Event, Evidence, PeerRole, now_ms};
 use cutover_core::plan::Plan;
-use cutover_core::state::{State, StepStatus};
+use cutover_core::state::{GateState, State, StepStatus};
 
 pub(super) enum HubMsg {
-    /// Events as recorded by the session (from the tap).
-    Batch(Vec<Event>),
+    /// Events as recorded by the session (from the tap), with the batch's head hash.
+    Batch(Vec<Event>, Option<String>),
     /// A peer passed the token check and asks to be admitted.
     Join {
         name: String,
+        role: PeerRole,
         from: String,
         reply: oneshot::Sender<Result<Grant, String>>,
     },
@@ -32,7 +34,12 @@ pub(super) enum HubMsg {
         id: u64,
         step: String,
         phrase: String,
+        seen: Box<Evidence>,
     },
+    /// The driver issued an invite (recorded: name and role, never the token).
+    Issued { name: String, role: PeerRole },
+    /// The driver revoked an invite: its connection closes now.
+    Revoke { name: String },
     /// A connection was refused at the handshake; recorded when it is audit-worthy.
     Refused {
         from: String,
@@ -48,8 +55,9 @@ pub(super) enum HubMsg {
 /// Where a late joiner's catch-up comes from.
 pub(super) enum History {
     /// The session's transcript: read back (and its hash chain checked) by the joining
-    /// peer's own task, so the driver keeps no copy of the session's events.
-    Transcript(PathBuf),
+    /// peer's own task, so the driver keeps no copy of the session's events. `prior` are
+    /// the encoded events of the session this one resumed (folded before its transcript).
+    Transcript { prior: Vec<Frame>, path: PathBuf },
     /// A session without a transcript: the hub keeps every encoded event.
     Memory(Vec<Frame>),
 }
@@ -57,13 +65,19 @@ pub(super) enum History {
 /// The events a joining peer must catch up on: everything recorded before it joined.
 pub(super) enum Backlog {
     Frames(Vec<Frame>),
-    Transcript { path: PathBuf, events: u64 },
+    Transcript {
+        prior: Vec<Frame>,
+        path: PathBuf,
+        events: u64,
+    },
 }
 
 /// What an admitted peer gets: the history so far and its live queue.
 pub(super) struct Grant {
     pub(super) id: u64,
     pub(super) backlog: Backlog,
+    /// The transcript's head at the end of the backlog.
+    pub(super) head: Option<String>,
     pub(super) live: mpsc::Receiver<Frame>,
     pub(super) ctl: Arc<PeerCtl>,
 }
@@ -101,6 +115,7 @@ impl PeerCtl {
 
 struct PeerSlot {
     name: String,
+    role: PeerRole,
     tx: mpsc::Sender<Frame>,
     ctl: Arc<PeerCtl>,
     refused_approvals: u32,
@@ -110,6 +125,11 @@ struct PeerSlot {
 const MAX_REFUSED_APPROVALS: u32 = 5;
 /// Refused attach attempts recorded in the transcript before the rest are only logged.
 const MAX_RECORDED_REFUSALS: u32 = 20;
+/// Refusals logged per window; past it they are counted and summed up once.
+const REFUSAL_LOGS_PER_WINDOW: u32 = 10;
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
+/// Batch heads an approval's evidence may name (older views are refused as stale).
+const HEADS_KEPT: usize = 4096;
 
 pub(super) struct Hub {
     history: History,
@@ -125,6 +145,12 @@ pub(super) struct Hub {
     peer_queue: usize,
     max_peers: usize,
     refusals_recorded: u32,
+    /// The refusal log's rate limit: the window's start, lines logged and left out in it.
+    refusal_window: (Instant, u32, u32),
+    /// (seq, head) of the recent recorded batches, oldest first.
+    heads: VecDeque<(u64, String)>,
+    /// Step index -> the last seq after which its gates were not all green.
+    not_green: HashMap<usize, u64>,
     closed: bool,
 }
 
@@ -148,6 +174,9 @@ impl Hub {
             peer_queue: opts.peer_queue.max(1),
             max_peers: opts.max_peers,
             refusals_recorded: 0,
+            refusal_window: (Instant::now(), 0, 0),
+            heads: VecDeque::new(),
+            not_green: HashMap::new(),
             closed: false,
         }
     }
@@ -162,18 +191,26 @@ impl Hub {
         self.inject(Event::Note { at: now_ms(), text });
     }
 
-    /// Appends recorded events to the history and sends them to every peer.
-    pub(super) fn record(&mut self, batch: Vec<Event>) {
+    /// Appends recorded events to the history and sends them to every peer; the last one
+    /// carries the batch's `head`.
+    pub(super) fn record(&mut self, batch: Vec<Event>, head: Option<String>) {
         let mut slow = Vec::new();
-        for ev in batch {
+        let n = batch.len();
+        for (k, ev) in batch.into_iter().enumerate() {
             self.recorded += 1;
             // The mirror only checks approvals; its effects are the driver's business.
             let _ = self.mirror.apply(&ev);
+            if let Some(i) = self.mirror.next_step()
+                && self.mirror.step_readiness(i).0 != GateState::Green
+            {
+                self.not_green.insert(i, self.recorded);
+            }
             let keep = matches!(self.history, History::Memory(_));
             if self.peers.is_empty() && !keep {
                 continue;
             }
-            let frame = encode_for_peers(self.recorded, &ev);
+            let last_head = if k + 1 == n { head.as_deref() } else { None };
+            let frame = encode_for_peers(self.recorded, &ev, last_head);
             if let History::Memory(frames) = &mut self.history {
                 frames.push(Arc::clone(&frame));
             }
@@ -185,6 +222,12 @@ impl Hub {
                 }
             }
         }
+        if let Some(h) = head {
+            if self.heads.len() >= HEADS_KEPT {
+                self.heads.pop_front();
+            }
+            self.heads.push_back((self.recorded, h));
+        }
         for id in slow {
             let reason = format!(
                 "dropped: fell {} events behind (not reading fast enough); the driver never waits \
@@ -193,6 +236,15 @@ impl Hub {
             );
             self.remove(id, Some(reason));
         }
+    }
+
+    /// The head recorded at `seq`, if it is one this hub still remembers.
+    fn head_at(&self, seq: u64) -> Option<&str> {
+        let i = self.heads.partition_point(|(s, _)| *s < seq);
+        self.heads
+            .get(i)
+            .filter(|(s, _)| *s == seq)
+            .map(|(_, h)| h.as_str())
     }
 
     /// Removes a peer, closes its connection and records that it left.
@@ -211,7 +263,7 @@ impl Hub {
         }
     }
 
-    fn join(&mut self, name: String, from: &str) -> Result<Grant, String> {
+    fn join(&mut self, name: String, role: PeerRole, from: &str) -> Result<Grant, String> {
         if self.closed {
             return Err("the driver has stopped sharing".into());
         }
@@ -240,19 +292,22 @@ impl Hub {
             id,
             PeerSlot {
                 name: name.clone(),
+                role,
                 tx,
                 ctl: Arc::clone(&ctl),
                 refused_approvals: 0,
             },
         );
-        tracing::info!(peer = %name, %from, "peer attached");
+        tracing::info!(peer = %name, %role, %from, "peer attached");
         self.inject(Event::PeerJoined {
             at: now_ms(),
             peer: name,
+            role: Some(role),
         });
         let backlog = match &self.history {
             History::Memory(frames) => Backlog::Frames(frames.clone()),
-            History::Transcript(path) => Backlog::Transcript {
+            History::Transcript { prior, path } => Backlog::Transcript {
+                prior: prior.clone(),
                 path: path.clone(),
                 events: self.recorded,
             },
@@ -260,6 +315,7 @@ impl Hub {
         Ok(Grant {
             id,
             backlog,
+            head: self.heads.back().map(|(_, h)| h.clone()),
             live,
             ctl,
         })
@@ -285,17 +341,18 @@ impl Hub {
         }
     }
 
-    fn approve(&mut self, id: u64, step: &str, phrase: &str) {
-        let Some(name) = self.peers.get(&id).map(|p| p.name.clone()) else {
+    fn approve(&mut self, id: u64, step: &str, phrase: &str, seen: Evidence) {
+        let Some((name, role)) = self.peers.get(&id).map(|p| (p.name.clone(), p.role)) else {
             return;
         };
-        let verdict = self.check_approval(&name, step, phrase);
+        let verdict = self.check_approval(&name, role, step, phrase, &seen);
         match verdict {
             Ok(()) => {
                 self.inject(Event::StepApproved {
                     at: now_ms(),
                     step: step.to_string(),
                     by: name,
+                    seen: Some(seen),
                 });
                 self.tell(
                     id,
@@ -325,7 +382,22 @@ impl Hub {
 
     /// Whether `name` may approve `step` with `phrase` now; the error says why not and
     /// whether the attempt belongs in the audit (a wrong phrase does).
-    fn check_approval(&self, name: &str, step: &str, phrase: &str) -> Result<(), (String, bool)> {
+    fn check_approval(
+        &self,
+        name: &str,
+        role: PeerRole,
+        step: &str,
+        phrase: &str,
+        seen: &Evidence,
+    ) -> Result<(), (String, bool)> {
+        if role == PeerRole::Observer {
+            return Err((
+                "you were invited as an observer, and observers cannot approve (ask the driver \
+                 for an approver invite: I in their cockpit)"
+                    .into(),
+                true,
+            ));
+        }
         let Some(i) = self.plan.step_index(step) else {
             return Err((format!("this plan has no step \"{step}\""), false));
         };
@@ -369,11 +441,89 @@ impl Hub {
                 true,
             ));
         }
+        self.check_evidence(i, seen)
+    }
+
+    /// The approval's evidence against what this session recorded: the approver saw every
+    /// gate of the step green, at a point of the stream that exists, and no gate left green
+    /// since.
+    fn check_evidence(&self, i: usize, seen: &Evidence) -> Result<(), (String, bool)> {
+        let def = &self.plan.steps[i];
+        let texts: Vec<&str> = seen.gates.iter().map(|g| g.gate.as_str()).collect();
+        let plan_texts: Vec<&str> = def.gates.iter().map(|g| g.text.as_str()).collect();
+        if texts != plan_texts {
+            return Err((
+                format!(
+                    "the gates your cockpit showed for {} are not this plan's (attach again)",
+                    def.id
+                ),
+                true,
+            ));
+        }
+        if let Some(g) = seen.gates.iter().find(|g| g.state != GateState::Green) {
+            return Err((
+                format!(
+                    "your cockpit showed gate `{}` {}: approve only what you saw green",
+                    g.gate,
+                    g.state.as_str()
+                ),
+                false,
+            ));
+        }
+        let known = match &self.history {
+            // Without a transcript there are no heads: the position alone is checked.
+            History::Memory(_) => seen.head.is_none() && seen.seq <= self.recorded,
+            History::Transcript { .. } => {
+                seen.head.is_some() && seen.head.as_deref() == self.head_at(seen.seq)
+            }
+        };
+        if !known {
+            return Err((
+                format!(
+                    "what your cockpit showed (event {}) is not a point this session recorded, or \
+                     too old; let your screen catch up and approve again",
+                    seen.seq
+                ),
+                true,
+            ));
+        }
+        if let Some(&changed) = self.not_green.get(&i)
+            && changed >= seen.seq
+        {
+            return Err((
+                format!(
+                    "a gate of {} left green at event {changed}, after what your cockpit showed \
+                     (event {}); look again and approve what you see",
+                    def.id, seen.seq
+                ),
+                false,
+            ));
+        }
         Ok(())
     }
 
+    fn issued(&mut self, name: &str, role: PeerRole) {
+        tracing::info!(peer = %name, %role, "invite issued");
+        self.note(format!("the driver invited {name} ({role})"));
+    }
+
+    /// Closes the revoked invite's connection (if it is attached) and records it.
+    fn revoke(&mut self, name: &str) {
+        tracing::info!(peer = %name, "invite revoked");
+        self.note(format!("the driver revoked {name}'s invite"));
+        let ids: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| same_name(&p.name, name))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.remove(id, Some("dropped: the driver revoked the invite".into()));
+        }
+    }
+
     fn refused(&mut self, from: &str, reason: &str, record: bool) {
-        tracing::warn!(%from, "attach refused: {reason}");
+        self.log_refusal(from, reason);
         if record {
             if self.refusals_recorded < MAX_RECORDED_REFUSALS {
                 self.note(format!("an attach from {from} was refused: {reason}"));
@@ -381,6 +531,29 @@ impl Hub {
                 self.note("further refused attach attempts are only logged".into());
             }
             self.refusals_recorded += 1;
+        }
+    }
+
+    /// Logs a refusal, at most [`REFUSAL_LOGS_PER_WINDOW`] per window: a flood of bad
+    /// connections cannot fill the log or cost the driver its disk.
+    fn log_refusal(&mut self, from: &str, reason: &str) {
+        let (start, logged, left_out) = &mut self.refusal_window;
+        if start.elapsed() >= REFUSAL_LOG_WINDOW {
+            if *left_out > 0 {
+                tracing::warn!(
+                    "{left_out} more attach attempts were refused in {}s and not logged one by one",
+                    REFUSAL_LOG_WINDOW.as_secs()
+                );
+            }
+            *start = Instant::now();
+            *logged = 0;
+            *left_out = 0;
+        }
+        if *logged < REFUSAL_LOGS_PER_WINDOW {
+            *logged += 1;
+            tracing::warn!(%from, "attach refused: {reason}");
+        } else {
+            *left_out += 1;
         }
     }
 
@@ -397,8 +570,8 @@ impl Hub {
 
 /// Encodes event `seq` for peers. An event too large for a frame (none should be) goes as a
 /// note saying so, so the stream keeps its numbering.
-pub(super) fn encode_for_peers(seq: u64, ev: &Event) -> Frame {
-    match protocol::encode_event(seq, ev) {
+pub(super) fn encode_for_peers(seq: u64, ev: &Event, head: Option<&str>) -> Frame {
+    match protocol::encode_event(seq, ev, head) {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(
@@ -413,7 +586,7 @@ pub(super) fn encode_for_peers(seq: u64, ev: &Event) -> Frame {
                     ev.name()
                 ),
             };
-            protocol::encode_event(seq, &stand_in).unwrap_or_else(|_| Frame::from(Vec::new()))
+            protocol::encode_event(seq, &stand_in, head).unwrap_or_else(|_| Frame::from(Vec::new()))
         }
     }
 }
@@ -421,16 +594,28 @@ pub(super) fn encode_for_peers(seq: u64, ev: &Event) -> Frame {
 pub(super) async fn run_hub(mut hub: Hub, mut rx: mpsc::UnboundedReceiver<HubMsg>) {
     while let Some(msg) = rx.recv().await {
         match msg {
-            HubMsg::Batch(batch) => hub.record(batch),
-            HubMsg::Join { name, from, reply } => {
-                let grant = hub.join(name, &from);
+            HubMsg::Batch(batch, head) => hub.record(batch, head),
+            HubMsg::Join {
+                name,
+                role,
+                from,
+                reply,
+            } => {
+                let grant = hub.join(name, role, &from);
                 if let Err(Ok(grant)) = reply.send(grant) {
                     // The connection went away while it waited: undo the join.
                     hub.remove(grant.id, None);
                 }
             }
             HubMsg::Leave { id, reason } => hub.remove(id, reason),
-            HubMsg::Approve { id, step, phrase } => hub.approve(id, &step, &phrase),
+            HubMsg::Approve {
+                id,
+                step,
+                phrase,
+                seen,
+            } => hub.approve(id, &step, &phrase, *seen),
+            HubMsg::Issued { name, role } => hub.issued(&name, role),
+            HubMsg::Revoke { name } => hub.revoke(&name),
             HubMsg::Refused {
                 from,
                 reason,

@@ -2,21 +2,25 @@
 //! kept to its owner), accepting connections, each into its own peer task, and the
 //! handshake that checks a peer's hello, token and name before the hub hears of it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
+use super::invite::Admit;
 use super::peer::{PeerCtx, serve_peer};
 use super::{ShareAddr, ShareError};
 use crate::share::protocol::{FrameReader, PROTOCOL, PeerMsg, VERSION};
+use cutover_core::event::PeerRole;
 
 /// Longest peer name.
 pub const MAX_NAME_CHARS: usize = 40;
@@ -41,33 +45,44 @@ pub(super) enum Accepted {
 }
 
 impl Listener {
-    /// The next connection, with a label for logs and notes.
-    async fn accept(&self) -> std::io::Result<(Accepted, String)> {
+    /// The next connection, with a label for logs and notes and the key its pending
+    /// handshakes are counted under (its IP address).
+    async fn accept(&self) -> std::io::Result<(Accepted, String, String)> {
         match self {
             Listener::Tcp(l, tls) => {
                 let (s, from) = l.accept().await?;
                 // Latency matters more than packet count for a live screen.
                 let _ = s.set_nodelay(true);
-                Ok((Accepted::Tcp(s, tls.clone()), from.to_string()))
+                let key = from.ip().to_canonical().to_string();
+                Ok((Accepted::Tcp(s, tls.clone()), from.to_string(), key))
             }
             Listener::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                Ok((Accepted::Unix(s), "the Unix socket".to_string()))
+                Ok((
+                    Accepted::Unix(s),
+                    "the Unix socket".to_string(),
+                    "unix".to_string(),
+                ))
             }
         }
     }
 }
 
 impl Accepted {
-    /// The connection, split: for TCP once the TLS handshake has completed within
-    /// `timeout`. Nothing is sent to the peer before that (a TLS alert at most).
-    pub(super) async fn open(self, timeout: Duration) -> Result<(ConnRead, ConnWrite), Refusal> {
+    /// The connection, split: for TCP once the TLS handshake has completed before
+    /// `deadline` (the one deadline for TLS and the hello together). Nothing is sent to the
+    /// peer before that (a TLS alert at most).
+    pub(super) async fn open(
+        self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(ConnRead, ConnWrite), Refusal> {
         match self {
             Accepted::Unix(s) => {
                 let (r, w) = s.into_split();
                 Ok((Box::new(r), Box::new(w)))
             }
-            Accepted::Tcp(s, tls) => match tokio::time::timeout(timeout, tls.accept(s)).await {
+            Accepted::Tcp(s, tls) => match tokio::time::timeout_at(deadline, tls.accept(s)).await {
                 Ok(Ok(stream)) => {
                     let (r, w) = tokio::io::split(stream);
                     Ok((Box::new(r), Box::new(w)))
@@ -77,7 +92,7 @@ impl Accepted {
                      session's fingerprint (attach with the command the cockpit shows, T)"
                 ))),
                 Err(_) => Err(Refusal::new(format!(
-                    "no TLS handshake within {}",
+                    "no TLS handshake and hello within {}",
                     humantime::format_duration(timeout)
                 ))),
             },
@@ -150,15 +165,97 @@ fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
-pub(super) async fn accept_loop(listener: Listener, ctx: Arc<PeerCtx>, stop: CancellationToken) {
+/// Connections still in their handshake, in total and per address: a flood of
+/// connections that never finish one (slowloris) is bounded, and costs the driver nothing
+/// but a closed socket past the caps.
+pub(super) struct Pending {
+    counts: Mutex<(usize, HashMap<String, usize>)>,
+    max: usize,
+    max_per_addr: usize,
+}
+
+/// One handshake's place in [`Pending`], given back when dropped.
+pub(super) struct PendingSlot {
+    pending: Arc<Pending>,
+    key: String,
+}
+
+impl Pending {
+    pub(super) fn new(max: usize, max_per_addr: usize) -> Arc<Pending> {
+        Arc::new(Pending {
+            counts: Mutex::new((0, HashMap::new())),
+            max: max.max(1),
+            max_per_addr: max_per_addr.max(1),
+        })
+    }
+
+    /// A place for one more handshake from `key`, or why not.
+    pub(super) fn admit(self: &Arc<Pending>, key: &str) -> Result<PendingSlot, String> {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if c.0 >= self.max {
+            return Err(format!(
+                "closed at once: {} connections are already in their handshake",
+                self.max
+            ));
+        }
+        let here = c.1.get(key).copied().unwrap_or(0);
+        if here >= self.max_per_addr {
+            return Err(format!(
+                "closed at once: {} connections from this address are already in their handshake",
+                self.max_per_addr
+            ));
+        }
+        c.0 += 1;
+        c.1.insert(key.to_string(), here + 1);
+        Ok(PendingSlot {
+            pending: Arc::clone(self),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut c = self
+            .pending
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        c.0 = c.0.saturating_sub(1);
+        if let Some(n) = c.1.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                c.1.remove(&self.key);
+            }
+        }
+    }
+}
+
+pub(super) async fn accept_loop(
+    listener: Listener,
+    ctx: Arc<PeerCtx>,
+    pending: Arc<Pending>,
+    stop: CancellationToken,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((conn, from)) => {
-                    conns.spawn(serve_peer(conn, from, Arc::clone(&ctx)));
-                }
+                Ok((conn, from, key)) => match pending.admit(&key) {
+                    Ok(slot) => {
+                        conns.spawn(serve_peer(conn, from, slot, Arc::clone(&ctx)));
+                    }
+                    Err(reason) => {
+                        drop(conn);
+                        // The hub logs it, rate-limited; gone only once sharing stopped.
+                        let _ = ctx.hub.send(super::hub::HubMsg::Refused {
+                            from,
+                            reason,
+                            record: false,
+                        });
+                    }
+                },
                 Err(e) => {
                     tracing::warn!("accepting a peer failed: {e}");
                     // Out of descriptors and the like: back off instead of spinning.
@@ -193,12 +290,14 @@ impl Refusal {
     }
 }
 
-/// Reads and checks the peer's Hello; returns the name it is admitted under.
+/// Reads and checks the peer's Hello before `deadline`; returns the name and role it is
+/// admitted under: its invite's, or (with the shared observers' token) the name it gave.
 pub(super) async fn handshake<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     ctx: &PeerCtx,
-) -> Result<String, Refusal> {
-    let first = tokio::time::timeout(ctx.handshake_timeout, reader.next_msg::<PeerMsg>()).await;
+    deadline: Instant,
+) -> Result<(String, PeerRole), Refusal> {
+    let first = tokio::time::timeout_at(deadline, reader.next_msg::<PeerMsg>()).await;
     let msg = match first {
         Err(_) => {
             return Err(Refusal::new(format!(
@@ -231,15 +330,21 @@ pub(super) async fn handshake<R: AsyncRead + Unpin>(
         )));
     }
     // Checked before the name so a wrong token learns nothing else about the session.
-    if !ctx.token.matches(token.reveal()) {
-        return Err(Refusal {
-            reason: "the attach token is wrong (copy it from the driver's terminal; it changes \
-                     every session)"
-                .into(),
+    let admit = ctx
+        .book
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .admit(token.reveal());
+    match admit {
+        Ok(Admit::Invited { name, role }) => Ok((name, role)),
+        Ok(Admit::Shared) => check_name(&name)
+            .map(|n| (n, PeerRole::Observer))
+            .map_err(Refusal::new),
+        Err(reason) => Err(Refusal {
+            reason,
             record: true,
-        });
+        }),
     }
-    check_name(&name).map_err(Refusal::new)
 }
 
 /// A peer name is what approvals are recorded under: short, printable, one line, and in
@@ -286,6 +391,119 @@ pub fn same_name(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::share::protocol::{AttachToken, SessionInfo, encode};
+    use proptest::prelude::*;
+
+    fn ctx() -> (PeerCtx, String) {
+        let spec: super::super::InviteSpec = "ann:approver".parse().unwrap();
+        let book = super::super::InviteBook::new(
+            &[spec],
+            None,
+            "127.0.0.1:1".parse().unwrap(),
+            None,
+            "op",
+        )
+        .unwrap();
+        let cmd = book.command_for("ann").unwrap();
+        let token = cmd.split("--token ").nth(1).unwrap().to_string();
+        let (hub, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let ctx = PeerCtx {
+            book: Arc::new(Mutex::new(book)),
+            hub,
+            info: SessionInfo {
+                mode: "test".into(),
+                operator: "op".into(),
+                plan_name: "p".into(),
+                plan_hash: "h".into(),
+                started_at: None,
+                host: "h".into(),
+                program_version: "0".into(),
+                transcript_key: None,
+            },
+            plan_text: String::new(),
+            idle_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(1),
+        };
+        (ctx, token)
+    }
+
+    fn shake(bytes: Vec<u8>) -> Result<(String, PeerRole), String> {
+        let (ctx, _) = ctx();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut r = FrameReader::new(&bytes[..], crate::share::protocol::MAX_PEER_FRAME);
+            let deadline = Instant::now() + Duration::from_secs(1);
+            handshake(&mut r, &ctx, deadline)
+                .await
+                .map_err(|e| e.reason)
+        })
+    }
+
+    fn hello(token: &str, name: &str, version: u32) -> Vec<u8> {
+        encode(
+            &PeerMsg::Hello {
+                protocol: PROTOCOL.into(),
+                version,
+                token: AttachToken::new(token),
+                name: name.into(),
+            },
+            crate::share::protocol::MAX_PEER_FRAME,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_invites_name_and_role_win_over_what_the_peer_says() {
+        let (_, token) = ctx();
+        // A fresh ctx has a fresh token: take the one that goes with it.
+        let (ctx, token2) = ctx();
+        assert_ne!(token, token2);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let bytes = hello(&token2, "olga", VERSION);
+        let got = rt.block_on(async {
+            let mut r = FrameReader::new(&bytes[..], crate::share::protocol::MAX_PEER_FRAME);
+            handshake(&mut r, &ctx, Instant::now() + Duration::from_secs(1))
+                .await
+                .map_err(|e| e.reason)
+        });
+        assert_eq!(got, Ok(("ann".to_string(), PeerRole::Approver)));
+        let err = shake(hello("wrong", "ann", VERSION)).unwrap_err();
+        assert!(err.contains("token is wrong"), "{err}");
+        let err = shake(hello("x", "ann", VERSION + 1)).unwrap_err();
+        assert!(err.contains("version"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever arrives first, the handshake answers with a refusal, never a panic
+        /// and never an admission.
+        #[test]
+        fn the_handshake_never_panics_or_admits_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            prop_assert!(shake(bytes).is_err());
+        }
+
+        /// A well-formed hello with any strings in it is refused without the token.
+        #[test]
+        fn any_hello_without_the_token_is_refused(
+            token in ".{0,64}",
+            name in ".{0,80}",
+            version in any::<u32>(),
+            garbage in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut bytes = hello(&token, &name, version);
+            bytes.extend(garbage);
+            prop_assert!(shake(bytes).is_err());
+        }
+    }
 
     #[test]
     fn names_are_checked() {

@@ -16,6 +16,7 @@
 //! hub has checked); a wrong phrase and a refused attach are recorded as notes.
 
 mod hub;
+mod invite;
 mod listener;
 mod peer;
 
@@ -23,14 +24,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{AttachToken, SessionInfo};
+use super::protocol::SessionInfo;
 use super::tls::{self, Fingerprint};
 use cutover_core::event::Event;
 use cutover_runtime::session::Session;
@@ -38,6 +39,7 @@ use hub::{History, Hub, HubMsg, run_hub};
 use listener::{accept_loop, bind};
 use peer::PeerCtx;
 
+pub use invite::{InviteBook, InviteSpec, InviteView, MAX_INVITES};
 pub use listener::{MAX_NAME_CHARS, check_name};
 
 /// Where the driver listens: a TCP address or a Unix socket path.
@@ -125,6 +127,8 @@ pub enum ShareError {
     Backlog { reason: String },
     #[error("cannot share over TLS: {reason}")]
     Tls { reason: String },
+    #[error("cannot share this session: {reason}")]
+    Invite { reason: String },
 }
 
 /// How to share a session.
@@ -140,6 +144,15 @@ pub struct ShareOptions {
     /// Frames a peer may fall behind before it is dropped.
     pub peer_queue: usize,
     pub max_peers: usize,
+    /// One token per person, with their role (`--invite NAME[:observer|:approver]`).
+    /// None: one shared token that admits observers only.
+    pub invites: Vec<InviteSpec>,
+    /// Where the attach commands are written (mode 0600); by default `<transcript>.invites`.
+    pub invites_file: Option<PathBuf>,
+    /// Connections that have not finished their handshake, at most, in total and from
+    /// one address; past these a new connection is closed at once.
+    pub max_pending: usize,
+    pub max_pending_per_addr: usize,
 }
 
 impl ShareOptions {
@@ -147,6 +160,8 @@ impl ShareOptions {
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_PEER_QUEUE: usize = 4096;
     pub const DEFAULT_MAX_PEERS: usize = 16;
+    pub const DEFAULT_MAX_PENDING: usize = 64;
+    pub const DEFAULT_MAX_PENDING_PER_ADDR: usize = 8;
 
     pub fn new(addr: ShareAddr) -> ShareOptions {
         ShareOptions {
@@ -156,6 +171,10 @@ impl ShareOptions {
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
             peer_queue: Self::DEFAULT_PEER_QUEUE,
             max_peers: Self::DEFAULT_MAX_PEERS,
+            invites: Vec::new(),
+            invites_file: None,
+            max_pending: Self::DEFAULT_MAX_PENDING,
+            max_pending_per_addr: Self::DEFAULT_MAX_PENDING_PER_ADDR,
         }
     }
 }
@@ -165,10 +184,9 @@ impl ShareOptions {
 ///
 /// [`shutdown`]: ShareHandle::shutdown
 pub struct ShareHandle {
-    token: AttachToken,
+    control: ShareControl,
     addr: ShareAddr,
     fingerprint: Option<Fingerprint>,
-    hub: mpsc::UnboundedSender<HubMsg>,
     stop: CancellationToken,
     accept: Option<JoinHandle<()>>,
     socket_path: Option<PathBuf>,
@@ -178,18 +196,115 @@ impl fmt::Debug for ShareHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShareHandle")
             .field("addr", &self.addr)
-            .field("token", &self.token)
             .field("fingerprint", &self.fingerprint)
+            .field("control", &self.control)
             .finish_non_exhaustive()
     }
 }
 
-impl ShareHandle {
-    /// The attach token; `reveal()` it once, to the driver's terminal only.
-    pub fn token(&self) -> &AttachToken {
-        &self.token
+/// What the driver's cockpit does to a running share: list, issue and revoke invites.
+/// Cheap to clone; every change is recorded (names and roles, never tokens).
+#[derive(Clone)]
+pub struct ShareControl {
+    book: Arc<Mutex<InviteBook>>,
+    hub: mpsc::UnboundedSender<HubMsg>,
+}
+
+impl fmt::Debug for ShareControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShareControl")
+    }
+}
+
+impl ShareControl {
+    fn book(&self) -> std::sync::MutexGuard<'_, InviteBook> {
+        // A panic while holding the book leaves it consistent (every change is one step).
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every invite, revoked ones included.
+    pub fn invites(&self) -> Vec<InviteView> {
+        self.book().list()
+    }
+
+    /// Where the attach commands are written.
+    pub fn invites_file(&self) -> Option<PathBuf> {
+        self.book().file().map(PathBuf::from)
+    }
+
+    /// The command for the shared observers' token (a session shared without invites).
+    pub fn shared_command(&self) -> Option<String> {
+        self.book().shared_command()
+    }
+
+    /// `name`'s attach command (token included): for the driver's screen only.
+    pub fn command_for(&self, name: &str) -> Option<String> {
+        self.book().command_for(name)
+    }
+
+    /// Live approver invites.
+    pub fn approvers(&self) -> usize {
+        self.book().approvers()
+    }
+
+    /// Issues an invite (`NAME[:observer|:approver]`); returns its attach command.
+    pub fn issue(&self, spec: &str) -> Result<String, String> {
+        let spec: InviteSpec = spec.trim().parse()?;
+        let cmd = self.book().issue(&spec)?;
+        // The hub records it; it is gone only once sharing has stopped.
+        let _ = self.hub.send(HubMsg::Issued {
+            name: spec.name,
+            role: spec.role,
+        });
+        Ok(cmd)
+    }
+
+    /// One line on how colleagues attach, for the notice line: the shared command, or
+    /// the invites and where their commands are, with a warning when the plan asks for
+    /// more approvals than there are approvers invited.
+    pub fn summary(&self, plan: &cutover_core::plan::Plan) -> String {
+        let book = self.book();
+        let mut line = match book.shared_command() {
+            Some(cmd) => format!("share (observers only): {cmd}   (T again, I to invite)"),
+            None => {
+                let list: Vec<String> = book
+                    .list()
+                    .iter()
+                    .filter(|i| !i.revoked)
+                    .map(|i| format!("{} ({})", i.name, i.role))
+                    .collect();
+                let at = match book.file() {
+                    Some(f) => format!("commands in {}", f.display()),
+                    None => "I then `show NAME` for a command".into(),
+                };
+                format!("invited: {}; {at}; I manages invites", list.join(", "))
+            }
+        };
+        let approvers = book.approvers();
+        if let Some(s) = plan
+            .steps
+            .iter()
+            .filter(|s| s.approvals as usize > approvers)
+            .max_by_key(|s| s.approvals)
+        {
+            line = format!(
+                "⚠ {} needs {} approval(s) but {approvers} approver(s) are invited (I: invite \
+                 NAME:approver) · {line}",
+                s.id, s.approvals
+            );
+        }
+        line
+    }
+
+    /// Revokes `name`'s invite: its token stops working and its connection closes now.
+    pub fn revoke(&self, name: &str) -> Result<String, String> {
+        let name = self.book().revoke(name.trim())?;
+        let _ = self.hub.send(HubMsg::Revoke { name: name.clone() });
+        Ok(name)
+    }
+}
+
+impl ShareHandle {
     /// The address actually bound (with the real port when 0 was asked for).
     pub fn addr(&self) -> &ShareAddr {
         &self.addr
@@ -200,25 +315,28 @@ impl ShareHandle {
         self.fingerprint.as_ref()
     }
 
-    /// The command a colleague runs, token and fingerprint included: show it in the
-    /// driver's cockpit, never in a log.
-    pub fn attach_command(&self) -> String {
-        let mut cmd = format!(
-            "cutover attach {} --token {}",
-            self.addr,
-            self.token.reveal()
-        );
-        if let Some(fp) = &self.fingerprint {
-            cmd.push_str(&format!(" --fingerprint {fp}"));
-        }
-        cmd
+    /// The invites, for the cockpit.
+    pub fn control(&self) -> ShareControl {
+        self.control.clone()
+    }
+
+    /// The command a colleague runs with the shared observers' token (a session shared
+    /// without invites), token and fingerprint included: show it in the driver's
+    /// cockpit, never in a log.
+    pub fn attach_command(&self) -> Option<String> {
+        self.control.shared_command()
+    }
+
+    /// `name`'s attach command.
+    pub fn command_for(&self, name: &str) -> Option<String> {
+        self.control.command_for(name)
     }
 
     /// Stops accepting, sends every peer what is still queued and a goodbye, and waits (at
     /// most two seconds) for them to be sent. Call after the session's last event.
     pub async fn shutdown(mut self, reason: &str) {
         let (done_tx, done_rx) = oneshot::channel();
-        let sent = self.hub.send(HubMsg::Shutdown {
+        let sent = self.control.hub.send(HubMsg::Shutdown {
             reason: reason.to_string(),
             done: Some(done_tx),
         });
@@ -238,7 +356,7 @@ impl ShareHandle {
 impl Drop for ShareHandle {
     fn drop(&mut self) {
         // After `shutdown` the hub is gone and this fails harmlessly.
-        let _ = self.hub.send(HubMsg::Shutdown {
+        let _ = self.control.hub.send(HubMsg::Shutdown {
             reason: "the driver stopped sharing".into(),
             done: None,
         });
@@ -258,8 +376,18 @@ pub async fn start_share(
     session: &mut Session,
     opts: ShareOptions,
 ) -> Result<ShareHandle, ShareError> {
+    start_share_after(session, opts, &[]).await
+}
+
+/// [`start_share`] for a resumed session: `prior` are the interrupted session's events,
+/// which the session folded before its own transcript began; peers catch up on both.
+pub async fn start_share_after(
+    session: &mut Session,
+    opts: ShareOptions,
+    prior: &[Event],
+) -> Result<ShareHandle, ShareError> {
     check_exposure(&opts.addr, opts.allow_remote)?;
-    let backlog = recorded_so_far(session)?;
+    let backlog = recorded_so_far(session, prior)?;
     // A fresh certificate per session: its fingerprint, in the attach command, is what a
     // peer pins.
     let tls = match &opts.addr {
@@ -273,7 +401,21 @@ pub async fn start_share(
     if opts.allow_remote {
         tracing::warn!(%addr, "sharing on a non-loopback address (--allow-remote)");
     }
-    let token = AttachToken::generate();
+    let invites_file = opts.invites_file.clone().or_else(|| {
+        session.transcript_path().map(|p| {
+            let mut s = p.as_os_str().to_owned();
+            s.push(".invites");
+            PathBuf::from(s)
+        })
+    });
+    let book = InviteBook::new(
+        &opts.invites,
+        invites_file,
+        addr.clone(),
+        fingerprint,
+        session.state.operator.as_deref().unwrap_or_default(),
+    )?;
+    let book = Arc::new(Mutex::new(book));
     let info = SessionInfo {
         mode: session
             .state
@@ -292,7 +434,14 @@ pub async fn start_share(
 
     let (hub_tx, hub_rx) = mpsc::unbounded_channel();
     let history = match session.transcript_path() {
-        Some(path) => History::Transcript(path.to_path_buf()),
+        Some(path) => History::Transcript {
+            prior: prior
+                .iter()
+                .enumerate()
+                .map(|(i, ev)| hub::encode_for_peers(i as u64 + 1, ev, None))
+                .collect(),
+            path: path.to_path_buf(),
+        },
         None => History::Memory(Vec::new()),
     };
     let mut hub = Hub::new(
@@ -302,17 +451,17 @@ pub async fn start_share(
         info.operator.clone(),
         session.sender(),
     );
-    hub.record(backlog);
+    hub.record(backlog, session.transcript_head().map(str::to_string));
     tokio::spawn(run_hub(hub, hub_rx));
 
     let tap_tx = hub_tx.clone();
-    session.add_tap(Box::new(move |batch: &[Event]| {
+    session.add_tap(Box::new(move |batch: &[Event], head: Option<&str>| {
         // Never blocks: an unbounded send. It fails only once sharing has stopped.
-        let _ = tap_tx.send(HubMsg::Batch(batch.to_vec()));
+        let _ = tap_tx.send(HubMsg::Batch(batch.to_vec(), head.map(str::to_string)));
     }));
 
     let ctx = Arc::new(PeerCtx {
-        token: token.clone(),
+        book: Arc::clone(&book),
         hub: hub_tx.clone(),
         info,
         plan_text: session.plan.source_text.clone(),
@@ -320,13 +469,13 @@ pub async fn start_share(
         handshake_timeout: opts.handshake_timeout,
     });
     let stop = CancellationToken::new();
-    let accept = tokio::spawn(accept_loop(listener, ctx, stop.clone()));
+    let limits = listener::Pending::new(opts.max_pending, opts.max_pending_per_addr);
+    let accept = tokio::spawn(accept_loop(listener, ctx, limits, stop.clone()));
     tracing::info!(%addr, "sharing the session");
     Ok(ShareHandle {
-        token,
+        control: ShareControl { book, hub: hub_tx },
         addr,
         fingerprint,
-        hub: hub_tx,
         stop,
         accept: Some(accept),
         socket_path,
@@ -354,22 +503,26 @@ fn check_exposure(addr: &ShareAddr, allow_remote: bool) -> Result<(), ShareError
     })
 }
 
-/// The events the session recorded before the tap existed.
-fn recorded_so_far(session: &Session) -> Result<Vec<Event>, ShareError> {
+/// The events the session folded before the tap existed: `prior` (an interrupted
+/// session's, when resumed) then what its own transcript holds.
+fn recorded_so_far(session: &Session, prior: &[Event]) -> Result<Vec<Event>, ShareError> {
     let folded = session.state.events;
     if let Some(path) = session.transcript_path() {
         let t = cutover_transcript::read(path).map_err(|e| ShareError::Backlog {
             reason: format!("cannot read back its transcript to replay to peers: {e}"),
         })?;
-        if t.events.len() as u64 == folded {
-            return Ok(t.events);
+        if (prior.len() + t.events.len()) as u64 == folded {
+            let mut all = prior.to_vec();
+            all.extend(t.events);
+            return Ok(all);
         }
         return Err(ShareError::Backlog {
             reason: format!(
-                "its transcript {} holds {} events but the session has folded {folded}; start \
-                 sharing right after opening the session",
+                "its transcript {} holds {} events (and {} before a resume) but the session has \
+                 folded {folded}; start sharing right after opening the session",
                 path.display(),
-                t.events.len()
+                t.events.len(),
+                prior.len()
             ),
         });
     }

@@ -2,22 +2,23 @@
 //! its messages (presence, approvals) and writes its stream (hello, catch-up, live frames)
 //! side by side until either half ends or the hub closes it, and says goodbye.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{Backlog, Grant, HubMsg, PeerCtl, encode_for_peers};
-use super::listener::{Accepted, ConnRead, ConnWrite, Refusal, handshake};
+use super::invite::InviteBook;
+use super::listener::{Accepted, ConnRead, ConnWrite, PendingSlot, Refusal, handshake};
 use crate::share::protocol::{
-    self, AttachToken, DriverMsg, Frame, FrameReader, MAX_DRIVER_FRAME, MAX_PEER_FRAME, PROTOCOL,
-    PeerMsg, ProtocolError, SessionInfo, VERSION,
+    self, DriverMsg, Frame, FrameReader, MAX_DRIVER_FRAME, MAX_PEER_FRAME, PROTOCOL, PeerMsg,
+    ProtocolError, SessionInfo, VERSION,
 };
 
 /// What every connection task needs.
 pub(super) struct PeerCtx {
-    pub(super) token: AttachToken,
+    pub(super) book: Arc<Mutex<InviteBook>>,
     pub(super) hub: mpsc::UnboundedSender<HubMsg>,
     pub(super) info: SessionInfo,
     pub(super) plan_text: String,
@@ -28,8 +29,11 @@ pub(super) struct PeerCtx {
 /// How long a goodbye may take to send before the connection is simply closed.
 const BYE_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub(super) async fn serve_peer(conn: Accepted, from: String, ctx: Arc<PeerCtx>) {
-    let (r, w) = match conn.open(ctx.handshake_timeout).await {
+pub(super) async fn serve_peer(conn: Accepted, from: String, slot: PendingSlot, ctx: Arc<PeerCtx>) {
+    // One deadline for the TLS handshake and the hello together: a client that trickles
+    // either gets no more time than one that sends nothing.
+    let deadline = tokio::time::Instant::now() + ctx.handshake_timeout;
+    let (r, w) = match conn.open(deadline, ctx.handshake_timeout).await {
         Ok(rw) => rw,
         Err(refusal) => {
             // Nothing can be said to a peer without TLS; the hub logs why (and is gone
@@ -42,29 +46,40 @@ pub(super) async fn serve_peer(conn: Accepted, from: String, ctx: Arc<PeerCtx>) 
             return;
         }
     };
-    serve_open(r, w, from, ctx).await;
+    serve_open(r, w, from, slot, deadline, ctx).await;
 }
 
-async fn serve_open(r: ConnRead, w: ConnWrite, from: String, ctx: Arc<PeerCtx>) {
+async fn serve_open(
+    r: ConnRead,
+    w: ConnWrite,
+    from: String,
+    slot: PendingSlot,
+    deadline: tokio::time::Instant,
+    ctx: Arc<PeerCtx>,
+) {
     let mut reader = FrameReader::new(r, MAX_PEER_FRAME);
     let mut w = BufWriter::with_capacity(64 * 1024, w);
-    let admitted = match handshake(&mut reader, &ctx).await {
-        Ok(name) => {
+    let shaken = handshake(&mut reader, &ctx, deadline).await;
+    // The handshake is over, passed or not: its place goes to the next connection.
+    drop(slot);
+    let admitted = match shaken {
+        Ok((name, role)) => {
             let (reply, granted) = oneshot::channel();
             let asked = ctx.hub.send(HubMsg::Join {
                 name: name.clone(),
+                role,
                 from: from.clone(),
                 reply,
             });
             match (asked, granted.await) {
-                (Ok(()), Ok(Ok(grant))) => Ok((name, grant)),
+                (Ok(()), Ok(Ok(grant))) => Ok((name, role, grant)),
                 (Ok(()), Ok(Err(reason))) => Err(Refusal::new(reason)),
                 _ => Err(Refusal::new("the driver has stopped sharing")),
             }
         }
         Err(refusal) => Err(refusal),
     };
-    let (name, grant) = match admitted {
+    let (name, role, grant) = match admitted {
         Ok(x) => x,
         Err(refusal) => {
             // The hub is gone only when sharing stopped; the refusal is logged there otherwise.
@@ -80,6 +95,7 @@ async fn serve_open(r: ConnRead, w: ConnWrite, from: String, ctx: Arc<PeerCtx>) 
     let Grant {
         id,
         backlog,
+        head,
         live,
         ctl,
     } = grant;
@@ -89,10 +105,11 @@ async fn serve_open(r: ConnRead, w: ConnWrite, from: String, ctx: Arc<PeerCtx>) 
         session: ctx.info.clone(),
         plan_text: ctx.plan_text.clone(),
         peer: name,
+        role,
         idle_timeout_ms: ctx.idle_timeout.as_millis() as u64,
     };
     let reading = read_loop(&mut reader, id, &ctx, &ctl);
-    let writing = write_loop(&mut w, hello, backlog, live, &ctl);
+    let writing = write_loop(&mut w, hello, (backlog, head), live, &ctl);
     let (read_end, write_end) = tokio::join!(reading, writing);
     // A hub that is gone has already forgotten this peer.
     let _ = ctx.hub.send(HubMsg::Leave {
@@ -124,8 +141,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(Err(e)) => break Some(format!("dropped: {e}")),
             Ok(Ok(None)) | Ok(Ok(Some(PeerMsg::Bye))) => break None,
             Ok(Ok(Some(PeerMsg::Presence))) => {}
-            Ok(Ok(Some(PeerMsg::Approve { step, phrase }))) => {
-                if ctx.hub.send(HubMsg::Approve { id, step, phrase }).is_err() {
+            Ok(Ok(Some(PeerMsg::Approve { step, phrase, seen }))) => {
+                let msg = HubMsg::Approve {
+                    id,
+                    step,
+                    phrase,
+                    seen: Box::new(seen),
+                };
+                if ctx.hub.send(msg).is_err() {
                     break None;
                 }
             }
@@ -165,7 +188,16 @@ async fn send_backlog<W: AsyncWrite + Unpin>(
             }
             Ok(frames.len() as u64)
         }
-        Backlog::Transcript { path, events } => {
+        Backlog::Transcript {
+            prior,
+            path,
+            events,
+        } => {
+            for frame in &prior {
+                protocol::write_frame(w, frame).await?;
+            }
+            let skip = prior.len() as u64;
+            let events = events.saturating_sub(skip);
             let shown = path.display().to_string();
             let read = tokio::task::spawn_blocking(move || cutover_transcript::read(&path)).await;
             let t = match read {
@@ -188,9 +220,10 @@ async fn send_backlog<W: AsyncWrite + Unpin>(
                 )));
             }
             for (i, ev) in t.events.iter().take(events as usize).enumerate() {
-                protocol::write_frame(w, &encode_for_peers(i as u64 + 1, ev)).await?;
+                let seq = skip + i as u64 + 1;
+                protocol::write_frame(w, &encode_for_peers(seq, ev, None)).await?;
             }
-            Ok(events)
+            Ok(skip + events)
         }
     }
 }
@@ -200,14 +233,14 @@ async fn send_backlog<W: AsyncWrite + Unpin>(
 async fn write_loop<W: AsyncWrite + Unpin>(
     w: &mut W,
     hello: DriverMsg,
-    backlog: Backlog,
+    (backlog, head): (Backlog, Option<String>),
     mut live: mpsc::Receiver<Frame>,
     ctl: &PeerCtl,
 ) -> Option<String> {
     let outcome = async {
         protocol::send(&mut *w, &hello, MAX_DRIVER_FRAME).await?;
         let seq = send_backlog(&mut *w, backlog).await?;
-        let caught_up = protocol::encode(&DriverMsg::CaughtUp { seq }, MAX_DRIVER_FRAME)?;
+        let caught_up = protocol::encode(&DriverMsg::CaughtUp { seq, head }, MAX_DRIVER_FRAME)?;
         protocol::write_frame(&mut *w, &caught_up).await?;
         w.flush().await.map_err(ProtocolError::from)?;
         while let Some(frame) = live.recv().await {
