@@ -273,9 +273,14 @@ pub struct AttachArgs {
     /// the driver's certificate differs). A Unix socket needs none.
     #[arg(long, value_name = "SHA256:...")]
     pub fingerprint: Option<Fingerprint>,
-    /// Your name, as the driver's status bar and your approvals show it.
+    /// Your name, as the driver's status bar and your approvals show it, with the shared
+    /// observers' token (an invite's token carries its own name).
     #[arg(long, env = "USER")]
     pub name: String,
+    /// Sign your approvals with this OpenSSH Ed25519 private key (unencrypted), as a plan
+    /// with `[share] approvers` requires: the key the approvers file lists for you.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
     /// Colour theme: a preset name or a theme file (as for the other cockpits).
     #[arg(long, value_name = "NAME|FILE")]
     pub theme: Option<String>,

@@ -46,12 +46,18 @@ fn operator(arg: &Option<String>) -> String {
         .unwrap_or_else(|| "operator".into())
 }
 
+/// A plan file and the approvers' keys it names (`[share] approvers`).
 fn load_plan(path: &Path) -> Result<Plan, ExitCode> {
-    plan::load(path).map_err(|errors| {
-        eprintln!("{errors}");
-        eprintln!("{} error(s) in {}", errors.0.len(), path.display());
-        ExitCode::from(2)
-    })
+    plan::load(path)
+        .and_then(|mut p| {
+            cutover::transcript::approval::load_into(&mut p, path)?;
+            Ok(p)
+        })
+        .map_err(|errors| {
+            eprintln!("{errors}");
+            eprintln!("{} error(s) in {}", errors.0.len(), path.display());
+            ExitCode::from(2)
+        })
 }
 
 /// Logs go to a file, created private (0600: it names hosts, steps and errors); the guard
@@ -212,11 +218,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Attach(args) => {
             let theme = cutover::ui::Theme::resolve(args.theme.as_deref())?;
+            let sign_key = match &args.sign_key {
+                Some(p) => Some(
+                    cutover::transcript::SessionKey::from_openssh_file(p)
+                        .map_err(|e| anyhow::anyhow!("--sign-key {e}"))?,
+                ),
+                None => None,
+            };
             let end = cutover::share::run_attach(
                 &args.share_addr()?,
                 args.fingerprint.as_ref(),
                 &args.token,
                 &args.name,
+                sign_key.as_ref(),
                 &theme,
             )
             .await?;
@@ -401,7 +415,10 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
         PlanCommand::Validate { files } => {
             let mut failed = 0;
             for f in &files {
-                match plan::load(f) {
+                match plan::load(f).and_then(|mut p| {
+                    cutover::transcript::approval::load_into(&mut p, f)?;
+                    Ok(p)
+                }) {
                     Ok(p) => outln!(
                         "{}: ok — plan \"{}\", {} steps, {} gates",
                         f.display(),

@@ -132,15 +132,19 @@ pub fn load(path: &Path) -> Result<Interrupted, ResumeError> {
             mode: t.header.mode.to_string(),
         });
     }
-    let plan = plan::parse(&format!("{p} (recorded plan)"), &t.header.plan_text).map_err(|e| {
-        ResumeError::Plan {
-            path: p.clone(),
-            errors: e.to_string(),
-        }
-    })?;
+    let mut plan =
+        plan::parse(&format!("{p} (recorded plan)"), &t.header.plan_text).map_err(|e| {
+            ResumeError::Plan {
+                path: p.clone(),
+                errors: e.to_string(),
+            }
+        })?;
     if plan.hash != t.header.plan_hash {
         return Err(ResumeError::PlanHash { path: p });
     }
+    // The approvers' keys as the interrupted session read them: the resumed one holds its
+    // approvals to the same keys (and records them in its own header).
+    plan.share.approvers = t.header.approvers.clone();
     if t.events.is_empty() {
         return Err(ResumeError::Empty { path: p });
     }

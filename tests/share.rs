@@ -1544,14 +1544,42 @@ async fn a_second_process_attaches_sees_the_drivers_screen_and_approves() {
          run_attach): {}",
         String::from_utf8_lossy(&wired.stderr)
     );
-    let mut d = start_driver(inviting(&["bob:approver"])).await;
+    // Bob's own SSH key signs his approval: the plan lists its public half for him.
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("id_ed25519");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bob@laptop", "-f"])
+        .arg(&key_file)
+        .status()
+        .expect("ssh-keygen runs (.ci/run installs openssh-client)");
+    assert!(made.success());
+    let public = std::fs::read_to_string(keys.path().join("id_ed25519.pub")).unwrap();
+    let public = public.rsplit_once(' ').unwrap().0.to_string();
+    let mut p = (*plan()).clone();
+    p.share.approvers =
+        cutover::transcript::approval::parse("approvers", &format!("{public} bob\n")).unwrap();
+    let mut d = start_driver(DriverOpts {
+        plan: Arc::new(p),
+        ..inviting(&["bob:approver"])
+    })
+    .await;
     d.ingest(some_events(40)).await;
     d.ingest(vec![note("before bob")]).await;
     let addr = d.addr().to_string();
     let token = d.token_for("bob");
     let pin = d.pin().unwrap().to_string();
+    let key_arg = key_file.display().to_string();
     let mut pty = Pty::spawn(
-        &["attach", &addr, "--fingerprint", &pin, "--name", "bob"],
+        &[
+            "attach",
+            &addr,
+            "--fingerprint",
+            &pin,
+            "--name",
+            "bob",
+            "--sign-key",
+            &key_arg,
+        ],
         &[("CUTOVER_ATTACH_TOKEN", token.reveal())],
     );
 
@@ -1613,6 +1641,17 @@ async fn a_second_process_attaches_sees_the_drivers_screen_and_approves() {
         })
         .await;
     assert!(logged(&s, "bob approved announce"));
+    let signed = s.steps[0].approvals[0]
+        .seen
+        .as_ref()
+        .and_then(|e| e.signature.as_ref())
+        .expect("signed by bob's key");
+    assert_eq!(
+        cutover::transcript::PublicKey::parse(&public)
+            .unwrap()
+            .to_text(),
+        signed.key
+    );
     pty.wait_for("the answer", |r| contains(r, "was sent to the driver"))
         .await;
 
@@ -1970,4 +2009,69 @@ async fn two_hundred_connections_and_a_slowloris_leave_the_driver_responsive() {
     assert!(refusals <= 21, "{refusals} refusals recorded");
     drop(idle);
     slow.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_approvers_only_a_signed_approval_counts_and_verify_checks_it() {
+    use cutover::transcript::{SessionKey, approval};
+    let ann_key = SessionKey::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = (*plan()).clone();
+    p.share.approvers =
+        approval::parse("approvers", &ann_key.public().to_openssh("ann")).expect("valid keys");
+    let mut d = start_driver(DriverOpts {
+        sessions_dir: Some(dir.path().to_path_buf()),
+        plan: Arc::new(p),
+        ..inviting(&["ann:approver"])
+    })
+    .await;
+    let mut ann = attach(&d, "ann").await;
+    ann.wait_for("approvable", |w| w.approvable("ann") == Some(0))
+        .await;
+    let plan_hash = ann.welcome.info.plan_hash.clone();
+
+    // Unsigned: refused and recorded, with the fix.
+    ann.approve("announce", "announced");
+    let n = ann.wait_notice("must be signed").await;
+    assert!(n.contains("--sign-key"), "{n}");
+    // Signed by a key the approvers file does not list for ann.
+    let mut wrong = ann.w.evidence(0);
+    approval::sign(
+        &SessionKey::generate().unwrap(),
+        &plan_hash,
+        "announce",
+        "ann",
+        &mut wrong,
+    );
+    ann.link.approve("announce", "announced", wrong);
+    ann.wait_notice("does not list for ann").await;
+    assert!(d.state().await.steps[0].approvals.is_empty());
+
+    // Signed by ann's key: recorded with its signature.
+    let mut good = ann.w.evidence(0);
+    approval::sign(&ann_key, &plan_hash, "announce", "ann", &mut good);
+    ann.link.approve("announce", "announced", good);
+    let s = d
+        .wait_for("approved", |s| !s.steps[0].approvals.is_empty())
+        .await;
+    let sig = s.steps[0].approvals[0]
+        .seen
+        .as_ref()
+        .and_then(|e| e.signature.clone())
+        .expect("the signature is recorded");
+    assert_eq!(sig.key, ann_key.public().to_text());
+    d.ingest(vec![Event::SessionEnded {
+        at: now_ms(),
+        reason: "done".into(),
+    }])
+    .await;
+    d.share.take().unwrap().shutdown("done").await;
+
+    // The header keeps the keys; verify checks the approval against them.
+    let path = d.transcript.clone().unwrap();
+    let t = cutover::transcript::read(&path).unwrap();
+    assert_eq!(t.header.approvers.len(), 1);
+    let r = cutover::transcript::verify::verify(&path);
+    assert_eq!(r.exit_code(), 0, "{}", r.render());
+    assert_eq!(r.approvals_signed, 1, "{}", r.render());
 }

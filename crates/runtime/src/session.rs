@@ -349,6 +349,7 @@ fn new_recorder(
             plan_hash: cfg.plan.hash.clone(),
             plan_text: cfg.plan.source_text.clone(),
             resumed_from,
+            approvers: cfg.plan.share.approvers.clone(),
         },
         key,
     )

@@ -36,6 +36,7 @@
 //! fast open and seek in replay), [`seek`] (the seek file: folded-state checkpoints beside
 //! a transcript, so replay seeks without folding from the start).
 
+pub mod approval;
 pub mod index;
 pub mod lock;
 pub mod seek;
@@ -161,6 +162,10 @@ pub struct Header {
     pub plan_text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<ResumedFrom>,
+    /// The approvers' public keys (`[share] approvers`), as the session read them: every
+    /// approval in the file must be signed by its approver's key here (`cutover verify`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<cutover_core::plan::ApproverKey>,
 }
 
 impl Header {
@@ -670,6 +675,7 @@ pub(crate) mod tests_support {
             plan_hash: "x".into(),
             plan_text: "name = \"p\"".into(),
             resumed_from: None,
+            approvers: Vec::new(),
         }
     }
 }

@@ -142,6 +142,45 @@ impl std::fmt::Display for PublicKey {
     }
 }
 
+/// Prefix of a signed approval: it cannot pass for a transcript signature or the reverse.
+const APPROVAL_DOMAIN: &[u8] = b"cutover approval v1\0";
+
+fn approval_message(digest: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(APPROVAL_DOMAIN.len() + 32);
+    m.extend_from_slice(APPROVAL_DOMAIN);
+    m.extend_from_slice(digest);
+    m
+}
+
+impl PublicKey {
+    /// The key as an OpenSSH public key line (`ssh-ed25519 AAAA… comment`), as an
+    /// authorized_keys or approvers file holds it.
+    pub fn to_openssh(&self, comment: &str) -> String {
+        let mut blob = Vec::with_capacity(51);
+        blob.extend_from_slice(&11u32.to_be_bytes());
+        blob.extend_from_slice(b"ssh-ed25519");
+        blob.extend_from_slice(&32u32.to_be_bytes());
+        blob.extend_from_slice(self.0.as_bytes());
+        format!("ssh-ed25519 {} {comment}", B64.encode(blob))
+            .trim_end()
+            .to_string()
+    }
+
+    /// Checks an approval signature (base64) over the approval digest.
+    pub fn verify_approval(&self, digest: &[u8; 32], sig: &str) -> Result<(), String> {
+        let raw = B64
+            .decode(sig.trim())
+            .map_err(|_| "the signature is not base64".to_string())?;
+        let arr: [u8; 64] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("a signature is 64 bytes, this one is {}", raw.len()))?;
+        self.0
+            .verify_strict(&approval_message(digest), &Signature::from_bytes(&arr))
+            .map_err(|_| "the signature does not verify".to_string())
+    }
+}
+
 /// The message signed for a record whose unsigned line hashes to `unsigned_hash`.
 fn message(unsigned_hash: &[u8; 32]) -> Vec<u8> {
     let mut m = Vec::with_capacity(DOMAIN.len() + 32);
@@ -207,6 +246,11 @@ impl SessionKey {
             public: self.public().base64(),
             origin: self.origin.clone(),
         }
+    }
+
+    /// Signs an approval whose canonical bytes hash to `digest` (see [`crate::approval`]).
+    pub fn sign_approval(&self, digest: &[u8; 32]) -> String {
+        B64.encode(self.key.sign(&approval_message(digest)).to_bytes())
     }
 
     /// Signs the chain head: a record line whose unsigned form hashes to `unsigned_hash`.

@@ -83,6 +83,8 @@ pub enum ProblemKind {
     TooLong,
     /// A signature is missing where the format puts one, or does not verify.
     Signature,
+    /// An approval is not signed by the key the header lists for its approver.
+    Approval,
     /// Not a transcript, or it cannot be read at all.
     Unreadable,
 }
@@ -100,6 +102,7 @@ impl ProblemKind {
             ProblemKind::Schema => "schema",
             ProblemKind::TooLong => "line too long",
             ProblemKind::Signature => "bad signature",
+            ProblemKind::Approval => "bad approval",
             ProblemKind::Unreadable => "unreadable",
         }
     }
@@ -197,6 +200,8 @@ pub struct VerifyReport {
     pub authorship: Authorship,
     /// Some line ends in CRLF (the file went through an editor or git's autocrlf).
     pub crlf: bool,
+    /// Approvals whose approver's signature verified under the header's approvers' keys.
+    pub approvals_signed: u64,
 }
 
 impl VerifyReport {
@@ -298,6 +303,12 @@ impl VerifyReport {
         if let (Some(a), Some(b)) = (self.first_at, self.last_at) {
             s.push_str(&format!("  from {} to {}\n", fmt_ts(a), fmt_ts(b)));
         }
+        if self.approvals_signed > 0 {
+            s.push_str(&format!(
+                "  {} approval(s) signed by their approvers' keys (as the header lists them)\n",
+                self.approvals_signed
+            ));
+        }
         if self.version.is_some() {
             s.push_str(&format!(
                 "  last intact hash: {} (seq {})\n",
@@ -365,11 +376,15 @@ enum Cause {
     /// `prev` does not match the previous line.
     Chain,
     /// `prev` matches but `seq` does not follow.
-    Seq { found: u64, expected: u64 },
+    Seq {
+        found: u64,
+        expected: u64,
+    },
     /// Longer than any record.
     TooLong,
     /// Chains, but its signature does not verify (why).
     Signature(String),
+    Approval(String),
 }
 
 fn unreadable(line: usize, kind: ProblemKind, detail: String) -> Verdict {
@@ -400,6 +415,7 @@ impl VerifyReport {
             later_breaks: 0,
             notes: Vec::new(),
             crlf: false,
+            approvals_signed: 0,
             authorship: Authorship {
                 status: AuthorshipStatus::IntegrityOnly,
                 header_key: None,
@@ -437,7 +453,8 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> VerifyReport {
     let Some((header, header_hash, key)) = read_header(&mut reader, &mut report) else {
         return finish_authorship(report, None, opts);
     };
-    let Some(scan) = scan_records(&mut reader, header_hash, key, &mut report) else {
+    let approvers = (header.plan_hash.clone(), header.approvers.clone());
+    let Some(scan) = scan_records(&mut reader, header_hash, key, approvers, &mut report) else {
         return finish_authorship(report, None, opts);
     };
     conclude(path, header, scan, report, opts)
@@ -622,6 +639,8 @@ struct Scan {
     /// Version 4: the header's key, which every `sig` must verify under.
     key: Option<PublicKey>,
     signed: bool,
+    /// The plan's hash and the header's approvers: approvals are checked against them.
+    approvers: (String, Vec<cutover_core::plan::ApproverKey>),
 }
 
 /// Pass one: every line's hash and chain fields; the first line that breaks the chain,
@@ -631,6 +650,7 @@ fn scan_records(
     reader: &mut impl BufRead,
     header_hash: String,
     key: Option<PublicKey>,
+    approvers: (String, Vec<cutover_core::plan::ApproverKey>),
     report: &mut VerifyReport,
 ) -> Option<Scan> {
     let mut scan = Scan {
@@ -645,6 +665,7 @@ fn scan_records(
         last_event: None,
         key,
         signed: report.version.unwrap_or(0) >= SIGNED_VERSION,
+        approvers,
     };
     let mut raw = Vec::new();
     loop {
@@ -719,7 +740,23 @@ impl Scan {
             Ok(rec) => rec.sig.is_some(),
             Err(_) => false,
         };
+        let approval = match &parsed {
+            Ok(rec) => self.check_approval(&rec.event),
+            Err(_) => None,
+        };
+        if matches!(approval, Some(Ok(()))) {
+            // Taken back below if the line turns out not to chain.
+            report.approvals_signed += 1;
+        }
         match self.cause(chain, parsed, complete, report) {
+            None if approval.as_ref().is_some_and(Result::is_err) => {
+                // Chains, but the approval it records is not its approver's.
+                report.intact_records -= 1;
+                report.last_seq = self.prev_seq;
+                let why = approval.and_then(Result::err).unwrap_or_default();
+                self.first = Some((lineno, Cause::Approval(why)));
+                report.last_hash = self.prev_full.clone();
+            }
             None if signature && self.signed => match self.check_signature(line) {
                 Ok(()) => {
                     report.authorship.signatures += 1;
@@ -741,10 +778,34 @@ impl Scan {
                 self.prev_seq = report.last_seq;
             }
             Some(c) => {
+                if matches!(approval, Some(Ok(()))) {
+                    report.approvals_signed -= 1;
+                }
                 self.first = Some((lineno, c));
                 report.last_hash = self.prev_full.clone();
             }
         }
+    }
+
+    /// An approval against the header's approvers: `None` for any other record, and for
+    /// every record when the header lists no approvers (an unsigned session). Counted in
+    /// the report only once the line is known to chain.
+    fn check_approval(&self, ev: &Event) -> Option<Result<(), String>> {
+        let Event::StepApproved { step, by, seen, .. } = ev else {
+            return None;
+        };
+        let (plan_hash, approvers) = &self.approvers;
+        if approvers.is_empty() {
+            return None;
+        }
+        Some(match seen {
+            None => Err(format!(
+                "{by}'s approval of {step} carries no evidence and no signature, but the header \
+                 lists the approvers' keys"
+            )),
+            Some(seen) => crate::approval::check(approvers, plan_hash, step, by, seen)
+                .map_err(|e| format!("{by}'s approval of {step} is not theirs: {e}")),
+        })
     }
 
     /// The record's `sig` against the header's key.
@@ -1047,6 +1108,7 @@ fn classify(info: &[LineInfo], i: usize, cause: Cause, lines: usize, program: &s
             ProblemKind::Signature,
             format!("line {i} chains, but {why}"),
         ),
+        Cause::Approval(why) => problem(i, ProblemKind::Approval, format!("line {i}: {why}")),
     }
 }
 

@@ -275,6 +275,25 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
 }
 
+/// `[share]`: how a shared session's approvals are held to account.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShareSettings {
+    /// `approvers = "FILE"`: an authorized_keys file of the approvers' Ed25519 keys, each
+    /// line's comment the approver's invite name; as written (relative to the plan file).
+    pub approvers_file: Option<String>,
+    /// The keys read from that file (by the program that loaded the plan, or from a
+    /// transcript's header): when any is set, an approval must be signed by its
+    /// approver's key.
+    pub approvers: Vec<ApproverKey>,
+}
+
+/// One approver's public key: `key` as `ed25519:<base64>`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApproverKey {
+    pub name: String,
+    pub key: String,
+}
+
 /// Knobs of the embedded rehearsal world.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RehearsalSettings {
@@ -318,6 +337,8 @@ pub struct Plan {
     pub metrics: Vec<MetricDef>,
     pub aws: AwsSettings,
     pub rehearsal: RehearsalSettings,
+    /// Pairing: whose keys sign approvals.
+    pub share: ShareSettings,
     pub steps: Vec<Step>,
     /// The file's text, kept so a transcript can carry the exact plan it ran.
     pub source_text: String,
@@ -490,8 +511,15 @@ struct RawPlan {
     metrics: Vec<Spanned<RawMetric>>,
     aws: Option<RawAws>,
     rehearsal: Option<RawRehearsal>,
+    share: Option<RawShare>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShare {
+    approvers: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -669,6 +697,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         .map(|a| aws_settings(&mut loc, a))
         .unwrap_or_default();
     let rehearsal = rehearsal_settings(&mut loc, raw.rehearsal);
+    let share = share_settings(&mut loc, raw.share);
     let sections = Sections {
         source: source.as_ref(),
         target: target.as_ref(),
@@ -692,6 +721,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         metrics,
         aws,
         rehearsal,
+        share,
         steps,
         source_text: text.to_string(),
         hash,
@@ -939,6 +969,29 @@ fn aws_settings(loc: &mut Locator<'_>, a: RawAws) -> AwsSettings {
         region: a.region.map(Spanned::into_inner),
         profile: a.profile.map(Spanned::into_inner),
         endpoint_url: a.endpoint_url.map(Spanned::into_inner),
+    }
+}
+
+fn share_settings(loc: &mut Locator<'_>, raw: Option<RawShare>) -> ShareSettings {
+    let Some(r) = raw else {
+        return ShareSettings::default();
+    };
+    if let Some(a) = &r.approvers {
+        let result = if a.get_ref().trim().is_empty() {
+            Err(limits::Problem {
+                message: "[share] approvers is empty".into(),
+                hint: "name an authorized_keys file of the approvers' ssh-ed25519 keys (each \
+                       line's comment the approver's name), or remove the field"
+                    .into(),
+            })
+        } else {
+            limits::shown_text("[share] approvers", a.get_ref(), false)
+        };
+        loc.check(a, result);
+    }
+    ShareSettings {
+        approvers_file: r.approvers.map(Spanned::into_inner),
+        approvers: Vec::new(),
     }
 }
 

@@ -784,6 +784,7 @@ pub async fn run_attach(
     pin: Option<&Fingerprint>,
     token: &AttachToken,
     name: &str,
+    sign_key: Option<&cutover_transcript::SessionKey>,
     theme: &Theme,
 ) -> anyhow::Result<AttachEnd> {
     let (welcome, mut link) = connect(addr, pin, token, name).await?;
@@ -854,7 +855,16 @@ pub async fn run_attach(
                                     .plan
                                     .step_index(&step)
                                     .map(|i| watcher.evidence(i));
-                                if let Some(seen) = seen {
+                                if let Some(mut seen) = seen {
+                                    if let Some(key) = sign_key {
+                                        cutover_transcript::approval::sign(
+                                            key,
+                                            &welcome.info.plan_hash,
+                                            &step,
+                                            &welcome.name,
+                                            &mut seen,
+                                        );
+                                    }
                                     link.approve(&step, &phrase, seen);
                                 }
                             }

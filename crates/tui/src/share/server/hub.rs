@@ -441,13 +441,13 @@ impl Hub {
                 true,
             ));
         }
-        self.check_evidence(i, seen)
+        self.check_evidence(i, name, seen)
     }
 
     /// The approval's evidence against what this session recorded: the approver saw every
-    /// gate of the step green, at a point of the stream that exists, and no gate left green
-    /// since.
-    fn check_evidence(&self, i: usize, seen: &Evidence) -> Result<(), (String, bool)> {
+    /// gate of the step green, at a point of the stream that exists, signed it with their
+    /// own key when the plan names approvers' keys, and no gate left green since.
+    fn check_evidence(&self, i: usize, name: &str, seen: &Evidence) -> Result<(), (String, bool)> {
         let def = &self.plan.steps[i];
         let texts: Vec<&str> = seen.gates.iter().map(|g| g.gate.as_str()).collect();
         let plan_texts: Vec<&str> = def.gates.iter().map(|g| g.text.as_str()).collect();
@@ -486,6 +486,16 @@ impl Hub {
                 ),
                 true,
             ));
+        }
+        if !self.plan.share.approvers.is_empty() {
+            cutover_transcript::approval::check(
+                &self.plan.share.approvers,
+                &self.plan.hash,
+                &def.id,
+                name,
+                seen,
+            )
+            .map_err(|e| (e, true))?;
         }
         if let Some(&changed) = self.not_green.get(&i)
             && changed >= seen.seq
