@@ -277,8 +277,9 @@ pub struct AttachArgs {
     /// observers' token (an invite's token carries its own name).
     #[arg(long, env = "USER")]
     pub name: String,
-    /// Sign your approvals with this OpenSSH Ed25519 private key (unencrypted), as a plan
-    /// with `[share] approvers` requires: the key the approvers file lists for you.
+    /// Sign your approvals, as a plan with `[share] approvers` requires, with the key the
+    /// approvers file lists for you: an unencrypted OpenSSH Ed25519 private key file, or its
+    /// `.pub` file when ssh-agent ($SSH_AUTH_SOCK) holds the private half.
     #[arg(long, value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
     /// Colour theme: a preset name or a theme file (as for the other cockpits).

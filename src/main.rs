@@ -219,10 +219,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Attach(args) => {
             let theme = cutover::ui::Theme::resolve(args.theme.as_deref())?;
             let sign_key = match &args.sign_key {
-                Some(p) => Some(
-                    cutover::transcript::SessionKey::from_openssh_file(p)
-                        .map_err(|e| anyhow::anyhow!("--sign-key {e}"))?,
-                ),
+                Some(p) => {
+                    let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+                    Some(
+                        cutover::transcript::approval::Signer::from_file(p, agent.as_deref())
+                            .map_err(|e| anyhow::anyhow!("--sign-key {e}"))?,
+                    )
+                }
                 None => None,
             };
             let end = cutover::share::run_attach(

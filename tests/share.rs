@@ -2014,7 +2014,7 @@ async fn two_hundred_connections_and_a_slowloris_leave_the_driver_responsive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_approvers_only_a_signed_approval_counts_and_verify_checks_it() {
     use cutover::transcript::{SessionKey, approval};
-    let ann_key = SessionKey::generate().unwrap();
+    let ann_key = approval::Signer::from(SessionKey::generate().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let mut p = (*plan()).clone();
     p.share.approvers =
@@ -2037,19 +2037,20 @@ async fn with_approvers_only_a_signed_approval_counts_and_verify_checks_it() {
     // Signed by a key the approvers file does not list for ann.
     let mut wrong = ann.w.evidence(0);
     approval::sign(
-        &SessionKey::generate().unwrap(),
+        &approval::Signer::from(SessionKey::generate().unwrap()),
         &plan_hash,
         "announce",
         "ann",
         &mut wrong,
-    );
+    )
+    .unwrap();
     ann.link.approve("announce", "announced", wrong);
     ann.wait_notice("does not list for ann").await;
     assert!(d.state().await.steps[0].approvals.is_empty());
 
     // Signed by ann's key: recorded with its signature.
     let mut good = ann.w.evidence(0);
-    approval::sign(&ann_key, &plan_hash, "announce", "ann", &mut good);
+    approval::sign(&ann_key, &plan_hash, "announce", "ann", &mut good).unwrap();
     ann.link.approve("announce", "announced", good);
     let s = d
         .wait_for("approved", |s| !s.steps[0].approvals.is_empty())

@@ -196,3 +196,97 @@ fn the_attach_token_is_shown_in_the_cockpit_and_not_left_in_the_terminal() {
     assert!(!screen.contains("--token"), "{screen}");
     assert!(!screen.contains("--fingerprint"), "{screen}");
 }
+
+#[test]
+fn invites_are_written_private_and_managed_from_the_cockpit() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    let mut term = pty::Pty::spawn(
+        &[
+            "rehearse",
+            "--operator",
+            "olga",
+            "--share",
+            "127.0.0.1:0",
+            "--invite",
+            "ann:approver",
+            "--invite",
+            "bob",
+            "--sessions-dir",
+            sessions.to_str().unwrap(),
+        ],
+        dir.path(),
+        160,
+        40,
+    );
+    term.wait_for("[REHEARSAL]", T);
+    term.wait_for("invited: ann (approver), bob (observer); commands in", T);
+    let invites = std::fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".jsonl.invites"))
+        .expect("the invites file beside the transcript");
+    let mode = std::fs::metadata(&invites).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&invites).unwrap();
+    let ann_line = text
+        .lines()
+        .find(|l| l.starts_with("ann approver cutover attach 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let ann_token = ann_line
+        .split("--token ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+
+    // I lists the invites (no token drawn); `invite carl:approver` issues one.
+    term.send("I");
+    term.wait_until("the invites dialog", T, |s| {
+        s.contains("Invites") && s.contains("approver") && s.contains("not attached")
+    });
+    assert!(!term.screen().contains(&ann_token));
+    term.send("invite carl:approver\r");
+    term.wait_for("invited — hand this to them only: cutover attach", T);
+    term.wait_until("carl in the invites file", T, |_| {
+        std::fs::read_to_string(&invites)
+            .unwrap()
+            .contains("carl approver cutover attach")
+    });
+    // `revoke ann`: her line loses its token.
+    term.send("I");
+    term.wait_for("Invites", T);
+    term.send("revoke ann\r");
+    term.wait_for("revoked ann's invite", T);
+    let text = std::fs::read_to_string(&invites).unwrap();
+    assert!(
+        text.contains("ann approver revoked") && !text.contains(&ann_token),
+        "{text}"
+    );
+    term.send("q");
+    term.wait_exit(T);
+
+    // The transcript records who was invited or revoked, never a token.
+    let t = transcript(&sessions);
+    let notes: Vec<String> = t
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Note { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n == "the driver invited carl (approver)"),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n == "the driver revoked ann's invite"),
+        "{notes:?}"
+    );
+    let raw = std::fs::read_to_string(&t.path).unwrap();
+    assert!(!raw.contains(&ann_token));
+}

@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::agent::AgentKey;
 use crate::sign::{PublicKey, SessionKey};
 use cutover_core::event::{ApprovalSignature, Evidence, GateSeen};
 use cutover_core::plan::{ApproverKey, Plan, PlanError, PlanErrors};
@@ -45,14 +46,74 @@ pub fn digest(plan_hash: &str, step: &str, by: &str, seen: &Evidence) -> [u8; 32
     Sha256::digest(&bytes).into()
 }
 
-/// Signs `seen` as `by`'s approval of `step` with `key`.
-pub fn sign(key: &SessionKey, plan_hash: &str, step: &str, by: &str, seen: &mut Evidence) {
+/// What signs an approver's approvals: their private key file, or their key in ssh-agent.
+#[derive(Debug)]
+pub enum Signer {
+    Key(SessionKey),
+    Agent(AgentKey),
+}
+
+impl From<SessionKey> for Signer {
+    fn from(k: SessionKey) -> Signer {
+        Signer::Key(k)
+    }
+}
+
+impl Signer {
+    /// `--sign-key FILE`: an unencrypted OpenSSH Ed25519 private key, or a public key line
+    /// (`id_ed25519.pub`) whose private half ssh-agent holds (`$SSH_AUTH_SOCK`).
+    pub fn from_file(path: &Path, agent_socket: Option<&Path>) -> Result<Signer, String> {
+        let p = path.display();
+        let text = crate::sign::read_key_file(path)?;
+        if text.trim_start().starts_with("ssh-") {
+            let public = PublicKey::parse(text.lines().next().unwrap_or_default())
+                .map_err(|e| format!("{p}: {e}"))?;
+            let socket = agent_socket.ok_or_else(|| {
+                format!(
+                    "{p} is a public key: its private half must be in ssh-agent, and \
+                     SSH_AUTH_SOCK is not set (start the agent and `ssh-add` the key, or give \
+                     the private key file)"
+                )
+            })?;
+            return AgentKey::find(socket, &public).map(Signer::Agent);
+        }
+        SessionKey::from_openssh_text(path, &text).map(Signer::Key)
+    }
+
+    pub fn public(&self) -> PublicKey {
+        match self {
+            Signer::Key(k) => k.public(),
+            Signer::Agent(a) => a.public(),
+        }
+    }
+
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<String, String> {
+        match self {
+            Signer::Key(k) => Ok(k.sign_approval(digest)),
+            Signer::Agent(a) => {
+                use base64::Engine as _;
+                let sig = a.sign(&crate::sign::approval_message(digest))?;
+                Ok(base64::engine::general_purpose::STANDARD.encode(sig))
+            }
+        }
+    }
+}
+
+/// Signs `seen` as `by`'s approval of `step`.
+pub fn sign(
+    signer: &Signer,
+    plan_hash: &str,
+    step: &str,
+    by: &str,
+    seen: &mut Evidence,
+) -> Result<(), String> {
     seen.signature = None;
     let d = digest(plan_hash, step, by, seen);
     seen.signature = Some(ApprovalSignature {
-        key: key.public().to_text(),
-        sig: key.sign_approval(&d),
+        key: signer.public().to_text(),
+        sig: signer.sign_digest(&d)?,
     });
+    Ok(())
 }
 
 /// Whether `seen` carries `by`'s valid signature under one of `approvers`' keys; the error
@@ -202,11 +263,11 @@ mod tests {
     use super::*;
     use cutover_core::state::GateState;
 
-    fn key() -> SessionKey {
-        SessionKey::generate().unwrap()
+    fn key() -> Signer {
+        Signer::Key(SessionKey::generate().unwrap())
     }
 
-    fn ssh_line(k: &SessionKey, name: &str) -> String {
+    fn ssh_line(k: &Signer, name: &str) -> String {
         k.public().to_openssh(name)
     }
 
@@ -229,7 +290,7 @@ mod tests {
         let approvers = parse("approvers", &file).unwrap();
         assert_eq!(approvers[0].name, "ann");
         let mut s = seen();
-        sign(&ann, "ph", "freeze", "ann", &mut s);
+        sign(&ann, "ph", "freeze", "ann", &mut s).unwrap();
         assert_eq!(check(&approvers, "ph", "freeze", "ann", &s), Ok(()));
         // Another step, another approver name, another view: refused.
         assert!(check(&approvers, "ph", "drain", "ann", &s).is_err());
@@ -251,7 +312,7 @@ mod tests {
                 .contains("--sign-key")
         );
         let mut wrong = seen();
-        sign(&key(), "ph", "freeze", "ann", &mut wrong);
+        sign(&key(), "ph", "freeze", "ann", &mut wrong).unwrap();
         assert!(
             check(&approvers, "ph", "freeze", "ann", &wrong)
                 .unwrap_err()
@@ -260,7 +321,7 @@ mod tests {
     }
 
     /// A transcript whose header lists ann's key, holding one approval made with `seen`.
-    fn transcript_with(dir: &Path, ann: &SessionKey, seen: Evidence) -> std::path::PathBuf {
+    fn transcript_with(dir: &Path, ann: &Signer, seen: Evidence) -> std::path::PathBuf {
         let mut h = crate::tests_support::header();
         h.plan_hash = hex::encode(Sha256::digest(h.plan_text.as_bytes()));
         h.approvers = parse("k", &ssh_line(ann, "ann")).unwrap();
@@ -294,7 +355,7 @@ mod tests {
             hex::encode(Sha256::digest(h.plan_text.as_bytes()))
         };
         let mut good = seen();
-        sign(&ann, &plan_hash, "freeze", "ann", &mut good);
+        sign(&ann, &plan_hash, "freeze", "ann", &mut good).unwrap();
         let p = transcript_with(dir.path(), &ann, good.clone());
         let r = crate::verify::verify(&p);
         assert_eq!(r.exit_code(), 0, "{}", r.render());
@@ -346,6 +407,59 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let r = crate::verify::verify(&p);
         assert_eq!(r.problem().map(|p| p.line), Some(3), "{}", r.render());
+    }
+
+    #[test]
+    fn ssh_agent_signs_with_the_key_it_holds_when_given_the_public_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("id_ed25519");
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "ann", "-f"])
+            .arg(&key_file)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(ok.success());
+        let pub_file = dir.path().join("id_ed25519.pub");
+        let sock = dir.path().join("agent.sock");
+        let mut agent = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ssh-agent never made its socket"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Not in the agent yet: named, with the fix.
+        let e = Signer::from_file(&pub_file, Some(&sock)).unwrap_err();
+        assert!(e.contains("does not hold") && e.contains("ssh-add"), "{e}");
+        let added = std::process::Command::new("ssh-add")
+            .arg("-q")
+            .arg(&key_file)
+            .env("SSH_AUTH_SOCK", &sock)
+            .status()
+            .expect("ssh-add runs");
+        assert!(added.success());
+        let signer = Signer::from_file(&pub_file, Some(&sock)).unwrap();
+        assert!(matches!(signer, Signer::Agent(_)));
+        let approvers = parse("k", &std::fs::read_to_string(&pub_file).unwrap()).unwrap();
+        let mut s = seen();
+        sign(&signer, "ph", "freeze", "ann", &mut s).unwrap();
+        assert_eq!(check(&approvers, "ph", "freeze", "ann", &s), Ok(()));
+        // The private key file signs the same way, and without an agent a public key is
+        // an error naming SSH_AUTH_SOCK.
+        let from_file = Signer::from_file(&key_file, None).unwrap();
+        assert_eq!(from_file.public(), signer.public());
+        let e = Signer::from_file(&pub_file, None).unwrap_err();
+        assert!(e.contains("SSH_AUTH_SOCK"), "{e}");
+        let _ = agent.kill();
+        let _ = agent.wait();
     }
 
     #[test]

@@ -36,6 +36,7 @@
 //! fast open and seek in replay), [`seek`] (the seek file: folded-state checkpoints beside
 //! a transcript, so replay seeks without folding from the start).
 
+pub mod agent;
 pub mod approval;
 pub mod index;
 pub mod lock;

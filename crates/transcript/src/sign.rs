@@ -91,6 +91,14 @@ impl PublicKey {
             .map_err(|e| format!("not a valid Ed25519 public key: {e}"))
     }
 
+    /// The key in an OpenSSH public key blob (`string "ssh-ed25519"`, `string key`).
+    pub fn from_ssh_blob(blob: &[u8]) -> Result<PublicKey, String> {
+        let arr = ssh_public_from_blob(blob)?;
+        VerifyingKey::from_bytes(&arr)
+            .map(PublicKey)
+            .map_err(|e| format!("not a valid Ed25519 public key: {e}"))
+    }
+
     /// Like [`PublicKey::parse`], reading the key from a file when `arg` names one.
     pub fn from_arg(arg: &str) -> Result<PublicKey, String> {
         let p = Path::new(arg);
@@ -145,7 +153,7 @@ impl std::fmt::Display for PublicKey {
 /// Prefix of a signed approval: it cannot pass for a transcript signature or the reverse.
 const APPROVAL_DOMAIN: &[u8] = b"cutover approval v1\0";
 
-fn approval_message(digest: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn approval_message(digest: &[u8; 32]) -> Vec<u8> {
     let mut m = Vec::with_capacity(APPROVAL_DOMAIN.len() + 32);
     m.extend_from_slice(APPROVAL_DOMAIN);
     m.extend_from_slice(digest);
@@ -179,6 +187,19 @@ impl PublicKey {
             .verify_strict(&approval_message(digest), &Signature::from_bytes(&arr))
             .map_err(|_| "the signature does not verify".to_string())
     }
+}
+
+/// A key file's text: a regular file of at most 64 KiB. Errors name the file and never
+/// quote its content.
+pub fn read_key_file(path: &Path) -> Result<String, String> {
+    let p = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{p}: cannot read: {e}"))?;
+    if !meta.is_file() || meta.len() > 64 * 1024 {
+        return Err(format!(
+            "{p}: not an OpenSSH key file (not a regular file, or too large)"
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{p}: cannot read: {e}"))
 }
 
 /// The message signed for a record whose unsigned line hashes to `unsigned_hash`.
@@ -225,15 +246,13 @@ impl SessionKey {
     /// The operator's OpenSSH Ed25519 private key (`ssh-keygen -t ed25519`), unencrypted.
     /// Errors name the file and never quote its content.
     pub fn from_openssh_file(path: &Path) -> Result<SessionKey, String> {
-        let p = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| format!("{p}: cannot read: {e}"))?;
-        if !meta.is_file() || meta.len() > 64 * 1024 {
-            return Err(format!(
-                "{p}: not an OpenSSH private key file (not a regular file, or too large)"
-            ));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{p}: cannot read: {e}"))?;
-        parse_openssh_private(&text).map_err(|e| format!("{p}: {e}"))
+        let text = read_key_file(path)?;
+        Self::from_openssh_text(path, &text)
+    }
+
+    /// [`SessionKey::from_openssh_file`] on the file's text, already read.
+    pub fn from_openssh_text(path: &Path, text: &str) -> Result<SessionKey, String> {
+        parse_openssh_private(text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn public(&self) -> PublicKey {

@@ -784,7 +784,7 @@ pub async fn run_attach(
     pin: Option<&Fingerprint>,
     token: &AttachToken,
     name: &str,
-    sign_key: Option<&cutover_transcript::SessionKey>,
+    signer: Option<&cutover_transcript::approval::Signer>,
     theme: &Theme,
 ) -> anyhow::Result<AttachEnd> {
     let (welcome, mut link) = connect(addr, pin, token, name).await?;
@@ -856,16 +856,22 @@ pub async fn run_attach(
                                     .step_index(&step)
                                     .map(|i| watcher.evidence(i));
                                 if let Some(mut seen) = seen {
-                                    if let Some(key) = sign_key {
-                                        cutover_transcript::approval::sign(
+                                    let signed = match signer {
+                                        Some(key) => cutover_transcript::approval::sign(
                                             key,
                                             &welcome.info.plan_hash,
                                             &step,
                                             &welcome.name,
                                             &mut seen,
-                                        );
+                                        ),
+                                        None => Ok(()),
+                                    };
+                                    match signed {
+                                        Ok(()) => link.approve(&step, &phrase, seen),
+                                        Err(e) => screen.on_notice(&format!(
+                                            "approval of {step} refused here: cannot sign it: {e}"
+                                        )),
                                     }
-                                    link.approve(&step, &phrase, seen);
                                 }
                             }
                             PeerAction::Quit => quit = true,

@@ -265,7 +265,7 @@ impl ShareControl {
     pub fn summary(&self, plan: &cutover_core::plan::Plan) -> String {
         let book = self.book();
         let mut line = match book.shared_command() {
-            Some(cmd) => format!("share (observers only): {cmd}   (T again, I to invite)"),
+            Some(cmd) => format!("share: {cmd}   (observers only; I invites by name)"),
             None => {
                 let list: Vec<String> = book
                     .list()
