@@ -276,7 +276,7 @@ pub struct AttachArgs {
     /// Your name, as the driver's status bar and your approvals show it, with the shared
     /// observers' token (an invite's token carries its own name).
     #[arg(long, env = "USER")]
-    pub name: String,
+    pub name: Option<String>,
     /// Sign your approvals, as a plan with `[share] approvers` requires, with the key the
     /// approvers file lists for you: an unencrypted OpenSSH Ed25519 private key file, or its
     /// `.pub` file when ssh-agent ($SSH_AUTH_SOCK) holds the private half.

@@ -232,7 +232,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 &args.share_addr()?,
                 args.fingerprint.as_ref(),
                 &args.token,
-                &args.name,
+                // An invite's token carries its own name; the driver asks for one only
+                // with the shared observers' token.
+                args.name.as_deref().unwrap_or_default(),
                 sign_key.as_ref(),
                 &theme,
             )

@@ -1788,6 +1788,18 @@ async fn an_approval_lapses_when_lag_goes_red_and_a_stale_view_cannot_renew_it()
     d.ingest(vec![confirm()]).await;
     d.wait_for("the step done", |s| s.steps[0].status == StepStatus::Done)
         .await;
+
+    // The postmortem tells the story: what ann saw, the lapse and why, the refusal.
+    let report =
+        cutover::report::report(d.transcript.as_ref().unwrap(), cutover::report::Format::Md)
+            .unwrap();
+    for want in [
+        "ann approved **freeze**: as their cockpit showed it at event",
+        "`cdc.latency_target <= 5 fresh 60s` green: as the approver saw it",
+        "ann's approval lapsed on **freeze**: freeze: approval by ann lapsed: gate `cdc.latency_target <= 5 fresh 60s` is red",
+    ] {
+        assert!(report.contains(want), "{want}\n{report}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,8 +160,15 @@ impl Collector {
         {
             self.restarted(at, mode.as_str(), operator);
         }
+        let approvals_before: Vec<Vec<String>> = self
+            .state
+            .steps
+            .iter()
+            .map(|s| s.approvals.iter().map(|a| a.by.clone()).collect())
+            .collect();
         // The effects are the live session's to run; the report only reads the state.
         let _ = self.state.apply(ev);
+        self.lapsed(at, &approvals_before);
         match ev {
             Event::Observed { reading, .. } => {
                 self.seen(reading.source(), at);
@@ -180,8 +187,8 @@ impl Collector {
                 );
             }
             Event::StepConfirmed { step, by, .. } => self.confirmed(at, step, by, before_blocker),
-            Event::StepApproved { step, by, .. } => {
-                self.decision(at, by, "approved", Some(step), None, Vec::new())
+            Event::StepApproved { step, by, seen, .. } => {
+                self.approved(at, step, by, seen.as_ref())
             }
             Event::StepResolved { step, done, by, .. } => self.resolved(at, step, *done, by),
             Event::ActionStarted {
@@ -228,6 +235,98 @@ impl Collector {
             kind: kind.into(),
             text: clean(&text),
         });
+    }
+
+    /// An approval as the fold took it: counted (with what the approver saw), or not and
+    /// why (the fold's own log line says).
+    fn approved(
+        &mut self,
+        at: Ts,
+        step: &str,
+        by: &str,
+        seen: Option<&cutover_core::event::Evidence>,
+    ) {
+        let counted = self.step_index(step).is_some_and(|i| {
+            self.state.steps[i]
+                .approvals
+                .iter()
+                .any(|a| a.by == by && a.at == at)
+        });
+        if !counted {
+            let why = self
+                .state
+                .log
+                .back()
+                .map(|l| l.text.clone())
+                .filter(|t| t.contains("does not count"));
+            self.decision(
+                at,
+                by,
+                "approval not counted for",
+                Some(step),
+                why,
+                Vec::new(),
+            );
+            return;
+        }
+        let Some(seen) = seen else {
+            self.decision(at, by, "approved", Some(step), None, Vec::new());
+            return;
+        };
+        let mut detail = match &seen.head {
+            Some(h) => format!(
+                "as their cockpit showed it at event {} (transcript head {})",
+                seen.seq,
+                h.get(..12).unwrap_or(h)
+            ),
+            None => format!("as their cockpit showed it at event {}", seen.seq),
+        };
+        if let Some(sig) = &seen.signature {
+            detail.push_str(&format!("; signed by {}", sig.key));
+        }
+        let gates = seen
+            .gates
+            .iter()
+            .map(|g| GateAt {
+                gate: g.gate.clone(),
+                state: g.state,
+                reason: "as the approver saw it".into(),
+            })
+            .collect();
+        self.decision(at, by, "approved", Some(step), Some(detail), gates);
+    }
+
+    /// Approvals the fold withdrew on this event (a gate left green, the approver left, a
+    /// rollback started), each as a decision with the fold's reason.
+    fn lapsed(&mut self, at: Ts, before: &[Vec<String>]) {
+        let mut gone = Vec::new();
+        for (i, names) in before.iter().enumerate() {
+            for name in names {
+                if !self.state.steps[i].approvals.iter().any(|a| &a.by == name) {
+                    gone.push((i, name.clone()));
+                }
+            }
+        }
+        for (i, name) in gone {
+            let step = self.state.plan.steps[i].id.clone();
+            let why = self
+                .state
+                .log
+                .iter()
+                .rev()
+                .find(|l| {
+                    l.text.starts_with(&format!("{step}: approval by")) && l.text.contains(&name)
+                })
+                .map(|l| l.text.clone());
+            self.decision(
+                at,
+                &name,
+                "approval lapsed on",
+                Some(&step),
+                why,
+                Vec::new(),
+            );
+        }
     }
 
     fn decision(

@@ -215,7 +215,13 @@ fn decisions(s: &mut String, decisions: &[Decision]) {
             .as_ref()
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
-        let _ = writeln!(s, "- {} — {} {}{step}{detail}", dec.at, dec.by, dec.kind);
+        // "ann's approval lapsed on freeze", "olga confirmed freeze".
+        let who = if dec.kind.starts_with("approval ") {
+            format!("{}'s", dec.by)
+        } else {
+            dec.by.clone()
+        };
+        let _ = writeln!(s, "- {} — {who} {}{step}{detail}", dec.at, dec.kind);
         for g in &dec.gates {
             let _ = writeln!(s, "  - `{}` {}: {}", g.gate, g.state.as_str(), g.reason);
         }
