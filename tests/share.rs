@@ -1873,6 +1873,7 @@ async fn a_revoked_invite_is_closed_at_once_and_a_new_one_works() {
     ann.wait_for("ann's connection closed", |w| w.closed.is_some())
         .await;
     let took = revoked_at.elapsed();
+    eprintln!("revoke: the revoked peer's connection closed after {took:?}");
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
     assert!(
         ann.w
@@ -1988,6 +1989,10 @@ async fn two_hundred_connections_and_a_slowloris_leave_the_driver_responsive() {
     assert!(
         closed >= idle.len() - ShareOptions::DEFAULT_MAX_PENDING,
         "{closed} of {} closed at once",
+        idle.len()
+    );
+    eprintln!(
+        "flood: ingest of 200 events took {took:?}; {closed} of {} connections closed at once",
         idle.len()
     );
     // A legitimate peer gets in as soon as the flood's handshakes have timed out.

@@ -18,6 +18,17 @@ use crate::sign::{PublicKey, SessionKey};
 use cutover_core::event::{ApprovalSignature, Evidence, GateSeen};
 use cutover_core::plan::{ApproverKey, Plan, PlanError, PlanErrors};
 
+/// Names as the cockpit compares them: the invite's name is NFKC-normalised already, and
+/// an approvers file written by hand may differ in case only.
+fn same(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
+/// Zero-width and bidi characters that would let one name pass for another.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
 /// Largest approvers file read.
 const MAX_FILE: u64 = 256 * 1024;
 
@@ -135,7 +146,7 @@ pub fn check(
         .map_err(|e| format!("the approval's key is not an Ed25519 key: {e}"))?;
     let listed = approvers
         .iter()
-        .any(|a| a.name == by && PublicKey::parse(&a.key).is_ok_and(|k| k == key));
+        .any(|a| same(&a.name, by) && PublicKey::parse(&a.key).is_ok_and(|k| k == key));
     if !listed {
         return Err(format!(
             "it is signed by {key}, which the approvers file does not list for {by}"
@@ -224,6 +235,13 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<ApproverKey>, PlanErrors> {
         };
         let name: Vec<&str> = fields.collect();
         let name = name.join(" ");
+        if name.chars().any(|c| c.is_control() || is_invisible(c)) {
+            errors.push(err(
+                "the approver's name holds control or invisible characters".into(),
+                "write the approver's invite name in plain characters",
+            ));
+            continue;
+        }
         if name.is_empty() {
             errors.push(err(
                 "the key has no comment naming its approver".into(),
@@ -231,7 +249,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<ApproverKey>, PlanErrors> {
             ));
             continue;
         }
-        if out.iter().any(|a| a.name == name) {
+        if out.iter().any(|a| same(&a.name, &name)) {
             errors.push(err(
                 format!("{name} is listed twice"),
                 "keep one key per approver",
@@ -482,6 +500,15 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("keys:5:1: ann is listed twice"), "{e}");
+        let e = parse("keys", &ssh_line(&ann, "ol\u{200b}ga"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invisible"), "{e}");
+        // Case does not matter between the file and the invite.
+        let listed = parse("keys", &ssh_line(&ann, "Ann")).unwrap();
+        let mut s = seen();
+        sign(&ann, "ph", "freeze", "ann", &mut s).unwrap();
+        assert_eq!(check(&listed, "ph", "freeze", "ann", &s), Ok(()));
         assert!(
             parse("keys", "# nobody\n")
                 .unwrap_err()
