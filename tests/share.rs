@@ -1800,6 +1800,9 @@ async fn an_approval_lapses_when_lag_goes_red_and_a_stale_view_cannot_renew_it()
     ] {
         assert!(report.contains(want), "{want}\n{report}");
     }
+    // Every recorded approval names a head this file holds at its seq.
+    let r = cutover::transcript::verify::verify(d.transcript.as_ref().unwrap());
+    assert_eq!(r.exit_code(), 0, "{}", r.render());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

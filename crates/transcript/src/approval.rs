@@ -339,7 +339,22 @@ mod tests {
     }
 
     /// A transcript whose header lists ann's key, holding one approval made with `seen`.
-    fn transcript_with(dir: &Path, ann: &Signer, seen: Evidence) -> std::path::PathBuf {
+    /// ann's view at the transcript's first event (seq 1), whose line hashes to `head`.
+    fn view_at(head: String) -> Evidence {
+        Evidence {
+            seq: 1,
+            head: Some(head),
+            ..seen()
+        }
+    }
+
+    /// A transcript whose header lists ann's key, holding one approval whose evidence
+    /// `make` builds from the head of the line before it (seq 1).
+    fn transcript_with(
+        dir: &Path,
+        ann: &Signer,
+        make: impl FnOnce(String) -> Evidence,
+    ) -> std::path::PathBuf {
         let mut h = crate::tests_support::header();
         h.plan_hash = hex::encode(Sha256::digest(h.plan_text.as_bytes()));
         h.approvers = parse("k", &ssh_line(ann, "ann")).unwrap();
@@ -349,6 +364,7 @@ mod tests {
             text: "before".into(),
         }])
         .unwrap();
+        let seen = make(r.last_hash().to_string());
         r.append(&[cutover_core::event::Event::StepApproved {
             at: 2,
             step: "freeze".into(),
@@ -372,9 +388,17 @@ mod tests {
             let h = crate::tests_support::header();
             hex::encode(Sha256::digest(h.plan_text.as_bytes()))
         };
-        let mut good = seen();
-        sign(&ann, &plan_hash, "freeze", "ann", &mut good).unwrap();
-        let p = transcript_with(dir.path(), &ann, good.clone());
+        let signed = |mut e: Evidence| {
+            sign(&ann, &plan_hash, "freeze", "ann", &mut e).unwrap();
+            e
+        };
+        let mut good = None;
+        let p = transcript_with(dir.path(), &ann, |head| {
+            let e = signed(view_at(head));
+            good = Some(e.clone());
+            e
+        });
+        let good = good.unwrap();
         let r = crate::verify::verify(&p);
         assert_eq!(r.exit_code(), 0, "{}", r.render());
         assert_eq!(r.approvals_signed, 1);
@@ -391,7 +415,11 @@ mod tests {
         let mut bytes = sig.sig.clone().into_bytes();
         bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
         sig.sig = String::from_utf8(bytes).unwrap();
-        let p2 = transcript_with(dir2.path(), &ann, bad);
+        let p2 = transcript_with(dir2.path(), &ann, |head| {
+            let mut e = view_at(head);
+            e.signature = bad.signature.clone();
+            e
+        });
         let r = crate::verify::verify(&p2);
         let pr = r
             .problem()
@@ -412,9 +440,22 @@ mod tests {
 
         // Unsigned where the header lists approvers: named too.
         let dir3 = tempfile::tempdir().unwrap();
-        let p3 = transcript_with(dir3.path(), &ann, seen());
+        let p3 = transcript_with(dir3.path(), &ann, view_at);
         let r = crate::verify::verify(&p3);
         assert_eq!(r.problem().map(|p| p.line), Some(3), "{}", r.render());
+        assert!(r.render().contains("must be signed"), "{}", r.render());
+
+        // Signed, but naming a head this file does not hold at that seq.
+        let dir4 = tempfile::tempdir().unwrap();
+        let p4 = transcript_with(dir4.path(), &ann, |_| signed(view_at("cd".repeat(32))));
+        let r = crate::verify::verify(&p4);
+        assert_eq!(r.problem().map(|p| p.line), Some(3), "{}", r.render());
+        assert!(
+            r.render()
+                .contains("names a view this file does not hold: line 2 (seq 1) does not hash to"),
+            "{}",
+            r.render()
+        );
 
         // The same byte flipped in the file itself: the chain names the line as edited.
         let text = std::fs::read_to_string(&p).unwrap();

@@ -453,7 +453,11 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> VerifyReport {
     let Some((header, header_hash, key)) = read_header(&mut reader, &mut report) else {
         return finish_authorship(report, None, opts);
     };
-    let approvers = (header.plan_hash.clone(), header.approvers.clone());
+    let approvers = Approvers {
+        plan_hash: header.plan_hash.clone(),
+        keys: header.approvers.clone(),
+        resumed: header.resumed_from.is_some(),
+    };
     let Some(scan) = scan_records(&mut reader, header_hash, key, approvers, &mut report) else {
         return finish_authorship(report, None, opts);
     };
@@ -640,7 +644,16 @@ struct Scan {
     key: Option<PublicKey>,
     signed: bool,
     /// The plan's hash and the header's approvers: approvals are checked against them.
-    approvers: (String, Vec<cutover_core::plan::ApproverKey>),
+    approvers: Approvers,
+}
+
+/// What an approval is held to.
+struct Approvers {
+    plan_hash: String,
+    keys: Vec<cutover_core::plan::ApproverKey>,
+    /// A resumed session numbers its stream after the interrupted one's events, so an
+    /// approval's `seq` does not name a line of this file.
+    resumed: bool,
 }
 
 /// Pass one: every line's hash and chain fields; the first line that breaks the chain,
@@ -650,7 +663,7 @@ fn scan_records(
     reader: &mut impl BufRead,
     header_hash: String,
     key: Option<PublicKey>,
-    approvers: (String, Vec<cutover_core::plan::ApproverKey>),
+    approvers: Approvers,
     report: &mut VerifyReport,
 ) -> Option<Scan> {
     let mut scan = Scan {
@@ -794,8 +807,15 @@ impl Scan {
         let Event::StepApproved { step, by, seen, .. } = ev else {
             return None;
         };
-        let (plan_hash, approvers) = &self.approvers;
-        if approvers.is_empty() {
+        if let Some(seen) = seen
+            && let Err(e) = self.check_head(seen)
+        {
+            return Some(Err(format!(
+                "{by}'s approval of {step} names a view this file does not hold: {e}"
+            )));
+        }
+        let a = &self.approvers;
+        if a.keys.is_empty() {
             return None;
         }
         Some(match seen {
@@ -803,9 +823,32 @@ impl Scan {
                 "{by}'s approval of {step} carries no evidence and no signature, but the header \
                  lists the approvers' keys"
             )),
-            Some(seen) => crate::approval::check(approvers, plan_hash, step, by, seen)
+            Some(seen) => crate::approval::check(&a.keys, &a.plan_hash, step, by, seen)
                 .map_err(|e| format!("{by}'s approval of {step} is not theirs: {e}")),
         })
+    }
+
+    /// An approval's head is the hash of the line holding its `seq`, earlier in this file
+    /// (its first 64 bits, as pass one keeps them). Not checked in a resumed session, whose
+    /// stream counts the interrupted session's events first.
+    fn check_head(&self, seen: &cutover_core::event::Evidence) -> Result<(), String> {
+        let Some(head) = &seen.head else {
+            return Ok(());
+        };
+        if self.approvers.resumed {
+            return Ok(());
+        }
+        let line = usize::try_from(seen.seq).unwrap_or(usize::MAX);
+        match self.info.get(line) {
+            Some(l) if l.seq == Some(seen.seq) && Some(l.h64) == h64_of_hex(head) => Ok(()),
+            Some(_) => Err(format!(
+                "line {} (seq {}) does not hash to {}",
+                line + 1,
+                seen.seq,
+                head.get(..16).unwrap_or(head)
+            )),
+            None => Err(format!("seq {} comes after the approval", seen.seq)),
+        }
     }
 
     /// The record's `sig` against the header's key.
