@@ -70,6 +70,19 @@ pub enum Command {
         #[command(subcommand)]
         command: PlanCommand,
     },
+    /// Print a shell completion script: `cutover completions bash > /etc/bash_completion.d/cutover`,
+    /// `cutover completions zsh > "${fpath[1]}/_cutover"`, `cutover completions fish >
+    /// ~/.config/fish/completions/cutover.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or with --out DIR write cutover.1 and one page per
+    /// subcommand (cutover-run.1, …) there: `cutover man | man -l -`.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -119,7 +119,9 @@ fn main() -> ExitCode {
         | Command::Replay { .. }
         | Command::Report(_)
         | Command::HeartbeatSetup { .. }
-        | Command::Plan { .. } => None,
+        | Command::Plan { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => None,
     };
     let _log_guard = match (&cli.log_file, sessions_dir) {
         // Asked for by name: a log that cannot be written is an error, not a silent loss.
@@ -270,6 +272,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { command } => Ok(plan_cmd(command)),
+        Command::Completions { shell } => {
+            let mut cmd = <cutover::cli::Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "cutover", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => man_cmd(out.as_deref()),
     }
 }
 
@@ -413,6 +423,31 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The man page on stdout, or every page (the command's and each subcommand's) in `dir`.
+fn man_cmd(dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cmd = <cutover::cli::Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir).map_err(|e| {
+                anyhow::anyhow!("cannot write the man pages to {}: {e}", dir.display())
+            })?;
+            outln!(
+                "man pages written to {} (read one with: man -l {}/cutover.1)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        None => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            out!("{}", String::from_utf8_lossy(&buf));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plan_cmd(command: PlanCommand) -> ExitCode {

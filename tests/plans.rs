@@ -105,3 +105,84 @@ fn a_closed_stdout_ends_quietly_without_a_panic() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+fn cutover(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn completions_generate_for_each_shell_and_the_shell_accepts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, checker, flag) in [
+        ("bash", "bash", "-n"),
+        ("zsh", "zsh", "-n"),
+        ("fish", "fish", "--no-execute"),
+    ] {
+        let out = cutover(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["rehearse", "attach", "invite", "sign-key"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+        let file = dir.path().join(format!("cutover.{shell}"));
+        std::fs::write(&file, &script).unwrap();
+        let parsed = std::process::Command::new(checker)
+            .arg(flag)
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{checker} is needed to check its completions (.ci/run installs it): {e}")
+            });
+        assert!(
+            parsed.status.success(),
+            "{shell} rejects its completions: {}",
+            String::from_utf8_lossy(&parsed.stderr)
+        );
+    }
+    let bad = cutover(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values: bash"));
+}
+
+#[test]
+fn the_man_pages_render_with_man() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cutover(&["man", "--out", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    for page in [
+        "cutover.1",
+        "cutover-rehearse.1",
+        "cutover-attach.1",
+        "cutover-run.1",
+    ] {
+        assert!(dir.path().join(page).is_file(), "{page} missing");
+    }
+    let render = |page: &str| {
+        let out = std::process::Command::new("man")
+            .arg("-l")
+            .arg(dir.path().join(page))
+            .env("MANWIDTH", "100")
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .output()
+            .unwrap_or_else(|e| panic!("man is needed (.ci/run installs man-db): {e}"));
+        assert!(out.status.success(), "{page}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let top = render("cutover.1");
+    assert!(top.contains("NAME") && top.contains("rehearse"), "{top}");
+    let attach = render("cutover-attach.1");
+    assert!(
+        attach.contains("--sign-key") && attach.contains("--fingerprint"),
+        "{attach}"
+    );
+    // On stdout, the top page, ready for `man -l -`.
+    let stdout = cutover(&["man"]);
+    assert!(
+        String::from_utf8_lossy(&stdout.stdout).starts_with(".ie"),
+        "roff on stdout"
+    );
+}
