@@ -119,13 +119,7 @@ impl CommonArgs {
     /// The operator's signing key, read now so a bad file stops the session before it
     /// starts; `None`: a per-session key.
     pub fn sign_key(&self) -> anyhow::Result<Option<crate::transcript::SessionKey>> {
-        self.sign_key
-            .as_deref()
-            .map(|p| {
-                crate::transcript::SessionKey::from_openssh_file(p)
-                    .map_err(|e| anyhow::anyhow!("--sign-key {e}"))
-            })
-            .transpose()
+        read_sign_key(self.sign_key.as_deref())
     }
 }
 
@@ -461,10 +455,32 @@ pub struct ResumeArgs {
     /// cockpits then act on the same systems: stop it first.
     #[arg(long)]
     pub force: bool,
+    /// Sign the new transcript with this OpenSSH Ed25519 private key (unencrypted) instead
+    /// of a key generated for the session (as for `run` and `rehearse`).
+    #[arg(long, value_name = "PATH")]
+    pub sign_key: Option<PathBuf>,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
     pub share: ShareArgs,
+}
+
+impl ResumeArgs {
+    /// The operator's signing key, read before anything else is done.
+    pub fn sign_key(&self) -> anyhow::Result<Option<crate::transcript::SessionKey>> {
+        read_sign_key(self.sign_key.as_deref())
+    }
+}
+
+/// Reads `--sign-key`: a bad file stops the command before it touches anything.
+fn read_sign_key(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<crate::transcript::SessionKey>> {
+    path.map(|p| {
+        crate::transcript::SessionKey::from_openssh_file(p)
+            .map_err(|e| anyhow::anyhow!("--sign-key {e}"))
+    })
+    .transpose()
 }
 
 #[cfg(test)]

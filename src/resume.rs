@@ -199,6 +199,7 @@ pub async fn reopen(
     sessions_dir: &Path,
     operator: &str,
     aws: &crate::aws::AwsOverrides,
+    sign_key: Option<crate::transcript::SessionKey>,
 ) -> anyhow::Result<Resumed> {
     let rehearsal = old.plan.is_rehearsal();
     let mode = if rehearsal {
@@ -219,7 +220,7 @@ pub async fn reopen(
             operator: operator.to_string(),
             sessions_dir: Some(sessions_dir.to_path_buf()),
             actuator,
-            sign_key: None,
+            sign_key,
         },
         ResumedFrom {
             file: old.path.display().to_string(),
@@ -551,10 +552,18 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
     }
     let theme = Theme::resolve(args.theme.as_deref())?;
     let share = args.share.options()?;
+    let sign_key = args.sign_key()?;
     let _old_lock = lock_interrupted(&args.file, args.force)?;
     let old = load(&args.file)?;
     eprint!("{}", old.describe());
-    let mut r = reopen(&old, &args.sessions_dir, operator, &args.aws.overrides()).await?;
+    let mut r = reopen(
+        &old,
+        &args.sessions_dir,
+        operator,
+        &args.aws.overrides(),
+        sign_key,
+    )
+    .await?;
     // Peers catch up on the interrupted session too: its events are kept while sharing.
     let prior = if share.is_some() {
         old.events.clone()

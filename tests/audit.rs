@@ -945,12 +945,22 @@ fn a_cutover_killed_mid_step_is_resumed_resolved_and_finished() {
     let flip = interrupted.plan.step_index("flip-dns").expect("step");
     assert_eq!(interrupted.in_doubt(), vec![flip]);
 
+    // Bob signs the resumed transcript with his own SSH key.
+    let key_file = dir.path().join("bob_ed25519");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bob", "-f"])
+        .arg(&key_file)
+        .status()
+        .expect("ssh-keygen runs (.ci/run installs openssh-client)");
+    assert!(made.success());
     let mut term = pty::Pty::spawn(
         &[
             "resume",
             old.to_str().expect("utf-8"),
             "--operator",
             "bob",
+            "--sign-key",
+            key_file.to_str().expect("utf-8"),
             "--sessions-dir",
             s,
         ],
@@ -981,6 +991,15 @@ fn a_cutover_killed_mid_step_is_resumed_resolved_and_finished() {
         "{}",
         v.render()
     );
+    let bob_pub = std::fs::read_to_string(dir.path().join("bob_ed25519.pub")).unwrap();
+    let signed = cutover::transcript::verify::verify_with(
+        &new,
+        &cutover::transcript::verify::VerifyOptions {
+            key: Some(cutover::transcript::PublicKey::parse(&bob_pub).unwrap()),
+            ..Default::default()
+        },
+    );
+    assert!(signed.is_authentic(), "{}", signed.render());
     let tr = cutover::transcript::read(&new).expect("read");
     let from = tr
         .header
