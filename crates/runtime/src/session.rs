@@ -240,15 +240,14 @@ fn plan_secrets(plan: &Plan) -> Vec<String> {
         {
             out.push(v.trim().to_string());
         }
-        // Only a small regular file: a FIFO or a device here must not hang or flood the
-        // session (connecting refuses those with the reason).
+        // The password exactly as the connection reads it (the first line, `~/` expanded);
+        // what it refuses (a FIFO, a device, a huge file) is not read here either.
         if let Some(v) = ep
             .password_file
             .as_ref()
-            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024))
-            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|f| crate::secrets::read_password_file(&crate::secrets::expand_home(f)).ok())
         {
-            out.push(v.trim().to_string());
+            out.push(v);
         }
     }
     out.retain(|s| s.len() >= 4);
@@ -385,5 +384,36 @@ impl Inbox {
             batch.push(ev);
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrubber_hides_the_password_a_connection_reads_from_a_multi_line_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        // The connection uses the first line; the scrubber must hide exactly that.
+        std::fs::write(&pw, "s3cr3t-first-line\n# rotated 2026-11-30\n").unwrap();
+        let text = format!(
+            "name = \"p\"\n[source]\nengine = \"mysql\"\nurl = \"mysql://app@db:3306/shop\"\n\
+             password_file = \"{}\"\n[target]\nengine = \"rehearsal\"\n[[step]]\nid = \"s\"\n\
+             confirm = \"go\"\n",
+            pw.display()
+        );
+        let plan = cutover_core::plan::parse("p.toml", &text).expect("a valid plan");
+        let secrets = plan_secrets(&plan);
+        assert_eq!(secrets, ["s3cr3t-first-line"]);
+        let mut ev = Event::Note {
+            at: 1,
+            text: "login as app with s3cr3t-first-line failed".into(),
+        };
+        scrub(&mut ev, &secrets);
+        let Event::Note { text, .. } = ev else {
+            unreachable!()
+        };
+        assert!(!text.contains("s3cr3t"), "{text}");
     }
 }

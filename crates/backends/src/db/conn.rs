@@ -3,7 +3,7 @@
 //! writer opened only when something must write; every error scrubbed of secrets and
 //! naming the endpoint and the fix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -314,55 +314,17 @@ fn resolve_password(endpoint: &Endpoint, who: &str) -> Result<Option<String>, Db
         };
     }
     if let Some(file) = &endpoint.password_file {
-        let path = expand_home(file);
+        let path = cutover_runtime::secrets::expand_home(file);
         let fail = |reason: String| DbError::Config {
             who: who.to_string(),
             reason,
             fix: "write the password on the first line of a regular file (mode 0600)".into(),
         };
-        return read_password_file(&path).map(Some).map_err(fail);
+        return cutover_runtime::secrets::read_password_file(&path)
+            .map(Some)
+            .map_err(fail);
     }
     Ok(None)
-}
-
-/// The longest password file read (a password is a line, not a disk).
-const MAX_PASSWORD_FILE: u64 = 64 * 1024;
-
-/// The first line of a password file. Refuses what is not a regular file (`/dev/null`, a
-/// FIFO, a directory), a huge file, and an empty first line: an empty password is never
-/// what a password file meant, and using one silently fails later as a login error.
-pub fn read_password_file(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let shown = path.display();
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read password_file {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("password_file {shown} is not a regular file"));
-    }
-    if meta.len() > MAX_PASSWORD_FILE {
-        return Err(format!(
-            "password_file {shown} is {} bytes; a password file holds one line",
-            meta.len()
-        ));
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PASSWORD_FILE).read_to_string(&mut text))
-        .map_err(|e| format!("cannot read password_file {shown}: {e}"))?;
-    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
-    if first.is_empty() {
-        return Err(format!(
-            "password_file {shown} is empty (its first line holds no password)"
-        ));
-    }
-    Ok(first.to_string())
-}
-
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(path),
-    }
 }
 
 fn normalize_mysql_scheme(url: &str) -> String {
