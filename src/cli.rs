@@ -397,6 +397,7 @@ pub enum ReportFormat {
     #[default]
     Md,
     Json,
+    Html,
 }
 
 impl From<ReportFormat> for Format {
@@ -404,6 +405,7 @@ impl From<ReportFormat> for Format {
         match f {
             ReportFormat::Md => Format::Md,
             ReportFormat::Json => Format::Json,
+            ReportFormat::Html => Format::Html,
         }
     }
 }
@@ -413,7 +415,8 @@ impl From<ReportFormat> for Format {
 pub struct ReportArgs {
     /// The transcript to report on.
     pub file: PathBuf,
-    /// Markdown for people, JSON for tools.
+    /// Markdown for people, JSON for tools, HTML (one self-contained file with charts) for
+    /// a postmortem: `cutover report FILE --format html > report.html`.
     #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
     pub format: ReportFormat,
     #[command(flatten)]

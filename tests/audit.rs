@@ -1701,3 +1701,89 @@ fn report_and_replay_refuse_a_huge_line_and_a_fifo_at_once() {
     let e = Replay::open(&pipe).err().expect("refused").to_string();
     assert!(e.contains("not a regular file"), "{e}");
 }
+
+/// `report --format html`: one self-contained page that parses, holds a chart per plotted
+/// series with the step markers, names no URL, and renders in a real browser.
+#[test]
+fn the_html_report_parses_draws_every_series_and_renders_in_chromium() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("sessions/example-rehearsal.jsonl");
+    for path in [example.as_path(), faulty().path.as_path()] {
+        let r = report::build(path).expect("report");
+        let html = report::render_html(&r);
+        let doc = scraper::Html::parse_document(&html);
+        assert!(
+            doc.errors.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            doc.errors
+        );
+        let sel = |s: &str| scraper::Selector::parse(s).unwrap();
+        let plotted = r.series.iter().filter(|s| s.samples > 0).count();
+        let charts: Vec<_> = doc.select(&sel("figure.chart")).collect();
+        assert_eq!(charts.len(), plotted, "{}", path.display());
+        assert!(plotted >= 3, "{plotted} series");
+        let started = r.steps.iter().filter(|s| s.started_at.is_some()).count();
+        for c in &charts {
+            assert_eq!(c.select(&sel("svg.series")).count(), 1);
+            assert_eq!(c.select(&sel("desc.step-marker")).count(), started);
+        }
+        let bars = doc.select(&sel("svg.gantt rect.action")).count();
+        assert_eq!(bars, started, "one action bar per step that ran");
+        if r.session.outcome.contains("rolled back") {
+            assert!(doc.select(&sel("svg.gantt line.rollback")).count() >= 1);
+        }
+        // Self-contained: no script, no external stylesheet, image or font, no URL at all.
+        for forbidden in ["<script", "<link", " src=", "http://", "https://", "url("] {
+            assert!(!html.contains(forbidden), "{}: {forbidden}", path.display());
+        }
+    }
+
+    // Headless Chromium renders it to a PNG of the asked size, not blank.
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let r = report::build(&example).expect("report");
+    std::fs::write(&page, report::render_html(&r)).unwrap();
+    let png_path = dir.path().join("report.png");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            "--window-size=1000,1600",
+        ])
+        .arg(format!("--screenshot={}", png_path.display()))
+        .arg(format!("file://{}", page.display()))
+        .env("HOME", dir.path())
+        .output()
+        .expect("chromium is needed to render the HTML report (.ci/run installs it)");
+    assert!(
+        png_path.is_file(),
+        "chromium wrote no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    assert_eq!((info.width, info.height), (1000, 1600));
+    let px = info.color_type.samples();
+    let first = &buf[..px];
+    let differing = buf[..info.buffer_size()]
+        .chunks(px)
+        .filter(|p| *p != first)
+        .count();
+    let total = (info.width * info.height) as usize;
+    assert!(
+        differing * 50 > total,
+        "the rendered page is (nearly) blank: {differing} of {total} pixels differ"
+    );
+}

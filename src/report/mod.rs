@@ -12,9 +12,11 @@
 //! so every format shows the same verdict and authorship status as `cutover verify`. Free
 //! text from the transcript goes through [`crate::redact`] once more on its way out.
 //!
-//! `collect` is the fold, `render` turns its [`Report`] into Markdown or JSON.
+//! `collect` is the fold, `render` turns its [`Report`] into Markdown or JSON, `html` into
+//! one self-contained HTML page with inline SVG charts.
 
 mod collect;
+mod html;
 mod render;
 
 use std::path::Path;
@@ -29,6 +31,7 @@ use crate::transcript::verify::{
     Authorship, AuthorshipStatus, ProblemKind, VerifyOptions, verify_with,
 };
 use crate::transcript::{Reader, TranscriptError};
+pub use html::render_html;
 pub use render::{render_json, render_md, sparkline};
 
 /// Columns of the sparklines (and points of each series in the JSON).
@@ -43,6 +46,8 @@ pub enum Format {
     #[default]
     Md,
     Json,
+    /// One self-contained HTML file with inline SVG charts.
+    Html,
 }
 
 /// Why there is no report.
@@ -291,5 +296,6 @@ pub fn report_with(
     match format {
         Format::Md => Ok(render_md(&r)),
         Format::Json => render_json(&r),
+        Format::Html => Ok(render_html(&r)),
     }
 }
