@@ -80,6 +80,7 @@ fn transcript(c: &mut Criterion) {
         plan_hash: "0".into(),
         plan_text: String::new(),
         resumed_from: None,
+        aws: None,
     };
     let state = ui::bench::bench_state(20, 5);
     // A realistic mix: drift readings, metrics, ticks.

@@ -220,6 +220,7 @@ fn header(plan: &Plan) -> Header {
         plan_hash: plan.hash.clone(),
         plan_text: plan.source_text.clone(),
         resumed_from: None,
+        aws: None,
     }
 }
 

@@ -208,7 +208,13 @@ pub async fn reopen(
         Some(crate::backend::Backends::connect(&old.plan, aws).await?)
     };
     let actuator = backends.as_ref().map(|b| b.actuator());
-    let (mut session, inbox) = Session::resume(
+    let aws_identity = backends.as_ref().and_then(|b| b.aws_identity().cloned());
+    if let Some(b) = &backends {
+        // The change the interrupted session made: `dns.status` follows it again, so a gate
+        // on INSYNC (the unfreeze) can turn green without a new change.
+        b.follow_dns_change(&old.plan, &old.events);
+    }
+    let (mut session, inbox) = Session::resume_as(
         SessionConfig {
             plan: Arc::clone(&old.plan),
             mode,
@@ -223,7 +229,14 @@ pub async fn reopen(
             last_hash: old.last_hash.clone(),
         },
         old.events.clone(),
+        aws_identity.clone(),
     )?;
+    if let Some(b) = &backends {
+        session.ingest(crate::rehearse::aws_notes(
+            aws_identity.as_ref(),
+            &b.warnings(),
+        ))?;
+    }
     let stop = CancellationToken::new();
     let (world, sources, not_reapplied) = if rehearsal {
         let seed = u64::from_str_radix(old.last_hash.get(..16).unwrap_or("1"), 16).unwrap_or(1);

@@ -34,6 +34,7 @@ pub(super) fn transcript_created(dir: &Path, n: usize, created_at: Ts) -> (PathB
             plan_hash: plan.hash.clone(),
             plan_text: plan.source_text.clone(),
             resumed_from: None,
+            aws: None,
         },
     )
     .unwrap();

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use crate::aws::{AwsActuator, AwsOverrides, AwsReader};
+use crate::aws::{AwsActuator, AwsOverrides, AwsReader, AwsSession};
 use crate::db::{self, DbOptions, SqlActuator};
-use cutover_core::event::Side;
+use cutover_core::event::{AwsIdentity, Side};
 use cutover_core::plan::{Action, Engine, Plan, ReplicationEngine};
 use cutover_runtime::action::{ActionError, Actuator, Output, shell};
 use cutover_runtime::source::{BoxFuture, Source};
@@ -44,7 +44,7 @@ pub fn require_real(plan: &Plan) -> anyhow::Result<()> {
 /// The connections a real plan needs, made once: the AWS configuration (credentials
 /// checked) and both databases. Sources and, for `run`, the actuator are built from them.
 pub struct Backends {
-    aws: Option<aws_config::SdkConfig>,
+    aws: Option<AwsSession>,
     dbs: Option<(db::Db, db::Db)>,
 }
 
@@ -67,11 +67,35 @@ impl Backends {
         Ok(Backends { aws, dbs })
     }
 
+    /// Who the AWS calls are made as (`sts:GetCallerIdentity` at connect), when the plan
+    /// uses AWS.
+    pub fn aws_identity(&self) -> Option<&AwsIdentity> {
+        self.aws.as_ref().map(|a| &a.identity)
+    }
+
+    /// What the operator should hear before the window (credentials expiring inside it).
+    pub fn warnings(&self) -> Vec<String> {
+        self.aws
+            .as_ref()
+            .map(|a| a.warnings.clone())
+            .unwrap_or_default()
+    }
+
+    /// Makes `dns.status` follow the last Route 53 change recorded in `events` (a transcript
+    /// of this plan): resume, and check and watch started after a driver's flip.
+    pub fn follow_dns_change(&self, plan: &Plan, events: &[cutover_core::event::Event]) {
+        if let (Some(_), Some(record)) = (&self.aws, &plan.dns)
+            && let Some(id) = crate::aws::route53::last_change_id(events)
+        {
+            crate::aws::ChangeTracker::for_record(&record.name).record(&id);
+        }
+    }
+
     /// Every read-only source the plan needs.
     pub fn sources(&self, plan: &Plan, db_opts: DbOptions) -> Vec<Arc<dyn Source>> {
         let mut out: Vec<Arc<dyn Source>> = Vec::new();
-        if let Some(cfg) = &self.aws {
-            out.extend(AwsReader::new(cfg, plan).sources());
+        if let Some(aws) = &self.aws {
+            out.extend(AwsReader::with_tuning(&aws.sdk, plan, aws.tuning.clone()).sources());
         }
         if let Some((source, target)) = &self.dbs {
             out.extend(db::sources(source.clone(), target.clone(), db_opts));
@@ -84,7 +108,10 @@ impl Backends {
     /// `watch` and `check` never call it.
     pub fn actuator(&self) -> Arc<dyn Actuator> {
         Arc::new(Composite {
-            aws: self.aws.as_ref().map(AwsActuator::new),
+            aws: self
+                .aws
+                .as_ref()
+                .map(|a| AwsActuator::with_tuning(&a.sdk, a.tuning.clone())),
             sql: self
                 .dbs
                 .as_ref()

@@ -245,6 +245,15 @@ pub struct ReplicationReading {
     /// DMS's lag, read from CloudWatch, failed while the task status was read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub figures_error: Option<String>,
+    /// Why the per-table view is missing from this reading although the status was read
+    /// (DMS DescribeTableStatistics failed): the table and validation gates say it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables_error: Option<String>,
+    /// Whether the engine validates the rows it moves (DMS: the task's
+    /// `ValidationSettings.EnableValidation`); `None` when it does not say. With validation
+    /// off the validation counts are 0 whatever the data: those gates stay unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_enabled: Option<bool>,
     /// Apply lag in seconds: how far the target trails the source. Several samples when the
     /// engine publishes a series (DMS: CloudWatch `CDCLatencyTarget` datapoints).
     #[serde(default)]
@@ -407,6 +416,31 @@ pub struct DnsReading {
     pub change_id: Option<String>,
     /// What this host's resolver answers (what new connections will use).
     pub resolved: Option<String>,
+}
+
+/// Who the AWS calls are made as (`sts:GetCallerIdentity` at start): shown in the status
+/// bar, recorded in the transcript header, printed by `check`. `credentials` names the
+/// provider the credentials came from (e.g. `profile prod`, `environment`), never a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsIdentity {
+    pub account: String,
+    pub arn: String,
+    pub credentials: String,
+    /// When the credentials expire (ms since the epoch), if they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Ts>,
+}
+
+impl AwsIdentity {
+    /// `aws 111122223333 assumed-role/cutover/alice`, for one status line.
+    pub fn label(&self) -> String {
+        format!("aws {} {}", self.account, self.principal())
+    }
+
+    /// The principal's last part: the user, or the role and session.
+    pub fn principal(&self) -> &str {
+        self.arn.rsplit(':').next().unwrap_or(&self.arn)
+    }
 }
 
 /// Guardrail state of one database.

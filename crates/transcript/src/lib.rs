@@ -161,6 +161,10 @@ pub struct Header {
     pub plan_text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<ResumedFrom>,
+    /// Who the AWS calls were made as (`sts:GetCallerIdentity` at start); absent in older
+    /// files and in sessions without AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<cutover_core::event::AwsIdentity>,
 }
 
 impl Header {
@@ -670,6 +674,7 @@ pub(crate) mod tests_support {
             plan_hash: "x".into(),
             plan_text: "name = \"p\"".into(),
             resumed_from: None,
+            aws: None,
         }
     }
 }

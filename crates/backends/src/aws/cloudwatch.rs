@@ -143,16 +143,42 @@ impl MetricsSource {
     /// One batched GetMetricData: every series this source reads, each datapoint with its own
     /// timestamp.
     pub async fn fetch(&self) -> Result<Vec<MetricSeries>, SourceError> {
+        let mut lookup_failed = None;
         let dims = match &self.task {
             // Plan metrics in AWS/DMS without dimensions need the task's too.
             Some(task)
                 if self.cdc || self.plan_metrics.iter().any(|m| m.namespace == "AWS/DMS") =>
             {
-                Some(self.task_dimensions(task).await?.clone())
+                match self.task_dimensions(task).await {
+                    Ok(d) => Some(d.clone()),
+                    // The CDC figures need them; the plan's other metrics do not, and a
+                    // failed lookup must not hide them.
+                    Err(e) if !self.cdc => {
+                        lookup_failed = Some(e);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             _ => None,
         };
-        let queries = queries(&self.plan_metrics, dims.as_ref(), self.cdc);
+        let mut queries = queries(&self.plan_metrics, dims.as_ref(), self.cdc);
+        if let Some(e) = &lookup_failed {
+            let skipped: Vec<String> = queries
+                .iter()
+                .filter(|q| q.namespace == "AWS/DMS" && q.dimensions.is_empty())
+                .map(|q| q.name.clone())
+                .collect();
+            queries.retain(|q| !(q.namespace == "AWS/DMS" && q.dimensions.is_empty()));
+            if queries.is_empty() {
+                return Err(e.clone());
+            }
+            tracing::warn!(
+                skipped = skipped.join(", "),
+                error = %e,
+                "the task's CloudWatch dimensions could not be looked up; its metrics are skipped this poll"
+            );
+        }
         if queries.is_empty() {
             return Ok(Vec::new());
         }

@@ -46,7 +46,7 @@ impl ReplicationSource {
     async fn read(&self) -> Result<Vec<Reading>, SourceError> {
         let task = self
             .dms
-            .describe_task(&self.task)
+            .describe_task_with_settings(&self.task)
             .await
             .map_err(|e| {
                 SourceError::new(
@@ -67,18 +67,22 @@ impl ReplicationSource {
                 self.task
             )));
         };
-        let stats = self.dms.table_statistics(arn).await.map_err(|e| {
-            SourceError::new(
-                describe(
-                    "DMS DescribeTableStatistics",
-                    "dms:DescribeTableStatistics",
-                    &e,
-                )
-                .message,
-            )
-        })?;
         let mut reading = reading;
-        reading.tables = Some(stats.iter().map(table_stat).collect());
+        // The status stays fresh when the statistics fail: the table and validation gates
+        // say why they are unknown instead.
+        match self.dms.table_statistics(arn).await {
+            Ok(stats) => reading.tables = Some(stats.iter().map(table_stat).collect()),
+            Err(e) => {
+                reading.tables_error = Some(
+                    describe(
+                        "DMS DescribeTableStatistics",
+                        "dms:DescribeTableStatistics",
+                        &e,
+                    )
+                    .message,
+                )
+            }
+        }
         if let Some(cdc) = &self.cdc {
             // The status stays fresh when CloudWatch fails: the lag gates say why they are
             // unknown instead.
@@ -144,6 +148,11 @@ pub(crate) fn task_reading(
             .filter(|s| !s.is_empty()),
         last_error: task.last_failure_message.clone().filter(|s| !s.is_empty()),
         figures_error: None,
+        tables_error: None,
+        validation_enabled: task
+            .replication_task_settings
+            .as_deref()
+            .and_then(validation_enabled),
         lag_s: Vec::new(),
         capture_lag_s: Vec::new(),
         backlog: Vec::new(),
@@ -159,6 +168,15 @@ pub(crate) fn task_reading(
         // DMS keeps its own position; the task's recovery checkpoint is what a resume uses.
         target_position: task.recovery_checkpoint.clone().filter(|s| !s.is_empty()),
     }
+}
+
+/// `ValidationSettings.EnableValidation` from the task's settings JSON; `None` when the
+/// settings are absent or do not say (AWS writes the key in every task's settings).
+pub(crate) fn validation_enabled(settings: &str) -> Option<bool> {
+    let doc: serde_json::Value = serde_json::from_str(settings).ok()?;
+    doc.get("ValidationSettings")?
+        .get("EnableValidation")?
+        .as_bool()
 }
 
 /// The CDC metric series into the reading's lag figures.

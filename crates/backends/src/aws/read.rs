@@ -108,17 +108,33 @@ impl DmsRead {
         }
     }
 
-    /// The task named by identifier or ARN, if it exists.
+    /// The task named by identifier or ARN, if it exists (without its settings).
     pub async fn describe_task(
         &self,
         task: &str,
+    ) -> CallResult<Option<ReplicationTask>, DescribeReplicationTasksError> {
+        self.describe(task, false).await
+    }
+
+    /// The task with its settings (the JSON `ReplicationTaskSettings`: whether it validates).
+    pub async fn describe_task_with_settings(
+        &self,
+        task: &str,
+    ) -> CallResult<Option<ReplicationTask>, DescribeReplicationTasksError> {
+        self.describe(task, true).await
+    }
+
+    async fn describe(
+        &self,
+        task: &str,
+        settings: bool,
     ) -> CallResult<Option<ReplicationTask>, DescribeReplicationTasksError> {
         let filter = task_filter(task).map_err(SdkError::construction_failure)?;
         let out = self
             .client
             .describe_replication_tasks()
             .filters(filter)
-            .without_settings(true)
+            .without_settings(!settings)
             .send()
             .await?;
         Ok(out.replication_tasks.unwrap_or_default().into_iter().next())
@@ -231,7 +247,8 @@ impl Route53Read {
         }
     }
 
-    /// The record sets starting at (name, type), at most two (to see a weighted sibling).
+    /// The record sets starting at (name, type): every weighted, failover or latency set of
+    /// the name comes in the same page (the caller keeps those of the name and type).
     pub async fn list_record(
         &self,
         zone_id: &str,
@@ -243,7 +260,7 @@ impl Route53Read {
             .hosted_zone_id(zone_id)
             .start_record_name(name)
             .start_record_type(record_type)
-            .max_items(2)
+            .max_items(100)
             .send()
             .await
     }

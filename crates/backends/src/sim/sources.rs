@@ -194,6 +194,8 @@ impl World {
                 _ => None,
             },
             figures_error: None,
+            tables_error: None,
+            validation_enabled: None,
             lag_s: sample(cdc.latency_target),
             capture_lag_s: sample(cdc.latency_source),
             backlog: sample(cdc.incoming),

@@ -255,6 +255,8 @@ pub struct DnsRecord {
     pub target: String,
     /// Also ask this host's resolver.
     pub resolve: bool,
+    /// A role assumed for the Route 53 calls only (the zone lives in another account).
+    pub role_arn: Option<String>,
 }
 
 /// A metric to poll and chart.
@@ -272,7 +274,30 @@ pub struct MetricDef {
 pub struct AwsSettings {
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// One endpoint for every service (an emulator).
     pub endpoint_url: Option<String>,
+    /// The account the credentials must belong to (12 digits); a mismatch refuses to start.
+    pub account: Option<String>,
+    /// `[aws.endpoints]`: one endpoint per service (VPC interface endpoints).
+    pub endpoints: AwsEndpoints,
+}
+
+/// `[aws.endpoints]`: an endpoint per service; a service not named uses the SDK's own
+/// resolution (`AWS_ENDPOINT_URL_<SERVICE>`, then the regional endpoint).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AwsEndpoints {
+    pub dms: Option<String>,
+    pub cloudwatch: Option<String>,
+    pub route53: Option<String>,
+    pub logs: Option<String>,
+    pub rds: Option<String>,
+    pub sts: Option<String>,
+}
+
+impl AwsEndpoints {
+    pub fn is_empty(&self) -> bool {
+        self == &AwsEndpoints::default()
+    }
 }
 
 /// Knobs of the embedded rehearsal world.
@@ -523,6 +548,7 @@ struct RawDns {
     target: Spanned<String>,
     #[serde(default)]
     resolve: bool,
+    role_arn: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -541,6 +567,19 @@ struct RawAws {
     region: Option<Spanned<String>>,
     profile: Option<Spanned<String>>,
     endpoint_url: Option<Spanned<String>>,
+    account: Option<Spanned<String>>,
+    endpoints: Option<Spanned<RawAwsEndpoints>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAwsEndpoints {
+    dms: Option<Spanned<String>>,
+    cloudwatch: Option<Spanned<String>>,
+    route53: Option<Spanned<String>>,
+    logs: Option<Spanned<String>>,
+    rds: Option<Spanned<String>>,
+    sts: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -819,6 +858,9 @@ fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
     if let Some(t) = &d.ttl {
         loc.check(t, limits::int("[dns] ttl", *t.get_ref(), &limits::TTL_S));
     }
+    if let Some(r) = &d.role_arn {
+        loc.check(r, limits::role_arn("[dns] role_arn", r.get_ref()));
+    }
     DnsRecord {
         zone_id: d.zone_id.map(Spanned::into_inner),
         name: d.name.into_inner(),
@@ -827,6 +869,7 @@ fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
         source: d.source.into_inner(),
         target: d.target.into_inner(),
         resolve: d.resolve,
+        role_arn: d.role_arn.map(Spanned::into_inner),
     }
 }
 
@@ -933,12 +976,44 @@ fn aws_settings(loc: &mut Locator<'_>, a: RawAws) -> AwsSettings {
         loc.check(p, r);
     }
     if let Some(u) = &a.endpoint_url {
-        loc.check(u, limits::endpoint_url(u.get_ref()));
+        loc.check(u, limits::endpoint_url("[aws] endpoint_url", u.get_ref()));
+    }
+    if let Some(acct) = &a.account {
+        loc.check(acct, limits::account(acct.get_ref()));
+    }
+    let mut endpoints = AwsEndpoints::default();
+    if let Some(e) = &a.endpoints {
+        if a.endpoint_url.is_some() {
+            loc.at(
+                e,
+                "[aws.endpoints] and [aws] endpoint_url are both set",
+                Some("endpoint_url sends every service to one endpoint (an emulator); for VPC endpoints name each service in [aws.endpoints] and remove endpoint_url"),
+            );
+        }
+        let raw = e.get_ref();
+        for (name, value, slot) in [
+            ("dms", &raw.dms, &mut endpoints.dms),
+            ("cloudwatch", &raw.cloudwatch, &mut endpoints.cloudwatch),
+            ("route53", &raw.route53, &mut endpoints.route53),
+            ("logs", &raw.logs, &mut endpoints.logs),
+            ("rds", &raw.rds, &mut endpoints.rds),
+            ("sts", &raw.sts, &mut endpoints.sts),
+        ] {
+            if let Some(v) = value {
+                loc.check(
+                    v,
+                    limits::endpoint_url(&format!("[aws.endpoints] {name}"), v.get_ref()),
+                );
+                *slot = Some(v.get_ref().clone());
+            }
+        }
     }
     AwsSettings {
         region: a.region.map(Spanned::into_inner),
         profile: a.profile.map(Spanned::into_inner),
         endpoint_url: a.endpoint_url.map(Spanned::into_inner),
+        account: a.account.map(Spanned::into_inner),
+        endpoints,
     }
 }
 

@@ -170,6 +170,8 @@ pub struct UiState {
     /// The attach command (token included) while sharing: shown in the notice line when
     /// sharing starts and again on `T`, never printed to the terminal's scrollback.
     pub share_command: Option<String>,
+    /// Who the AWS calls are made as (`aws <account> <principal>`), when the plan uses AWS.
+    pub aws: Option<String>,
 }
 
 impl UiState {
@@ -190,6 +192,7 @@ impl UiState {
             quit_confirm: false,
             zoomed: false,
             share_command: None,
+            aws: None,
         }
     }
 
