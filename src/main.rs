@@ -271,6 +271,15 @@ async fn live_cmd(
     cutover::backend::require_real(&plan)?;
     let theme = cutover::ui::Theme::resolve(common.theme.as_deref())?;
     let backends = cutover::backend::Backends::connect(&plan, &aws).await?;
+    // A watcher started after the driver's flip follows its change (the driver follows its own).
+    let followed = if drive {
+        None
+    } else {
+        cutover::resume::last_recorded_dns_change(&common.sessions_dir, &plan)
+    };
+    if let Some((_, id)) = &followed {
+        backends.follow_dns_change_id(&plan, id);
+    }
     let sources = backends.sources(&plan, db_opts);
     let actuator = drive.then(|| backends.actuator());
     let operator = operator(&common.operator);
@@ -290,10 +299,17 @@ async fn live_cmd(
         },
         aws_identity.clone(),
     )?;
-    session.ingest(rehearse::aws_notes(
-        aws_identity.as_ref(),
-        &backends.warnings(),
-    ))?;
+    let mut notes = rehearse::aws_notes(aws_identity.as_ref(), &backends.warnings());
+    if let Some((file, id)) = &followed {
+        notes.push(cutover::event::Event::Note {
+            at: cutover::event::now_ms(),
+            text: format!(
+                "dns.status follows change {id}, the last one recorded in {}",
+                file.display()
+            ),
+        });
+    }
+    session.ingest(notes)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let pollers = cutover::source::spawn_pollers(sources, session.sender(), stop.clone());
     let mode = if drive {
@@ -357,6 +373,9 @@ async fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     for w in backends.warnings() {
         eprintln!("cutover: warning: {w}");
+    }
+    if let Some((_, id)) = cutover::resume::last_recorded_dns_change(&args.sessions_dir, &plan) {
+        backends.follow_dns_change_id(&plan, &id);
     }
     let sources = backends.sources(&plan, cutover::db::DbOptions::default());
     let mut report = cutover::check::check(Arc::clone(&plan), &sources).await;

@@ -121,6 +121,35 @@ impl Interrupted {
     }
 }
 
+/// How many of the newest transcripts of a directory are searched for the plan's last DNS
+/// change (each is read whole; a directory of old sessions should not slow `check`).
+const DNS_CHANGE_SEARCH: usize = 20;
+
+/// The last Route 53 change a session of this plan recorded in `dir`: the newest
+/// transcript (names start with their UTC start time) whose plan hash is the plan's and
+/// which recorded one. `check` and `watch` make `dns.status` follow it, so a gate on INSYNC
+/// answers after the driver's flip as it does inside the driving session.
+pub fn last_recorded_dns_change(dir: &Path, plan: &Plan) -> Option<(PathBuf, String)> {
+    plan.dns.as_ref()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
+        .collect();
+    files.sort();
+    files.into_iter().rev().take(DNS_CHANGE_SEARCH).find_map(|path| {
+        let t = match transcript::read(&path) {
+            Ok(t) if t.header.plan_hash == plan.hash => t,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "not searched for a DNS change");
+                return None;
+            }
+        };
+        crate::aws::route53::last_change_id(&t.events).map(|id| (path, id))
+    })
+}
+
 /// Reads and folds the interrupted transcript. Refuses a damaged chain, an edited plan and a
 /// session that already completed or rolled back.
 pub fn load(path: &Path) -> Result<Interrupted, ResumeError> {

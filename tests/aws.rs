@@ -1821,3 +1821,75 @@ async fn weighted_sets_are_read_and_the_flip_moves_the_weight() {
     let after = poll_dns(&reader).await;
     assert_eq!(after.value.as_deref(), Some(w.target_value.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_follows_the_change_the_driver_recorded() {
+    let w = setup("fol").await;
+    let db = empty_mariadb_database().await;
+    let text = binary_plan(&w, &db, &w.task_id, "region = \"us-east-1\"\n");
+    let (_plan_dir, plan_arg) = write_plan(&text);
+    let plan = Arc::new(cutover::plan::parse("plan.toml", &text).expect("the plan parses"));
+    // The driver's session: it flipped (its transcript holds the change's line) and is gone.
+    let actuator = AwsActuator::with_tuning(&sdk(&access_key("DRF")), fast())
+        .with_changes(cutover::aws::ChangeTracker::default());
+    let (out, mut rx) = output();
+    let flip = Action::Dns {
+        to: DnsTo::Target,
+        wait: false,
+    };
+    actuator.run(&plan, &flip, &out).await.expect("flip");
+    let sessions = tempfile::tempdir().expect("sessions dir");
+    {
+        let (mut session, _inbox) =
+            cutover::session::Session::open(cutover::session::SessionConfig {
+                plan: Arc::clone(&plan),
+                mode: cutover::event::SessionMode::Drive,
+                operator: "driver".into(),
+                sessions_dir: Some(sessions.path().to_path_buf()),
+                actuator: None,
+                sign_key: None,
+            })
+            .expect("the driver's transcript");
+        let mut history = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            history.push(ev);
+        }
+        session.ingest(history).expect("record the flip's lines");
+    }
+    let key = access_key("FOL");
+    let moto = endpoint();
+    let dir = sessions.path().to_str().expect("utf-8").to_string();
+    let args = [
+        "check",
+        &plan_arg,
+        "--json",
+        "--endpoint-url",
+        &moto,
+        "--sessions-dir",
+        &dir,
+    ];
+    let (_, stdout, stderr) = cutover_bin(&args, &key).await;
+    let report: Json =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let dns = report["readings"]
+        .as_array()
+        .expect("readings")
+        .iter()
+        .find(|r| r["source"] == "dns")
+        .map(|r| r["value"].clone())
+        .expect("a DNS reading");
+    assert_eq!(dns["change_status"], "INSYNC", "{report:#}");
+    assert!(
+        dns["change_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("/change/")),
+        "{report:#}"
+    );
+    assert!(
+        requests(&key)
+            .await
+            .iter()
+            .all(|r| r["mutating"] == json!(false)),
+        "check only reads"
+    );
+}

@@ -84,10 +84,15 @@ impl Backends {
     /// Makes `dns.status` follow the last Route 53 change recorded in `events` (a transcript
     /// of this plan): resume, and check and watch started after a driver's flip.
     pub fn follow_dns_change(&self, plan: &Plan, events: &[cutover_core::event::Event]) {
-        if let (Some(_), Some(record)) = (&self.aws, &plan.dns)
-            && let Some(id) = crate::aws::route53::last_change_id(events)
-        {
-            crate::aws::ChangeTracker::for_record(&record.name).record(&id);
+        if let Some(id) = crate::aws::route53::last_change_id(events) {
+            self.follow_dns_change_id(plan, &id);
+        }
+    }
+
+    /// Makes `dns.status` follow this Route 53 change.
+    pub fn follow_dns_change_id(&self, plan: &Plan, id: &str) {
+        if let (Some(_), Some(record)) = (&self.aws, &plan.dns) {
+            crate::aws::ChangeTracker::for_record(&record.name).record(id);
         }
     }
 
