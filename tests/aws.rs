@@ -1510,23 +1510,30 @@ async fn a_concurrent_change_between_read_and_flip_fails_the_flip_by_name() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dns_status_follows_the_change_recorded_before_a_restart() {
-    let w = setup("rsm").await;
-    let plan = w.plan(true);
-    // The interrupted session: it flipped, then died before anything polled the change.
-    let actuator = AwsActuator::with_tuning(&sdk(&access_key("OLD")), fast())
+/// Flips the plan's record to the target as another process would (its own change tracker,
+/// no wait) and returns the events its action sent.
+async fn flip_in_another_process(plan: &Plan) -> Vec<Event> {
+    let actuator = AwsActuator::with_tuning(&sdk(&access_key("OTH")), fast())
         .with_changes(cutover::aws::ChangeTracker::default());
     let (out, mut rx) = output();
     let flip = Action::Dns {
         to: DnsTo::Target,
         wait: false,
     };
-    actuator.run(&plan, &flip, &out).await.expect("flip");
-    let mut history = Vec::new();
+    actuator.run(plan, &flip, &out).await.expect("flip");
+    let mut events = Vec::new();
     while let Ok(ev) = rx.try_recv() {
-        history.push(ev);
+        events.push(ev);
     }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_status_follows_the_change_recorded_before_a_restart() {
+    let w = setup("rsm").await;
+    let plan = w.plan(true);
+    // The interrupted session: it flipped, then died before anything polled the change.
+    let history = flip_in_another_process(&plan).await;
     // The new process: its reader knows no change of its own.
     let key = access_key("NEW");
     let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
@@ -1830,14 +1837,7 @@ async fn check_follows_the_change_the_driver_recorded() {
     let (_plan_dir, plan_arg) = write_plan(&text);
     let plan = Arc::new(cutover::plan::parse("plan.toml", &text).expect("the plan parses"));
     // The driver's session: it flipped (its transcript holds the change's line) and is gone.
-    let actuator = AwsActuator::with_tuning(&sdk(&access_key("DRF")), fast())
-        .with_changes(cutover::aws::ChangeTracker::default());
-    let (out, mut rx) = output();
-    let flip = Action::Dns {
-        to: DnsTo::Target,
-        wait: false,
-    };
-    actuator.run(&plan, &flip, &out).await.expect("flip");
+    let history = flip_in_another_process(&plan).await;
     let sessions = tempfile::tempdir().expect("sessions dir");
     {
         let (mut session, _inbox) =
@@ -1850,10 +1850,6 @@ async fn check_follows_the_change_the_driver_recorded() {
                 sign_key: None,
             })
             .expect("the driver's transcript");
-        let mut history = Vec::new();
-        while let Ok(ev) = rx.try_recv() {
-            history.push(ev);
-        }
         session.ingest(history).expect("record the flip's lines");
     }
     let key = access_key("FOL");
