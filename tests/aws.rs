@@ -977,6 +977,12 @@ fn the_iam_policies_are_least_privilege_for_what_the_code_calls() {
         "dms:StopReplicationTask",
         "dms:StartReplicationTask",
         "route53:ChangeResourceRecordSets",
+        "rds:DescribeDBInstances",
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBParameters",
+        "rds:DescribeDBClusterParameters",
+        "rds:ModifyDBParameterGroup",
+        "rds:ModifyDBClusterParameterGroup",
     ]) {
         assert!(drive.iter().any(|d| d == a), "drive lacks {a}");
     }
@@ -1888,4 +1894,216 @@ async fn check_follows_the_change_the_driver_recorded() {
             .all(|r| r["mutating"] == json!(false)),
         "check only reads"
     );
+}
+
+/// Sets MariaDB's global read_only, as RDS does once a parameter group applies.
+async fn mariadb_read_only(on: bool) {
+    let pool = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306/mysql")
+        .await
+        .expect("MariaDB as root");
+    sqlx::query(if on {
+        "SET GLOBAL read_only = 1"
+    } else {
+        "SET GLOBAL read_only = 0"
+    })
+    .execute(&pool)
+    .await
+    .expect("set read_only");
+    pool.close().await;
+}
+
+/// Plays RDS applying the parameter group to the server: after the `n`th
+/// ModifyDBParameterGroup of `key` on `group`, MariaDB's read_only becomes `on`.
+fn apply_like_rds(key: String, n: usize, on: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = requests(&key)
+                .await
+                .iter()
+                .filter(|r| r["operation"] == "ModifyDBParameterGroup" && r["status"] == 200)
+                .count();
+            if seen >= n {
+                mariadb_read_only(on).await;
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no ModifyDBParameterGroup #{n} within 30 s"
+            );
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+async fn parameter(rds: &aws_sdk_rds::Client, group: &str) -> Option<String> {
+    rds.describe_db_parameters()
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .expect("describe the parameters")
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_name() == Some("read_only"))
+        .and_then(|p| p.parameter_value().map(String::from))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parameter_group_freeze_sets_proves_and_restores_read_only() {
+    require_moto().await;
+    let db = empty_mariadb_database().await;
+    mariadb_read_only(false).await;
+    let setup_key = access_key("RDS");
+    let rds = aws_sdk_rds::Client::new(&sdk(&setup_key));
+    let id = unique("rds");
+    let group = |name: String| {
+        let rds = rds.clone();
+        async move {
+            rds.create_db_parameter_group()
+                .db_parameter_group_name(&name)
+                .db_parameter_group_family("mysql8.0")
+                .description("cutover test")
+                .send()
+                .await
+                .expect("create a parameter group");
+            name
+        }
+    };
+    let instance = |name: String, group: String| {
+        let rds = rds.clone();
+        async move {
+            rds.create_db_instance()
+                .db_instance_identifier(&name)
+                .db_instance_class("db.t3.micro")
+                .engine("mysql")
+                .allocated_storage(20)
+                .master_username("admin")
+                .master_user_password("not-a-real-password-1")
+                .db_parameter_group_name(group)
+                .send()
+                .await
+                .expect("create an instance");
+            name
+        }
+    };
+    let own = group(format!("{id}-own")).await;
+    // What was there before the freeze, for the unfreeze to restore.
+    rds.modify_db_parameter_group()
+        .db_parameter_group_name(&own)
+        .parameters(
+            aws_sdk_rds::types::Parameter::builder()
+                .parameter_name("read_only")
+                .parameter_value("{TrueIfReplica}")
+                .apply_method(aws_sdk_rds::types::ApplyMethod::Immediate)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the previous value");
+    let alone = instance(format!("{id}-a"), own.clone()).await;
+    let shared = group(format!("{id}-shared")).await;
+    let b = instance(format!("{id}-b"), shared.clone()).await;
+    let c = instance(format!("{id}-c"), shared.clone()).await;
+
+    let plan_for = |instance: &str| {
+        let text = format!(
+            r#"
+name = "rds-freeze"
+[aws]
+region = "us-east-1"
+[source]
+engine = "mysql"
+url = "{db}"
+[target]
+engine = "mysql"
+url = "{db}"
+[rds]
+source = {{ instance = "{instance}" }}
+[[step]]
+id = "freeze"
+action = {{ kind = "freeze", on = "source", method = "parameter-group" }}
+undo = {{ kind = "unfreeze", on = "source", method = "parameter-group" }}
+confirm = "freeze"
+"#
+        );
+        Arc::new(cutover::plan::parse("rds.toml", &text).expect("the plan parses"))
+    };
+    let overrides = AwsOverrides {
+        profile: None,
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint()),
+    };
+    let freeze = Action::Freeze {
+        on: cutover::event::Side::Source,
+        method: cutover::plan::FreezeMethod::ParameterGroup,
+    };
+    let unfreeze = Action::Unfreeze {
+        on: cutover::event::Side::Source,
+        method: cutover::plan::FreezeMethod::ParameterGroup,
+    };
+
+    // A group shared with another instance would freeze it too: refused, nothing changed.
+    let plan = plan_for(&b);
+    let backends = cutover::backend::Backends::connect(&plan, &overrides)
+        .await
+        .expect("connect");
+    let (out, _rx) = output();
+    let err = backends
+        .actuator()
+        .run(&plan, &freeze, &out)
+        .await
+        .expect_err("a shared group");
+    assert!(
+        err.0.contains(&format!(
+            "parameter group {shared} is shared with other instances ({c})"
+        )) && err.0.contains("shared_parameter_group = true"),
+        "{err}"
+    );
+    assert_eq!(parameter(&rds, &shared).await, None, "nothing was set");
+
+    // Its own group: set, in sync, proven on the connection, then restored.
+    let plan = plan_for(&alone);
+    let backends = cutover::backend::Backends::connect(&plan, &overrides)
+        .await
+        .expect("connect");
+    let actuator = backends.actuator();
+    let env_key = "AKIAENVDUMMY00000000".to_string();
+    let before = requests(&env_key)
+        .await
+        .iter()
+        .filter(|r| r["operation"] == "ModifyDBParameterGroup")
+        .count();
+    let rds_applies = apply_like_rds(env_key.clone(), before + 1, true);
+    let (out, mut rx) = output();
+    let msg = actuator
+        .run(&plan, &freeze, &out)
+        .await
+        .expect("the freeze");
+    rds_applies.await.expect("RDS applied it");
+    assert!(
+        msg.contains(&format!("read_only = 1 in DB parameter group {own}"))
+            && msg.contains("source read_only = ON (SELECT @@GLOBAL.read_only)"),
+        "{msg}"
+    );
+    assert_eq!(parameter(&rds, &own).await.as_deref(), Some("1"));
+    let said = lines(&mut rx);
+    assert!(
+        said.iter().any(|l| l.contains("read_only was {TrueIfReplica}; setting 1 (ApplyMethod=immediate)")),
+        "{said:?}"
+    );
+    assert!(said.iter().any(|l| l.contains("is in sync on")), "{said:?}");
+
+    let rds_applies = apply_like_rds(env_key.clone(), before + 2, false);
+    let msg = actuator
+        .run(&plan, &unfreeze, &out)
+        .await
+        .expect("the undo");
+    rds_applies.await.expect("RDS applied it");
+    assert!(msg.contains("source read_only = OFF"), "{msg}");
+    assert_eq!(
+        parameter(&rds, &own).await.as_deref(),
+        Some("{TrueIfReplica}"),
+        "the value from before the freeze"
+    );
+    mariadb_read_only(false).await;
 }

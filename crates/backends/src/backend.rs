@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::aws::{AwsActuator, AwsOverrides, AwsReader, AwsSession};
 use crate::db::{self, DbOptions, SqlActuator};
 use cutover_core::event::{AwsIdentity, Side};
-use cutover_core::plan::{Action, Engine, Plan, ReplicationEngine};
+use cutover_core::plan::{Action, Engine, FreezeMethod, Plan, ReplicationEngine};
 use cutover_runtime::action::{ActionError, Actuator, Output, shell};
 use cutover_runtime::source::{BoxFuture, Source};
 
@@ -17,6 +17,8 @@ fn uses_aws(plan: &Plan) -> bool {
         .as_ref()
         .is_some_and(|r| r.engine == ReplicationEngine::Dms)
         || plan.dns.is_some()
+        || plan.rds.source.is_some()
+        || plan.rds.target.is_some()
 }
 
 fn uses_databases(plan: &Plan) -> bool {
@@ -148,6 +150,29 @@ impl Composite {
     }
 }
 
+impl Composite {
+    /// The `parameter-group` freeze: the parameter group through RDS, then the proof on the
+    /// database's own connection.
+    async fn parameter_group(
+        &self,
+        plan: &Plan,
+        on: Side,
+        frozen: bool,
+        out: &Output,
+    ) -> Result<String, ActionError> {
+        let (Some(aws), Some(sql)) = (&self.aws, &self.sql) else {
+            return Err(ActionError::new(
+                "a parameter-group freeze needs AWS ([aws], [rds]) and the database connection ([source]/[target] url)",
+            ));
+        };
+        let group = aws.parameter_group_read_only(plan, on, frozen, out).await?;
+        let proof = sql
+            .await_read_only(on, frozen, aws.read_only_wait(), aws.action_poll(), out)
+            .await?;
+        Ok(format!("{group}; {proof}"))
+    }
+}
+
 impl Actuator for Composite {
     fn run<'a>(
         &'a self,
@@ -158,6 +183,14 @@ impl Actuator for Composite {
         Box::pin(async move {
             match action {
                 Action::Shell { command } => shell::run(command, out).await,
+                Action::Freeze {
+                    on,
+                    method: FreezeMethod::ParameterGroup,
+                } => self.parameter_group(plan, *on, true, out).await,
+                Action::Unfreeze {
+                    on,
+                    method: FreezeMethod::ParameterGroup,
+                } => self.parameter_group(plan, *on, false, out).await,
                 Action::Sql { .. } | Action::Freeze { .. } | Action::Unfreeze { .. } => {
                     match &self.sql {
                         Some(sql) => sql.run(plan, action, out).await,

@@ -31,6 +31,7 @@ pub struct AwsActuator {
     dms: aws_sdk_databasemigration::Client,
     route53_read: Route53Read,
     route53: aws_sdk_route53::Client,
+    parameter_groups: super::rds::ParameterGroups,
     /// Where flips are recorded; `None`: the process-wide tracker of the record.
     changes: Option<ChangeTracker>,
     tuning: Tuning,
@@ -54,6 +55,10 @@ impl AwsActuator {
             dms: aws_sdk_databasemigration::Client::from_conf(tuning.dms(cfg).build()),
             route53_read: Route53Read::new(tuning.route53(cfg)),
             route53: aws_sdk_route53::Client::from_conf(tuning.route53(cfg).build()),
+            parameter_groups: super::rds::ParameterGroups::new(
+                aws_sdk_rds::Client::from_conf(tuning.rds(cfg).build()),
+                tuning.clone(),
+            ),
             changes: None,
             tuning,
         }
@@ -64,6 +69,30 @@ impl AwsActuator {
     pub fn with_changes(mut self, changes: ChangeTracker) -> Self {
         self.changes = Some(changes);
         self
+    }
+
+    /// A `parameter-group` freeze's AWS half: `read_only` set (or restored) in the side's
+    /// parameter group, in sync. The proof on the connection is the caller's.
+    pub async fn parameter_group_read_only(
+        &self,
+        plan: &Plan,
+        side: cutover_core::event::Side,
+        frozen: bool,
+        out: &Output,
+    ) -> Result<String, ActionError> {
+        self.parameter_groups
+            .set_read_only(plan, side, frozen, out)
+            .await
+    }
+
+    /// How long the proof of a parameter-group freeze may take (see [`Tuning`]).
+    pub fn read_only_wait(&self) -> Duration {
+        self.tuning.read_only_wait
+    }
+
+    /// How often the proof reads `@@GLOBAL.read_only`.
+    pub fn action_poll(&self) -> Duration {
+        self.tuning.action_poll
     }
 
     fn task_of(plan: &Plan) -> Result<&str, ActionError> {

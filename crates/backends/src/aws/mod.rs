@@ -21,6 +21,7 @@ pub mod dms;
 pub mod drive;
 pub mod error;
 pub mod identity;
+pub mod rds;
 pub mod read;
 pub mod route53;
 
@@ -110,6 +111,9 @@ pub struct Tuning {
     pub dns_wait: Duration,
     /// Bound on one resolver lookup.
     pub resolve_timeout: Duration,
+    /// How long a parameter-group freeze waits for the server to report the new
+    /// `@@GLOBAL.read_only` once RDS says the group is in sync.
+    pub read_only_wait: Duration,
     /// An endpoint per service (the plan's `[aws.endpoints]`), applied over the SDK's own
     /// resolution; empty when one endpoint serves every service (`--endpoint-url`).
     pub endpoints: AwsEndpoints,
@@ -134,6 +138,7 @@ impl Default for Tuning {
             task_wait: Duration::from_secs(15 * 60),
             dns_wait: Duration::from_secs(5 * 60),
             resolve_timeout: Duration::from_secs(3),
+            read_only_wait: Duration::from_secs(120),
             endpoints: AwsEndpoints::default(),
             dns_credentials: None,
         }
@@ -188,6 +193,16 @@ impl Tuning {
             b = b.credentials_provider(creds.clone());
         }
         b
+    }
+
+    pub(crate) fn rds(&self, cfg: &SdkConfig) -> aws_sdk_rds::config::Builder {
+        let b = aws_sdk_rds::config::Builder::from(cfg)
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config());
+        match &self.endpoints.rds {
+            Some(url) => b.endpoint_url(url),
+            None => b,
+        }
     }
 
     pub(crate) fn sts(&self, cfg: &SdkConfig) -> aws_sdk_sts::config::Builder {

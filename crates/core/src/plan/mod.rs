@@ -98,23 +98,34 @@ pub enum DnsTo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FreezeMethod {
-    /// `SET GLOBAL read_only = ON|OFF`: MySQL/MariaDB and the rehearsal world.
+    /// `SET GLOBAL read_only = ON|OFF`: self-managed MySQL/MariaDB and the rehearsal world.
     #[default]
     Sql,
+    /// `read_only = 1` in the RDS DB (or Aurora DB cluster) parameter group named by the
+    /// plan's `[rds]` section, applied immediately, waited for until in sync and proven with
+    /// `SELECT @@GLOBAL.read_only`; the unfreeze restores the value from before the freeze.
+    /// RDS and Aurora refuse `SET GLOBAL read_only`.
+    #[serde(rename = "parameter-group")]
+    ParameterGroup,
 }
 
 impl FreezeMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             FreezeMethod::Sql => "sql",
+            FreezeMethod::ParameterGroup => "parameter-group",
         }
     }
 
-    /// The statement that freezes (`frozen`) or unfreezes writes.
+    /// What freezes (`frozen`) or unfreezes writes, as the checklist shows it.
     pub fn statement(self, frozen: bool) -> &'static str {
         match (self, frozen) {
             (FreezeMethod::Sql, true) => "SET GLOBAL read_only = ON",
             (FreezeMethod::Sql, false) => "SET GLOBAL read_only = OFF",
+            (FreezeMethod::ParameterGroup, true) => "read_only = 1 in the RDS parameter group",
+            (FreezeMethod::ParameterGroup, false) => {
+                "read_only restored in the RDS parameter group"
+            }
         }
     }
 
@@ -122,6 +133,43 @@ impl FreezeMethod {
     pub fn supports(self, engine: Engine) -> bool {
         match self {
             FreezeMethod::Sql => matches!(engine, Engine::Rehearsal | Engine::Mysql),
+            FreezeMethod::ParameterGroup => engine == Engine::Mysql,
+        }
+    }
+}
+
+/// The RDS resource whose parameter group a `parameter-group` freeze changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RdsResource {
+    /// A DB instance (RDS MySQL/MariaDB): its DB parameter group.
+    Instance(String),
+    /// An Aurora DB cluster: its DB cluster parameter group.
+    Cluster(String),
+}
+
+impl RdsResource {
+    pub fn id(&self) -> &str {
+        match self {
+            RdsResource::Instance(id) | RdsResource::Cluster(id) => id,
+        }
+    }
+}
+
+/// `[rds]`: which RDS resource each side is, for the `parameter-group` freeze.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RdsSettings {
+    pub source: Option<RdsResource>,
+    pub target: Option<RdsResource>,
+    /// Allow freezing through a parameter group other instances (or clusters) use too: it
+    /// freezes them as well, so it is refused unless the plan says so.
+    pub shared_parameter_group: bool,
+}
+
+impl RdsSettings {
+    pub fn side(&self, side: Side) -> Option<&RdsResource> {
+        match side {
+            Side::Source => self.source.as_ref(),
+            Side::Target => self.target.as_ref(),
         }
     }
 }
@@ -342,6 +390,7 @@ pub struct Plan {
     pub dns: Option<DnsRecord>,
     pub metrics: Vec<MetricDef>,
     pub aws: AwsSettings,
+    pub rds: RdsSettings,
     pub rehearsal: RehearsalSettings,
     pub steps: Vec<Step>,
     /// The file's text, kept so a transcript can carry the exact plan it ran.
@@ -514,6 +563,7 @@ struct RawPlan {
     #[serde(default)]
     metrics: Vec<Spanned<RawMetric>>,
     aws: Option<RawAws>,
+    rds: Option<Spanned<RawRds>>,
     rehearsal: Option<RawRehearsal>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
@@ -569,6 +619,22 @@ struct RawAws {
     endpoint_url: Option<Spanned<String>>,
     account: Option<Spanned<String>>,
     endpoints: Option<Spanned<RawAwsEndpoints>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRds {
+    source: Option<Spanned<RawRdsResource>>,
+    target: Option<Spanned<RawRdsResource>>,
+    #[serde(default)]
+    shared_parameter_group: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRdsResource {
+    instance: Option<Spanned<String>>,
+    cluster: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -707,6 +773,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         .aws
         .map(|a| aws_settings(&mut loc, a))
         .unwrap_or_default();
+    let rds = rds_settings(&mut loc, raw.rds);
     let rehearsal = rehearsal_settings(&mut loc, raw.rehearsal);
     let sections = Sections {
         source: source.as_ref(),
@@ -714,6 +781,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         replication: replication.as_ref(),
         dns: dns.as_ref(),
         metrics: &metrics,
+        rds: &rds,
     };
     let steps = steps(&mut loc, &raw.step, &sections);
 
@@ -730,6 +798,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         dns,
         metrics,
         aws,
+        rds,
         rehearsal,
         steps,
         source_text: text.to_string(),
@@ -745,6 +814,7 @@ struct Sections<'a> {
     replication: Option<&'a Replication>,
     dns: Option<&'a DnsRecord>,
     metrics: &'a [MetricDef],
+    rds: &'a RdsSettings,
 }
 
 impl Sections<'_> {
@@ -957,6 +1027,61 @@ fn check_metric(loc: &mut Locator<'_>, m: &RawMetric) {
                 Some("e.g. dimensions = { DBInstanceIdentifier = \"orders\" }"),
             );
         }
+    }
+}
+
+fn rds_settings(loc: &mut Locator<'_>, raw: Option<Spanned<RawRds>>) -> RdsSettings {
+    let Some(raw) = raw else {
+        return RdsSettings::default();
+    };
+    let raw = raw.into_inner();
+    let mut resource = |side: &str, r: Option<Spanned<RawRdsResource>>| -> Option<RdsResource> {
+        let r = r?;
+        let span = r.span();
+        let r = r.into_inner();
+        let (kind, id) = match (r.instance, r.cluster) {
+            (Some(i), None) => ("instance", i),
+            (None, Some(c)) => ("cluster", c),
+            _ => {
+                loc.push(
+                    span.start,
+                    format!("[rds] {side} names neither exactly one instance nor one cluster"),
+                    Some("write { instance = \"shop-mysql\" } for RDS, { cluster = \"shop-aurora\" } for Aurora".into()),
+                );
+                return None;
+            }
+        };
+        let ok = (1..=63).contains(&id.get_ref().len())
+            && id.get_ref().starts_with(|c: char| c.is_ascii_alphabetic())
+            && id
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !id.get_ref().ends_with('-')
+            && !id.get_ref().contains("--");
+        if !ok {
+            loc.at(
+                &id,
+                format!(
+                    "[rds] {side} {kind} \"{}\" is not an RDS identifier",
+                    id.get_ref().escape_debug()
+                ),
+                Some("1 to 63 letters, digits and single hyphens, starting with a letter (`aws rds describe-db-instances`)"),
+            );
+        }
+        let id = id.into_inner();
+        Some(if kind == "instance" {
+            RdsResource::Instance(id)
+        } else {
+            RdsResource::Cluster(id)
+        })
+    };
+    let source = resource("source", raw.source);
+    let target = resource("target", raw.target);
+    RdsSettings {
+        source,
+        target,
+        shared_parameter_group: raw.shared_parameter_group,
     }
 }
 
@@ -1572,6 +1697,18 @@ fn check_freeze(
     method: FreezeMethod,
     sections: &Sections<'_>,
 ) {
+    if method == FreezeMethod::ParameterGroup && sections.rds.side(on).is_none() {
+        let side = on.as_str();
+        loc.at(
+            raw,
+            format!(
+                "kind = \"{kind}\" on = \"{side}\" with method = \"parameter-group\" needs the {side}'s RDS resource"
+            ),
+            Some(&format!(
+                "add [rds] {side} = {{ instance = \"<DB instance id>\" }} (or {{ cluster = \"<Aurora cluster id>\" }})"
+            )),
+        );
+    }
     let Some(endpoint) = sections.endpoint(on) else {
         return;
     };
@@ -1588,7 +1725,7 @@ fn check_freeze(
             method.statement(kind == "freeze"),
         ),
         Some(
-            "method \"sql\" works on mysql and rehearsal endpoints only; for PostgreSQL use kind = \"sql\" with your own statement (e.g. ALTER DATABASE <db> SET default_transaction_read_only = on, then end the open sessions) or kind = \"shell\"",
+            "method \"sql\" works on mysql and rehearsal endpoints, \"parameter-group\" on mysql (RDS, Aurora) only; for PostgreSQL use kind = \"sql\" with your own statement (e.g. ALTER DATABASE <db> SET default_transaction_read_only = on, then end the open sessions) or kind = \"shell\"",
         ),
     );
 }

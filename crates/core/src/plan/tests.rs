@@ -794,3 +794,51 @@ fn every_default_is_within_its_own_range() {
     assert!(limits::TABLES.contains(&d.tables.len()));
     assert!(limits::TIMEOUT_MS.contains(&DEFAULT_TIMEOUT_MS));
 }
+
+#[test]
+fn a_parameter_group_freeze_needs_the_side_s_rds_resource() {
+    let text = plan_with(
+        "mysql",
+        r#"{ kind = "freeze", on = "source", method = "parameter-group" }"#,
+        r#"{ kind = "unfreeze", on = "source", method = "parameter-group" }"#,
+    );
+    let e = refused_at(&text, "action =", "needs the source's RDS resource");
+    assert!(
+        e.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("[rds] source = { instance")),
+        "{e}"
+    );
+    let with_rds = format!(
+        "{text}[rds]\nsource = {{ instance = \"shop-mysql\" }}\nshared_parameter_group = true\n"
+    );
+    let plan = parse("p.toml", &with_rds).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.rds.source,
+        Some(RdsResource::Instance("shop-mysql".into()))
+    );
+    assert!(plan.rds.shared_parameter_group);
+    assert_eq!(
+        plan.steps[0].action,
+        Action::Freeze {
+            on: Side::Source,
+            method: FreezeMethod::ParameterGroup
+        }
+    );
+    let both = format!("{text}[rds]\nsource = {{ instance = \"a\", cluster = \"b\" }}\n");
+    refused_at(
+        &both,
+        "source = {",
+        "neither exactly one instance nor one cluster",
+    );
+    let bad = format!("{text}[rds]\nsource = {{ cluster = \"shop_aurora\" }}\n");
+    refused_at(&bad, "source = {", "is not an RDS identifier");
+    // Not on the rehearsal world: it has no parameter group.
+    let rehearsal = plan_with(
+        "rehearsal",
+        r#"{ kind = "freeze", on = "source", method = "parameter-group" }"#,
+        r#"{ kind = "unfreeze", on = "source" }"#,
+    );
+    let rehearsal = format!("{rehearsal}[rds]\nsource = {{ instance = \"x\" }}\n");
+    refused_at(&rehearsal, "action =", "does not have");
+}
