@@ -365,6 +365,7 @@ fn describe_reading(r: &Reading, now: Ts) -> String {
             d.checksum.as_str()
         ),
         Reading::Heartbeat { lag_s, .. } => format!("heartbeat lag {lag_s:.1}s"),
+        Reading::TaskLog(l) => format!("{} new line(s) of {}", l.lines.len(), l.stream),
         Reading::Database(db) => format!(
             "{} {} read_only={}",
             db.side.as_str(),

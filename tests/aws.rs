@@ -184,6 +184,8 @@ fn fast() -> Tuning {
 /// What a test's setup created in the emulator.
 struct World {
     setup_key: String,
+    /// The replication instance's identifier (DMS names the task's log group after it).
+    instance_id: String,
     task_id: String,
     task_arn: String,
     zone_id: String,
@@ -382,7 +384,9 @@ async fn setup(name: &str) -> World {
         .target_endpoint_arn(target_arn)
         .replication_instance_arn(&instance_arn)
         .migration_type(MigrationTypeValue::FullLoadAndCdc)
-        .replication_task_settings(r#"{"ValidationSettings":{"EnableValidation":true}}"#)
+        .replication_task_settings(
+            r#"{"ValidationSettings":{"EnableValidation":true},"Logging":{"EnableLogging":true}}"#,
+        )
         .table_mappings(r#"{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"shop","table-name":"%"},"rule-action":"include"}]}"#)
         .send()
         .await
@@ -398,6 +402,24 @@ async fn setup(name: &str) -> World {
         .send()
         .await
         .expect("start the task");
+
+    // DMS writes a logging task's log to this group and stream.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&cfg);
+    let log_group = format!("dms-tasks-{instance_id}");
+    logs.create_log_group()
+        .log_group_name(&log_group)
+        .send()
+        .await
+        .expect("the task's log group");
+    logs.create_log_stream()
+        .log_group_name(&log_group)
+        .log_stream_name(format!(
+            "dms-task-{}",
+            task_arn.rsplit(':').next().expect("ARN")
+        ))
+        .send()
+        .await
+        .expect("the task's log stream");
 
     let route53 = aws_sdk_route53::Client::new(&cfg);
     let zone_name = format!("{id}.example.com.");
@@ -488,6 +510,7 @@ async fn setup(name: &str) -> World {
 
     let world = World {
         setup_key,
+        instance_id,
         task_id,
         task_arn,
         zone_id,
@@ -523,8 +546,8 @@ async fn check_reads_task_tables_metrics_and_dns_from_the_emulator() {
     let sources = reader.sources();
     let kinds: Vec<_> = sources.iter().map(|s| s.kind().as_str()).collect();
     // The task's CDC metrics are the replication source's lag figures; this plan charts no
-    // metric of its own, so there is no metrics source.
-    assert_eq!(kinds, ["replication", "dns"]);
+    // metric of its own, so there is no metrics source. The task's log has its own.
+    assert_eq!(kinds, ["replication", "task_log", "dns"]);
 
     let report = cutover::check::check(Arc::clone(&plan), &sources).await;
     let text = cutover::check::render_check(&report, false);
@@ -816,9 +839,11 @@ async fn throttling_5xx_and_expired_credentials_from_the_emulator() {
     let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
     let sources = reader.sources();
     let replication = &sources[0];
-    // Looks the task's metric dimensions up now, so the faults below meet only the calls
-    // they name.
-    replication.poll().await.expect("replication");
+    // Looks the task's metric dimensions and log stream up now, so the faults below meet
+    // only the calls they name.
+    for s in &sources {
+        s.poll().await.expect("a first poll");
+    }
 
     // Throttled twice, then answered: the retries hide it.
     control(
@@ -966,6 +991,7 @@ fn the_iam_policies_are_least_privilege_for_what_the_code_calls() {
         "route53:ListResourceRecordSets",
         "route53:GetChange",
         "sts:GetCallerIdentity",
+        "logs:FilterLogEvents",
     ];
     let mut sorted = watch.clone();
     sorted.sort();
@@ -1000,7 +1026,7 @@ fn the_shipped_aws_plan_builds_the_three_aws_sources() {
     // Building clients sends nothing; no source is polled here.
     let reader = AwsReader::new(&sdk("AKIANOTUSED000000000"), &plan);
     let kinds: Vec<_> = reader.sources().iter().map(|s| s.kind().as_str()).collect();
-    assert_eq!(kinds, ["replication", "metrics", "dns"]);
+    assert_eq!(kinds, ["replication", "task_log", "metrics", "dns"]);
     let metrics: Vec<_> = plan.metric_names();
     assert!(
         metrics.contains(&"CDCLatencyTarget".to_string())
@@ -2106,4 +2132,109 @@ confirm = "freeze"
         "the value from before the freeze"
     );
     mariadb_read_only(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_log_stream_is_tailed_into_the_log_with_errors_marked() {
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    let w = setup("log").await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk(&w.setup_key));
+    let group = format!("dms-tasks-{}", w.instance_id);
+    let stream = format!("dms-task-{}", w.task_arn.rsplit(':').next().expect("ARN"));
+    // The group and stream exist (setup made them, as DMS does for a logging task).
+    let put = |lines: Vec<(i64, &str)>| {
+        let logs = logs.clone();
+        let (group, stream) = (group.clone(), stream.clone());
+        let events: Vec<InputLogEvent> = lines
+            .into_iter()
+            .map(|(at, text)| {
+                InputLogEvent::builder()
+                    .timestamp(at)
+                    .message(text)
+                    .build()
+                    .expect("event")
+            })
+            .collect();
+        async move {
+            logs.put_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .set_log_events(Some(events))
+                .send()
+                .await
+                .expect("put log events");
+        }
+    };
+    let now = cutover::event::now_ms();
+    put(vec![(
+        now - 60_000,
+        "[TASK_MANAGER    ]I:  before the session",
+    )])
+    .await;
+
+    let plan = w.plan(true);
+    let key = access_key("LOG");
+    let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
+    let sources = reader.sources();
+    let tail = sources
+        .iter()
+        .find(|s| s.kind() == cutover::event::SourceKind::TaskLog)
+        .expect("a task log source");
+    let t = cutover::event::now_ms();
+    put(vec![
+        (
+            t,
+            "[TARGET_APPLY    ]E:  Failed to apply INSERT on shop.orders (duplicate key)",
+        ),
+        (t + 1, "[SOURCE_CAPTURE  ]W:  Binary log retention is short"),
+        (t + 2, "[TASK_MANAGER    ]I:  Task is running"),
+    ])
+    .await;
+    let readings = tail.poll().await.expect("the tail");
+    let [Reading::TaskLog(l)] = readings.as_slice() else {
+        panic!("one task log reading: {readings:?}")
+    };
+    let texts: Vec<&str> = l.lines.iter().map(|x| x.text.as_str()).collect();
+    assert_eq!(texts.len(), 3, "from the session's start only: {texts:?}");
+    assert!(texts[0].contains("Failed to apply"), "{texts:?}");
+    assert_eq!(l.stream, format!("{group} / {stream}"));
+    assert!(
+        tail.poll().await.expect("again").is_empty(),
+        "every line once"
+    );
+    put(vec![(
+        t + 2,
+        "[TASK_MANAGER    ]I:  same millisecond, new line",
+    )])
+    .await;
+    let again = tail.poll().await.expect("the new line");
+    let [Reading::TaskLog(l2)] = again.as_slice() else {
+        panic!("{again:?}")
+    };
+    assert_eq!(l2.lines.len(), 1, "{l2:?}");
+
+    // Into the log, errors and warnings marked.
+    let mut state = cutover::state::State::new(Arc::clone(&plan));
+    state.apply(&Event::Observed {
+        at: l.observed_at,
+        reading: Reading::TaskLog(l.clone()),
+    });
+    let level_of = |needle: &str| {
+        state
+            .log
+            .iter()
+            .find(|x| x.text.contains(needle))
+            .map(|x| x.level)
+            .unwrap_or_else(|| panic!("{needle} not in the log: {:?}", state.log))
+    };
+    assert_eq!(level_of("Failed to apply"), cutover::state::Level::Error);
+    assert_eq!(level_of("retention is short"), cutover::state::Level::Warn);
+    assert_eq!(level_of("Task is running"), cutover::state::Level::Info);
+    assert!(
+        requests(&key)
+            .await
+            .iter()
+            .all(|r| r["mutating"] == json!(false)),
+        "the tail only reads"
+    );
 }

@@ -70,7 +70,7 @@ ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{
 CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 ROUTE53_CHANGE_ID = re.compile(r"<Id>(/change/[^<]+)</Id>")
 R53_NS = "{https://route53.amazonaws.com/doc/2013-04-01/}"
-READ_PREFIXES = ("Describe", "List", "Get")
+READ_PREFIXES = ("Describe", "List", "Get", "FilterLogEvents")
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]

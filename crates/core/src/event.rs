@@ -44,10 +44,12 @@ pub enum SourceKind {
     SourceDb,
     /// State of the target database.
     TargetDb,
+    /// The replication task's own log (DMS: its CloudWatch Logs stream).
+    TaskLog,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 7] = [
+    pub const ALL: [SourceKind; 8] = [
         SourceKind::Replication,
         SourceKind::Metrics,
         SourceKind::Drift,
@@ -55,6 +57,7 @@ impl SourceKind {
         SourceKind::Dns,
         SourceKind::SourceDb,
         SourceKind::TargetDb,
+        SourceKind::TaskLog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl SourceKind {
             SourceKind::Dns => "dns",
             SourceKind::SourceDb => "source_db",
             SourceKind::TargetDb => "target_db",
+            SourceKind::TaskLog => "task_log",
         }
     }
 
@@ -443,6 +447,50 @@ impl AwsIdentity {
     }
 }
 
+/// New lines of the replication task's own log (DMS: CloudWatch Logs FilterLogEvents on the
+/// task's stream, from the session's start), oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskLogReading {
+    pub observed_at: Ts,
+    /// Where the lines come from (`log group / stream`).
+    pub stream: String,
+    pub lines: Vec<TaskLogLine>,
+}
+
+/// One line of a task's log, with the time the engine wrote it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskLogLine {
+    pub at: Ts,
+    pub text: String,
+}
+
+/// How bad a task log line is, in the engine's own marking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskLogSeverity {
+    Error,
+    Warning,
+    Other,
+}
+
+impl TaskLogLine {
+    /// DMS marks each line after its component: `[TARGET_APPLY ]E:` error, `W:` warning
+    /// (`I:`, `D:`, `T:` for the rest).
+    pub fn severity(&self) -> TaskLogSeverity {
+        let marker = self
+            .text
+            .split_once(']')
+            .map(|(_, rest)| rest.trim_start())
+            .unwrap_or("");
+        if marker.starts_with("E:") {
+            TaskLogSeverity::Error
+        } else if marker.starts_with("W:") {
+            TaskLogSeverity::Warning
+        } else {
+            TaskLogSeverity::Other
+        }
+    }
+}
+
 /// Guardrail state of one database.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseReading {
@@ -482,6 +530,8 @@ pub enum Reading {
     },
     Dns(DnsReading),
     Database(DatabaseReading),
+    /// New lines of the replication task's own log since the previous reading.
+    TaskLog(TaskLogReading),
 }
 
 impl Reading {
@@ -495,6 +545,7 @@ impl Reading {
             Reading::Drift(d) => d.observed_at,
             Reading::Dns(d) => d.observed_at,
             Reading::Database(d) => d.observed_at,
+            Reading::TaskLog(l) => l.observed_at,
         }
     }
 
@@ -508,6 +559,7 @@ impl Reading {
             Reading::Heartbeat { .. } => SourceKind::Heartbeat,
             Reading::Dns(_) => SourceKind::Dns,
             Reading::Database(d) => SourceKind::for_side(d.side),
+            Reading::TaskLog(_) => SourceKind::TaskLog,
         }
     }
 }

@@ -21,7 +21,6 @@ use aws_smithy_types::DateTime;
 use tokio::sync::OnceCell;
 
 use super::Tuning;
-use super::dms::no_such_task;
 use super::error::describe;
 use super::read::{CloudWatchRead, DmsRead};
 use cutover_core::event::{MetricSeries, Reading, SourceKind, now_ms};
@@ -87,43 +86,10 @@ impl MetricsSource {
     async fn task_dimensions(&self, task: &str) -> Result<&Dimensions, SourceError> {
         self.dimensions
             .get_or_try_init(|| async {
-                let t = self
-                    .dms
-                    .describe_task(task)
-                    .await
-                    .map_err(|e| {
-                        SourceError::new(
-                            describe("DMS DescribeReplicationTasks", "dms:DescribeReplicationTasks", &e)
-                                .message,
-                        )
-                    })?
-                    .ok_or_else(|| no_such_task(task))?;
-                let arn = t.replication_task_arn.clone().unwrap_or_default();
-                let resource_id = arn.rsplit(':').next().unwrap_or(task).to_string();
-                let instance_arn = t.replication_instance_arn.clone().unwrap_or_default();
-                let instance = self
-                    .dms
-                    .describe_instance(&instance_arn)
-                    .await
-                    .map_err(|e| {
-                        SourceError::new(
-                            describe(
-                                "DMS DescribeReplicationInstances",
-                                "dms:DescribeReplicationInstances",
-                                &e,
-                            )
-                            .message,
-                        )
-                    })?
-                    .and_then(|i| i.replication_instance_identifier)
-                    .ok_or_else(|| {
-                        SourceError::new(format!(
-                            "DMS: the replication instance of task {task} ({instance_arn}) was not found"
-                        ))
-                    })?;
+                let ids = super::dms::task_ids(&self.dms, task).await?;
                 Ok(vec![
-                    ("ReplicationInstanceIdentifier".to_string(), instance),
-                    ("ReplicationTaskIdentifier".to_string(), resource_id),
+                    ("ReplicationInstanceIdentifier".to_string(), ids.instance_id),
+                    ("ReplicationTaskIdentifier".to_string(), ids.resource_id),
                 ])
             })
             .await

@@ -48,16 +48,7 @@ impl ReplicationSource {
             .dms
             .describe_task_with_settings(&self.task)
             .await
-            .map_err(|e| {
-                SourceError::new(
-                    describe(
-                        "DMS DescribeReplicationTasks",
-                        "dms:DescribeReplicationTasks",
-                        &e,
-                    )
-                    .message,
-                )
-            })?
+            .map_err(|e| describe_tasks_failed(&e))?
             .ok_or_else(|| no_such_task(&self.task))?;
         let observed_at = now_ms();
         let reading = task_reading(&task, &self.task, observed_at);
@@ -93,6 +84,65 @@ impl ReplicationSource {
         }
         Ok(vec![Reading::Replication(Box::new(reading))])
     }
+}
+
+/// What DMS names a task's metrics and log after: the task's resource id (the last part of
+/// its ARN, not the name given to it) and its replication instance's identifier.
+pub(crate) struct TaskIds {
+    pub resource_id: String,
+    pub instance_id: String,
+}
+
+/// Looks up [`TaskIds`] (DescribeReplicationTasks, DescribeReplicationInstances).
+pub(crate) async fn task_ids(dms: &DmsRead, task: &str) -> Result<TaskIds, SourceError> {
+    let t = dms
+        .describe_task(task)
+        .await
+        .map_err(|e| describe_tasks_failed(&e))?
+        .ok_or_else(|| no_such_task(task))?;
+    let arn = t.replication_task_arn.clone().unwrap_or_default();
+    let resource_id = arn.rsplit(':').next().unwrap_or(task).to_string();
+    let instance_arn = t.replication_instance_arn.clone().unwrap_or_default();
+    let instance_id = dms
+        .describe_instance(&instance_arn)
+        .await
+        .map_err(|e| {
+            SourceError::new(
+                describe(
+                    "DMS DescribeReplicationInstances",
+                    "dms:DescribeReplicationInstances",
+                    &e,
+                )
+                .message,
+            )
+        })?
+        .and_then(|i| i.replication_instance_identifier)
+        .ok_or_else(|| {
+            SourceError::new(format!(
+                "DMS: the replication instance of task {task} ({instance_arn}) was not found"
+            ))
+        })?;
+    Ok(TaskIds {
+        resource_id,
+        instance_id,
+    })
+}
+
+/// A failed DescribeReplicationTasks, as a source's error.
+pub(crate) fn describe_tasks_failed(
+    e: &aws_sdk_databasemigration::error::SdkError<
+        aws_sdk_databasemigration::operation::describe_replication_tasks::DescribeReplicationTasksError,
+        aws_sdk_databasemigration::config::http::HttpResponse,
+    >,
+) -> SourceError {
+    SourceError::new(
+        describe(
+            "DMS DescribeReplicationTasks",
+            "dms:DescribeReplicationTasks",
+            e,
+        )
+        .message,
+    )
 }
 
 pub(crate) fn no_such_task(task: &str) -> SourceError {

@@ -21,6 +21,7 @@ pub mod dms;
 pub mod drive;
 pub mod error;
 pub mod identity;
+pub mod logs;
 pub mod rds;
 pub mod read;
 pub mod route53;
@@ -101,6 +102,8 @@ pub struct Tuning {
     /// CloudWatch has one datapoint a minute; polling more often only re-reads it.
     pub metrics_every: Duration,
     pub dns_every: Duration,
+    /// How often the task's log stream is read.
+    pub logs_every: Duration,
     /// How far back each GetMetricData looks.
     pub metrics_window: Duration,
     /// How often an action re-reads the task or the change while it waits.
@@ -133,6 +136,7 @@ impl Default for Tuning {
             replication_every: Duration::from_secs(10),
             metrics_every: Duration::from_secs(30),
             dns_every: Duration::from_secs(5),
+            logs_every: Duration::from_secs(10),
             metrics_window: Duration::from_secs(10 * 60),
             action_poll: Duration::from_secs(5),
             task_wait: Duration::from_secs(15 * 60),
@@ -193,6 +197,16 @@ impl Tuning {
             b = b.credentials_provider(creds.clone());
         }
         b
+    }
+
+    pub(crate) fn logs(&self, cfg: &SdkConfig) -> aws_sdk_cloudwatchlogs::config::Builder {
+        let b = aws_sdk_cloudwatchlogs::config::Builder::from(cfg)
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config());
+        match &self.endpoints.logs {
+            Some(url) => b.endpoint_url(url),
+            None => b,
+        }
     }
 
     pub(crate) fn rds(&self, cfg: &SdkConfig) -> aws_sdk_rds::config::Builder {
@@ -437,6 +451,7 @@ pub struct AwsReader {
     dms: read::DmsRead,
     cloudwatch: read::CloudWatchRead,
     route53: read::Route53Read,
+    logs: read::LogsRead,
     plan: Arc<Plan>,
     tuning: Tuning,
     changes: ChangeTracker,
@@ -453,6 +468,7 @@ impl AwsReader {
             read::DmsRead::new(tuning.dms(cfg)),
             read::CloudWatchRead::new(tuning.cloudwatch(cfg)),
             read::Route53Read::new(tuning.route53(cfg)),
+            read::LogsRead::new(tuning.logs(cfg)),
             plan,
             tuning,
         )
@@ -462,6 +478,7 @@ impl AwsReader {
         dms: read::DmsRead,
         cloudwatch: read::CloudWatchRead,
         route53: read::Route53Read,
+        logs: read::LogsRead,
         plan: &Plan,
         tuning: Tuning,
     ) -> Self {
@@ -469,6 +486,7 @@ impl AwsReader {
             dms,
             cloudwatch,
             route53,
+            logs,
             plan: Arc::new(plan.clone()),
             tuning,
             changes: plan
@@ -518,6 +536,17 @@ impl AwsReader {
                 )
                 .with_cdc_metrics(cdc),
             ));
+        }
+        if let Some(task) = &task {
+            // The task's own log, from now on (what happened before this session is the
+            // DMS console's to show).
+            out.push(Arc::new(logs::TaskLogSource::new(
+                self.logs.clone(),
+                self.dms.clone(),
+                task.clone(),
+                cutover_core::event::now_ms(),
+                self.tuning.logs_every,
+            )));
         }
         if !self.plan.metrics.is_empty() {
             out.push(Arc::new(cloudwatch::MetricsSource::new(

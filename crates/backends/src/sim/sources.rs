@@ -119,6 +119,8 @@ impl World {
             SourceKind::Dns => Ok(vec![self.read_dns()]),
             SourceKind::SourceDb => Ok(vec![self.read_database(Side::Source).await]),
             SourceKind::TargetDb => Ok(vec![self.read_database(Side::Target).await]),
+            // The simulated replicator keeps no log of its own.
+            SourceKind::TaskLog => Ok(Vec::new()),
         }
     }
 
