@@ -457,4 +457,64 @@ mod tests {
         assert_eq!(metrics.num_calls(), 2, "one GetMetricData a poll");
         assert_eq!(tasks.num_calls(), 1, "dimensions are looked up once");
     }
+
+    #[tokio::test]
+    async fn a_failed_dimension_lookup_never_hides_the_plan_s_other_metrics() {
+        let tasks = mock!(aws_sdk_databasemigration::Client::describe_replication_tasks)
+            .then_error(|| {
+                aws_sdk_databasemigration::operation::describe_replication_tasks::DescribeReplicationTasksError::generic(
+                    aws_sdk_databasemigration::error::ErrorMetadata::builder()
+                        .code("AccessDeniedFault")
+                        .message("not allowed")
+                        .build(),
+                )
+            });
+        let metrics = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+            .match_requests(|r| {
+                let names: Vec<_> = r
+                    .metric_data_queries()
+                    .iter()
+                    .filter_map(|q| q.metric_stat()?.metric()?.metric_name())
+                    .collect();
+                names == ["DatabaseConnections"]
+            })
+            .then_output(|| {
+                GetMetricDataOutput::builder()
+                    .metric_data_results(
+                        MetricDataResult::builder()
+                            .id("m0")
+                            .timestamps(DateTime::from_secs(1_700_000_000))
+                            .values(12.0)
+                            .status_code(StatusCode::Complete)
+                            .build(),
+                    )
+                    .build()
+            });
+        let interceptor = || {
+            MockResponseInterceptor::new()
+                .rule_mode(RuleMode::MatchAny)
+                .with_rule(&tasks)
+                .with_rule(&metrics)
+        };
+        let sdk = testing::sdk_config();
+        let tuning = testing::tuning();
+        let src = MetricsSource::new(
+            CloudWatchRead::new(tuning.cloudwatch(&sdk).interceptor(interceptor())),
+            DmsRead::new(tuning.dms(&sdk).interceptor(interceptor())),
+            Some("shop-cdc".into()),
+            vec![
+                plan_metric("DatabaseConnections", "AWS/RDS"),
+                plan_metric("CDCChangesDiskTarget", "AWS/DMS"),
+            ],
+            tuning,
+        );
+        let readings = src.poll().await.expect("the RDS metric is still read");
+        let Reading::Metrics { series, .. } = &readings[0] else {
+            panic!("{readings:?}")
+        };
+        let names: Vec<_> = series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["DatabaseConnections"]);
+        assert_eq!(series[0].points, vec![(1_700_000_000_000, 12.0)]);
+        assert_eq!(metrics.num_calls(), 1);
+    }
 }
