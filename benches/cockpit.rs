@@ -81,6 +81,7 @@ fn transcript(c: &mut Criterion) {
         plan_text: String::new(),
         resumed_from: None,
         approvers: Vec::new(),
+        aws: None,
     };
     let state = ui::bench::bench_state(20, 5);
     // A realistic mix: drift readings, metrics, ticks.

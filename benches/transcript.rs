@@ -221,6 +221,7 @@ fn header(plan: &Plan) -> Header {
         plan_text: plan.source_text.clone(),
         resumed_from: None,
         approvers: Vec::new(),
+        aws: None,
     }
 }
 

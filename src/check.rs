@@ -32,6 +32,9 @@ pub struct CheckReport {
     pub exit_code: i32,
     pub gates: Vec<GateReport>,
     pub readings: Vec<ReadingReport>,
+    /// Who the AWS calls were made as (`sts:GetCallerIdentity`), when the plan uses AWS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws: Option<cutover_core::event::AwsIdentity>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -157,6 +160,7 @@ pub fn evaluate(plan: Arc<Plan>, started: Ts, events: &[Event], now: Ts) -> Chec
         exit_code: i32::from(state_now != GateState::Green),
         gates,
         readings,
+        aws: None,
     }
 }
 
@@ -198,6 +202,13 @@ pub fn render_check(report: &CheckReport, json: bool) -> String {
     }
     if let (true, Some(r)) = (report.gates.is_empty(), &report.reason) {
         let _ = writeln!(out, "  {r}");
+    }
+    if let Some(aws) = &report.aws {
+        let _ = writeln!(
+            out,
+            "aws: account {} as {} (credentials: {})",
+            aws.account, aws.arn, aws.credentials
+        );
     }
     let _ = writeln!(out, "readings:");
     for r in &report.readings {
@@ -354,6 +365,7 @@ fn describe_reading(r: &Reading, now: Ts) -> String {
             d.checksum.as_str()
         ),
         Reading::Heartbeat { lag_s, .. } => format!("heartbeat lag {lag_s:.1}s"),
+        Reading::TaskLog(l) => format!("{} new line(s) of {}", l.lines.len(), l.stream),
         Reading::Database(db) => format!(
             "{} {} read_only={}",
             db.side.as_str(),

@@ -180,6 +180,10 @@ pub struct CheckArgs {
     /// Print readings and gates as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Where the driving session's transcripts are: `dns.status` follows the last Route 53
+    /// change recorded there for this plan.
+    #[arg(long, value_name = "DIR", default_value = "sessions")]
+    pub sessions_dir: PathBuf,
     #[command(flatten)]
     pub aws: AwsArgs,
 }

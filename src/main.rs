@@ -300,21 +300,45 @@ async fn live_cmd(
     cutover::backend::require_real(&plan)?;
     let theme = cutover::ui::Theme::resolve(common.theme.as_deref())?;
     let backends = cutover::backend::Backends::connect(&plan, &aws).await?;
+    // A watcher started after the driver's flip follows its change (the driver follows its own).
+    let followed = if drive {
+        None
+    } else {
+        cutover::resume::last_recorded_dns_change(&common.sessions_dir, &plan)
+    };
+    if let Some((_, id)) = &followed {
+        backends.follow_dns_change_id(&plan, id);
+    }
     let sources = backends.sources(&plan, db_opts);
     let actuator = drive.then(|| backends.actuator());
     let operator = operator(&common.operator);
-    let (mut session, mut inbox) = Session::open(SessionConfig {
-        plan: Arc::clone(&plan),
-        mode: if drive {
-            cutover::event::SessionMode::Drive
-        } else {
-            cutover::event::SessionMode::Watch
+    let aws_identity = backends.aws_identity().cloned();
+    let (mut session, mut inbox) = Session::open_as(
+        SessionConfig {
+            plan: Arc::clone(&plan),
+            mode: if drive {
+                cutover::event::SessionMode::Drive
+            } else {
+                cutover::event::SessionMode::Watch
+            },
+            operator: operator.clone(),
+            sessions_dir: Some(common.sessions_dir.clone()),
+            actuator,
+            sign_key: common.sign_key()?,
         },
-        operator: operator.clone(),
-        sessions_dir: Some(common.sessions_dir.clone()),
-        actuator,
-        sign_key: common.sign_key()?,
-    })?;
+        aws_identity.clone(),
+    )?;
+    let mut notes = rehearse::aws_notes(aws_identity.as_ref(), &backends.warnings());
+    if let Some((file, id)) = &followed {
+        notes.push(cutover::event::Event::Note {
+            at: cutover::event::now_ms(),
+            text: format!(
+                "dns.status follows change {id}, the last one recorded in {}",
+                file.display()
+            ),
+        });
+    }
+    session.ingest(notes)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let pollers = cutover::source::spawn_pollers(sources, session.sender(), stop.clone());
     let mode = if drive {
@@ -327,6 +351,7 @@ async fn live_cmd(
         operator,
         session.transcript_path().map(|p| p.display().to_string()),
     );
+    ui_state.aws = aws_identity.as_ref().map(|a| a.label());
     let sharing = match share {
         Some(opts) => {
             let handle = cutover::share::start_share(&mut session, opts).await?;
@@ -368,14 +393,22 @@ async fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("cutover: {e}");
         return Ok(ExitCode::from(2));
     }
-    let sources = match cutover::backend::Backends::connect(&plan, &args.aws.overrides()).await {
-        Ok(b) => b.sources(&plan, cutover::db::DbOptions::default()),
+    let backends = match cutover::backend::Backends::connect(&plan, &args.aws.overrides()).await {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("cutover: {e:#}");
             return Ok(ExitCode::from(2));
         }
     };
-    let report = cutover::check::check(Arc::clone(&plan), &sources).await;
+    for w in backends.warnings() {
+        eprintln!("cutover: warning: {w}");
+    }
+    if let Some((_, id)) = cutover::resume::last_recorded_dns_change(&args.sessions_dir, &plan) {
+        backends.follow_dns_change_id(&plan, &id);
+    }
+    let sources = backends.sources(&plan, cutover::db::DbOptions::default());
+    let mut report = cutover::check::check(Arc::clone(&plan), &sources).await;
+    report.aws = backends.aws_identity().cloned();
     out!("{}", cutover::check::render_check(&report, args.json));
     Ok(ExitCode::from(u8::try_from(report.exit_code).unwrap_or(2)))
 }

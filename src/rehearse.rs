@@ -233,3 +233,27 @@ pub fn announce_share(
     ui_state.notice = Some(control.summary(plan));
     ui_state.share = Some(control);
 }
+
+/// The notes a live session on AWS starts with: who its calls are made as, and any warning
+/// (credentials expiring inside the window), so the transcript says so too.
+pub fn aws_notes(
+    identity: Option<&crate::event::AwsIdentity>,
+    warnings: &[String],
+) -> Vec<crate::event::Event> {
+    let at = crate::event::now_ms();
+    let mut out: Vec<crate::event::Event> = identity
+        .map(|a| crate::event::Event::Note {
+            at,
+            text: format!(
+                "AWS: account {} as {} (credentials: {})",
+                a.account, a.arn, a.credentials
+            ),
+        })
+        .into_iter()
+        .collect();
+    out.extend(warnings.iter().map(|w| crate::event::Event::Note {
+        at,
+        text: format!("warning: {w}"),
+    }));
+    out
+}

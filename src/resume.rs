@@ -121,6 +121,35 @@ impl Interrupted {
     }
 }
 
+/// How many of the newest transcripts of a directory are searched for the plan's last DNS
+/// change (each is read whole; a directory of old sessions should not slow `check`).
+const DNS_CHANGE_SEARCH: usize = 20;
+
+/// The last Route 53 change a session of this plan recorded in `dir`: the newest
+/// transcript (names start with their UTC start time) whose plan hash is the plan's and
+/// which recorded one. `check` and `watch` make `dns.status` follow it, so a gate on INSYNC
+/// answers after the driver's flip as it does inside the driving session.
+pub fn last_recorded_dns_change(dir: &Path, plan: &Plan) -> Option<(PathBuf, String)> {
+    plan.dns.as_ref()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
+        .collect();
+    files.sort();
+    files.into_iter().rev().take(DNS_CHANGE_SEARCH).find_map(|path| {
+        let t = match transcript::read(&path) {
+            Ok(t) if t.header.plan_hash == plan.hash => t,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "not searched for a DNS change");
+                return None;
+            }
+        };
+        crate::aws::route53::last_change_id(&t.events).map(|id| (path, id))
+    })
+}
+
 /// Reads and folds the interrupted transcript. Refuses a damaged chain, an edited plan and a
 /// session that already completed or rolled back.
 pub fn load(path: &Path) -> Result<Interrupted, ResumeError> {
@@ -213,7 +242,13 @@ pub async fn reopen(
         Some(crate::backend::Backends::connect(&old.plan, aws).await?)
     };
     let actuator = backends.as_ref().map(|b| b.actuator());
-    let (mut session, inbox) = Session::resume(
+    let aws_identity = backends.as_ref().and_then(|b| b.aws_identity().cloned());
+    if let Some(b) = &backends {
+        // The change the interrupted session made: `dns.status` follows it again, so a gate
+        // on INSYNC (the unfreeze) can turn green without a new change.
+        b.follow_dns_change(&old.plan, &old.events);
+    }
+    let (mut session, inbox) = Session::resume_as(
         SessionConfig {
             plan: Arc::clone(&old.plan),
             mode,
@@ -228,7 +263,14 @@ pub async fn reopen(
             last_hash: old.last_hash.clone(),
         },
         old.events.clone(),
+        aws_identity.clone(),
     )?;
+    if let Some(b) = &backends {
+        session.ingest(crate::rehearse::aws_notes(
+            aws_identity.as_ref(),
+            &b.warnings(),
+        ))?;
+    }
     let stop = CancellationToken::new();
     let (world, sources, not_reapplied) = if rehearsal {
         let seed = u64::from_str_radix(old.last_hash.get(..16).unwrap_or("1"), 16).unwrap_or(1);

@@ -184,6 +184,8 @@ fn fast() -> Tuning {
 /// What a test's setup created in the emulator.
 struct World {
     setup_key: String,
+    /// The replication instance's identifier (DMS names the task's log group after it).
+    instance_id: String,
     task_id: String,
     task_arn: String,
     zone_id: String,
@@ -382,6 +384,9 @@ async fn setup(name: &str) -> World {
         .target_endpoint_arn(target_arn)
         .replication_instance_arn(&instance_arn)
         .migration_type(MigrationTypeValue::FullLoadAndCdc)
+        .replication_task_settings(
+            r#"{"ValidationSettings":{"EnableValidation":true},"Logging":{"EnableLogging":true}}"#,
+        )
         .table_mappings(r#"{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"shop","table-name":"%"},"rule-action":"include"}]}"#)
         .send()
         .await
@@ -397,6 +402,24 @@ async fn setup(name: &str) -> World {
         .send()
         .await
         .expect("start the task");
+
+    // DMS writes a logging task's log to this group and stream.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&cfg);
+    let log_group = format!("dms-tasks-{instance_id}");
+    logs.create_log_group()
+        .log_group_name(&log_group)
+        .send()
+        .await
+        .expect("the task's log group");
+    logs.create_log_stream()
+        .log_group_name(&log_group)
+        .log_stream_name(format!(
+            "dms-task-{}",
+            task_arn.rsplit(':').next().expect("ARN")
+        ))
+        .send()
+        .await
+        .expect("the task's log stream");
 
     let route53 = aws_sdk_route53::Client::new(&cfg);
     let zone_name = format!("{id}.example.com.");
@@ -487,6 +510,7 @@ async fn setup(name: &str) -> World {
 
     let world = World {
         setup_key,
+        instance_id,
         task_id,
         task_arn,
         zone_id,
@@ -522,8 +546,8 @@ async fn check_reads_task_tables_metrics_and_dns_from_the_emulator() {
     let sources = reader.sources();
     let kinds: Vec<_> = sources.iter().map(|s| s.kind().as_str()).collect();
     // The task's CDC metrics are the replication source's lag figures; this plan charts no
-    // metric of its own, so there is no metrics source.
-    assert_eq!(kinds, ["replication", "dns"]);
+    // metric of its own, so there is no metrics source. The task's log has its own.
+    assert_eq!(kinds, ["replication", "task_log", "dns"]);
 
     let report = cutover::check::check(Arc::clone(&plan), &sources).await;
     let text = cutover::check::render_check(&report, false);
@@ -815,9 +839,11 @@ async fn throttling_5xx_and_expired_credentials_from_the_emulator() {
     let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
     let sources = reader.sources();
     let replication = &sources[0];
-    // Looks the task's metric dimensions up now, so the faults below meet only the calls
-    // they name.
-    replication.poll().await.expect("replication");
+    // Looks the task's metric dimensions and log stream up now, so the faults below meet
+    // only the calls they name.
+    for s in &sources {
+        s.poll().await.expect("a first poll");
+    }
 
     // Throttled twice, then answered: the retries hide it.
     control(
@@ -889,12 +915,32 @@ async fn load_config_applies_cli_overrides_over_the_plan() {
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint()),
     };
-    let cfg = cutover::aws::load_config(&plan, &args)
+    let session = cutover::aws::load_config(&plan, &args)
         .await
         .expect("config from env credentials");
+    let cfg = &session.sdk;
     assert_eq!(cfg.region().map(|r| r.as_ref()), Some("us-east-1"));
     assert_eq!(cfg.endpoint_url(), Some(endpoint().as_str()));
-    let reader = AwsReader::with_tuning(&cfg, &plan, fast());
+    // Who the calls are made as: sts:GetCallerIdentity, and where the keys came from.
+    assert_eq!(
+        session.identity.account, "123456789012",
+        "{:?}",
+        session.identity
+    );
+    assert!(
+        session.identity.arn.starts_with("arn:aws:"),
+        "{:?}",
+        session.identity
+    );
+    assert!(
+        session
+            .identity
+            .credentials
+            .starts_with("environment (AWS_ACCESS_KEY_ID)"),
+        "{:?}",
+        session.identity
+    );
+    let reader = AwsReader::with_tuning(cfg, &plan, fast());
     let readings = reader.sources()[0]
         .poll()
         .await
@@ -944,6 +990,8 @@ fn the_iam_policies_are_least_privilege_for_what_the_code_calls() {
         "route53:ListHostedZonesByName",
         "route53:ListResourceRecordSets",
         "route53:GetChange",
+        "sts:GetCallerIdentity",
+        "logs:FilterLogEvents",
     ];
     let mut sorted = watch.clone();
     sorted.sort();
@@ -955,6 +1003,12 @@ fn the_iam_policies_are_least_privilege_for_what_the_code_calls() {
         "dms:StopReplicationTask",
         "dms:StartReplicationTask",
         "route53:ChangeResourceRecordSets",
+        "rds:DescribeDBInstances",
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBParameters",
+        "rds:DescribeDBClusterParameters",
+        "rds:ModifyDBParameterGroup",
+        "rds:ModifyDBClusterParameterGroup",
     ]) {
         assert!(drive.iter().any(|d| d == a), "drive lacks {a}");
     }
@@ -972,7 +1026,7 @@ fn the_shipped_aws_plan_builds_the_three_aws_sources() {
     // Building clients sends nothing; no source is polled here.
     let reader = AwsReader::new(&sdk("AKIANOTUSED000000000"), &plan);
     let kinds: Vec<_> = reader.sources().iter().map(|s| s.kind().as_str()).collect();
-    assert_eq!(kinds, ["replication", "metrics", "dns"]);
+    assert_eq!(kinds, ["replication", "task_log", "metrics", "dns"]);
     let metrics: Vec<_> = plan.metric_names();
     assert!(
         metrics.contains(&"CDCLatencyTarget".to_string())
@@ -998,6 +1052,15 @@ async fn empty_mariadb_database() -> String {
 
 /// Runs the `cutover` binary with dummy credentials and no way to real AWS.
 async fn cutover_bin(args: &[&str], access_key: &str) -> (i32, String, String) {
+    cutover_bin_env(args, access_key, &[]).await
+}
+
+/// [`cutover_bin`] with more environment (`env` pairs win over the defaults).
+async fn cutover_bin_env(
+    args: &[&str],
+    access_key: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
     cmd.args(args)
         .env("AWS_ACCESS_KEY_ID", access_key)
@@ -1008,6 +1071,7 @@ async fn cutover_bin(args: &[&str], access_key: &str) -> (i32, String, String) {
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("AWS_ENDPOINT_URL")
+        .envs(env.iter().copied())
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
@@ -1020,15 +1084,12 @@ async fn cutover_bin(args: &[&str], access_key: &str) -> (i32, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cutover_check_json_answers_from_the_emulator() {
-    let w = setup("bin").await;
-    let db = empty_mariadb_database().await;
-    let plan_text = format!(
+/// The plan of the binary tests: AWS gates only, on an empty MariaDB database; `aws` is the
+/// body of its `[aws]` section (more sections may follow it).
+fn binary_plan(w: &World, db: &str, task: &str, aws: &str) -> String {
+    format!(
         r#"
 name = "aws-binary-check"
-[aws]
-region = "eu-west-1"
 [source]
 engine = "mysql"
 url = "{db}"
@@ -1048,6 +1109,7 @@ id = "preflight"
 gates = [
   "task.status == running",
   "validation.failed == 0",
+  "validation.enabled == true",
   "cdc.latency_target <= 1 for 2m",
   "cdc.incoming_changes == 0",
   "dns.value == $dns.source",
@@ -1058,12 +1120,19 @@ id = "stop-replication"
 action = {{ kind = "replication", op = "stop" }}
 undo = {{ kind = "replication", op = "start" }}
 confirm = "stop"
-"#,
-        task = w.task_arn,
+[aws]
+{aws}"#,
         record = w.record,
         source = w.source_value,
         target = w.target_value,
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_check_json_answers_from_the_emulator() {
+    let w = setup("bin").await;
+    let db = empty_mariadb_database().await;
+    let plan_text = binary_plan(&w, &db, &w.task_arn, "region = \"eu-west-1\"\n");
     let dir = tempfile::tempdir().expect("temp dir");
     let plan_path = dir.path().join("plan.toml");
     std::fs::write(&plan_path, plan_text).expect("write the plan");
@@ -1086,8 +1155,26 @@ confirm = "stop"
     assert_eq!(code, 0, "{report:#}\nstderr: {stderr}");
     assert_eq!(report["state"], "green");
     assert_eq!(report["step"]["id"], "preflight");
+    // Who the calls were made as, and where the keys came from — never a secret.
+    assert_eq!(report["aws"]["account"], "123456789012", "{report:#}");
+    assert!(
+        report["aws"]["arn"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("arn:aws:")),
+        "{report:#}"
+    );
+    assert!(
+        report["aws"]["credentials"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("environment (AWS_ACCESS_KEY_ID)")),
+        "{report:#}"
+    );
+    assert!(
+        !stdout.contains(SECRET) && !stdout.contains(&key),
+        "{stdout}"
+    );
     let gates = report["gates"].as_array().expect("gates");
-    assert_eq!(gates.len(), 5);
+    assert_eq!(gates.len(), 6);
     assert!(gates.iter().all(|g| g["state"] == "green"), "{gates:#?}");
     let sources: Vec<&str> = report["readings"]
         .as_array()
@@ -1139,4 +1226,1015 @@ confirm = "stop"
     let (code, _, stderr) = cutover_bin(&bad, &key).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("bad endpoint URL"), "{stderr}");
+}
+
+/// One poll of every source; the DNS reading.
+async fn poll_dns(reader: &AwsReader) -> cutover::event::DnsReading {
+    let events = cutover::source::poll_once(&reader.sources()).await;
+    events
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Observed {
+                reading: Reading::Dns(d),
+                ..
+            } => Some(d),
+            _ => None,
+        })
+        .expect("a DNS reading")
+}
+
+/// Writes `plan_text` into a temp dir; the dir lives as long as the returned guard.
+fn write_plan(plan_text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, plan_text).expect("write the plan");
+    let arg = path.to_str().expect("utf-8 path").to_string();
+    (dir, arg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_beats_keys_in_the_environment_and_the_account_is_checked() {
+    let w = setup("prf").await;
+    let db = empty_mariadb_database().await;
+    let env_key = access_key("ENV");
+    let prof_key = access_key("PRF");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile staging]\naws_access_key_id = {env_key}\naws_secret_access_key = {SECRET}\n\
+             [profile prod]\naws_access_key_id = {prof_key}\naws_secret_access_key = {SECRET}\nregion = us-east-1\n"
+        ),
+    )
+    .expect("write the config file");
+    let config = config.to_str().expect("utf-8").to_string();
+    let env = [("AWS_CONFIG_FILE", config.as_str())];
+    let (_plan_dir, plan) = write_plan(&binary_plan(&w, &db, &w.task_id, ""));
+    let moto = endpoint();
+    let args = [
+        "check",
+        &plan,
+        "--json",
+        "--profile",
+        "prod",
+        "--endpoint-url",
+        &moto,
+    ];
+    // The environment holds staging's keys (as after `aws-vault exec staging`).
+    let (code, stdout, stderr) = cutover_bin_env(&args, &env_key, &env).await;
+    let report: Json =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    let credentials = report["aws"]["credentials"].as_str().unwrap_or("");
+    assert!(
+        credentials.starts_with("profile prod (AWS_ACCESS_KEY_ID in the environment ignored)"),
+        "{report:#}"
+    );
+    assert!(
+        requests(&env_key).await.is_empty(),
+        "no call with the environment's keys"
+    );
+    let used: Vec<String> = requests(&prof_key)
+        .await
+        .iter()
+        .filter_map(|r| r["operation"].as_str().map(String::from))
+        .collect();
+    for op in [
+        "GetCallerIdentity",
+        "DescribeReplicationTasks",
+        "ListResourceRecordSets",
+    ] {
+        assert!(
+            used.iter().any(|u| u == op),
+            "{op} not made with the profile's key: {used:?}"
+        );
+    }
+
+    // The same key in another account: the task ARN names 123456789012, so it refuses.
+    control(
+        "/_cutover/accounts",
+        json!({"access_key": prof_key, "account": "111122223333"}),
+    )
+    .await;
+    let (_d, plan) = write_plan(&binary_plan(&w, &db, &w.task_arn, ""));
+    let args = [
+        "check",
+        &plan,
+        "--json",
+        "--profile",
+        "prod",
+        "--endpoint-url",
+        &moto,
+    ];
+    let before = requests(&prof_key).await.len();
+    let (code, _, stderr) = cutover_bin_env(&args, &env_key, &env).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("wrong AWS account")
+            && stderr.contains("account 111122223333")
+            && stderr.contains("the task ARN in [replication] task says 123456789012")
+            && stderr.contains("profile prod"),
+        "{stderr}"
+    );
+    let after: Vec<String> = requests(&prof_key).await[before..]
+        .iter()
+        .filter_map(|r| r["operation"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        after,
+        ["GetCallerIdentity"],
+        "nothing read in the wrong account"
+    );
+
+    // [aws] account names the account the plan is for.
+    let (_d, plan) = write_plan(&binary_plan(
+        &w,
+        &db,
+        &w.task_id,
+        "account = \"222233334444\"\n",
+    ));
+    let args = [
+        "check",
+        &plan,
+        "--json",
+        "--profile",
+        "prod",
+        "--endpoint-url",
+        &moto,
+    ];
+    let (code, _, stderr) = cutover_bin_env(&args, &env_key, &env).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the plan's [aws] account says 222233334444"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+}
+
+/// A second launcher on a free port, stopped when dropped.
+struct SecondLauncher {
+    port: u16,
+}
+
+impl SecondLauncher {
+    fn start() -> SecondLauncher {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/start_moto.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .env("MOTO_PORT", port.to_string())
+            .output()
+            .expect("run start_moto.sh");
+        assert!(
+            out.status.success(),
+            "the second launcher did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SecondLauncher { port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SecondLauncher {
+    fn drop(&mut self) {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/start_moto.sh");
+        // Stopping is best effort: the next run starts a fresh one on another port anyway.
+        let _ = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("--stop")
+            .env("MOTO_PORT", self.port.to_string())
+            .output();
+    }
+}
+
+/// The request log of `access_key` on the launcher at `port`.
+async fn requests_at(port: u16, access_key: &str) -> Vec<Json> {
+    let addr = format!("127.0.0.1:{port}");
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /_cutover/requests?access_key={access_key} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("the log within 10 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn services(log: &[Json]) -> Vec<String> {
+    let mut out: Vec<String> = log
+        .iter()
+        .filter_map(|r| r["service"].as_str().map(String::from))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_service_endpoints_send_each_service_to_its_own() {
+    let w = setup("eps").await;
+    let db = empty_mariadb_database().await;
+    let other = SecondLauncher::start();
+    let key = access_key("EPS");
+    let moto = endpoint();
+    // DMS and STS from the plan, CloudWatch from the SDK's own variable, Route 53 elsewhere.
+    let aws = format!(
+        "region = \"us-east-1\"\n[aws.endpoints]\ndms = \"{moto}\"\nsts = \"{moto}\"\nroute53 = \"{}\"\n",
+        other.url()
+    );
+    let (_d, plan) = write_plan(&binary_plan(&w, &db, &w.task_id, &aws));
+    let env = [("AWS_ENDPOINT_URL_CLOUDWATCH", moto.as_str())];
+    let (code, stdout, stderr) = cutover_bin_env(&["check", &plan, "--json"], &key, &env).await;
+    let report: Json =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    // Route 53 went to the other launcher, which has no such zone: DNS is unknown, named.
+    assert_eq!(code, 1, "{report:#}");
+    let dns_error = report["readings"]
+        .as_array()
+        .expect("readings")
+        .iter()
+        .find(|r| r["source"] == "dns")
+        .and_then(|r| r["error"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(dns_error.contains("no hosted zone holds"), "{report:#}");
+    let here = services(&requests(&key).await);
+    assert_eq!(
+        here,
+        ["dms", "monitoring", "sts"],
+        "on 127.0.0.1:{}",
+        port()
+    );
+    let there = services(&requests_at(other.port, &key).await);
+    assert_eq!(there, ["route53"], "on {}", other.url());
+    // Everything else was green: DMS, its metrics and the identity came through.
+    let green = report["gates"]
+        .as_array()
+        .expect("gates")
+        .iter()
+        .filter(|g| g["state"] == "green")
+        .count();
+    assert_eq!(green, 5, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_change_between_read_and_flip_fails_the_flip_by_name() {
+    let w = setup("cas").await;
+    let plan = w.plan(true);
+    let drive_key = access_key("CAS");
+    let actuator = AwsActuator::with_tuning(&sdk(&drive_key), fast())
+        .with_changes(cutover::aws::ChangeTracker::default());
+    let elsewhere = format!("someone-else.{}", w.target_value);
+    control(
+        "/_cutover/route53-race",
+        json!({"access_key": drive_key, "value": elsewhere}),
+    )
+    .await;
+    let (out, mut rx) = output();
+    let flip = Action::Dns {
+        to: DnsTo::Target,
+        wait: true,
+    };
+    let err = actuator
+        .run(&plan, &flip, &out)
+        .await
+        .expect_err("the record changed after it was read");
+    assert!(
+        err.0.contains("a concurrent change") && err.0.contains("NOT applied"),
+        "{err}"
+    );
+    assert!(err.0.contains(&w.record), "{err}");
+    assert_eq!(
+        w.record_in_moto().await.0,
+        elsewhere,
+        "the other writer's value stands"
+    );
+    let said = lines(&mut rx);
+    assert!(
+        said.iter()
+            .any(|l| l.contains("DELETE the 1 set read above + CREATE")),
+        "{said:?}"
+    );
+    // Read again and retried: the swap goes through from the value now there.
+    let msg = actuator.run(&plan, &flip, &out).await.expect("the retry");
+    assert!(msg.contains("INSYNC"), "{msg}");
+    assert_eq!(w.record_in_moto().await, (w.target_value.clone(), 30));
+    let said = lines(&mut rx);
+    assert!(
+        said.iter().any(|l| l.contains(&format!("was {elsewhere}"))),
+        "{said:?}"
+    );
+}
+
+/// Flips the plan's record to the target as another process would (its own change tracker,
+/// no wait) and returns the events its action sent.
+async fn flip_in_another_process(plan: &Plan) -> Vec<Event> {
+    let actuator = AwsActuator::with_tuning(&sdk(&access_key("OTH")), fast())
+        .with_changes(cutover::aws::ChangeTracker::default());
+    let (out, mut rx) = output();
+    let flip = Action::Dns {
+        to: DnsTo::Target,
+        wait: false,
+    };
+    actuator.run(plan, &flip, &out).await.expect("flip");
+    let mut events = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        events.push(ev);
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_status_follows_the_change_recorded_before_a_restart() {
+    let w = setup("rsm").await;
+    let plan = w.plan(true);
+    // The interrupted session: it flipped, then died before anything polled the change.
+    let history = flip_in_another_process(&plan).await;
+    // The new process: its reader knows no change of its own.
+    let key = access_key("NEW");
+    let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
+    let before = poll_dns(&reader).await;
+    assert_eq!(before.change_status, None, "{before:?}");
+    let id = cutover::aws::route53::last_change_id(&history).expect("the flip's change id");
+    assert!(id.starts_with("/change/"), "{id}");
+    reader.changes().record(&id);
+    let after = poll_dns(&reader).await;
+    assert_eq!(after.change_status.as_deref(), Some("INSYNC"), "{after:?}");
+    assert_eq!(after.change_id.as_deref(), Some(id.as_str()));
+    assert_eq!(after.value.as_deref(), Some(w.target_value.as_str()));
+    let log = requests(&key).await;
+    assert!(
+        log.iter().all(|r| r["mutating"] == json!(false)),
+        "no new change: {log:?}"
+    );
+    // A change id Route 53 never handed out is not INSYNC.
+    reader.changes().record("/change/CNEVERISSUED");
+    let readings = cutover::source::poll_once(&reader.sources()).await;
+    assert!(
+        readings.iter().any(
+            |e| matches!(e, Event::SourceFailed { error, .. } if error.contains("NoSuchChange"))
+        ),
+        "{readings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dms_task_states_move_over_polls_and_a_starting_task_is_stopped_once_it_runs() {
+    let w = setup("sta").await;
+    let plan = w.plan(true);
+    control(
+        "/_cutover/dms-transitions",
+        json!({"task_arn": w.task_arn, "polls": 3}),
+    )
+    .await;
+    let drive_key = access_key("STA");
+    let actuator = AwsActuator::with_tuning(&sdk(&drive_key), fast());
+    let (out, mut rx) = output();
+    let msg = actuator
+        .run(&plan, &Action::ReplicationStop, &out)
+        .await
+        .expect("stop");
+    assert!(msg.contains("stopped after"), "{msg}");
+    let said = lines(&mut rx);
+    let at = |needle: &str| said.iter().position(|l| l.contains(needle));
+    assert!(
+        at("is stopping")
+            .zip(at("is stopped"))
+            .is_some_and(|(a, b)| a < b),
+        "stopping, then stopped: {said:?}"
+    );
+
+    // Started behind the cockpit's back: DMS refuses a stop while it starts ...
+    w.dms()
+        .start_replication_task()
+        .replication_task_arn(&w.task_arn)
+        .start_replication_task_type(StartReplicationTaskTypeValue::ResumeProcessing)
+        .send()
+        .await
+        .expect("start");
+    let refused = w
+        .dms()
+        .stop_replication_task()
+        .replication_task_arn(&w.task_arn)
+        .send()
+        .await
+        .expect_err("no stop while starting");
+    assert_eq!(
+        aws_sdk_databasemigration::error::ProvideErrorMetadata::code(&refused),
+        Some("InvalidResourceStateFault")
+    );
+    // ... so the actuator waits until it runs, then stops it.
+    let msg = actuator
+        .run(&plan, &Action::ReplicationStop, &out)
+        .await
+        .expect("stop once running");
+    assert!(msg.contains("stopped"), "{msg}");
+    let said = lines(&mut rx);
+    assert!(
+        said.iter()
+            .any(|l| l.contains("DMS cannot stop it now; waiting until it runs")),
+        "{said:?}"
+    );
+    assert_eq!(w.task_status().await, "stopped");
+    let msg = actuator
+        .run(&plan, &Action::ReplicationStart, &out)
+        .await
+        .expect("start");
+    assert!(msg.contains("running after"), "{msg}");
+    let said = lines(&mut rx);
+    assert!(said.iter().any(|l| l.contains("is starting")), "{said:?}");
+    let mutating: Vec<String> = requests(&drive_key)
+        .await
+        .iter()
+        .filter(|r| r["mutating"] == json!(true) && r["status"] == json!(200))
+        .filter_map(|r| r["operation"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        mutating,
+        [
+            "StopReplicationTask",
+            "StopReplicationTask",
+            "StartReplicationTask"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_does_not_stop_and_an_undo_never_starts_a_ready_task() {
+    let w = setup("fld").await;
+    let plan = w.plan(true);
+    let drive_key = access_key("FLD");
+    let actuator = AwsActuator::with_tuning(&sdk(&drive_key), fast());
+    control(
+        "/_cutover/dms-task-state",
+        json!({"task_arn": w.task_arn, "status": "failed",
+               "message": "Last Error Stream Component Fatal error. Task error notification received"}),
+    )
+    .await;
+    let (out, _rx) = output();
+    let err = actuator
+        .run(&plan, &Action::ReplicationStop, &out)
+        .await
+        .expect_err("a failed task is not a stopped one");
+    assert!(err.0.contains("is failed, not stopped"), "{err}");
+    assert!(err.0.contains("Stream Component Fatal error"), "{err}");
+
+    control(
+        "/_cutover/dms-task-state",
+        json!({"task_arn": w.task_arn, "status": "ready"}),
+    )
+    .await;
+    let (tx, _undo_rx) = tokio::sync::mpsc::unbounded_channel();
+    let undo = Output::new("stop-replication".into(), Direction::Undo, tx);
+    let err = actuator
+        .run(&plan, &Action::ReplicationStart, &undo)
+        .await
+        .expect_err("an undo never runs a full load");
+    assert!(err.0.contains("during a rollback this is refused"), "{err}");
+    assert!(
+        requests(&drive_key)
+            .await
+            .iter()
+            .all(|r| r["mutating"] == json!(false)),
+        "neither stop nor start was sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_table_statistics_leave_the_task_status_fresh() {
+    let w = setup("tst").await;
+    let plan = w.plan(false);
+    let key = access_key("TST");
+    let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
+    control(
+        "/_cutover/faults",
+        json!({"access_key": key, "operation": "DescribeTableStatistics", "status": 500,
+               "code": "InternalFailure", "message": "boom", "count": 3}),
+    )
+    .await;
+    let started = cutover::event::now_ms();
+    let events = cutover::source::poll_once(&reader.sources()).await;
+    let r = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Observed {
+                reading: Reading::Replication(r),
+                ..
+            } => Some(r.clone()),
+            _ => None,
+        })
+        .expect("the task is still read");
+    assert_eq!(r.status_text, "running");
+    assert_eq!(r.tables, None);
+    assert_eq!(r.validation_enabled, Some(true));
+    let why = r.tables_error.clone().expect("the statistics' own error");
+    assert!(why.starts_with("DMS DescribeTableStatistics:"), "{why}");
+    let report = cutover::check::evaluate(
+        Arc::clone(&plan),
+        started,
+        &events,
+        cutover::event::now_ms(),
+    );
+    let gate = |g: &str| {
+        report
+            .gates
+            .iter()
+            .find(|x| x.gate == g)
+            .unwrap_or_else(|| panic!("{g}: {:#?}", report.gates))
+            .clone()
+    };
+    assert_eq!(gate("task.status == running").state, GateState::Green);
+    let validation = gate("validation.failed == 0");
+    assert_eq!(validation.state, GateState::Unknown, "{validation:?}");
+    assert!(
+        validation.reason.contains("could not be read")
+            && validation.reason.contains("DescribeTableStatistics"),
+        "{validation:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_sets_are_read_and_the_flip_moves_the_weight() {
+    let w = setup("wgt").await;
+    let name = format!("w.{}", w.record.trim_start_matches("db."));
+    let set = |id: &str, value: &str, weight: i64| {
+        ResourceRecordSet::builder()
+            .name(&name)
+            .r#type(RrType::Cname)
+            .ttl(30)
+            .set_identifier(id)
+            .weight(weight)
+            .resource_records(ResourceRecord::builder().value(value).build().expect("rr"))
+            .build()
+            .expect("set")
+    };
+    let create = |s: ResourceRecordSet| {
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(s)
+            .build()
+            .expect("change")
+    };
+    w.route53()
+        .change_resource_record_sets()
+        .hosted_zone_id(&w.zone_id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(create(set("blue", &w.source_value, 100)))
+                .changes(create(set("green", &w.target_value, 0)))
+                .build()
+                .expect("batch"),
+        )
+        .send()
+        .await
+        .expect("two weighted sets");
+    let mut plan = (*w.plan(true)).clone();
+    if let Some(d) = plan.dns.as_mut() {
+        d.name = name.clone();
+    }
+    let plan = Arc::new(plan);
+    let reader = AwsReader::with_tuning(&sdk(&access_key("WRD")), &plan, fast());
+    let before = poll_dns(&reader).await;
+    assert_eq!(
+        before.value.as_deref(),
+        Some(w.source_value.as_str()),
+        "only the weighted-in set"
+    );
+    let actuator = AwsActuator::with_tuning(&sdk(&access_key("WDR")), fast());
+    let (out, mut rx) = output();
+    let flip = Action::Dns {
+        to: DnsTo::Target,
+        wait: true,
+    };
+    actuator
+        .run(&plan, &flip, &out)
+        .await
+        .expect("the weighted flip");
+    let said = lines(&mut rx);
+    assert!(
+        said.iter()
+            .any(|l| l.contains("weight 100, id blue") && l.contains("weight 0, id green")),
+        "every set is shown: {said:?}"
+    );
+    let sets = w
+        .route53()
+        .list_resource_record_sets()
+        .hosted_zone_id(&w.zone_id)
+        .start_record_name(&name)
+        .start_record_type(RrType::Cname)
+        .send()
+        .await
+        .expect("list");
+    let mut weights: Vec<(String, i64)> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|s| s.set_identifier().is_some())
+        .map(|s| {
+            (
+                s.set_identifier().unwrap_or("").to_string(),
+                s.weight().unwrap_or(-1),
+            )
+        })
+        .collect();
+    weights.sort();
+    assert_eq!(
+        weights,
+        [("blue".to_string(), 0), ("green".to_string(), 100)]
+    );
+    let after = poll_dns(&reader).await;
+    assert_eq!(after.value.as_deref(), Some(w.target_value.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_follows_the_change_the_driver_recorded() {
+    let w = setup("fol").await;
+    let db = empty_mariadb_database().await;
+    let text = binary_plan(&w, &db, &w.task_id, "region = \"us-east-1\"\n");
+    let (_plan_dir, plan_arg) = write_plan(&text);
+    let plan = Arc::new(cutover::plan::parse("plan.toml", &text).expect("the plan parses"));
+    // The driver's session: it flipped (its transcript holds the change's line) and is gone.
+    let history = flip_in_another_process(&plan).await;
+    let sessions = tempfile::tempdir().expect("sessions dir");
+    {
+        let (mut session, _inbox) =
+            cutover::session::Session::open(cutover::session::SessionConfig {
+                plan: Arc::clone(&plan),
+                mode: cutover::event::SessionMode::Drive,
+                operator: "driver".into(),
+                sessions_dir: Some(sessions.path().to_path_buf()),
+                actuator: None,
+                sign_key: None,
+            })
+            .expect("the driver's transcript");
+        session.ingest(history).expect("record the flip's lines");
+    }
+    let key = access_key("FOL");
+    let moto = endpoint();
+    let dir = sessions.path().to_str().expect("utf-8").to_string();
+    let args = [
+        "check",
+        &plan_arg,
+        "--json",
+        "--endpoint-url",
+        &moto,
+        "--sessions-dir",
+        &dir,
+    ];
+    let (_, stdout, stderr) = cutover_bin(&args, &key).await;
+    let report: Json =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let dns = report["readings"]
+        .as_array()
+        .expect("readings")
+        .iter()
+        .find(|r| r["source"] == "dns")
+        .map(|r| r["value"].clone())
+        .expect("a DNS reading");
+    assert_eq!(dns["change_status"], "INSYNC", "{report:#}");
+    assert!(
+        dns["change_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("/change/")),
+        "{report:#}"
+    );
+    assert!(
+        requests(&key)
+            .await
+            .iter()
+            .all(|r| r["mutating"] == json!(false)),
+        "check only reads"
+    );
+}
+
+/// Sets MariaDB's global read_only, as RDS does once a parameter group applies.
+async fn mariadb_read_only(on: bool) {
+    let pool = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306/mysql")
+        .await
+        .expect("MariaDB as root");
+    sqlx::query(if on {
+        "SET GLOBAL read_only = 1"
+    } else {
+        "SET GLOBAL read_only = 0"
+    })
+    .execute(&pool)
+    .await
+    .expect("set read_only");
+    pool.close().await;
+}
+
+/// Plays RDS applying the parameter group to the server: after the `n`th
+/// ModifyDBParameterGroup of `key` on `group`, MariaDB's read_only becomes `on`.
+fn apply_like_rds(key: String, n: usize, on: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = requests(&key)
+                .await
+                .iter()
+                .filter(|r| r["operation"] == "ModifyDBParameterGroup" && r["status"] == 200)
+                .count();
+            if seen >= n {
+                mariadb_read_only(on).await;
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no ModifyDBParameterGroup #{n} within 30 s"
+            );
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+async fn parameter(rds: &aws_sdk_rds::Client, group: &str) -> Option<String> {
+    rds.describe_db_parameters()
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .expect("describe the parameters")
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_name() == Some("read_only"))
+        .and_then(|p| p.parameter_value().map(String::from))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parameter_group_freeze_sets_proves_and_restores_read_only() {
+    require_moto().await;
+    let db = empty_mariadb_database().await;
+    mariadb_read_only(false).await;
+    let setup_key = access_key("RDS");
+    let rds = aws_sdk_rds::Client::new(&sdk(&setup_key));
+    let id = unique("rds");
+    let group = |name: String| {
+        let rds = rds.clone();
+        async move {
+            rds.create_db_parameter_group()
+                .db_parameter_group_name(&name)
+                .db_parameter_group_family("mysql8.0")
+                .description("cutover test")
+                .send()
+                .await
+                .expect("create a parameter group");
+            name
+        }
+    };
+    let instance = |name: String, group: String| {
+        let rds = rds.clone();
+        async move {
+            rds.create_db_instance()
+                .db_instance_identifier(&name)
+                .db_instance_class("db.t3.micro")
+                .engine("mysql")
+                .allocated_storage(20)
+                .master_username("admin")
+                .master_user_password("not-a-real-password-1")
+                .db_parameter_group_name(group)
+                .send()
+                .await
+                .expect("create an instance");
+            name
+        }
+    };
+    let own = group(format!("{id}-own")).await;
+    // What was there before the freeze, for the unfreeze to restore.
+    rds.modify_db_parameter_group()
+        .db_parameter_group_name(&own)
+        .parameters(
+            aws_sdk_rds::types::Parameter::builder()
+                .parameter_name("read_only")
+                .parameter_value("{TrueIfReplica}")
+                .apply_method(aws_sdk_rds::types::ApplyMethod::Immediate)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the previous value");
+    let alone = instance(format!("{id}-a"), own.clone()).await;
+    let shared = group(format!("{id}-shared")).await;
+    let b = instance(format!("{id}-b"), shared.clone()).await;
+    let c = instance(format!("{id}-c"), shared.clone()).await;
+
+    let plan_for = |instance: &str| {
+        let text = format!(
+            r#"
+name = "rds-freeze"
+[aws]
+region = "us-east-1"
+[source]
+engine = "mysql"
+url = "{db}"
+[target]
+engine = "mysql"
+url = "{db}"
+[rds]
+source = {{ instance = "{instance}" }}
+[[step]]
+id = "freeze"
+action = {{ kind = "freeze", on = "source", method = "parameter-group" }}
+undo = {{ kind = "unfreeze", on = "source", method = "parameter-group" }}
+confirm = "freeze"
+"#
+        );
+        Arc::new(cutover::plan::parse("rds.toml", &text).expect("the plan parses"))
+    };
+    let overrides = AwsOverrides {
+        profile: None,
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint()),
+    };
+    let freeze = Action::Freeze {
+        on: cutover::event::Side::Source,
+        method: cutover::plan::FreezeMethod::ParameterGroup,
+    };
+    let unfreeze = Action::Unfreeze {
+        on: cutover::event::Side::Source,
+        method: cutover::plan::FreezeMethod::ParameterGroup,
+    };
+
+    // A group shared with another instance would freeze it too: refused, nothing changed.
+    let plan = plan_for(&b);
+    let backends = cutover::backend::Backends::connect(&plan, &overrides)
+        .await
+        .expect("connect");
+    let (out, _rx) = output();
+    let err = backends
+        .actuator()
+        .run(&plan, &freeze, &out)
+        .await
+        .expect_err("a shared group");
+    assert!(
+        err.0.contains(&format!(
+            "parameter group {shared} is shared with other instances ({c})"
+        )) && err.0.contains("shared_parameter_group = true"),
+        "{err}"
+    );
+    assert_eq!(parameter(&rds, &shared).await, None, "nothing was set");
+
+    // Its own group: set, in sync, proven on the connection, then restored.
+    let plan = plan_for(&alone);
+    let backends = cutover::backend::Backends::connect(&plan, &overrides)
+        .await
+        .expect("connect");
+    let actuator = backends.actuator();
+    let env_key = "AKIAENVDUMMY00000000".to_string();
+    let before = requests(&env_key)
+        .await
+        .iter()
+        .filter(|r| r["operation"] == "ModifyDBParameterGroup")
+        .count();
+    let rds_applies = apply_like_rds(env_key.clone(), before + 1, true);
+    let (out, mut rx) = output();
+    let msg = actuator
+        .run(&plan, &freeze, &out)
+        .await
+        .expect("the freeze");
+    rds_applies.await.expect("RDS applied it");
+    assert!(
+        msg.contains(&format!("read_only = 1 in DB parameter group {own}"))
+            && msg.contains("source read_only = ON (SELECT @@GLOBAL.read_only)"),
+        "{msg}"
+    );
+    assert_eq!(parameter(&rds, &own).await.as_deref(), Some("1"));
+    let said = lines(&mut rx);
+    assert!(
+        said.iter().any(|l| l.contains("read_only was {TrueIfReplica}; setting 1 (ApplyMethod=immediate)")),
+        "{said:?}"
+    );
+    assert!(said.iter().any(|l| l.contains("is in sync on")), "{said:?}");
+
+    let rds_applies = apply_like_rds(env_key.clone(), before + 2, false);
+    let msg = actuator
+        .run(&plan, &unfreeze, &out)
+        .await
+        .expect("the undo");
+    rds_applies.await.expect("RDS applied it");
+    assert!(msg.contains("source read_only = OFF"), "{msg}");
+    assert_eq!(
+        parameter(&rds, &own).await.as_deref(),
+        Some("{TrueIfReplica}"),
+        "the value from before the freeze"
+    );
+    mariadb_read_only(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_log_stream_is_tailed_into_the_log_with_errors_marked() {
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    let w = setup("log").await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk(&w.setup_key));
+    let group = format!("dms-tasks-{}", w.instance_id);
+    let stream = format!("dms-task-{}", w.task_arn.rsplit(':').next().expect("ARN"));
+    // The group and stream exist (setup made them, as DMS does for a logging task).
+    let put = |lines: Vec<(i64, &str)>| {
+        let logs = logs.clone();
+        let (group, stream) = (group.clone(), stream.clone());
+        let events: Vec<InputLogEvent> = lines
+            .into_iter()
+            .map(|(at, text)| {
+                InputLogEvent::builder()
+                    .timestamp(at)
+                    .message(text)
+                    .build()
+                    .expect("event")
+            })
+            .collect();
+        async move {
+            logs.put_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .set_log_events(Some(events))
+                .send()
+                .await
+                .expect("put log events");
+        }
+    };
+    let now = cutover::event::now_ms();
+    put(vec![(
+        now - 60_000,
+        "[TASK_MANAGER    ]I:  before the session",
+    )])
+    .await;
+
+    let plan = w.plan(true);
+    let key = access_key("LOG");
+    let reader = AwsReader::with_tuning(&sdk(&key), &plan, fast());
+    let sources = reader.sources();
+    let tail = sources
+        .iter()
+        .find(|s| s.kind() == cutover::event::SourceKind::TaskLog)
+        .expect("a task log source");
+    let t = cutover::event::now_ms();
+    put(vec![
+        (
+            t,
+            "[TARGET_APPLY    ]E:  Failed to apply INSERT on shop.orders (duplicate key)",
+        ),
+        (t + 1, "[SOURCE_CAPTURE  ]W:  Binary log retention is short"),
+        (t + 2, "[TASK_MANAGER    ]I:  Task is running"),
+    ])
+    .await;
+    let readings = tail.poll().await.expect("the tail");
+    let [Reading::TaskLog(l)] = readings.as_slice() else {
+        panic!("one task log reading: {readings:?}")
+    };
+    let texts: Vec<&str> = l.lines.iter().map(|x| x.text.as_str()).collect();
+    assert_eq!(texts.len(), 3, "from the session's start only: {texts:?}");
+    assert!(texts[0].contains("Failed to apply"), "{texts:?}");
+    assert_eq!(l.stream, format!("{group} / {stream}"));
+    assert!(
+        tail.poll().await.expect("again").is_empty(),
+        "every line once"
+    );
+    put(vec![(
+        t + 2,
+        "[TASK_MANAGER    ]I:  same millisecond, new line",
+    )])
+    .await;
+    let again = tail.poll().await.expect("the new line");
+    let [Reading::TaskLog(l2)] = again.as_slice() else {
+        panic!("{again:?}")
+    };
+    assert_eq!(l2.lines.len(), 1, "{l2:?}");
+
+    // Into the log, errors and warnings marked.
+    let mut state = cutover::state::State::new(Arc::clone(&plan));
+    state.apply(&Event::Observed {
+        at: l.observed_at,
+        reading: Reading::TaskLog(l.clone()),
+    });
+    let level_of = |needle: &str| {
+        state
+            .log
+            .iter()
+            .find(|x| x.text.contains(needle))
+            .map(|x| x.level)
+            .unwrap_or_else(|| panic!("{needle} not in the log: {:?}", state.log))
+    };
+    assert_eq!(level_of("Failed to apply"), cutover::state::Level::Error);
+    assert_eq!(level_of("retention is short"), cutover::state::Level::Warn);
+    assert_eq!(level_of("Task is running"), cutover::state::Level::Info);
+    assert!(
+        requests(&key)
+            .await
+            .iter()
+            .all(|r| r["mutating"] == json!(false)),
+        "the tail only reads"
+    );
 }

@@ -35,6 +35,7 @@ pub(super) fn transcript_created(dir: &Path, n: usize, created_at: Ts) -> (PathB
             plan_text: plan.source_text.clone(),
             resumed_from: None,
             approvers: Vec::new(),
+            aws: None,
         },
     )
     .unwrap();

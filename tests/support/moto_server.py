@@ -26,6 +26,21 @@ And for the tests' own needs:
    "polls"} makes changes submitted with that key PENDING for their first `polls` GetChange
    calls, so the wait for INSYNC is exercised.
 
+7. DMS task states move as on AWS, for tasks registered with POST /_cutover/dms-transitions
+   {"task_arn", "polls"}: a start shows `starting` for the next `polls` DescribeReplicationTasks
+   calls before `running`, a stop `stopping` before `stopped`; a stop while starting (or a
+   start while stopping) is refused with InvalidResourceStateFault, as DMS does. POST
+   /_cutover/dms-task-state {"task_arn", "status", "message"} puts a task in a state (e.g.
+   `failed`, with its LastFailureMessage) until it is started or stopped again.
+8. Route 53 as a compare-and-swap store: a DELETE whose TTL, values, alias, weight or set
+   identifier differ from the set the zone holds now is refused with InvalidChangeBatch
+   (moto checks against its journal of past changes instead). Each accepted change gets its
+   own id (moto hands out one fixed id); GetChange of an id never handed out is NoSuchChange.
+   POST /_cutover/route53-race {"access_key", "value"}: just before that key's next
+   ChangeResourceRecordSets, another writer UPSERTs the record to `value`.
+9. STS GetCallerIdentity answers with the account of POST /_cutover/accounts {"access_key",
+   "account"} for that key (moto answers one account for every key).
+
 GET /_cutover/health answers "ok" once the server is up. Binds 127.0.0.1 only.
 """
 
@@ -41,6 +56,7 @@ import re
 import sys
 import threading
 import urllib.parse
+import xml.etree.ElementTree as ET
 from typing import Any, Callable, Iterable
 
 import cbor2
@@ -53,7 +69,8 @@ CBOR_PATH = re.compile(r"^/service/(?P<service>[^/]+)/operation/(?P<op>[^/]+)$")
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 ROUTE53_CHANGE_ID = re.compile(r"<Id>(/change/[^<]+)</Id>")
-READ_PREFIXES = ("Describe", "List", "Get")
+R53_NS = "{https://route53.amazonaws.com/doc/2013-04-01/}"
+READ_PREFIXES = ("Describe", "List", "Get", "FilterLogEvents")
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -164,6 +181,17 @@ class Launcher:
         self.faults: list[dict[str, Any]] = []
         self.dns_pending_polls: dict[str, int] = {}
         self.pending_changes: dict[str, int] = {}
+        # DMS: task ARN -> polls a transition shows its intermediate state for.
+        self.dms_transition_polls: dict[str, int] = {}
+        # DMS: task ARN -> {"shown", "left", "final"} while a transition is under way, or
+        # {"shown", "message"} for a state put by the test (left None: until the next start/stop).
+        self.dms_overlay: dict[str, dict[str, Any]] = {}
+        self.change_ids = 0
+        self.issued_changes: set[str] = set()
+        self.accounts: dict[str, str] = {}
+        # Route 53: access key -> a value another writer UPSERTs just before that key's next
+        # ChangeResourceRecordSets is served (a concurrent change between read and flip).
+        self.races: dict[str, str] = {}
 
     # -- WSGI ---------------------------------------------------------------------------
 
@@ -201,13 +229,33 @@ class Launcher:
             return self.cloudwatch_cbor(call)
         if call.service == "dms" and call.operation == "DescribeTableStatistics":
             return self.describe_table_statistics(call)
+        if call.service == "sts" and call.operation == "GetCallerIdentity" and call.access_key in self.accounts:
+            return self.caller_identity(call)
+        if call.service == "dms":
+            refused = self.dms_refuse(call)
+            if refused is not None:
+                return refused
+        if call.service == "route53" and call.operation == "ChangeResourceRecordSets":
+            refused = self.route53_compare(call)
+            if refused is not None:
+                return refused
+        if call.service == "route53" and call.operation == "GetChange":
+            change = "/change/" + call.path.rstrip("/").rsplit("/", 1)[-1]
+            with self.lock:
+                known = change in self.issued_changes
+            if not known:
+                return error_response(call, 404, "NoSuchChange", f"A change with the specified change ID does not exist: {change}")
         status, headers, out = self.pass_to_moto(call)
         if call.service == "dms" and out[:1] == b"{":
             try:
-                out = json.dumps(iso_to_epoch(json.loads(out))).encode()
+                doc = iso_to_epoch(json.loads(out))
+                if status.startswith("200"):
+                    doc = self.dms_states(call, doc)
+                out = json.dumps(doc).encode()
             except ValueError:
                 pass
         if call.service == "route53":
+            out = self.route53_unique_change(call, out)
             out = self.route53_pending(call, out)
         return status, headers, out
 
@@ -260,6 +308,22 @@ class Launcher:
             elif path == "/_cutover/dns-pending" and method == "POST":
                 with self.lock:
                     self.dns_pending_polls[data["access_key"]] = int(data["polls"])
+            elif path == "/_cutover/dms-transitions" and method == "POST":
+                with self.lock:
+                    self.dms_transition_polls[data["task_arn"]] = int(data["polls"])
+            elif path == "/_cutover/dms-task-state" and method == "POST":
+                with self.lock:
+                    self.dms_overlay[data["task_arn"]] = {
+                        "shown": data["status"],
+                        "left": None,
+                        "message": data.get("message"),
+                    }
+            elif path == "/_cutover/route53-race" and method == "POST":
+                with self.lock:
+                    self.races[data["access_key"]] = data["value"]
+            elif path == "/_cutover/accounts" and method == "POST":
+                with self.lock:
+                    self.accounts[data["access_key"]] = str(data["account"])
             else:
                 status, payload = "404 Not Found", {"error": f"no route {method} {path}"}
         except (KeyError, ValueError, TypeError) as e:
@@ -350,6 +414,148 @@ class Launcher:
             call, 400, "UnknownOperationException", f"{call.operation} is not served over CBOR here"
         )
 
+    # -- STS -------------------------------------------------------------------------------
+
+    def caller_identity(self, call: Call) -> tuple[str, list[tuple[str, str]], bytes]:
+        account = self.accounts[call.access_key]
+        xml = (
+            '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            "<GetCallerIdentityResult>"
+            f"<Arn>arn:aws:iam::{account}:user/cutover-test</Arn>"
+            f"<UserId>AIDA{account}</UserId><Account>{account}</Account>"
+            "</GetCallerIdentityResult>"
+            "<ResponseMetadata><RequestId>cutover-test</RequestId></ResponseMetadata>"
+            "</GetCallerIdentityResponse>"
+        )
+        return "200 OK", [("Content-Type", "text/xml")], xml.encode()
+
+    # -- DMS task states -------------------------------------------------------------------
+
+    def dms_refuse(self, call: Call) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """Stop while starting, start while stopping: DMS refuses both."""
+        if call.operation not in ("StartReplicationTask", "StopReplicationTask"):
+            return None
+        arn = json.loads(call.body or b"{}").get("ReplicationTaskArn", "")
+        with self.lock:
+            shown = (self.dms_overlay.get(arn) or {}).get("shown")
+        busy = {"StopReplicationTask": ("starting",), "StartReplicationTask": ("stopping", "starting")}
+        if shown in busy[call.operation]:
+            return error_response(
+                call, 400, "InvalidResourceStateFault",
+                f"Replication task is currently {shown}; the operation cannot be performed now",
+            )
+        return None
+
+    def dms_states(self, call: Call, doc: dict[str, Any]) -> dict[str, Any]:
+        """Shows each registered task's state as AWS would: transitions over a few polls."""
+        if call.operation in ("StartReplicationTask", "StopReplicationTask"):
+            task = doc.get("ReplicationTask") or {}
+            arn = task.get("ReplicationTaskArn", "")
+            with self.lock:
+                polls = self.dms_transition_polls.get(arn, 0)
+                self.dms_overlay.pop(arn, None)
+                if polls > 0:
+                    shown = "starting" if call.operation == "StartReplicationTask" else "stopping"
+                    self.dms_overlay[arn] = {"shown": shown, "left": polls, "final": task.get("Status")}
+                    task["Status"] = shown
+            return doc
+        if call.operation == "DescribeReplicationTasks":
+            with self.lock:
+                for task in doc.get("ReplicationTasks", []):
+                    arn = task.get("ReplicationTaskArn", "")
+                    o = self.dms_overlay.get(arn)
+                    if o is None:
+                        continue
+                    task["Status"] = o["shown"]
+                    if o.get("message"):
+                        task["LastFailureMessage"] = o["message"]
+                    if o["left"] is not None:
+                        o["left"] -= 1
+                        if o["left"] <= 0:
+                            del self.dms_overlay[arn]
+        return doc
+
+    # -- Route 53 compare-and-swap ----------------------------------------------------------
+
+    def route53_compare(self, call: Call) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """Refuses a DELETE of a set that is not exactly what the zone holds now."""
+        from moto.route53.models import route53_backends
+
+        try:
+            root = ET.fromstring(call.body)
+        except ET.ParseError:
+            return None
+        zone_id = call.path.split("/hostedzone/", 1)[-1].split("/", 1)[0]
+        backend = route53_backends[call.account()]["aws"]
+        try:
+            zone = backend.get_hosted_zone(zone_id)
+        except Exception:
+            return None  # moto answers NoSuchHostedZone itself
+        with self.lock:
+            race = self.races.pop(call.access_key, None)
+        if race is not None:
+            self.concurrent_upsert(call, root, race)
+        for change in root.iter(f"{R53_NS}Change"):
+            if change.findtext(f"{R53_NS}Action") != "DELETE":
+                continue
+            rrset = change.find(f"{R53_NS}ResourceRecordSet")
+            if rrset is None:
+                continue
+            want = rrset_key(rrset)
+            held = [r for r in zone.rrsets if held_key(r) == want]
+            if not held:
+                name, rtype = want[0], want[1]
+                return error_response(
+                    call, 400, "InvalidChangeBatch",
+                    f"[Tried to delete resource record set [name='{name}', type='{rtype}'] but it was not found]",
+                )
+            if not any(held_value(r) == rrset_value(rrset) for r in held):
+                name, rtype = want[0], want[1]
+                return error_response(
+                    call, 400, "InvalidChangeBatch",
+                    f"[Tried to delete resource record set [name='{name}', type='{rtype}'] but the values provided do not match the current values]",
+                )
+        return None
+
+    def concurrent_upsert(self, call: Call, batch: ET.Element, value: str) -> None:
+        """Another writer points the batch's first record at `value` (TTL kept), through
+        moto's own API like any client."""
+        rrset = next(batch.iter(f"{R53_NS}ResourceRecordSet"), None)
+        if rrset is None:
+            return
+        name = rrset.findtext(f"{R53_NS}Name") or ""
+        rtype = rrset.findtext(f"{R53_NS}Type") or "CNAME"
+        ttl = rrset.findtext(f"{R53_NS}TTL") or "60"
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<ChangeResourceRecordSetsRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
+            "<ChangeBatch><Changes><Change><Action>UPSERT</Action><ResourceRecordSet>"
+            f"<Name>{name}</Name><Type>{rtype}</Type><TTL>{ttl}</TTL>"
+            f"<ResourceRecords><ResourceRecord><Value>{value}</Value></ResourceRecord></ResourceRecords>"
+            "</ResourceRecordSet></Change></Changes></ChangeBatch></ChangeResourceRecordSetsRequest>"
+        ).encode()
+        environ = dict(call.environ)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        other = Call(environ, body)
+        status, _, out = self.pass_to_moto(other)
+        if not status.startswith("200"):
+            raise RuntimeError(f"the concurrent UPSERT failed: {status} {out[:300]!r}")
+        call.environ["wsgi.input"] = io.BytesIO(call.body)
+
+    def route53_unique_change(self, call: Call, out: bytes) -> bytes:
+        if call.operation != "ChangeResourceRecordSets":
+            return out
+        text = out.decode("utf-8", "replace")
+        m = ROUTE53_CHANGE_ID.search(text)
+        if not m:
+            return out
+        with self.lock:
+            self.change_ids += 1
+            new = f"/change/C{os.getpid():05d}{self.change_ids:08d}"
+            self.issued_changes.add(new)
+        return text.replace(m.group(1), new).encode()
+
     # -- Route 53 change propagation -----------------------------------------------------------
 
     def route53_pending(self, call: Call, out: bytes) -> bytes:
@@ -367,6 +573,43 @@ class Launcher:
                     self.pending_changes[m.group(1)] = left - 1
                     text = text.replace("<Status>INSYNC</Status>", "<Status>PENDING</Status>")
         return text.encode()
+
+
+def rrset_key(rrset: ET.Element) -> tuple[str, str, str | None]:
+    name = (rrset.findtext(f"{R53_NS}Name") or "").rstrip(".").lower().replace("\\052", "*")
+    return name, rrset.findtext(f"{R53_NS}Type") or "", rrset.findtext(f"{R53_NS}SetIdentifier")
+
+
+def rrset_value(rrset: ET.Element) -> tuple[Any, ...]:
+    ttl = rrset.findtext(f"{R53_NS}TTL")
+    weight = rrset.findtext(f"{R53_NS}Weight")
+    alias = rrset.find(f"{R53_NS}AliasTarget")
+    alias_name = None
+    if alias is not None:
+        alias_name = (alias.findtext(f"{R53_NS}DNSName") or "").rstrip(".").lower()
+    values = sorted(v.text or "" for v in rrset.iter(f"{R53_NS}Value"))
+    return (
+        int(ttl) if ttl is not None else None,
+        int(weight) if weight is not None else None,
+        alias_name,
+        tuple(values),
+    )
+
+
+def held_key(r: Any) -> tuple[str, str, str | None]:
+    return r.name.rstrip(".").lower(), r.type, r.set_identifier
+
+
+def held_value(r: Any) -> tuple[Any, ...]:
+    alias_name = None
+    if r.alias_target:
+        alias_name = (r.alias_target.get("DNSName") or "").rstrip(".").lower()
+    return (
+        int(r.ttl) if r.ttl is not None and not r.alias_target else None,
+        int(r.weight) if r.weight is not None else None,
+        alias_name,
+        tuple(sorted(r.records or [])),
+    )
 
 
 def read_body(environ: Environ) -> bytes:

@@ -4,6 +4,7 @@
 #
 #   tests/support/start_moto.sh          # then: cargo test --test aws
 #   tests/support/start_moto.sh --stop   # stops the launcher this script started
+#   MOTO_PORT=5001 tests/support/start_moto.sh   # another one, on another port
 #
 # Creates $REPO/.venv when missing and installs the pinned moto and cbor2 into it. Exits
 # non-zero, loudly, when anything fails. The server's log is $REPO/target/moto.log.
@@ -12,8 +13,10 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PORT="${MOTO_PORT:-5000}"
 VENV="$REPO/.venv"
-LOG="$REPO/target/moto.log"
-PIDFILE="$REPO/target/moto.pid"
+# Per port, so a second launcher (the per-service endpoint test starts one) has its own.
+if [ "$PORT" = 5000 ]; then SUFFIX=""; else SUFFIX="-$PORT"; fi
+LOG="$REPO/target/moto$SUFFIX.log"
+PIDFILE="$REPO/target/moto$SUFFIX.pid"
 # Versions verified against the aws-sdk-* crates in Cargo.lock (see moto_server.py).
 MOTO_SPEC='moto[server]==5.2.5'
 CBOR2_SPEC='cbor2==6.2.1'

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use crate::aws::{AwsActuator, AwsOverrides, AwsReader};
+use crate::aws::{AwsActuator, AwsOverrides, AwsReader, AwsSession};
 use crate::db::{self, DbOptions, SqlActuator};
-use cutover_core::event::Side;
-use cutover_core::plan::{Action, Engine, Plan, ReplicationEngine};
+use cutover_core::event::{AwsIdentity, Side};
+use cutover_core::plan::{Action, Engine, FreezeMethod, Plan, ReplicationEngine};
 use cutover_runtime::action::{ActionError, Actuator, Output, shell};
 use cutover_runtime::source::{BoxFuture, Source};
 
@@ -17,6 +17,8 @@ fn uses_aws(plan: &Plan) -> bool {
         .as_ref()
         .is_some_and(|r| r.engine == ReplicationEngine::Dms)
         || plan.dns.is_some()
+        || plan.rds.source.is_some()
+        || plan.rds.target.is_some()
 }
 
 fn uses_databases(plan: &Plan) -> bool {
@@ -44,7 +46,7 @@ pub fn require_real(plan: &Plan) -> anyhow::Result<()> {
 /// The connections a real plan needs, made once: the AWS configuration (credentials
 /// checked) and both databases. Sources and, for `run`, the actuator are built from them.
 pub struct Backends {
-    aws: Option<aws_config::SdkConfig>,
+    aws: Option<AwsSession>,
     dbs: Option<(db::Db, db::Db)>,
 }
 
@@ -67,11 +69,40 @@ impl Backends {
         Ok(Backends { aws, dbs })
     }
 
+    /// Who the AWS calls are made as (`sts:GetCallerIdentity` at connect), when the plan
+    /// uses AWS.
+    pub fn aws_identity(&self) -> Option<&AwsIdentity> {
+        self.aws.as_ref().map(|a| &a.identity)
+    }
+
+    /// What the operator should hear before the window (credentials expiring inside it).
+    pub fn warnings(&self) -> Vec<String> {
+        self.aws
+            .as_ref()
+            .map(|a| a.warnings.clone())
+            .unwrap_or_default()
+    }
+
+    /// Makes `dns.status` follow the last Route 53 change recorded in `events` (a transcript
+    /// of this plan): resume, and check and watch started after a driver's flip.
+    pub fn follow_dns_change(&self, plan: &Plan, events: &[cutover_core::event::Event]) {
+        if let Some(id) = crate::aws::route53::last_change_id(events) {
+            self.follow_dns_change_id(plan, &id);
+        }
+    }
+
+    /// Makes `dns.status` follow this Route 53 change.
+    pub fn follow_dns_change_id(&self, plan: &Plan, id: &str) {
+        if let (Some(_), Some(record)) = (&self.aws, &plan.dns) {
+            crate::aws::ChangeTracker::for_record(&record.name).record(id);
+        }
+    }
+
     /// Every read-only source the plan needs.
     pub fn sources(&self, plan: &Plan, db_opts: DbOptions) -> Vec<Arc<dyn Source>> {
         let mut out: Vec<Arc<dyn Source>> = Vec::new();
-        if let Some(cfg) = &self.aws {
-            out.extend(AwsReader::new(cfg, plan).sources());
+        if let Some(aws) = &self.aws {
+            out.extend(AwsReader::with_tuning(&aws.sdk, plan, aws.tuning.clone()).sources());
         }
         if let Some((source, target)) = &self.dbs {
             out.extend(db::sources(source.clone(), target.clone(), db_opts));
@@ -84,7 +115,10 @@ impl Backends {
     /// `watch` and `check` never call it.
     pub fn actuator(&self) -> Arc<dyn Actuator> {
         Arc::new(Composite {
-            aws: self.aws.as_ref().map(AwsActuator::new),
+            aws: self
+                .aws
+                .as_ref()
+                .map(|a| AwsActuator::with_tuning(&a.sdk, a.tuning.clone())),
             sql: self
                 .dbs
                 .as_ref()
@@ -116,6 +150,29 @@ impl Composite {
     }
 }
 
+impl Composite {
+    /// The `parameter-group` freeze: the parameter group through RDS, then the proof on the
+    /// database's own connection.
+    async fn parameter_group(
+        &self,
+        plan: &Plan,
+        on: Side,
+        frozen: bool,
+        out: &Output,
+    ) -> Result<String, ActionError> {
+        let (Some(aws), Some(sql)) = (&self.aws, &self.sql) else {
+            return Err(ActionError::new(
+                "a parameter-group freeze needs AWS ([aws], [rds]) and the database connection ([source]/[target] url)",
+            ));
+        };
+        let group = aws.parameter_group_read_only(plan, on, frozen, out).await?;
+        let proof = sql
+            .await_read_only(on, frozen, aws.read_only_wait(), aws.action_poll(), out)
+            .await?;
+        Ok(format!("{group}; {proof}"))
+    }
+}
+
 impl Actuator for Composite {
     fn run<'a>(
         &'a self,
@@ -126,6 +183,14 @@ impl Actuator for Composite {
         Box::pin(async move {
             match action {
                 Action::Shell { command } => shell::run(command, out).await,
+                Action::Freeze {
+                    on,
+                    method: FreezeMethod::ParameterGroup,
+                } => self.parameter_group(plan, *on, true, out).await,
+                Action::Unfreeze {
+                    on,
+                    method: FreezeMethod::ParameterGroup,
+                } => self.parameter_group(plan, *on, false, out).await,
                 Action::Sql { .. } | Action::Freeze { .. } | Action::Unfreeze { .. } => {
                     match &self.sql {
                         Some(sql) => sql.run(plan, action, out).await,

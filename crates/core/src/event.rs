@@ -102,10 +102,12 @@ pub enum SourceKind {
     SourceDb,
     /// State of the target database.
     TargetDb,
+    /// The replication task's own log (DMS: its CloudWatch Logs stream).
+    TaskLog,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 7] = [
+    pub const ALL: [SourceKind; 8] = [
         SourceKind::Replication,
         SourceKind::Metrics,
         SourceKind::Drift,
@@ -113,6 +115,7 @@ impl SourceKind {
         SourceKind::Dns,
         SourceKind::SourceDb,
         SourceKind::TargetDb,
+        SourceKind::TaskLog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +127,7 @@ impl SourceKind {
             SourceKind::Dns => "dns",
             SourceKind::SourceDb => "source_db",
             SourceKind::TargetDb => "target_db",
+            SourceKind::TaskLog => "task_log",
         }
     }
 
@@ -303,6 +307,15 @@ pub struct ReplicationReading {
     /// DMS's lag, read from CloudWatch, failed while the task status was read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub figures_error: Option<String>,
+    /// Why the per-table view is missing from this reading although the status was read
+    /// (DMS DescribeTableStatistics failed): the table and validation gates say it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables_error: Option<String>,
+    /// Whether the engine validates the rows it moves (DMS: the task's
+    /// `ValidationSettings.EnableValidation`); `None` when it does not say. With validation
+    /// off the validation counts are 0 whatever the data: those gates stay unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_enabled: Option<bool>,
     /// Apply lag in seconds: how far the target trails the source. Several samples when the
     /// engine publishes a series (DMS: CloudWatch `CDCLatencyTarget` datapoints).
     #[serde(default)]
@@ -467,6 +480,75 @@ pub struct DnsReading {
     pub resolved: Option<String>,
 }
 
+/// Who the AWS calls are made as (`sts:GetCallerIdentity` at start): shown in the status
+/// bar, recorded in the transcript header, printed by `check`. `credentials` names the
+/// provider the credentials came from (e.g. `profile prod`, `environment`), never a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsIdentity {
+    pub account: String,
+    pub arn: String,
+    pub credentials: String,
+    /// When the credentials expire (ms since the epoch), if they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Ts>,
+}
+
+impl AwsIdentity {
+    /// `aws 111122223333 assumed-role/cutover/alice`, for one status line.
+    pub fn label(&self) -> String {
+        format!("aws {} {}", self.account, self.principal())
+    }
+
+    /// The principal's last part: the user, or the role and session.
+    pub fn principal(&self) -> &str {
+        self.arn.rsplit(':').next().unwrap_or(&self.arn)
+    }
+}
+
+/// New lines of the replication task's own log (DMS: CloudWatch Logs FilterLogEvents on the
+/// task's stream, from the session's start), oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskLogReading {
+    pub observed_at: Ts,
+    /// Where the lines come from (`log group / stream`).
+    pub stream: String,
+    pub lines: Vec<TaskLogLine>,
+}
+
+/// One line of a task's log, with the time the engine wrote it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskLogLine {
+    pub at: Ts,
+    pub text: String,
+}
+
+/// How bad a task log line is, in the engine's own marking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskLogSeverity {
+    Error,
+    Warning,
+    Other,
+}
+
+impl TaskLogLine {
+    /// DMS marks each line after its component: `[TARGET_APPLY ]E:` error, `W:` warning
+    /// (`I:`, `D:`, `T:` for the rest).
+    pub fn severity(&self) -> TaskLogSeverity {
+        let marker = self
+            .text
+            .split_once(']')
+            .map(|(_, rest)| rest.trim_start())
+            .unwrap_or("");
+        if marker.starts_with("E:") {
+            TaskLogSeverity::Error
+        } else if marker.starts_with("W:") {
+            TaskLogSeverity::Warning
+        } else {
+            TaskLogSeverity::Other
+        }
+    }
+}
+
 /// Guardrail state of one database.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseReading {
@@ -506,6 +588,8 @@ pub enum Reading {
     },
     Dns(DnsReading),
     Database(DatabaseReading),
+    /// New lines of the replication task's own log since the previous reading.
+    TaskLog(TaskLogReading),
 }
 
 impl Reading {
@@ -519,6 +603,7 @@ impl Reading {
             Reading::Drift(d) => d.observed_at,
             Reading::Dns(d) => d.observed_at,
             Reading::Database(d) => d.observed_at,
+            Reading::TaskLog(l) => l.observed_at,
         }
     }
 
@@ -532,6 +617,7 @@ impl Reading {
             Reading::Heartbeat { .. } => SourceKind::Heartbeat,
             Reading::Dns(_) => SourceKind::Dns,
             Reading::Database(d) => SourceKind::for_side(d.side),
+            Reading::TaskLog(_) => SourceKind::TaskLog,
         }
     }
 }

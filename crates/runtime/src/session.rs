@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::action::{Actuator, spawn_action};
-use cutover_core::event::{Event, now_ms};
+use cutover_core::event::{AwsIdentity, Event, now_ms};
 use cutover_core::plan::Plan;
 use cutover_core::state::{Effect, State};
 use cutover_transcript::{Header, Recorder, seek};
@@ -57,11 +57,19 @@ pub struct SessionConfig {
 impl Session {
     /// Opens the transcript (if any) and records `SessionStarted`. The inbox receives what
     /// sources, actions and the world send to `sender()`.
-    pub fn open(mut cfg: SessionConfig) -> anyhow::Result<(Session, Inbox)> {
+    pub fn open(cfg: SessionConfig) -> anyhow::Result<(Session, Inbox)> {
+        Self::open_as(cfg, None)
+    }
+
+    /// [`Session::open`], recording in the transcript header who the AWS calls are made as.
+    pub fn open_as(
+        mut cfg: SessionConfig,
+        aws: Option<AwsIdentity>,
+    ) -> anyhow::Result<(Session, Inbox)> {
         let started = now_ms();
         let key = cfg.sign_key.take();
         let recorder = match &cfg.sessions_dir {
-            Some(dir) => Some(new_recorder(&cfg, dir, started, None, key)?),
+            Some(dir) => Some(new_recorder(&cfg, dir, started, None, key, aws)?),
             None => None,
         };
         let state = State::new(Arc::clone(&cfg.plan));
@@ -148,16 +156,26 @@ impl Session {
     /// without acting on it — its effects ran, or died, in the old process — then records
     /// `SessionStarted`, which marks steps whose action had started with no result as in doubt.
     pub fn resume(
+        cfg: SessionConfig,
+        resumed_from: cutover_transcript::ResumedFrom,
+        history: Vec<Event>,
+    ) -> anyhow::Result<(Session, Inbox)> {
+        Self::resume_as(cfg, resumed_from, history, None)
+    }
+
+    /// [`Session::resume`], recording in the new header who the AWS calls are made as.
+    pub fn resume_as(
         mut cfg: SessionConfig,
         resumed_from: cutover_transcript::ResumedFrom,
         history: Vec<Event>,
+        aws: Option<AwsIdentity>,
     ) -> anyhow::Result<(Session, Inbox)> {
         let started = now_ms();
         let dir = cfg.sessions_dir.clone().ok_or_else(|| {
             anyhow::anyhow!("a resumed session needs a sessions directory for its new transcript")
         })?;
         let key = cfg.sign_key.take();
-        let mut recorder = new_recorder(&cfg, &dir, started, Some(resumed_from), key)?;
+        let mut recorder = new_recorder(&cfg, &dir, started, Some(resumed_from), key, aws)?;
         let mut state = State::new(Arc::clone(&cfg.plan));
         let mut checkpoints = seek::Live::default();
         for chunk in history.chunks(seek::EVERY) {
@@ -330,6 +348,7 @@ fn new_recorder(
     started: i64,
     resumed_from: Option<cutover_transcript::ResumedFrom>,
     key: Option<cutover_transcript::SessionKey>,
+    aws: Option<AwsIdentity>,
 ) -> anyhow::Result<Recorder> {
     let key = match key {
         Some(k) => k,
@@ -349,6 +368,7 @@ fn new_recorder(
             plan_text: cfg.plan.source_text.clone(),
             resumed_from,
             approvers: cfg.plan.share.approvers.clone(),
+            aws,
         },
         key,
     )

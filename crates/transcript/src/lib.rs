@@ -167,6 +167,10 @@ pub struct Header {
     /// approval in the file must be signed by its approver's key here (`cutover verify`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<cutover_core::plan::ApproverKey>,
+    /// Who the AWS calls were made as (`sts:GetCallerIdentity` at start); absent in older
+    /// files and in sessions without AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<cutover_core::event::AwsIdentity>,
 }
 
 impl Header {
@@ -677,6 +681,7 @@ pub(crate) mod tests_support {
             plan_text: "name = \"p\"".into(),
             resumed_from: None,
             approvers: Vec::new(),
+            aws: None,
         }
     }
 }

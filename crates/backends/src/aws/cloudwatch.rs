@@ -21,7 +21,6 @@ use aws_smithy_types::DateTime;
 use tokio::sync::OnceCell;
 
 use super::Tuning;
-use super::dms::no_such_task;
 use super::error::describe;
 use super::read::{CloudWatchRead, DmsRead};
 use cutover_core::event::{MetricSeries, Reading, SourceKind, now_ms};
@@ -87,43 +86,10 @@ impl MetricsSource {
     async fn task_dimensions(&self, task: &str) -> Result<&Dimensions, SourceError> {
         self.dimensions
             .get_or_try_init(|| async {
-                let t = self
-                    .dms
-                    .describe_task(task)
-                    .await
-                    .map_err(|e| {
-                        SourceError::new(
-                            describe("DMS DescribeReplicationTasks", "dms:DescribeReplicationTasks", &e)
-                                .message,
-                        )
-                    })?
-                    .ok_or_else(|| no_such_task(task))?;
-                let arn = t.replication_task_arn.clone().unwrap_or_default();
-                let resource_id = arn.rsplit(':').next().unwrap_or(task).to_string();
-                let instance_arn = t.replication_instance_arn.clone().unwrap_or_default();
-                let instance = self
-                    .dms
-                    .describe_instance(&instance_arn)
-                    .await
-                    .map_err(|e| {
-                        SourceError::new(
-                            describe(
-                                "DMS DescribeReplicationInstances",
-                                "dms:DescribeReplicationInstances",
-                                &e,
-                            )
-                            .message,
-                        )
-                    })?
-                    .and_then(|i| i.replication_instance_identifier)
-                    .ok_or_else(|| {
-                        SourceError::new(format!(
-                            "DMS: the replication instance of task {task} ({instance_arn}) was not found"
-                        ))
-                    })?;
+                let ids = super::dms::task_ids(&self.dms, task).await?;
                 Ok(vec![
-                    ("ReplicationInstanceIdentifier".to_string(), instance),
-                    ("ReplicationTaskIdentifier".to_string(), resource_id),
+                    ("ReplicationInstanceIdentifier".to_string(), ids.instance_id),
+                    ("ReplicationTaskIdentifier".to_string(), ids.resource_id),
                 ])
             })
             .await
@@ -143,16 +109,42 @@ impl MetricsSource {
     /// One batched GetMetricData: every series this source reads, each datapoint with its own
     /// timestamp.
     pub async fn fetch(&self) -> Result<Vec<MetricSeries>, SourceError> {
+        let mut lookup_failed = None;
         let dims = match &self.task {
             // Plan metrics in AWS/DMS without dimensions need the task's too.
             Some(task)
                 if self.cdc || self.plan_metrics.iter().any(|m| m.namespace == "AWS/DMS") =>
             {
-                Some(self.task_dimensions(task).await?.clone())
+                match self.task_dimensions(task).await {
+                    Ok(d) => Some(d.clone()),
+                    // The CDC figures need them; the plan's other metrics do not, and a
+                    // failed lookup must not hide them.
+                    Err(e) if !self.cdc => {
+                        lookup_failed = Some(e);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             _ => None,
         };
-        let queries = queries(&self.plan_metrics, dims.as_ref(), self.cdc);
+        let mut queries = queries(&self.plan_metrics, dims.as_ref(), self.cdc);
+        if let Some(e) = &lookup_failed {
+            let skipped: Vec<String> = queries
+                .iter()
+                .filter(|q| q.namespace == "AWS/DMS" && q.dimensions.is_empty())
+                .map(|q| q.name.clone())
+                .collect();
+            queries.retain(|q| !(q.namespace == "AWS/DMS" && q.dimensions.is_empty()));
+            if queries.is_empty() {
+                return Err(e.clone());
+            }
+            tracing::warn!(
+                skipped = skipped.join(", "),
+                error = %e,
+                "the task's CloudWatch dimensions could not be looked up; its metrics are skipped this poll"
+            );
+        }
         if queries.is_empty() {
             return Ok(Vec::new());
         }
@@ -464,5 +456,65 @@ mod tests {
         }
         assert_eq!(metrics.num_calls(), 2, "one GetMetricData a poll");
         assert_eq!(tasks.num_calls(), 1, "dimensions are looked up once");
+    }
+
+    #[tokio::test]
+    async fn a_failed_dimension_lookup_never_hides_the_plan_s_other_metrics() {
+        let tasks = mock!(aws_sdk_databasemigration::Client::describe_replication_tasks)
+            .then_error(|| {
+                aws_sdk_databasemigration::operation::describe_replication_tasks::DescribeReplicationTasksError::generic(
+                    aws_sdk_databasemigration::error::ErrorMetadata::builder()
+                        .code("AccessDeniedFault")
+                        .message("not allowed")
+                        .build(),
+                )
+            });
+        let metrics = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+            .match_requests(|r| {
+                let names: Vec<_> = r
+                    .metric_data_queries()
+                    .iter()
+                    .filter_map(|q| q.metric_stat()?.metric()?.metric_name())
+                    .collect();
+                names == ["DatabaseConnections"]
+            })
+            .then_output(|| {
+                GetMetricDataOutput::builder()
+                    .metric_data_results(
+                        MetricDataResult::builder()
+                            .id("m0")
+                            .timestamps(DateTime::from_secs(1_700_000_000))
+                            .values(12.0)
+                            .status_code(StatusCode::Complete)
+                            .build(),
+                    )
+                    .build()
+            });
+        let interceptor = || {
+            MockResponseInterceptor::new()
+                .rule_mode(RuleMode::MatchAny)
+                .with_rule(&tasks)
+                .with_rule(&metrics)
+        };
+        let sdk = testing::sdk_config();
+        let tuning = testing::tuning();
+        let src = MetricsSource::new(
+            CloudWatchRead::new(tuning.cloudwatch(&sdk).interceptor(interceptor())),
+            DmsRead::new(tuning.dms(&sdk).interceptor(interceptor())),
+            Some("shop-cdc".into()),
+            vec![
+                plan_metric("DatabaseConnections", "AWS/RDS"),
+                plan_metric("CDCChangesDiskTarget", "AWS/DMS"),
+            ],
+            tuning,
+        );
+        let readings = src.poll().await.expect("the RDS metric is still read");
+        let Reading::Metrics { series, .. } = &readings[0] else {
+            panic!("{readings:?}")
+        };
+        let names: Vec<_> = series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["DatabaseConnections"]);
+        assert_eq!(series[0].points, vec![(1_700_000_000_000, 12.0)]);
+        assert_eq!(metrics.num_calls(), 1);
     }
 }

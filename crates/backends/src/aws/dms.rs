@@ -46,18 +46,9 @@ impl ReplicationSource {
     async fn read(&self) -> Result<Vec<Reading>, SourceError> {
         let task = self
             .dms
-            .describe_task(&self.task)
+            .describe_task_with_settings(&self.task)
             .await
-            .map_err(|e| {
-                SourceError::new(
-                    describe(
-                        "DMS DescribeReplicationTasks",
-                        "dms:DescribeReplicationTasks",
-                        &e,
-                    )
-                    .message,
-                )
-            })?
+            .map_err(|e| describe_tasks_failed(&e))?
             .ok_or_else(|| no_such_task(&self.task))?;
         let observed_at = now_ms();
         let reading = task_reading(&task, &self.task, observed_at);
@@ -67,18 +58,22 @@ impl ReplicationSource {
                 self.task
             )));
         };
-        let stats = self.dms.table_statistics(arn).await.map_err(|e| {
-            SourceError::new(
-                describe(
-                    "DMS DescribeTableStatistics",
-                    "dms:DescribeTableStatistics",
-                    &e,
-                )
-                .message,
-            )
-        })?;
         let mut reading = reading;
-        reading.tables = Some(stats.iter().map(table_stat).collect());
+        // The status stays fresh when the statistics fail: the table and validation gates
+        // say why they are unknown instead.
+        match self.dms.table_statistics(arn).await {
+            Ok(stats) => reading.tables = Some(stats.iter().map(table_stat).collect()),
+            Err(e) => {
+                reading.tables_error = Some(
+                    describe(
+                        "DMS DescribeTableStatistics",
+                        "dms:DescribeTableStatistics",
+                        &e,
+                    )
+                    .message,
+                )
+            }
+        }
         if let Some(cdc) = &self.cdc {
             // The status stays fresh when CloudWatch fails: the lag gates say why they are
             // unknown instead.
@@ -89,6 +84,65 @@ impl ReplicationSource {
         }
         Ok(vec![Reading::Replication(Box::new(reading))])
     }
+}
+
+/// What DMS names a task's metrics and log after: the task's resource id (the last part of
+/// its ARN, not the name given to it) and its replication instance's identifier.
+pub(crate) struct TaskIds {
+    pub resource_id: String,
+    pub instance_id: String,
+}
+
+/// Looks up [`TaskIds`] (DescribeReplicationTasks, DescribeReplicationInstances).
+pub(crate) async fn task_ids(dms: &DmsRead, task: &str) -> Result<TaskIds, SourceError> {
+    let t = dms
+        .describe_task(task)
+        .await
+        .map_err(|e| describe_tasks_failed(&e))?
+        .ok_or_else(|| no_such_task(task))?;
+    let arn = t.replication_task_arn.clone().unwrap_or_default();
+    let resource_id = arn.rsplit(':').next().unwrap_or(task).to_string();
+    let instance_arn = t.replication_instance_arn.clone().unwrap_or_default();
+    let instance_id = dms
+        .describe_instance(&instance_arn)
+        .await
+        .map_err(|e| {
+            SourceError::new(
+                describe(
+                    "DMS DescribeReplicationInstances",
+                    "dms:DescribeReplicationInstances",
+                    &e,
+                )
+                .message,
+            )
+        })?
+        .and_then(|i| i.replication_instance_identifier)
+        .ok_or_else(|| {
+            SourceError::new(format!(
+                "DMS: the replication instance of task {task} ({instance_arn}) was not found"
+            ))
+        })?;
+    Ok(TaskIds {
+        resource_id,
+        instance_id,
+    })
+}
+
+/// A failed DescribeReplicationTasks, as a source's error.
+pub(crate) fn describe_tasks_failed(
+    e: &aws_sdk_databasemigration::error::SdkError<
+        aws_sdk_databasemigration::operation::describe_replication_tasks::DescribeReplicationTasksError,
+        aws_sdk_databasemigration::config::http::HttpResponse,
+    >,
+) -> SourceError {
+    SourceError::new(
+        describe(
+            "DMS DescribeReplicationTasks",
+            "dms:DescribeReplicationTasks",
+            e,
+        )
+        .message,
+    )
 }
 
 pub(crate) fn no_such_task(task: &str) -> SourceError {
@@ -144,6 +198,11 @@ pub(crate) fn task_reading(
             .filter(|s| !s.is_empty()),
         last_error: task.last_failure_message.clone().filter(|s| !s.is_empty()),
         figures_error: None,
+        tables_error: None,
+        validation_enabled: task
+            .replication_task_settings
+            .as_deref()
+            .and_then(validation_enabled),
         lag_s: Vec::new(),
         capture_lag_s: Vec::new(),
         backlog: Vec::new(),
@@ -159,6 +218,15 @@ pub(crate) fn task_reading(
         // DMS keeps its own position; the task's recovery checkpoint is what a resume uses.
         target_position: task.recovery_checkpoint.clone().filter(|s| !s.is_empty()),
     }
+}
+
+/// `ValidationSettings.EnableValidation` from the task's settings JSON; `None` when the
+/// settings are absent or do not say (AWS writes the key in every task's settings).
+pub(crate) fn validation_enabled(settings: &str) -> Option<bool> {
+    let doc: serde_json::Value = serde_json::from_str(settings).ok()?;
+    doc.get("ValidationSettings")?
+        .get("EnableValidation")?
+        .as_bool()
 }
 
 /// The CDC metric series into the reading's lag figures.

@@ -6,14 +6,18 @@
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use aws_sdk_databasemigration::config::http::HttpResponse;
+use aws_sdk_databasemigration::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_databasemigration::types::{ReplicationTask, StartReplicationTaskTypeValue};
 use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet,
+    AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet,
 };
 
 use super::error::{FailureKind, describe};
 use super::read::{DmsRead, Route53Read};
-use super::route53::{current_value, find_zone, fqdn, rr_type};
+use super::route53::{
+    change_line, current_sets, describe_sets, find_zone, fqdn, record_value, rr_type,
+};
 use super::{ChangeTracker, Tuning};
 use cutover_core::event::Direction;
 use cutover_core::plan::{Action, DnsRecord, Plan, ReplicationEngine};
@@ -27,10 +31,14 @@ pub struct AwsActuator {
     dms: aws_sdk_databasemigration::Client,
     route53_read: Route53Read,
     route53: aws_sdk_route53::Client,
+    parameter_groups: super::rds::ParameterGroups,
     /// Where flips are recorded; `None`: the process-wide tracker of the record.
     changes: Option<ChangeTracker>,
     tuning: Tuning,
 }
+
+/// Attempts at stopping a task whose state keeps DMS from accepting the stop.
+const STOP_ROUNDS: usize = 3;
 
 fn fail(msg: impl Into<String>) -> ActionError {
     ActionError::new(msg)
@@ -47,6 +55,10 @@ impl AwsActuator {
             dms: aws_sdk_databasemigration::Client::from_conf(tuning.dms(cfg).build()),
             route53_read: Route53Read::new(tuning.route53(cfg)),
             route53: aws_sdk_route53::Client::from_conf(tuning.route53(cfg).build()),
+            parameter_groups: super::rds::ParameterGroups::new(
+                aws_sdk_rds::Client::from_conf(tuning.rds(cfg).build()),
+                tuning.clone(),
+            ),
             changes: None,
             tuning,
         }
@@ -57,6 +69,30 @@ impl AwsActuator {
     pub fn with_changes(mut self, changes: ChangeTracker) -> Self {
         self.changes = Some(changes);
         self
+    }
+
+    /// A `parameter-group` freeze's AWS half: `read_only` set (or restored) in the side's
+    /// parameter group, in sync. The proof on the connection is the caller's.
+    pub async fn parameter_group_read_only(
+        &self,
+        plan: &Plan,
+        side: cutover_core::event::Side,
+        frozen: bool,
+        out: &Output,
+    ) -> Result<String, ActionError> {
+        self.parameter_groups
+            .set_read_only(plan, side, frozen, out)
+            .await
+    }
+
+    /// How long the proof of a parameter-group freeze may take (see [`Tuning`]).
+    pub fn read_only_wait(&self) -> Duration {
+        self.tuning.read_only_wait
+    }
+
+    /// How often the proof reads `@@GLOBAL.read_only`.
+    pub fn action_poll(&self) -> Duration {
+        self.tuning.action_poll
     }
 
     fn task_of(plan: &Plan) -> Result<&str, ActionError> {
@@ -134,34 +170,64 @@ impl AwsActuator {
 
     async fn stop(&self, plan: &Plan, out: &Output) -> Result<String, ActionError> {
         let task = Self::task_of(plan)?;
-        let t = self.describe(task).await?;
-        let status = t.status.clone().unwrap_or_default();
-        match status.as_str() {
-            "stopped" | "ready" | "failed" => {
-                out.line(format!("task {task} is already {status}: nothing to stop"));
-                return Ok(format!("task {task} already {status}"));
-            }
-            "stopping" => out.line(format!("task {task} is already stopping")),
-            _ => {
-                let arn = t.replication_task_arn.clone().unwrap_or_default();
-                out.line(format!("stopping task {task} (was {status})"));
-                if let Err(e) = self
-                    .dms
-                    .stop_replication_task()
-                    .replication_task_arn(&arn)
-                    .send()
-                    .await
-                {
-                    let f = describe("DMS StopReplicationTask", "dms:StopReplicationTask", &e);
-                    if f.kind != FailureKind::InvalidState {
-                        return Err(fail(f.message));
+        // A few rounds: DMS refuses a stop while the task is starting (InvalidResourceState),
+        // so a starting task is waited for until it runs, then stopped.
+        for _ in 0..STOP_ROUNDS {
+            let t = self.describe(task).await?;
+            let status = t.status.clone().unwrap_or_default();
+            match status.as_str() {
+                "stopped" | "ready" => {
+                    out.line(format!("task {task} is already {status}: nothing to stop"));
+                    return Ok(format!("task {task} already {status}"));
+                }
+                // Replication did not stop cleanly at a point this step chose: it broke. The
+                // step fails so nobody flips DNS believing the target caught up.
+                "failed" => {
+                    return Err(fail(format!(
+                        "task {task} is failed, not stopped by this step ({}); find out how far it replicated (validation, drift) before going on or rolling back",
+                        t.last_failure_message
+                            .as_deref()
+                            .or(t.stop_reason.as_deref())
+                            .unwrap_or("no failure message")
+                    )));
+                }
+                "stopping" => {
+                    out.line(format!("task {task} is already stopping"));
+                    return self.wait_for(task, "stopped", out).await;
+                }
+                "starting" | "resuming" => {
+                    out.line(format!(
+                        "task {task} is {status}: DMS cannot stop it now; waiting until it runs"
+                    ));
+                    self.wait_for(task, "running", out).await?;
+                }
+                _ => {
+                    let arn = t.replication_task_arn.clone().unwrap_or_default();
+                    out.line(format!("stopping task {task} (was {status})"));
+                    match self
+                        .dms
+                        .stop_replication_task()
+                        .replication_task_arn(&arn)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => return self.wait_for(task, "stopped", out).await,
+                        Err(e) => {
+                            let f =
+                                describe("DMS StopReplicationTask", "dms:StopReplicationTask", &e);
+                            if f.kind != FailureKind::InvalidState {
+                                return Err(fail(f.message));
+                            }
+                            // Raced with another stop or a status change: look again.
+                            out.line(format!("{}; re-reading the task", f.message));
+                        }
                     }
-                    // Raced with another stop or a status change: the wait below tells.
-                    out.line(format!("{}; re-reading the task", f.message));
                 }
             }
         }
-        self.wait_for(task, "stopped", out).await
+        Err(fail(format!(
+            "task {task} could not be stopped in {STOP_ROUNDS} attempts (DMS kept refusing in its current state); check it in the DMS console"
+        )))
     }
 
     async fn start(&self, plan: &Plan, out: &Output) -> Result<String, ActionError> {
@@ -232,21 +298,34 @@ impl AwsActuator {
             return Err(fail("the plan has no [dns] section"));
         };
         let zone = find_zone(&self.route53_read, record).await.map_err(fail)?;
-        match current_value(&self.route53_read, &zone, record).await {
-            Ok((old, ttl)) => out.line(format!(
-                "{} {} was {old} (TTL {})",
+        // What is there now: the batch deletes exactly this, so a change made by anyone
+        // between this read and the flip makes Route 53 refuse the whole batch.
+        // A failed read stops here: without it there is nothing to compare and swap.
+        let old = current_sets(&self.route53_read, &zone, record)
+            .await
+            .map_err(fail)?;
+        if old.is_empty() {
+            out.line(format!(
+                "{} {} does not exist in zone {zone}; the flip creates it",
+                record.name, record.record_type
+            ));
+        } else {
+            out.line(format!(
+                "{} {} was {}",
                 record.name,
                 record.record_type,
-                ttl.map(|t| t.to_string()).unwrap_or_else(|| "?".into())
-            )),
-            // The UPSERT creates a missing record; say so and go on.
-            Err(e) => out.line(e),
+                describe_sets(&old)
+            ));
         }
+        let batch = compare_and_swap(record, &old, value).map_err(fail)?;
         out.line(format!(
-            "UPSERT {} {} -> {value} TTL {} in zone {zone}",
-            record.name, record.record_type, record.ttl
+            "DELETE the {} set{} read above + CREATE {} {} -> {value} TTL {} in zone {zone}, in one batch",
+            old.len(),
+            if old.len() == 1 { "" } else { "s" },
+            record.name,
+            record.record_type,
+            record.ttl
         ));
-        let batch = upsert(record, value).map_err(fail)?;
         let info = self
             .route53
             .change_resource_record_sets()
@@ -254,16 +333,7 @@ impl AwsActuator {
             .change_batch(batch)
             .send()
             .await
-            .map_err(|e| {
-                fail(
-                    describe(
-                        "Route 53 ChangeResourceRecordSets",
-                        "route53:ChangeResourceRecordSets",
-                        &e,
-                    )
-                    .message,
-                )
-            })?
+            .map_err(|e| fail(flip_refused(record, &e)))?
             .change_info;
         let Some(info) = info else {
             return Err(fail(
@@ -275,7 +345,7 @@ impl AwsActuator {
             .clone()
             .unwrap_or_else(|| ChangeTracker::for_record(&record.name))
             .record(&id);
-        out.line(format!("change {id} is {}", info.status().as_str()));
+        out.line(change_line(&id, info.status().as_str()));
         if !wait || *info.status() == ChangeStatus::Insync {
             return Ok(format!(
                 "{} points at {value} (change {id} {})",
@@ -299,7 +369,7 @@ impl AwsActuator {
                         .map(|c| c.status)
                         .unwrap_or(ChangeStatus::Pending);
                     if status == ChangeStatus::Insync {
-                        out.line(format!("change {id} is INSYNC"));
+                        out.line(change_line(&id, "INSYNC"));
                         return Ok(format!(
                             "{} points at {value}; change {id} INSYNC after {}",
                             record.name,
@@ -318,36 +388,127 @@ impl AwsActuator {
     }
 }
 
-/// The UPSERT batch: the record with the plan's TTL and the new value (A/AAAA values may be a
-/// comma-separated list).
-fn upsert(record: &DnsRecord, value: &str) -> Result<ChangeBatch, String> {
+/// Why Route 53 refused the flip. A DELETE whose values no longer match (or a CREATE of a
+/// set that now exists) means someone changed the record after it was read: named as such.
+fn flip_refused<E>(record: &DnsRecord, e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let f = describe(
+        "Route 53 ChangeResourceRecordSets",
+        "route53:ChangeResourceRecordSets",
+        e,
+    );
+    let text = e.message().unwrap_or("").to_ascii_lowercase();
+    let raced = e.code() == Some("InvalidChangeBatch")
+        && (text.contains("do not match")
+            || text.contains("already exists")
+            || text.contains("not found"));
+    if raced {
+        format!(
+            "{}: {} changed after it was read (a concurrent change): the flip was NOT applied — read the record again, decide, then retry the step ({})",
+            "Route 53 ChangeResourceRecordSets", record.name, f.message
+        )
+    } else {
+        f.message
+    }
+}
+
+/// The flip as one compare-and-swap batch: DELETE every set exactly as read, CREATE the new
+/// one(s) with the plan's TTL.
+///
+/// - A simple record (or none): one set with the new value (A/AAAA values may be a
+///   comma-separated list). An alias stays an alias (same hosted zone, health evaluation),
+///   with the new DNS name.
+/// - Weighted sets: the weights move instead of the values — the set whose value is the new
+///   one gets all the weight (the sum of the old weights, at least 1), every other set 0.
+/// - Failover sets: refused (their routing is Route 53's health checks', not a flip's).
+pub(crate) fn compare_and_swap(
+    record: &DnsRecord,
+    old: &[ResourceRecordSet],
+    value: &str,
+) -> Result<ChangeBatch, String> {
     let err = |e: aws_sdk_route53::error::BuildError| {
         format!("Route 53: could not build the change: {e}")
     };
-    let mut set = ResourceRecordSet::builder()
-        .name(fqdn(&record.name))
-        .r#type(rr_type(&record.record_type))
-        .ttl(i64::try_from(record.ttl).unwrap_or(i64::MAX));
-    let values: Vec<&str> = if record.record_type == "CNAME" {
-        vec![value]
-    } else {
-        value
-            .split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .collect()
+    let change = |action: ChangeAction, set: ResourceRecordSet| {
+        Change::builder()
+            .action(action)
+            .resource_record_set(set)
+            .build()
+            .map_err(err)
     };
-    for v in values {
-        set = set.resource_records(ResourceRecord::builder().value(v).build().map_err(err)?);
+    if old.iter().any(|s| s.failover().is_some()) {
+        return Err(format!(
+            "{} is a failover record ({}): Route 53 health checks choose its set, a flip cannot; change the record by hand or make it a simple or weighted one",
+            record.name,
+            describe_sets(old)
+        ));
     }
-    let change = Change::builder()
-        .action(ChangeAction::Upsert)
-        .resource_record_set(set.build().map_err(err)?)
-        .build()
-        .map_err(err)?;
+    let mut changes = Vec::new();
+    for set in old {
+        changes.push(change(ChangeAction::Delete, set.clone())?);
+    }
+    if old.iter().any(|s| s.weight().is_some()) {
+        let total: i64 = old.iter().filter_map(|s| s.weight()).sum::<i64>().max(1);
+        let want = super::route53::fqdn(value);
+        if !old
+            .iter()
+            .any(|s| super::route53::same_name(&record_value(s), &want))
+        {
+            return Err(format!(
+                "no weighted set of {} has the value {value} ({}); a weighted flip moves the weight to an existing set — add the set first",
+                record.name,
+                describe_sets(old)
+            ));
+        }
+        for set in old {
+            let weight = if super::route53::same_name(&record_value(set), &want) {
+                total.min(255)
+            } else {
+                0
+            };
+            let mut new = set.clone();
+            new.weight = Some(weight);
+            changes.push(change(ChangeAction::Create, new)?);
+        }
+    } else {
+        let mut set = ResourceRecordSet::builder()
+            .name(fqdn(&record.name))
+            .r#type(rr_type(&record.record_type));
+        match old.first().and_then(|s| s.alias_target()) {
+            Some(alias) => {
+                set = set.alias_target(
+                    AliasTarget::builder()
+                        .hosted_zone_id(alias.hosted_zone_id())
+                        .dns_name(value)
+                        .evaluate_target_health(alias.evaluate_target_health())
+                        .build()
+                        .map_err(err)?,
+                );
+            }
+            None => {
+                set = set.ttl(i64::try_from(record.ttl).unwrap_or(i64::MAX));
+                let values: Vec<&str> = if record.record_type == "CNAME" {
+                    vec![value]
+                } else {
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .collect()
+                };
+                for v in values {
+                    set = set
+                        .resource_records(ResourceRecord::builder().value(v).build().map_err(err)?);
+                }
+            }
+        }
+        changes.push(change(ChangeAction::Create, set.build().map_err(err)?)?);
+    }
     ChangeBatch::builder()
         .comment(format!("cutover: point {} at {value}", record.name))
-        .changes(change)
+        .set_changes(Some(changes))
         .build()
         .map_err(err)
 }

@@ -76,6 +76,19 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let (kind, reason) = match err {
+        // The credential provider failed before anything was sent: an expired SSO session
+        // (or expired session credentials) is that, not a network problem.
+        SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_)
+            if credentials_expired(&chain(err).unwrap_or_default()) =>
+        {
+            (
+                FailureKind::ExpiredCredentials,
+                format!(
+                    "the AWS credentials have expired ({}); refresh them — `aws sso login` (with the profile the cockpit uses) or new session credentials — the cockpit keeps polling",
+                    chain(err).unwrap_or_default()
+                ),
+            )
+        }
         SdkError::TimeoutError(_) => (
             FailureKind::Timeout,
             "no answer in time after bounded retries; check the network path to the AWS endpoint"
@@ -177,6 +190,14 @@ where
     }
 }
 
+/// Whether a failure's text says the credentials (an SSO session's token, or session
+/// credentials) have expired.
+fn credentials_expired(detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    (lower.contains("sso") || lower.contains("credential") || lower.contains("token"))
+        && (lower.contains("expired") || lower.contains("cannot be refreshed"))
+}
+
 /// The error's source chain as one line, scrubbed.
 fn chain<E>(err: &SdkError<E, HttpResponse>) -> Option<String>
 where
@@ -221,7 +242,25 @@ pub fn scrub(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::scrub;
+    use super::*;
+
+    #[test]
+    fn an_expired_sso_session_is_not_a_network_problem() {
+        let err: SdkError<
+            aws_sdk_databasemigration::operation::describe_replication_tasks::DescribeReplicationTasksError,
+            HttpResponse,
+        > = SdkError::construction_failure(
+            "failed to load credentials: the SSO token has expired and cannot be refreshed",
+        );
+        let f = describe(
+            "DMS DescribeReplicationTasks",
+            "dms:DescribeReplicationTasks",
+            &err,
+        );
+        assert_eq!(f.kind, FailureKind::ExpiredCredentials, "{}", f.message);
+        assert!(f.message.contains("`aws sso login`"), "{}", f.message);
+        assert!(!f.message.contains("network"), "{}", f.message);
+    }
 
     #[test]
     fn scrub_hides_key_ids_and_secrets_but_keeps_arns() {

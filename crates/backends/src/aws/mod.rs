@@ -20,6 +20,9 @@ pub mod cloudwatch;
 pub mod dms;
 pub mod drive;
 pub mod error;
+pub mod identity;
+pub mod logs;
+pub mod rds;
 pub mod read;
 pub mod route53;
 
@@ -28,10 +31,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_databasemigration::config::SharedCredentialsProvider;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-use cutover_core::plan::{Plan, ReplicationEngine};
+use cutover_core::event::AwsIdentity;
+use cutover_core::plan::{AwsEndpoints, Plan, ReplicationEngine};
 use cutover_runtime::source::Source;
 
 pub use drive::AwsActuator;
@@ -62,11 +67,27 @@ pub enum AwsError {
         "bad endpoint URL \"{url}\": {reason}; give a full URL such as https://vpce-123.dms.eu-west-1.vpce.amazonaws.com or http://127.0.0.1:5000"
     )]
     BadEndpoint { url: String, reason: String },
+    #[error("{what}: {fix}")]
+    Expired { what: String, fix: String },
+    #[error(
+        "wrong AWS account: the credentials ({credentials}) are {arn} in account {actual}, but {whence} says {expected}; refusing to start — pass the right --profile (or unset AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN left by another session)"
+    )]
+    WrongAccount {
+        actual: String,
+        arn: String,
+        credentials: String,
+        expected: String,
+        whence: String,
+    },
+    #[error("could not tell who the AWS credentials belong to: {reason}")]
+    Identity { reason: String },
+    #[error("the DNS role {role} could not be assumed: {reason}")]
+    DnsRole { role: String, reason: String },
 }
 
-/// Retries, timeouts, poll intervals and waits. The defaults suit a real maintenance window;
-/// tests shrink them.
-#[derive(Clone, Debug, PartialEq)]
+/// Retries, timeouts, poll intervals and waits, and where each service's calls go. The
+/// defaults suit a real maintenance window; tests shrink them.
+#[derive(Clone, Debug)]
 pub struct Tuning {
     /// Attempts per call, the first included (throttling, timeouts and 5xx are retried).
     pub max_attempts: u32,
@@ -81,6 +102,8 @@ pub struct Tuning {
     /// CloudWatch has one datapoint a minute; polling more often only re-reads it.
     pub metrics_every: Duration,
     pub dns_every: Duration,
+    /// How often the task's log stream is read.
+    pub logs_every: Duration,
     /// How far back each GetMetricData looks.
     pub metrics_window: Duration,
     /// How often an action re-reads the task or the change while it waits.
@@ -91,6 +114,14 @@ pub struct Tuning {
     pub dns_wait: Duration,
     /// Bound on one resolver lookup.
     pub resolve_timeout: Duration,
+    /// How long a parameter-group freeze waits for the server to report the new
+    /// `@@GLOBAL.read_only` once RDS says the group is in sync.
+    pub read_only_wait: Duration,
+    /// An endpoint per service (the plan's `[aws.endpoints]`), applied over the SDK's own
+    /// resolution; empty when one endpoint serves every service (`--endpoint-url`).
+    pub endpoints: AwsEndpoints,
+    /// Credentials for the Route 53 calls only (the plan's `[dns] role_arn`, assumed).
+    pub dns_credentials: Option<SharedCredentialsProvider>,
 }
 
 impl Default for Tuning {
@@ -105,11 +136,15 @@ impl Default for Tuning {
             replication_every: Duration::from_secs(10),
             metrics_every: Duration::from_secs(30),
             dns_every: Duration::from_secs(5),
+            logs_every: Duration::from_secs(10),
             metrics_window: Duration::from_secs(10 * 60),
             action_poll: Duration::from_secs(5),
             task_wait: Duration::from_secs(15 * 60),
             dns_wait: Duration::from_secs(5 * 60),
             resolve_timeout: Duration::from_secs(3),
+            read_only_wait: Duration::from_secs(120),
+            endpoints: AwsEndpoints::default(),
+            dns_credentials: None,
         }
     }
 }
@@ -131,30 +166,95 @@ impl Tuning {
     }
 
     pub(crate) fn dms(&self, cfg: &SdkConfig) -> aws_sdk_databasemigration::config::Builder {
-        aws_sdk_databasemigration::config::Builder::from(cfg)
+        let b = aws_sdk_databasemigration::config::Builder::from(cfg)
             .retry_config(self.retry_config())
-            .timeout_config(self.timeout_config())
+            .timeout_config(self.timeout_config());
+        match &self.endpoints.dms {
+            Some(url) => b.endpoint_url(url),
+            None => b,
+        }
     }
 
     pub(crate) fn cloudwatch(&self, cfg: &SdkConfig) -> aws_sdk_cloudwatch::config::Builder {
-        aws_sdk_cloudwatch::config::Builder::from(cfg)
+        let b = aws_sdk_cloudwatch::config::Builder::from(cfg)
             .retry_config(self.retry_config())
-            .timeout_config(self.timeout_config())
+            .timeout_config(self.timeout_config());
+        match &self.endpoints.cloudwatch {
+            Some(url) => b.endpoint_url(url),
+            None => b,
+        }
     }
 
+    /// Route 53, with the DNS role's credentials when the plan names one.
     pub(crate) fn route53(&self, cfg: &SdkConfig) -> aws_sdk_route53::config::Builder {
-        aws_sdk_route53::config::Builder::from(cfg)
+        let mut b = aws_sdk_route53::config::Builder::from(cfg)
             .retry_config(self.retry_config())
-            .timeout_config(self.timeout_config())
+            .timeout_config(self.timeout_config());
+        if let Some(url) = &self.endpoints.route53 {
+            b = b.endpoint_url(url);
+        }
+        if let Some(creds) = &self.dns_credentials {
+            b = b.credentials_provider(creds.clone());
+        }
+        b
+    }
+
+    pub(crate) fn logs(&self, cfg: &SdkConfig) -> aws_sdk_cloudwatchlogs::config::Builder {
+        let b = aws_sdk_cloudwatchlogs::config::Builder::from(cfg)
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config());
+        match &self.endpoints.logs {
+            Some(url) => b.endpoint_url(url),
+            None => b,
+        }
+    }
+
+    pub(crate) fn rds(&self, cfg: &SdkConfig) -> aws_sdk_rds::config::Builder {
+        let b = aws_sdk_rds::config::Builder::from(cfg)
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config());
+        match &self.endpoints.rds {
+            Some(url) => b.endpoint_url(url),
+            None => b,
+        }
+    }
+
+    pub(crate) fn sts(&self, cfg: &SdkConfig) -> aws_sdk_sts::config::Builder {
+        let b = aws_sdk_sts::config::Builder::from(cfg)
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config());
+        match &self.endpoints.sts {
+            Some(url) => b.endpoint_url(url),
+            None => b,
+        }
     }
 }
 
-/// Loads the AWS configuration like the aws cli: the default chain (environment, profiles,
-/// SSO, container and instance roles), with `--profile`, `--region` and `--endpoint-url`
-/// overriding the plan's `[aws]` section, which overrides the environment. Verifies that a
-/// region is set and that credentials can be obtained, so a configuration problem is reported
-/// before the cockpit starts.
-pub async fn load_config(plan: &Plan, args: &AwsOverrides) -> Result<SdkConfig, AwsError> {
+/// What [`load_config`] established: the SDK configuration, who the credentials are, the
+/// per-service endpoints and DNS credentials (as a [`Tuning`] to start from), and warnings
+/// to show and record (credentials expiring inside the window).
+#[derive(Clone, Debug)]
+pub struct AwsSession {
+    pub sdk: SdkConfig,
+    pub identity: AwsIdentity,
+    pub tuning: Tuning,
+    pub warnings: Vec<String>,
+}
+
+/// Loads the AWS configuration like the aws cli, and proves who it is.
+///
+/// - Region, profile and endpoint: `--region`, `--profile` and `--endpoint-url` override the
+///   plan's `[aws]` section, which overrides the environment.
+/// - Credentials: a profile named on the command line or in the plan is used alone (its own
+///   provider: the environment's keys cannot win over it, as in the aws cli); otherwise the
+///   default chain (environment, `AWS_PROFILE`, SSO, container and instance roles).
+/// - Endpoints: `--endpoint-url` or `[aws] endpoint_url` send every service to one endpoint
+///   (an emulator). Otherwise each service goes to its `[aws.endpoints]` entry, else to the
+///   SDK's own `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL`, else to AWS.
+/// - Identity: `sts:GetCallerIdentity`, checked against `[aws] account` and the account of a
+///   task ARN (a mismatch refuses); credentials expiring inside the plan's window are warned
+///   about. `[dns] role_arn` is assumed for the Route 53 calls only.
+pub async fn load_config(plan: &Plan, args: &AwsOverrides) -> Result<AwsSession, AwsError> {
     let profile = args.profile.clone().or_else(|| plan.aws.profile.clone());
     let region = args.region.clone().or_else(|| plan.aws.region.clone());
     let endpoint = args
@@ -163,18 +263,91 @@ pub async fn load_config(plan: &Plan, args: &AwsOverrides) -> Result<SdkConfig, 
         .or_else(|| plan.aws.endpoint_url.clone());
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &profile {
-        loader = loader.profile_name(p);
+        loader = loader.profile_name(p).credentials_provider(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(p)
+                .build(),
+        );
     }
     if let Some(r) = region {
         loader = loader.region(Region::new(r));
     }
-    if let Some(url) = endpoint {
-        check_endpoint(&url)?;
-        loader = loader.endpoint_url(url);
+    let mut tuning = Tuning::default();
+    match &endpoint {
+        Some(url) => {
+            check_endpoint(url)?;
+            loader = loader.endpoint_url(url);
+        }
+        None => tuning.endpoints = plan.aws.endpoints.clone(),
     }
     let cfg = loader.load().await;
-    verify(&cfg, profile.as_deref()).await?;
-    Ok(cfg)
+    let creds = verify(&cfg, profile.as_deref()).await?;
+    let (account, arn) = identity::caller_identity(&cfg, &tuning, profile.as_deref()).await?;
+    let mut credentials = identity::provider_label(profile.as_deref(), profile.is_some());
+    if let Some(name) = identity::sdk_provider_name(&creds)
+        && !credentials.contains(&name)
+    {
+        credentials = format!("{credentials}: {name}");
+    }
+    let who = AwsIdentity {
+        account,
+        arn,
+        credentials,
+        expires_at: identity::expiry_ms(&creds),
+    };
+    identity::check_account(plan, &who)?;
+    let mut warnings = Vec::new();
+    if let Some(w) = identity::expiry_warning(
+        &who,
+        cutover_core::event::now_ms(),
+        identity::plan_window(plan),
+    ) {
+        warnings.push(w);
+    }
+    if let Some(role) = plan.dns.as_ref().and_then(|d| d.role_arn.as_deref()) {
+        tuning.dns_credentials = Some(dns_role(&cfg, &tuning, role).await?);
+    }
+    Ok(AwsSession {
+        sdk: cfg,
+        identity: who,
+        tuning,
+        warnings,
+    })
+}
+
+/// The DNS role's credentials (assumed through STS now, so a refusal stops the start; the
+/// provider refreshes them before they expire).
+async fn dns_role(
+    cfg: &SdkConfig,
+    tuning: &Tuning,
+    role: &str,
+) -> Result<SharedCredentialsProvider, AwsError> {
+    use aws_sdk_databasemigration::config::ProvideCredentials;
+    let sts_cfg = match &tuning.endpoints.sts {
+        Some(url) => cfg.to_builder().endpoint_url(url).build(),
+        None => cfg.clone(),
+    };
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name("cutover-dns")
+        .configure(&sts_cfg)
+        .build()
+        .await;
+    match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(SharedCredentialsProvider::new(provider)),
+        Ok(Err(e)) => Err(AwsError::DnsRole {
+            role: role.to_string(),
+            reason: error::scrub(
+                &aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            ),
+        }),
+        Err(_) => Err(AwsError::DnsRole {
+            role: role.to_string(),
+            reason: format!(
+                "STS gave no answer within {}s",
+                CREDENTIALS_TIMEOUT.as_secs()
+            ),
+        }),
+    }
 }
 
 fn check_endpoint(url: &str) -> Result<(), AwsError> {
@@ -193,7 +366,7 @@ fn check_endpoint(url: &str) -> Result<(), AwsError> {
         return Err(bad("it has no host"));
     }
     // The same rule as the plan's [aws] endpoint_url, for --endpoint-url too.
-    if let Err(p) = cutover_core::plan::limits::endpoint_url(url) {
+    if let Err(p) = cutover_core::plan::limits::endpoint_url("--endpoint-url", url) {
         return Err(bad(&format!("{}: {}", p.message, p.hint)));
     }
     Ok(())
@@ -202,7 +375,10 @@ fn check_endpoint(url: &str) -> Result<(), AwsError> {
 /// How long the credential chain may take (SSO and instance roles answer over the network).
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(15);
 
-async fn verify(cfg: &SdkConfig, profile: Option<&str>) -> Result<(), AwsError> {
+async fn verify(
+    cfg: &SdkConfig,
+    profile: Option<&str>,
+) -> Result<aws_sdk_databasemigration::config::Credentials, AwsError> {
     // The SDK's credential trait, through a service crate's re-export (no extra dependency).
     use aws_sdk_databasemigration::config::ProvideCredentials;
     let profile_note = |p: Option<&str>| {
@@ -223,13 +399,11 @@ async fn verify(cfg: &SdkConfig, profile: Option<&str>) -> Result<(), AwsError> 
         });
     };
     match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(AwsError::NoCredentials {
-            profile: profile_note(profile),
-            reason: error::scrub(
-                &aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-            ),
-        }),
+        Ok(Ok(creds)) => Ok(creds),
+        Ok(Err(e)) => Err(identity::credentials_error(
+            profile,
+            &aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+        )),
         Err(_) => Err(AwsError::NoCredentials {
             profile: profile_note(profile),
             reason: format!(
@@ -277,6 +451,7 @@ pub struct AwsReader {
     dms: read::DmsRead,
     cloudwatch: read::CloudWatchRead,
     route53: read::Route53Read,
+    logs: read::LogsRead,
     plan: Arc<Plan>,
     tuning: Tuning,
     changes: ChangeTracker,
@@ -293,6 +468,7 @@ impl AwsReader {
             read::DmsRead::new(tuning.dms(cfg)),
             read::CloudWatchRead::new(tuning.cloudwatch(cfg)),
             read::Route53Read::new(tuning.route53(cfg)),
+            read::LogsRead::new(tuning.logs(cfg)),
             plan,
             tuning,
         )
@@ -302,6 +478,7 @@ impl AwsReader {
         dms: read::DmsRead,
         cloudwatch: read::CloudWatchRead,
         route53: read::Route53Read,
+        logs: read::LogsRead,
         plan: &Plan,
         tuning: Tuning,
     ) -> Self {
@@ -309,6 +486,7 @@ impl AwsReader {
             dms,
             cloudwatch,
             route53,
+            logs,
             plan: Arc::new(plan.clone()),
             tuning,
             changes: plan
@@ -358,6 +536,17 @@ impl AwsReader {
                 )
                 .with_cdc_metrics(cdc),
             ));
+        }
+        if let Some(task) = &task {
+            // The task's own log, from now on (what happened before this session is the
+            // DMS console's to show).
+            out.push(Arc::new(logs::TaskLogSource::new(
+                self.logs.clone(),
+                self.dms.clone(),
+                task.clone(),
+                cutover_core::event::now_ms(),
+                self.tuning.logs_every,
+            )));
         }
         if !self.plan.metrics.is_empty() {
             out.push(Arc::new(cloudwatch::MetricsSource::new(

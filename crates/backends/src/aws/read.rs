@@ -7,6 +7,9 @@
 
 use aws_sdk_cloudwatch::operation::get_metric_data::{GetMetricDataError, GetMetricDataOutput};
 use aws_sdk_cloudwatch::types::{MetricDataQuery, ScanBy};
+use aws_sdk_cloudwatchlogs::operation::filter_log_events::{
+    FilterLogEventsError, FilterLogEventsOutput,
+};
 use aws_sdk_databasemigration::config::http::HttpResponse;
 use aws_sdk_databasemigration::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_databasemigration::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -38,8 +41,8 @@ const MAX_TABLE_PAGES: usize = 200;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReadOnlyGuard;
 
-/// Whether a request is a read: awsJson/rpcv2Cbor operations named Describe*/List*/Get*, and
-/// REST (Route 53) GETs. Everything else is refused with the operation's name.
+/// Whether a request is a read: awsJson/rpcv2Cbor operations named Describe*/List*/Get* (and
+/// CloudWatch Logs' FilterLogEvents), and REST (Route 53) GETs. Everything else is refused with the operation's name.
 pub fn check_read_only(method: &str, uri: &str, target: Option<&str>) -> Result<(), String> {
     let path = uri
         .split_once("://")
@@ -54,9 +57,13 @@ pub fn check_read_only(method: &str, uri: &str, target: Option<&str>) -> Result<
             .map(|(_, op)| op.trim_end_matches('/')),
     };
     let allowed = match operation {
-        Some(op) => ["Describe", "List", "Get"]
-            .iter()
-            .any(|p| op.starts_with(p)),
+        // FilterLogEvents reads a log; no other Filter* operation is sent.
+        Some(op) => {
+            ["Describe", "List", "Get"]
+                .iter()
+                .any(|p| op.starts_with(p))
+                || op == "FilterLogEvents"
+        }
         None => matches!(method, "GET" | "HEAD"),
     };
     if allowed {
@@ -108,17 +115,33 @@ impl DmsRead {
         }
     }
 
-    /// The task named by identifier or ARN, if it exists.
+    /// The task named by identifier or ARN, if it exists (without its settings).
     pub async fn describe_task(
         &self,
         task: &str,
+    ) -> CallResult<Option<ReplicationTask>, DescribeReplicationTasksError> {
+        self.describe(task, false).await
+    }
+
+    /// The task with its settings (the JSON `ReplicationTaskSettings`: whether it validates).
+    pub async fn describe_task_with_settings(
+        &self,
+        task: &str,
+    ) -> CallResult<Option<ReplicationTask>, DescribeReplicationTasksError> {
+        self.describe(task, true).await
+    }
+
+    async fn describe(
+        &self,
+        task: &str,
+        settings: bool,
     ) -> CallResult<Option<ReplicationTask>, DescribeReplicationTasksError> {
         let filter = task_filter(task).map_err(SdkError::construction_failure)?;
         let out = self
             .client
             .describe_replication_tasks()
             .filters(filter)
-            .without_settings(true)
+            .without_settings(!settings)
             .send()
             .await?;
         Ok(out.replication_tasks.unwrap_or_default().into_iter().next())
@@ -218,6 +241,41 @@ impl CloudWatchRead {
     }
 }
 
+/// CloudWatch Logs, read side: the replication task's log stream.
+#[derive(Clone, Debug)]
+pub struct LogsRead {
+    client: aws_sdk_cloudwatchlogs::Client,
+}
+
+impl LogsRead {
+    pub fn new(conf: aws_sdk_cloudwatchlogs::config::Builder) -> Self {
+        LogsRead {
+            client: aws_sdk_cloudwatchlogs::Client::from_conf(
+                conf.interceptor(ReadOnlyGuard).build(),
+            ),
+        }
+    }
+
+    /// One page of the stream's events from `start_ms` on (inclusive), oldest first.
+    pub async fn filter_log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        start_ms: i64,
+        next_token: Option<String>,
+    ) -> CallResult<FilterLogEventsOutput, FilterLogEventsError> {
+        self.client
+            .filter_log_events()
+            .log_group_name(group)
+            .log_stream_names(stream)
+            .start_time(start_ms)
+            .set_next_token(next_token)
+            .limit(1000)
+            .send()
+            .await
+    }
+}
+
 /// Route 53, read side.
 #[derive(Clone, Debug)]
 pub struct Route53Read {
@@ -231,7 +289,8 @@ impl Route53Read {
         }
     }
 
-    /// The record sets starting at (name, type), at most two (to see a weighted sibling).
+    /// The record sets starting at (name, type): every weighted, failover or latency set of
+    /// the name comes in the same page (the caller keeps those of the name and type).
     pub async fn list_record(
         &self,
         zone_id: &str,
@@ -243,7 +302,7 @@ impl Route53Read {
             .hosted_zone_id(zone_id)
             .start_record_name(name)
             .start_record_type(record_type)
-            .max_items(2)
+            .max_items(100)
             .send()
             .await
     }
@@ -284,6 +343,12 @@ mod tests {
         assert!(check_read_only("POST", cw, None).is_ok());
         let put = cw.replace("GetMetricData", "PutMetricData");
         assert!(check_read_only("POST", &put, None).is_err());
+        let logs = Some("Logs_20140328.FilterLogEvents");
+        assert!(check_read_only("POST", "https://logs.eu-west-1.amazonaws.com/", logs).is_ok());
+        let put_logs = Some("Logs_20140328.PutLogEvents");
+        assert!(
+            check_read_only("POST", "https://logs.eu-west-1.amazonaws.com/", put_logs).is_err()
+        );
         let rr = "https://route53.amazonaws.com/2013-04-01/hostedzone/Z1/rrset?name=db";
         assert!(check_read_only("GET", rr, None).is_ok());
         let change = check_read_only(

@@ -273,12 +273,14 @@ pub(crate) async fn find_zone(route53: &Route53Read, record: &DnsRecord) -> Resu
     ))
 }
 
-/// The record's value and TTL at the authority.
-pub(crate) async fn current_value(
+/// Every record set under the plan's name and type (a simple record is one; weighted,
+/// failover and latency records are one per set identifier), as the authority holds them;
+/// empty when there is no such record.
+pub(crate) async fn current_sets(
     route53: &Route53Read,
     zone: &str,
     record: &DnsRecord,
-) -> Result<(String, Option<u64>), String> {
+) -> Result<Vec<ResourceRecordSet>, String> {
     let out = route53
         .list_record(zone, &fqdn(&record.name), rr_type(&record.record_type))
         .await
@@ -290,29 +292,115 @@ pub(crate) async fn current_value(
             )
             .message
         })?;
-    let set = out
+    let sets: Vec<ResourceRecordSet> = out
         .resource_record_sets()
         .iter()
-        .find(|s| same_name(s.name(), &record.name) && s.r#type().as_str() == record.record_type)
-        .ok_or_else(|| {
-            format!(
-                "Route 53: no {} record named {} in zone {zone}; check [dns] name and type in the plan",
-                record.record_type, record.name
-            )
-        })?;
-    Ok((
-        record_value(set),
-        set.ttl().and_then(|t| u64::try_from(t).ok()),
-    ))
+        .filter(|s| same_name(s.name(), &record.name) && s.r#type().as_str() == record.record_type)
+        .cloned()
+        .collect();
+    Ok(sets)
 }
 
-fn record_value(set: &ResourceRecordSet) -> String {
+/// The record's value and TTL at the authority: for weighted sets, the values that carry
+/// traffic (weight above 0); for failover sets, the primary's.
+pub(crate) async fn current_value(
+    route53: &Route53Read,
+    zone: &str,
+    record: &DnsRecord,
+) -> Result<(String, Option<u64>), String> {
+    let sets = current_sets(route53, zone, record).await?;
+    if sets.is_empty() {
+        return Err(format!(
+            "Route 53: no {} record named {} in zone {zone}; check [dns] name and type in the plan",
+            record.record_type, record.name
+        ));
+    }
+    Ok(effective(&sets))
+}
+
+/// What the applications are sent to by these sets, and the TTL.
+pub(crate) fn effective(sets: &[ResourceRecordSet]) -> (String, Option<u64>) {
+    let live: Vec<&ResourceRecordSet> = if sets.iter().any(|s| s.weight().is_some()) {
+        sets.iter()
+            .filter(|s| s.weight().unwrap_or(0) > 0)
+            .collect()
+    } else if sets.iter().any(|s| s.failover().is_some()) {
+        sets.iter()
+            .filter(|s| s.failover().is_some_and(|f| f.as_str() == "PRIMARY"))
+            .collect()
+    } else {
+        sets.iter().collect()
+    };
+    let mut values: Vec<String> = live.iter().map(|s| record_value(s)).collect();
+    values.sort();
+    values.dedup();
+    let ttl = live
+        .first()
+        .copied()
+        .or(sets.first())
+        .and_then(|s| s.ttl())
+        .and_then(|t| u64::try_from(t).ok());
+    (values.join(","), ttl)
+}
+
+/// One line naming every set: `a. (weight 100, id blue), b. (weight 0, id green)`.
+pub(crate) fn describe_sets(sets: &[ResourceRecordSet]) -> String {
+    sets.iter()
+        .map(|s| {
+            let mut notes = Vec::new();
+            if s.alias_target().is_some() {
+                notes.push("alias".to_string());
+            }
+            if let Some(w) = s.weight() {
+                notes.push(format!("weight {w}"));
+            }
+            if let Some(f) = s.failover() {
+                notes.push(format!("failover {}", f.as_str()));
+            }
+            if let Some(id) = s.set_identifier() {
+                notes.push(format!("id {id}"));
+            }
+            if let Some(t) = s.ttl() {
+                notes.push(format!("TTL {t}"));
+            }
+            format!("{} ({})", record_value(s), notes.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub(crate) fn record_value(set: &ResourceRecordSet) -> String {
     if let Some(alias) = set.alias_target() {
         return alias.dns_name().to_string();
     }
     let mut values: Vec<&str> = set.resource_records().iter().map(|r| r.value()).collect();
     values.sort();
     values.join(",")
+}
+
+/// The output line the flip writes when Route 53 accepts its change; [`last_change_id`]
+/// reads it back from a transcript.
+pub(crate) fn change_line(id: &str, status: &str) -> String {
+    format!("change {id} is {status}")
+}
+
+/// The last Route 53 change recorded in a transcript's events: the flip's own output line
+/// (written the moment Route 53 accepted it, so it survives a crash right after), or a DNS
+/// reading that followed a change.
+pub fn last_change_id(events: &[cutover_core::event::Event]) -> Option<String> {
+    use cutover_core::event::Event;
+    events.iter().rev().find_map(|ev| match ev {
+        Event::ActionOutput { line, .. } => line
+            .strip_prefix("change ")
+            .and_then(|rest| rest.split_once(" is "))
+            .map(|(id, _)| id.to_string())
+            .filter(|id| id.starts_with("/change/") || !id.contains(' ')),
+        Event::Observed {
+            reading: Reading::Dns(d),
+            ..
+        } => d.change_id.clone(),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -341,6 +429,7 @@ mod tests {
             source: "old.example.com.".into(),
             target: "new.example.com.".into(),
             resolve,
+            role_arn: None,
         }
     }
 

@@ -31,6 +31,45 @@ impl SqlActuator {
             Side::Target => &self.target,
         }
     }
+
+    /// The proof of a freeze made elsewhere (an RDS parameter group): reads
+    /// `@@GLOBAL.read_only` on `side` until it is `frozen`, every `every`, for at most
+    /// `within`. A parameter group in sync is RDS's word; the server's answer is the proof.
+    pub async fn await_read_only(
+        &self,
+        side: Side,
+        frozen: bool,
+        within: std::time::Duration,
+        every: std::time::Duration,
+        out: &Output,
+    ) -> Result<String, ActionError> {
+        let db = self.db(side);
+        let started = std::time::Instant::now();
+        loop {
+            let now = read_only(db).await?;
+            if now == frozen {
+                out.line(format!(
+                    "@@GLOBAL.read_only = {} on {}",
+                    on_off(now),
+                    db.who()
+                ));
+                return Ok(format!(
+                    "{} read_only = {} (SELECT @@GLOBAL.read_only)",
+                    side.as_str(),
+                    on_off(now)
+                ));
+            }
+            if started.elapsed() >= within {
+                return Err(ActionError::new(format!(
+                    "the parameter group is in sync but the {} database still reports @@GLOBAL.read_only = {} after {}s; check that the instance uses that parameter group and that nothing resets read_only",
+                    side.as_str(),
+                    on_off(now),
+                    within.as_secs()
+                )));
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
 }
 
 impl Actuator for SqlActuator {
@@ -91,6 +130,11 @@ async fn set_read_only(
     out: &Output,
 ) -> Result<String, ActionError> {
     let side = db.side().as_str();
+    if method == FreezeMethod::ParameterGroup {
+        return Err(ActionError::new(
+            "a parameter-group freeze changes the RDS parameter group: it needs the AWS backend (the plan's [aws] and [rds] sections)",
+        ));
+    }
     if !method.supports(db.engine()) {
         return Err(ActionError::new(format!(
             "the {side} database ({}) cannot be frozen with method = \"{}\"; the plan validation should have refused it",

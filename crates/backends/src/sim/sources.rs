@@ -119,6 +119,8 @@ impl World {
             SourceKind::Dns => Ok(vec![self.read_dns()]),
             SourceKind::SourceDb => Ok(vec![self.read_database(Side::Source).await]),
             SourceKind::TargetDb => Ok(vec![self.read_database(Side::Target).await]),
+            // The simulated replicator keeps no log of its own.
+            SourceKind::TaskLog => Ok(Vec::new()),
         }
     }
 
@@ -194,6 +196,8 @@ impl World {
                 _ => None,
             },
             figures_error: None,
+            tables_error: None,
+            validation_enabled: None,
             lag_s: sample(cdc.latency_target),
             capture_lag_s: sample(cdc.latency_source),
             backlog: sample(cdc.incoming),

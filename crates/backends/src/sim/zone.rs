@@ -69,6 +69,7 @@ pub(super) fn default_dns() -> DnsRecord {
         source: "source.rehearsal.internal.".into(),
         target: "target.rehearsal.internal.".into(),
         resolve: false,
+        role_arn: None,
     }
 }
 

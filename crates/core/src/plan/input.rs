@@ -41,6 +41,8 @@ pub enum ReplicationInput {
     ValidationPending,
     ValidationSuspended,
     ValidationUnvalidated,
+    /// Whether the engine validates what it moves (DMS `EnableValidation`).
+    ValidationEnabled,
 }
 
 /// A named quantity a gate can test.
@@ -62,6 +64,10 @@ pub enum Input {
     ValidationSuspended,
     /// Tables whose validation state is not "Validated".
     ValidationUnvalidated,
+    /// Alias of `replication.validation.enabled`.
+    ValidationEnabled,
+    /// Alias of `replication.stop_reason`.
+    TaskStopReason,
     /// Sum over tables of |source rows - target rows|.
     DriftRows,
     /// Tables whose checksums mismatch.
@@ -145,6 +151,11 @@ const REPLICATION_NAMES: &[(&str, ReplicationInput, &str)] = &[
         ReplicationInput::ValidationUnvalidated,
         "tables whose validation state is not Validated",
     ),
+    (
+        "replication.validation.enabled",
+        ReplicationInput::ValidationEnabled,
+        "whether the engine validates the rows it moves (DMS EnableValidation); with it off the validation counts prove nothing",
+    ),
 ];
 
 /// The other fixed names (the replication ones are in `REPLICATION_NAMES`).
@@ -155,6 +166,7 @@ const OTHER_NAMES: &[(&str, &str)] = &[
     ),
     ("task.full_load_pct", "alias of replication.full_load_pct"),
     ("task.tables_errored", "alias of replication.tables_errored"),
+    ("task.stop_reason", "alias of replication.stop_reason"),
     (
         "cdc.latency_source",
         "alias of replication.capture_lag_s (DMS CDCLatencySource)",
@@ -176,6 +188,10 @@ const OTHER_NAMES: &[(&str, &str)] = &[
     (
         "validation.unvalidated",
         "tables whose validation state is not Validated",
+    ),
+    (
+        "validation.enabled",
+        "alias of replication.validation.enabled",
     ),
     (
         "drift.rows",
@@ -230,6 +246,7 @@ impl Input {
             "task.status" => Input::TaskStatus,
             "task.full_load_pct" => Input::TaskFullLoadPct,
             "task.tables_errored" => Input::TaskTablesErrored,
+            "task.stop_reason" => Input::TaskStopReason,
             "cdc.latency_source" => Input::CdcLatencySource,
             "cdc.latency_target" => Input::CdcLatencyTarget,
             "cdc.incoming_changes" => Input::CdcIncomingChanges,
@@ -237,6 +254,7 @@ impl Input {
             "validation.pending" => Input::ValidationPending,
             "validation.suspended" => Input::ValidationSuspended,
             "validation.unvalidated" => Input::ValidationUnvalidated,
+            "validation.enabled" => Input::ValidationEnabled,
             "drift.rows" => Input::DriftRows,
             "drift.mismatched" => Input::DriftMismatched,
             "drift.unchecked" => Input::DriftUnchecked,
@@ -288,6 +306,8 @@ impl Input {
             Input::ValidationPending => R::ValidationPending,
             Input::ValidationSuspended => R::ValidationSuspended,
             Input::ValidationUnvalidated => R::ValidationUnvalidated,
+            Input::ValidationEnabled => R::ValidationEnabled,
+            Input::TaskStopReason => R::StopReason,
             other => return other.clone(),
         })
     }
@@ -296,10 +316,13 @@ impl Input {
         match self {
             Input::TaskStatus
             | Input::Replication(ReplicationInput::Status | ReplicationInput::StopReason)
+            | Input::TaskStopReason
             | Input::DnsValue
             | Input::DnsStatus
             | Input::DnsResolved => InputType::Text,
-            Input::ReadOnly(_) => InputType::Bool,
+            Input::ReadOnly(_)
+            | Input::ValidationEnabled
+            | Input::Replication(ReplicationInput::ValidationEnabled) => InputType::Bool,
             _ => InputType::Number,
         }
     }
@@ -309,9 +332,13 @@ impl Input {
     pub fn default_fresh_ms(&self) -> i64 {
         use ReplicationInput as R;
         match self {
-            Input::Replication(R::Status | R::StopReason | R::TablesErrored | R::FullLoadPct) => {
-                30_000
-            }
+            Input::Replication(
+                R::Status
+                | R::StopReason
+                | R::TablesErrored
+                | R::FullLoadPct
+                | R::ValidationEnabled,
+            ) => 30_000,
             // The DMS lag figures are CloudWatch's, minute-grained; a native engine's plan
             // should say `fresh` on its lag gates.
             Input::Replication(
@@ -323,7 +350,11 @@ impl Input {
                 | R::ValidationSuspended
                 | R::ValidationUnvalidated,
             ) => 60_000,
-            Input::TaskStatus | Input::TaskFullLoadPct | Input::TaskTablesErrored => 30_000,
+            Input::TaskStatus
+            | Input::TaskFullLoadPct
+            | Input::TaskTablesErrored
+            | Input::TaskStopReason
+            | Input::ValidationEnabled => 30_000,
             Input::CdcLatencySource
             | Input::CdcLatencyTarget
             | Input::CdcIncomingChanges
@@ -379,6 +410,7 @@ impl fmt::Display for Input {
                     Input::TaskStatus => "task.status",
                     Input::TaskFullLoadPct => "task.full_load_pct",
                     Input::TaskTablesErrored => "task.tables_errored",
+                    Input::TaskStopReason => "task.stop_reason",
                     Input::CdcLatencySource => "cdc.latency_source",
                     Input::CdcLatencyTarget => "cdc.latency_target",
                     Input::CdcIncomingChanges => "cdc.incoming_changes",
@@ -386,6 +418,7 @@ impl fmt::Display for Input {
                     Input::ValidationPending => "validation.pending",
                     Input::ValidationSuspended => "validation.suspended",
                     Input::ValidationUnvalidated => "validation.unvalidated",
+                    Input::ValidationEnabled => "validation.enabled",
                     Input::DriftRows => "drift.rows",
                     Input::DriftMismatched => "drift.mismatched",
                     Input::DriftUnchecked => "drift.unchecked",

@@ -453,8 +453,7 @@ pub fn db_url(which: &str, engine: Engine, url: &str) -> Result<(), Problem> {
 }
 
 /// `[aws] endpoint_url`: http(s), a host, a port in range, no credential.
-pub fn endpoint_url(url: &str) -> Result<(), Problem> {
-    let what = "[aws] endpoint_url";
+pub fn endpoint_url(what: &str, url: &str) -> Result<(), Problem> {
     let found = redact::scan(url);
     if found.user.is_some() || !found.secrets.is_empty() {
         return Err(problem(
@@ -476,6 +475,42 @@ pub fn endpoint_url(url: &str) -> Result<(), Problem> {
         ));
     }
     port(what, parts.port)
+}
+
+/// `[aws] account`: an AWS account id, 12 digits.
+pub fn account(account: &str) -> Result<(), Problem> {
+    if account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(problem(
+            format!(
+                "[aws] account \"{}\" is not an AWS account id",
+                account.escape_debug()
+            ),
+            "give the 12 digits, e.g. account = \"111122223333\" (`aws sts get-caller-identity`)",
+        ))
+    }
+}
+
+/// An IAM role ARN: `arn:<partition>:iam::<12 digits>:role/<path and name>`.
+pub fn role_arn(what: &str, arn: &str) -> Result<(), Problem> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = matches!(parts.as_slice(),
+        ["arn", partition, "iam", "", acct, resource]
+            if partition.starts_with("aws")
+                && acct.len() == 12
+                && acct.chars().all(|c| c.is_ascii_digit())
+                && resource.strip_prefix("role/").is_some_and(|n| !n.is_empty()
+                    && n.len() <= 512
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))));
+    if ok {
+        Ok(())
+    } else {
+        Err(problem(
+            format!("{what} \"{}\" is not an IAM role ARN", arn.escape_debug()),
+            "e.g. role_arn = \"arn:aws:iam::111122223333:role/cutover-dns\"",
+        ))
+    }
 }
 
 /// `[aws] region`: lower-case letters, digits and `-`, e.g. `eu-west-1`.

@@ -98,23 +98,34 @@ pub enum DnsTo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FreezeMethod {
-    /// `SET GLOBAL read_only = ON|OFF`: MySQL/MariaDB and the rehearsal world.
+    /// `SET GLOBAL read_only = ON|OFF`: self-managed MySQL/MariaDB and the rehearsal world.
     #[default]
     Sql,
+    /// `read_only = 1` in the RDS DB (or Aurora DB cluster) parameter group named by the
+    /// plan's `[rds]` section, applied immediately, waited for until in sync and proven with
+    /// `SELECT @@GLOBAL.read_only`; the unfreeze restores the value from before the freeze.
+    /// RDS and Aurora refuse `SET GLOBAL read_only`.
+    #[serde(rename = "parameter-group")]
+    ParameterGroup,
 }
 
 impl FreezeMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             FreezeMethod::Sql => "sql",
+            FreezeMethod::ParameterGroup => "parameter-group",
         }
     }
 
-    /// The statement that freezes (`frozen`) or unfreezes writes.
+    /// What freezes (`frozen`) or unfreezes writes, as the checklist shows it.
     pub fn statement(self, frozen: bool) -> &'static str {
         match (self, frozen) {
             (FreezeMethod::Sql, true) => "SET GLOBAL read_only = ON",
             (FreezeMethod::Sql, false) => "SET GLOBAL read_only = OFF",
+            (FreezeMethod::ParameterGroup, true) => "read_only = 1 in the RDS parameter group",
+            (FreezeMethod::ParameterGroup, false) => {
+                "read_only restored in the RDS parameter group"
+            }
         }
     }
 
@@ -122,6 +133,43 @@ impl FreezeMethod {
     pub fn supports(self, engine: Engine) -> bool {
         match self {
             FreezeMethod::Sql => matches!(engine, Engine::Rehearsal | Engine::Mysql),
+            FreezeMethod::ParameterGroup => engine == Engine::Mysql,
+        }
+    }
+}
+
+/// The RDS resource whose parameter group a `parameter-group` freeze changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RdsResource {
+    /// A DB instance (RDS MySQL/MariaDB): its DB parameter group.
+    Instance(String),
+    /// An Aurora DB cluster: its DB cluster parameter group.
+    Cluster(String),
+}
+
+impl RdsResource {
+    pub fn id(&self) -> &str {
+        match self {
+            RdsResource::Instance(id) | RdsResource::Cluster(id) => id,
+        }
+    }
+}
+
+/// `[rds]`: which RDS resource each side is, for the `parameter-group` freeze.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RdsSettings {
+    pub source: Option<RdsResource>,
+    pub target: Option<RdsResource>,
+    /// Allow freezing through a parameter group other instances (or clusters) use too: it
+    /// freezes them as well, so it is refused unless the plan says so.
+    pub shared_parameter_group: bool,
+}
+
+impl RdsSettings {
+    pub fn side(&self, side: Side) -> Option<&RdsResource> {
+        match side {
+            Side::Source => self.source.as_ref(),
+            Side::Target => self.target.as_ref(),
         }
     }
 }
@@ -255,6 +303,8 @@ pub struct DnsRecord {
     pub target: String,
     /// Also ask this host's resolver.
     pub resolve: bool,
+    /// A role assumed for the Route 53 calls only (the zone lives in another account).
+    pub role_arn: Option<String>,
 }
 
 /// A metric to poll and chart.
@@ -272,7 +322,30 @@ pub struct MetricDef {
 pub struct AwsSettings {
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// One endpoint for every service (an emulator).
     pub endpoint_url: Option<String>,
+    /// The account the credentials must belong to (12 digits); a mismatch refuses to start.
+    pub account: Option<String>,
+    /// `[aws.endpoints]`: one endpoint per service (VPC interface endpoints).
+    pub endpoints: AwsEndpoints,
+}
+
+/// `[aws.endpoints]`: an endpoint per service; a service not named uses the SDK's own
+/// resolution (`AWS_ENDPOINT_URL_<SERVICE>`, then the regional endpoint).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AwsEndpoints {
+    pub dms: Option<String>,
+    pub cloudwatch: Option<String>,
+    pub route53: Option<String>,
+    pub logs: Option<String>,
+    pub rds: Option<String>,
+    pub sts: Option<String>,
+}
+
+impl AwsEndpoints {
+    pub fn is_empty(&self) -> bool {
+        self == &AwsEndpoints::default()
+    }
 }
 
 /// `[share]`: how a shared session's approvals are held to account.
@@ -336,6 +409,7 @@ pub struct Plan {
     pub dns: Option<DnsRecord>,
     pub metrics: Vec<MetricDef>,
     pub aws: AwsSettings,
+    pub rds: RdsSettings,
     pub rehearsal: RehearsalSettings,
     /// Pairing: whose keys sign approvals.
     pub share: ShareSettings,
@@ -510,6 +584,7 @@ struct RawPlan {
     #[serde(default)]
     metrics: Vec<Spanned<RawMetric>>,
     aws: Option<RawAws>,
+    rds: Option<Spanned<RawRds>>,
     rehearsal: Option<RawRehearsal>,
     share: Option<RawShare>,
     #[serde(default)]
@@ -551,6 +626,7 @@ struct RawDns {
     target: Spanned<String>,
     #[serde(default)]
     resolve: bool,
+    role_arn: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -569,6 +645,35 @@ struct RawAws {
     region: Option<Spanned<String>>,
     profile: Option<Spanned<String>>,
     endpoint_url: Option<Spanned<String>>,
+    account: Option<Spanned<String>>,
+    endpoints: Option<Spanned<RawAwsEndpoints>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRds {
+    source: Option<Spanned<RawRdsResource>>,
+    target: Option<Spanned<RawRdsResource>>,
+    #[serde(default)]
+    shared_parameter_group: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRdsResource {
+    instance: Option<Spanned<String>>,
+    cluster: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAwsEndpoints {
+    dms: Option<Spanned<String>>,
+    cloudwatch: Option<Spanned<String>>,
+    route53: Option<Spanned<String>>,
+    logs: Option<Spanned<String>>,
+    rds: Option<Spanned<String>>,
+    sts: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -696,6 +801,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         .aws
         .map(|a| aws_settings(&mut loc, a))
         .unwrap_or_default();
+    let rds = rds_settings(&mut loc, raw.rds);
     let rehearsal = rehearsal_settings(&mut loc, raw.rehearsal);
     let share = share_settings(&mut loc, raw.share);
     let sections = Sections {
@@ -704,6 +810,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         replication: replication.as_ref(),
         dns: dns.as_ref(),
         metrics: &metrics,
+        rds: &rds,
     };
     let steps = steps(&mut loc, &raw.step, &sections);
 
@@ -720,6 +827,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         dns,
         metrics,
         aws,
+        rds,
         rehearsal,
         share,
         steps,
@@ -736,6 +844,7 @@ struct Sections<'a> {
     replication: Option<&'a Replication>,
     dns: Option<&'a DnsRecord>,
     metrics: &'a [MetricDef],
+    rds: &'a RdsSettings,
 }
 
 impl Sections<'_> {
@@ -849,6 +958,9 @@ fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
     if let Some(t) = &d.ttl {
         loc.check(t, limits::int("[dns] ttl", *t.get_ref(), &limits::TTL_S));
     }
+    if let Some(r) = &d.role_arn {
+        loc.check(r, limits::role_arn("[dns] role_arn", r.get_ref()));
+    }
     DnsRecord {
         zone_id: d.zone_id.map(Spanned::into_inner),
         name: d.name.into_inner(),
@@ -857,6 +969,7 @@ fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
         source: d.source.into_inner(),
         target: d.target.into_inner(),
         resolve: d.resolve,
+        role_arn: d.role_arn.map(Spanned::into_inner),
     }
 }
 
@@ -947,6 +1060,61 @@ fn check_metric(loc: &mut Locator<'_>, m: &RawMetric) {
     }
 }
 
+fn rds_settings(loc: &mut Locator<'_>, raw: Option<Spanned<RawRds>>) -> RdsSettings {
+    let Some(raw) = raw else {
+        return RdsSettings::default();
+    };
+    let raw = raw.into_inner();
+    let mut resource = |side: &str, r: Option<Spanned<RawRdsResource>>| -> Option<RdsResource> {
+        let r = r?;
+        let span = r.span();
+        let r = r.into_inner();
+        let (kind, id) = match (r.instance, r.cluster) {
+            (Some(i), None) => ("instance", i),
+            (None, Some(c)) => ("cluster", c),
+            _ => {
+                loc.push(
+                    span.start,
+                    format!("[rds] {side} names neither exactly one instance nor one cluster"),
+                    Some("write { instance = \"shop-mysql\" } for RDS, { cluster = \"shop-aurora\" } for Aurora".into()),
+                );
+                return None;
+            }
+        };
+        let ok = (1..=63).contains(&id.get_ref().len())
+            && id.get_ref().starts_with(|c: char| c.is_ascii_alphabetic())
+            && id
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !id.get_ref().ends_with('-')
+            && !id.get_ref().contains("--");
+        if !ok {
+            loc.at(
+                &id,
+                format!(
+                    "[rds] {side} {kind} \"{}\" is not an RDS identifier",
+                    id.get_ref().escape_debug()
+                ),
+                Some("1 to 63 letters, digits and single hyphens, starting with a letter (`aws rds describe-db-instances`)"),
+            );
+        }
+        let id = id.into_inner();
+        Some(if kind == "instance" {
+            RdsResource::Instance(id)
+        } else {
+            RdsResource::Cluster(id)
+        })
+    };
+    let source = resource("source", raw.source);
+    let target = resource("target", raw.target);
+    RdsSettings {
+        source,
+        target,
+        shared_parameter_group: raw.shared_parameter_group,
+    }
+}
+
 fn aws_settings(loc: &mut Locator<'_>, a: RawAws) -> AwsSettings {
     if let Some(r) = &a.region {
         loc.check(r, limits::region(r.get_ref()));
@@ -963,12 +1131,44 @@ fn aws_settings(loc: &mut Locator<'_>, a: RawAws) -> AwsSettings {
         loc.check(p, r);
     }
     if let Some(u) = &a.endpoint_url {
-        loc.check(u, limits::endpoint_url(u.get_ref()));
+        loc.check(u, limits::endpoint_url("[aws] endpoint_url", u.get_ref()));
+    }
+    if let Some(acct) = &a.account {
+        loc.check(acct, limits::account(acct.get_ref()));
+    }
+    let mut endpoints = AwsEndpoints::default();
+    if let Some(e) = &a.endpoints {
+        if a.endpoint_url.is_some() {
+            loc.at(
+                e,
+                "[aws.endpoints] and [aws] endpoint_url are both set",
+                Some("endpoint_url sends every service to one endpoint (an emulator); for VPC endpoints name each service in [aws.endpoints] and remove endpoint_url"),
+            );
+        }
+        let raw = e.get_ref();
+        for (name, value, slot) in [
+            ("dms", &raw.dms, &mut endpoints.dms),
+            ("cloudwatch", &raw.cloudwatch, &mut endpoints.cloudwatch),
+            ("route53", &raw.route53, &mut endpoints.route53),
+            ("logs", &raw.logs, &mut endpoints.logs),
+            ("rds", &raw.rds, &mut endpoints.rds),
+            ("sts", &raw.sts, &mut endpoints.sts),
+        ] {
+            if let Some(v) = value {
+                loc.check(
+                    v,
+                    limits::endpoint_url(&format!("[aws.endpoints] {name}"), v.get_ref()),
+                );
+                *slot = Some(v.get_ref().clone());
+            }
+        }
     }
     AwsSettings {
         region: a.region.map(Spanned::into_inner),
         profile: a.profile.map(Spanned::into_inner),
         endpoint_url: a.endpoint_url.map(Spanned::into_inner),
+        account: a.account.map(Spanned::into_inner),
+        endpoints,
     }
 }
 
@@ -1550,6 +1750,18 @@ fn check_freeze(
     method: FreezeMethod,
     sections: &Sections<'_>,
 ) {
+    if method == FreezeMethod::ParameterGroup && sections.rds.side(on).is_none() {
+        let side = on.as_str();
+        loc.at(
+            raw,
+            format!(
+                "kind = \"{kind}\" on = \"{side}\" with method = \"parameter-group\" needs the {side}'s RDS resource"
+            ),
+            Some(&format!(
+                "add [rds] {side} = {{ instance = \"<DB instance id>\" }} (or {{ cluster = \"<Aurora cluster id>\" }})"
+            )),
+        );
+    }
     let Some(endpoint) = sections.endpoint(on) else {
         return;
     };
@@ -1566,7 +1778,7 @@ fn check_freeze(
             method.statement(kind == "freeze"),
         ),
         Some(
-            "method \"sql\" works on mysql and rehearsal endpoints only; for PostgreSQL use kind = \"sql\" with your own statement (e.g. ALTER DATABASE <db> SET default_transaction_read_only = on, then end the open sessions) or kind = \"shell\"",
+            "method \"sql\" works on mysql and rehearsal endpoints, \"parameter-group\" on mysql (RDS, Aurora) only; for PostgreSQL use kind = \"sql\" with your own statement (e.g. ALTER DATABASE <db> SET default_transaction_read_only = on, then end the open sessions) or kind = \"shell\"",
         ),
     );
 }

@@ -686,6 +686,66 @@ fn endpoint_and_aws_settings_are_checked() {
     refused_at(&text, "endpoint_url", "not an http");
     let text = format!("{base}[aws]\nregion = \"EU West 1\"\n");
     refused_at(&text, "region", "not a region name");
+    let text = format!("{base}[aws]\naccount = \"1234\"\n");
+    refused_at(&text, "account", "not an AWS account id");
+}
+
+#[test]
+fn aws_endpoints_are_per_service_and_exclusive_with_endpoint_url() {
+    let base = with_source_url("mysql", "mysql://app@db:3306/shop");
+    let text = format!(
+        "{base}[aws]\naccount = \"111122223333\"\n[aws.endpoints]\ndms = \"https://vpce-1.dms.eu-west-1.vpce.amazonaws.com\"\nsts = \"http://127.0.0.1:5001\"\n"
+    );
+    let plan = parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.aws.account.as_deref(), Some("111122223333"));
+    assert_eq!(
+        plan.aws.endpoints.dms.as_deref(),
+        Some("https://vpce-1.dms.eu-west-1.vpce.amazonaws.com")
+    );
+    assert_eq!(
+        plan.aws.endpoints.sts.as_deref(),
+        Some("http://127.0.0.1:5001")
+    );
+    assert_eq!(plan.aws.endpoints.route53, None);
+    let text = format!("{base}[aws]\n[aws.endpoints]\nroute53 = \"ftp://x\"\n");
+    refused_at(&text, "route53 =", "[aws.endpoints] route53 is not an http");
+    let text = format!("{base}[aws.endpoints]\nrds = \"http://x\"\nec2 = \"http://y\"\n");
+    assert!(
+        errors(&text)
+            .iter()
+            .any(|e| e.message.contains("unknown field `ec2`")),
+        "{:?}",
+        errors(&text)
+    );
+    let text = format!(
+        "{base}[aws]\nendpoint_url = \"http://127.0.0.1:5000\"\n[aws.endpoints]\ndms = \"http://127.0.0.1:5001\"\n"
+    );
+    let e = errors(&text);
+    assert!(
+        e.iter().any(|e| e.message.contains("both set")
+            && e.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("remove endpoint_url"))),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_dns_role_arn_must_be_an_iam_role() {
+    let ok = rehearsal_with(
+        "ttl = 3\n",
+        "ttl = 3\nrole_arn = \"arn:aws:iam::111122223333:role/cutover-dns\"\n",
+    );
+    let plan = parse("p.toml", &ok).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.dns.and_then(|d| d.role_arn).as_deref(),
+        Some("arn:aws:iam::111122223333:role/cutover-dns")
+    );
+    let bad = rehearsal_with(
+        "ttl = 3\n",
+        "ttl = 3\nrole_arn = \"arn:aws:iam::1111:user/me\"\n",
+    );
+    refused_at(&bad, "role_arn", "is not an IAM role ARN");
 }
 
 #[test]
@@ -733,4 +793,52 @@ fn every_default_is_within_its_own_range() {
     assert!(limits::POLL_MS.contains(&d.poll_ms));
     assert!(limits::TABLES.contains(&d.tables.len()));
     assert!(limits::TIMEOUT_MS.contains(&DEFAULT_TIMEOUT_MS));
+}
+
+#[test]
+fn a_parameter_group_freeze_needs_the_side_s_rds_resource() {
+    let text = plan_with(
+        "mysql",
+        r#"{ kind = "freeze", on = "source", method = "parameter-group" }"#,
+        r#"{ kind = "unfreeze", on = "source", method = "parameter-group" }"#,
+    );
+    let e = refused_at(&text, "action =", "needs the source's RDS resource");
+    assert!(
+        e.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("[rds] source = { instance")),
+        "{e}"
+    );
+    let with_rds = format!(
+        "{text}[rds]\nsource = {{ instance = \"shop-mysql\" }}\nshared_parameter_group = true\n"
+    );
+    let plan = parse("p.toml", &with_rds).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.rds.source,
+        Some(RdsResource::Instance("shop-mysql".into()))
+    );
+    assert!(plan.rds.shared_parameter_group);
+    assert_eq!(
+        plan.steps[0].action,
+        Action::Freeze {
+            on: Side::Source,
+            method: FreezeMethod::ParameterGroup
+        }
+    );
+    let both = format!("{text}[rds]\nsource = {{ instance = \"a\", cluster = \"b\" }}\n");
+    refused_at(
+        &both,
+        "source = {",
+        "neither exactly one instance nor one cluster",
+    );
+    let bad = format!("{text}[rds]\nsource = {{ cluster = \"shop_aurora\" }}\n");
+    refused_at(&bad, "source = {", "is not an RDS identifier");
+    // Not on the rehearsal world: it has no parameter group.
+    let rehearsal = plan_with(
+        "rehearsal",
+        r#"{ kind = "freeze", on = "source", method = "parameter-group" }"#,
+        r#"{ kind = "unfreeze", on = "source" }"#,
+    );
+    let rehearsal = format!("{rehearsal}[rds]\nsource = {{ instance = \"x\" }}\n");
+    refused_at(&rehearsal, "action =", "does not have");
 }

@@ -56,7 +56,10 @@ pub fn compare(actual: &Value, op: Op, expected: &Value) -> bool {
             Op::Gt => a > b,
         },
         (Value::Text(a), Value::Text(b)) => {
-            let eq = a.eq_ignore_ascii_case(b);
+            // DNS names are the same with or without their one final dot, in any case
+            // (`db.example.com.` is `DB.example.com`); no other text input ends in a dot.
+            let bare = |s: &str| s.strip_suffix('.').unwrap_or(s).to_string();
+            let eq = bare(a).eq_ignore_ascii_case(&bare(b));
             match op {
                 Op::Eq => eq,
                 Op::Ne => !eq,
@@ -116,7 +119,9 @@ impl State {
             | Input::ValidationFailed
             | Input::ValidationPending
             | Input::ValidationSuspended
-            | Input::ValidationUnvalidated => match input.canonical() {
+            | Input::ValidationUnvalidated
+            | Input::ValidationEnabled
+            | Input::TaskStopReason => match input.canonical() {
                 Input::Replication(r) => self.replication_value(input, r),
                 _ => missing("not a replication input"),
             },
@@ -260,6 +265,15 @@ impl State {
                 | R::ValidationSuspended
                 | R::ValidationUnvalidated
         ) {
+            // With validation off the engine reports 0 failures whatever the data: no proof.
+            if let Some(r) = self.replication.status()
+                && r.validation_enabled == Some(false)
+            {
+                return missing(format!(
+                    "validation is off for {} (its counts are 0 whatever the data); enable it in the task settings",
+                    r.name
+                ));
+            }
             return self.validation_value(which);
         }
         let Some(r) = self.replication.status() else {
@@ -274,6 +288,7 @@ impl State {
             R::BehindBytes => count(r.behind_bytes),
             R::TablesErrored => count(r.tables_errored.map(u64::from)),
             R::FullLoadPct => r.full_load_pct.map(Value::Number),
+            R::ValidationEnabled => r.validation_enabled.map(Value::Bool),
             _ => None,
         };
         match value {
@@ -294,6 +309,14 @@ impl State {
         use ReplicationInput as R;
         let missing = |why: &str| InputValue::Missing(why.to_string());
         {
+            let tables_error = self
+                .replication
+                .status()
+                .and_then(|r| r.tables_error.as_ref());
+            // The newest poll could not read them: what is held is older than the status.
+            if let Some(e) = tables_error {
+                return InputValue::Missing(format!("the table statistics could not be read: {e}"));
+            }
             let Some(at) = self.replication.tables_at else {
                 return missing("no table statistics yet");
             };
@@ -540,7 +563,9 @@ impl State {
             | Input::ValidationFailed
             | Input::ValidationPending
             | Input::ValidationSuspended
-            | Input::ValidationUnvalidated => K::Replication,
+            | Input::ValidationUnvalidated
+            | Input::ValidationEnabled
+            | Input::TaskStopReason => K::Replication,
             Input::Metric(_) => K::Metrics,
             Input::DriftRows | Input::DriftMismatched | Input::DriftUnchecked => K::Drift,
             Input::HeartbeatLag => K::Heartbeat,
@@ -555,5 +580,28 @@ impl State {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare;
+    use crate::plan::{Op, Value};
+
+    #[test]
+    fn dns_names_compare_with_one_final_dot_and_in_any_case() {
+        let t = |s: &str| Value::Text(s.to_string());
+        assert!(compare(&t("db.example.com."), Op::Eq, &t("DB.example.com")));
+        assert!(compare(&t("db.example.com"), Op::Eq, &t("db.example.com.")));
+        assert!(!compare(
+            &t("db.example.com.."),
+            Op::Eq,
+            &t("db.example.com")
+        ));
+        assert!(compare(
+            &t("old.example.com."),
+            Op::Ne,
+            &t("new.example.com")
+        ));
     }
 }

@@ -779,6 +779,17 @@ impl State {
                 self.heartbeat = Some((*observed_at, *lag_s));
                 push_capped(&mut self.heartbeat_history, (*observed_at, *lag_s), HISTORY);
             }
+            // The task's own words, into the log: errors and warnings stand out there.
+            Reading::TaskLog(l) => {
+                for line in &l.lines {
+                    let level = match line.severity() {
+                        crate::event::TaskLogSeverity::Error => Level::Error,
+                        crate::event::TaskLogSeverity::Warning => Level::Warn,
+                        crate::event::TaskLogSeverity::Other => Level::Info,
+                    };
+                    self.log(line.at, level, format!("task log: {}", line.text));
+                }
+            }
             Reading::Dns(d) => {
                 if let Some(prev) = &self.dns
                     && prev.value != d.value

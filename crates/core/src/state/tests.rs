@@ -449,6 +449,8 @@ fn replication(at: Ts, word: &str, lag: Option<f64>) -> ReplicationReading {
         stop_reason: None,
         last_error: None,
         figures_error: None,
+        tables_error: None,
+        validation_enabled: None,
         lag_s: lag.map(|v| vec![(at, v)]).unwrap_or_default(),
         capture_lag_s: Vec::new(),
         backlog: Vec::new(),

@@ -186,6 +186,8 @@ pub struct UiState {
     /// the cockpit (`I`); attach commands (tokens included) go to the notice line and the
     /// invites file, never to the terminal's scrollback.
     pub share: Option<crate::share::server::ShareControl>,
+    /// Who the AWS calls are made as (`aws <account> <principal>`), when the plan uses AWS.
+    pub aws: Option<String>,
 }
 
 impl UiState {
@@ -206,6 +208,7 @@ impl UiState {
             quit_confirm: false,
             zoomed: false,
             share: None,
+            aws: None,
         }
     }
 

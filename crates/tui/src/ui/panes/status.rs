@@ -62,6 +62,13 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
         prio: 0,
         spans: vec![Span::styled(format!("step {at}/{n}"), t.text)],
     });
+    if let Some(aws) = &ctx.ui.aws {
+        // Which account this cockpit acts in: the first thing to check on the night.
+        segs.push(Seg {
+            prio: 1,
+            spans: vec![Span::styled(aws.clone(), t.text)],
+        });
+    }
     let watchers = st.peers.len();
     segs.push(Seg {
         prio: 4,
