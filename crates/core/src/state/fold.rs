@@ -41,7 +41,8 @@ impl State {
             | Event::ActionOutput { .. }
             | Event::ActionFinished { .. }
             | Event::StepTimedOut { .. }
-            | Event::StepResolved { .. } => self.apply_action(at, ev),
+            | Event::StepResolved { .. }
+            | Event::HoldCleared { .. } => self.apply_action(at, ev),
             Event::RollbackRequested { .. }
             | Event::RollbackCancelled { .. }
             | Event::RollbackConfirmed { .. } => self.apply_rollback(at, ev),
@@ -54,6 +55,8 @@ impl State {
             }
         };
         self.refresh_next_gates(at);
+        let mut effects = effects;
+        effects.extend(self.watch_guards(at));
         effects
     }
 
@@ -216,7 +219,8 @@ impl State {
         effects
     }
 
-    /// A step's action running, its output, its end, its timeout, and its resolution after a resume.
+    /// A step's action running, its output, its end, its timeout, its resolution after a
+    /// resume, and the clearing of a guard's hold.
     fn apply_action(&mut self, at: Ts, ev: &Event) -> Vec<Effect> {
         let mut effects = Vec::new();
         match ev {
@@ -269,6 +273,7 @@ impl State {
             Event::StepResolved { step, done, by, .. } => {
                 effects.extend(self.resolve(at, step, *done, by));
             }
+            Event::HoldCleared { guard, by, .. } => self.clear_hold(at, guard, by),
             _ => {}
         }
         effects
@@ -378,6 +383,7 @@ impl State {
                         status: RollbackStatus::Waiting,
                         finished_at: None,
                     });
+                    self.rollback_started();
                     if retry {
                         for s in &mut self.steps {
                             if s.status == StepStatus::UndoFailed {
