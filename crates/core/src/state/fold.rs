@@ -265,10 +265,11 @@ impl State {
                 }
             }
             Event::StepTimedOut { step, reason, .. } => {
+                self.log(at, Level::Error, format!("{step} timed out: {reason}"));
                 if let Some(i) = self.plan.step_index(step) {
                     self.steps[i].timed_out = Some(reason.clone());
+                    effects.extend(self.timed_out(at, i, reason));
                 }
-                self.log(at, Level::Error, format!("{step} timed out: {reason}"));
             }
             Event::StepResolved { step, done, by, .. } => {
                 effects.extend(self.resolve(at, step, *done, by));

@@ -2,11 +2,14 @@
 //! interactive drive, step timeouts. Folded on every event (time passes through ticks), so
 //! replay, attach and report see a guard fire at the same event the live cockpit did.
 //!
-//! A guard that fires blocks forward steps at once, in the fold. A `hold` stays until the
-//! operator clears it (`HoldCleared`, a typed phrase); a `rollback` asks the runtime to
-//! record `RollbackConfirmed { by: "abort <id>" | "timeout <step>" }` (`Effect::Record`),
-//! so the rollback starts through the recorder like an operator's, and the transcript names
-//! the plan's decision and the reading that fired it.
+//! An abort condition that fires blocks forward steps at once, in the fold. A `hold` stays
+//! until the operator clears it (`HoldCleared`, a typed phrase); a `rollback` asks the
+//! runtime to record `RollbackConfirmed { by: "abort <id>" }` (`Effect::Record`), so the
+//! rollback starts through the recorder like an operator's, and the transcript names the
+//! plan's decision and the reading that fired it. A step timeout is first recorded
+//! (`StepTimedOut`, asked for the same way) and decided when that record is folded (hold, or
+//! `RollbackConfirmed { by: "timeout <step>" }`), so a transcript from before interactive
+//! timeouts folds as it did live.
 
 use serde::{Deserialize, Serialize};
 
@@ -269,7 +272,7 @@ impl State {
         let mut effects = Vec::new();
         for (i, def) in plan.steps.iter().enumerate() {
             let s = &self.steps[i];
-            if s.timed_out.is_some() || s.in_doubt.is_some() {
+            if s.timed_out.is_some() || s.timeout_noticed.is_some() || s.in_doubt.is_some() {
                 continue;
             }
             let restart = s.timeout_cleared_at.unwrap_or(i64::MIN);
@@ -305,16 +308,29 @@ impl State {
                 _ => None,
             };
             if let Some(reason) = over {
-                self.steps[i].timed_out = Some(reason.clone());
-                effects.extend(self.trip(
+                // Recorded, then decided when folded (`timed_out`): a transcript written
+                // before interactive timeouts existed has no such record, so it folds as it
+                // did live.
+                self.steps[i].timeout_noticed = Some(at);
+                effects.push(Effect::Record(Event::StepTimedOut {
                     at,
-                    format!("timeout {}", def.id),
-                    def.on_timeout,
+                    step: def.id.clone(),
                     reason,
-                ));
+                }));
             }
         }
         effects
+    }
+
+    /// A recorded `StepTimedOut` in an interactive drive: the step's `on_timeout`.
+    pub(super) fn timed_out(&mut self, at: Ts, i: usize, reason: &str) -> Option<Effect> {
+        let interactive = self.mode.as_ref().is_some_and(|m| m.drives_interactively());
+        if !interactive || self.rollback.is_some() {
+            return None;
+        }
+        let def = &self.plan.steps[i];
+        let (guard, then) = (format!("timeout {}", def.id), def.on_timeout);
+        self.trip(at, guard, then, reason.to_string())
     }
 
     /// The operator cleared a hold: forward steps may run again, and its guard re-arms from
@@ -346,6 +362,7 @@ impl State {
             && let Some(i) = self.plan.step_index(step)
         {
             self.steps[i].timed_out = None;
+            self.steps[i].timeout_noticed = None;
             self.steps[i].timeout_cleared_at = Some(at);
         }
         self.log(

@@ -295,41 +295,93 @@ fn a_hold_fires_on_its_condition_re_arms_after_a_clear_and_never_blocks_a_rollba
     assert!(s.guard_holds.is_empty());
 }
 
+/// Folds `events` as the live session does: every event a guard asks to record is recorded
+/// (here: kept) and folded in turn. Returns what was recorded and the other effects.
+fn drive(s: &mut State, events: &[Event]) -> (Vec<Event>, Vec<Effect>) {
+    let mut recorded = Vec::new();
+    let mut others = Vec::new();
+    let mut queue: Vec<Event> = events.to_vec();
+    while !queue.is_empty() {
+        let mut next = Vec::new();
+        for e in fold(s, &queue) {
+            match e {
+                Effect::Record(ev) => next.push(ev),
+                e => others.push(e),
+            }
+        }
+        recorded.extend(next.iter().cloned());
+        queue = next;
+    }
+    (recorded, others)
+}
+
 #[test]
-fn a_drive_mode_step_timeout_rolls_back_or_holds_as_the_plan_says() {
+fn a_drive_mode_step_timeout_is_recorded_then_rolls_back_or_holds_as_the_plan_says() {
     // Step two's action outruns its 1 m timeout: on_timeout = "rollback".
     let mut s = state_with("", SessionMode::Drive);
     let mut events = through_two();
     events.truncate(4); // two confirmed and started, never finished
-    let mut effects = fold(&mut s, &events);
-    effects.extend(fold(&mut s, &[Event::Tick { at: 61_999 }]));
-    assert!(recorded_rollbacks(&effects).is_empty(), "59.999 s of 1 m");
-    let fired = recorded_rollbacks(&fold(&mut s, &[Event::Tick { at: 62_000 }]));
-    assert_eq!(fired.len(), 1);
-    assert_eq!(fired[0].0, "timeout two");
-    assert!(fired[0].1.contains("its action ran 1m"), "{}", fired[0].1);
+    events.push(Event::Tick { at: 61_999 });
+    let (recorded, _) = drive(&mut s, &events);
+    assert!(recorded.is_empty(), "59.999 s of 1 m: {recorded:?}");
+    let (recorded, _) = drive(&mut s, &[Event::Tick { at: 62_000 }]);
+    match recorded.as_slice() {
+        [
+            Event::StepTimedOut { step, reason, .. },
+            Event::RollbackConfirmed {
+                by, reason: why, ..
+            },
+        ] => {
+            assert_eq!(step, "two");
+            assert!(reason.contains("its action ran 1m"), "{reason}");
+            assert_eq!(by, "timeout two");
+            assert_eq!(why, reason);
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(s.steps[1].timed_out.is_some());
+    // The rollback waits for the stuck action, then undoes it.
+    assert_eq!(
+        s.rollback.as_ref().map(|r| r.status),
+        Some(RollbackStatus::Waiting)
+    );
 
     // Step three's gates stay unknown past its 30 s timeout: the default, hold.
     let mut s = state_with("", SessionMode::Rehearsal);
-    let _ = fold(&mut s, &through_two());
-    let effects = fold(
+    let _ = drive(&mut s, &through_two());
+    let (recorded, others) = drive(
         &mut s,
         &[Event::Tick { at: 32_100 }, Event::Tick { at: 32_101 }],
     );
-    assert!(effects.is_empty(), "{effects:?}");
+    assert!(
+        matches!(recorded.as_slice(), [Event::StepTimedOut { step, .. }] if step == "three"),
+        "{recorded:?}"
+    );
+    assert!(others.is_empty(), "{others:?}");
     assert_eq!(s.guard_holds.len(), 1);
     assert_eq!(s.guard_holds[0].guard, "timeout three");
     assert_eq!(s.guard_holds[0].then, GuardAction::Hold);
     let why = s.confirm_blocker(2).unwrap_or_default();
     assert!(why.contains("held by timeout three"), "{why}");
     // Cleared: its timeout counts again from the clear.
-    let _ = fold(&mut s, &[cleared(33_000, "timeout three")]);
+    let _ = drive(&mut s, &[cleared(33_000, "timeout three")]);
     assert!(s.guard_holds.is_empty());
-    let _ = fold(&mut s, &[Event::Tick { at: 63_000 }]);
-    assert!(s.guard_holds.is_empty());
-    let _ = fold(&mut s, &[Event::Tick { at: 63_001 }]);
+    let (recorded, _) = drive(&mut s, &[Event::Tick { at: 63_000 }]);
+    assert!(recorded.is_empty());
+    let (recorded, _) = drive(&mut s, &[Event::Tick { at: 63_001 }]);
+    assert_eq!(recorded.len(), 1);
     assert_eq!(s.guard_holds.len(), 1);
+
+    // A transcript written before interactive timeouts has no StepTimedOut: folded without
+    // the runtime, it holds nothing and runs as it did live.
+    let mut s = state_with("", SessionMode::Rehearsal);
+    let _ = fold(&mut s, &through_two());
+    let _ = fold(&mut s, &[Event::Tick { at: 100_000 }]);
+    assert!(s.guard_holds.is_empty());
+    assert_eq!(
+        s.confirm_blocker(2).map(|w| w.contains("held")),
+        Some(false)
+    );
 
     // The autopilot acts on its own timeouts: the fold leaves its session alone.
     let mut s = state_with("", SessionMode::RehearsalAutopilot);

@@ -108,6 +108,9 @@ pub struct StepState {
     /// from there.
     #[serde(default)]
     pub timeout_cleared_at: Option<Ts>,
+    /// When the fold asked for this step's `StepTimedOut` to be recorded (asked once).
+    #[serde(default)]
+    pub timeout_noticed: Option<Ts>,
 }
 
 impl StepState {
@@ -125,6 +128,7 @@ impl StepState {
             gates_at_confirm: Vec::new(),
             in_doubt: None,
             timeout_cleared_at: None,
+            timeout_noticed: None,
         }
     }
 
