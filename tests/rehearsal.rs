@@ -343,3 +343,67 @@ fn a_log_file_that_cannot_be_written_is_an_error() {
         "no session ran"
     );
 }
+
+/// The shipped plan with an abort condition on replication lag, armed for the whole
+/// session, that rolls back.
+fn plan_with_lag_abort() -> plan::Plan {
+    let text = format!(
+        "{}\n[[abort]]\nid = \"lag\"\nwhen = \"replication.lag_s > 3 for 2s fresh 5s\"\nthen = \"rollback\"\n",
+        plan::REHEARSAL_PLAN
+    );
+    plan::parse("rehearsal.toml", &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_condition_on_lag_rolls_back_when_a_lag_spike_holds_past_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Arc::new(plan_with_lag_abort());
+    let s = rehearse::autopilot(Rehearsal {
+        plan: Arc::clone(&plan),
+        faults: vec![Fault::LagSpike],
+        seed: 7,
+        sessions_dir: Some(dir.path().to_path_buf()),
+        operator: "test".into(),
+        sign_key: None,
+    })
+    .await
+    .expect("the rehearsal runs");
+    assert!(!s.completed, "{}", s.render_text());
+    assert!(s.rolled_back, "{}", s.render_text());
+    assert_eq!(s.writes_lost, 0, "{}", s.render_text());
+
+    // The transcript names the plan's decision and the reading that fired it.
+    let events = transcript(&s);
+    let fired = events
+        .iter()
+        .position(|e| matches!(e, Event::RollbackConfirmed { by, .. } if by == "abort lag"))
+        .unwrap_or_else(|| panic!("no rollback by the abort: {}", s.render_text()));
+    let Event::RollbackConfirmed { reason, .. } = &events[fired] else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("replication.lag_s > 3 for 2s") && reason.contains("replication.lag_s = "),
+        "{reason}"
+    );
+    // Nothing moved forward after it fired.
+    assert!(
+        !events[fired..].iter().any(|e| matches!(
+            e,
+            Event::ActionStarted {
+                direction: Direction::Do,
+                ..
+            } | Event::StepConfirmed { .. }
+        )),
+        "a forward step after the abort"
+    );
+    // Folding the transcript again reaches the same end (replay and report see it).
+    let mut state = State::new(plan);
+    for ev in &events {
+        state.apply(ev);
+    }
+    assert!(state.rolled_back());
+    assert_eq!(
+        state.rollback.as_ref().map(|r| r.by.as_str()),
+        Some("abort lag")
+    );
+}

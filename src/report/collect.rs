@@ -208,6 +208,16 @@ impl Collector {
                 self.decision(at, by, "rollback", None, Some(reason.clone()), Vec::new());
                 self.anomaly(at, "rollback", format!("{by} rolled back: {reason}"));
             }
+            Event::HoldCleared { guard, by, .. } => {
+                self.decision(
+                    at,
+                    by,
+                    "hold cleared",
+                    None,
+                    Some(guard.clone()),
+                    Vec::new(),
+                );
+            }
             Event::RollbackCancelled { by, .. } => {
                 self.decision(at, by, "rollback cancelled", None, None, Vec::new());
                 self.anomaly(at, "cancellation", format!("{by} cancelled a rollback"));

@@ -176,6 +176,18 @@ impl SessionMode {
         }
     }
 
+    /// Sessions an operator drives at the keyboard: the fold acts on their step timeouts
+    /// (the autopilot acts on its own, and read-only sessions never act).
+    pub fn drives_interactively(&self) -> bool {
+        matches!(
+            self,
+            SessionMode::Rehearsal
+                | SessionMode::RehearsalResumed
+                | SessionMode::Drive
+                | SessionMode::DriveResumed
+        )
+    }
+
     /// Sessions that never act (nothing to resume as a driver).
     pub fn is_read_only(&self) -> bool {
         matches!(self, SessionMode::Watch | SessionMode::Check)
@@ -733,6 +745,13 @@ pub enum Event {
         done: bool,
         by: String,
     },
+    /// The operator typed the phrase that clears a hold (an abort condition's or a step
+    /// timeout's, named by `guard` as the cockpit shows it: `abort lag`, `timeout switch`).
+    HoldCleared {
+        at: Ts,
+        guard: String,
+        by: String,
+    },
     /// The operator opened the rollback dialog.
     RollbackRequested {
         at: Ts,
@@ -803,6 +822,7 @@ macro_rules! each_at {
             | Event::ActionFinished { at: $at, .. }
             | Event::StepTimedOut { at: $at, .. }
             | Event::StepResolved { at: $at, .. }
+            | Event::HoldCleared { at: $at, .. }
             | Event::RollbackRequested { at: $at, .. }
             | Event::RollbackCancelled { at: $at, .. }
             | Event::RollbackConfirmed { at: $at, .. }
@@ -844,6 +864,7 @@ impl Event {
             Event::ActionFinished { .. } => "action_finished",
             Event::StepTimedOut { .. } => "step_timed_out",
             Event::StepResolved { .. } => "step_resolved",
+            Event::HoldCleared { .. } => "hold_cleared",
             Event::RollbackRequested { .. } => "rollback_requested",
             Event::RollbackCancelled { .. } => "rollback_cancelled",
             Event::RollbackConfirmed { .. } => "rollback_confirmed",
@@ -865,6 +886,7 @@ impl Event {
                 | Event::ActionFinished { .. }
                 | Event::StepTimedOut { .. }
                 | Event::StepResolved { .. }
+                | Event::HoldCleared { .. }
                 | Event::RollbackConfirmed { .. }
         )
     }

@@ -176,7 +176,10 @@ pub fn decide(state: &State) -> Decision {
                 {
                     let reasons = state.blocking_reasons(next);
                     if reasons.is_empty() {
-                        "blocked".to_string()
+                        // Green but held: an abort condition (or its unknown input) says why.
+                        state
+                            .hold_blocker()
+                            .unwrap_or_else(|| "blocked".to_string())
                     } else {
                         reasons.join("; ")
                     }
@@ -260,4 +263,54 @@ fn abort(session: &mut Session, step: Option<usize>, reason: &str) -> anyhow::Re
         reason: reason.to_string(),
     });
     session.ingest(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use cutover_core::plan;
+
+    /// A plan whose only abort watches drift, which nobody compares: it holds (inconclusive)
+    /// while the step itself is green.
+    const PLAN: &str = r#"
+name = "t"
+[source]
+engine = "rehearsal"
+[target]
+engine = "rehearsal"
+[rehearsal]
+tables = ["a"]
+[[step]]
+id = "one"
+confirm = "go"
+timeout = "30s"
+[[abort]]
+id = "drift"
+when = "drift.rows > 0 fresh 5s"
+then = "rollback"
+"#;
+
+    #[test]
+    fn a_held_step_past_its_timeout_aborts_naming_the_hold() {
+        let plan = plan::parse("t.toml", PLAN).unwrap_or_else(|e| panic!("{e}"));
+        let mut state = State::new(Arc::new(plan));
+        let _ = state.apply(&Event::SessionStarted {
+            at: 0,
+            mode: cutover_core::event::SessionMode::RehearsalAutopilot,
+            operator: OPERATOR.into(),
+        });
+        assert_eq!(decide(&state), Decision::Confirm(0));
+        let _ = state.apply(&Event::Tick { at: 6_000 });
+        assert_eq!(decide(&state), Decision::Wait, "held: no confirmation");
+        let _ = state.apply(&Event::Tick { at: 31_000 });
+        match decide(&state) {
+            Decision::Abort { step, reason } => {
+                assert_eq!(step, Some(0));
+                assert!(reason.contains("held by abort drift"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -214,18 +214,30 @@ impl Session {
             &batch,
             |e| effects.push(e),
         )?;
+        let mut records = Vec::new();
         for effect in effects {
-            self.run(effect);
+            match effect {
+                Effect::RunAction { step, direction } => self.run(step, direction),
+                // A guard's decision is an event like an operator's: recorded, then folded.
+                // A read-only session decides nothing (its fold still shows the guard fire).
+                Effect::Record(ev) if self.actuator.is_some() => records.push(ev),
+                Effect::Record(ev) => {
+                    tracing::warn!(
+                        event = ev.name(),
+                        "effect ignored: this session is read-only"
+                    );
+                }
+            }
         }
         self.actions.retain(|h| !h.is_finished());
         for hook in &mut self.fold_hooks {
             hook(&self.state);
         }
-        Ok(())
+        // A guard fires once until cleared, so this recursion ends after one round.
+        self.ingest(records)
     }
 
-    fn run(&mut self, effect: Effect) {
-        let Effect::RunAction { step, direction } = effect;
+    fn run(&mut self, step: usize, direction: cutover_core::event::Direction) {
         match &self.actuator {
             Some(actuator) => self.actions.push(spawn_action(
                 Arc::clone(actuator),

@@ -980,7 +980,9 @@ async fn drive(plan: Plan, faults: Vec<Fault>) -> (State, WorldMeasures, Option<
     let mut blocked = None;
     let run = |state: &mut State, ev: &Event| {
         for effect in state.apply(ev) {
-            let cutover_core::state::Effect::RunAction { step, direction } = effect;
+            let cutover_core::state::Effect::RunAction { step, direction } = effect else {
+                continue; // this plan arms no guard that records an event
+            };
             spawn_action(
                 world.actuator(),
                 Arc::clone(&plan),

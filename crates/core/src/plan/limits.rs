@@ -45,6 +45,8 @@ pub const CONFIRM_CHARS: RangeInclusive<usize> = 1..=100;
 pub const GATES: RangeInclusive<usize> = 0..=32;
 /// Steps per plan.
 pub const STEPS: RangeInclusive<usize> = 1..=200;
+/// `[[abort]]` conditions in a plan.
+pub const ABORTS: RangeInclusive<usize> = 0..=32;
 /// `[[metrics]]` entries (one GetMetricData call a poll holds at most 500 queries).
 pub const METRICS: RangeInclusive<usize> = 0..=100;
 /// Dimensions per metric (CloudWatch's limit).

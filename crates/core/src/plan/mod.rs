@@ -258,6 +258,43 @@ pub struct Step {
     pub timeout_ms: i64,
     /// Approvals needed from attached peers before the driver can run it.
     pub approvals: u32,
+    /// What an interactive drive does when the step outruns its timeout (the autopilot
+    /// always rolls back).
+    pub on_timeout: GuardAction,
+}
+
+/// What a guard (an abort condition, a step timeout) does when it fires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardAction {
+    /// Block every forward step until the operator clears the hold with a typed phrase.
+    #[default]
+    Hold,
+    /// Start the rollback as if the operator had confirmed it.
+    Rollback,
+}
+
+impl GuardAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardAction::Hold => "hold",
+            GuardAction::Rollback => "rollback",
+        }
+    }
+}
+
+/// `[[abort]]`: a condition watched over the whole window (or the steps `from`..=`until`);
+/// when it holds for its `for` window on fresh readings, the plan's `then` happens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AbortCondition {
+    pub id: String,
+    /// The condition, in the gate language: the abort fires when it holds.
+    pub when: Gate,
+    /// Armed from the start of this step (index); `None`: from the session's start.
+    pub from: Option<usize>,
+    /// Armed through the end of this step (index); `None`: until the session ends.
+    pub until: Option<usize>,
+    pub then: GuardAction,
 }
 
 /// Which engine a database endpoint runs.
@@ -414,6 +451,8 @@ pub struct Plan {
     /// Pairing: whose keys sign approvals.
     pub share: ShareSettings,
     pub steps: Vec<Step>,
+    /// `[[abort]]` conditions, in plan order.
+    pub aborts: Vec<AbortCondition>,
     /// The file's text, kept so a transcript can carry the exact plan it ran.
     pub source_text: String,
     /// SHA-256 of `source_text`, hex.
@@ -589,6 +628,18 @@ struct RawPlan {
     share: Option<RawShare>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    abort: Vec<Spanned<RawAbort>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAbort {
+    id: Spanned<String>,
+    when: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    until: Option<Spanned<String>>,
+    then: Option<Spanned<GuardAction>>,
 }
 
 #[derive(Deserialize)]
@@ -703,6 +754,8 @@ struct RawStep {
     confirm: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     approvals: Option<Spanned<u32>>,
+    #[serde(default)]
+    on_timeout: GuardAction,
 }
 
 #[derive(Deserialize)]
@@ -813,6 +866,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         rds: &rds,
     };
     let steps = steps(&mut loc, &raw.step, &sections);
+    let aborts = aborts(&mut loc, &raw.abort, &sections, &steps);
 
     if !loc.errors.is_empty() {
         return Err(PlanErrors(loc.errors));
@@ -831,6 +885,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         rehearsal,
         share,
         steps,
+        aborts,
         source_text: text.to_string(),
         hash,
     })
@@ -1303,7 +1358,7 @@ fn step(
     sections: &Sections<'_>,
 ) -> Step {
     let s = raw.get_ref();
-    let id = step_id(loc, &s.id, seen_ids);
+    let id = plain_id(loc, "step", &s.id, seen_ids);
     let timeout_ms = match &s.timeout {
         Some(t) => bounded_duration(loc, "the step's timeout", t, &limits::TIMEOUT_MS)
             .unwrap_or(DEFAULT_TIMEOUT_MS),
@@ -1365,11 +1420,14 @@ fn step(
         confirm,
         timeout_ms,
         approvals,
+        on_timeout: s.on_timeout,
     }
 }
 
-fn step_id(
+/// A step's or an abort's id: a plain name, unique among its kind (`what`).
+fn plain_id(
     loc: &mut Locator<'_>,
+    what: &str,
     raw: &Spanned<String>,
     seen_ids: &mut Vec<(String, usize)>,
 ) -> String {
@@ -1382,7 +1440,7 @@ fn step_id(
     {
         loc.at(
             raw,
-            format!("step id \"{id}\" is not a plain name"),
+            format!("{what} id \"{id}\" is not a plain name"),
             Some("use letters, digits, - and _ only (at most 64), e.g. id = \"freeze-writes\""),
         );
     }
@@ -1390,9 +1448,9 @@ fn step_id(
         let (line, _) = loc.position(*first);
         loc.at(
             raw,
-            format!("duplicate step id \"{id}\""),
+            format!("duplicate {what} id \"{id}\""),
             Some(&format!(
-                "the first step with this id is at line {line}; step ids must be unique"
+                "the first {what} with this id is at line {line}; {what} ids must be unique"
             )),
         );
     } else {
@@ -1407,16 +1465,11 @@ fn step_gates(
     sections: &Sections<'_>,
     timeout_ms: i64,
 ) -> Vec<Gate> {
-    let dns_values = |var: &str| match var {
-        "dns.source" => sections.dns.map(|d| d.source.clone()),
-        "dns.target" => sections.dns.map(|d| d.target.clone()),
-        _ => None,
-    };
     let mut gates = Vec::new();
     for g in raw {
         // Columns inside the string: the value starts one past the opening quote.
         let base = g.span().start + 1;
-        match gate_expr::parse(g.get_ref(), &dns_values) {
+        match gate_expr::parse(g.get_ref(), &dns_values(sections)) {
             Ok(gate) => {
                 check_gate_sources(loc, base, &gate, sections);
                 // A window as long as the step's timeout can never be satisfied in time.
@@ -1437,6 +1490,109 @@ fn step_gates(
         }
     }
     gates
+}
+
+/// The values `dns.source` and `dns.target` stand for in a gate's right-hand side.
+fn dns_values<'a>(sections: &'a Sections<'_>) -> impl Fn(&str) -> Option<String> + 'a {
+    move |var: &str| match var {
+        "dns.source" => sections.dns.map(|d| d.source.clone()),
+        "dns.target" => sections.dns.map(|d| d.target.clone()),
+        _ => None,
+    }
+}
+
+/// `[[abort]]` tables: each a located id, a condition in the gate language, the steps that
+/// bound when it is armed, and what it does.
+fn aborts(
+    loc: &mut Locator<'_>,
+    raw: &[Spanned<RawAbort>],
+    sections: &Sections<'_>,
+    steps: &[Step],
+) -> Vec<AbortCondition> {
+    if let Some(extra) = raw.get(*limits::ABORTS.end()) {
+        loc.at(
+            extra,
+            format!(
+                "the plan has {} abort conditions, more than {}",
+                raw.len(),
+                limits::ABORTS.end()
+            ),
+            Some("keep the conditions that decide an abort; merge the others"),
+        );
+    }
+    let mut seen_ids: Vec<(String, usize)> = Vec::new();
+    let mut out = Vec::new();
+    for a in raw {
+        let r = a.get_ref();
+        let id = plain_id(loc, "abort", &r.id, &mut seen_ids);
+        let step_ref = |loc: &mut Locator<'_>, field: &str, s: &Option<Spanned<String>>| {
+            let s = s.as_ref()?;
+            let found = steps.iter().position(|st| st.id == *s.get_ref());
+            if found.is_none() {
+                let known: Vec<&str> = steps.iter().map(|st| st.id.as_str()).collect();
+                loc.at(
+                    s,
+                    format!(
+                        "abort \"{id}\": `{field}` names no step \"{}\"",
+                        s.get_ref()
+                    ),
+                    Some(&format!(
+                        "use one of the plan's step ids: {}",
+                        known.join(", ")
+                    )),
+                );
+            }
+            found
+        };
+        let from = step_ref(loc, "from", &r.from);
+        let until = step_ref(loc, "until", &r.until);
+        if let (Some(f), Some(u), Some(at)) = (from, until, &r.until)
+            && u < f
+        {
+            loc.at(
+                at,
+                format!(
+                    "abort \"{id}\" is armed until step \"{}\", which comes before its `from` step \"{}\"",
+                    steps[u].id, steps[f].id
+                ),
+                Some("swap `from` and `until`, or name a later step in `until`"),
+            );
+        }
+        let then = match &r.then {
+            Some(t) => *t.get_ref(),
+            None => {
+                loc.at(
+                    &r.id,
+                    format!("abort \"{id}\" does not say what to do when it fires"),
+                    Some("add then = \"rollback\" or then = \"hold\""),
+                );
+                GuardAction::Hold
+            }
+        };
+        let Some(when) = &r.when else {
+            loc.at(
+                &r.id,
+                format!("abort \"{id}\" has no condition"),
+                Some("add when = \"<gate expression>\", e.g. when = \"replication.lag_s > 30 for 10s\""),
+            );
+            continue;
+        };
+        let base = when.span().start + 1;
+        match gate_expr::parse(when.get_ref(), &dns_values(sections)) {
+            Ok(gate) => {
+                check_gate_sources(loc, base, &gate, sections);
+                out.push(AbortCondition {
+                    id,
+                    when: gate,
+                    from,
+                    until,
+                    then,
+                });
+            }
+            Err(e) => loc.push(base + e.offset, e.message, e.hint),
+        }
+    }
+    out
 }
 
 /// A step that changes the world needs a way back (or to say there is none); an undo
@@ -1856,5 +2012,7 @@ pub fn rehearsal_plan() -> Plan {
     parse("plans/rehearsal.toml", REHEARSAL_PLAN).expect("the embedded rehearsal plan is valid")
 }
 
+#[cfg(test)]
+mod abort_tests;
 #[cfg(test)]
 mod tests;

@@ -41,7 +41,8 @@ impl State {
             | Event::ActionOutput { .. }
             | Event::ActionFinished { .. }
             | Event::StepTimedOut { .. }
-            | Event::StepResolved { .. } => self.apply_action(at, ev),
+            | Event::StepResolved { .. }
+            | Event::HoldCleared { .. } => self.apply_action(at, ev),
             Event::RollbackRequested { .. }
             | Event::RollbackCancelled { .. }
             | Event::RollbackConfirmed { .. } => self.apply_rollback(at, ev),
@@ -54,6 +55,8 @@ impl State {
             }
         };
         self.refresh_next_gates(at);
+        let mut effects = effects;
+        effects.extend(self.watch_guards(at));
         effects
     }
 
@@ -216,7 +219,8 @@ impl State {
         effects
     }
 
-    /// A step's action running, its output, its end, its timeout, and its resolution after a resume.
+    /// A step's action running, its output, its end, its timeout, its resolution after a
+    /// resume, and the clearing of a guard's hold.
     fn apply_action(&mut self, at: Ts, ev: &Event) -> Vec<Effect> {
         let mut effects = Vec::new();
         match ev {
@@ -261,14 +265,16 @@ impl State {
                 }
             }
             Event::StepTimedOut { step, reason, .. } => {
+                self.log(at, Level::Error, format!("{step} timed out: {reason}"));
                 if let Some(i) = self.plan.step_index(step) {
                     self.steps[i].timed_out = Some(reason.clone());
+                    effects.extend(self.timed_out(at, i, reason));
                 }
-                self.log(at, Level::Error, format!("{step} timed out: {reason}"));
             }
             Event::StepResolved { step, done, by, .. } => {
                 effects.extend(self.resolve(at, step, *done, by));
             }
+            Event::HoldCleared { guard, by, .. } => self.clear_hold(at, guard, by),
             _ => {}
         }
         effects
@@ -378,6 +384,7 @@ impl State {
                         status: RollbackStatus::Waiting,
                         finished_at: None,
                     });
+                    self.rollback_started();
                     if retry {
                         for s in &mut self.steps {
                             if s.status == StepStatus::UndoFailed {

@@ -5,6 +5,7 @@
 
 mod fold;
 pub mod gate;
+pub mod guard;
 mod replication;
 mod view;
 
@@ -17,6 +18,7 @@ use crate::event::{
 };
 use crate::plan::{Action, Plan};
 pub use gate::{GateState, GateStatus, InputValue};
+pub use guard::{AbortState, AbortWatch, CLEAR_PHRASE, GuardHold};
 pub use replication::ReplicationView;
 use serde::{Deserialize, Serialize};
 
@@ -28,9 +30,15 @@ pub const LOG_LINES: usize = 1000;
 pub const OUTPUT_LINES: usize = 50;
 
 /// An intent the fold asks the runner to carry out. Replay and watch ignore them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    RunAction { step: usize, direction: Direction },
+    RunAction {
+        step: usize,
+        direction: Direction,
+    },
+    /// Record (then fold) this event: a guard's decision, e.g. the rollback an abort
+    /// condition starts, so the transcript names it like an operator's.
+    Record(crate::event::Event),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +104,13 @@ pub struct StepState {
     /// had started with no recorded result: nobody knows whether it took effect. The status
     /// stays `Running`/`Undoing` (so nothing else proceeds) until a `StepResolved`.
     pub in_doubt: Option<Direction>,
+    /// When the operator last cleared this step's timeout hold: its timeout counts again
+    /// from there.
+    #[serde(default)]
+    pub timeout_cleared_at: Option<Ts>,
+    /// When the fold asked for this step's `StepTimedOut` to be recorded (asked once).
+    #[serde(default)]
+    pub timeout_noticed: Option<Ts>,
 }
 
 impl StepState {
@@ -112,6 +127,8 @@ impl StepState {
             timed_out: None,
             gates_at_confirm: Vec::new(),
             in_doubt: None,
+            timeout_cleared_at: None,
+            timeout_noticed: None,
         }
     }
 
@@ -298,6 +315,12 @@ folded_state! {
     pub log: VecDeque<LogLine>,
     pub ended: Option<(Ts, String)>,
     pub events: u64,
+    /// The fold's watch over each of the plan's abort conditions (plan order).
+    #[serde(default)]
+    pub aborts: Vec<AbortWatch>,
+    /// Guards that fired and block forward steps (oldest first).
+    #[serde(default)]
+    pub guard_holds: Vec<GuardHold>,
 }
 
 /// `holds` as a sorted list of `[[step, gate], since]` (JSON maps need string keys, and a
@@ -337,6 +360,7 @@ fn push_capped<T>(q: &mut VecDeque<T>, item: T, cap: usize) {
 impl State {
     pub fn new(plan: Arc<Plan>) -> Self {
         let n = plan.steps.len();
+        let n_aborts = plan.aborts.len();
         let mut metrics = BTreeMap::new();
         // The plan's metrics chart from the start, empty until their first datapoints.
         for m in &plan.metrics {
@@ -378,6 +402,8 @@ impl State {
             log: VecDeque::new(),
             ended: None,
             events: 0,
+            aborts: vec![AbortWatch::default(); n_aborts],
+            guard_holds: Vec::new(),
         }
     }
 
@@ -488,6 +514,9 @@ impl State {
         }
         if let Some(r) = self.running_step() {
             return Some(format!("step {} is still running", self.step_id(r)));
+        }
+        if let Some(hold) = self.hold_blocker() {
+            return Some(hold);
         }
         match self.next_step() {
             Some(n) if n == step => {}
@@ -940,6 +969,8 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod guard_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

@@ -721,8 +721,16 @@ impl Run {
                 effects.len()
             ));
         }
+        let mut records = Vec::new();
         for effect in effects {
-            let Effect::RunAction { step, direction } = effect;
+            let (step, direction) = match effect {
+                Effect::RunAction { step, direction } => (step, direction),
+                // The runtime records a guard's decision and folds it, as here.
+                Effect::Record(ev) => {
+                    records.push(ev);
+                    continue;
+                }
+            };
             if let Some((i, d)) = self.model.in_flight {
                 return Err(format!(
                     "{direction:?} of step {step} asked for while step {i} ({d:?}) runs"
@@ -750,6 +758,9 @@ impl Run {
             };
             self.state.apply(&started);
             self.events.push(started);
+        }
+        for ev in records {
+            self.fold(ev)?;
         }
         Ok(())
     }

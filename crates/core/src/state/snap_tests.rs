@@ -251,7 +251,11 @@ fn render(script: &Script) -> String {
         None => out.push_str("rollback none\n"),
     }
     out.push_str("effects:\n");
-    for (at, Effect::RunAction { step, direction }) in &script.effects {
+    for (at, effect) in &script.effects {
+        let Effect::RunAction { step, direction } = effect else {
+            let _ = writeln!(out, "  {} {effect:?}", secs(*at));
+            continue;
+        };
         let _ = writeln!(
             out,
             "  {} run {} {direction:?}",

@@ -51,7 +51,7 @@ fn check(events: &[Event]) -> (State, Vec<Effect>) {
     (s, effects)
 }
 
-fn lat(at: Ts, v: f64) -> Event {
+pub(super) fn lat(at: Ts, v: f64) -> Event {
     Event::Observed {
         at,
         reading: Reading::Metrics {
@@ -65,7 +65,7 @@ fn lat(at: Ts, v: f64) -> Event {
     }
 }
 
-fn task(at: Ts, status: &str) -> Event {
+pub(super) fn task(at: Ts, status: &str) -> Event {
     Event::Observed {
         at,
         reading: Reading::Task(TaskReading {
@@ -97,7 +97,7 @@ fn ro(at: Ts, read_only: bool) -> Event {
     }
 }
 
-fn drift(at: Ts, src: u64, tgt: u64, checksum: ChecksumState, keys: &[&str]) -> Event {
+pub(super) fn drift(at: Ts, src: u64, tgt: u64, checksum: ChecksumState, keys: &[&str]) -> Event {
     Event::Observed {
         at,
         reading: Reading::Drift(TableDrift {
@@ -123,7 +123,7 @@ fn tick(at: Ts) -> Event {
     Event::Tick { at }
 }
 
-fn confirmed(at: Ts, step: &str) -> Event {
+pub(super) fn confirmed(at: Ts, step: &str) -> Event {
     Event::StepConfirmed {
         at,
         step: step.into(),
@@ -131,7 +131,7 @@ fn confirmed(at: Ts, step: &str) -> Event {
     }
 }
 
-fn finished(at: Ts, step: &str, direction: Direction, ok: bool) -> Event {
+pub(super) fn finished(at: Ts, step: &str, direction: Direction, ok: bool) -> Event {
     Event::ActionFinished {
         at,
         step: step.into(),

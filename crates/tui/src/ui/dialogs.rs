@@ -1,5 +1,6 @@
 //! Overlays: the step confirmation (gates, action, undo, the exact phrase), the rollback
-//! (the undos in the order they will run), the quit question, the help, and the message
+//! (the undos in the order they will run), clearing a guard's hold, the quit question, the
+//! help (with the plan's abort conditions and their states), and the message
 //! for a terminal too small to draw the cockpit in.
 
 use ratatui::buffer::Buffer;
@@ -11,7 +12,7 @@ use ratatui::widgets::{Block, BorderType, Clear, Widget};
 use super::panes::{Ctx, put_line, sym, wrap};
 use super::text::{truncate, width};
 use super::{Dialog, MIN_HEIGHT, MIN_WIDTH, Theme};
-use cutover_core::state::{GateState, OpenDialog, StepStatus};
+use cutover_core::state::{CLEAR_PHRASE, GateState, OpenDialog, StepStatus};
 
 /// The phrase that confirms a rollback.
 pub const ROLLBACK_PHRASE: &str = "roll back";
@@ -53,6 +54,7 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
             Some(Dialog::Confirm { step }) => confirm(ctx, step, None, area, buf),
             Some(Dialog::Rollback) => rollback(ctx, None, area, buf),
             Some(Dialog::Invites) => invites(ctx, area, buf),
+            Some(Dialog::ClearHold) => clear_hold(ctx, area, buf),
             None => {}
         }
     } else {
@@ -449,19 +451,14 @@ fn rollback(ctx: &Ctx<'_>, by: Option<&String>, area: Rect, buf: &mut Buffer) {
             t.warn,
         )));
     }
-    lines.push(Line::raw(""));
-    lines.push(Line::from(vec![
-        Span::styled("type ", t.text),
-        Span::styled(format!("`{ROLLBACK_PHRASE}`"), t.input.patch(t.key)),
-        Span::styled(" to confirm:", t.text),
-    ]));
-    lines.push(input_line(ctx, ROLLBACK_PHRASE, by.map(String::as_str), w));
-    if by.is_none() {
-        if let Some(e) = &ctx.ui.dialog_error {
-            lines.push(Line::from(Span::styled(truncate(e, w), t.bad)));
-        }
-        lines.push(keys_line(ctx));
-    }
+    phrase_prompt(
+        ctx,
+        ROLLBACK_PHRASE,
+        " to confirm:",
+        by.map(String::as_str),
+        w,
+        &mut lines,
+    );
     boxed(
         ctx,
         "Roll back the cutover".into(),
@@ -470,6 +467,68 @@ fn rollback(ctx: &Ctx<'_>, by: Option<&String>, area: Rect, buf: &mut Buffer) {
         area,
         buf,
     );
+}
+
+/// The typed-phrase prompt: what to type and why, the input, and for the driver (`by` is
+/// `None`) the last error and the keys.
+fn phrase_prompt<'a>(
+    ctx: &Ctx<'a>,
+    phrase: &str,
+    purpose: &'static str,
+    by: Option<&str>,
+    w: usize,
+    lines: &mut Vec<Line<'a>>,
+) {
+    let t = ctx.theme;
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled("type ", t.text),
+        Span::styled(format!("`{phrase}`"), t.input.patch(t.key)),
+        Span::styled(purpose, t.text),
+    ]));
+    lines.push(input_line(ctx, phrase, by, w));
+    if by.is_none() {
+        if let Some(e) = &ctx.ui.dialog_error {
+            lines.push(Line::from(Span::styled(truncate(e, w), t.bad)));
+        }
+        lines.push(keys_line(ctx));
+    }
+}
+
+/// The hold a guard put on forward steps, what fired it, and the phrase that clears it.
+fn clear_hold(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
+    let t = ctx.theme;
+    let box_w = 78;
+    let w = text_w(area, box_w);
+    let mut lines: Vec<Line<'_>> = Vec::with_capacity(12);
+    if let Some(hold) = super::keys::clearable_hold(ctx.state) {
+        lines.push(Line::from(Span::styled(
+            truncate(
+                &format!("{} {} holds every forward step:", sym::FAILED, hold.guard),
+                w,
+            ),
+            t.bad,
+        )));
+        for l in wrap(&hold.reason, w, 4) {
+            lines.push(Line::from(Span::styled(l, t.text)));
+        }
+        lines.push(Line::from(Span::styled(
+            truncate(
+                "clearing re-arms it: it fires again on a new reading that holds",
+                w,
+            ),
+            t.dim,
+        )));
+    }
+    phrase_prompt(
+        ctx,
+        CLEAR_PHRASE,
+        " to clear it (R rolls back instead):",
+        None,
+        w,
+        &mut lines,
+    );
+    boxed(ctx, "Clear the hold".into(), &lines, box_w, area, buf);
 }
 
 fn quit(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
@@ -573,6 +632,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter", "confirm the next step: opens it, type its phrase"),
     ("R", "roll back: run the undos, newest first"),
     (
+        "H",
+        "clear a hold (an abort condition or step timeout fired)",
+    ),
+    (
         "q  Ctrl-C",
         "quit (asks first while a cutover is under way)",
     ),
@@ -593,6 +656,26 @@ fn help(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
         lines.push(Line::from(vec![
             Span::styled(format!("{k:<13}"), t.key),
             Span::styled(truncate(what, w.saturating_sub(13)), t.text),
+        ]));
+    }
+    // The plan's abort conditions and what each is doing now.
+    for (def, watch) in ctx.state.plan.aborts.iter().zip(&ctx.state.aborts) {
+        let state = watch.state();
+        let style = super::panes::status::abort_style(t, state);
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<13}", format!("abort {}", def.id)), t.key),
+            Span::styled(
+                truncate(
+                    &format!(
+                        "{}: `{}` → {}",
+                        state.as_str(),
+                        def.when.text,
+                        def.then.as_str()
+                    ),
+                    w.saturating_sub(13),
+                ),
+                style,
+            ),
         ]));
     }
     if !ctx.ui.mode.can_act() {

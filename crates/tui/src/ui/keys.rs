@@ -7,7 +7,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use super::dialogs::ROLLBACK_PHRASE;
 use super::{Dialog, Intent, Pane, ShareCommand, UiState};
 use cutover_core::event::{Event, Ts};
-use cutover_core::state::{RollbackStatus, State, StepStatus};
+use cutover_core::plan::GuardAction;
+use cutover_core::state::{CLEAR_PHRASE, RollbackStatus, State, StepStatus};
 
 /// Longest phrase we keep typing into; past this a stuck key is not a phrase.
 const MAX_INPUT: usize = 200;
@@ -78,6 +79,7 @@ pub fn handle_key(ui: &mut UiState, state: &State, key: KeyEvent, now: Ts) -> Ve
         KeyCode::End | KeyCode::Char('G') => scroll(ui, state, i64::MAX / 2),
         KeyCode::Enter => return open_confirm(ui, state, now),
         KeyCode::Char('R') => return open_rollback(ui, state, now),
+        KeyCode::Char('H') => open_clear_hold(ui, state),
         KeyCode::Char('T') => {
             ui.notice = Some(match &ui.share {
                 Some(share) => share.summary(&state.plan),
@@ -298,6 +300,29 @@ fn open_rollback(ui: &mut UiState, state: &State, now: Ts) -> Vec<Intent> {
     })]
 }
 
+/// The guard whose hold the `H` dialog clears: the oldest one an operator may clear.
+pub fn clearable_hold(state: &State) -> Option<&cutover_core::state::GuardHold> {
+    state
+        .guard_holds
+        .iter()
+        .find(|h| h.then == GuardAction::Hold)
+}
+
+/// Opens the clear-hold dialog. Opening it records nothing: only the clear is a decision.
+fn open_clear_hold(ui: &mut UiState, state: &State) {
+    if !ui.mode.can_act() {
+        read_only(ui);
+        return;
+    }
+    if clearable_hold(state).is_none() {
+        ui.notice = Some("nothing is held: no abort condition or step timeout fired".into());
+        return;
+    }
+    ui.dialog = Some(Dialog::ClearHold);
+    ui.input.clear();
+    ui.dialog_error = None;
+}
+
 fn close(ui: &mut UiState) {
     ui.dialog = None;
     ui.input.clear();
@@ -321,6 +346,8 @@ fn cancel(ui: &mut UiState, state: &State, dialog: Dialog, now: Ts) -> Vec<Inten
         Dialog::Rollback => Event::RollbackCancelled { at: now, by },
         // Closed without a record: the share records what the dialog did.
         Dialog::Invites => return Vec::new(),
+        // Opening it was not recorded; closing it decides nothing.
+        Dialog::ClearHold => return Vec::new(),
     })]
 }
 
@@ -394,6 +421,22 @@ fn submit(ui: &mut UiState, state: &State, dialog: Dialog, now: Ts) -> Vec<Inten
             })]
         }
         Dialog::Invites => Vec::new(),
+        Dialog::ClearHold => {
+            let Some(hold) = clearable_hold(state) else {
+                close(ui);
+                return Vec::new();
+            };
+            if typed != CLEAR_PHRASE {
+                ui.dialog_error = Some(format!(
+                    "{} that is not the phrase: type `{CLEAR_PHRASE}` exactly",
+                    super::panes::sym::BAD
+                ));
+                return Vec::new();
+            }
+            let guard = hold.guard.clone();
+            close(ui);
+            vec![Intent::Record(Event::HoldCleared { at: now, guard, by })]
+        }
         Dialog::Rollback => {
             if typed != ROLLBACK_PHRASE {
                 // No rejection event exists for a rollback; the dialog stays open.

@@ -142,6 +142,8 @@ pub enum Dialog {
     Rollback,
     /// The invites of a shared session: list, issue, revoke (`I`).
     Invites,
+    /// Clear the hold of a guard that fired (`H`): type the phrase.
+    ClearHold,
 }
 
 /// What the invites dialog asks of the running share.

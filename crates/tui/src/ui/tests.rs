@@ -1021,3 +1021,78 @@ fn a_step_in_doubt_after_a_crash_says_so_and_how_to_settle_it() {
         "an in-doubt step is not shown as running:\n{s}"
     );
 }
+
+/// The shipped plan with a drift abort that holds, fired by a poll with a row missing.
+fn held() -> State {
+    let text = format!(
+        "{}\n[[abort]]\nid = \"drift\"\nwhen = \"drift.rows > 0 fresh 10s\"\nthen = \"hold\"\n",
+        cutover_core::plan::REHEARSAL_PLAN
+    );
+    let plan = cutover_core::plan::parse("rehearsal.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let mut fx = Fx {
+        st: State::new(Arc::new(plan)),
+    };
+    fx.ev(Event::SessionStarted {
+        at: T0,
+        mode: "rehearsal".into(),
+        operator: "alice".into(),
+    });
+    let mut w = World::steady();
+    fx.polls(1, 3, &w);
+    w.drift[1] = ("orders", 412, 411, ChecksumState::Equal, None);
+    fx.polls(4, 4, &w);
+    fx.st
+}
+
+#[test]
+fn a_fired_hold_shows_in_the_status_bar_and_help_and_h_clears_it_with_its_phrase() {
+    let st = held();
+    let mut u = ui(Mode::Rehearsal);
+    let shown = screen(&render(&st, &u, &dark(), 120, 40));
+    assert!(shown.contains("abort drift FIRED"), "{shown}");
+    assert!(shown.contains("held by abort drift"), "{shown}");
+    // The help lists the key and the plan's abort conditions with their states.
+    handle_key(&mut u, &st, key(KeyCode::Char('?')), t(5.0));
+    let shown = screen(&render(&st, &u, &dark(), 120, 40));
+    assert!(shown.contains("clear a hold"), "{shown}");
+    assert!(
+        shown.contains("FIRED: `drift.rows > 0 fresh 10s` → hold"),
+        "{shown}"
+    );
+    handle_key(&mut u, &st, key(KeyCode::Char('x')), t(5.0));
+
+    // H opens the dialog (recording nothing); a wrong phrase keeps it open.
+    assert!(handle_key(&mut u, &st, key(KeyCode::Char('H')), t(5.0)).is_empty());
+    assert_eq!(u.dialog, Some(Dialog::ClearHold));
+    let shown = screen(&render(&st, &u, &dark(), 120, 40));
+    assert!(
+        shown.contains("abort drift holds every forward step"),
+        "{shown}"
+    );
+    type_str(&mut u, &st, "clear");
+    assert!(handle_key(&mut u, &st, key(KeyCode::Enter), t(6.0)).is_empty());
+    assert_eq!(u.dialog, Some(Dialog::ClearHold));
+    u.input.clear();
+    type_str(&mut u, &st, "clear hold");
+    let out = handle_key(&mut u, &st, key(KeyCode::Enter), t(7.0));
+    assert!(
+        matches!(records(&out).as_slice(), [Event::HoldCleared { guard, by, .. }] if guard == "abort drift" && by == "alice"),
+        "{out:?}"
+    );
+    assert_eq!(u.dialog, None);
+
+    // Nothing held: H only says so; a watcher cannot clear.
+    let fresh = Fx::new().st;
+    let mut u = ui(Mode::Rehearsal);
+    assert!(handle_key(&mut u, &fresh, key(KeyCode::Char('H')), t(1.0)).is_empty());
+    assert_eq!(u.dialog, None);
+    assert!(
+        u.notice
+            .as_deref()
+            .unwrap_or("")
+            .contains("nothing is held")
+    );
+    let mut u = ui(Mode::Watch);
+    assert!(handle_key(&mut u, &st, key(KeyCode::Char('H')), t(1.0)).is_empty());
+    assert_eq!(u.dialog, None);
+}

@@ -1,5 +1,5 @@
 //! The status bar: who and where (mode, plan, elapsed, step n/N, watchers, the rehearsal's
-//! cost so far, the transcript) on the first line; the verdict — what happens next, or why
+//! cost so far, the abort conditions' states, the transcript) on the first line; the verdict — what happens next, or why
 //! it cannot — across the whole second line, because that is the line people read.
 
 use ratatui::buffer::Buffer;
@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use super::{Ctx, put_line, sym};
 use crate::ui::Mode;
 use crate::ui::text::{age, clock, hms, truncate, truncate_left, width};
-use cutover_core::state::{GateState, RollbackStatus, StepStatus};
+use cutover_core::state::{AbortState, GateState, RollbackStatus, StepStatus};
 
 pub fn render(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
     buf.set_style(area, ctx.theme.status);
@@ -92,6 +92,9 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
             )],
         });
     }
+    if let Some(seg) = aborts_segment(ctx) {
+        segs.push(seg);
+    }
     if let Some(wm) = &st.world {
         let lost_style = if wm.writes_lost > 0 { t.bad } else { t.good };
         let lost_sym = if wm.writes_lost > 0 {
@@ -155,6 +158,33 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
         }
     }
     Line::from(spans)
+}
+
+/// The plan's abort conditions, each with its state: `abort lag armed drift FIRED`.
+fn aborts_segment<'a>(ctx: &Ctx<'a>) -> Option<Seg<'a>> {
+    let st = ctx.state;
+    let t = ctx.theme;
+    if st.plan.aborts.is_empty() {
+        return None;
+    }
+    let mut spans = vec![Span::styled("abort", t.dim)];
+    for (def, watch) in st.plan.aborts.iter().zip(&st.aborts) {
+        let state = watch.state();
+        let style = abort_style(t, state);
+        spans.push(Span::styled(format!(" {}", def.id), t.text));
+        spans.push(Span::styled(format!(" {}", state.as_str()), style));
+    }
+    Some(Seg { prio: 1, spans })
+}
+
+/// An abort condition's colour: fired is bad, holding or unknown a warning.
+pub(crate) fn abort_style(t: &crate::ui::Theme, state: AbortState) -> Style {
+    match state {
+        AbortState::Fired => t.bad,
+        AbortState::Holding | AbortState::Unknown => t.warn,
+        AbortState::Quiet => t.good,
+        AbortState::Disarmed => t.dim,
+    }
 }
 
 /// The one-line answer to "where are we and what happens next".
@@ -224,6 +254,9 @@ pub fn verdict(ctx: &Ctx<'_>) -> (String, Style) {
             ),
             t.warn,
         );
+    }
+    if let Some(why) = st.hold_blocker() {
+        return (format!("{} {why}", sym::FAILED), t.bad);
     }
     if let Some(i) = ctx.running {
         let s = &st.steps[i];
