@@ -382,9 +382,11 @@ fn chart_svg(
         .filter(|(t, _)| *t >= t0 && *t <= t1)
         .map(|(_, id)| format!("<desc class=\"step-marker\">{}</desc>", esc(id)))
         .collect::<String>();
-    Ok(svg
-        .replacen("<svg ", "<svg class=\"series\" ", 1)
-        .replacen("</svg>", &format!("{marked}</svg>"), 1))
+    Ok(svg.replacen("<svg ", "<svg class=\"series\" ", 1).replacen(
+        "</svg>",
+        &format!("{marked}</svg>"),
+        1,
+    ))
 }
 
 fn decisions(s: &mut String, list: &[Decision]) {
