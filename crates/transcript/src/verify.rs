@@ -757,10 +757,7 @@ impl Scan {
             Ok(rec) => self.check_approval(&rec.event),
             Err(_) => None,
         };
-        if matches!(approval, Some(Ok(()))) {
-            // Taken back below if the line turns out not to chain.
-            report.approvals_signed += 1;
-        }
+        let approval_ok = matches!(approval, Some(Ok(())));
         match self.cause(chain, parsed, complete, report) {
             None if approval.as_ref().is_some_and(Result::is_err) => {
                 // Chains, but the approval it records is not its approver's.
@@ -791,12 +788,13 @@ impl Scan {
                 self.prev_seq = report.last_seq;
             }
             Some(c) => {
-                if matches!(approval, Some(Ok(()))) {
-                    report.approvals_signed -= 1;
-                }
                 self.first = Some((lineno, c));
                 report.last_hash = self.prev_full.clone();
             }
+        }
+        // Counted only once the line is known to chain (and its session signature holds).
+        if approval_ok && self.first.is_none() {
+            report.approvals_signed += 1;
         }
     }
 

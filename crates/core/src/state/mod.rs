@@ -909,6 +909,14 @@ impl State {
         }
     }
 
+    /// The next step's gate states as the last fold computed them, while that step is
+    /// still the next one (a guard folded after them may have changed it).
+    pub fn next_gates(&self) -> Option<(usize, &[GateState])> {
+        self.next_gates_step
+            .filter(|s| Some(*s) == self.next_step())
+            .map(|s| (s, self.next_gates.as_slice()))
+    }
+
     fn log_gate_changes(&mut self, at: Ts, next: Option<usize>, inputs: Vec<InputValue>) {
         let Some(step) = next else {
             self.next_gates_step = None;

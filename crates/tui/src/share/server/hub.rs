@@ -200,9 +200,15 @@ impl Hub {
             self.recorded += 1;
             // The mirror only checks approvals; its effects are the driver's business.
             let _ = self.mirror.apply(&ev);
-            if let Some(i) = self.mirror.next_step()
-                && self.mirror.step_readiness(i).0 != GateState::Green
-            {
+            // The fold has just computed the next step's gates; read them, not again.
+            let next = match self.mirror.next_gates() {
+                Some((i, gates)) => Some((i, gates.iter().all(|g| *g == GateState::Green))),
+                None => self
+                    .mirror
+                    .next_step()
+                    .map(|i| (i, self.mirror.step_readiness(i).0 == GateState::Green)),
+            };
+            if let Some((i, false)) = next {
                 self.not_green.insert(i, self.recorded);
             }
             let keep = matches!(self.history, History::Memory(_));
