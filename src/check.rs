@@ -83,9 +83,10 @@ pub async fn check(plan: Arc<Plan>, sources: &[Arc<dyn Source>]) -> CheckReport 
     evaluate(plan, started, &events, now_ms())
 }
 
-/// The pure part of `check`: folds the events of one poll and reports, at `now`.
-pub fn evaluate(plan: Arc<Plan>, started: Ts, events: &[Event], now: Ts) -> CheckReport {
-    let mut state = State::new(Arc::clone(&plan));
+/// A fresh `State` that has seen one poll's events (started at `started`) and the time `now`:
+/// what `check` and `plan show --check` evaluate gates on.
+pub fn fold_poll(plan: &Arc<Plan>, started: Ts, events: &[Event], now: Ts) -> State {
+    let mut state = State::new(Arc::clone(plan));
     state.apply(&Event::SessionStarted {
         at: started,
         mode: "check".into(),
@@ -95,6 +96,12 @@ pub fn evaluate(plan: Arc<Plan>, started: Ts, events: &[Event], now: Ts) -> Chec
         state.apply(ev);
     }
     state.apply(&Event::Tick { at: now });
+    state
+}
+
+/// The pure part of `check`: folds the events of one poll and reports, at `now`.
+pub fn evaluate(plan: Arc<Plan>, started: Ts, events: &[Event], now: Ts) -> CheckReport {
+    let state = fold_poll(&plan, started, events, now);
 
     let mut readings: Vec<ReadingReport> = events
         .iter()

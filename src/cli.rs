@@ -92,6 +92,10 @@ pub enum PlanCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// The dry run: every step with its gates, the exact calls its action and undo make,
+    /// phrases, timeouts, approvals, the abort conditions and the rollback order. Changes
+    /// nothing; with --check it also polls the sources once and marks each gate.
+    Show(PlanShowArgs),
     /// List the gate inputs a plan may test.
     Inputs,
     /// Print the built-in rehearsal plan (a starting point for your own).
@@ -171,6 +175,25 @@ pub struct WatchArgs {
     pub aws: AwsArgs,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Args)]
+pub struct PlanShowArgs {
+    /// The plan file. Without one: the built-in rehearsal plan.
+    pub plan: Option<PathBuf>,
+    /// Print the dry run as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also poll every source once (as `cutover check`) and mark which gates would be green
+    /// now (real plans only: the rehearsal world runs inside `cutover rehearse`).
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: where the driving session's transcripts are (`dns.status` follows the
+    /// last Route 53 change recorded there).
+    #[arg(long, value_name = "DIR", default_value = "sessions")]
+    pub sessions_dir: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 #[derive(Args)]

@@ -17,6 +17,7 @@ pub use cutover_tui::{app, share, ui};
 pub mod check;
 pub mod cli;
 pub mod drift;
+pub mod plan_show;
 pub mod rehearse;
 pub mod replay;
 pub mod report;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use cutover::cli::{CheckArgs, Cli, Command, CommonArgs, PlanCommand, RehearseArgs, VerifyArgs};
+use cutover::cli::{
+    CheckArgs, Cli, Command, CommonArgs, PlanCommand, PlanShowArgs, RehearseArgs, VerifyArgs,
+};
 
 use cutover::plan::{self, Plan};
 use cutover::rehearse::{self, Rehearsal};
@@ -271,6 +273,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             cutover::resume::run_resume_args(&args, &operator(&args.operator)).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan {
+            command: PlanCommand::Show(args),
+        } => plan_show_cmd(args).await,
         Command::Plan { command } => Ok(plan_cmd(command)),
         Command::Completions { shell } => {
             let mut cmd = <cutover::cli::Cli as clap::CommandFactory>::command();
@@ -384,6 +389,36 @@ async fn live_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The read-only sources of a real plan (check, plan show --check), with `dns.status`
+/// following the last Route 53 change a driving session recorded in `sessions_dir`.
+async fn read_only_sources(
+    plan: &Plan,
+    aws: &cutover::cli::AwsArgs,
+    sessions_dir: &Path,
+) -> Result<
+    (
+        cutover::backend::Backends,
+        Vec<Arc<dyn cutover::source::Source>>,
+    ),
+    ExitCode,
+> {
+    let backends = match cutover::backend::Backends::connect(plan, &aws.overrides()).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cutover: {e:#}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    for w in backends.warnings() {
+        eprintln!("cutover: warning: {w}");
+    }
+    if let Some((_, id)) = cutover::resume::last_recorded_dns_change(sessions_dir, plan) {
+        backends.follow_dns_change_id(plan, &id);
+    }
+    let sources = backends.sources(plan, cutover::db::DbOptions::default());
+    Ok((backends, sources))
+}
+
 async fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let plan = match load_plan(&args.plan) {
         Ok(p) => Arc::new(p),
@@ -393,24 +428,44 @@ async fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("cutover: {e}");
         return Ok(ExitCode::from(2));
     }
-    let backends = match cutover::backend::Backends::connect(&plan, &args.aws.overrides()).await {
+    let (backends, sources) = match read_only_sources(&plan, &args.aws, &args.sessions_dir).await {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("cutover: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
-    for w in backends.warnings() {
-        eprintln!("cutover: warning: {w}");
-    }
-    if let Some((_, id)) = cutover::resume::last_recorded_dns_change(&args.sessions_dir, &plan) {
-        backends.follow_dns_change_id(&plan, &id);
-    }
-    let sources = backends.sources(&plan, cutover::db::DbOptions::default());
     let mut report = cutover::check::check(Arc::clone(&plan), &sources).await;
     report.aws = backends.aws_identity().cloned();
     out!("{}", cutover::check::render_check(&report, args.json));
     Ok(ExitCode::from(u8::try_from(report.exit_code).unwrap_or(2)))
+}
+
+async fn plan_show_cmd(args: PlanShowArgs) -> anyhow::Result<ExitCode> {
+    let plan = match &args.plan {
+        Some(path) => match load_plan(path) {
+            Ok(p) => Arc::new(p),
+            Err(code) => return Ok(code),
+        },
+        None => Arc::new(plan::rehearsal_plan()),
+    };
+    if !args.check {
+        out!(
+            "{}",
+            cutover::plan_show::render(&cutover::plan_show::show(&plan, None), args.json)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Err(e) = cutover::backend::require_real(&plan) {
+        eprintln!("cutover: plan show --check: {e} (drop --check to see the dry run)");
+        return Ok(ExitCode::from(2));
+    }
+    let (_backends, sources) = match read_only_sources(&plan, &args.aws, &args.sessions_dir).await {
+        Ok(b) => b,
+        Err(code) => return Ok(code),
+    };
+    let started = cutover::event::now_ms();
+    let events = cutover::source::poll_once(&sources).await;
+    let show = cutover::plan_show::show(&plan, Some((&events, started, cutover::event::now_ms())));
+    out!("{}", cutover::plan_show::render(&show, args.json));
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
@@ -530,6 +585,8 @@ fn plan_cmd(command: PlanCommand) -> ExitCode {
             out!("{}", plan::REHEARSAL_PLAN);
             ExitCode::SUCCESS
         }
+        // Async (it polls sources with --check): dispatched with the other async commands.
+        PlanCommand::Show(_) => ExitCode::from(2),
     }
 }
 

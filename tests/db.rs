@@ -1495,3 +1495,42 @@ fn no_url_form_of_a_password_is_printed_by_drift_or_check() {
         assert!(!stderr.contains(PW) && !String::from_utf8_lossy(&out.stdout).contains(PW));
     }
 }
+
+/// `plan show --check` polls the databases once and marks every step's gates as they are
+/// now (not only the next step's, as `check` does), and changes nothing.
+#[test]
+fn plan_show_check_marks_every_steps_gates_from_one_poll() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let plan = dir.path().join("p.toml");
+    let url = "mysql://root@127.0.0.1:3306/mysql";
+    std::fs::write(
+        &plan,
+        format!(
+            "name = \"p\"\n[source]\nengine = \"mysql\"\nurl = \"{url}\"\n\
+             [target]\nengine = \"mysql\"\nurl = \"{url}\"\n\
+             [[step]]\nid = \"writable\"\nconfirm = \"go\"\ngates = [\"source.read_only == false\"]\n\
+             [[step]]\nid = \"frozen\"\nconfirm = \"go on\"\ngates = [\"target.read_only == true\"]\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["plan", "show", "--check", "--json", "--sessions-dir"])
+        .arg(dir.path())
+        .arg(&plan)
+        .output()
+        .unwrap_or_else(|e| panic!("run cutover: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON: {e}"));
+    assert!(doc["checked_at"].as_i64().is_some(), "{doc}");
+    let gate = |step: usize| doc["steps"][step]["gates"][0]["now"].clone();
+    assert_eq!(gate(0)["state"], "green", "{doc}");
+    assert_eq!(gate(1)["state"], "red", "{doc}");
+    assert!(
+        gate(1)["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("false")),
+        "the red gate names the value it read: {doc}"
+    );
+}

@@ -186,3 +186,114 @@ fn the_man_pages_render_with_man() {
         "roff on stdout"
     );
 }
+
+/// `plan show` of the built-in plan (no file) and of every shipped plan: the text is the
+/// reviewed snapshot, and the JSON lists every step with its action and undo.
+#[test]
+fn plan_show_of_every_shipped_plan_matches_its_snapshot_and_lists_every_step() {
+    let mut runs: Vec<(String, Option<std::path::PathBuf>)> =
+        vec![("builtin-rehearsal".into(), None)];
+    for f in fixtures("plans") {
+        let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+        runs.push((stem, Some(f)));
+    }
+    for (name, file) in runs {
+        let mut args = vec!["plan".to_string(), "show".to_string()];
+        if let Some(f) = &file {
+            args.push(f.to_string_lossy().into_owned());
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cutover(&argv);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        insta::assert_snapshot!(format!("plan_show_{name}"), text);
+
+        let mut json_args = argv.clone();
+        json_args.push("--json");
+        let out = cutover(&json_args);
+        assert_eq!(out.status.code(), Some(0), "{name} --json");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: plan show --json is not JSON: {e}"));
+        let plan = match &file {
+            Some(f) => cutover::plan::load(f).unwrap_or_else(|e| panic!("{e}")),
+            None => cutover::plan::rehearsal_plan(),
+        };
+        let steps = doc["steps"].as_array().expect("steps");
+        assert_eq!(
+            steps.len(),
+            plan.steps.len(),
+            "{name}: every step is listed"
+        );
+        for (shown, step) in steps.iter().zip(&plan.steps) {
+            assert_eq!(shown["id"], step.id.as_str(), "{name}");
+            assert_eq!(
+                shown["gates"].as_array().map(Vec::len),
+                Some(step.gates.len()),
+                "{name} {}: every gate",
+                step.id
+            );
+            assert_eq!(
+                shown["action"]["summary"],
+                step.action.describe(&plan).as_str()
+            );
+            let calls = shown["action"]["calls"].as_array().expect("calls");
+            assert_eq!(
+                calls.is_empty(),
+                !step.action.changes_state(),
+                "{name} {}: an action that changes the world names its calls",
+                step.id
+            );
+            match &step.undo {
+                Some(u) => {
+                    assert_eq!(shown["undo"]["summary"], u.describe(&plan).as_str());
+                    assert!(
+                        !shown["undo"]["calls"]
+                            .as_array()
+                            .expect("undo calls")
+                            .is_empty()
+                    );
+                }
+                None => assert!(shown.get("undo").is_none(), "{name} {}", step.id),
+            }
+        }
+        let undos = plan.steps.iter().filter(|s| s.undo.is_some()).count();
+        let order = doc["rollback_order"].as_array().expect("rollback order");
+        assert_eq!(
+            order.len(),
+            undos,
+            "{name}: every undo is in the rollback order"
+        );
+        let ids: Vec<&str> = order.iter().filter_map(|r| r["step"].as_str()).collect();
+        let mut expected: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter(|s| s.undo.is_some())
+            .map(|s| s.id.as_str())
+            .collect();
+        expected.reverse();
+        assert_eq!(ids, expected, "{name}: the rollback undoes newest first");
+        assert_eq!(
+            doc["aborts"].as_array().map(Vec::len),
+            Some(plan.aborts.len()),
+            "{name}: every abort condition"
+        );
+    }
+}
+
+/// `--check` needs real sources: on a rehearsal plan it says so and how to get the dry run.
+#[test]
+fn plan_show_check_on_a_rehearsal_plan_says_why_not() {
+    let out = cutover(&["plan", "show", "--check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("embedded rehearsal world") && stderr.contains("drop --check"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

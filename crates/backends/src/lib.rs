@@ -4,4 +4,5 @@
 pub mod aws;
 pub mod backend;
 pub mod db;
+pub mod dry_run;
 pub mod sim;

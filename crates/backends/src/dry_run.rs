@@ -1,0 +1,244 @@
+//! What each action will do, call by call, without doing it: the dry run `cutover plan show`
+//! prints. It routes an action the way [`crate::backend::Backends::actuator`] (and the
+//! rehearsal world's actuator) does and names, in order, the calls and statements the
+//! backend makes, so a reviewer sees `StopReplicationTask arn:…` or
+//! `ChangeResourceRecordSets … UPSERT` before the night, not in the transcript after it.
+//!
+//! Keep it beside the code it describes: a change to an actuator's calls changes this list.
+
+use cutover_core::event::Side;
+use cutover_core::plan::{
+    Action, DnsTo, Engine, FreezeMethod, Plan, RdsResource, ReplicationEngine,
+};
+
+/// The calls an action makes, in order; empty for a check or a manual step (which only
+/// record the decision).
+pub fn calls(plan: &Plan, action: &Action) -> Vec<String> {
+    match action {
+        Action::None | Action::Manual { .. } => Vec::new(),
+        Action::Sql { on, statement } => sql(plan, *on, statement),
+        Action::Freeze { on, method } => freeze(plan, *on, *method, true),
+        Action::Unfreeze { on, method } => freeze(plan, *on, *method, false),
+        Action::ReplicationStop => replication(plan, false),
+        Action::ReplicationStart => replication(plan, true),
+        Action::Dns { to, wait } => dns(plan, to, *wait),
+        Action::Shell { command } => vec![
+            format!("sh -c {}", shell_quote(command)),
+            "its output lines are recorded; a non-zero exit status fails the step".into(),
+        ],
+    }
+}
+
+fn endpoint(plan: &Plan, side: Side) -> &cutover_core::plan::Endpoint {
+    match side {
+        Side::Source => &plan.source,
+        Side::Target => &plan.target,
+    }
+}
+
+fn engine_name(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Rehearsal => "the rehearsal world's SQLite",
+        Engine::Mysql => "MySQL/MariaDB",
+        Engine::Postgres => "PostgreSQL",
+    }
+}
+
+fn sql(plan: &Plan, on: Side, statement: &str) -> Vec<String> {
+    let e = endpoint(plan, on);
+    vec![format!(
+        "on {} ({} {}): {}",
+        on.as_str(),
+        engine_name(e.engine),
+        e.label,
+        statement.trim()
+    )]
+}
+
+fn freeze(plan: &Plan, on: Side, method: FreezeMethod, frozen: bool) -> Vec<String> {
+    let e = endpoint(plan, on);
+    let side = on.as_str();
+    let want = if frozen { "ON" } else { "OFF" };
+    if e.engine == Engine::Rehearsal {
+        return vec![format!(
+            "the rehearsal world's {side} database {} application writes",
+            if frozen { "refuses" } else { "accepts" }
+        )];
+    }
+    match method {
+        FreezeMethod::Sql => vec![
+            format!("on {side} ({}): SELECT @@GLOBAL.read_only", e.label),
+            format!("on {side} ({}): {}", e.label, method.statement(frozen)),
+            format!(
+                "on {side}, from another session: SELECT @@GLOBAL.read_only — must read {want}, or the step fails"
+            ),
+        ],
+        FreezeMethod::ParameterGroup => {
+            let (describe, group, modify) = match plan.rds.side(on) {
+                Some(RdsResource::Cluster(id)) => (
+                    format!("rds:DescribeDBClusters --db-cluster-identifier {id}"),
+                    "its DB cluster parameter group",
+                    "rds:ModifyDBClusterParameterGroup",
+                ),
+                Some(RdsResource::Instance(id)) => (
+                    format!("rds:DescribeDBInstances --db-instance-identifier {id}"),
+                    "its DB parameter group",
+                    "rds:ModifyDBParameterGroup",
+                ),
+                None => (
+                    format!("(no [rds] {side} resource: the plan validation refuses this)"),
+                    "the parameter group",
+                    "rds:ModifyDBParameterGroup",
+                ),
+            };
+            let value = if frozen {
+                "read_only=1".to_string()
+            } else {
+                "read_only restored to the value the freeze found (0 when it was the default)"
+                    .to_string()
+            };
+            let params = if matches!(plan.rds.side(on), Some(RdsResource::Cluster(_))) {
+                "rds:DescribeDBClusterParameters"
+            } else {
+                "rds:DescribeDBParameters"
+            };
+            vec![
+                format!("{describe} (find {group}; a default.* group is refused)"),
+                format!(
+                    "refuse if the group is shared with other instances or clusters{}",
+                    if plan.rds.shared_parameter_group {
+                        " — allowed here: [rds] shared_parameter_group = true"
+                    } else {
+                        ""
+                    }
+                ),
+                format!("{params} (read_only as it is now)"),
+                format!("{modify} {value} ApplyMethod=immediate"),
+                "wait until RDS reports the group in-sync on every instance concerned".into(),
+                format!(
+                    "on {side} ({}): SELECT @@GLOBAL.read_only until it reads {want}",
+                    e.label
+                ),
+            ]
+        }
+    }
+}
+
+fn replication(plan: &Plan, start: bool) -> Vec<String> {
+    let Some(r) = &plan.replication else {
+        return vec!["(no [replication] section: the plan validation refuses this)".into()];
+    };
+    let task = &r.task;
+    match r.engine {
+        ReplicationEngine::Rehearsal => vec![if start {
+            "the rehearsal replicator resumes from where it stopped; wait until running".into()
+        } else {
+            "the rehearsal replicator stops; wait until stopped".into()
+        }],
+        ReplicationEngine::Dms => {
+            let describe = format!(
+                "dms:DescribeReplicationTasks --filters replication-task-id={task} (status, ARN)"
+            );
+            if start {
+                vec![
+                    describe,
+                    "if stopping: wait until stopped; if running: nothing to do".into(),
+                    format!(
+                        "dms:StartReplicationTask --replication-task-arn <ARN of {task}> --start-replication-task-type resume-processing (start-replication only for a task that never ran, and never during a rollback)"
+                    ),
+                    format!("dms:DescribeReplicationTasks until {task} is running"),
+                ]
+            } else {
+                vec![
+                    describe,
+                    "if stopped or ready: nothing to do; if starting: wait until running first; if failed: the step fails".into(),
+                    format!("dms:StopReplicationTask --replication-task-arn <ARN of {task}>"),
+                    format!("dms:DescribeReplicationTasks until {task} is stopped"),
+                ]
+            }
+        }
+    }
+}
+
+fn dns(plan: &Plan, to: &DnsTo, wait: bool) -> Vec<String> {
+    let Some(d) = &plan.dns else {
+        return vec!["(no [dns] section: the plan validation refuses this)".into()];
+    };
+    let value = plan.dns_value(to).unwrap_or_else(|| "?".into());
+    if plan.is_rehearsal() {
+        let mut out = vec![format!(
+            "the rehearsal zone: UPSERT {} {} {} → {value}",
+            d.name, d.record_type, d.ttl
+        )];
+        if wait {
+            out.push("wait until the change is INSYNC".into());
+        }
+        return out;
+    }
+    let mut out = Vec::new();
+    if let Some(role) = &d.role_arn {
+        out.push(format!(
+            "sts:AssumeRole {role} (the Route 53 calls are made as this role)"
+        ));
+    }
+    out.push(match &d.zone_id {
+        Some(z) => format!("hosted zone {z} (from the plan)"),
+        None => format!(
+            "route53:ListHostedZonesByName for {} and each parent domain (find the zone)",
+            d.name
+        ),
+    });
+    out.push(format!(
+        "route53:ListResourceRecordSets {} {} (the sets as they are now)",
+        d.name, d.record_type
+    ));
+    out.push(format!(
+        "route53:ChangeResourceRecordSets, one batch: DELETE the sets as read + CREATE {} {} {} → {value} (a compare-and-swap: refused if someone changed the record in between; weighted sets move the weight to the set with this value; failover sets are refused)",
+        d.name, d.record_type, d.ttl
+    ));
+    if wait {
+        out.push("route53:GetChange until INSYNC".into());
+    }
+    out
+}
+
+/// `command` as one single-quoted shell word.
+fn shell_quote(command: &str) -> String {
+    format!("'{}'", command.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_of_the_shipped_aws_plan_names_its_calls() {
+        let text = include_str!("../../../plans/aws-dms-route53.toml");
+        let plan = cutover_core::plan::parse("aws-dms-route53.toml", text).expect("plan parses");
+        for step in &plan.steps {
+            let calls = calls(&plan, &step.action);
+            assert_eq!(
+                calls.is_empty(),
+                !step.action.changes_state(),
+                "step {}: {calls:?}",
+                step.id
+            );
+        }
+        let stop = plan
+            .steps
+            .iter()
+            .find(|s| s.action == Action::ReplicationStop)
+            .expect("a stop step");
+        let text = calls(&plan, &stop.action).join("\n");
+        assert!(text.contains("dms:StopReplicationTask"), "{text}");
+        assert!(
+            text.contains(&plan.replication.as_ref().unwrap().task),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_shell_command_is_quoted_as_one_word() {
+        assert_eq!(shell_quote("echo 'hi' there"), r"'echo '\''hi'\'' there'");
+    }
+}
