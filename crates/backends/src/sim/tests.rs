@@ -1140,7 +1140,9 @@ async fn the_world_runs_at_the_largest_accepted_values() {
         dns.ttl = *limits::TTL_S.end();
     }
     let h = Harness::start(plan, vec![]).await;
-    wait_until("writes at the highest rate", WAIT, || async {
+    // Seeding the largest table takes seconds of CPU; on a machine busy with builds it took
+    // longer than the usual bound. The condition is the same, only its patience is longer.
+    wait_until("writes at the highest rate", WAIT * 6, || async {
         h.stats()
             .await
             .is_some_and(|t| t.iter().filter_map(|t| t.inserts).sum::<u64>() > 0)
