@@ -124,6 +124,7 @@ fn second(t: Ts, s: i64, out: &mut Vec<Event>) {
             change_status: Some("INSYNC".into()),
             change_id: None,
             resolved: None,
+            sets: Vec::new(),
         }),
     });
     for side in [Side::Source, Side::Target] {

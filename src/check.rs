@@ -457,6 +457,7 @@ confirm = "ready"
                 change_status: None,
                 change_id: None,
                 resolved: None,
+                sets: Vec::new(),
             }),
         }
     }

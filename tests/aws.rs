@@ -1816,6 +1816,43 @@ async fn weighted_sets_are_read_and_the_flip_moves_the_weight() {
         Some(w.source_value.as_str()),
         "only the weighted-in set"
     );
+    let mut read: Vec<(Option<String>, Option<u64>, String)> = before
+        .sets
+        .iter()
+        .map(|s| (s.set_identifier.clone(), s.weight, s.value.clone()))
+        .collect();
+    read.sort();
+    assert_eq!(
+        read,
+        [
+            (Some("blue".into()), Some(100), w.source_value.clone()),
+            (Some("green".into()), Some(0), w.target_value.clone()),
+        ],
+        "every set is in the reading"
+    );
+    let dns_weights = |d: &cutover::event::DnsReading| {
+        let mut st = cutover::state::State::new(Arc::clone(&plan));
+        st.apply(&Event::Observed {
+            at: d.observed_at,
+            reading: Reading::Dns(d.clone()),
+        });
+        [
+            cutover::plan::Input::DnsWeight(cutover::event::Side::Source),
+            cutover::plan::Input::DnsWeight(cutover::event::Side::Target),
+        ]
+        .map(|i| match st.input_value(&i) {
+            cutover::state::InputValue::Known {
+                value: cutover::plan::Value::Number(n),
+                ..
+            } => n,
+            other => panic!("{i}: {other:?}"),
+        })
+    };
+    assert_eq!(
+        dns_weights(&before),
+        [100.0, 0.0],
+        "dns.weight.source / target"
+    );
     let actuator = AwsActuator::with_tuning(&sdk(&access_key("WDR")), fast());
     let (out, mut rx) = output();
     let flip = Action::Dns {
@@ -1859,6 +1896,7 @@ async fn weighted_sets_are_read_and_the_flip_moves_the_weight() {
     );
     let after = poll_dns(&reader).await;
     assert_eq!(after.value.as_deref(), Some(w.target_value.as_str()));
+    assert_eq!(dns_weights(&after), [0.0, 100.0], "the weight moved");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

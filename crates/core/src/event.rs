@@ -490,6 +490,28 @@ pub struct DnsReading {
     pub change_id: Option<String>,
     /// What this host's resolver answers (what new connections will use).
     pub resolved: Option<String>,
+    /// Every record set under the name, as the authority holds them, when there is more
+    /// than a plain one (weighted, failover, alias): `value` is then what carries traffic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<DnsSet>,
+}
+
+/// One record set of a name (Route 53 weighted, failover or alias sets share a name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSet {
+    /// The set's value (an alias: its DNS name; several values: comma-separated, sorted).
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u64>,
+    /// `PRIMARY` or `SECONDARY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alias: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
 }
 
 /// Who the AWS calls are made as (`sts:GetCallerIdentity` at start): shown in the status

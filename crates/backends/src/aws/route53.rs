@@ -59,9 +59,18 @@ impl DnsSource {
             .get_or_try_init(|| find_zone(&self.route53, &self.record))
             .await
             .map_err(|e| SourceError::new(e.clone()))?;
-        let (value, ttl) = current_value(&self.route53, zone, &self.record)
+        let found = current_sets(&self.route53, zone, &self.record)
             .await
             .map_err(SourceError::new)?;
+        let (value, ttl) =
+            effective_or_missing(&found, zone, &self.record).map_err(SourceError::new)?;
+        // One plain set says everything in `value`; several (weighted, failover) or an
+        // alias are listed, so the pane shows where each share of traffic goes.
+        let sets = if found.len() > 1 || found.iter().any(|s| s.alias_target().is_some()) {
+            found.iter().map(dns_set).collect()
+        } else {
+            Vec::new()
+        };
         let change_id = self.changes.last();
         let change_status = match &change_id {
             Some(id) => Some(
@@ -93,6 +102,7 @@ impl DnsSource {
             change_status,
             change_id,
             resolved,
+            sets,
         })])
     }
 
@@ -301,21 +311,33 @@ pub(crate) async fn current_sets(
     Ok(sets)
 }
 
-/// The record's value and TTL at the authority: for weighted sets, the values that carry
-/// traffic (weight above 0); for failover sets, the primary's.
-pub(crate) async fn current_value(
-    route53: &Route53Read,
+/// The record's value and TTL at the authority ([`effective`]: for weighted sets, the values
+/// that carry traffic; for failover sets, the primary's), or the error that names the
+/// missing record.
+fn effective_or_missing(
+    sets: &[ResourceRecordSet],
     zone: &str,
     record: &DnsRecord,
 ) -> Result<(String, Option<u64>), String> {
-    let sets = current_sets(route53, zone, record).await?;
     if sets.is_empty() {
         return Err(format!(
             "Route 53: no {} record named {} in zone {zone}; check [dns] name and type in the plan",
             record.record_type, record.name
         ));
     }
-    Ok(effective(&sets))
+    Ok(effective(sets))
+}
+
+/// A set as the reading carries it.
+fn dns_set(set: &ResourceRecordSet) -> cutover_core::event::DnsSet {
+    cutover_core::event::DnsSet {
+        value: record_value(set),
+        set_identifier: set.set_identifier().map(str::to_string),
+        weight: set.weight().and_then(|w| u64::try_from(w).ok()),
+        failover: set.failover().map(|f| f.as_str().to_string()),
+        alias: set.alias_target().is_some(),
+        ttl: set.ttl().and_then(|t| u64::try_from(t).ok()),
+    }
 }
 
 /// What the applications are sent to by these sets, and the TTL.

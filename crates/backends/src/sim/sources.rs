@@ -348,6 +348,7 @@ impl World {
             change_status: zone.status(now).map(str::to_string),
             change_id: zone.change.as_ref().map(|c| c.id.clone()),
             resolved: Some(resolved),
+            sets: Vec::new(),
         })
     }
 

@@ -79,6 +79,8 @@ pub enum Input {
     DnsStatus,
     DnsTtl,
     DnsResolved,
+    /// The weight of the record sets pointing at one side (weighted records only).
+    DnsWeight(crate::event::Side),
     ReadOnly(crate::event::Side),
     Connections(crate::event::Side),
     LongestTrx(crate::event::Side),
@@ -213,6 +215,14 @@ const OTHER_NAMES: &[(&str, &str)] = &[
         "dns.resolved",
         "what this host's resolver answers for the name",
     ),
+    (
+        "dns.weight.source",
+        "weight of the weighted sets pointing at the source (unknown for a plain record)",
+    ),
+    (
+        "dns.weight.target",
+        "weight of the weighted sets pointing at the target (unknown for a plain record)",
+    ),
     ("source.read_only", "source database refuses writes"),
     ("target.read_only", "target database refuses writes"),
     ("source.connections", "open connections on the source"),
@@ -263,6 +273,8 @@ impl Input {
             "dns.status" => Input::DnsStatus,
             "dns.ttl" => Input::DnsTtl,
             "dns.resolved" => Input::DnsResolved,
+            "dns.weight.source" => Input::DnsWeight(Source),
+            "dns.weight.target" => Input::DnsWeight(Target),
             "source.read_only" => Input::ReadOnly(Source),
             "target.read_only" => Input::ReadOnly(Target),
             "source.connections" => Input::Connections(Source),
@@ -365,7 +377,11 @@ impl Input {
             | Input::ValidationUnvalidated => 60_000,
             Input::DriftRows | Input::DriftMismatched | Input::DriftUnchecked => 60_000,
             Input::HeartbeatLag => 5_000,
-            Input::DnsValue | Input::DnsStatus | Input::DnsTtl | Input::DnsResolved => 30_000,
+            Input::DnsValue
+            | Input::DnsStatus
+            | Input::DnsTtl
+            | Input::DnsResolved
+            | Input::DnsWeight(_) => 30_000,
             Input::ReadOnly(_) | Input::Connections(_) | Input::LongestTrx(_) => 15_000,
         }
     }
@@ -405,6 +421,7 @@ impl fmt::Display for Input {
             Input::ReadOnly(s) => write!(f, "{}.read_only", side(s)),
             Input::Connections(s) => write!(f, "{}.connections", side(s)),
             Input::LongestTrx(s) => write!(f, "{}.longest_trx_s", side(s)),
+            Input::DnsWeight(s) => write!(f, "dns.weight.{}", side(s)),
             other => {
                 let name = match other {
                     Input::TaskStatus => "task.status",

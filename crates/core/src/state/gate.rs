@@ -196,6 +196,31 @@ impl State {
                     None => missing("the DNS reading does not include it"),
                 }
             }
+            Input::DnsWeight(side) => {
+                let Some(d) = &self.dns else {
+                    return missing("no DNS reading yet");
+                };
+                if !d.sets.iter().any(|s| s.weight.is_some()) {
+                    return missing("the record is not weighted (one value carries all traffic)");
+                }
+                let Some(want) = self.plan.dns.as_ref().map(|p| match side {
+                    crate::event::Side::Source => p.source.as_str(),
+                    crate::event::Side::Target => p.target.as_str(),
+                }) else {
+                    return missing("the plan has no [dns] section");
+                };
+                let same = |v: &str| {
+                    v.trim_end_matches('.')
+                        .eq_ignore_ascii_case(want.trim_end_matches('.'))
+                };
+                let weight: u64 = d
+                    .sets
+                    .iter()
+                    .filter(|s| same(&s.value))
+                    .filter_map(|s| s.weight)
+                    .sum();
+                known(Value::Number(weight as f64), d.observed_at)
+            }
             Input::ReadOnly(side) | Input::Connections(side) | Input::LongestTrx(side) => {
                 let db = match side {
                     Side::Source => &self.source_db,
@@ -569,7 +594,11 @@ impl State {
             Input::Metric(_) => K::Metrics,
             Input::DriftRows | Input::DriftMismatched | Input::DriftUnchecked => K::Drift,
             Input::HeartbeatLag => K::Heartbeat,
-            Input::DnsValue | Input::DnsStatus | Input::DnsTtl | Input::DnsResolved => K::Dns,
+            Input::DnsValue
+            | Input::DnsStatus
+            | Input::DnsTtl
+            | Input::DnsResolved
+            | Input::DnsWeight(_) => K::Dns,
             Input::ReadOnly(s) | Input::Connections(s) | Input::LongestTrx(s) => K::for_side(s),
         };
         let h = self.health.get(&kind)?;

@@ -386,6 +386,7 @@ fn dns(observed_at: Ts, value: Option<String>, insync: bool) -> Reading {
         name: "db.example.".into(),
         record_type: "CNAME".into(),
         resolved: value.clone(),
+        sets: Vec::new(),
         value,
         ttl: Some(3),
         change_status: Some(if insync { "INSYNC" } else { "PENDING" }.into()),
@@ -535,6 +536,7 @@ impl Run {
                 change_status: Some(if *insync { "INSYNC" } else { "PENDING" }.into()),
                 change_id: None,
                 resolved: value.map(String::from),
+                sets: Vec::new(),
             })),
             Act::Drift {
                 table,

@@ -125,6 +125,7 @@ impl Script {
             change_status: Some("INSYNC".into()),
             change_id: None,
             resolved: Some(value.into()),
+            sets: Vec::new(),
         }))
     }
 

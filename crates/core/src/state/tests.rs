@@ -801,3 +801,56 @@ fn a_peer_of_an_older_transcript_without_a_role_still_approves() {
             .expect("an older approval parses");
     assert!(matches!(old, Event::StepApproved { seen: None, .. }));
 }
+
+/// `dns.weight.<side>`: the weight of the sets pointing at that side (names compared with
+/// or without the final dot, any case); a plain record has no weights: unknown, not 0 or 100.
+#[test]
+fn dns_weights_sum_the_sets_of_each_side_and_a_plain_record_is_unknown() {
+    let plan = plan::rehearsal_plan();
+    let dns = plan.dns.clone().expect("the rehearsal plan has [dns]");
+    let mut s = State::new(Arc::new(plan));
+    let set = |value: &str, weight: Option<u64>| DnsSet {
+        value: value.into(),
+        set_identifier: Some(value.into()),
+        weight,
+        failover: None,
+        alias: false,
+        ttl: Some(3),
+    };
+    let reading = |sets: Vec<DnsSet>| Event::Observed {
+        at: 1_000,
+        reading: Reading::Dns(DnsReading {
+            observed_at: 1_000,
+            name: dns.name.clone(),
+            record_type: "CNAME".into(),
+            value: Some(dns.source.clone()),
+            ttl: Some(3),
+            change_status: None,
+            change_id: None,
+            resolved: None,
+            sets,
+        }),
+    };
+    let weight = |s: &State, side: Side| s.input_value(&Input::DnsWeight(side));
+    s.apply(&reading(Vec::new()));
+    assert!(
+        matches!(weight(&s, Side::Target), InputValue::Missing(ref why) if why.contains("not weighted")),
+        "{:?}",
+        weight(&s, Side::Target)
+    );
+    s.apply(&reading(vec![
+        set(&dns.source.to_ascii_uppercase(), Some(90)),
+        set(dns.source.trim_end_matches('.'), Some(5)),
+        set(&dns.target, Some(5)),
+        set("elsewhere.example.", Some(100)),
+    ]));
+    let number = |v: InputValue| match v {
+        InputValue::Known {
+            value: crate::plan::Value::Number(n),
+            ..
+        } => n,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(number(weight(&s, Side::Source)), 95.0);
+    assert_eq!(number(weight(&s, Side::Target)), 5.0);
+}

@@ -179,6 +179,7 @@ pub fn bench_state(tables: usize, metrics: usize) -> State {
                 change_status: Some("INSYNC".into()),
                 change_id: None,
                 resolved: Some("shop-mysql.source.internal.".into()),
+                sets: Vec::new(),
             }),
         },
     );

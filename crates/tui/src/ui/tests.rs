@@ -168,6 +168,7 @@ impl Fx {
                 change_status: Some(w.dns_status.into()),
                 change_id: None,
                 resolved: Some(if w.dns_status == "INSYNC" { value } else { src }.into()),
+                sets: Vec::new(),
             }),
         );
         if w.db_fails {
@@ -1095,4 +1096,62 @@ fn a_fired_hold_shows_in_the_status_bar_and_help_and_h_clears_it_with_its_phrase
     let mut u = ui(Mode::Watch);
     assert!(handle_key(&mut u, &st, key(KeyCode::Char('H')), t(1.0)).is_empty());
     assert_eq!(u.dialog, None);
+}
+
+/// A weighted record: the DNS pane lists every set with its side, weight and share, and
+/// the databases' lines stay on screen below them.
+#[test]
+fn the_dns_pane_lists_every_weighted_set_with_its_share() {
+    let mut fx = Fx::new();
+    let w = World::steady();
+    fx.polls(1, 4, &w);
+    let at = t(4.5);
+    let set = |value: &str, id: &str, weight: u64| cutover_core::event::DnsSet {
+        value: value.into(),
+        set_identifier: Some(id.into()),
+        weight: Some(weight),
+        failover: None,
+        alias: false,
+        ttl: Some(3),
+    };
+    fx.obs(
+        at,
+        Reading::Dns(DnsReading {
+            observed_at: at,
+            name: "db.shop.internal.".into(),
+            record_type: "CNAME".into(),
+            value: Some("shop-aurora.target.internal.,shop-mysql.source.internal.".into()),
+            ttl: Some(3),
+            change_status: None,
+            change_id: None,
+            resolved: Some("shop-mysql.source.internal.".into()),
+            sets: vec![
+                set("shop-mysql.source.internal.", "blue", 95),
+                set("shop-aurora.target.internal.", "green", 5),
+                set("shop-old.source.internal.", "old", 0),
+            ],
+        }),
+    );
+    let text = screen(&render(&fx.st, &ui(Mode::Rehearsal), &dark(), 120, 40));
+    assert!(
+        text.contains("→ source 95% · target 5% · other 0%"),
+        "the pane's first line is the split:\n{text}"
+    );
+    assert!(
+        text.contains("writable"),
+        "the database lines stay:\n{text}"
+    );
+    let mut zoomed = ui(Mode::Rehearsal);
+    zoomed.focus = Pane::Dns;
+    zoomed.zoomed = true;
+    let text = screen(&render(&fx.st, &zoomed, &dark(), 120, 40));
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in\n{text}"))
+            .to_string()
+    };
+    assert!(line("id blue").contains("source") && line("id blue").contains("w 95 (95%)"));
+    assert!(line("id green").contains("target") && line("id green").contains("w 5 (5%)"));
+    assert!(line("id old").contains("other") && line("id old").contains("w 0 (0%)"));
 }

@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use super::{Ctx, Frame, framed, placeholder, put_lines, sym};
 use crate::ui::Pane;
 use crate::ui::text::{age, num, truncate};
-use cutover_core::event::{DatabaseReading, SourceKind};
+use cutover_core::event::{DatabaseReading, DnsSet, SourceKind};
 use cutover_core::plan::Input;
 
 fn same_name(a: &str, b: &str) -> bool {
@@ -62,6 +62,8 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     }
     let w = inner.width as usize;
     let mut lines: Vec<Line<'_>> = Vec::with_capacity(6);
+    let mut set_lines: Vec<Line<'_>> = Vec::new();
+    let mut sets_at = 0;
     match &st.dns {
         Some(d) => {
             // "→ target: <value> ✔ INSYNC"; the side comes first because it is the
@@ -74,7 +76,25 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
                 Some(s) => Some(Span::styled(format!(" {} {s}", sym::RUNNING), t.running)),
                 None => None,
             };
+            let total: u64 = d.sets.iter().filter_map(|s| s.weight).sum();
+            let weighted = d.sets.iter().any(|s| s.weight.is_some());
             match &d.value {
+                // Weighted: the answer is a split, "→ source 95% · target 5%".
+                Some(_) if weighted => {
+                    let mut first = true;
+                    for (label, share, style) in split(ctx, &d.sets, total) {
+                        if !first {
+                            head.push(Span::styled(" · ", t.dim));
+                        }
+                        first = false;
+                        head.push(Span::styled(
+                            format!("{label} {}%", num(share)),
+                            style.patch(t.text.add_modifier(ratatui::style::Modifier::BOLD)),
+                        ));
+                    }
+                    head.extend(status);
+                    lines.push(Line::from(head));
+                }
                 Some(v) => {
                     let (side, style) = side_of(ctx, v);
                     head.push(Span::styled(
@@ -129,6 +149,13 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
                     lines.push(Line::from(head));
                 }
             }
+            // Every set, below the answer, when the pane has the rows for them.
+            set_lines = d
+                .sets
+                .iter()
+                .map(|set| set_line(ctx, set, total, w))
+                .collect();
+            sets_at = lines.len();
         }
         None if st.plan.dns.is_none() => lines.push(placeholder(ctx, "the plan has no DNS record")),
         None => lines.push(placeholder(ctx, "no DNS reading yet")),
@@ -164,7 +191,99 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     for db in [&st.source_db, &st.target_db].into_iter().flatten() {
         lines.push(database(ctx, db));
     }
+    if lines.len() + set_lines.len() <= inner.height as usize {
+        lines.splice(sets_at..sets_at, set_lines);
+    }
     put_lines(&lines, inner, buf);
+}
+
+/// The traffic share of each side, from the weighted sets: source, target, then anything
+/// else the record points at; sides with no set are left out.
+fn split<'a>(
+    ctx: &Ctx<'a>,
+    sets: &[DnsSet],
+    total: u64,
+) -> Vec<(&'static str, f64, ratatui::style::Style)> {
+    let mut out: Vec<(&'static str, f64, ratatui::style::Style)> = Vec::with_capacity(3);
+    for set in sets {
+        let (side, style) = side_of(ctx, &set.value);
+        let side = if side == "neither side" {
+            "other"
+        } else {
+            side
+        };
+        let share = if total > 0 {
+            set.weight.unwrap_or(0) as f64 * 100.0 / total as f64
+        } else {
+            0.0
+        };
+        match out.iter_mut().find(|(s, _, _)| *s == side) {
+            Some(entry) => entry.1 += share,
+            None => out.push((side, share, style)),
+        }
+    }
+    out.sort_by_key(|(s, _, _)| match *s {
+        "source" => 0,
+        "target" => 1,
+        _ => 2,
+    });
+    out
+}
+
+/// One record set: `  ▮ target  w 5 (5%)  id green · aurora.example.` — the side first, then
+/// its share of traffic (weighted) or its role (failover, alias), then the value.
+fn set_line<'a>(ctx: &Ctx<'a>, set: &DnsSet, total: u64, w: usize) -> Line<'a> {
+    let t = ctx.theme;
+    let (side, style) = side_of(ctx, &set.value);
+    let carries = match (set.weight, set.failover.as_deref()) {
+        (Some(weight), _) => weight > 0,
+        (None, Some(f)) => f.eq_ignore_ascii_case("PRIMARY"),
+        (None, None) => true,
+    };
+    let mut spans = vec![
+        Span::styled(
+            if carries { "  ▮ " } else { "  ▯ " },
+            if carries { style } else { t.dim },
+        ),
+        Span::styled(
+            format!(
+                "{:<7}",
+                if side == "neither side" {
+                    "other"
+                } else {
+                    side
+                }
+            ),
+            style,
+        ),
+    ];
+    let mut role = match (set.weight, set.failover.as_deref()) {
+        (Some(weight), _) => {
+            let pct = if total > 0 {
+                weight as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            };
+            format!("w {weight} ({}%)", num(pct))
+        }
+        (None, Some(f)) => format!("failover {}", f.to_ascii_lowercase()),
+        (None, None) => String::new(),
+    };
+    if set.alias {
+        role.push_str(if role.is_empty() { "alias" } else { " alias" });
+    }
+    if let Some(id) = &set.set_identifier {
+        role.push_str(&format!("  id {id}"));
+    }
+    spans.push(Span::styled(role, t.text));
+    let used: usize = spans.iter().map(|s| s.width()).sum();
+    if used + 4 < w {
+        spans.push(Span::styled(
+            truncate(&format!(" · {}", set.value), w - used),
+            t.dim,
+        ));
+    }
+    Line::from(spans)
 }
 
 /// `source   ▶ writable · 12 conn · 40 w/s` — read-only is the state the cutover moves.
