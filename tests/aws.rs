@@ -2276,3 +2276,66 @@ async fn the_task_log_stream_is_tailed_into_the_log_with_errors_marked() {
         "the tail only reads"
     );
 }
+
+/// `[dns] role_arn`: the zone lives in another account. The role is assumed through STS
+/// with the operator's keys, and every Route 53 call is signed with the role's keys — never
+/// the operator's; DMS still uses the operator's. (moto keeps hosted zones per account, as
+/// AWS does, so the role here is in the account that holds the test's zone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dns_role_signs_the_route53_calls_and_nothing_else() {
+    let w = setup("rol").await;
+    let db = empty_mariadb_database().await;
+    let text = binary_plan(&w, &db, &w.task_arn, "region = \"us-east-1\"\n").replace(
+        "[dns]\n",
+        "[dns]\nrole_arn = \"arn:aws:iam::123456789012:role/zone-admin\"\n",
+    );
+    let (_dir, plan_arg) = write_plan(&text);
+    let moto = endpoint();
+    let key = access_key("ROL");
+    let (code, stdout, stderr) = cutover_bin(
+        &[
+            "check",
+            &plan_arg,
+            "--json",
+            "--endpoint-url",
+            moto.as_str(),
+        ],
+        &key,
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}\nstderr: {stderr}");
+    let mine = requests(&key).await;
+    let ops = |service: &str| -> Vec<String> {
+        mine.iter()
+            .filter(|r| r["service"] == service)
+            .filter_map(|r| r["operation"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(
+        ops("sts").iter().any(|o| o == "AssumeRole"),
+        "the role is assumed with the operator's keys: {mine:#?}"
+    );
+    assert!(ops("route53").is_empty(), "{:?}", ops("route53"));
+    assert!(
+        !ops("dms").is_empty(),
+        "DMS is read with the operator's keys"
+    );
+    let (status, body) = http("GET", "/_cutover/requests", None)
+        .await
+        .expect("request log");
+    assert_eq!(status, 200);
+    let all: Vec<Json> = serde_json::from_str(&body).expect("JSON");
+    let zone: Vec<&Json> = all
+        .iter()
+        .filter(|r| {
+            r["service"] == "route53" && r["path"].as_str().is_some_and(|p| p.contains(&w.zone_id))
+        })
+        .collect();
+    assert!(!zone.is_empty(), "the zone was read");
+    assert!(
+        zone.iter().all(|r| r["access_key"]
+            .as_str()
+            .is_some_and(|k| k != key && !k.is_empty())),
+        "every call on the zone is signed with the role's keys: {zone:#?}"
+    );
+}
