@@ -29,6 +29,9 @@ use cutover::state::GateState;
 use serde_json::{Value as Json, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "support/pty.rs"]
+mod pty;
+
 const SECRET: &str = "dummySecretKeyForTheMotoEmulatorOnly0000";
 
 fn port() -> u16 {
@@ -2338,4 +2341,164 @@ async fn the_dns_role_signs_the_route53_calls_and_nothing_else() {
             .is_some_and(|k| k != key && !k.is_empty())),
         "every call on the zone is signed with the role's keys: {zone:#?}"
     );
+}
+
+/// The incident path of issue "AWS as it really behaves": the cockpit flips the record and is
+/// killed (-9) before the unfreeze. `cutover resume` in a new process follows the change the
+/// old transcript recorded, so `dns.status == INSYNC` turns green and the unfreeze can run —
+/// without making a new change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_flip_resume_turns_dns_status_insync_without_a_new_change() {
+    let w = setup("k9r").await;
+    let db = empty_mariadb_database().await;
+    let text = format!(
+        r#"
+name = "aws-kill-resume"
+[source]
+engine = "mysql"
+url = "{db}"
+[target]
+engine = "mysql"
+url = "{db}"
+[dns]
+name = "{record}"
+ttl = 30
+source = "{source}"
+target = "{target}"
+[aws]
+region = "us-east-1"
+[[step]]
+id = "flip-dns"
+gates = ["dns.value == $dns.source"]
+action = {{ kind = "dns", to = "target", wait = false }}
+undo = {{ kind = "dns", to = "source", wait = false }}
+confirm = "flip dns"
+[[step]]
+id = "unfreeze"
+gates = ["dns.status == INSYNC", "dns.value == $dns.target"]
+confirm = "unfreeze target"
+"#,
+        record = w.record,
+        source = w.source_value,
+        target = w.target_value,
+    );
+    let (dir, plan_arg) = write_plan(&text);
+    let sessions = dir.path().join("sessions");
+    let sessions_arg = sessions.to_str().expect("utf-8").to_string();
+    let moto = endpoint();
+    let driver_key = access_key("K9D");
+    let resume_key = access_key("K9R");
+    let cwd = dir.path().to_path_buf();
+    let t = Duration::from_secs(90);
+    let (driver, resumer) = (driver_key.clone(), resume_key.clone());
+    let (old, resume_screen) = tokio::task::spawn_blocking(move || {
+        let env = |key: &str| {
+            vec![
+                ("AWS_ACCESS_KEY_ID".to_string(), key.to_string()),
+                ("AWS_SECRET_ACCESS_KEY".to_string(), SECRET.to_string()),
+            ]
+        };
+        let driver_env = env(&driver);
+        let driver_env: Vec<(&str, &str)> = driver_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut term = pty::Pty::spawn_env(
+            &[
+                "run",
+                &plan_arg,
+                "--operator",
+                "alice",
+                "--sessions-dir",
+                &sessions_arg,
+                "--endpoint-url",
+                &moto,
+            ],
+            &cwd,
+            120,
+            40,
+            &driver_env,
+        );
+        term.wait_for("ready: flip-dns", t);
+        term.send("\r");
+        term.wait_for("type `flip dns` to confirm", t);
+        term.send("flip dns\r");
+        let jsonl = || {
+            std::fs::read_dir(&sessions).ok().and_then(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            })
+        };
+        let deadline = std::time::Instant::now() + t;
+        let old = loop {
+            let done = jsonl().and_then(|p| {
+                let s = cutover::resume::load(&p).ok()?;
+                let i = s.plan.step_index("flip-dns")?;
+                (s.state.steps[i].status == cutover::state::StepStatus::Done).then_some(p)
+            });
+            if let Some(p) = done {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flip did not finish:\n{}",
+                term.screen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let pid = term.pid().expect("pid") as i32;
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        term.wait_exit(t);
+        drop(term);
+
+        let resume_env = env(&resumer);
+        let resume_env: Vec<(&str, &str)> = resume_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut term = pty::Pty::spawn_env(
+            &[
+                "resume",
+                old.to_str().expect("utf-8"),
+                "--operator",
+                "bob",
+                "--sessions-dir",
+                &sessions_arg,
+                "--endpoint-url",
+                &moto,
+            ],
+            &cwd,
+            120,
+            40,
+            &resume_env,
+        );
+        let screen = term.wait_for("ready: unfreeze", t);
+        term.kill();
+        (old, screen)
+    })
+    .await
+    .expect("the pty drive");
+    assert!(
+        resume_screen.contains("dns.status == INSYNC"),
+        "{resume_screen}"
+    );
+    let driver = requests(&driver_key).await;
+    assert!(
+        driver
+            .iter()
+            .any(|r| r["operation"] == "ChangeResourceRecordSets"),
+        "the driver flipped: {driver:#?}"
+    );
+    let resumed = requests(&resume_key).await;
+    assert!(
+        resumed.iter().any(|r| r["operation"] == "GetChange"),
+        "resume follows the recorded change: {resumed:#?}"
+    );
+    assert!(
+        resumed.iter().all(|r| r["mutating"] == json!(false)),
+        "resume made no change: {resumed:#?}"
+    );
+    assert!(old.exists());
 }

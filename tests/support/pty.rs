@@ -21,6 +21,17 @@ pub struct Pty {
 impl Pty {
     /// Starts `cutover ARGS` in a `cols`x`rows` terminal, in `cwd`.
     pub fn spawn(args: &[&str], cwd: &std::path::Path, cols: u16, rows: u16) -> Pty {
+        Pty::spawn_env(args, cwd, cols, rows, &[])
+    }
+
+    /// [`Pty::spawn`] with these environment variables set for the child.
+    pub fn spawn_env(
+        args: &[&str],
+        cwd: &std::path::Path,
+        cols: u16,
+        rows: u16,
+        env: &[(&str, &str)],
+    ) -> Pty {
         let system = native_pty_system();
         let pair = system
             .openpty(PtySize {
@@ -35,6 +46,9 @@ impl Pty {
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("NO_COLOR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).expect("spawn cutover");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("pty reader");
