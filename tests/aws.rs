@@ -2502,3 +2502,74 @@ confirm = "unfreeze target"
     );
     assert!(old.exists());
 }
+
+/// Keys that refresh into another account's (a profile edited mid-window, a role chain
+/// pointing elsewhere) are refused before any call signs with them: the call fails naming
+/// both accounts. Keys proven before pass without another STS call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshed_credentials_of_another_account_are_refused_before_any_call() {
+    use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+    let _w = setup("rfr").await;
+    let home = access_key("RFA");
+    let other = access_key("RFB");
+    control(
+        "/_cutover/accounts",
+        json!({"access_key": other, "account": "999988887777"}),
+    )
+    .await;
+    // Hands out `home`'s keys, then `other`'s (the refresh), then `home`'s again.
+    let keys = [home.clone(), other.clone(), home.clone()];
+    let n = Arc::new(AtomicU32::new(0));
+    let turn = Arc::clone(&n);
+    let rotating = aws_credential_types::credential_fn::provide_credentials_fn(move || {
+        let i = turn.fetch_add(1, Ordering::SeqCst) as usize;
+        let key = keys[i.min(keys.len() - 1)].clone();
+        async move { Ok(Credentials::new(key, SECRET, None, None, "rotating")) }
+    });
+    let sts = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .build();
+    let checked = cutover::aws::identity::CheckedCredentials::new(
+        SharedCredentialsProvider::new(rotating),
+        sts,
+        "123456789012",
+        None,
+    );
+    let first = checked.provide_credentials().await.expect("home's keys");
+    assert_eq!(first.access_key_id(), home);
+    let refused = aws_smithy_types::error::display::DisplayErrorContext(
+        checked
+            .provide_credentials()
+            .await
+            .expect_err("another account's keys"),
+    )
+    .to_string();
+    assert!(
+        refused.contains("999988887777") && refused.contains("123456789012"),
+        "the refusal names both accounts: {refused}"
+    );
+    let again = checked
+        .provide_credentials()
+        .await
+        .expect("home's keys again");
+    assert_eq!(again.access_key_id(), home);
+    let sts_calls = |key: &str| {
+        let key = key.to_string();
+        async move {
+            requests(&key)
+                .await
+                .iter()
+                .filter(|r| r["operation"] == "GetCallerIdentity")
+                .count()
+        }
+    };
+    assert_eq!(
+        sts_calls(&home).await,
+        1,
+        "home's keys are proven once, not on every hand-out"
+    );
+    assert_eq!(sts_calls(&other).await, 1);
+    assert_eq!(n.load(Ordering::SeqCst), 3);
+}

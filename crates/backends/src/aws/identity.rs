@@ -8,10 +8,17 @@
 //! - **Proven, not assumed.** `sts:GetCallerIdentity` names the account and the principal;
 //!   they are shown, recorded and checked against the plan's `[aws] account` and the account
 //!   in a task ARN. A mismatch refuses to start.
+//! - **Re-proven on every refresh.** Credentials that refresh (SSO, assumed roles, a
+//!   container role, `credential_process`) could come back as another principal — a profile
+//!   edited mid-window, a role chain pointing elsewhere. [`CheckedCredentials`] wraps the
+//!   provider: each time it hands out new keys, `sts:GetCallerIdentity` is asked with them,
+//!   and keys of another account are refused, so every AWS call fails (readings unknown,
+//!   actions refused) with the reason, instead of acting on the wrong account.
 //! - **Expiry is said out loud.** Credentials that expire before the plan's steps could all
 //!   run out their timeouts are warned about; expired ones (an SSO session too) are reported as
 //!   such, with the command that refreshes them.
 
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
@@ -165,6 +172,100 @@ pub(crate) async fn caller_identity(
         _ => Err(AwsError::Identity {
             reason: "STS GetCallerIdentity: the answer names no account or ARN".into(),
         }),
+    }
+}
+
+/// A credentials provider that proves who each new set of keys belongs to before handing
+/// them out (see the module's notes). The SDK's identity cache calls it only when the cached
+/// keys near expiry, so the extra STS call happens once per refresh.
+#[derive(Debug)]
+pub struct CheckedCredentials {
+    inner: aws_credential_types::provider::SharedCredentialsProvider,
+    /// STS configuration without credentials: each check signs with the new keys.
+    sts: aws_sdk_sts::Config,
+    account: String,
+    /// The access key id last proven to be `account`'s.
+    proven: Mutex<Option<String>>,
+}
+
+impl CheckedCredentials {
+    /// Wraps `inner`; `proven_key` is the access key id the session's start already proved
+    /// to be `account`'s (`None`: prove the first keys too).
+    pub fn new(
+        inner: aws_credential_types::provider::SharedCredentialsProvider,
+        sts: aws_sdk_sts::Config,
+        account: &str,
+        proven_key: Option<String>,
+    ) -> CheckedCredentials {
+        CheckedCredentials {
+            inner,
+            sts,
+            account: account.to_string(),
+            proven: Mutex::new(proven_key),
+        }
+    }
+
+    async fn checked(
+        &self,
+    ) -> Result<Credentials, aws_credential_types::provider::error::CredentialsError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        use aws_credential_types::provider::error::CredentialsError;
+        let creds = self.inner.provide_credentials().await?;
+        let key = creds.access_key_id().to_string();
+        let known = self
+            .proven
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+            == Some(key.as_str());
+        if known {
+            return Ok(creds);
+        }
+        let config = self
+            .sts
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(creds.clone()),
+            )
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                let f = describe("STS GetCallerIdentity", "sts:GetCallerIdentity", &e);
+                CredentialsError::provider_error(format!(
+                    "the refreshed AWS credentials could not be proven to be account {}'s: {}",
+                    self.account, f.message
+                ))
+            })?;
+        let account = out.account.unwrap_or_default();
+        if account != self.account {
+            tracing::error!(
+                want = %self.account,
+                got = %account,
+                "refreshed AWS credentials belong to another account; refused"
+            );
+            return Err(CredentialsError::invalid_configuration(format!(
+                "the refreshed AWS credentials belong to account {account} ({}), not {} that this session started with; every AWS call is refused — restore the credentials of account {} (profile, SSO session, role) or start a new session",
+                out.arn.as_deref().unwrap_or("no ARN"),
+                self.account,
+                self.account
+            )));
+        }
+        *self.proven.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        Ok(creds)
+    }
+}
+
+impl aws_credential_types::provider::ProvideCredentials for CheckedCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(self.checked())
     }
 }
 

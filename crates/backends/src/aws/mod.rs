@@ -307,6 +307,22 @@ pub async fn load_config(plan: &Plan, args: &AwsOverrides) -> Result<AwsSession,
     if let Some(role) = plan.dns.as_ref().and_then(|d| d.role_arn.as_deref()) {
         tuning.dns_credentials = Some(dns_role(&cfg, &tuning, role).await?);
     }
+    // From here on, keys that refresh are proven to be this account's before any call uses
+    // them.
+    let cfg = match cfg.credentials_provider() {
+        Some(inner) => {
+            let checked = identity::CheckedCredentials::new(
+                inner,
+                tuning.sts(&cfg).build(),
+                &who.account,
+                Some(creds.access_key_id().to_string()),
+            );
+            cfg.to_builder()
+                .credentials_provider(SharedCredentialsProvider::new(checked))
+                .build()
+        }
+        None => cfg,
+    };
     Ok(AwsSession {
         sdk: cfg,
         identity: who,
