@@ -115,7 +115,7 @@ fn second(t: Ts, s: i64, out: &mut Vec<Event>) {
     }
     out.push(Event::Observed {
         at: t + 300,
-        reading: Reading::Dns(DnsReading {
+        reading: Reading::Dns(Box::new(DnsReading {
             observed_at: t + 299,
             name: "db.shop.internal.".into(),
             record_type: "CNAME".into(),
@@ -125,7 +125,9 @@ fn second(t: Ts, s: i64, out: &mut Vec<Event>) {
             change_id: None,
             resolved: None,
             sets: Vec::new(),
-        }),
+            authoritative: None,
+            authoritative_error: None,
+        })),
     });
     for side in [Side::Source, Side::Target] {
         for half in 0..2 {

@@ -448,7 +448,7 @@ confirm = "ready"
     fn dns(at: Ts, value: &str) -> Event {
         Event::Observed {
             at,
-            reading: Reading::Dns(DnsReading {
+            reading: Reading::Dns(Box::new(DnsReading {
                 observed_at: at,
                 name: "db.shop.example.com.".into(),
                 record_type: "CNAME".into(),
@@ -458,7 +458,9 @@ confirm = "ready"
                 change_id: None,
                 resolved: None,
                 sets: Vec::new(),
-            }),
+                authoritative: None,
+                authoritative_error: None,
+            })),
         }
     }
 

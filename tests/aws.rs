@@ -1240,7 +1240,7 @@ async fn poll_dns(reader: &AwsReader) -> cutover::event::DnsReading {
             Event::Observed {
                 reading: Reading::Dns(d),
                 ..
-            } => Some(d),
+            } => Some(*d),
             _ => None,
         })
         .expect("a DNS reading")
@@ -1837,7 +1837,7 @@ async fn weighted_sets_are_read_and_the_flip_moves_the_weight() {
         let mut st = cutover::state::State::new(Arc::clone(&plan));
         st.apply(&Event::Observed {
             at: d.observed_at,
-            reading: Reading::Dns(d.clone()),
+            reading: Reading::Dns(Box::new(d.clone())),
         });
         [
             cutover::plan::Input::DnsWeight(cutover::event::Side::Source),

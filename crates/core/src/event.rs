@@ -490,6 +490,14 @@ pub struct DnsReading {
     pub change_id: Option<String>,
     /// What this host's resolver answers (what new connections will use).
     pub resolved: Option<String>,
+    /// What the zone's authoritative name servers answer, asked directly, when every one of
+    /// them gives the same answer (`[dns] authoritative = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authoritative: Option<String>,
+    /// Why `authoritative` is missing although it was asked for: the servers disagree (each
+    /// named with its answer), one did not answer, the zone is private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authoritative_error: Option<String>,
     /// Every record set under the name, as the authority holds them, when there is more
     /// than a plain one (weighted, failover, alias): `value` is then what carries traffic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -620,7 +628,7 @@ pub enum Reading {
         observed_at: Ts,
         lag_s: f64,
     },
-    Dns(DnsReading),
+    Dns(Box<DnsReading>),
     Database(DatabaseReading),
     /// New lines of the replication task's own log since the previous reading.
     TaskLog(TaskLogReading),

@@ -21,6 +21,7 @@ use aws_sdk_databasemigration::types::{
     Filter, ReplicationInstance, ReplicationTask, TableStatistics,
 };
 use aws_sdk_route53::operation::get_change::{GetChangeError, GetChangeOutput};
+use aws_sdk_route53::operation::get_hosted_zone::{GetHostedZoneError, GetHostedZoneOutput};
 use aws_sdk_route53::operation::list_hosted_zones_by_name::{
     ListHostedZonesByNameError, ListHostedZonesByNameOutput,
 };
@@ -321,6 +322,14 @@ impl Route53Read {
 
     pub async fn get_change(&self, id: &str) -> CallResult<GetChangeOutput, GetChangeError> {
         self.client.get_change().id(id).send().await
+    }
+
+    /// The zone's configuration and delegation set (its authoritative name servers).
+    pub async fn get_hosted_zone(
+        &self,
+        zone_id: &str,
+    ) -> CallResult<GetHostedZoneOutput, GetHostedZoneError> {
+        self.client.get_hosted_zone().id(zone_id).send().await
     }
 }
 

@@ -32,6 +32,8 @@ pub struct DnsSource {
     tuning: Tuning,
     zone: OnceCell<String>,
     resolver: OnceCell<Option<TokioResolver>>,
+    /// The zone's authoritative servers, named and resolved once.
+    authorities: OnceCell<Vec<(String, SocketAddr)>>,
 }
 
 impl DnsSource {
@@ -50,6 +52,7 @@ impl DnsSource {
             tuning,
             zone: OnceCell::new(),
             resolver: OnceCell::new(),
+            authorities: OnceCell::new(),
         }
     }
 
@@ -93,7 +96,15 @@ impl DnsSource {
         } else {
             None
         };
-        Ok(vec![Reading::Dns(DnsReading {
+        let (authoritative, authoritative_error) = if self.record.authoritative {
+            match self.ask_authorities(zone).await {
+                Ok(v) => (Some(v), None),
+                Err(e) => (None, Some(e)),
+            }
+        } else {
+            (None, None)
+        };
+        Ok(vec![Reading::Dns(Box::new(DnsReading {
             observed_at: now_ms(),
             name: self.record.name.clone(),
             record_type: self.record.record_type.clone(),
@@ -102,8 +113,95 @@ impl DnsSource {
             change_status,
             change_id,
             resolved,
+            authoritative,
+            authoritative_error,
             sets,
-        })])
+        }))])
+    }
+
+    /// The servers to ask as the authority: the plan's `authoritative_servers`, else the
+    /// zone's delegation set (GetHostedZone), each name resolved by this host's resolver.
+    async fn authorities(&self, zone: &str) -> Result<Vec<(String, SocketAddr)>, String> {
+        if !self.record.authoritative_servers.is_empty() {
+            return Ok(self
+                .record
+                .authoritative_servers
+                .iter()
+                .map(|a| (a.to_string(), *a))
+                .collect());
+        }
+        let out =
+            self.route53.get_hosted_zone(zone).await.map_err(|e| {
+                describe("Route 53 GetHostedZone", "route53:GetHostedZone", &e).message
+            })?;
+        if out
+            .hosted_zone()
+            .and_then(|z| z.config())
+            .is_some_and(|c| c.private_zone())
+        {
+            return Err(format!(
+                "zone {zone} is private: its records are served by the VPC resolver, not by public name servers; set [dns] authoritative_servers to that resolver's address, or drop authoritative"
+            ));
+        }
+        let names: Vec<String> = out
+            .delegation_set()
+            .map(|d| d.name_servers().to_vec())
+            .unwrap_or_default();
+        if names.is_empty() {
+            return Err(format!("Route 53 names no name servers for zone {zone}"));
+        }
+        let resolver = TokioResolver::builder(TokioRuntimeProvider::default())
+            .and_then(|b| b.build())
+            .map_err(|e| format!("no resolver to find the zone's name servers: {e}"))?;
+        let mut servers = Vec::with_capacity(names.len());
+        for name in names {
+            let ip = tokio::time::timeout(
+                self.tuning.resolve_timeout * 2,
+                resolver.lookup_ip(fqdn(&name).as_str()),
+            )
+            .await
+            .map_err(|_| format!("resolving name server {name} timed out"))?
+            .map_err(|e| format!("cannot resolve name server {name}: {e}"))?
+            .iter()
+            .next()
+            .ok_or_else(|| format!("name server {name} has no address"))?;
+            servers.push((name, SocketAddr::new(ip, 53)));
+        }
+        Ok(servers)
+    }
+
+    /// Asks every authoritative server directly (no recursion, no cache) and returns the
+    /// answer when they all give the same one; otherwise says who answered what.
+    async fn ask_authorities(&self, zone: &str) -> Result<String, String> {
+        let servers = self
+            .authorities
+            .get_or_try_init(|| self.authorities(zone))
+            .await?;
+        let asks = servers.iter().map(|(name, addr)| async move {
+            let answer = match build_authority_resolver(*addr, &self.tuning) {
+                Some(r) => self.lookup(&r).await,
+                None => None,
+            };
+            (name.as_str(), answer)
+        });
+        let answers = futures::future::join_all(asks).await;
+        let first = answers.first().and_then(|(_, a)| a.clone());
+        if let Some(v) = &first
+            && answers.iter().all(|(_, a)| a.as_ref() == Some(v))
+        {
+            return Ok(v.clone());
+        }
+        Err(format!(
+            "the authoritative servers disagree: {}",
+            answers
+                .iter()
+                .map(|(name, a)| match a {
+                    Some(v) => format!("{name} answers {v}"),
+                    None => format!("{name} gives no answer"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 
     /// What this host's resolver (or the configured nameserver) answers, in the plan's
@@ -114,6 +212,11 @@ impl DnsSource {
             .get_or_init(|| async { build_resolver(self.nameserver, &self.tuning) })
             .await
             .as_ref()?;
+        self.lookup(resolver).await
+    }
+
+    /// The record's values as `resolver` answers them, in the plan's spelling.
+    async fn lookup(&self, resolver: &TokioResolver) -> Option<String> {
         let name = fqdn(&self.record.name);
         let rtype = match self.record.record_type.as_str() {
             "A" => RecordType::A,
@@ -172,7 +275,20 @@ impl Source for DnsSource {
     }
 }
 
+/// A resolver that asks only `addr`, as an authority: no recursion, no cache.
+fn build_authority_resolver(addr: SocketAddr, tuning: &Tuning) -> Option<TokioResolver> {
+    build(Some(addr), tuning, true)
+}
+
 fn build_resolver(nameserver: Option<SocketAddr>, tuning: &Tuning) -> Option<TokioResolver> {
+    build(nameserver, tuning, false)
+}
+
+fn build(
+    nameserver: Option<SocketAddr>,
+    tuning: &Tuning,
+    authority: bool,
+) -> Option<TokioResolver> {
     let provider = TokioRuntimeProvider::default();
     let mut builder = match nameserver {
         Some(addr) => {
@@ -197,6 +313,10 @@ fn build_resolver(nameserver: Option<SocketAddr>, tuning: &Tuning) -> Option<Tok
     let opts: &mut ResolverOpts = builder.options_mut();
     opts.timeout = tuning.resolve_timeout;
     opts.attempts = 1;
+    if authority {
+        opts.recursion_desired = false;
+        opts.cache_size = 0;
+    }
     match builder.build() {
         Ok(r) => Some(r),
         Err(e) => {
@@ -427,7 +547,6 @@ pub fn last_change_id(events: &[cutover_core::event::Event]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use aws_sdk_route53::Client;
     use aws_sdk_route53::operation::get_change::GetChangeOutput;
@@ -452,6 +571,8 @@ mod tests {
             target: "new.example.com.".into(),
             resolve,
             role_arn: None,
+            authoritative: false,
+            authoritative_servers: Vec::new(),
         }
     }
 
@@ -562,41 +683,46 @@ mod tests {
         drop(change);
     }
 
+    /// A one-shot DNS server on 127.0.0.1 that answers one CNAME query with `target`.
+    async fn one_shot_dns(target: &'static str) -> (SocketAddr, tokio::task::JoinHandle<bool>) {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let (n, peer) = socket.recv_from(&mut buf).await.expect("query");
+            let query = Message::from_vec(&buf[..n]).expect("parse query");
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.metadata.message_type = MessageType::Response;
+            answer.metadata.recursion_desired = query.metadata.recursion_desired;
+            answer.metadata.recursion_available = true;
+            answer.add_queries(query.queries.clone());
+            answer.add_answer(Record::from_rdata(
+                Name::from_ascii("db.shop.example.com.").expect("name"),
+                60,
+                RData::CNAME(CNAME(Name::from_ascii(target).expect("name"))),
+            ));
+            let bytes = answer.to_vec().expect("encode");
+            socket.send_to(&bytes, peer).await.expect("answer");
+            // Whether the query asked for recursion (an authority is asked without).
+            query.metadata.recursion_desired
+        });
+        (addr, server)
+    }
+
     #[tokio::test]
     async fn the_resolver_answer_is_reported_in_the_plans_spelling() {
-        // A one-shot DNS server on 127.0.0.1 that answers the CNAME query.
-        let socket = Arc::new(
-            tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .expect("bind"),
-        );
-        let addr = socket.local_addr().expect("addr");
-        let server = {
-            let socket = Arc::clone(&socket);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 512];
-                let (n, peer) = socket.recv_from(&mut buf).await.expect("query");
-                let query = Message::from_vec(&buf[..n]).expect("parse query");
-                let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
-                answer.metadata.message_type = MessageType::Response;
-                answer.metadata.recursion_desired = query.metadata.recursion_desired;
-                answer.metadata.recursion_available = true;
-                answer.add_queries(query.queries.clone());
-                answer.add_answer(Record::from_rdata(
-                    Name::from_ascii("db.shop.example.com.").expect("name"),
-                    60,
-                    RData::CNAME(CNAME(Name::from_ascii("new.example.com.").expect("name"))),
-                ));
-                let bytes = answer.to_vec().expect("encode");
-                socket.send_to(&bytes, peer).await.expect("answer");
-            })
-        };
+        let (addr, server) = one_shot_dns("new.example.com.").await;
         let (zones, rrset) = zone_rules();
         let mut rec = record(true);
         rec.target = "new.example.com".into();
         let src = source(&[&zones, &rrset], rec, Some(addr));
         let readings = src.poll().await.expect("poll");
-        server.await.expect("server task");
+        assert!(
+            server.await.expect("server task"),
+            "a resolver asks for recursion"
+        );
         let Reading::Dns(d) = &readings[0] else {
             panic!("{readings:?}")
         };
@@ -610,6 +736,50 @@ mod tests {
             Some("old.example.com."),
             "the authority still says old"
         );
+    }
+
+    /// `dns.authoritative`: every authority asked directly, without recursion; their common
+    /// answer, or who answered what when they disagree.
+    #[tokio::test]
+    async fn the_authoritative_servers_are_asked_directly_and_must_agree() {
+        for (answers, agreed) in [
+            (["new.example.com.", "new.example.com."], true),
+            (["new.example.com.", "old.example.com."], false),
+        ] {
+            let (a, first) = one_shot_dns(answers[0]).await;
+            let (b, second) = one_shot_dns(answers[1]).await;
+            let (zones, rrset) = zone_rules();
+            let mut rec = record(false);
+            rec.authoritative = true;
+            rec.authoritative_servers = vec![a, b];
+            let src = source(&[&zones, &rrset], rec, None);
+            let readings = src.poll().await.expect("poll");
+            for server in [first, second] {
+                assert!(
+                    !server.await.expect("server task"),
+                    "an authority is asked without recursion"
+                );
+            }
+            let Reading::Dns(d) = &readings[0] else {
+                panic!("{readings:?}")
+            };
+            if agreed {
+                assert_eq!(
+                    d.authoritative.as_deref(),
+                    Some("new.example.com."),
+                    "{d:?}"
+                );
+                assert_eq!(d.authoritative_error, None);
+            } else {
+                assert_eq!(d.authoritative, None, "{d:?}");
+                let why = d.authoritative_error.as_deref().unwrap_or_default();
+                assert!(
+                    why.contains(&format!("{a} answers new.example.com."))
+                        && why.contains(&format!("{b} answers old.example.com.")),
+                    "{why}"
+                );
+            }
+        }
     }
 
     #[test]

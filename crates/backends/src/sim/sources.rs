@@ -339,7 +339,7 @@ impl World {
         let now = Instant::now();
         let mut zone = lock(&self.zone);
         let resolved = zone.resolve(now);
-        Reading::Dns(DnsReading {
+        Reading::Dns(Box::new(DnsReading {
             observed_at: now_ms(),
             name: zone.name.clone(),
             record_type: zone.record_type.clone(),
@@ -349,7 +349,9 @@ impl World {
             change_id: zone.change.as_ref().map(|c| c.id.clone()),
             resolved: Some(resolved),
             sets: Vec::new(),
-        })
+            authoritative: None,
+            authoritative_error: None,
+        }))
     }
 
     async fn read_database(&self, side: Side) -> Reading {

@@ -213,7 +213,7 @@ impl Harness {
             .into_iter()
             .next()
         {
-            Some(Reading::Dns(d)) => d,
+            Some(Reading::Dns(d)) => *d,
             other => panic!("expected a DNS reading, got {other:?}"),
         }
     }

@@ -70,6 +70,8 @@ pub(super) fn default_dns() -> DnsRecord {
         target: "target.rehearsal.internal.".into(),
         resolve: false,
         role_arn: None,
+        authoritative: false,
+        authoritative_servers: Vec::new(),
     }
 }
 

@@ -79,6 +79,8 @@ pub enum Input {
     DnsStatus,
     DnsTtl,
     DnsResolved,
+    /// What every authoritative name server of the zone answers, asked directly.
+    DnsAuthoritative,
     /// The weight of the record sets pointing at one side (weighted records only).
     DnsWeight(crate::event::Side),
     ReadOnly(crate::event::Side),
@@ -216,6 +218,10 @@ const OTHER_NAMES: &[(&str, &str)] = &[
         "what this host's resolver answers for the name",
     ),
     (
+        "dns.authoritative",
+        "what every authoritative name server of the zone answers ([dns] authoritative = true)",
+    ),
+    (
         "dns.weight.source",
         "weight of the weighted sets pointing at the source (unknown for a plain record)",
     ),
@@ -273,6 +279,7 @@ impl Input {
             "dns.status" => Input::DnsStatus,
             "dns.ttl" => Input::DnsTtl,
             "dns.resolved" => Input::DnsResolved,
+            "dns.authoritative" => Input::DnsAuthoritative,
             "dns.weight.source" => Input::DnsWeight(Source),
             "dns.weight.target" => Input::DnsWeight(Target),
             "source.read_only" => Input::ReadOnly(Source),
@@ -331,7 +338,8 @@ impl Input {
             | Input::TaskStopReason
             | Input::DnsValue
             | Input::DnsStatus
-            | Input::DnsResolved => InputType::Text,
+            | Input::DnsResolved
+            | Input::DnsAuthoritative => InputType::Text,
             Input::ReadOnly(_)
             | Input::ValidationEnabled
             | Input::Replication(ReplicationInput::ValidationEnabled) => InputType::Bool,
@@ -381,6 +389,7 @@ impl Input {
             | Input::DnsStatus
             | Input::DnsTtl
             | Input::DnsResolved
+            | Input::DnsAuthoritative
             | Input::DnsWeight(_) => 30_000,
             Input::ReadOnly(_) | Input::Connections(_) | Input::LongestTrx(_) => 15_000,
         }
@@ -444,6 +453,7 @@ impl fmt::Display for Input {
                     Input::DnsStatus => "dns.status",
                     Input::DnsTtl => "dns.ttl",
                     Input::DnsResolved => "dns.resolved",
+                    Input::DnsAuthoritative => "dns.authoritative",
                     _ => unreachable!("handled above"),
                 };
                 f.write_str(name)

@@ -342,6 +342,11 @@ pub struct DnsRecord {
     pub resolve: bool,
     /// A role assumed for the Route 53 calls only (the zone lives in another account).
     pub role_arn: Option<String>,
+    /// Also ask the zone's authoritative name servers directly (`dns.authoritative`).
+    pub authoritative: bool,
+    /// Ask these servers (`ip:port`) as the authority instead of the zone's delegation set
+    /// (a split-horizon setup, a test server).
+    pub authoritative_servers: Vec<std::net::SocketAddr>,
 }
 
 /// A metric to poll and chart.
@@ -678,6 +683,9 @@ struct RawDns {
     #[serde(default)]
     resolve: bool,
     role_arn: Option<Spanned<String>>,
+    #[serde(default)]
+    authoritative: bool,
+    authoritative_servers: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -1016,6 +1024,29 @@ fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
     if let Some(r) = &d.role_arn {
         loc.check(r, limits::role_arn("[dns] role_arn", r.get_ref()));
     }
+    let mut authoritative_servers = Vec::new();
+    if let Some(servers) = &d.authoritative_servers {
+        for text in servers.get_ref() {
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) => authoritative_servers.push(addr),
+                Err(_) => loc.at(
+                    servers,
+                    format!(
+                        "[dns] authoritative_servers: \"{}\" is not an ip:port address",
+                        text.escape_debug()
+                    ),
+                    Some("e.g. authoritative_servers = [\"192.0.2.53:53\"]"),
+                ),
+            }
+        }
+        if !d.authoritative {
+            loc.at(
+                servers,
+                "[dns] authoritative_servers is set but authoritative is not",
+                Some("add authoritative = true, or remove authoritative_servers"),
+            );
+        }
+    }
     DnsRecord {
         zone_id: d.zone_id.map(Spanned::into_inner),
         name: d.name.into_inner(),
@@ -1025,6 +1056,8 @@ fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
         target: d.target.into_inner(),
         resolve: d.resolve,
         role_arn: d.role_arn.map(Spanned::into_inner),
+        authoritative: d.authoritative,
+        authoritative_servers,
     }
 }
 

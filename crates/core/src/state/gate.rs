@@ -196,6 +196,18 @@ impl State {
                     None => missing("the DNS reading does not include it"),
                 }
             }
+            Input::DnsAuthoritative => {
+                let Some(d) = &self.dns else {
+                    return missing("no DNS reading yet");
+                };
+                match (&d.authoritative, &d.authoritative_error) {
+                    (Some(v), _) => known(Value::Text(v.clone()), d.observed_at),
+                    (None, Some(why)) => missing(why),
+                    (None, None) => missing(
+                        "the authoritative name servers are not asked (set [dns] authoritative = true)",
+                    ),
+                }
+            }
             Input::DnsWeight(side) => {
                 let Some(d) = &self.dns else {
                     return missing("no DNS reading yet");
@@ -598,6 +610,7 @@ impl State {
             | Input::DnsStatus
             | Input::DnsTtl
             | Input::DnsResolved
+            | Input::DnsAuthoritative
             | Input::DnsWeight(_) => K::Dns,
             Input::ReadOnly(s) | Input::Connections(s) | Input::LongestTrx(s) => K::for_side(s),
         };

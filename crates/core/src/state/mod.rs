@@ -833,7 +833,7 @@ impl State {
                         ),
                     );
                 }
-                self.dns = Some(d.clone());
+                self.dns = Some(d.as_ref().clone());
             }
             Reading::Database(db) => {
                 let slot = match db.side {

@@ -273,7 +273,7 @@ impl Model {
             Reading::Database(d) => {
                 self.db.insert(d.side, d.clone());
             }
-            Reading::Dns(d) => self.dns = Some(d.clone()),
+            Reading::Dns(d) => self.dns = Some(d.as_ref().clone()),
             Reading::Drift(d) => {
                 self.drift.insert(d.table.clone(), d.clone());
             }
@@ -381,17 +381,19 @@ impl Model {
 // The fold under the property.
 
 fn dns(observed_at: Ts, value: Option<String>, insync: bool) -> Reading {
-    Reading::Dns(DnsReading {
+    Reading::Dns(Box::new(DnsReading {
         observed_at,
         name: "db.example.".into(),
         record_type: "CNAME".into(),
         resolved: value.clone(),
         sets: Vec::new(),
+        authoritative: None,
+        authoritative_error: None,
         value,
         ttl: Some(3),
         change_status: Some(if insync { "INSYNC" } else { "PENDING" }.into()),
         change_id: None,
-    })
+    }))
 }
 
 fn drift(observed_at: Ts, table: &str, diff: u64, checksum: ChecksumState) -> Reading {
@@ -527,7 +529,7 @@ impl Run {
                 value,
                 insync,
                 delay,
-            } => observed(Reading::Dns(DnsReading {
+            } => observed(Reading::Dns(Box::new(DnsReading {
                 observed_at: at - delay,
                 name: "db.example.".into(),
                 record_type: "CNAME".into(),
@@ -537,7 +539,9 @@ impl Run {
                 change_id: None,
                 resolved: value.map(String::from),
                 sets: Vec::new(),
-            })),
+                authoritative: None,
+                authoritative_error: None,
+            }))),
             Act::Drift {
                 table,
                 diff,

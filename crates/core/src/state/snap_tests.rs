@@ -116,7 +116,7 @@ impl Script {
 
     fn dns(&mut self, value: &str) -> &mut Script {
         let observed_at = self.now;
-        self.observe(Reading::Dns(DnsReading {
+        self.observe(Reading::Dns(Box::new(DnsReading {
             observed_at,
             name: "db.example.".into(),
             record_type: "CNAME".into(),
@@ -126,7 +126,9 @@ impl Script {
             change_id: None,
             resolved: Some(value.into()),
             sets: Vec::new(),
-        }))
+            authoritative: None,
+            authoritative_error: None,
+        })))
     }
 
     fn drift(

@@ -819,7 +819,7 @@ fn dns_weights_sum_the_sets_of_each_side_and_a_plain_record_is_unknown() {
     };
     let reading = |sets: Vec<DnsSet>| Event::Observed {
         at: 1_000,
-        reading: Reading::Dns(DnsReading {
+        reading: Reading::Dns(Box::new(DnsReading {
             observed_at: 1_000,
             name: dns.name.clone(),
             record_type: "CNAME".into(),
@@ -829,7 +829,9 @@ fn dns_weights_sum_the_sets_of_each_side_and_a_plain_record_is_unknown() {
             change_id: None,
             resolved: None,
             sets,
-        }),
+            authoritative: None,
+            authoritative_error: None,
+        })),
     };
     let weight = |s: &State, side: Side| s.input_value(&Input::DnsWeight(side));
     s.apply(&reading(Vec::new()));

@@ -170,7 +170,7 @@ pub fn bench_state(tables: usize, metrics: usize) -> State {
         &mut st,
         Event::Observed {
             at,
-            reading: Reading::Dns(DnsReading {
+            reading: Reading::Dns(Box::new(DnsReading {
                 observed_at: at,
                 name: "db.shop.internal.".into(),
                 record_type: "CNAME".into(),
@@ -180,7 +180,9 @@ pub fn bench_state(tables: usize, metrics: usize) -> State {
                 change_id: None,
                 resolved: Some("shop-mysql.source.internal.".into()),
                 sets: Vec::new(),
-            }),
+                authoritative: None,
+                authoritative_error: None,
+            })),
         },
     );
     for side in [Side::Source, Side::Target] {

@@ -159,7 +159,7 @@ impl Fx {
         let value = if w.dns_target { tgt } else { src };
         self.obs(
             at,
-            Reading::Dns(DnsReading {
+            Reading::Dns(Box::new(DnsReading {
                 observed_at: at,
                 name: "db.shop.internal.".into(),
                 record_type: "CNAME".into(),
@@ -169,7 +169,9 @@ impl Fx {
                 change_id: None,
                 resolved: Some(if w.dns_status == "INSYNC" { value } else { src }.into()),
                 sets: Vec::new(),
-            }),
+                authoritative: None,
+                authoritative_error: None,
+            })),
         );
         if w.db_fails {
             self.ev(Event::SourceFailed {
@@ -1116,7 +1118,7 @@ fn the_dns_pane_lists_every_weighted_set_with_its_share() {
     };
     fx.obs(
         at,
-        Reading::Dns(DnsReading {
+        Reading::Dns(Box::new(DnsReading {
             observed_at: at,
             name: "db.shop.internal.".into(),
             record_type: "CNAME".into(),
@@ -1125,12 +1127,14 @@ fn the_dns_pane_lists_every_weighted_set_with_its_share() {
             change_status: None,
             change_id: None,
             resolved: Some("shop-mysql.source.internal.".into()),
+            authoritative: None,
+            authoritative_error: None,
             sets: vec![
                 set("shop-mysql.source.internal.", "blue", 95),
                 set("shop-aurora.target.internal.", "green", 5),
                 set("shop-old.source.internal.", "old", 0),
             ],
-        }),
+        })),
     );
     let text = screen(&render(&fx.st, &ui(Mode::Rehearsal), &dark(), 120, 40));
     assert!(
