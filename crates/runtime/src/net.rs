@@ -66,3 +66,20 @@ mod tests {
         assert!(e.contains("no answer from db:3306 within 5s"), "{e}");
     }
 }
+
+/// Why a listener on `addr` would expose the session beyond this machine, or `None` when it
+/// is loopback (or `allow_remote` was given). One rule for every listener: `--share` and
+/// `--status-addr`.
+pub fn exposure(addr: &std::net::SocketAddr, allow_remote: bool) -> Option<&'static str> {
+    if allow_remote {
+        return None;
+    }
+    let ip = addr.ip().to_canonical();
+    if ip.is_unspecified() {
+        Some("it is a wildcard address that listens on every interface")
+    } else if !ip.is_loopback() {
+        Some("it is not a loopback address")
+    } else {
+        None
+    }
+}
