@@ -671,3 +671,7 @@ fn moment(
         text,
     }
 }
+
+#[cfg(test)]
+#[path = "notify_tests.rs"]
+mod tests;
