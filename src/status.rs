@@ -495,3 +495,35 @@ fn exposition(state: &State, report: &CheckReport) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_and_remote_addresses_need_allow_remote() {
+        for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.10:9464"] {
+            let err = StatusListener::bind(addr.parse().unwrap(), false)
+                .err()
+                .expect("refused");
+            assert!(matches!(err, StatusError::Remote { .. }), "{addr}: {err}");
+            assert!(err.to_string().contains("--allow-remote"), "{err}");
+        }
+        assert!(StatusListener::bind("0.0.0.0:0".parse().unwrap(), true).is_ok());
+        assert!(StatusListener::bind("[::1]:0".parse().unwrap(), false).is_ok());
+    }
+
+    #[test]
+    fn a_taken_port_names_the_address_and_the_fix() {
+        let first = StatusListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = first.local_addr().unwrap();
+        let err = StatusListener::bind(addr, false).err().expect("taken");
+        let text = err.to_string();
+        assert!(text.contains(&addr.to_string()) && text.contains("choose another port"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("dns.value == \"a\\b\"\nx"), "dns.value == \\\"a\\\\b\\\"\\nx");
+    }
+}

@@ -596,3 +596,74 @@ async fn the_status_endpoint_serves_live_status_and_metrics_that_agree_and_parse
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_tells_its_webhook_every_step_and_records_each_delivery() {
+    use std::sync::Mutex;
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let seen = Arc::clone(&got);
+    let app = axum::Router::new().route(
+        "/hooks/ops-secret-token",
+        axum::routing::post(move |body: String| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(serde_json::from_str(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("hook.url");
+    std::fs::write(&url_file, format!("http://{receiver}/hooks/ops-secret-token\n")).unwrap();
+    let text = format!(
+        "{}\n[[notify]]\nname = \"ops\"\nkind = \"json\"\nurl_file = \"{}\"\n\
+         on = [\"session-start\", \"step-done\", \"session-end\"]\n",
+        plan::rehearsal_plan().source_text,
+        url_file.display()
+    );
+    let plan = Arc::new(plan::parse("rehearsal.toml", &text).unwrap_or_else(|e| panic!("{e}")));
+    let steps = plan.steps.len();
+    let outside = cutover::outside::Outside::prepare(&plan, true, None).unwrap();
+    let summary = rehearse::autopilot_outside(
+        Rehearsal {
+            plan,
+            faults: vec![],
+            seed: 7,
+            sessions_dir: Some(dir.path().join("sessions")),
+            operator: "test".into(),
+            sign_key: None,
+        },
+        outside,
+    )
+    .await
+    .expect("the rehearsal runs");
+    assert!(summary.completed, "{}", summary.render_text());
+    let kinds: Vec<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["event"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected = vec!["session-start".to_string()];
+    expected.extend(std::iter::repeat_n("step-done".to_string(), steps));
+    expected.push("session-end".into());
+    assert_eq!(kinds, expected, "in order, once each");
+    // Every delivery is recorded, the session's end included (flushed before exit).
+    let events = transcript(&summary);
+    let delivered: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::NotifyDelivered { on, outcome, .. } => {
+                assert_eq!(*outcome, cutover::event::DeliveryOutcome::Delivered);
+                Some(on.as_str().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, expected);
+    let file = std::fs::read_to_string(summary.transcript.as_ref().unwrap()).unwrap();
+    assert!(!file.contains("ops-secret-token"), "the URL never reaches the transcript");
+}
