@@ -452,8 +452,11 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         sign_key: args.common.sign_key()?,
     };
     let share = args.share.options(args.status.allow_remote)?;
-    let outside =
-        cutover::outside::Outside::prepare(&rehearsal.plan, true, args.status.listener(share.is_some())?)?;
+    let outside = cutover::outside::Outside::prepare(
+        &rehearsal.plan,
+        true,
+        args.status.listener(share.is_some())?,
+    )?;
     if args.autopilot && args.share.share.is_some() {
         anyhow::bail!(
             "--share shares the interactive cockpit; drop --autopilot to share a rehearsal"

@@ -8,7 +8,7 @@ use crate::event::AwsIdentity;
 use crate::plan::Plan;
 use crate::session::{Inbox, Session};
 use crate::status::{StatusHandle, StatusListener};
-use cutover_runtime::notify::{NotifyConfig, NotifyHandle, Notifiers};
+use cutover_runtime::notify::{Notifiers, NotifyConfig, NotifyHandle};
 
 /// How long the end of a session waits for its last notifications (`session-end`).
 const FLUSH_GRACE: Duration = Duration::from_secs(10);

@@ -39,7 +39,10 @@ pub enum StatusError {
     #[error(
         "refusing to serve the status on {addr}: {reason}, and it tells anyone who can reach it what the cutover is doing (serve on 127.0.0.1 and forward it with `ssh -L`, or pass --allow-remote if you mean it)"
     )]
-    Remote { addr: SocketAddr, reason: &'static str },
+    Remote {
+        addr: SocketAddr,
+        reason: &'static str,
+    },
     #[error("cannot listen on {addr} for --status-addr: {source} (choose another port)")]
     Bind {
         addr: SocketAddr,
@@ -355,13 +358,8 @@ fn exposition(state: &State, report: &CheckReport) -> String {
         "Steps whose action finished successfully (and are not undone).",
         &[(String::new(), done as f64)],
     );
-    let step_labels = |i: usize| {
-        format!(
-            "step=\"{}\",number=\"{}\"",
-            label(&plan.steps[i].id),
-            i + 1
-        )
-    };
+    let step_labels =
+        |i: usize| format!("step=\"{}\",number=\"{}\"", label(&plan.steps[i].id), i + 1);
     family(
         &mut out,
         "cutover_step_status",
@@ -519,11 +517,17 @@ mod tests {
         let addr = first.local_addr().unwrap();
         let err = StatusListener::bind(addr, false).err().expect("taken");
         let text = err.to_string();
-        assert!(text.contains(&addr.to_string()) && text.contains("choose another port"), "{text}");
+        assert!(
+            text.contains(&addr.to_string()) && text.contains("choose another port"),
+            "{text}"
+        );
     }
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(label("dns.value == \"a\\b\"\nx"), "dns.value == \\\"a\\\\b\\\"\\nx");
+        assert_eq!(
+            label("dns.value == \"a\\b\"\nx"),
+            "dns.value == \\\"a\\\\b\\\"\\nx"
+        );
     }
 }

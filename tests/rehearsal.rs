@@ -562,13 +562,19 @@ async fn the_status_endpoint_serves_live_status_and_metrics_that_agree_and_parse
         .iter()
         .filter_map(|(s, _)| s["step"]["id"].as_str().map(str::to_string))
         .collect();
-    assert!(steps.len() >= 3, "steps seen: {steps:?} in {} snapshots", pairs.len());
+    assert!(
+        steps.len() >= 3,
+        "steps seen: {steps:?} in {} snapshots",
+        pairs.len()
+    );
     let readings = pairs
         .iter()
         .any(|(s, _)| !s["readings"].as_array().unwrap().is_empty());
     assert!(readings, "live readings reach /status");
     assert!(
-        pairs.iter().any(|(_, m)| m.contains("cutover_replication_lag_seconds ")),
+        pairs
+            .iter()
+            .any(|(_, m)| m.contains("cutover_replication_lag_seconds ")),
         "a known lag is exported"
     );
     // promtool on the first and the last snapshot seen (the last has every step done).
@@ -607,7 +613,9 @@ async fn a_rehearsal_tells_its_webhook_every_step_and_records_each_delivery() {
         axum::routing::post(move |body: String| {
             let seen = Arc::clone(&seen);
             async move {
-                seen.lock().unwrap().push(serde_json::from_str(&body).unwrap());
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
                 "ok"
             }
         }),
@@ -617,7 +625,11 @@ async fn a_rehearsal_tells_its_webhook_every_step_and_records_each_delivery() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let dir = tempfile::tempdir().unwrap();
     let url_file = dir.path().join("hook.url");
-    std::fs::write(&url_file, format!("http://{receiver}/hooks/ops-secret-token\n")).unwrap();
+    std::fs::write(
+        &url_file,
+        format!("http://{receiver}/hooks/ops-secret-token\n"),
+    )
+    .unwrap();
     let text = format!(
         "{}\n[[notify]]\nname = \"ops\"\nkind = \"json\"\nurl_file = \"{}\"\n\
          on = [\"session-start\", \"step-done\", \"session-end\"]\n",
@@ -665,5 +677,8 @@ async fn a_rehearsal_tells_its_webhook_every_step_and_records_each_delivery() {
         .collect();
     assert_eq!(delivered, expected);
     let file = std::fs::read_to_string(summary.transcript.as_ref().unwrap()).unwrap();
-    assert!(!file.contains("ops-secret-token"), "the URL never reaches the transcript");
+    assert!(
+        !file.contains("ops-secret-token"),
+        "the URL never reaches the transcript"
+    );
 }

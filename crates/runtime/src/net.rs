@@ -50,23 +50,6 @@ pub async fn within<T>(addr: &str, fut: impl Future<Output = T>) -> Result<T, St
         .map_err(|_| no_answer(addr, limit))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_deadline_is_range_checked() {
-        assert!(super::set_connect_timeout(std::time::Duration::ZERO).is_err());
-        assert!(super::set_connect_timeout(std::time::Duration::from_secs(301)).is_err());
-    }
-
-    #[tokio::test]
-    async fn a_silent_future_fails_with_the_address_and_the_limit() {
-        let e = super::within("db:3306", std::future::pending::<()>())
-            .await
-            .expect_err("never answers");
-        assert!(e.contains("no answer from db:3306 within 5s"), "{e}");
-    }
-}
-
 /// Why a listener on `addr` would expose the session beyond this machine, or `None` when it
 /// is loopback (or `allow_remote` was given). One rule for every listener: `--share` and
 /// `--status-addr`.
@@ -81,5 +64,22 @@ pub fn exposure(addr: &std::net::SocketAddr, allow_remote: bool) -> Option<&'sta
         Some("it is not a loopback address")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_deadline_is_range_checked() {
+        assert!(super::set_connect_timeout(std::time::Duration::ZERO).is_err());
+        assert!(super::set_connect_timeout(std::time::Duration::from_secs(301)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_silent_future_fails_with_the_address_and_the_limit() {
+        let e = super::within("db:3306", std::future::pending::<()>())
+            .await
+            .expect_err("never answers");
+        assert!(e.contains("no answer from db:3306 within 5s"), "{e}");
     }
 }

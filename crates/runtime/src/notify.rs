@@ -270,7 +270,9 @@ impl Queue {
     fn push(&self, n: Notification) -> Option<Notification> {
         let dropped = {
             let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-            let dropped = (items.len() >= self.cap).then(|| items.pop_front()).flatten();
+            let dropped = (items.len() >= self.cap)
+                .then(|| items.pop_front())
+                .flatten();
             items.push_back(n);
             dropped
         };
@@ -377,7 +379,9 @@ async fn deliver(
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.clone())
-            .send().await {
+            .send()
+            .await
+        {
             Ok(resp) if resp.status().is_success() => {
                 return Delivery {
                     outcome: DeliveryOutcome::Delivered,
@@ -566,10 +570,7 @@ impl Watcher {
                         text,
                     ));
                 }
-                let text = format!(
-                    "cutover {plan}: ROLLBACK started by {}: {}",
-                    r.by, r.reason
-                );
+                let text = format!("cutover {plan}: ROLLBACK started by {}: {}", r.by, r.reason);
                 out.push(moment(
                     state,
                     plan,

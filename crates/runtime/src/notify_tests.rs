@@ -70,7 +70,8 @@ fn open(url: &str, kind: &str, on: &str, config: NotifyConfig) -> Fixture {
          [[notify]]\nname = \"ops\"\nkind = \"{kind}\"\nurl_file = \"{}\"\non = {on}\n",
         url_file.display()
     );
-    let plan = Arc::new(cutover_core::plan::parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}")));
+    let plan =
+        Arc::new(cutover_core::plan::parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}")));
     let notifiers = Notifiers::resolve(&plan).unwrap().with_config(config);
     let (mut session, inbox) = Session::open(SessionConfig {
         plan,
@@ -176,7 +177,12 @@ async fn a_receiver_gets_the_moments_in_order_after_retrying_a_500() {
         .collect();
     assert_eq!(
         kinds,
-        ["session-start", "step-confirmed", "step-done", "session-end"]
+        [
+            "session-start",
+            "step-confirmed",
+            "step-done",
+            "session-end"
+        ]
     );
     assert_eq!(received[1]["step"]["id"], "freeze");
     assert_eq!(received[1]["by"], "alice");
@@ -209,10 +215,25 @@ async fn a_receiver_gets_the_moments_in_order_after_retrying_a_500() {
     assert_eq!(
         attempts,
         [
-            (NotifyOn::SessionStart, DeliveryOutcome::Delivered, 2, Some(200)),
-            (NotifyOn::StepConfirmed, DeliveryOutcome::Delivered, 1, Some(200)),
+            (
+                NotifyOn::SessionStart,
+                DeliveryOutcome::Delivered,
+                2,
+                Some(200)
+            ),
+            (
+                NotifyOn::StepConfirmed,
+                DeliveryOutcome::Delivered,
+                1,
+                Some(200)
+            ),
             (NotifyOn::StepDone, DeliveryOutcome::Delivered, 1, Some(200)),
-            (NotifyOn::SessionEnd, DeliveryOutcome::Delivered, 1, Some(200)),
+            (
+                NotifyOn::SessionEnd,
+                DeliveryOutcome::Delivered,
+                1,
+                Some(200)
+            ),
         ]
     );
     assert!(
@@ -282,13 +303,17 @@ async fn a_receiver_that_never_answers_delays_nothing_and_its_failure_is_recorde
             assert_eq!(*attempts, 2);
             assert_eq!(*status, None);
             let error = error.as_deref().unwrap();
-            assert!(error.contains("no answer within the request timeout"), "{error}");
+            assert!(
+                error.contains("no answer within the request timeout"),
+                "{error}"
+            );
             assert!(!error.contains("never-secret"), "{error}");
         }
         other => panic!("{other:?}"),
     }
     let logged = f.session.state.log.iter().any(|l| {
-        l.text.starts_with("notify ops: session-start not delivered after 2 attempts")
+        l.text
+            .starts_with("notify ops: session-start not delivered after 2 attempts")
     });
     assert!(logged, "the log pane says so");
     assert!(!transcript(&f).contains(&f.url[7..]), "no part of the URL");
@@ -310,7 +335,7 @@ async fn a_full_queue_drops_the_oldest_and_records_it() {
     );
     // session-start is being sent (hanging); two wait; the next ones push the oldest out.
     tokio::time::timeout(Duration::from_secs(5), async {
-        while f.handle.queues[0].items.lock().unwrap().len() > 0 {
+        while !f.handle.queues[0].items.lock().unwrap().is_empty() {
             tokio::task::yield_now().await;
         }
     })
@@ -366,5 +391,8 @@ fn a_missing_variable_or_a_non_url_is_refused_by_name_not_value() {
     );
     let plan = cutover_core::plan::parse("p.toml", &text).unwrap();
     let e = Notifiers::resolve(&plan).err().unwrap();
-    assert!(e.contains("CUTOVER_TEST_SURELY_UNSET_HOOK (url_env) is not set"), "{e}");
+    assert!(
+        e.contains("CUTOVER_TEST_SURELY_UNSET_HOOK (url_env) is not set"),
+        "{e}"
+    );
 }

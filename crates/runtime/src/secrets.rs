@@ -35,7 +35,9 @@ pub fn read_secret_file(path: &Path, field: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot read {field} {shown}: {e}"))?;
     let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if first.is_empty() {
-        return Err(format!("{field} {shown} is empty (its first line holds nothing)"));
+        return Err(format!(
+            "{field} {shown} is empty (its first line holds nothing)"
+        ));
     }
     Ok(first.to_string())
 }

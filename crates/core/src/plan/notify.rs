@@ -226,8 +226,7 @@ fn url_secret(
             Some(UrlSecret::Env(var.clone()))
         }
         (None, Some(f)) => {
-            if f.get_ref().trim().is_empty() || limits::control_char(f.get_ref(), false).is_some()
-            {
+            if f.get_ref().trim().is_empty() || limits::control_char(f.get_ref(), false).is_some() {
                 loc.at(
                     f,
                     format!("notify \"{name}\": url_file is not a file name"),

@@ -97,9 +97,14 @@ fn kind_secret_and_events_are_each_required() {
     let text = with("[[notify]]\nname = \"x\"\n");
     let errs = errors(&text);
     let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
-    assert!(messages.iter().any(|m| m.contains("has no kind")), "{messages:?}");
     assert!(
-        messages.iter().any(|m| m.contains("where its webhook URL is")),
+        messages.iter().any(|m| m.contains("has no kind")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("where its webhook URL is")),
         "{messages:?}"
     );
     assert!(
@@ -110,10 +115,18 @@ fn kind_secret_and_events_are_each_required() {
     let both = with(
         "[[notify]]\nkind = \"slack\"\nurl_env = \"A\"\nurl_file = \"f\"\non = [\"step-done\"]\n",
     );
-    assert!(errors(&both)[0].message.contains("both url_env and url_file"));
+    assert!(
+        errors(&both)[0]
+            .message
+            .contains("both url_env and url_file")
+    );
     let bad_env =
         with("[[notify]]\nkind = \"slack\"\nurl_env = \"MY-HOOK\"\non = [\"step-done\"]\n");
-    assert!(errors(&bad_env)[0].message.contains("url_env = \"MY-HOOK\""));
+    assert!(
+        errors(&bad_env)[0]
+            .message
+            .contains("url_env = \"MY-HOOK\"")
+    );
     let bad_kind = with("[[notify]]\nkind = \"teams\"\nurl_env = \"A\"\non = [\"step-done\"]\n");
     let e = &errors(&bad_kind)[0];
     assert!(e.message.contains("unknown kind \"teams\""), "{e}");
@@ -123,5 +136,9 @@ fn kind_secret_and_events_are_each_required() {
         "[[notify]]\nname = \"a\"\nkind = \"json\"\nurl_env = \"A\"\non = [\"step-done\"]\n\
          [[notify]]\nname = \"a\"\nkind = \"json\"\nurl_env = \"B\"\non = [\"step-done\"]\n",
     );
-    assert!(errors(&dup)[0].message.contains("duplicate notify id \"a\""));
+    assert!(
+        errors(&dup)[0]
+            .message
+            .contains("duplicate notify id \"a\"")
+    );
 }

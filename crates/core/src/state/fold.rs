@@ -457,9 +457,10 @@ impl State {
                 ..
             } => {
                 let (level, mut text) = match outcome {
-                    DeliveryOutcome::Delivered => {
-                        (Level::Info, format!("notify {notify}: {} sent", on.as_str()))
-                    }
+                    DeliveryOutcome::Delivered => (
+                        Level::Info,
+                        format!("notify {notify}: {} sent", on.as_str()),
+                    ),
                     DeliveryOutcome::Failed => (
                         Level::Warn,
                         format!(
