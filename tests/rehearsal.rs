@@ -682,3 +682,35 @@ async fn a_rehearsal_tells_its_webhook_every_step_and_records_each_delivery() {
         "the URL never reaches the transcript"
     );
 }
+
+#[test]
+fn a_status_address_beyond_loopback_needs_allow_remote_and_nothing_starts_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["rehearse", "--autopilot", "--sessions-dir"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--status-addr", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve the status on 0.0.0.0:0") && err.contains("--allow-remote"),
+        "{err}"
+    );
+    let out = run(&["--allow-remote"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-remote applies to --share or --status-addr"), "{err}");
+    let transcripts = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        })
+        .count();
+    assert_eq!(transcripts, 0, "refused before a session opened");
+}
