@@ -75,6 +75,13 @@ impl Attached {
     /// a grace period) and records their outcomes, then stops the endpoint.
     pub async fn finish(self, session: &mut Session, inbox: &mut Inbox) -> anyhow::Result<()> {
         if let Some(n) = &self.notify {
+            if n.pending() > 0 {
+                eprintln!(
+                    "cutover: sending the last {} notification(s) (at most {}s)",
+                    n.pending(),
+                    FLUSH_GRACE.as_secs()
+                );
+            }
             if !n.flush(FLUSH_GRACE).await {
                 tracing::warn!(
                     pending = n.pending(),

@@ -704,7 +704,10 @@ fn a_status_address_beyond_loopback_needs_allow_remote_and_nothing_starts_withou
     let out = run(&["--allow-remote"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--allow-remote applies to --share or --status-addr"), "{err}");
+    assert!(
+        err.contains("--allow-remote applies to --share or --status-addr"),
+        "{err}"
+    );
     let transcripts = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {

@@ -392,8 +392,9 @@ async fn deliver(
             }
             Ok(resp) => {
                 let code = resp.status();
+                // The status says it all (the log shows "HTTP 503").
                 status = Some(code.as_u16());
-                error = Some(format!("the receiver answered {code}"));
+                error = None;
                 let retryable = code.is_server_error()
                     || code == reqwest::StatusCode::TOO_MANY_REQUESTS
                     || code == reqwest::StatusCode::REQUEST_TIMEOUT;

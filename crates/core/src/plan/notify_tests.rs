@@ -142,3 +142,56 @@ fn kind_secret_and_events_are_each_required() {
             .contains("duplicate notify id \"a\"")
     );
 }
+
+#[test]
+fn a_delivery_record_reads_without_its_optional_fields_and_folds_into_the_log() {
+    use crate::event::{DeliveryOutcome, Event};
+    let ev: Event = serde_json::from_str(
+        r#"{"type":"notify_delivered","at":5,"notify":"ops","on":"step-failed","outcome":"dropped"}"#,
+    )
+    .unwrap();
+    let Event::NotifyDelivered {
+        on,
+        outcome,
+        status,
+        attempts,
+        error,
+        ..
+    } = &ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        (*on, *outcome, *status, *attempts, error.as_deref()),
+        (
+            NotifyOn::StepFailed,
+            DeliveryOutcome::Dropped,
+            None,
+            0,
+            None
+        )
+    );
+    let plan = std::sync::Arc::new(parse("p.toml", BASE).unwrap());
+    let mut state = crate::state::State::new(plan);
+    state.apply(&ev);
+    state.apply(&Event::NotifyDelivered {
+        at: 6,
+        notify: "ops".into(),
+        on: NotifyOn::StepDone,
+        outcome: DeliveryOutcome::Failed,
+        status: Some(503),
+        attempts: 3,
+        error: Some("the receiver answered 503 Service Unavailable".into()),
+    });
+    let lines: Vec<&str> = state.log.iter().map(|l| l.text.as_str()).collect();
+    assert!(
+        lines.contains(&"notify ops: step-failed dropped (queue full)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(
+            &"notify ops: step-done not delivered after 3 attempts, HTTP 503: the receiver answered 503 Service Unavailable"
+        ),
+        "{lines:?}"
+    );
+}
