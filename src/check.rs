@@ -102,29 +102,39 @@ pub fn fold_poll(plan: &Arc<Plan>, started: Ts, events: &[Event], now: Ts) -> St
 /// The pure part of `check`: folds the events of one poll and reports, at `now`.
 pub fn evaluate(plan: Arc<Plan>, started: Ts, events: &[Event], now: Ts) -> CheckReport {
     let state = fold_poll(&plan, started, events, now);
-
     let mut readings: Vec<ReadingReport> = events
         .iter()
-        .filter_map(|ev| match ev {
-            Event::Observed { reading, .. } => Some(ReadingReport {
-                source: reading.source(),
-                observed_at: Some(reading.observed_at()),
-                age_ms: Some(now - reading.observed_at()),
-                value: Some(reading.clone()),
-                error: None,
-            }),
-            Event::SourceFailed { source, error, .. } => Some(ReadingReport {
-                source: *source,
-                observed_at: None,
-                age_ms: None,
-                value: None,
-                error: Some(error.clone()),
-            }),
-            _ => None,
-        })
+        .filter_map(|ev| reading_report(ev, now))
         .collect();
     readings.sort_by_key(|r| r.source);
+    report(&state, readings, now)
+}
 
+/// One source's answer in an event (a reading or a failure), its age taken at `now`.
+pub fn reading_report(ev: &Event, now: Ts) -> Option<ReadingReport> {
+    match ev {
+        Event::Observed { reading, .. } => Some(ReadingReport {
+            source: reading.source(),
+            observed_at: Some(reading.observed_at()),
+            age_ms: Some(now - reading.observed_at()),
+            value: Some(reading.clone()),
+            error: None,
+        }),
+        Event::SourceFailed { source, error, .. } => Some(ReadingReport {
+            source: *source,
+            observed_at: None,
+            age_ms: None,
+            value: None,
+            error: Some(error.clone()),
+        }),
+        _ => None,
+    }
+}
+
+/// The report on a folded state at `now`: the next step's gates and `readings` (the check's
+/// one poll, or the status endpoint's latest reading of each source).
+pub fn report(state: &State, readings: Vec<ReadingReport>, now: Ts) -> CheckReport {
+    let plan = &state.plan;
     let step = state.next_step();
     let (gates, state_now, reason) = match step {
         Some(i) => {

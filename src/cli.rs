@@ -148,6 +148,8 @@ pub struct RehearseArgs {
     #[command(flatten)]
     pub share: ShareArgs,
     #[command(flatten)]
+    pub status: StatusArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -164,6 +166,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub share: ShareArgs,
     #[command(flatten)]
+    pub status: StatusArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -173,6 +177,8 @@ pub struct WatchArgs {
     pub plan: PathBuf,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub status: StatusArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -253,16 +259,43 @@ impl AwsArgs {
     }
 }
 
-/// `--share ADDR [--allow-remote]`, for `cutover run` and `cutover rehearse`.
+/// `--status-addr IP:PORT` and `--allow-remote`, for run, watch, rehearse and resume.
+#[derive(Args, Clone, Debug)]
+pub struct StatusArgs {
+    /// Serve read-only GET /status (the `check --json` document, live) and GET /metrics
+    /// (Prometheus text format) on IP:PORT, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "IP:PORT")]
+    pub status_addr: Option<std::net::SocketAddr>,
+    /// Allow --share or --status-addr on a wildcard or non-loopback address (prefer an SSH
+    /// tunnel).
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+impl StatusArgs {
+    /// Binds `--status-addr` now, so a refused address or a taken port stops the command
+    /// before the session opens. `share`: whether `--share` was given (`--allow-remote`
+    /// needs one of the two).
+    pub fn listener(&self, share: bool) -> anyhow::Result<Option<crate::status::StatusListener>> {
+        if self.allow_remote && !share && self.status_addr.is_none() {
+            anyhow::bail!(
+                "--allow-remote applies to --share or --status-addr; give one of them, or drop --allow-remote"
+            );
+        }
+        self.status_addr
+            .map(|a| crate::status::StatusListener::bind(a, self.allow_remote))
+            .transpose()
+            .map_err(anyhow::Error::from)
+    }
+}
+
+/// `--share ADDR`, for `cutover run` and `cutover rehearse`.
 #[derive(Clone, Debug, Default, Args)]
 pub struct ShareArgs {
     /// Let colleagues attach read-only: 127.0.0.1:PORT or a Unix socket path. Prints a
     /// one-time token to give them.
     #[arg(long, value_name = "ADDR")]
     pub share: Option<String>,
-    /// Allow --share on a wildcard or non-loopback address (prefer an SSH tunnel).
-    #[arg(long, requires = "share")]
-    pub allow_remote: bool,
     /// Invite a colleague by name, with their own token: NAME (an observer) or
     /// NAME:approver (may approve four-eyes steps). Repeatable. Without any, one shared
     /// token admits observers only.
@@ -279,13 +312,14 @@ fn parse_invite(s: &str) -> Result<crate::share::InviteSpec, String> {
 }
 
 impl ShareArgs {
-    /// The options to share with, if `--share` was given.
-    pub fn options(&self) -> Result<Option<ShareOptions>, ShareError> {
+    /// The options to share with, if `--share` was given; `allow_remote` is
+    /// [`StatusArgs::allow_remote`], the one `--allow-remote` of the command.
+    pub fn options(&self, allow_remote: bool) -> Result<Option<ShareOptions>, ShareError> {
         let Some(addr) = &self.share else {
             return Ok(None);
         };
         let mut opts = ShareOptions::new(addr.parse()?);
-        opts.allow_remote = self.allow_remote;
+        opts.allow_remote = allow_remote;
         opts.invites = self.invite.clone();
         opts.invites_file = self.invites_file.clone();
         Ok(Some(opts))
@@ -493,6 +527,8 @@ pub struct ResumeArgs {
     pub aws: AwsArgs,
     #[command(flatten)]
     pub share: ShareArgs,
+    #[command(flatten)]
+    pub status: StatusArgs,
 }
 
 impl ResumeArgs {

@@ -176,7 +176,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Rehearse(args) => rehearse_cmd(args).await,
         Command::Run(args) => {
-            let share = args.share.options()?;
+            let share = args.share.options(args.status.allow_remote)?;
+            let status = args.status.listener(share.is_some())?;
             let db = cutover::db::DbOptions {
                 heartbeat: args.heartbeat,
                 ..Default::default()
@@ -185,18 +186,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 args.plan,
                 args.aws.overrides(),
                 args.common,
-                share,
+                Listeners { share, status },
                 db,
                 true,
             )
             .await
         }
         Command::Watch(args) => {
+            let status = args.status.listener(false)?;
             live_cmd(
                 args.plan,
                 args.aws.overrides(),
                 args.common,
-                None,
+                Listeners {
+                    share: None,
+                    status,
+                },
                 Default::default(),
                 false,
             )
@@ -288,15 +293,23 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `run` and `watch`: the cockpit on real backends; only `run` builds an actuator.
+/// What a live session listens on: `--share` (run) and `--status-addr`.
+struct Listeners {
+    share: Option<cutover::share::ShareOptions>,
+    status: Option<cutover::status::StatusListener>,
+}
+
+/// `run` and `watch`: the cockpit on real backends; only `run` builds an actuator (and
+/// sends the plan's notifications).
 async fn live_cmd(
     path: PathBuf,
     aws: cutover::aws::AwsOverrides,
     common: CommonArgs,
-    share: Option<cutover::share::ShareOptions>,
+    listeners: Listeners,
     db_opts: cutover::db::DbOptions,
     drive: bool,
 ) -> anyhow::Result<ExitCode> {
+    let Listeners { share, status } = listeners;
     use cutover::session::{Session, SessionConfig};
     let plan = match load_plan(&path) {
         Ok(p) => Arc::new(p),
@@ -304,6 +317,7 @@ async fn live_cmd(
     };
     cutover::backend::require_real(&plan)?;
     let theme = cutover::ui::Theme::resolve(common.theme.as_deref())?;
+    let outside = cutover::outside::Outside::prepare(&plan, drive, status)?;
     let backends = cutover::backend::Backends::connect(&plan, &aws).await?;
     // A watcher started after the driver's flip follows its change (the driver follows its own).
     let followed = if drive {
@@ -333,6 +347,7 @@ async fn live_cmd(
         },
         aws_identity.clone(),
     )?;
+    let outside = outside.attach(&mut session, aws_identity.clone())?;
     let mut notes = rehearse::aws_notes(aws_identity.as_ref(), &backends.warnings());
     if let Some((file, id)) = &followed {
         notes.push(cutover::event::Event::Note {
@@ -381,6 +396,7 @@ async fn live_cmd(
         reason,
     });
     session.ingest(batch)?;
+    outside.finish(&mut session, &mut inbox).await?;
     if let Some(handle) = sharing {
         handle.shutdown("the session ended").await;
     }
@@ -490,16 +506,22 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         operator: operator(&args.common.operator),
         sign_key: args.common.sign_key()?,
     };
+    let share = args.share.options(args.status.allow_remote)?;
+    let outside = cutover::outside::Outside::prepare(
+        &rehearsal.plan,
+        true,
+        args.status.listener(share.is_some())?,
+    )?;
     if args.autopilot && args.share.share.is_some() {
         anyhow::bail!(
             "--share shares the interactive cockpit; drop --autopilot to share a rehearsal"
         );
     }
     let summary = if args.autopilot {
-        rehearse::autopilot(rehearsal).await?
+        rehearse::autopilot_outside(rehearsal, outside).await?
     } else {
         let theme = cutover::ui::Theme::resolve(args.common.theme.as_deref())?;
-        rehearse::interactive(rehearsal, theme, args.share.options()?).await?
+        rehearse::interactive(rehearsal, theme, share, outside).await?
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);

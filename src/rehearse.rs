@@ -96,15 +96,32 @@ pub async fn autopilot(rehearsal: Rehearsal) -> anyhow::Result<Summary> {
     autopilot_observed(rehearsal, |_| None).await
 }
 
+/// The autopilot, telling the world outside (`[[notify]]`, `--status-addr`).
+pub async fn autopilot_outside(
+    rehearsal: Rehearsal,
+    outside: crate::outside::Outside,
+) -> anyhow::Result<Summary> {
+    autopilot_with(rehearsal, outside, |_| None).await
+}
+
 /// The autopilot, with a hook (made once the session is open) that sees the state after every
 /// folded batch: the replay-determinism tests draw the live screens with it.
 pub async fn autopilot_observed(
+    rehearsal: Rehearsal,
+    observe: impl FnOnce(&Session) -> Option<crate::session::FoldHook>,
+) -> anyhow::Result<Summary> {
+    autopilot_with(rehearsal, crate::outside::Outside::default(), observe).await
+}
+
+async fn autopilot_with(
     mut rehearsal: Rehearsal,
+    outside: crate::outside::Outside,
     observe: impl FnOnce(&Session) -> Option<crate::session::FoldHook>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (mut session, mut inbox, world, stop, pollers) =
         start(&mut rehearsal, SessionMode::RehearsalAutopilot).await?;
+    let outside = outside.attach(&mut session, None)?;
     if let Some(hook) = observe(&session) {
         session.on_folded(hook);
     }
@@ -135,6 +152,7 @@ pub async fn autopilot_observed(
         "autopilot finished",
     )
     .await?;
+    outside.finish(&mut session, &mut inbox).await?;
     let blocked = outcome?;
     Ok(summarize(&session, &rehearsal, blocked, started))
 }
@@ -172,10 +190,12 @@ pub async fn interactive(
     mut rehearsal: Rehearsal,
     theme: crate::ui::Theme,
     share: Option<crate::share::ShareOptions>,
+    outside: crate::outside::Outside,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (mut session, mut inbox, world, stop, pollers) =
         start(&mut rehearsal, SessionMode::Rehearsal).await?;
+    let outside = outside.attach(&mut session, None)?;
     let mut ui_state = crate::ui::UiState::new(
         crate::ui::Mode::Rehearsal,
         rehearsal.operator.clone(),
@@ -195,6 +215,7 @@ pub async fn interactive(
         Err(e) => format!("cockpit error: {e}"),
     };
     finish(&mut session, &mut inbox, &world, stop, pollers, &reason).await?;
+    outside.finish(&mut session, &mut inbox).await?;
     if let Some(handle) = sharing {
         handle.shutdown("the session ended").await;
     }

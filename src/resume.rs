@@ -546,7 +546,17 @@ pub async fn prompt_not_reapplied(r: &mut Resumed, lines: &mut Lines) -> anyhow:
 }
 
 /// Stops the sources and records the end (with the world's final figures in a rehearsal).
-pub async fn finish(mut r: Resumed, reason: &str) -> anyhow::Result<Session> {
+pub async fn finish(r: Resumed, reason: &str) -> anyhow::Result<Session> {
+    finish_telling(r, reason, crate::outside::Attached::default()).await
+}
+
+/// [`finish`], letting the session's last notifications out and stopping its status
+/// endpoint after the end is recorded.
+async fn finish_telling(
+    mut r: Resumed,
+    reason: &str,
+    outside: crate::outside::Attached,
+) -> anyhow::Result<Session> {
     match &r.world {
         Some(world) => {
             let world = Arc::clone(world);
@@ -576,6 +586,7 @@ pub async fn finish(mut r: Resumed, reason: &str) -> anyhow::Result<Session> {
             r.session.ingest(batch)?;
         }
     }
+    outside.finish(&mut r.session, &mut r.inbox).await?;
     Ok(r.session)
 }
 
@@ -593,10 +604,12 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
         );
     }
     let theme = Theme::resolve(args.theme.as_deref())?;
-    let share = args.share.options()?;
+    let share = args.share.options(args.status.allow_remote)?;
+    let status = args.status.listener(share.is_some())?;
     let sign_key = args.sign_key()?;
     let _old_lock = lock_interrupted(&args.file, args.force)?;
     let old = load(&args.file)?;
+    let outside = crate::outside::Outside::prepare(&old.plan, true, status)?;
     eprint!("{}", old.describe());
     let mut r = reopen(
         &old,
@@ -613,6 +626,7 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
         Vec::new()
     };
     drop(old);
+    let outside = outside.attach(&mut r.session, None)?;
     if let Some(p) = r.session.transcript_path() {
         eprintln!("continuing in {}", p.display());
     }
@@ -620,9 +634,10 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
     let answered = prompt_in_doubt(&mut r, &mut lines).await?
         && prompt_not_reapplied(&mut r, &mut lines).await?;
     if !answered {
-        let session = finish(
+        let session = finish_telling(
             r,
             "resume abandoned: the questions before the cockpit opens were not answered",
+            outside,
         )
         .await?;
         anyhow::bail!(
@@ -657,7 +672,7 @@ pub async fn run_resume_args(args: &crate::cli::ResumeArgs, operator: &str) -> a
         Ok(exit) => exit.reason(),
         Err(e) => format!("cockpit error: {e}"),
     };
-    let session = finish(r, &reason).await?;
+    let session = finish_telling(r, &reason, outside).await?;
     if let Some(handle) = sharing {
         handle.shutdown("the session ended").await;
     }

@@ -407,3 +407,313 @@ async fn an_abort_condition_on_lag_rolls_back_when_a_lag_spike_holds_past_its_wi
         Some("abort lag")
     );
 }
+
+/// promtool, from Debian's `prometheus` package (`.ci/run` installs it): the exposition is
+/// checked by the tool Prometheus ships, not by a parser written here.
+fn promtool() -> std::path::PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("promtool is missing: install Debian's prometheus package (apt-get install prometheus; .ci/run does)")
+    })
+}
+
+/// The samples of the text exposition: `name{labels}` (as written) -> value.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("a sample line");
+            (series.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn gate_number(state: &str) -> f64 {
+    match state {
+        "green" => 1.0,
+        "red" => 0.0,
+        "unknown" => -1.0,
+        other => panic!("gate state {other}"),
+    }
+}
+
+/// One pair of /status and /metrics rendered from the same snapshot: every figure both
+/// carry is equal.
+fn assert_agree(status: &serde_json::Value, metrics: &str) {
+    let m = samples(metrics);
+    assert_eq!(
+        m["cutover_next_step_ready"],
+        gate_number(status["state"].as_str().unwrap()),
+        "{status}\n{metrics}"
+    );
+    match status["step"].as_object() {
+        Some(step) => {
+            let id = step["id"].as_str().unwrap();
+            let key = format!("cutover_next_step{{step=\"{id}\"}}");
+            assert_eq!(m[&key], step["number"].as_f64().unwrap(), "{metrics}");
+            let number = step["number"].as_u64().unwrap();
+            for g in status["gates"].as_array().unwrap() {
+                let text = g["gate"].as_str().unwrap().replace('"', "\\\"");
+                let key = format!(
+                    "cutover_gate_state{{step=\"{id}\",number=\"{number}\",gate=\"{text}\"}}"
+                );
+                assert_eq!(
+                    m.get(&key).copied(),
+                    Some(gate_number(g["state"].as_str().unwrap())),
+                    "{key} in\n{metrics}"
+                );
+                let metric = match g["input"].as_str().unwrap() {
+                    "replication.lag_s" => "cutover_replication_lag_seconds",
+                    "replication.backlog" => "cutover_replication_backlog",
+                    "drift.rows" => "cutover_drift_rows",
+                    "drift.mismatched" => "cutover_drift_mismatched_tables",
+                    _ => continue,
+                };
+                if let Some(v) = g["value"].as_f64() {
+                    assert_eq!(m.get(metric).copied(), Some(v), "{metric}: {g}\n{metrics}");
+                }
+            }
+        }
+        None => assert!(!metrics.contains("\ncutover_next_step{"), "{metrics}"),
+    }
+    let plan = status["plan"].as_str().unwrap();
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("cutover_info{") && k.contains(&format!("plan=\"{plan}\""))),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_endpoint_serves_live_status_and_metrics_that_agree_and_parse() {
+    let promtool = promtool();
+    let dir = tempfile::tempdir().unwrap();
+    let listener =
+        cutover::status::StatusListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let plan = Arc::new(plan::rehearsal_plan());
+    let outside = cutover::outside::Outside::prepare(&plan, true, Some(listener)).unwrap();
+    let run = tokio::spawn(rehearse::autopilot_outside(
+        Rehearsal {
+            plan,
+            faults: vec![],
+            seed: 7,
+            sessions_dir: Some(dir.path().to_path_buf()),
+            operator: "test".into(),
+            sign_key: None,
+        },
+        outside,
+    ));
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let etag = |r: &reqwest::Response| {
+        r.headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut pairs: Vec<(serde_json::Value, String)> = Vec::new();
+    let mut refusals_checked = false;
+    while !run.is_finished() {
+        let (Ok(s), Ok(m)) = (
+            client.get(url("/status")).send().await,
+            client.get(url("/metrics")).send().await,
+        ) else {
+            continue; // the session ended and took the endpoint with it
+        };
+        let (tag_s, tag_m) = (etag(&s), etag(&m));
+        assert_eq!(s.status(), 200);
+        assert_eq!(
+            m.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let (Ok(status), Ok(metrics)) = (s.text().await, m.text().await) else {
+            continue;
+        };
+        if tag_s.is_some() && tag_s == tag_m {
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            assert_agree(&status, &metrics);
+            pairs.push((status, metrics));
+        }
+        if !refusals_checked {
+            let nowhere = client.get(url("/nowhere")).send().await.unwrap();
+            assert_eq!(nowhere.status(), 404);
+            let post = client.post(url("/status")).send().await.unwrap();
+            assert_eq!(post.status(), 405, "read-only");
+            let big = client
+                .get(url("/status"))
+                .body(vec![b'x'; 64 * 1024])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(big.status(), 413);
+            refusals_checked = true;
+        }
+    }
+    let summary = run.await.unwrap().expect("the rehearsal runs");
+    assert!(summary.completed, "{}", summary.render_text());
+    assert!(refusals_checked);
+    // Seen live: more than one step's gates while the rehearsal went on.
+    let steps: std::collections::BTreeSet<String> = pairs
+        .iter()
+        .filter_map(|(s, _)| s["step"]["id"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        steps.len() >= 3,
+        "steps seen: {steps:?} in {} snapshots",
+        pairs.len()
+    );
+    let readings = pairs
+        .iter()
+        .any(|(s, _)| !s["readings"].as_array().unwrap().is_empty());
+    assert!(readings, "live readings reach /status");
+    assert!(
+        pairs
+            .iter()
+            .any(|(_, m)| m.contains("cutover_replication_lag_seconds ")),
+        "a known lag is exported"
+    );
+    // promtool on the first and the last snapshot seen (the last has every step done).
+    for (_, metrics) in [pairs.first().unwrap(), pairs.last().unwrap()] {
+        let mut child = std::process::Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}\n{metrics}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_tells_its_webhook_every_step_and_records_each_delivery() {
+    use std::sync::Mutex;
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let seen = Arc::clone(&got);
+    let app = axum::Router::new().route(
+        "/hooks/ops-secret-token",
+        axum::routing::post(move |body: String| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("hook.url");
+    std::fs::write(
+        &url_file,
+        format!("http://{receiver}/hooks/ops-secret-token\n"),
+    )
+    .unwrap();
+    let text = format!(
+        "{}\n[[notify]]\nname = \"ops\"\nkind = \"json\"\nurl_file = \"{}\"\n\
+         on = [\"session-start\", \"step-done\", \"session-end\"]\n",
+        plan::rehearsal_plan().source_text,
+        url_file.display()
+    );
+    let plan = Arc::new(plan::parse("rehearsal.toml", &text).unwrap_or_else(|e| panic!("{e}")));
+    let steps = plan.steps.len();
+    let outside = cutover::outside::Outside::prepare(&plan, true, None).unwrap();
+    let summary = rehearse::autopilot_outside(
+        Rehearsal {
+            plan,
+            faults: vec![],
+            seed: 7,
+            sessions_dir: Some(dir.path().join("sessions")),
+            operator: "test".into(),
+            sign_key: None,
+        },
+        outside,
+    )
+    .await
+    .expect("the rehearsal runs");
+    assert!(summary.completed, "{}", summary.render_text());
+    let kinds: Vec<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["event"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected = vec!["session-start".to_string()];
+    expected.extend(std::iter::repeat_n("step-done".to_string(), steps));
+    expected.push("session-end".into());
+    assert_eq!(kinds, expected, "in order, once each");
+    // Every delivery is recorded, the session's end included (flushed before exit).
+    let events = transcript(&summary);
+    let delivered: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::NotifyDelivered { on, outcome, .. } => {
+                assert_eq!(*outcome, cutover::event::DeliveryOutcome::Delivered);
+                Some(on.as_str().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, expected);
+    let file = std::fs::read_to_string(summary.transcript.as_ref().unwrap()).unwrap();
+    assert!(
+        !file.contains("ops-secret-token"),
+        "the URL never reaches the transcript"
+    );
+}
+
+#[test]
+fn a_status_address_beyond_loopback_needs_allow_remote_and_nothing_starts_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["rehearse", "--autopilot", "--sessions-dir"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--status-addr", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve the status on 0.0.0.0:0") && err.contains("--allow-remote"),
+        "{err}"
+    );
+    let out = run(&["--allow-remote"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--allow-remote applies to --share or --status-addr"),
+        "{err}"
+    );
+    let transcripts = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        })
+        .count();
+    assert_eq!(transcripts, 0, "refused before a session opened");
+}

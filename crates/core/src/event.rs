@@ -680,6 +680,28 @@ pub struct WorldMeasures {
     pub authority: Option<Side>,
 }
 
+/// What became of a webhook notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Every attempt failed (an error status, a timeout, no connection).
+    Failed,
+    /// The notifier's queue was full: this one (the oldest waiting) was dropped unsent.
+    Dropped,
+}
+
+impl DeliveryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Failed => "failed",
+            DeliveryOutcome::Dropped => "dropped",
+        }
+    }
+}
+
 /// Everything the cockpit can learn. Serialized as one JSON object per transcript record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -822,6 +844,24 @@ pub enum Event {
         at: Ts,
         peer: String,
     },
+    /// What became of one webhook notification (`[[notify]]`): delivered, failed after its
+    /// retries, or dropped because the queue was full. Never the URL; `error` is redacted.
+    NotifyDelivered {
+        at: Ts,
+        /// The receiver's name in the plan.
+        notify: String,
+        /// What it was told about.
+        on: crate::plan::NotifyOn,
+        outcome: DeliveryOutcome,
+        /// The receiver's last HTTP status, when it answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// Requests made (0 when dropped before sending).
+        #[serde(default)]
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A free-form note from the operator or the program.
     Note {
         at: Ts,
@@ -860,6 +900,7 @@ macro_rules! each_at {
             | Event::WorldMeasured { at: $at, .. }
             | Event::PeerJoined { at: $at, .. }
             | Event::PeerLeft { at: $at, .. }
+            | Event::NotifyDelivered { at: $at, .. }
             | Event::Note { at: $at, .. }
             | Event::SessionEnded { at: $at, .. } => $body,
         }
@@ -902,6 +943,7 @@ impl Event {
             Event::WorldMeasured { .. } => "world_measured",
             Event::PeerJoined { .. } => "peer_joined",
             Event::PeerLeft { .. } => "peer_left",
+            Event::NotifyDelivered { .. } => "notify_delivered",
             Event::Note { .. } => "note",
             Event::SessionEnded { .. } => "session_ended",
         }

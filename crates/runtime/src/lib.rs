@@ -5,6 +5,7 @@
 pub mod action;
 pub mod autopilot;
 pub mod net;
+pub mod notify;
 pub mod secrets;
 pub mod session;
 pub mod source;

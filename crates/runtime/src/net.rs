@@ -50,6 +50,23 @@ pub async fn within<T>(addr: &str, fut: impl Future<Output = T>) -> Result<T, St
         .map_err(|_| no_answer(addr, limit))
 }
 
+/// Why a listener on `addr` would expose the session beyond this machine, or `None` when it
+/// is loopback (or `allow_remote` was given). One rule for every listener: `--share` and
+/// `--status-addr`.
+pub fn exposure(addr: &std::net::SocketAddr, allow_remote: bool) -> Option<&'static str> {
+    if allow_remote {
+        return None;
+    }
+    let ip = addr.ip().to_canonical();
+    if ip.is_unspecified() {
+        Some("it is a wildcard address that listens on every interface")
+    } else if !ip.is_loopback() {
+        Some("it is not a loopback address")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

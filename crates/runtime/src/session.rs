@@ -22,6 +22,12 @@ pub type Tap = Box<dyn FnMut(&[Event], Option<&str>) + Send>;
 /// draws it; nothing in the program needs it).
 pub type FoldHook = Box<dyn FnMut(&State) + Send>;
 
+/// Observers of each ingested batch (as recorded: scrubbed, time-clamped) together with the
+/// state after it was folded: the notifier and the status endpoint. Called on the session's
+/// own task, so an observer must only hand work off (a bounded queue, a watch channel),
+/// never wait.
+pub type Observer = Box<dyn FnMut(&[Event], &State) + Send>;
+
 /// The live cockpit without its screen.
 pub struct Session {
     pub state: State,
@@ -35,6 +41,7 @@ pub struct Session {
     tx: mpsc::UnboundedSender<Event>,
     taps: Vec<Tap>,
     fold_hooks: Vec<FoldHook>,
+    observers: Vec<Observer>,
     /// The plan's passwords (from `password_env` / `password_file`), scrubbed from free text.
     secrets: Vec<String>,
     actions: Vec<tokio::task::JoinHandle<()>>,
@@ -104,6 +111,7 @@ impl Session {
             tx,
             taps: Vec::new(),
             fold_hooks: Vec::new(),
+            observers: Vec::new(),
             secrets,
             actions: Vec::new(),
         };
@@ -149,6 +157,19 @@ impl Session {
     /// started.
     pub fn on_folded(&mut self, hook: FoldHook) {
         self.fold_hooks.push(hook);
+    }
+
+    /// Calls `observer` after every ingested batch with the batch and the state it left.
+    /// The batches before this call (`SessionStarted`, a resumed session's history) are not
+    /// shown again: the observer reads what it needs of them from the state.
+    pub fn observe(&mut self, observer: Observer) {
+        self.observers.push(observer);
+    }
+
+    /// The plan's secrets (passwords the plan points at), for scrubbing text produced
+    /// outside the session (a webhook receiver's error) before it becomes an event.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
     }
 
     /// Continues an interrupted session in a new transcript linked to the old one: records
@@ -232,6 +253,9 @@ impl Session {
         self.actions.retain(|h| !h.is_finished());
         for hook in &mut self.fold_hooks {
             hook(&self.state);
+        }
+        for observer in &mut self.observers {
+            observer(&batch, &self.state);
         }
         // A guard fires once until cleared, so this recursion ends after one round.
         self.ingest(records)

@@ -4,6 +4,7 @@
 pub mod gate_expr;
 pub mod input;
 pub mod limits;
+pub mod notify;
 
 use std::fmt;
 use std::ops::Range;
@@ -14,6 +15,7 @@ use toml::Spanned;
 
 use crate::event::Side;
 pub use input::{Input, InputType, ReplicationInput};
+pub use notify::{Notify, NotifyKind, NotifyOn, UrlSecret};
 
 /// A comparison operator in a gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -458,6 +460,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// `[[abort]]` conditions, in plan order.
     pub aborts: Vec<AbortCondition>,
+    /// `[[notify]]` webhooks, in plan order.
+    pub notify: Vec<Notify>,
     /// The file's text, kept so a transcript can carry the exact plan it ran.
     pub source_text: String,
     /// SHA-256 of `source_text`, hex.
@@ -635,6 +639,8 @@ struct RawPlan {
     step: Vec<Spanned<RawStep>>,
     #[serde(default)]
     abort: Vec<Spanned<RawAbort>>,
+    #[serde(default)]
+    notify: Vec<Spanned<notify::RawNotify>>,
 }
 
 #[derive(Deserialize)]
@@ -875,6 +881,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     };
     let steps = steps(&mut loc, &raw.step, &sections);
     let aborts = aborts(&mut loc, &raw.abort, &sections, &steps);
+    let notify = notify::notifies(&mut loc, &raw.notify);
 
     if !loc.errors.is_empty() {
         return Err(PlanErrors(loc.errors));
@@ -894,6 +901,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         share,
         steps,
         aborts,
+        notify,
         source_text: text.to_string(),
         hash,
     })
@@ -2047,5 +2055,7 @@ pub fn rehearsal_plan() -> Plan {
 
 #[cfg(test)]
 mod abort_tests;
+#[cfg(test)]
+mod notify_tests;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use super::{
     Approval, Effect, GateAt, Level, OUTPUT_LINES, OpenDialog, Rollback, RollbackStatus, State,
     StepStatus, push_capped,
 };
-use crate::event::{Direction, Event, PeerRole, SourceKind, Ts};
+use crate::event::{DeliveryOutcome, Direction, Event, PeerRole, SourceKind, Ts};
 use crate::state::{GateState, InputValue};
 
 impl State {
@@ -49,7 +49,8 @@ impl State {
             Event::FaultChanged { .. }
             | Event::WorldMeasured { .. }
             | Event::PeerJoined { .. }
-            | Event::PeerLeft { .. } => {
+            | Event::PeerLeft { .. }
+            | Event::NotifyDelivered { .. } => {
                 self.apply_world(at, ev);
                 Vec::new()
             }
@@ -445,6 +446,41 @@ impl State {
                 self.observers.remove(peer);
                 self.log(at, Level::Info, format!("{peer} left"));
                 self.lapse_approvals(at, |a| &a.by == peer, &format!("{peer} left"));
+            }
+            Event::NotifyDelivered {
+                notify,
+                on,
+                outcome,
+                status,
+                attempts,
+                error,
+                ..
+            } => {
+                let (level, mut text) = match outcome {
+                    DeliveryOutcome::Delivered => (
+                        Level::Info,
+                        format!("notify {notify}: {} sent", on.as_str()),
+                    ),
+                    DeliveryOutcome::Failed => (
+                        Level::Warn,
+                        format!(
+                            "notify {notify}: {} not delivered after {attempts} attempt{}",
+                            on.as_str(),
+                            if *attempts == 1 { "" } else { "s" }
+                        ),
+                    ),
+                    DeliveryOutcome::Dropped => (
+                        Level::Warn,
+                        format!("notify {notify}: {} dropped (queue full)", on.as_str()),
+                    ),
+                };
+                if let Some(code) = status.filter(|_| *outcome != DeliveryOutcome::Delivered) {
+                    text.push_str(&format!(", HTTP {code}"));
+                }
+                if let Some(e) = error {
+                    text.push_str(&format!(": {e}"));
+                }
+                self.log(at, level, text);
             }
             _ => {}
         }

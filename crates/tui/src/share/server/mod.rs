@@ -486,21 +486,13 @@ fn check_exposure(addr: &ShareAddr, allow_remote: bool) -> Result<(), ShareError
     let ShareAddr::Tcp(sa) = addr else {
         return Ok(());
     };
-    if allow_remote {
-        return Ok(());
+    match cutover_runtime::net::exposure(sa, allow_remote) {
+        None => Ok(()),
+        Some(reason) => Err(ShareError::Remote {
+            addr: sa.to_string(),
+            reason,
+        }),
     }
-    let ip = sa.ip().to_canonical();
-    let reason = if ip.is_unspecified() {
-        "it is a wildcard address that listens on every interface"
-    } else if !ip.is_loopback() {
-        "it is not a loopback address"
-    } else {
-        return Ok(());
-    };
-    Err(ShareError::Remote {
-        addr: sa.to_string(),
-        reason,
-    })
 }
 
 /// The events the session folded before the tap existed: `prior` (an interrupted

@@ -1,0 +1,533 @@
+//! `--status-addr`: a read-only HTTP endpoint for dashboards and alerting. `GET /status` is
+//! the document `cutover check --json` prints, live from the session's state; `GET /metrics`
+//! is the same state in the Prometheus text format. Both are rendered together by the
+//! session's observer into one snapshot, published on a watch channel: the server only ever
+//! hands out the latest snapshot, so a slow or hostile client never reaches the session, and
+//! the two documents of one snapshot (same `ETag`) always agree.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+
+use crate::check::{CheckReport, ReadingReport};
+use crate::event::{AwsIdentity, Event, Reading, SourceKind};
+use crate::plan::{Input, ReplicationInput, Value};
+use crate::session::Session;
+use crate::state::{GateState, InputValue, State, StepStatus};
+
+/// The largest request accepted: a GET has no body, and its headers are small.
+const MAX_REQUEST_BODY: u64 = 1024;
+/// The snapshot is re-rendered at most this often for readings alone; a decision, an action
+/// or a failure is published at once.
+const READINGS_EVERY: Duration = Duration::from_millis(200);
+
+/// A bound `--status-addr` listener, bound before the session opens so a taken port or a
+/// refused address stops the command before anything happens.
+pub struct StatusListener {
+    listener: std::net::TcpListener,
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(
+        "refusing to serve the status on {addr}: {reason}, and it tells anyone who can reach it what the cutover is doing (serve on 127.0.0.1 and forward it with `ssh -L`, or pass --allow-remote if you mean it)"
+    )]
+    Remote {
+        addr: SocketAddr,
+        reason: &'static str,
+    },
+    #[error("cannot listen on {addr} for --status-addr: {source} (choose another port)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl StatusListener {
+    /// Binds `addr` (loopback unless `allow_remote`: the rule `--share` follows).
+    pub fn bind(addr: SocketAddr, allow_remote: bool) -> Result<StatusListener, StatusError> {
+        if let Some(reason) = crate::net::exposure(&addr, allow_remote) {
+            return Err(StatusError::Remote { addr, reason });
+        }
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| StatusError::Bind { addr, source })?;
+        Ok(StatusListener { listener })
+    }
+
+    /// The address it listens on (the port the system chose for `:0`).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// One rendering of the session's state.
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    seq: u64,
+    status: String,
+    metrics: String,
+}
+
+/// The running endpoint; [`StatusHandle::shutdown`] stops it.
+pub struct StatusHandle {
+    addr: SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and ends the open connections.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        // The server ends when cancelled; a panic in it has nothing more to serve.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+    }
+}
+
+/// Serves `/status` and `/metrics` for `session` on `listener`.
+pub fn start(
+    session: &mut Session,
+    listener: StatusListener,
+    aws: Option<AwsIdentity>,
+) -> anyhow::Result<StatusHandle> {
+    let addr = listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(listener.listener)?;
+    let mut publisher = Publisher {
+        readings: BTreeMap::new(),
+        aws,
+        seq: 0,
+        last: None,
+    };
+    let (tx, rx) = watch::channel(Arc::new(publisher.render(&session.state)));
+    session.observe(Box::new(move |batch, state| {
+        if let Some(snapshot) = publisher.observe(batch, state) {
+            // No receiver left means the server stopped; nothing to publish to.
+            let _ = tx.send(Arc::new(snapshot));
+        }
+    }));
+    let app = axum::Router::new()
+        .route("/status", axum::routing::get(status))
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(bounded))
+        .with_state(rx);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!("the status endpoint stopped: {e}");
+        }
+    });
+    tracing::info!(%addr, "serving /status and /metrics");
+    Ok(StatusHandle { addr, stop, task })
+}
+
+type Latest = watch::Receiver<Arc<Snapshot>>;
+
+async fn status(axum::extract::State(rx): axum::extract::State<Latest>) -> Response {
+    let snap = Arc::clone(&rx.borrow());
+    respond(&snap, "application/json", snap.status.clone())
+}
+
+async fn metrics(axum::extract::State(rx): axum::extract::State<Latest>) -> Response {
+    let snap = Arc::clone(&rx.borrow());
+    respond(
+        &snap,
+        "text/plain; version=0.0.4; charset=utf-8",
+        snap.metrics.clone(),
+    )
+}
+
+fn respond(snap: &Snapshot, content_type: &'static str, body: String) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The snapshot both documents were rendered from: equal tags, equal values.
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{}\"", snap.seq)) {
+        headers.insert(header::ETAG, tag);
+    }
+    resp
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: this endpoint serves GET /status and GET /metrics\n",
+    )
+        .into_response()
+}
+
+/// Refuses a request with a body larger than a GET ever has, before any handler runs.
+async fn bounded(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    if chunked || declared.is_some_and(|n| n > MAX_REQUEST_BODY) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "this endpoint takes no request body\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Renders snapshots from the session's batches. Lives in the session's observer.
+struct Publisher {
+    /// The latest reading (or failure) of each source, per table or side where a source
+    /// reads several.
+    readings: BTreeMap<(SourceKind, String), Event>,
+    aws: Option<AwsIdentity>,
+    seq: u64,
+    last: Option<Instant>,
+}
+
+impl Publisher {
+    fn observe(&mut self, batch: &[Event], state: &State) -> Option<Snapshot> {
+        let mut decisive = false;
+        for ev in batch {
+            match ev {
+                Event::Observed { reading, .. } => {
+                    if !matches!(reading, Reading::TaskLog(_)) {
+                        self.readings
+                            .insert((reading.source(), reading_key(reading)), ev.clone());
+                    }
+                }
+                Event::SourceFailed { source, .. } => {
+                    // A failure replaces what the source last read: the gates go unknown too.
+                    self.readings.retain(|(s, _), _| s != source);
+                    self.readings.insert((*source, String::new()), ev.clone());
+                }
+                Event::Tick { .. } => {}
+                _ => decisive = true,
+            }
+        }
+        let due = self.last.is_none_or(|t| t.elapsed() >= READINGS_EVERY);
+        (decisive || due).then(|| self.render(state))
+    }
+
+    fn render(&mut self, state: &State) -> Snapshot {
+        self.seq += 1;
+        self.last = Some(Instant::now());
+        let now = state.now;
+        let readings: Vec<ReadingReport> = self
+            .readings
+            .values()
+            .filter_map(|ev| crate::check::reading_report(ev, now))
+            .collect();
+        let mut report = crate::check::report(state, readings, now);
+        report.aws = self.aws.clone();
+        Snapshot {
+            seq: self.seq,
+            status: crate::check::render_check(&report, true),
+            metrics: exposition(state, &report),
+        }
+    }
+}
+
+/// Which of a source's readings this is, for keeping the latest of each.
+fn reading_key(r: &Reading) -> String {
+    match r {
+        Reading::Drift(d) => format!("drift {}", d.table),
+        Reading::Database(d) => format!("database {:?}", d.side),
+        Reading::Replication(_) => "replication".into(),
+        Reading::Task(_) => "task".into(),
+        Reading::TableStats { .. } => "table stats".into(),
+        Reading::Metrics { .. } => "metrics".into(),
+        Reading::Heartbeat { .. } => "heartbeat".into(),
+        Reading::Dns(_) => "dns".into(),
+        Reading::TaskLog(_) => "task log".into(),
+    }
+}
+
+/// A gate state as a number: 1 green, 0 red, -1 unknown.
+fn gate_value(s: GateState) -> i64 {
+    match s {
+        GateState::Green => 1,
+        GateState::Red => 0,
+        GateState::Unknown => -1,
+    }
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Writes one metric family: HELP, TYPE and its samples (`labels` already rendered).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+/// A number input's value as the gates see it; `None` when unknown (missing, stale, failed):
+/// the sample is then absent, never a made-up zero.
+fn known_number(state: &State, input: &Input) -> Option<f64> {
+    match state.input_value(input) {
+        InputValue::Known {
+            value: Value::Number(n),
+            ..
+        } => Some(n),
+        _ => None,
+    }
+}
+
+/// The state in the Prometheus text exposition format (version 0.0.4).
+fn exposition(state: &State, report: &CheckReport) -> String {
+    let plan = &state.plan;
+    let mut out = String::new();
+    let mode = state
+        .mode
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    family(
+        &mut out,
+        "cutover_info",
+        "gauge",
+        "The session: plan name and hash, mode and operator (always 1).",
+        &[(
+            format!(
+                "plan=\"{}\",plan_hash=\"{}\",mode=\"{}\",operator=\"{}\"",
+                label(&plan.name),
+                label(&plan.hash),
+                label(&mode),
+                label(state.operator.as_deref().unwrap_or(""))
+            ),
+            1.0,
+        )],
+    );
+    family(
+        &mut out,
+        "cutover_session_mode",
+        "gauge",
+        "The session's mode as a label (always 1): drive, watch, rehearsal, rehearsal-autopilot.",
+        &[(format!("mode=\"{}\"", label(&mode)), 1.0)],
+    );
+    let done = state
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Done)
+        .count();
+    family(
+        &mut out,
+        "cutover_steps",
+        "gauge",
+        "Steps in the plan.",
+        &[(String::new(), plan.steps.len() as f64)],
+    );
+    family(
+        &mut out,
+        "cutover_steps_done",
+        "gauge",
+        "Steps whose action finished successfully (and are not undone).",
+        &[(String::new(), done as f64)],
+    );
+    let step_labels =
+        |i: usize| format!("step=\"{}\",number=\"{}\"", label(&plan.steps[i].id), i + 1);
+    family(
+        &mut out,
+        "cutover_step_status",
+        "gauge",
+        "Each step's status as a label (always 1): pending, running, done, failed, undoing, undone, undo failed, in doubt.",
+        &(0..plan.steps.len())
+            .map(|i| {
+                (
+                    format!(
+                        "{},status=\"{}\"",
+                        step_labels(i),
+                        label(state.steps[i].status_label())
+                    ),
+                    1.0,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    if let Some(s) = &report.step {
+        family(
+            &mut out,
+            "cutover_next_step",
+            "gauge",
+            "The 1-based number of the next step (absent when no step can run).",
+            &[(format!("step=\"{}\"", label(&s.id)), s.number as f64)],
+        );
+    }
+    family(
+        &mut out,
+        "cutover_next_step_ready",
+        "gauge",
+        "Whether the next step may go, as /status's state: 1 green, 0 red, -1 unknown.",
+        &[(String::new(), gate_value(report.state) as f64)],
+    );
+    let mut gates = Vec::new();
+    for i in 0..plan.steps.len() {
+        for (g, def) in state.step_gates(i).iter().zip(&plan.steps[i].gates) {
+            gates.push((
+                format!("{},gate=\"{}\"", step_labels(i), label(&def.text)),
+                gate_value(g.state) as f64,
+            ));
+        }
+    }
+    family(
+        &mut out,
+        "cutover_gate_state",
+        "gauge",
+        "Each gate of each step: 1 green, 0 red, -1 unknown (missing, stale or failed readings).",
+        &gates,
+    );
+    let figures: [(&str, &str, Input); 4] = [
+        (
+            "cutover_replication_lag_seconds",
+            "Replication apply lag, seconds, as gates on replication.lag_s see it (absent when unknown).",
+            Input::Replication(ReplicationInput::LagS),
+        ),
+        (
+            "cutover_replication_backlog",
+            "Changes waiting to be applied, as gates on replication.backlog see it (absent when unknown).",
+            Input::Replication(ReplicationInput::Backlog),
+        ),
+        (
+            "cutover_drift_rows",
+            "Rows differing between source and target, all tables, as gates on drift.rows see it (absent when unknown).",
+            Input::DriftRows,
+        ),
+        (
+            "cutover_drift_mismatched_tables",
+            "Tables whose checksums differ, as gates on drift.mismatched see it (absent when unknown).",
+            Input::DriftMismatched,
+        ),
+    ];
+    for (name, help, input) in figures {
+        let samples: Vec<(String, f64)> = known_number(state, &input)
+            .map(|v| (String::new(), v))
+            .into_iter()
+            .collect();
+        family(&mut out, name, "gauge", help, &samples);
+    }
+    // The downtime the rehearsal world measured. Real sessions gain theirs (and the budget:
+    // cutover_downtime_budget_seconds) with the downtime budget of issue 13, item 2.
+    let downtime: Vec<(String, f64)> = state
+        .world
+        .as_ref()
+        .map(|w| (String::new(), w.downtime_s))
+        .into_iter()
+        .collect();
+    family(
+        &mut out,
+        "cutover_downtime_seconds",
+        "gauge",
+        "Seconds during which writes were refused (rehearsals: measured by the world).",
+        &downtime,
+    );
+    family(
+        &mut out,
+        "cutover_guard_holds",
+        "gauge",
+        "Guards (abort conditions, step timeouts) holding forward steps.",
+        &[(String::new(), state.guard_holds.len() as f64)],
+    );
+    family(
+        &mut out,
+        "cutover_rollback_active",
+        "gauge",
+        "1 once a rollback has been decided in this session, else 0.",
+        &[(String::new(), f64::from(u8::from(state.rollback.is_some())))],
+    );
+    family(
+        &mut out,
+        "cutover_source_up",
+        "gauge",
+        "1 when the source's last poll succeeded, 0 when it failed.",
+        &state
+            .health
+            .iter()
+            .map(|(kind, h)| {
+                (
+                    format!("source=\"{}\"", label(kind.as_str())),
+                    f64::from(u8::from(h.current_error().is_none() && h.last_ok.is_some())),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    family(
+        &mut out,
+        "cutover_events_folded_total",
+        "counter",
+        "Events recorded and folded in this session.",
+        &[(String::new(), state.events as f64)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_and_remote_addresses_need_allow_remote() {
+        for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.10:9464"] {
+            let err = StatusListener::bind(addr.parse().unwrap(), false)
+                .err()
+                .expect("refused");
+            assert!(matches!(err, StatusError::Remote { .. }), "{addr}: {err}");
+            assert!(err.to_string().contains("--allow-remote"), "{err}");
+        }
+        assert!(StatusListener::bind("0.0.0.0:0".parse().unwrap(), true).is_ok());
+        assert!(StatusListener::bind("[::1]:0".parse().unwrap(), false).is_ok());
+    }
+
+    #[test]
+    fn a_taken_port_names_the_address_and_the_fix() {
+        let first = StatusListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = first.local_addr().unwrap();
+        let err = StatusListener::bind(addr, false).err().expect("taken");
+        let text = err.to_string();
+        assert!(
+            text.contains(&addr.to_string()) && text.contains("choose another port"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            label("dns.value == \"a\\b\"\nx"),
+            "dns.value == \\\"a\\\\b\\\"\\nx"
+        );
+    }
+}
