@@ -596,10 +596,10 @@ impl Db {
     pub(crate) async fn show(
         &self,
         what: &str,
-        sql: &'static str,
+        sql: &str,
     ) -> Result<Vec<Vec<(String, Option<String>)>>, DbError> {
         let result = match &self.0.probe {
-            Pool::Mysql(p) => sqlx::raw_sql(sql).fetch_all(p).await.map(|rows| {
+            Pool::Mysql(p) => sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(p).await.map(|rows| {
                 rows.iter()
                     .map(|r| {
                         r.columns()
@@ -610,7 +610,7 @@ impl Db {
                     })
                     .collect()
             }),
-            Pool::Postgres(p) => sqlx::raw_sql(sql).fetch_all(p).await.map(|rows| {
+            Pool::Postgres(p) => sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(p).await.map(|rows| {
                 rows.iter()
                     .map(|r| {
                         r.columns()

@@ -464,6 +464,8 @@ fn replication(at: Ts, word: &str, lag: Option<f64>) -> ReplicationReading {
         tables: None,
         source_position: None,
         target_position: None,
+        source_gtid: None,
+        facts: Vec::new(),
     }
 }
 
