@@ -256,6 +256,23 @@ impl ReplicationEngine {
             ReplicationEngine::Mysql => "mysql",
         }
     }
+
+    /// Whether the engine reports DMS's figures (capture lag, backlog, full load, tables,
+    /// validation); the panes leave those rows out for engines that have none.
+    pub fn has_cdc_figures(self) -> bool {
+        match self {
+            ReplicationEngine::Rehearsal | ReplicationEngine::Dms => true,
+            ReplicationEngine::Mysql => false,
+        }
+    }
+
+    /// What the engine's positions are, for messages ("GTID 0-1-5 of 0-1-9").
+    pub fn position_word(self) -> &'static str {
+        match self {
+            ReplicationEngine::Mysql => "GTID ",
+            ReplicationEngine::Rehearsal | ReplicationEngine::Dms => "",
+        }
+    }
 }
 
 /// Replication status, the same words for every engine. The engine's own word is kept beside

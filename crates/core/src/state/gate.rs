@@ -300,10 +300,7 @@ impl State {
             let detail = (n > 0).then(|| {
                 let mut d = format!("replica is {n} transaction{} behind", plural(n));
                 if let (Some(t), Some(s)) = (&r.target_position, &r.source_position) {
-                    let word = match r.engine {
-                        crate::event::ReplicationEngine::Mysql => "GTID ",
-                        _ => "",
-                    };
+                    let word = r.engine.position_word();
                     d.push_str(&format!(" ({word}{t} of {s})"));
                 }
                 d
