@@ -50,15 +50,14 @@ async fn text(pool: &MySqlPool, sql: &str) -> String {
 
 /// The pair, replicating and caught up, with the test table on both sides.
 async fn pair() -> (MySqlPool, MySqlPool) {
-    let (src, rep) = (
-        pool(SOURCE, "source").await,
-        pool(REPLICA, "replica").await,
-    );
+    let (src, rep) = (pool(SOURCE, "source").await, pool(REPLICA, "replica").await);
     exec(&rep, "START SLAVE").await;
     exec(&src, &format!("CREATE DATABASE IF NOT EXISTS {DB}")).await;
     exec(
         &src,
-        &format!("CREATE TABLE IF NOT EXISTS {DB}.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL)"),
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {DB}.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL)"
+        ),
     )
     .await;
     caught_up(&src, &rep).await;
@@ -118,7 +117,11 @@ fn gate<'a>(report: &'a serde_json::Value, input: &str) -> &'a serde_json::Value
 }
 
 /// Checks until `ok` holds for the report (the replica applies asynchronously) or 30 s.
-fn check_until(plan: &Path, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn check_until(
+    plan: &Path,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, report) = check_json(plan);
@@ -143,9 +146,15 @@ async fn check_counts_the_exact_gtid_gap_while_the_sql_thread_is_stopped() {
     assert_eq!(r["value"]["status"], "running", "{report:#}");
     assert_eq!(r["value"]["behind_transactions"], 0, "{report:#}");
     assert_eq!(code, Some(0), "caught up: every gate green: {report:#}");
-    assert_eq!(gate(&report, "replication.behind_transactions")["state"], "green");
+    assert_eq!(
+        gate(&report, "replication.behind_transactions")["state"],
+        "green"
+    );
     let facts = r["value"]["facts"].to_string();
-    assert!(facts.contains("IO thread") && facts.contains("SQL thread"), "{facts}");
+    assert!(
+        facts.contains("IO thread") && facts.contains("SQL thread"),
+        "{facts}"
+    );
 
     exec(&rep, "STOP SLAVE SQL_THREAD").await;
     const N: u64 = 7;
@@ -174,14 +183,22 @@ async fn check_counts_the_exact_gtid_gap_while_the_sql_thread_is_stopped() {
     let report = check_until(&plan, "the replica to catch up", |r| {
         reading(r, "replication")["value"]["behind_transactions"] == 0
     });
-    assert_eq!(reading(&report, "replication")["value"]["status"], "running");
-    assert_eq!(gate(&report, "replication.behind_transactions")["state"], "green");
+    assert_eq!(
+        reading(&report, "replication")["value"]["status"],
+        "running"
+    );
+    assert_eq!(
+        gate(&report, "replication.behind_transactions")["state"],
+        "green"
+    );
 }
 
 /// The replication source's error in a report, with every gate on it unknown.
 fn failed_with(report: &serde_json::Value, fragments: &[&str]) {
     let r = reading(report, "replication");
-    let err = r["error"].as_str().unwrap_or_else(|| panic!("no error: {report:#}"));
+    let err = r["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {report:#}"));
     for f in fragments {
         assert!(err.contains(f), "the error names {f:?}: {err}");
     }
@@ -189,7 +206,10 @@ fn failed_with(report: &serde_json::Value, fragments: &[&str]) {
         let g = gate(report, input);
         assert_eq!(g["state"], "unknown", "{input}: {report:#}");
         assert!(
-            g["reason"].as_str().unwrap_or_default().contains(fragments[0]),
+            g["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(fragments[0]),
             "{input}'s reason carries the error: {g:#}"
         );
     }
@@ -203,7 +223,13 @@ async fn a_channel_that_does_not_exist_is_named_with_the_fix() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let plan = plan(dir.path(), "nochan", SOURCE, REPLICA, "channel = \"east\"");
     let (_, report) = check_json(&plan);
-    failed_with(&report, &["no replication channel \"east\"", "fix channel in [replication]"]);
+    failed_with(
+        &report,
+        &[
+            "no replication channel \"east\"",
+            "fix channel in [replication]",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,10 +270,22 @@ async fn a_source_without_binlog_is_named_with_the_fix() {
         .await
         .and_then(|r| r.try_get::<i64, _>(0))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(log_bin, 0, "this test needs a server without binlog on 3306");
+    assert_eq!(
+        log_bin, 0,
+        "this test needs a server without binlog on 3306"
+    );
     exec(&machine, &format!("CREATE DATABASE IF NOT EXISTS {DB}")).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let plan = plan(dir.path(), "nobinlog", "mysql://root@127.0.0.1:3306", REPLICA, "");
+    let plan = plan(
+        dir.path(),
+        "nobinlog",
+        "mysql://root@127.0.0.1:3306",
+        REPLICA,
+        "",
+    );
     let (_, report) = check_json(&plan);
-    failed_with(&report, &["binary logging is off", "start the source with log_bin"]);
+    failed_with(
+        &report,
+        &["binary logging is off", "start the source with log_bin"],
+    );
 }

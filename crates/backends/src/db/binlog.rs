@@ -197,7 +197,11 @@ fn status_error(db: &Db, dialect: Dialect, channel: Option<&str>, e: DbError) ->
     e
 }
 
-async fn status_row(db: &Db, dialect: Dialect, channel: Option<&str>) -> Result<StatusRow, DbError> {
+async fn status_row(
+    db: &Db,
+    dialect: Dialect,
+    channel: Option<&str>,
+) -> Result<StatusRow, DbError> {
     let sql = dialect.show_status(channel);
     let rows = db
         .show("reading the replica status", &sql)
@@ -215,7 +219,10 @@ async fn status_row(db: &Db, dialect: Dialect, channel: Option<&str>) -> Result<
 
 async fn one_value(db: &Db, what: &str, sql: &str) -> Result<Option<String>, DbError> {
     let rows = db.rows(what, sql, &[]).await?;
-    Ok(rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten()))
 }
 
 /// Where a server's binlog stands: its GTID set (when GTID is on) and file:pos.
@@ -235,12 +242,22 @@ async fn source_position(db: &Db, dialect: Dialect) -> Result<SourcePosition, Db
     }
     let gtid = match dialect {
         Dialect::MariaDb => {
-            one_value(db, "reading @@gtid_binlog_pos", "SELECT @@GLOBAL.gtid_binlog_pos").await?
+            one_value(
+                db,
+                "reading @@gtid_binlog_pos",
+                "SELECT @@GLOBAL.gtid_binlog_pos",
+            )
+            .await?
         }
         _ => {
             let mode = one_value(db, "reading @@gtid_mode", "SELECT @@GLOBAL.gtid_mode").await?;
             if mode.as_deref() == Some("ON") {
-                one_value(db, "reading @@gtid_executed", "SELECT @@GLOBAL.gtid_executed").await?
+                one_value(
+                    db,
+                    "reading @@gtid_executed",
+                    "SELECT @@GLOBAL.gtid_executed",
+                )
+                .await?
             } else {
                 None
             }
@@ -282,19 +299,40 @@ impl Dialect {
 
 /// The replica's applied GTIDs: MySQL `@@gtid_executed`; MariaDB the position its
 /// `Using_Gtid` follows (`@@gtid_slave_pos` or `@@gtid_current_pos`).
-async fn replica_gtid(db: &Db, dialect: Dialect, row: &StatusRow) -> Result<Option<String>, DbError> {
+async fn replica_gtid(
+    db: &Db,
+    dialect: Dialect,
+    row: &StatusRow,
+) -> Result<Option<String>, DbError> {
     let v = match dialect {
         Dialect::MariaDb => match row.text(&["Using_Gtid"]).to_ascii_lowercase().as_str() {
-            "slave_pos" => one_value(db, "reading @@gtid_slave_pos", "SELECT @@GLOBAL.gtid_slave_pos").await?,
+            "slave_pos" => {
+                one_value(
+                    db,
+                    "reading @@gtid_slave_pos",
+                    "SELECT @@GLOBAL.gtid_slave_pos",
+                )
+                .await?
+            }
             "current_pos" => {
-                one_value(db, "reading @@gtid_current_pos", "SELECT @@GLOBAL.gtid_current_pos").await?
+                one_value(
+                    db,
+                    "reading @@gtid_current_pos",
+                    "SELECT @@GLOBAL.gtid_current_pos",
+                )
+                .await?
             }
             _ => None,
         },
         _ => {
             let mode = one_value(db, "reading @@gtid_mode", "SELECT @@GLOBAL.gtid_mode").await?;
             if mode.as_deref() == Some("ON") {
-                one_value(db, "reading @@gtid_executed", "SELECT @@GLOBAL.gtid_executed").await?
+                one_value(
+                    db,
+                    "reading @@gtid_executed",
+                    "SELECT @@GLOBAL.gtid_executed",
+                )
+                .await?
             } else {
                 None
             }
@@ -354,9 +392,17 @@ pub(crate) async fn read(
         .get(&["Exec_Source_Log_Pos", "Exec_Master_Log_Pos"])
         .and_then(|p| p.parse::<u64>().ok());
     let (behind_transactions, source_text, target_text) = match (&src.gtid, &rep_gtid) {
-        (Some(s), Some(r)) => (Some(gap(dialect, s, r).map_err(|e| {
-            state_error(target, format!("cannot compare the GTID sets: {e}"), "report this with both sets (SELECT @@gtid_executed / @@gtid_binlog_pos)")
-        })?), Some(s.clone()), Some(r.clone())),
+        (Some(s), Some(r)) => (
+            Some(gap(dialect, s, r).map_err(|e| {
+                state_error(
+                    target,
+                    format!("cannot compare the GTID sets: {e}"),
+                    "report this with both sets (SELECT @@gtid_executed / @@gtid_binlog_pos)",
+                )
+            })?),
+            Some(s.clone()),
+            Some(r.clone()),
+        ),
         _ => (
             None,
             src.file_pos.as_ref().map(|(f, p)| format!("{f}:{p}")),
@@ -374,7 +420,10 @@ pub(crate) async fn read(
     let mut facts = vec![
         fact("IO thread", &io),
         fact("SQL thread", &sql),
-        fact("IO state", &row.text(&["Replica_IO_State", "Slave_IO_State"])),
+        fact(
+            "IO state",
+            &row.text(&["Replica_IO_State", "Slave_IO_State"]),
+        ),
     ];
     if let Some(space) = row.get(&["Relay_Log_Space"]) {
         facts.push(fact("relay log space", &format!("{space} bytes")));
@@ -459,7 +508,9 @@ pub(crate) async fn control(
 ) -> Result<String, ActionError> {
     let err = |e: DbError| ActionError::new(e.to_string());
     let Some(replication) = plan.replication.as_ref() else {
-        return Err(ActionError::new("a replication action needs a [replication] section"));
+        return Err(ActionError::new(
+            "a replication action needs a [replication] section",
+        ));
     };
     let start = matches!(action, Action::ReplicationStart);
     let channel = replication.channel.as_deref();
@@ -475,7 +526,11 @@ pub(crate) async fn control(
         (true, None) => format!("CALL mysql.rds_{verb}_replication"),
         (false, _) => dialect.control(start, channel),
     };
-    out.line(format!("on {} ({}): {statement}", target.who(), target.version()));
+    out.line(format!(
+        "on {} ({}): {statement}",
+        target.who(),
+        target.version()
+    ));
     target
         .execute_script(&statement, 5, |line| out.line(line))
         .await
@@ -529,7 +584,10 @@ mod tests {
 
     #[test]
     fn the_dialect_comes_from_the_version() {
-        assert_eq!(Dialect::of("10.11.19-MariaDB-0+deb12u1-log"), Dialect::MariaDb);
+        assert_eq!(
+            Dialect::of("10.11.19-MariaDB-0+deb12u1-log"),
+            Dialect::MariaDb
+        );
         assert_eq!(Dialect::of("8.0.35"), Dialect::Mysql8);
         assert_eq!(Dialect::of("8.0.21-log"), Dialect::MysqlLegacy);
         assert_eq!(Dialect::of("5.7.44-log"), Dialect::MysqlLegacy);
@@ -540,7 +598,10 @@ mod tests {
             Dialect::Mysql8.show_status(Some("east")),
             "SHOW REPLICA STATUS FOR CHANNEL 'east'"
         );
-        assert_eq!(Dialect::MariaDb.control(false, Some("east")), "STOP SLAVE 'east'");
+        assert_eq!(
+            Dialect::MariaDb.control(false, Some("east")),
+            "STOP SLAVE 'east'"
+        );
     }
 
     #[test]

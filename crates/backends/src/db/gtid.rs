@@ -27,7 +27,9 @@ impl MysqlGtidSet {
             let mut fields = part.split(':').map(str::trim);
             let uuid = fields.next().unwrap_or_default().to_ascii_lowercase();
             if uuid.len() != 36 || !uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-                return Err(GtidError(format!("\"{part}\" does not start with a server uuid")));
+                return Err(GtidError(format!(
+                    "\"{part}\" does not start with a server uuid"
+                )));
             }
             let mut key = uuid.clone();
             let mut any = false;
@@ -44,7 +46,11 @@ impl MysqlGtidSet {
                     {
                         key = format!("{uuid}:{}", f.to_ascii_lowercase());
                     }
-                    None => return Err(GtidError(format!("\"{f}\" in \"{part}\" is not an interval"))),
+                    None => {
+                        return Err(GtidError(format!(
+                            "\"{f}\" in \"{part}\" is not an interval"
+                        )));
+                    }
                 }
             }
             if !any {
@@ -169,9 +175,7 @@ impl MariaPos {
                 _ => None,
             };
             let Some(((domain, server), seqno)) = parsed else {
-                return Err(GtidError(format!(
-                    "\"{part}\" is not domain-server-seqno"
-                )));
+                return Err(GtidError(format!("\"{part}\" is not domain-server-seqno")));
             };
             // Two entries for one domain (gtid_binlog_state lists one per server): the
             // newest seqno is the domain's position.
@@ -212,7 +216,11 @@ mod tests {
         let gap = src.minus(&rep);
         assert_eq!(gap.count(), 10 + 5);
         assert_eq!(gap.to_string(), format!("{A}:91-100:105:107-110"));
-        assert_eq!(rep.minus(&src).count(), 0, "the replica has nothing the source lacks");
+        assert_eq!(
+            rep.minus(&src).count(),
+            0,
+            "the replica has nothing the source lacks"
+        );
         assert_eq!(set("").count(), 0);
         assert_eq!(src.minus(&set("")).count(), src.count());
         // Upper case uuids, unsorted and overlapping intervals are the same set.
@@ -231,7 +239,7 @@ mod tests {
 
     #[test]
     fn bad_mysql_sets_say_what_is_wrong() {
-        for bad in ["nope:1-5", &format!("{A}"), &format!("{A}:5-1"), &format!("{A}:0")] {
+        for bad in ["nope:1-5", A, &format!("{A}:5-1"), &format!("{A}:0")] {
             assert!(MysqlGtidSet::parse(bad).is_err(), "{bad}");
         }
     }

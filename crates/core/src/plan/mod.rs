@@ -988,11 +988,17 @@ fn replication(
         native_replication(loc, &r, endpoints);
     }
     if !native {
-        for (given, what) in [(r.channel.as_ref().map(|c| c.span()), "channel"), (r.flavor.as_ref().map(|f| f.span()), "flavor")] {
+        for (given, what) in [
+            (r.channel.as_ref().map(|c| c.span()), "channel"),
+            (r.flavor.as_ref().map(|f| f.span()), "flavor"),
+        ] {
             if let Some(at) = given {
                 loc.push(
                     at.start,
-                    format!("{what} is for engine = \"mysql\", not \"{}\"", engine.as_str()),
+                    format!(
+                        "{what} is for engine = \"mysql\", not \"{}\"",
+                        engine.as_str()
+                    ),
                     Some(format!("remove {what}, or set engine = \"mysql\"")),
                 );
             }
@@ -1018,7 +1024,10 @@ fn replication(
         (None, false) => {
             loc.push(
                 span,
-                format!("[replication] engine = \"{}\" needs a task", engine.as_str()),
+                format!(
+                    "[replication] engine = \"{}\" needs a task",
+                    engine.as_str()
+                ),
                 Some("add task = \"<task identifier or ARN>\"".into()),
             );
             String::new()
@@ -1055,7 +1064,10 @@ fn native_replication(loc: &mut Locator<'_>, r: &RawReplication, endpoints: [Opt
         {
             loc.at(
                 c,
-                format!("the channel \"{}\" is not a channel name", name.escape_debug()),
+                format!(
+                    "the channel \"{}\" is not a channel name",
+                    name.escape_debug()
+                ),
                 Some("use 1 to 64 letters, digits, _ or -, or remove channel for the default one"),
             );
         }

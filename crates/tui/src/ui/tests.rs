@@ -1192,8 +1192,9 @@ fn a_binlog_replica_shows_its_threads_and_gtid_gap_and_no_dms_rows() {
     // The checklist's reason names the gap exactly (wrapped on screen).
     let (_, reason) = st.step_readiness(0);
     assert!(
-        reason.as_deref().is_some_and(|r| r
-            .contains("replica is 14 transactions behind (GTID 0-11-5012 of 0-11-5026)")),
+        reason.as_deref().is_some_and(
+            |r| r.contains("replica is 14 transactions behind (GTID 0-11-5012 of 0-11-5026)")
+        ),
         "{reason:?}"
     );
     for dms_only in ["full load", "latency source", "incoming changes"] {

@@ -209,7 +209,10 @@ fn native_rows<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
         label("gap"),
         Span::styled(truncate(&gap.0, rest), gap.1),
     ]));
-    for (side, pos) in [("source", &r.source_position), ("replica", &r.target_position)] {
+    for (side, pos) in [
+        ("source", &r.source_position),
+        ("replica", &r.target_position),
+    ] {
         if let Some(p) = pos {
             lines.push(Line::from(vec![
                 label(&format!("{side} {word}")),
