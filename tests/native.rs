@@ -3,5 +3,9 @@
 
 #[path = "native/common.rs"]
 mod common;
+#[path = "native/drive.rs"]
+mod drive;
 #[path = "native/mysql.rs"]
 mod mysql;
+#[path = "support/pty.rs"]
+mod pty;

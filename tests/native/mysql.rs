@@ -14,13 +14,13 @@ use sqlx::{AssertSqlSafe, Executor, Row};
 
 use super::common::{check_json, reading};
 
-const SOURCE: &str = "mysql://root@127.0.0.1:3307";
-const REPLICA: &str = "mysql://root@127.0.0.1:3308";
-const DB: &str = "cutover_native";
+pub const SOURCE: &str = "mysql://root@127.0.0.1:3307";
+pub const REPLICA: &str = "mysql://root@127.0.0.1:3308";
+pub const DB: &str = "cutover_native";
 
-static PAIR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub static PAIR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn pool(url: &str, what: &str) -> MySqlPool {
+pub async fn pool(url: &str, what: &str) -> MySqlPool {
     MySqlPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(5))
@@ -34,7 +34,7 @@ async fn pool(url: &str, what: &str) -> MySqlPool {
         })
 }
 
-async fn exec(pool: &MySqlPool, sql: &str) {
+pub async fn exec(pool: &MySqlPool, sql: &str) {
     pool.execute(AssertSqlSafe(sql.to_string()))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -48,9 +48,26 @@ async fn text(pool: &MySqlPool, sql: &str) -> String {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// A login with no password and only `grants` on the test database; `binlogged` decides
+/// whether it replicates (a replica-only user must not move the GTIDs).
+pub async fn user(pool: &MySqlPool, name: &str, grants: &str, binlogged: bool) {
+    let log = if binlogged { 1 } else { 0 };
+    exec(
+        pool,
+        &format!(
+            "SET sql_log_bin = {log}; CREATE USER IF NOT EXISTS {name}@'127.0.0.1' IDENTIFIED BY ''; \
+             GRANT {grants} ON {DB}.* TO {name}@'127.0.0.1'; SET sql_log_bin = 1"
+        ),
+    )
+    .await;
+}
+
 /// The pair, replicating and caught up, with the test table on both sides.
-async fn pair() -> (MySqlPool, MySqlPool) {
+pub async fn pair() -> (MySqlPool, MySqlPool) {
     let (src, rep) = (pool(SOURCE, "source").await, pool(REPLICA, "replica").await);
+    // A drive leaves the source frozen only if it failed half-way; start from a writable
+    // source and a running replica.
+    exec(&src, "SET GLOBAL read_only = OFF").await;
     exec(&rep, "START SLAVE").await;
     exec(&src, &format!("CREATE DATABASE IF NOT EXISTS {DB}")).await;
     exec(
@@ -237,12 +254,7 @@ async fn a_user_without_the_monitor_privilege_is_told_which_to_grant() {
     let _one = PAIR.lock().await;
     let (src, rep) = pair().await;
     // Created on the replica alone (not binlogged), so the source's GTIDs do not move.
-    exec(
-        &rep,
-        "SET sql_log_bin = 0; CREATE USER IF NOT EXISTS cutover_nopriv@'127.0.0.1' IDENTIFIED BY ''; \
-         GRANT SELECT ON cutover_native.* TO cutover_nopriv@'127.0.0.1'; SET sql_log_bin = 1",
-    )
-    .await;
+    user(&rep, "cutover_nopriv", "SELECT", false).await;
     caught_up(&src, &rep).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let plan = plan(
