@@ -105,13 +105,24 @@ impl Backends {
             out.extend(AwsReader::with_tuning(&aws.sdk, plan, aws.tuning.clone()).sources());
         }
         if let Some((source, target)) = &self.dbs {
+            if let Some(r) = plan
+                .replication
+                .as_ref()
+                .filter(|r| r.engine == ReplicationEngine::Mysql)
+            {
+                out.push(Arc::new(db::BinlogSource::new(
+                    source.clone(),
+                    target.clone(),
+                    r,
+                )));
+            }
             out.extend(db::sources(source.clone(), target.clone(), db_opts));
         }
         out
     }
 
-    /// The actuator for `run`: AWS for replication and DNS, SQL and write freezes on the
-    /// databases, shell.
+    /// The actuator for `run`: AWS for DMS and DNS, SQL, write freezes and the native
+    /// replica's stop/start on the databases, shell.
     /// `watch` and `check` never call it.
     pub fn actuator(&self) -> Arc<dyn Actuator> {
         Arc::new(Composite {
@@ -205,8 +216,14 @@ impl Actuator for Composite {
                         Some(ReplicationEngine::Dms) => {
                             self.route53_or_dms(plan, action, out).await
                         }
+                        Some(ReplicationEngine::Mysql) => match &self.sql {
+                            Some(sql) => sql.replica_control(plan, action, out).await,
+                            None => Err(ActionError::new(
+                                "engine = \"mysql\" needs both databases: give [source] and [target] a mysql url",
+                            )),
+                        },
                         Some(ReplicationEngine::Rehearsal) => Err(ActionError::new(
-                            "the rehearsal replicator runs only inside `cutover rehearse`; give [replication] a real engine (dms) for `cutover run`",
+                            "the rehearsal replicator runs only inside `cutover rehearse`; give [replication] a real engine (dms, mysql) for `cutover run`",
                         )),
                         None => Err(ActionError::new(
                             "a replication action needs a [replication] section naming the engine",

@@ -8,7 +8,7 @@
 
 use cutover_core::event::Side;
 use cutover_core::plan::{
-    Action, DnsTo, Engine, FreezeMethod, Plan, RdsResource, ReplicationEngine,
+    Action, DnsTo, Engine, FreezeMethod, MysqlFlavor, Plan, RdsResource, ReplicationEngine,
 };
 
 /// The calls an action makes, in order; empty for a check or a manual step (which only
@@ -135,6 +135,37 @@ fn replication(plan: &Plan, start: bool) -> Vec<String> {
         } else {
             "the rehearsal replicator stops; wait until stopped".into()
         }],
+        ReplicationEngine::Mysql => {
+            let verb = if start { "start" } else { "stop" };
+            let upper = verb.to_ascii_uppercase();
+            let label = &plan.target.label;
+            let community = match r.channel.as_deref() {
+                Some(c) => format!(
+                    "{upper} REPLICA FOR CHANNEL '{c}' (MySQL 8.0.22+) / {upper} SLAVE FOR CHANNEL '{c}' (older MySQL) / {upper} SLAVE '{c}' (MariaDB)"
+                ),
+                None => format!(
+                    "{upper} REPLICA (MySQL 8.0.22+) / {upper} SLAVE (MariaDB, older MySQL)"
+                ),
+            };
+            let rds = match r.channel.as_deref() {
+                Some(c) => format!("CALL mysql.rds_{verb}_replication_for_channel('{c}')"),
+                None => format!("CALL mysql.rds_{verb}_replication"),
+            };
+            let statement = match r.flavor {
+                MysqlFlavor::Rds => format!("on target ({label}): {rds}"),
+                MysqlFlavor::Community => format!("on target ({label}): {community}"),
+                MysqlFlavor::Auto => format!(
+                    "on target ({label}): {rds} if the server has mysql.rds_stop_replication (RDS, Aurora), else {community}"
+                ),
+            };
+            let want = if start { "Yes" } else { "No" };
+            vec![
+                statement,
+                format!(
+                    "SHOW REPLICA STATUS / SHOW SLAVE STATUS until the IO and SQL threads both report {want} (at most 60s, or the step fails)"
+                ),
+            ]
+        }
         ReplicationEngine::Dms => {
             let describe = format!(
                 "dms:DescribeReplicationTasks --filters replication-task-id={task} (status, ARN)"

@@ -244,6 +244,8 @@ pub enum ReplicationEngine {
     Rehearsal,
     /// An AWS DMS task.
     Dms,
+    /// A MySQL/MariaDB binlog replica: the plan's target replicates from its source.
+    Mysql,
 }
 
 impl ReplicationEngine {
@@ -251,6 +253,24 @@ impl ReplicationEngine {
         match self {
             ReplicationEngine::Rehearsal => "rehearsal",
             ReplicationEngine::Dms => "dms",
+            ReplicationEngine::Mysql => "mysql",
+        }
+    }
+
+    /// Whether the engine reports DMS's figures (capture lag, backlog, full load, tables,
+    /// validation); the panes leave those rows out for engines that have none.
+    pub fn has_cdc_figures(self) -> bool {
+        match self {
+            ReplicationEngine::Rehearsal | ReplicationEngine::Dms => true,
+            ReplicationEngine::Mysql => false,
+        }
+    }
+
+    /// What the engine's positions are, for messages ("GTID 0-1-5 of 0-1-9").
+    pub fn position_word(self) -> &'static str {
+        match self {
+            ReplicationEngine::Mysql => "GTID ",
+            ReplicationEngine::Rehearsal | ReplicationEngine::Dms => "",
         }
     }
 }
@@ -354,6 +374,21 @@ pub struct ReplicationReading {
     /// GTID set, LSN, DMS checkpoint).
     pub source_position: Option<String>,
     pub target_position: Option<String>,
+    /// The source's GTID set as the engine prints it, when the engine has GTIDs and they are
+    /// on: `source.gtid_stable_s` is how long it has not moved. `None` when GTID is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_gtid: Option<String>,
+    /// The engine's own facts, in its words, for the replication pane (MySQL: IO and SQL
+    /// threads, relay log space). Engines with no such facts leave it empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<EngineFact>,
+}
+
+/// One of an engine's own facts: a label and its value, as the engine says them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineFact {
+    pub label: String,
+    pub value: String,
 }
 
 /// Replication task status (DescribeReplicationTasks or the simulated replicator).

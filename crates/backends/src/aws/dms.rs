@@ -217,6 +217,8 @@ pub(crate) fn task_reading(
         source_position: None,
         // DMS keeps its own position; the task's recovery checkpoint is what a resume uses.
         target_position: task.recovery_checkpoint.clone().filter(|s| !s.is_empty()),
+        source_gtid: None,
+        facts: Vec::new(),
     }
 }
 

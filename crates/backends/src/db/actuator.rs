@@ -32,6 +32,17 @@ impl SqlActuator {
         }
     }
 
+    /// Stops or starts the target's binlog replication (`engine = "mysql"`) and waits
+    /// until its threads say so.
+    pub async fn replica_control(
+        &self,
+        plan: &Plan,
+        action: &Action,
+        out: &Output,
+    ) -> Result<String, ActionError> {
+        super::binlog::control(&self.target, plan, action, out).await
+    }
+
     /// The proof of a freeze made elsewhere (an RDS parameter group): reads
     /// `@@GLOBAL.read_only` on `side` until it is `frozen`, every `every`, for at most
     /// `within`. A parameter group in sync is RDS's word; the server's answer is the proof.

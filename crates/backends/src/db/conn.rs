@@ -596,31 +596,30 @@ impl Db {
     pub(crate) async fn show(
         &self,
         what: &str,
-        sql: &'static str,
+        sql: &str,
     ) -> Result<Vec<Vec<(String, Option<String>)>>, DbError> {
+        // Each row's cells by column name; the same for both drivers but their row types.
+        macro_rules! named {
+            ($pool:expr, $cell:path) => {
+                sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+                    .fetch_all($pool)
+                    .await
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|r| {
+                                r.columns()
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, c)| (c.name().to_string(), $cell(r, i)))
+                                    .collect()
+                            })
+                            .collect()
+                    })
+            };
+        }
         let result = match &self.0.probe {
-            Pool::Mysql(p) => sqlx::raw_sql(sql).fetch_all(p).await.map(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        r.columns()
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| (c.name().to_string(), mysql_cell(r, i)))
-                            .collect()
-                    })
-                    .collect()
-            }),
-            Pool::Postgres(p) => sqlx::raw_sql(sql).fetch_all(p).await.map(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        r.columns()
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| (c.name().to_string(), pg_cell(r, i)))
-                            .collect()
-                    })
-                    .collect()
-            }),
+            Pool::Mysql(p) => named!(p, mysql_cell),
+            Pool::Postgres(p) => named!(p, pg_cell),
         };
         result.map_err(|e| self.query_error(what, &e))
     }

@@ -6,17 +6,20 @@
 //! `sql` the SQL text per engine · `chunk` one chunk on both sides, bisection to keys ·
 //! `canon` the cross-engine canonical form · `compare` walking tables, one-shot and
 //! continuous · `heartbeat` lag · `guard` read_only, connections, transactions · `sources`
-//! the `Source`s · `actuator` SQL actions.
+//! the `Source`s · `actuator` SQL actions · `binlog` the native MySQL/MariaDB replica
+//! (engine = "mysql") · `gtid` GTID set arithmetic.
 //!
 //! Invariant: no secret enters a reading, a log line or an error. Passwords live only in
 //! the drivers' connect options; every driver message goes through `Db::redact`.
 
 mod actuator;
+mod binlog;
 mod canon;
 mod catalog;
 mod chunk;
 mod compare;
 mod conn;
+mod gtid;
 mod guard;
 mod heartbeat;
 mod sources;
@@ -25,6 +28,7 @@ mod sql;
 use std::time::Duration;
 
 pub use actuator::SqlActuator;
+pub use binlog::BinlogSource;
 pub use compare::compare;
 pub use conn::{Db, connect, connect_endpoint};
 pub use heartbeat::{HEARTBEAT_TABLE, heartbeat_setup, heartbeat_setup_sql};

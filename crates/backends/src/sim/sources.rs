@@ -212,6 +212,8 @@ impl World {
             tables: Some(tables),
             source_position: Some(format!("change {}", cdc.source_seq)),
             target_position: Some(format!("change {}", cdc.applied_seq)),
+            source_gtid: None,
+            facts: Vec::new(),
         }))])
     }
 

@@ -43,6 +43,9 @@ pub enum ReplicationInput {
     ValidationUnvalidated,
     /// Whether the engine validates what it moves (DMS `EnableValidation`).
     ValidationEnabled,
+    /// Seconds the source's GTID set has not moved (`source.gtid_stable_s`): writes have
+    /// really stopped. Unknown when the engine has no GTID or it is off.
+    SourceGtidStableS,
 }
 
 /// A named quantity a gate can test.
@@ -159,6 +162,11 @@ const REPLICATION_NAMES: &[(&str, ReplicationInput, &str)] = &[
         "replication.validation.enabled",
         ReplicationInput::ValidationEnabled,
         "whether the engine validates the rows it moves (DMS EnableValidation); with it off the validation counts prove nothing",
+    ),
+    (
+        "source.gtid_stable_s",
+        ReplicationInput::SourceGtidStableS,
+        "seconds the source's GTID set has not moved (MySQL/MariaDB with GTID): writes have stopped",
     ),
 ];
 
@@ -357,7 +365,8 @@ impl Input {
                 | R::StopReason
                 | R::TablesErrored
                 | R::FullLoadPct
-                | R::ValidationEnabled,
+                | R::ValidationEnabled
+                | R::SourceGtidStableS,
             ) => 30_000,
             // The DMS lag figures are CloudWatch's, minute-grained; a native engine's plan
             // should say `fresh` on its lag gates.

@@ -228,8 +228,8 @@ impl Action {
                 on.as_str(),
                 method.statement(false)
             ),
-            Action::ReplicationStop => format!("stop replication task {}", plan.task_name()),
-            Action::ReplicationStart => format!("start replication task {}", plan.task_name()),
+            Action::ReplicationStop => format!("stop replication {}", plan.stream_name()),
+            Action::ReplicationStart => format!("start replication {}", plan.stream_name()),
             Action::Dns { to, wait } => {
                 let value = plan.dns_value(to).unwrap_or_else(|| "?".into());
                 let name = plan.dns.as_ref().map(|d| d.name.as_str()).unwrap_or("?");
@@ -319,12 +319,31 @@ pub struct Endpoint {
     pub password_file: Option<String>,
 }
 
-/// The replication task.
+/// The replication stream: a DMS task, or a native replica (the plan's target replicating
+/// from its source).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replication {
     pub engine: ReplicationEngine,
-    /// Task identifier or ARN.
+    /// Task identifier or ARN (DMS, rehearsal); for a native engine the stream's display
+    /// name (the channel, or "default channel").
     pub task: String,
+    /// MySQL 8 replication channel / MariaDB connection name; `None` is the default one.
+    pub channel: Option<String>,
+    /// How a MySQL replica is stopped and started.
+    pub flavor: MysqlFlavor,
+}
+
+/// Which statements drive a MySQL/MariaDB replica.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MysqlFlavor {
+    /// RDS/Aurora when the server has `mysql.rds_stop_replication`, else community.
+    #[default]
+    Auto,
+    /// `STOP REPLICA` / `STOP SLAVE` and their `START`.
+    Community,
+    /// `CALL mysql.rds_stop_replication` / `mysql.rds_start_replication` (RDS, Aurora).
+    Rds,
 }
 
 pub use crate::event::ReplicationEngine;
@@ -474,6 +493,18 @@ impl Plan {
             .as_ref()
             .map(|r| r.task.as_str())
             .unwrap_or("?")
+    }
+
+    /// The replication stream in words: `task X` (DMS, rehearsal) or the native replica's
+    /// channel.
+    pub fn stream_name(&self) -> String {
+        match &self.replication {
+            Some(r) if r.engine == ReplicationEngine::Mysql => {
+                format!("on the target ({})", r.task)
+            }
+            Some(r) => format!("task {}", r.task),
+            None => "task ?".to_string(),
+        }
     }
 
     pub fn dns_value(&self, to: &DnsTo) -> Option<String> {
@@ -627,7 +658,7 @@ struct RawPlan {
     description: Option<Spanned<String>>,
     source: Option<Spanned<RawEndpoint>>,
     target: Option<Spanned<RawEndpoint>>,
-    replication: Option<RawReplication>,
+    replication: Option<Spanned<RawReplication>>,
     dns: Option<RawDns>,
     #[serde(default)]
     metrics: Vec<Spanned<RawMetric>>,
@@ -672,8 +703,10 @@ struct RawEndpoint {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReplication {
-    engine: ReplicationEngine,
-    task: Spanned<String>,
+    engine: Spanned<ReplicationEngine>,
+    task: Option<Spanned<String>>,
+    channel: Option<Spanned<String>>,
+    flavor: Option<Spanned<MysqlFlavor>>,
 }
 
 #[derive(Deserialize)]
@@ -861,7 +894,13 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     }
     let source = endpoint(&mut loc, raw.source.as_ref(), "source");
     let target = endpoint(&mut loc, raw.target.as_ref(), "target");
-    let replication = raw.replication.map(|r| replication(&mut loc, r));
+    let replication = raw.replication.map(|r| {
+        replication(
+            &mut loc,
+            r,
+            [source.as_ref(), target.as_ref()].map(|e| e.map(|e| e.engine)),
+        )
+    });
     let dns = raw.dns.map(|d| dns_record(&mut loc, d));
     let metrics = metrics(&mut loc, raw.metrics);
     let aws = raw
@@ -952,31 +991,126 @@ fn plan_name(loc: &mut Locator<'_>, raw: Option<&Spanned<String>>) -> String {
     }
 }
 
-fn replication(loc: &mut Locator<'_>, r: RawReplication) -> Replication {
-    let task = r.task.get_ref();
-    if task.trim().is_empty() {
+fn replication(
+    loc: &mut Locator<'_>,
+    raw: Spanned<RawReplication>,
+    endpoints: [Option<Engine>; 2],
+) -> Replication {
+    let span = raw.span().start;
+    let r = raw.into_inner();
+    let engine = *r.engine.get_ref();
+    let native = engine == ReplicationEngine::Mysql;
+    if native {
+        native_replication(loc, &r, endpoints);
+    }
+    if !native {
+        for (given, what) in [
+            (r.channel.as_ref().map(|c| c.span()), "channel"),
+            (r.flavor.as_ref().map(|f| f.span()), "flavor"),
+        ] {
+            if let Some(at) = given {
+                loc.push(
+                    at.start,
+                    format!(
+                        "{what} is for engine = \"mysql\", not \"{}\"",
+                        engine.as_str()
+                    ),
+                    Some(format!("remove {what}, or set engine = \"mysql\"")),
+                );
+            }
+        }
+    }
+    let task = match (&r.task, native) {
+        (Some(task), true) => {
+            loc.at(
+                task,
+                "a native replica has no task: it is the [target] replicating from the [source]",
+                Some("remove task; name a MySQL 8 channel / MariaDB connection with channel = \"...\" if it is not the default one"),
+            );
+            String::new()
+        }
+        (None, true) => match &r.channel {
+            Some(c) => format!("channel {}", c.get_ref()),
+            None => "default channel".to_string(),
+        },
+        (Some(task), false) => {
+            check_task(loc, task);
+            task.get_ref().clone()
+        }
+        (None, false) => {
+            loc.push(
+                span,
+                format!(
+                    "[replication] engine = \"{}\" needs a task",
+                    engine.as_str()
+                ),
+                Some("add task = \"<task identifier or ARN>\"".into()),
+            );
+            String::new()
+        }
+    };
+    Replication {
+        engine,
+        task,
+        channel: r.channel.map(Spanned::into_inner),
+        flavor: r.flavor.map(Spanned::into_inner).unwrap_or_default(),
+    }
+}
+
+/// A binlog replica: both endpoints MySQL/MariaDB, a channel name the server accepts.
+fn native_replication(loc: &mut Locator<'_>, r: &RawReplication, endpoints: [Option<Engine>; 2]) {
+    for (engine, side) in endpoints.into_iter().zip(["source", "target"]) {
+        if let Some(e) = engine
+            && e != Engine::Mysql
+        {
+            loc.at(
+                &r.engine,
+                format!("engine = \"mysql\" replicates between MySQL/MariaDB servers, but [{side}] is not one"),
+                Some(&format!("give [{side}] engine = \"mysql\" and a mysql:// url, or use another replication engine")),
+            );
+        }
+    }
+    if let Some(c) = &r.channel {
+        let name = c.get_ref();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            loc.at(
+                c,
+                format!(
+                    "the channel \"{}\" is not a channel name",
+                    name.escape_debug()
+                ),
+                Some("use 1 to 64 letters, digits, _ or -, or remove channel for the default one"),
+            );
+        }
+    }
+}
+
+fn check_task(loc: &mut Locator<'_>, task: &Spanned<String>) {
+    let text = task.get_ref();
+    if text.trim().is_empty() {
         loc.at(
-            &r.task,
+            task,
             "the replication task is empty",
             Some("name the task by identifier or ARN"),
         );
-    } else if task.len() > 2048
-        || !task
+    } else if text.len() > 2048
+        || !text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_:/.".contains(c))
     {
         loc.at(
-            &r.task,
+            task,
             format!(
                 "the replication task \"{}\" is not an identifier or ARN",
-                task.escape_debug()
+                text.escape_debug()
             ),
             Some("name the task by identifier (letters, digits and -) or ARN (arn:aws:dms:...)"),
         );
-    }
-    Replication {
-        engine: r.engine,
-        task: r.task.into_inner(),
     }
 }
 

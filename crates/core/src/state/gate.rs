@@ -75,6 +75,10 @@ pub fn compare(actual: &Value, op: Op, expected: &Value) -> bool {
     }
 }
 
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 fn fmt_age(ms: i64) -> String {
     let s = ms as f64 / 1000.0;
     if s < 10.0 {
@@ -318,6 +322,32 @@ impl State {
         };
         let engine = r.engine.as_str();
         let count = |n: Option<u64>| n.map(|n| Value::Number(n as f64));
+        if which == R::SourceGtidStableS {
+            return match self.replication.gtid_stable_s() {
+                Some(s) => known(Value::Number(s), r.observed_at),
+                None => missing(format!(
+                    "the {engine} replication reading has no source GTID set (GTID is off or the engine has none); gate on replication.behind_bytes or lag instead, or turn GTID on"
+                )),
+            };
+        }
+        if which == R::BehindTransactions
+            && let Some(n) = r.behind_transactions
+        {
+            // The exact gap, positions on both sides, for the checklist's reason.
+            let detail = (n > 0).then(|| {
+                let mut d = format!("replica is {n} transaction{} behind", plural(n));
+                if let (Some(t), Some(s)) = (&r.target_position, &r.source_position) {
+                    let word = r.engine.position_word();
+                    d.push_str(&format!(" ({word}{t} of {s})"));
+                }
+                d
+            });
+            return InputValue::Known {
+                value: Value::Number(n as f64),
+                observed_at: r.observed_at,
+                detail,
+            };
+        }
         let value = match which {
             R::Status => Some(Value::Text(r.status.as_str().to_string())),
             R::StopReason => r.stop_reason.clone().map(Value::Text),

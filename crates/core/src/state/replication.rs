@@ -36,6 +36,10 @@ pub struct ReplicationView {
     /// Which source the lag figures came from: replication once an engine-neutral reading was
     /// folded, the metrics source in format 1.
     pub figures_from: Option<SourceKind>,
+    /// The source's GTID set and the reading time it was first seen at that value
+    /// (`source.gtid_stable_s`); `None` while the engine reports no GTID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_since: Option<(String, Ts)>,
 }
 
 impl ReplicationView {
@@ -47,6 +51,13 @@ impl ReplicationView {
     /// An engine-neutral reading was folded: format-1 metric series no longer feed the lag.
     pub fn engine_neutral(&self) -> bool {
         self.figures_from == Some(SourceKind::Replication)
+    }
+
+    /// How long the source's GTID set has stood still as of the newest reading, seconds.
+    pub fn gtid_stable_s(&self) -> Option<f64> {
+        let (_, since) = self.gtid_since.as_ref()?;
+        let last = self.last.as_ref()?;
+        Some((last.observed_at - since).max(0) as f64 / 1000.0)
     }
 
     /// The history of a replication figure that has one.
@@ -72,6 +83,11 @@ impl State {
         if let Some(tables) = &r.tables {
             self.set_tables(r.observed_at, tables);
         }
+        self.replication.gtid_since = match (&r.source_gtid, self.replication.gtid_since.take()) {
+            (Some(now), Some((was, since))) if *now == was => Some((was, since)),
+            (Some(now), _) => Some((now.clone(), r.observed_at)),
+            (None, _) => None,
+        };
         // The status alone: the samples and tables live in the view already (and a 500-table
         // reading is not cloned a second time).
         let last = ReplicationReading {
@@ -98,6 +114,8 @@ impl State {
             tables: None,
             source_position: r.source_position.clone(),
             target_position: r.target_position.clone(),
+            source_gtid: r.source_gtid.clone(),
+            facts: r.facts.clone(),
         };
         self.set_replication_status(at, last);
     }
@@ -137,6 +155,8 @@ impl State {
             tables: None,
             source_position: None,
             target_position: None,
+            source_gtid: None,
+            facts: Vec::new(),
         };
         self.set_replication_status(at, last);
     }

@@ -464,6 +464,8 @@ fn replication(at: Ts, word: &str, lag: Option<f64>) -> ReplicationReading {
         tables: None,
         source_position: None,
         target_position: None,
+        source_gtid: None,
+        facts: Vec::new(),
     }
 }
 
@@ -855,4 +857,53 @@ fn dns_weights_sum_the_sets_of_each_side_and_a_plain_record_is_unknown() {
     };
     assert_eq!(number(weight(&s, Side::Source)), 95.0);
     assert_eq!(number(weight(&s, Side::Target)), 5.0);
+}
+
+#[test]
+fn source_gtid_stable_s_counts_from_the_last_change_and_is_unknown_without_gtid() {
+    let gtid = |at: Ts, set: Option<&str>| {
+        let mut r = replication(at, "running", None);
+        r.engine = ReplicationEngine::Mysql;
+        r.source_gtid = set.map(str::to_string);
+        observed(at, r)
+    };
+    let input = Input::parse("source.gtid_stable_s").expect("listed");
+    let value = |events: &[Event]| match check(events).0.input_value(&input) {
+        InputValue::Known { value, .. } => value.to_string(),
+        InputValue::Missing(why) => format!("missing: {why}"),
+    };
+    // Still since the first reading of 0-1-7: 3 s at the last one.
+    let still = [
+        gtid(1_000, Some("0-1-5")),
+        gtid(2_000, Some("0-1-7")),
+        gtid(3_500, Some("0-1-7")),
+        gtid(5_000, Some("0-1-7")),
+    ];
+    assert_eq!(value(&still), "3");
+    // A move starts the count again.
+    let moved = [gtid(1_000, Some("0-1-5")), gtid(4_000, Some("0-1-6"))];
+    assert_eq!(value(&moved), "0");
+    // GTID off (or a reading without it) is unknown, and says what to do.
+    let off = [gtid(1_000, Some("0-1-5")), gtid(4_000, None)];
+    let v = value(&off);
+    assert!(v.starts_with("missing:") && v.contains("GTID"), "{v}");
+}
+
+#[test]
+fn the_transaction_gap_names_both_gtid_positions_in_the_gate_reason() {
+    let mut r = replication(1_000, "running", None);
+    r.engine = ReplicationEngine::Mysql;
+    r.behind_transactions = Some(14);
+    r.source_position = Some("0-11-5026".into());
+    r.target_position = Some("0-11-5012".into());
+    let (s, _) = check(&[observed(1_000, r)]);
+    let input = Input::parse("replication.behind_transactions").expect("listed");
+    let value = s.input_value(&input);
+    let InputValue::Known { detail, .. } = value else {
+        panic!("known: {value:?}")
+    };
+    assert_eq!(
+        detail.as_deref(),
+        Some("replica is 14 transactions behind (GTID 0-11-5012 of 0-11-5026)")
+    );
 }

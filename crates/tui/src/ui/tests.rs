@@ -1159,3 +1159,109 @@ fn the_dns_pane_lists_every_weighted_set_with_its_share() {
     assert!(line("id green").contains("target") && line("id green").contains("w 5 (5%)"));
     assert!(line("id old").contains("other") && line("id old").contains("w 0 (0%)"));
 }
+
+// ---------------------------------------------------------------------------------------
+// A native engine: the replication pane shows the engine's own facts, no DMS row
+
+const MYSQL_PLAN: &str = r#"name = "binlog"
+[source]
+engine = "mysql"
+url = "mysql://cutover@db-a.internal:3306/shop"
+[target]
+engine = "mysql"
+url = "mysql://cutover@db-b.internal:3306/shop"
+[replication]
+engine = "mysql"
+[[step]]
+id = "drain"
+title = "Replica caught up by GTID"
+gates = ["replication.behind_transactions == 0", "source.gtid_stable_s >= 5"]
+confirm = "drained"
+"#;
+
+fn mysql_replica_behind() -> State {
+    use cutover_core::event::{
+        EngineFact, ReplicationEngine, ReplicationReading, ReplicationStatus,
+    };
+    let plan = cutover_core::plan::parse("binlog.toml", MYSQL_PLAN).expect("valid plan");
+    let mut st = State::new(Arc::new(plan));
+    st.apply(&Event::SessionStarted {
+        at: T0,
+        mode: "watch".into(),
+        operator: "alice".into(),
+    });
+    let fact = |label: &str, value: &str| EngineFact {
+        label: label.into(),
+        value: value.into(),
+    };
+    for (i, seq) in [(1, 5026), (2, 5026), (3, 5026)] {
+        let at = t(f64::from(i));
+        st.apply(&Event::Observed {
+            at,
+            reading: Reading::Replication(Box::new(ReplicationReading {
+                observed_at: at,
+                engine: ReplicationEngine::Mysql,
+                name: "default channel".into(),
+                status: ReplicationStatus::Stopped,
+                status_text: "IO Yes, SQL No".into(),
+                stop_reason: Some("IO thread Yes, SQL thread No".into()),
+                last_error: None,
+                figures_error: None,
+                tables_error: None,
+                validation_enabled: None,
+                lag_s: Vec::new(),
+                capture_lag_s: Vec::new(),
+                backlog: Vec::new(),
+                behind_transactions: Some(14),
+                behind_bytes: None,
+                full_load_pct: None,
+                tables_loaded: None,
+                tables_loading: None,
+                tables_queued: None,
+                tables_errored: None,
+                tables: None,
+                source_position: Some(format!("0-11-{seq}")),
+                target_position: Some("0-11-5012".into()),
+                source_gtid: Some(format!("0-11-{seq}")),
+                facts: vec![
+                    fact("IO thread", "Yes"),
+                    fact("SQL thread", "No"),
+                    fact("IO state", "Waiting for master to send event"),
+                    fact("relay log space", "20431 bytes"),
+                ],
+            })),
+        });
+    }
+    st.apply(&Event::Tick { at: t(3.5) });
+    st
+}
+
+#[test]
+fn a_binlog_replica_shows_its_threads_and_gtid_gap_and_no_dms_rows() {
+    let st = mysql_replica_behind();
+    let term = render(&st, &ui(Mode::Watch), &dark(), 120, 40);
+    let text = screen(&term);
+    for want in [
+        "IO Yes, SQL No",
+        "14 transactions behind",
+        "0-11-5012",
+        "0-11-5026",
+        "source still 2s",
+        "(replica is 14",
+        "not reported by mysql",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    // The checklist's reason names the gap exactly (wrapped on screen).
+    let (_, reason) = st.step_readiness(0);
+    assert!(
+        reason.as_deref().is_some_and(
+            |r| r.contains("replica is 14 transactions behind (GTID 0-11-5012 of 0-11-5026)")
+        ),
+        "{reason:?}"
+    );
+    for dms_only in ["full load", "latency source", "incoming changes"] {
+        assert!(!text.contains(dms_only), "{dms_only:?} shown:\n{text}");
+    }
+    insta::assert_snapshot!("mysql_replica_120x40", term.backend());
+}

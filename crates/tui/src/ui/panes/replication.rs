@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span};
 use super::{Ctx, Frame, framed, placeholder, put_lines, sym};
 use crate::ui::Pane;
 use crate::ui::text::{age, num, sparkline, truncate};
-use cutover_core::event::SourceKind;
+use cutover_core::event::{ReplicationReading, SourceKind};
 use cutover_core::plan::Input;
 use cutover_core::state::Series;
 
@@ -20,7 +20,7 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     let t = ctx.theme;
     let summary = match ctx.state.replication.status() {
         Some(task) => {
-            let (s, style) = task_symbol(ctx, &task.status_text);
+            let (s, style) = status_symbol(ctx, task);
             vec![Span::styled(format!("{s} {}", task.status_text), style)]
         }
         None => vec![Span::styled(
@@ -34,6 +34,15 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     }
     let lines = build(ctx, inner.width as usize, frame);
     put_lines(&lines, inner, buf);
+}
+
+/// The symbol of a reading: by the engine's own word for the DMS-shaped engines (as it
+/// always was), by the typed status for the others (MySQL says "IO Yes, SQL No").
+fn status_symbol(ctx: &Ctx<'_>, r: &ReplicationReading) -> (&'static str, Style) {
+    if r.engine.has_cdc_figures() {
+        return task_symbol(ctx, &r.status_text);
+    }
+    task_symbol(ctx, r.status.as_str())
 }
 
 pub fn task_symbol(ctx: &Ctx<'_>, status: &str) -> (&'static str, Style) {
@@ -52,7 +61,7 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
     let mut lines: Vec<Line<'a>> = Vec::with_capacity(6);
     match st.replication.status() {
         Some(task) => {
-            let (s, style) = task_symbol(ctx, &task.status_text);
+            let (s, style) = status_symbol(ctx, task);
             let mut spans = vec![
                 Span::styled(format!("{s} "), style),
                 Span::styled(task.name.clone(), t.text),
@@ -93,6 +102,14 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
         }
     }
 
+    let native = st
+        .replication
+        .status()
+        .is_some_and(|r| !r.engine.has_cdc_figures());
+    if native {
+        lines.extend(native_rows(ctx, w, frame));
+        return lines;
+    }
     // CDC latency with its trend: both sides on one line in a compact pane; in a full
     // one, a labelled line per figure with longer trends.
     let src = Some(&st.replication.capture_lag);
@@ -159,6 +176,82 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
         lines.push(Line::from(load));
     }
     lines
+}
+
+/// A native engine's own facts (MySQL: IO/SQL threads, relay log space), its lag, the
+/// exact gap and both positions; no DMS row pretends to exist.
+fn native_rows<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
+    let st = ctx.state;
+    let t = ctx.theme;
+    let mut lines = Vec::new();
+    let Some(r) = st.replication.status() else {
+        return lines;
+    };
+    let label = |text: &str| Span::styled(format!("{text:<13}"), t.dim);
+    let rest = w.saturating_sub(13);
+    // In order of urgency: the gap, both positions, how long the source has been still,
+    // the lag; the threads are in the first line already (the engine's status words), the
+    // rest of the engine's facts when the pane is zoomed.
+    let word = r.engine.position_word().trim();
+    let gap = match (r.behind_transactions, r.behind_bytes) {
+        (Some(0), _) => (format!("caught up ({word} sets equal)"), t.good),
+        (Some(n), _) => (format!("{n} transactions behind"), t.warn),
+        (None, Some(b)) => (
+            format!("{b} bytes behind (GTID off: from binlog positions)"),
+            t.text,
+        ),
+        (None, None) => (
+            "unknown (no GTID, positions in different files)".to_string(),
+            t.unknown,
+        ),
+    };
+    lines.push(Line::from(vec![
+        label("gap"),
+        Span::styled(truncate(&gap.0, rest), gap.1),
+    ]));
+    for (side, pos) in [
+        ("source", &r.source_position),
+        ("replica", &r.target_position),
+    ] {
+        if let Some(p) = pos {
+            lines.push(Line::from(vec![
+                label(&format!("{side} {word}")),
+                Span::styled(truncate(p, rest), t.text),
+            ]));
+        }
+    }
+    if let Some(s) = st.replication.gtid_stable_s() {
+        lines.push(Line::from(vec![
+            label("source still"),
+            Span::styled(format!("{}s", num(s)), t.text),
+        ]));
+    }
+    let spark_w = rest.saturating_sub(8).clamp(4, 60);
+    let mut lag = vec![label("lag")];
+    lag.extend(figure(ctx, Some(&st.replication.lag), true, spark_w, 0));
+    lines.push(Line::from(lag));
+    let mut hb = vec![label("heartbeat")];
+    hb.extend(heartbeat(ctx, 0));
+    lines.push(Line::from(hb));
+    if frame == Frame::Full {
+        for f in &r.facts {
+            lines.push(Line::from(vec![
+                label(&f.label),
+                Span::styled(truncate(&f.value, rest), fact_style(ctx, f)),
+            ]));
+        }
+    }
+    lines
+}
+
+/// A thread that says "No" is the warning colour; a named value otherwise is text.
+fn fact_style(ctx: &Ctx<'_>, f: &cutover_core::event::EngineFact) -> Style {
+    match f.value.as_str() {
+        "Yes" => ctx.theme.good,
+        "No" => ctx.theme.warn,
+        "Connecting" => ctx.theme.running,
+        _ => ctx.theme.text,
+    }
 }
 
 /// What the engine counts behind, and its positions: only what it reports.

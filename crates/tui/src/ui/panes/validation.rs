@@ -58,6 +58,12 @@ const TABLE: Table = Table {
     empty: "no table statistics yet",
 };
 
+/// Engines that do not validate rows (a binlog replica): nothing will ever arrive here.
+const NOT_REPORTED: Table = Table {
+    empty: "this engine does not validate rows; the drift pane compares them",
+    ..TABLE
+};
+
 fn is_validated(s: &TableStat) -> bool {
     s.validation_state
         .as_deref()
@@ -108,7 +114,14 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     }
     rows.sort_by_key(|s| rank(s));
 
-    let mut summary = if rows.is_empty() {
+    let engine = ctx.state.replication.status().map(|r| r.engine);
+    let not_reported = rows.is_empty() && engine.is_some_and(|e| !e.has_cdc_figures());
+    let mut summary = if not_reported {
+        vec![Span::styled(
+            format!("not reported by {}", engine.map_or("", |e| e.as_str())),
+            t.dim,
+        )]
+    } else if rows.is_empty() {
         vec![Span::styled(
             format!("{} no statistics", sym::UNKNOWN),
             t.unknown,
@@ -140,7 +153,14 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
         fit,
         offset,
         visible,
-    }) = ctx.table_frame(&TABLE, frame, area, buf, summary, rows.len())
+    }) = ctx.table_frame(
+        if not_reported { &NOT_REPORTED } else { &TABLE },
+        frame,
+        area,
+        buf,
+        summary,
+        rows.len(),
+    )
     else {
         return;
     };
