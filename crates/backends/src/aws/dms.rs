@@ -217,6 +217,9 @@ pub(crate) fn task_reading(
         source_position: None,
         // DMS keeps its own position; the task's recovery checkpoint is what a resume uses.
         target_position: task.recovery_checkpoint.clone().filter(|s| !s.is_empty()),
+        logical: None,
+        sequences: None,
+        sequences_error: None,
     }
 }
 

@@ -5,7 +5,8 @@
 //! Codemap: `conn` connections, passwords, redacted errors · `catalog` tables, keys, types ·
 //! `sql` the SQL text per engine · `chunk` one chunk on both sides, bisection to keys ·
 //! `canon` the cross-engine canonical form · `compare` walking tables, one-shot and
-//! continuous · `heartbeat` lag · `guard` read_only, connections, transactions · `sources`
+//! continuous · `heartbeat` lag · `guard` read_only, connections, transactions · `logical` PostgreSQL
+//! logical replication as a replication engine (reading, subscription and sequence actions) · `sources`
 //! the `Source`s · `actuator` SQL actions.
 //!
 //! Invariant: no secret enters a reading, a log line or an error. Passwords live only in
@@ -19,6 +20,7 @@ mod compare;
 mod conn;
 mod guard;
 mod heartbeat;
+mod logical;
 mod sources;
 mod sql;
 
@@ -28,6 +30,7 @@ pub use actuator::SqlActuator;
 pub use compare::compare;
 pub use conn::{Db, connect, connect_endpoint};
 pub use heartbeat::{HEARTBEAT_TABLE, heartbeat_setup, heartbeat_setup_sql};
+pub use logical::{LogicalActuator, LogicalSource};
 pub use sources::{DriftSource, GuardSource, HeartbeatSource, sources};
 
 /// Why a database operation failed: the endpoint (`source "label"`), the reason, the fix.

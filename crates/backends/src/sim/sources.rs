@@ -212,6 +212,9 @@ impl World {
             tables: Some(tables),
             source_position: Some(format!("change {}", cdc.source_seq)),
             target_position: Some(format!("change {}", cdc.applied_seq)),
+            logical: None,
+            sequences: None,
+            sequences_error: None,
         }))])
     }
 

@@ -43,6 +43,9 @@ pub enum ReplicationInput {
     ValidationUnvalidated,
     /// Whether the engine validates what it moves (DMS `EnableValidation`).
     ValidationEnabled,
+    /// Sequences whose target value is below the source's (`sequences.behind`: engines that
+    /// do not replicate sequences, PostgreSQL logical replication).
+    SequencesBehind,
 }
 
 /// A named quantity a gate can test.
@@ -155,6 +158,11 @@ const REPLICATION_NAMES: &[(&str, ReplicationInput, &str)] = &[
         "replication.validation.enabled",
         ReplicationInput::ValidationEnabled,
         "whether the engine validates the rows it moves (DMS EnableValidation); with it off the validation counts prove nothing",
+    ),
+    (
+        "sequences.behind",
+        ReplicationInput::SequencesBehind,
+        "sequences whose target last_value is below the source's (PostgreSQL logical replication does not copy them; see kind = \"sync-sequences\")",
     ),
 ];
 
@@ -337,7 +345,8 @@ impl Input {
                 | R::StopReason
                 | R::TablesErrored
                 | R::FullLoadPct
-                | R::ValidationEnabled,
+                | R::ValidationEnabled
+                | R::SequencesBehind,
             ) => 30_000,
             // The DMS lag figures are CloudWatch's, minute-grained; a native engine's plan
             // should say `fresh` on its lag gates.

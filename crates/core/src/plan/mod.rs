@@ -191,6 +191,11 @@ pub enum Action {
     ReplicationStop,
     /// Start or resume the replication task and wait until it runs.
     ReplicationStart,
+    /// Set each target sequence of the published tables to the source's value plus
+    /// `margin` (PostgreSQL logical replication does not copy sequences). Never moves a
+    /// sequence backwards, so it is idempotent; it has no undo (lowering a sequence could
+    /// hand out values already used): a step running it says `irreversible = true`.
+    SyncSequences { margin: i64 },
     /// UPSERT the record and (optionally) wait until the change is INSYNC.
     Dns { to: DnsTo, wait: bool },
     /// A shell command; its output lines are recorded.
@@ -226,8 +231,29 @@ impl Action {
                 on.as_str(),
                 method.statement(false)
             ),
+            Action::ReplicationStop | Action::ReplicationStart
+                if plan
+                    .replication
+                    .as_ref()
+                    .is_some_and(|r| r.engine == ReplicationEngine::Postgres) =>
+            {
+                let verb = if *self == Action::ReplicationStop {
+                    "DISABLE"
+                } else {
+                    "ENABLE"
+                };
+                format!("ALTER SUBSCRIPTION {} {verb}", plan.task_name())
+            }
             Action::ReplicationStop => format!("stop replication task {}", plan.task_name()),
             Action::ReplicationStart => format!("start replication task {}", plan.task_name()),
+            Action::SyncSequences { margin } => {
+                let plus = if *margin > 0 {
+                    format!(" + {margin}")
+                } else {
+                    String::new()
+                };
+                format!("set the target's sequences to the source's values{plus} (setval)")
+            }
             Action::Dns { to, wait } => {
                 let value = plan.dns_value(to).unwrap_or_else(|| "?".into());
                 let name = plan.dns.as_ref().map(|d| d.name.as_str()).unwrap_or("?");
@@ -321,8 +347,21 @@ pub struct Endpoint {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replication {
     pub engine: ReplicationEngine,
-    /// Task identifier or ARN.
+    /// Task identifier or ARN; for `engine = "postgres"` the subscription's name.
     pub task: String,
+    /// PostgreSQL logical replication's objects; `Some` exactly when `engine = "postgres"`.
+    pub logical: Option<LogicalNames>,
+}
+
+/// `[replication] engine = "postgres"`: the publication on the source, the subscription on
+/// the target and the slot it streams from on the source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogicalNames {
+    pub publication: String,
+    pub subscription: String,
+    /// The slot on the source; defaults to the subscription's name (CREATE SUBSCRIPTION's
+    /// default slot name).
+    pub slot: String,
 }
 
 pub use crate::event::ReplicationEngine;
@@ -661,8 +700,11 @@ struct RawEndpoint {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReplication {
-    engine: ReplicationEngine,
-    task: Spanned<String>,
+    engine: Spanned<ReplicationEngine>,
+    task: Option<Spanned<String>>,
+    publication: Option<Spanned<String>>,
+    subscription: Option<Spanned<String>>,
+    slot: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -782,6 +824,11 @@ enum RawAction {
     Replication {
         op: RawReplicationOp,
     },
+    #[serde(rename = "sync-sequences")]
+    SyncSequences {
+        #[serde(default)]
+        margin: Option<i64>,
+    },
     Dns {
         to: String,
         #[serde(default = "yes")]
@@ -847,7 +894,9 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     }
     let source = endpoint(&mut loc, raw.source.as_ref(), "source");
     let target = endpoint(&mut loc, raw.target.as_ref(), "target");
-    let replication = raw.replication.map(|r| replication(&mut loc, r));
+    let replication = raw
+        .replication
+        .map(|r| replication(&mut loc, r, [source.as_ref(), target.as_ref()]));
     let dns = raw.dns.map(|d| dns_record(&mut loc, d));
     let metrics = metrics(&mut loc, raw.metrics);
     let aws = raw
@@ -936,31 +985,156 @@ fn plan_name(loc: &mut Locator<'_>, raw: Option<&Spanned<String>>) -> String {
     }
 }
 
-fn replication(loc: &mut Locator<'_>, r: RawReplication) -> Replication {
-    let task = r.task.get_ref();
-    if task.trim().is_empty() {
+fn replication(
+    loc: &mut Locator<'_>,
+    r: RawReplication,
+    endpoints: [Option<&Endpoint>; 2],
+) -> Replication {
+    let engine = *r.engine.get_ref();
+    if engine == ReplicationEngine::Postgres {
+        return logical_replication(loc, r, endpoints);
+    }
+    for (field, value) in [
+        ("publication", &r.publication),
+        ("subscription", &r.subscription),
+        ("slot", &r.slot),
+    ] {
+        if let Some(v) = value {
+            loc.at(
+                v,
+                format!(
+                    "`{field}` belongs to engine = \"postgres\", not \"{}\"",
+                    engine.as_str()
+                ),
+                Some("remove it, or set engine = \"postgres\""),
+            );
+        }
+    }
+    let Some(task) = r.task else {
         loc.at(
-            &r.task,
+            &r.engine,
+            format!(
+                "[replication] engine = \"{}\" needs the task",
+                engine.as_str()
+            ),
+            Some("add task = \"<task identifier or ARN>\""),
+        );
+        return Replication {
+            engine,
+            task: String::new(),
+            logical: None,
+        };
+    };
+    let name = task.get_ref();
+    if name.trim().is_empty() {
+        loc.at(
+            &task,
             "the replication task is empty",
             Some("name the task by identifier or ARN"),
         );
-    } else if task.len() > 2048
-        || !task
+    } else if name.len() > 2048
+        || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_:/.".contains(c))
     {
         loc.at(
-            &r.task,
+            &task,
             format!(
                 "the replication task \"{}\" is not an identifier or ARN",
-                task.escape_debug()
+                name.escape_debug()
             ),
             Some("name the task by identifier (letters, digits and -) or ARN (arn:aws:dms:...)"),
         );
     }
     Replication {
-        engine: r.engine,
-        task: r.task.into_inner(),
+        engine,
+        task: task.into_inner(),
+        logical: None,
+    }
+}
+
+/// `engine = "postgres"`: a publication, a subscription, optionally the slot; both endpoints
+/// PostgreSQL.
+fn logical_replication(
+    loc: &mut Locator<'_>,
+    r: RawReplication,
+    endpoints: [Option<&Endpoint>; 2],
+) -> Replication {
+    if let Some(task) = &r.task {
+        loc.at(
+            task,
+            "engine = \"postgres\" streams through a subscription, not a task",
+            Some("remove task and name publication = \"...\" and subscription = \"...\""),
+        );
+    }
+    for (side, endpoint) in ["source", "target"].into_iter().zip(endpoints) {
+        if let Some(e) = endpoint
+            && e.engine != Engine::Postgres
+        {
+            loc.at(
+                &r.engine,
+                format!(
+                    "engine = \"postgres\" replicates between PostgreSQL servers, but [{side}] has engine = \"{}\"",
+                    match e.engine {
+                        Engine::Rehearsal => "rehearsal",
+                        Engine::Mysql => "mysql",
+                        Engine::Postgres => "postgres",
+                    }
+                ),
+                Some("give [source] and [target] postgres:// urls, or choose another replication engine"),
+            );
+        }
+    }
+    let mut name = |field: &str, value: Option<Spanned<String>>, example: &str| -> Option<String> {
+        let Some(v) = value else {
+            loc.at(
+                &r.engine,
+                format!("engine = \"postgres\" needs `{field}`"),
+                Some(example),
+            );
+            return None;
+        };
+        let text = v.get_ref();
+        // PostgreSQL's NAMEDATALEN is 64: a longer name would be truncated silently.
+        let valid = !text.is_empty()
+            && text.len() <= 63
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !text.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            loc.at(
+                &v,
+                format!(
+                    "the {field} name \"{}\" is not a plain PostgreSQL identifier",
+                    text.escape_debug()
+                ),
+                Some("use letters, digits and _ (not starting with a digit), at most 63 bytes, as the server lists it"),
+            );
+        }
+        Some(v.into_inner())
+    };
+    let publication = name(
+        "publication",
+        r.publication,
+        "add publication = \"<name>\" (the source's CREATE PUBLICATION)",
+    );
+    let subscription = name(
+        "subscription",
+        r.subscription,
+        "add subscription = \"<name>\" (the target's CREATE SUBSCRIPTION)",
+    );
+    let slot = match r.slot {
+        Some(v) => name("slot", Some(v), ""),
+        None => subscription.clone(),
+    };
+    let subscription = subscription.unwrap_or_default();
+    Replication {
+        engine: ReplicationEngine::Postgres,
+        task: subscription.clone(),
+        logical: Some(LogicalNames {
+            publication: publication.unwrap_or_default(),
+            subscription,
+            slot: slot.unwrap_or_default(),
+        }),
     }
 }
 
@@ -1801,6 +1975,7 @@ fn convert_action(
                 RawReplicationOp::Start => Action::ReplicationStart,
             }
         }
+        RawAction::SyncSequences { margin } => sync_sequences(loc, raw, *margin, sections),
         RawAction::Dns { to, wait } => {
             if sections.dns.is_none() {
                 loc.at(
@@ -1854,6 +2029,38 @@ fn convert_action(
             }
         }
     }
+}
+
+/// Largest `margin` of a `sync-sequences` action: far above any sensible gap, far below
+/// the 2^63 a sequence tops out at.
+const MAX_SEQUENCE_MARGIN: i64 = 1_000_000_000_000;
+
+/// A `kind = "sync-sequences"` action: PostgreSQL logical replication only.
+fn sync_sequences<T>(
+    loc: &mut Locator<'_>,
+    raw: &Spanned<T>,
+    margin: Option<i64>,
+    sections: &Sections<'_>,
+) -> Action {
+    if !sections
+        .replication
+        .is_some_and(|r| r.engine == ReplicationEngine::Postgres)
+    {
+        loc.at(
+            raw,
+            "kind = \"sync-sequences\" needs [replication] engine = \"postgres\" (it reads the publication's sequences)",
+            Some("add [replication] engine = \"postgres\" with publication and subscription"),
+        );
+    }
+    let value = margin.unwrap_or(0);
+    if !(0..=MAX_SEQUENCE_MARGIN).contains(&value) {
+        loc.at(
+            raw,
+            format!("margin = {value} is outside 0..={MAX_SEQUENCE_MARGIN}"),
+            Some("give the number of values to skip past the source's (0 sets them equal)"),
+        );
+    }
+    Action::SyncSequences { margin: value }
 }
 
 /// A `kind = "sql"` action. Plans written before `kind = "freeze"` existed froze writes with

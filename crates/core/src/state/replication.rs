@@ -98,6 +98,9 @@ impl State {
             tables: None,
             source_position: r.source_position.clone(),
             target_position: r.target_position.clone(),
+            logical: r.logical.clone(),
+            sequences: r.sequences.clone(),
+            sequences_error: r.sequences_error.clone(),
         };
         self.set_replication_status(at, last);
     }
@@ -137,6 +140,9 @@ impl State {
             tables: None,
             source_position: None,
             target_position: None,
+            logical: None,
+            sequences: None,
+            sequences_error: None,
         };
         self.set_replication_status(at, last);
     }

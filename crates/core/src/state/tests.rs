@@ -464,6 +464,9 @@ fn replication(at: Ts, word: &str, lag: Option<f64>) -> ReplicationReading {
         tables: None,
         source_position: None,
         target_position: None,
+        logical: None,
+        sequences: None,
+        sequences_error: None,
     }
 }
 
