@@ -317,8 +317,10 @@ fn check_reports_running_and_caught_up_by_lsn_then_the_gap_while_disabled() {
         "replication.status == running",
         "replication.behind_bytes == 0",
     ]);
-    let (code, report) = check_until(&plan, "running and 0 bytes behind", |code, r| {
-        code == 0 && r["gates"][1]["state"] == "green"
+    let (code, report) = check_until(&plan, "running, 0 bytes behind, table ready", |code, r| {
+        code == 0
+            && r["gates"][1]["state"] == "green"
+            && reading(r)["tables"][0]["table_state"] == "ready"
     });
     assert_eq!(code, 0, "{report:#}");
     let r = reading(&report);
@@ -559,4 +561,66 @@ fn a_user_without_privileges_gets_the_grant_to_make_and_the_action_fails_naming_
     for port in [SOURCE_PORT, TARGET_PORT] {
         psql(port, "postgres", &format!("DROP ROLE IF EXISTS {user}"));
     }
+}
+
+#[test]
+fn a_default_read_only_freeze_refuses_new_writes_ends_old_sessions_and_the_guardrail_sees_it() {
+    let pair = Pair::new("frz");
+    // A session open before the freeze: psql waiting on its stdin.
+    let mut open = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &SOURCE_PORT.to_string(),
+        ])
+        .args(["-U", "postgres", "-d", &pair.db])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    wait_for("the open session", || {
+        pair.source(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'psql' AND pid <> pg_backend_pid()",
+            pair.db
+        )) == "1"
+    });
+    let freeze = "[[step]]\nid = \"freeze\"\ntitle = \"freeze\"\n\
+                  action = { kind = \"freeze\", on = \"source\", method = \"default-read-only\" }\n\
+                  undo = { kind = \"unfreeze\", on = \"source\", method = \"default-read-only\" }\nconfirm = \"freeze\"\n";
+    let (ok, out) = run_action(freeze, &pair);
+    assert!(ok, "{out}");
+    assert!(out.contains("ended 1 other session(s)"), "{out}");
+    assert!(
+        out.contains("source default_transaction_read_only = ON (was OFF)"),
+        "{out}"
+    );
+    let _ = open.wait();
+    let refused = try_psql(
+        SOURCE_PORT,
+        &pair.db,
+        "INSERT INTO items (v) VALUES ('late')",
+    )
+    .expect_err("a new session is read-only");
+    assert!(refused.contains("read-only transaction"), "{refused}");
+    let plan = pair.check_plan(&["source.read_only == true"]);
+    let (code, report) = check(&plan);
+    assert_eq!(code, 0, "{report:#}");
+
+    let thaw = freeze
+        .replace("kind = \\\"freeze\\\"", "kind = \\\"x\\\"")
+        .replace(
+            "action = { kind = \"freeze\"",
+            "action = { kind = \"unfreeze\"",
+        )
+        .replace("undo = { kind = \"unfreeze\"", "undo = { kind = \"freeze\"");
+    let (ok, out) = run_action(&thaw, &pair);
+    assert!(ok, "{out}");
+    pair.source("INSERT INTO items (v) VALUES ('after')");
+    let (code, report) = check(&plan);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["gates"][0]["value"], false);
 }

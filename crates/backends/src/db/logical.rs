@@ -22,6 +22,7 @@
 use std::time::{Duration, Instant};
 
 use super::DbError;
+use super::actuator::read_write;
 use super::conn::{Bind, Db};
 use cutover_core::event::{
     LogicalFacts, Reading, ReplicationEngine, ReplicationReading, ReplicationStatus, SequenceStat,
@@ -495,8 +496,10 @@ impl LogicalActuator {
             self.target.who(),
             self.target.version()
         ));
+        // READ WRITE: the target is usually frozen (default_transaction_read_only) until the
+        // switch.
         self.target
-            .execute_script(&statement, 0, |line| out.line(line))
+            .execute_script(&read_write(&statement), 0, |line| out.line(line))
             .await
             .map_err(|e| {
                 ActionError::new(format!(
@@ -575,16 +578,16 @@ impl LogicalActuator {
                 ));
                 continue;
             }
+            // A script (not a prepared query) so it can run READ WRITE on a frozen target;
+            // the names are the catalog's, quoted as literals and then as identifiers.
+            let literal = |v: &str| format!("'{}'", v.replace('\'', "''"));
+            let statement = format!(
+                "SELECT setval(format('%I.%I', {}, {})::regclass, {want}, true)",
+                literal(&seq.schema),
+                literal(&seq.name)
+            );
             self.target
-                .writer_rows(
-                    "setval on the target",
-                    "SELECT setval(format('%I.%I', $1::text, $2::text)::regclass, $3, true)::text",
-                    &[
-                        Bind::Text(seq.schema.clone()),
-                        Bind::Text(seq.name.clone()),
-                        Bind::I64(want),
-                    ],
-                )
+                .execute_script(&read_write(&statement), 0, |_| {})
                 .await
                 .map_err(|e| {
                     ActionError::new(format!(

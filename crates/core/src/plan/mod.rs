@@ -107,6 +107,13 @@ pub enum FreezeMethod {
     /// RDS and Aurora refuse `SET GLOBAL read_only`.
     #[serde(rename = "parameter-group")]
     ParameterGroup,
+    /// PostgreSQL: `ALTER DATABASE <db> SET default_transaction_read_only = on` (`off` to
+    /// unfreeze), then the database's other client sessions are ended so that every new
+    /// one starts read-only; proven from `pg_db_role_setting`. A soft freeze: a client may
+    /// still `SET default_transaction_read_only = off` itself. Needs the database's owner
+    /// (RDS/Aurora: the master user, rds_superuser) and `pg_signal_backend`.
+    #[serde(rename = "default-read-only")]
+    DefaultReadOnly,
 }
 
 impl FreezeMethod {
@@ -114,6 +121,7 @@ impl FreezeMethod {
         match self {
             FreezeMethod::Sql => "sql",
             FreezeMethod::ParameterGroup => "parameter-group",
+            FreezeMethod::DefaultReadOnly => "default-read-only",
         }
     }
 
@@ -126,6 +134,12 @@ impl FreezeMethod {
             (FreezeMethod::ParameterGroup, false) => {
                 "read_only restored in the RDS parameter group"
             }
+            (FreezeMethod::DefaultReadOnly, true) => {
+                "ALTER DATABASE .. SET default_transaction_read_only = on, other sessions ended"
+            }
+            (FreezeMethod::DefaultReadOnly, false) => {
+                "ALTER DATABASE .. SET default_transaction_read_only = off"
+            }
         }
     }
 
@@ -134,6 +148,7 @@ impl FreezeMethod {
         match self {
             FreezeMethod::Sql => matches!(engine, Engine::Rehearsal | Engine::Mysql),
             FreezeMethod::ParameterGroup => engine == Engine::Mysql,
+            FreezeMethod::DefaultReadOnly => engine == Engine::Postgres,
         }
     }
 }
@@ -2141,7 +2156,7 @@ fn check_freeze(
             method.statement(kind == "freeze"),
         ),
         Some(
-            "method \"sql\" works on mysql and rehearsal endpoints, \"parameter-group\" on mysql (RDS, Aurora) only; for PostgreSQL use kind = \"sql\" with your own statement (e.g. ALTER DATABASE <db> SET default_transaction_read_only = on, then end the open sessions) or kind = \"shell\"",
+            "method \"sql\" works on mysql and rehearsal endpoints, \"parameter-group\" on mysql (RDS, Aurora) only, \"default-read-only\" on postgres only (ALTER DATABASE <db> SET default_transaction_read_only = on, then the open sessions are ended)",
         ),
     );
 }
