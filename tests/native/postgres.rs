@@ -284,7 +284,7 @@ fn run_action(steps: &str, pair: &Pair) -> (bool, String) {
 }
 
 fn run_action_on(plan_path: &str) -> (bool, String) {
-    use cutover::action::{Actuator, Output};
+    use cutover::action::Output;
     let plan = cutover::plan::load(std::path::Path::new(plan_path))
         .unwrap_or_else(|e| panic!("plan: {e}"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
