@@ -2156,7 +2156,7 @@ fn check_freeze(
             method.statement(kind == "freeze"),
         ),
         Some(
-            "method \"sql\" works on mysql and rehearsal endpoints, \"parameter-group\" on mysql (RDS, Aurora) only, \"default-read-only\" on postgres only (ALTER DATABASE <db> SET default_transaction_read_only = on, then the open sessions are ended)",
+            "method \"sql\" works on mysql and rehearsal endpoints, \"parameter-group\" on mysql (RDS, Aurora) only, \"default-read-only\" on postgres only (ALTER DATABASE <db> SET default_transaction_read_only = on, then the open sessions are ended); anything else: your own statement with kind = \"sql\" or kind = \"shell\"",
         ),
     );
 }
