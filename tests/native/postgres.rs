@@ -375,6 +375,24 @@ fn check_reports_running_and_caught_up_by_lsn_then_the_gap_while_disabled() {
         code == 0 && reading(r)["behind_bytes"] == 0
     });
     pair.wait_target_rows(520);
+
+    // The human form names the engine's own facts, not DMS's.
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["check", &plan])
+        .output()
+        .expect("runs cutover");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let slot = format!("slot {}_sub active", pair.db);
+    for want in [
+        "postgres ",
+        "(LSN ",
+        &slot,
+        "1 of 1 tables ready",
+        "1 sequences behind",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("validation"), "{text}");
 }
 
 #[test]
