@@ -627,6 +627,13 @@ fn a_default_read_only_freeze_refuses_new_writes_ends_old_sessions_and_the_guard
     let plan = pair.check_plan(&["source.read_only == true"]);
     let (code, report) = check(&plan);
     assert_eq!(code, 0, "{report:#}");
+    // The walsender was not ended: the drain's proof still comes.
+    let drain = pair.check_plan(&[
+        "source.read_only == true",
+        "replication.status == running",
+        "replication.behind_bytes == 0",
+    ]);
+    check_until(&drain, "caught up while frozen", |code, _| code == 0);
 
     let thaw = freeze
         .replace("kind = \\\"freeze\\\"", "kind = \\\"x\\\"")
