@@ -292,7 +292,36 @@ fn describe_replication(r: &cutover_core::event::ReplicationReading, now: Ts) ->
     if let Some(n) = r.tables_errored.filter(|n| *n > 0) {
         let _ = write!(s, ", {n} tables errored");
     }
-    if let Some(tables) = &r.tables {
+    if let Some(pg) = &r.logical {
+        if let (Some(src), Some(tgt)) = (&r.source_position, &r.target_position) {
+            let _ = write!(s, " (LSN {tgt} of {src})");
+        }
+        let slot = match pg.slot_active {
+            Some(true) => "active",
+            Some(false) => "inactive",
+            None => "missing",
+        };
+        let _ = write!(s, ", slot {} {slot}", pg.slot);
+        if let Some(tables) = &r.tables {
+            let ready = tables
+                .iter()
+                .filter(|t| t.table_state.as_deref() == Some("ready"))
+                .count();
+            let _ = write!(s, ", {ready} of {} tables ready", tables.len());
+        }
+        if let Some(a) = pg.apply_errors {
+            let _ = write!(s, ", {a} apply errors");
+        }
+        match (r.sequences_behind(), &r.sequences_error) {
+            (_, Some(err)) => {
+                let _ = write!(s, "; sequences unread: {err}");
+            }
+            (Some(n), None) => {
+                let _ = write!(s, ", {n} sequences behind");
+            }
+            (None, None) => {}
+        }
+    } else if let Some(tables) = &r.tables {
         let failed: u64 = tables.iter().filter_map(|t| t.validation_failed).sum();
         let _ = write!(
             s,

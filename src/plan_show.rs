@@ -151,6 +151,7 @@ fn kind(action: &Action) -> &'static str {
         Action::ReplicationStart => "replication start",
         Action::Dns { .. } => "dns",
         Action::Shell { .. } => "shell",
+        Action::SyncSequences { .. } => "sync-sequences",
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::aws::{AwsActuator, AwsOverrides, AwsReader, AwsSession};
-use crate::db::{self, DbOptions, SqlActuator};
+use crate::db::{self, DbOptions, LogicalActuator, LogicalSource, SqlActuator};
 use cutover_core::event::{AwsIdentity, Side};
 use cutover_core::plan::{Action, Engine, FreezeMethod, Plan, ReplicationEngine};
 use cutover_runtime::action::{ActionError, Actuator, Output, shell};
@@ -117,6 +117,13 @@ impl Backends {
                 )));
             }
             out.extend(db::sources(source.clone(), target.clone(), db_opts));
+            if let Some(names) = plan.replication.as_ref().and_then(|r| r.logical.clone()) {
+                out.push(Arc::new(LogicalSource::new(
+                    source.clone(),
+                    target.clone(),
+                    names,
+                )));
+            }
         }
         out
     }
@@ -134,6 +141,10 @@ impl Backends {
                 .dbs
                 .as_ref()
                 .map(|(source, target)| SqlActuator::new(source.clone(), target.clone())),
+            logical: self
+                .dbs
+                .as_ref()
+                .map(|(source, target)| LogicalActuator::new(source.clone(), target.clone())),
         })
     }
 }
@@ -142,6 +153,33 @@ impl Backends {
 struct Composite {
     aws: Option<AwsActuator>,
     sql: Option<SqlActuator>,
+    logical: Option<LogicalActuator>,
+}
+
+impl Composite {
+    /// PostgreSQL logical replication: the subscription and the sequences, on the target.
+    async fn logical(
+        &self,
+        plan: &Plan,
+        action: &Action,
+        out: &Output,
+    ) -> Result<String, ActionError> {
+        let names = plan.replication.as_ref().and_then(|r| r.logical.as_ref());
+        let (Some(actuator), Some(names)) = (&self.logical, names) else {
+            return Err(ActionError::new(
+                "this action needs [replication] engine = \"postgres\" with publication and subscription, and postgres urls for [source] and [target]",
+            ));
+        };
+        match action {
+            Action::ReplicationStop => actuator.set_enabled(names, false, out).await,
+            Action::ReplicationStart => actuator.set_enabled(names, true, out).await,
+            Action::SyncSequences { margin } => actuator.sync_sequences(names, *margin, out).await,
+            other => Err(ActionError::new(format!(
+                "not a postgres replication action: {}",
+                other.describe(plan)
+            ))),
+        }
+    }
 }
 
 impl Composite {
@@ -222,6 +260,7 @@ impl Actuator for Composite {
                                 "engine = \"mysql\" needs both databases: give [source] and [target] a mysql url",
                             )),
                         },
+                        Some(ReplicationEngine::Postgres) => self.logical(plan, action, out).await,
                         Some(ReplicationEngine::Rehearsal) => Err(ActionError::new(
                             "the rehearsal replicator runs only inside `cutover rehearse`; give [replication] a real engine (dms, mysql) for `cutover run`",
                         )),
@@ -230,6 +269,7 @@ impl Actuator for Composite {
                         )),
                     }
                 }
+                Action::SyncSequences { .. } => self.logical(plan, action, out).await,
                 Action::Dns { .. } => self.route53_or_dms(plan, action, out).await,
                 Action::None => Ok("checked".into()),
                 Action::Manual { .. } => Ok("confirmed done by the operator".into()),

@@ -22,6 +22,7 @@ pub fn calls(plan: &Plan, action: &Action) -> Vec<String> {
         Action::ReplicationStop => replication(plan, false),
         Action::ReplicationStart => replication(plan, true),
         Action::Dns { to, wait } => dns(plan, to, *wait),
+        Action::SyncSequences { margin } => sync_sequences(plan, *margin),
         Action::Shell { command } => vec![
             format!("sh -c {}", shell_quote(command)),
             "its output lines are recorded; a non-zero exit status fails the step".into(),
@@ -66,6 +67,23 @@ fn freeze(plan: &Plan, on: Side, method: FreezeMethod, frozen: bool) -> Vec<Stri
         )];
     }
     match method {
+        FreezeMethod::DefaultReadOnly => {
+            let mut out = vec![format!(
+                "on {side} ({}): BEGIN READ WRITE; ALTER DATABASE <current database> SET default_transaction_read_only = {}; COMMIT",
+                e.label,
+                if frozen { "on" } else { "off" }
+            )];
+            if frozen {
+                out.push(format!(
+                    "on {side}: pg_terminate_backend() of the database's other client sessions (they reconnect read-only; replication's walsender is left alone)"
+                ));
+            }
+            out.push(format!(
+                "on {side}: pg_db_role_setting read back — default_transaction_read_only must be {}, or the step fails",
+                if frozen { "on" } else { "off" }
+            ));
+            out
+        }
         FreezeMethod::Sql => vec![
             format!("on {side} ({}): SELECT @@GLOBAL.read_only", e.label),
             format!("on {side} ({}): {}", e.label, method.statement(frozen)),
@@ -135,6 +153,23 @@ fn replication(plan: &Plan, start: bool) -> Vec<String> {
         } else {
             "the rehearsal replicator stops; wait until stopped".into()
         }],
+        ReplicationEngine::Postgres => {
+            let sub = r
+                .logical
+                .as_ref()
+                .map_or(task.as_str(), |l| l.subscription.as_str());
+            let verb = if start { "ENABLE" } else { "DISABLE" };
+            vec![
+                format!(
+                    "on target ({}): BEGIN READ WRITE; ALTER SUBSCRIPTION {sub} {verb}; COMMIT",
+                    plan.target.label
+                ),
+                format!(
+                    "pg_stat_subscription until the apply worker has {} (at most 60s, or the step fails)",
+                    if start { "started" } else { "stopped" }
+                ),
+            ]
+        }
         ReplicationEngine::Mysql => {
             let verb = if start { "start" } else { "stop" };
             let upper = verb.to_ascii_uppercase();
@@ -189,6 +224,29 @@ fn replication(plan: &Plan, start: bool) -> Vec<String> {
             }
         }
     }
+}
+
+fn sync_sequences(plan: &Plan, margin: i64) -> Vec<String> {
+    let publication = plan
+        .replication
+        .as_ref()
+        .and_then(|r| r.logical.as_ref())
+        .map_or("?", |l| l.publication.as_str());
+    vec![
+        format!(
+            "on source ({}): the last_value of every sequence owned by a column of a table in publication {publication} (pg_depend, pg_sequences)",
+            plan.source.label
+        ),
+        format!(
+            "on target ({}): for each one behind, BEGIN READ WRITE; SELECT setval('<schema>.<sequence>', <source value>{}, true); COMMIT — never lower than it is",
+            plan.target.label,
+            if margin > 0 {
+                format!(" + {margin}")
+            } else {
+                String::new()
+            }
+        ),
+    ]
 }
 
 fn dns(plan: &Plan, to: &DnsTo, wait: bool) -> Vec<String> {

@@ -246,6 +246,9 @@ pub enum ReplicationEngine {
     Dms,
     /// A MySQL/MariaDB binlog replica: the plan's target replicates from its source.
     Mysql,
+    /// PostgreSQL logical replication: a publication on the source, a subscription on the
+    /// target.
+    Postgres,
 }
 
 impl ReplicationEngine {
@@ -254,6 +257,7 @@ impl ReplicationEngine {
             ReplicationEngine::Rehearsal => "rehearsal",
             ReplicationEngine::Dms => "dms",
             ReplicationEngine::Mysql => "mysql",
+            ReplicationEngine::Postgres => "postgres",
         }
     }
 
@@ -262,7 +266,7 @@ impl ReplicationEngine {
     pub fn has_cdc_figures(self) -> bool {
         match self {
             ReplicationEngine::Rehearsal | ReplicationEngine::Dms => true,
-            ReplicationEngine::Mysql => false,
+            ReplicationEngine::Mysql | ReplicationEngine::Postgres => false,
         }
     }
 
@@ -270,6 +274,7 @@ impl ReplicationEngine {
     pub fn position_word(self) -> &'static str {
         match self {
             ReplicationEngine::Mysql => "GTID ",
+            ReplicationEngine::Postgres => "LSN ",
             ReplicationEngine::Rehearsal | ReplicationEngine::Dms => "",
         }
     }
@@ -382,6 +387,17 @@ pub struct ReplicationReading {
     /// threads, relay log space). Engines with no such facts leave it empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub facts: Vec<EngineFact>,
+    /// PostgreSQL logical replication's own facts (subscription, worker, slot, errors);
+    /// `None` for other engines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical: Option<LogicalFacts>,
+    /// The sequences compared on both sides (an engine that does not replicate them:
+    /// PostgreSQL logical replication); `None` when not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequences: Option<Vec<SequenceStat>>,
+    /// Why the sequences could not be read this poll although the rest was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequences_error: Option<String>,
 }
 
 /// One of an engine's own facts: a label and its value, as the engine says them.
@@ -389,6 +405,53 @@ pub struct ReplicationReading {
 pub struct EngineFact {
     pub label: String,
     pub value: String,
+}
+
+impl ReplicationReading {
+    /// Sequences whose target value is below the source's (`sequences.behind`).
+    pub fn sequences_behind(&self) -> Option<u64> {
+        self.sequences
+            .as_ref()
+            .map(|s| s.iter().filter(|q| q.is_behind()).count() as u64)
+    }
+}
+
+/// What PostgreSQL logical replication says of itself, read on both servers each poll.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogicalFacts {
+    pub publication: String,
+    pub subscription: String,
+    /// `pg_subscription.subenabled` on the target.
+    pub enabled: bool,
+    /// The apply worker's pid (`pg_stat_subscription`), `None` when no worker runs.
+    pub worker_pid: Option<i64>,
+    /// The replication slot on the source.
+    pub slot: String,
+    /// `pg_replication_slots.active` on the source; `None` when the slot is missing.
+    pub slot_active: Option<bool>,
+    /// `pg_stat_subscription_stats` (PostgreSQL 15 and later); `None` on older servers.
+    pub apply_errors: Option<u64>,
+    pub sync_errors: Option<u64>,
+}
+
+/// One sequence on both sides (`last_value`; `None` when never used or missing there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceStat {
+    /// `schema.sequence`.
+    pub name: String,
+    pub source: Option<i64>,
+    pub target: Option<i64>,
+}
+
+impl SequenceStat {
+    /// The target would hand out a value the source already has.
+    pub fn is_behind(&self) -> bool {
+        match (self.source, self.target) {
+            (Some(s), Some(t)) => t < s,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Replication task status (DescribeReplicationTasks or the simulated replicator).

@@ -219,6 +219,9 @@ pub(crate) fn task_reading(
         target_position: task.recovery_checkpoint.clone().filter(|s| !s.is_empty()),
         source_gtid: None,
         facts: Vec::new(),
+        logical: None,
+        sequences: None,
+        sequences_error: None,
     }
 }
 

@@ -153,6 +153,9 @@ async fn set_read_only(
             method.as_str()
         )));
     }
+    if method == FreezeMethod::DefaultReadOnly {
+        return pg_default_read_only(db, frozen, out).await;
+    }
     let was = read_only(db).await?;
     let statement = method.statement(frozen);
     out.line(format!("on {} ({}): {statement}", db.who(), db.version()));
@@ -171,6 +174,122 @@ async fn set_read_only(
         format!("{side} read_only already {}", on_off(now))
     } else {
         format!("{side} read_only = {} (was {})", on_off(now), on_off(was))
+    })
+}
+
+/// `statement` in a transaction that may write whatever the session's default: a
+/// PostgreSQL session opened while its database is frozen starts read-only.
+pub(crate) fn read_write(statement: &str) -> String {
+    format!("BEGIN READ WRITE; {statement}; COMMIT")
+}
+
+/// The database-level `default_transaction_read_only` (`ALTER DATABASE .. SET`), from the
+/// catalog: a pooled session keeps the value it started with, the catalog says what every
+/// new session gets. Empty when the database sets none. The guardrail reads it too.
+pub(crate) const PG_DATABASE_READ_ONLY: &str = "SELECT split_part(s, '=', 2) \
+     FROM pg_db_role_setting r, unnest(r.setconfig) s \
+     WHERE r.setrole = 0 \
+       AND r.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+       AND s LIKE 'default_transaction_read_only=%' LIMIT 1";
+
+async fn pg_database_read_only(db: &Db) -> Result<bool, ActionError> {
+    let rows = db
+        .rows(
+            "reading the database's default_transaction_read_only",
+            PG_DATABASE_READ_ONLY,
+            &[],
+        )
+        .await
+        .map_err(|e| ActionError::new(e.to_string()))?;
+    let value = rows
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    Ok(matches!(value.as_str(), "on" | "true" | "yes" | "1"))
+}
+
+/// PostgreSQL's freeze: the database's default for new transactions, then the other client
+/// sessions ended (their applications reconnect read-only), proven from the catalog.
+async fn pg_default_read_only(db: &Db, frozen: bool, out: &Output) -> Result<String, ActionError> {
+    let side = db.side().as_str();
+    let fail = |e: super::DbError| ActionError::new(e.to_string());
+    let was = pg_database_read_only(db).await?;
+    let name = db
+        .rows(
+            "naming the database",
+            "SELECT quote_ident(current_database())",
+            &[],
+        )
+        .await
+        .map_err(fail)?
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    let statement = format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = {}",
+        if frozen { "on" } else { "off" }
+    );
+    out.line(format!("on {} ({}): {statement}", db.who(), db.version()));
+    // READ WRITE: a session opened while frozen starts read-only itself.
+    db.execute_script(&read_write(&statement), SHOWN_ROWS, |line| out.line(line))
+        .await
+        .map_err(|e| {
+            ActionError::new(format!(
+                "{e}; ALTER DATABASE needs the database's owner (RDS/Aurora: the master user)"
+            ))
+        })?;
+    if frozen {
+        let ended = db
+            .writer_rows(
+                "ending the other sessions",
+                &format!(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::text \
+                     FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                       AND backend_type = 'client backend' AND application_name <> '{}'",
+                    super::conn::APP_NAME
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| {
+                ActionError::new(format!(
+                    "{e}; ending other sessions needs pg_signal_backend (GRANT pg_signal_backend TO the plan's user)"
+                ))
+            })?
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        out.line(format!(
+            "ended {ended} other session(s) of the database: they reconnect read-only"
+        ));
+    }
+    let now = pg_database_read_only(db).await?;
+    out.line(format!(
+        "default_transaction_read_only = {} for new sessions (pg_db_role_setting)",
+        if now { "on" } else { "off" }
+    ));
+    if now != frozen {
+        return Err(ActionError::new(format!(
+            "{statement} returned OK but pg_db_role_setting still says default_transaction_read_only = {} on the {side} database",
+            if now { "on" } else { "off" }
+        )));
+    }
+    let word = |v: bool| if v { "ON" } else { "OFF" };
+    Ok(if was == frozen {
+        format!("{side} default_transaction_read_only already {}", word(now))
+    } else {
+        format!(
+            "{side} default_transaction_read_only = {} (was {})",
+            word(now),
+            word(was)
+        )
     })
 }
 

@@ -468,6 +468,9 @@ pub(crate) async fn read(
         target_position: target_text,
         source_gtid: src.gtid,
         facts,
+        logical: None,
+        sequences: None,
+        sequences_error: None,
     })
 }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use super::DbError;
+use super::actuator::PG_DATABASE_READ_ONLY;
 use super::conn::{APP_NAME, Db};
 use cutover_core::event::{DatabaseReading, now_ms};
 
@@ -98,8 +99,9 @@ pub(crate) async fn read(db: &Db, writes: &WriteCounter) -> Result<DatabaseReadi
         (read_only, connections, longest, written)
     } else {
         let sql = format!(
-            "SELECT (pg_is_in_recovery() OR coalesce((SELECT reset_val FROM pg_settings \
-                 WHERE name = 'default_transaction_read_only'), 'off') = 'on')::text, \
+            "SELECT (pg_is_in_recovery() OR coalesce(({PG_DATABASE_READ_ONLY}), \
+                 (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_read_only'), \
+                 'off') IN ('on', 'true', 'yes', '1'))::text, \
                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' \
                   AND application_name <> '{APP_NAME}')::text, \
                (SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) \

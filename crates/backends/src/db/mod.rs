@@ -7,7 +7,8 @@
 //! `canon` the cross-engine canonical form · `compare` walking tables, one-shot and
 //! continuous · `heartbeat` lag · `guard` read_only, connections, transactions · `sources`
 //! the `Source`s · `actuator` SQL actions · `binlog` the native MySQL/MariaDB replica
-//! (engine = "mysql") · `gtid` GTID set arithmetic.
+//! (engine = "mysql") · `gtid` GTID set arithmetic · `logical` PostgreSQL logical replication
+//! as a replication engine (reading, subscription and sequence actions).
 //!
 //! Invariant: no secret enters a reading, a log line or an error. Passwords live only in
 //! the drivers' connect options; every driver message goes through `Db::redact`.
@@ -22,6 +23,7 @@ mod conn;
 mod gtid;
 mod guard;
 mod heartbeat;
+mod logical;
 mod sources;
 mod sql;
 
@@ -32,6 +34,7 @@ pub use binlog::BinlogSource;
 pub use compare::compare;
 pub use conn::{Db, connect, connect_endpoint};
 pub use heartbeat::{HEARTBEAT_TABLE, heartbeat_setup, heartbeat_setup_sql};
+pub use logical::{LogicalActuator, LogicalSource};
 pub use sources::{DriftSource, GuardSource, HeartbeatSource, sources};
 
 /// Why a database operation failed: the endpoint (`source "label"`), the reason, the fix.

@@ -44,6 +44,10 @@ impl Actuator for SimActuator {
                 Action::Unfreeze { on, method: _ } => set_read_only(world, *on, false, out).await,
                 Action::ReplicationStop => stop(world, out).await,
                 Action::ReplicationStart => start(world, out).await,
+                // Plan validation refuses it outside engine = "postgres".
+                Action::SyncSequences { .. } => Err(ActionError::new(
+                    "the rehearsal world has no sequences; kind = \"sync-sequences\" needs [replication] engine = \"postgres\"",
+                )),
                 Action::Dns { to, wait } => {
                     let value = plan.dns_value(to).ok_or_else(|| {
                         ActionError::new("the plan has no [dns] section to take the value from")

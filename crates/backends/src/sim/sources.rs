@@ -214,6 +214,9 @@ impl World {
             target_position: Some(format!("change {}", cdc.applied_seq)),
             source_gtid: None,
             facts: Vec::new(),
+            logical: None,
+            sequences: None,
+            sequences_error: None,
         }))])
     }
 

@@ -46,6 +46,9 @@ pub enum ReplicationInput {
     /// Seconds the source's GTID set has not moved (`source.gtid_stable_s`): writes have
     /// really stopped. Unknown when the engine has no GTID or it is off.
     SourceGtidStableS,
+    /// Sequences whose target value is below the source's (`sequences.behind`: engines that
+    /// do not replicate sequences, PostgreSQL logical replication).
+    SequencesBehind,
 }
 
 /// A named quantity a gate can test.
@@ -167,6 +170,11 @@ const REPLICATION_NAMES: &[(&str, ReplicationInput, &str)] = &[
         "source.gtid_stable_s",
         ReplicationInput::SourceGtidStableS,
         "seconds the source's GTID set has not moved (MySQL/MariaDB with GTID): writes have stopped",
+    ),
+    (
+        "sequences.behind",
+        ReplicationInput::SequencesBehind,
+        "sequences whose target last_value is below the source's (PostgreSQL logical replication does not copy them; see kind = \"sync-sequences\")",
     ),
 ];
 
@@ -366,7 +374,8 @@ impl Input {
                 | R::TablesErrored
                 | R::FullLoadPct
                 | R::ValidationEnabled
-                | R::SourceGtidStableS,
+                | R::SourceGtidStableS
+                | R::SequencesBehind,
             ) => 30_000,
             // The DMS lag figures are CloudWatch's, minute-grained; a native engine's plan
             // should say `fresh` on its lag gates.

@@ -109,6 +109,13 @@ pub enum FreezeMethod {
     /// RDS and Aurora refuse `SET GLOBAL read_only`.
     #[serde(rename = "parameter-group")]
     ParameterGroup,
+    /// PostgreSQL: `ALTER DATABASE <db> SET default_transaction_read_only = on` (`off` to
+    /// unfreeze), then the database's other client sessions are ended so that every new
+    /// one starts read-only; proven from `pg_db_role_setting`. A soft freeze: a client may
+    /// still `SET default_transaction_read_only = off` itself. Needs the database's owner
+    /// (RDS/Aurora: the master user, rds_superuser) and `pg_signal_backend`.
+    #[serde(rename = "default-read-only")]
+    DefaultReadOnly,
 }
 
 impl FreezeMethod {
@@ -116,6 +123,7 @@ impl FreezeMethod {
         match self {
             FreezeMethod::Sql => "sql",
             FreezeMethod::ParameterGroup => "parameter-group",
+            FreezeMethod::DefaultReadOnly => "default-read-only",
         }
     }
 
@@ -128,6 +136,12 @@ impl FreezeMethod {
             (FreezeMethod::ParameterGroup, false) => {
                 "read_only restored in the RDS parameter group"
             }
+            (FreezeMethod::DefaultReadOnly, true) => {
+                "ALTER DATABASE .. SET default_transaction_read_only = on, other sessions ended"
+            }
+            (FreezeMethod::DefaultReadOnly, false) => {
+                "ALTER DATABASE .. SET default_transaction_read_only = off"
+            }
         }
     }
 
@@ -136,6 +150,7 @@ impl FreezeMethod {
         match self {
             FreezeMethod::Sql => matches!(engine, Engine::Rehearsal | Engine::Mysql),
             FreezeMethod::ParameterGroup => engine == Engine::Mysql,
+            FreezeMethod::DefaultReadOnly => engine == Engine::Postgres,
         }
     }
 }
@@ -193,6 +208,11 @@ pub enum Action {
     ReplicationStop,
     /// Start or resume the replication task and wait until it runs.
     ReplicationStart,
+    /// Set each target sequence of the published tables to the source's value plus
+    /// `margin` (PostgreSQL logical replication does not copy sequences). Never moves a
+    /// sequence backwards, so it is idempotent; it has no undo (lowering a sequence could
+    /// hand out values already used): a step running it says `irreversible = true`.
+    SyncSequences { margin: i64 },
     /// UPSERT the record and (optionally) wait until the change is INSYNC.
     Dns { to: DnsTo, wait: bool },
     /// A shell command; its output lines are recorded.
@@ -228,8 +248,29 @@ impl Action {
                 on.as_str(),
                 method.statement(false)
             ),
+            Action::ReplicationStop | Action::ReplicationStart
+                if plan
+                    .replication
+                    .as_ref()
+                    .is_some_and(|r| r.engine == ReplicationEngine::Postgres) =>
+            {
+                let verb = if *self == Action::ReplicationStop {
+                    "DISABLE"
+                } else {
+                    "ENABLE"
+                };
+                format!("ALTER SUBSCRIPTION {} {verb}", plan.task_name())
+            }
             Action::ReplicationStop => format!("stop replication {}", plan.stream_name()),
             Action::ReplicationStart => format!("start replication {}", plan.stream_name()),
+            Action::SyncSequences { margin } => {
+                let plus = if *margin > 0 {
+                    format!(" + {margin}")
+                } else {
+                    String::new()
+                };
+                format!("set the target's sequences to the source's values{plus} (setval)")
+            }
             Action::Dns { to, wait } => {
                 let value = plan.dns_value(to).unwrap_or_else(|| "?".into());
                 let name = plan.dns.as_ref().map(|d| d.name.as_str()).unwrap_or("?");
@@ -325,12 +366,25 @@ pub struct Endpoint {
 pub struct Replication {
     pub engine: ReplicationEngine,
     /// Task identifier or ARN (DMS, rehearsal); for a native engine the stream's display
-    /// name (the channel, or "default channel").
+    /// name (the channel, or "default channel"; postgres: the subscription).
     pub task: String,
     /// MySQL 8 replication channel / MariaDB connection name; `None` is the default one.
     pub channel: Option<String>,
     /// How a MySQL replica is stopped and started.
     pub flavor: MysqlFlavor,
+    /// PostgreSQL logical replication's objects; `Some` exactly when `engine = "postgres"`.
+    pub logical: Option<LogicalNames>,
+}
+
+/// `[replication] engine = "postgres"`: the publication on the source, the subscription on
+/// the target and the slot it streams from on the source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogicalNames {
+    pub publication: String,
+    pub subscription: String,
+    /// The slot on the source; defaults to the subscription's name (CREATE SUBSCRIPTION's
+    /// default slot name).
+    pub slot: String,
 }
 
 /// Which statements drive a MySQL/MariaDB replica.
@@ -707,6 +761,9 @@ struct RawReplication {
     task: Option<Spanned<String>>,
     channel: Option<Spanned<String>>,
     flavor: Option<Spanned<MysqlFlavor>>,
+    publication: Option<Spanned<String>>,
+    subscription: Option<Spanned<String>>,
+    slot: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -828,6 +885,11 @@ enum RawAction {
     },
     Replication {
         op: RawReplicationOp,
+    },
+    #[serde(rename = "sync-sequences")]
+    SyncSequences {
+        #[serde(default)]
+        margin: Option<i64>,
     },
     Dns {
         to: String,
@@ -1020,6 +1082,25 @@ fn replication(
             }
         }
     }
+    if engine == ReplicationEngine::Postgres {
+        return logical_replication(loc, r, endpoints);
+    }
+    for (field, value) in [
+        ("publication", &r.publication),
+        ("subscription", &r.subscription),
+        ("slot", &r.slot),
+    ] {
+        if let Some(v) = value {
+            loc.at(
+                v,
+                format!(
+                    "`{field}` belongs to engine = \"postgres\", not \"{}\"",
+                    engine.as_str()
+                ),
+                Some("remove it, or set engine = \"postgres\""),
+            );
+        }
+    }
     let task = match (&r.task, native) {
         (Some(task), true) => {
             loc.at(
@@ -1054,6 +1135,94 @@ fn replication(
         task,
         channel: r.channel.map(Spanned::into_inner),
         flavor: r.flavor.map(Spanned::into_inner).unwrap_or_default(),
+        logical: None,
+    }
+}
+
+/// `engine = "postgres"`: a publication, a subscription, optionally the slot; both endpoints
+/// PostgreSQL.
+fn logical_replication(
+    loc: &mut Locator<'_>,
+    r: RawReplication,
+    endpoints: [Option<Engine>; 2],
+) -> Replication {
+    if let Some(task) = &r.task {
+        loc.at(
+            task,
+            "engine = \"postgres\" streams through a subscription, not a task",
+            Some("remove task and name publication = \"...\" and subscription = \"...\""),
+        );
+    }
+    for (side, endpoint) in ["source", "target"].into_iter().zip(endpoints) {
+        if let Some(e) = endpoint
+            && e != Engine::Postgres
+        {
+            loc.at(
+                &r.engine,
+                format!(
+                    "engine = \"postgres\" replicates between PostgreSQL servers, but [{side}] has engine = \"{}\"",
+                    match e {
+                        Engine::Rehearsal => "rehearsal",
+                        Engine::Mysql => "mysql",
+                        Engine::Postgres => "postgres",
+                    }
+                ),
+                Some("give [source] and [target] postgres:// urls, or choose another replication engine"),
+            );
+        }
+    }
+    let mut name = |field: &str, value: Option<Spanned<String>>, example: &str| -> Option<String> {
+        let Some(v) = value else {
+            loc.at(
+                &r.engine,
+                format!("engine = \"postgres\" needs `{field}`"),
+                Some(example),
+            );
+            return None;
+        };
+        let text = v.get_ref();
+        // PostgreSQL's NAMEDATALEN is 64: a longer name would be truncated silently.
+        let valid = !text.is_empty()
+            && text.len() <= 63
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !text.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            loc.at(
+                &v,
+                format!(
+                    "the {field} name \"{}\" is not a plain PostgreSQL identifier",
+                    text.escape_debug()
+                ),
+                Some("use letters, digits and _ (not starting with a digit), at most 63 bytes, as the server lists it"),
+            );
+        }
+        Some(v.into_inner())
+    };
+    let publication = name(
+        "publication",
+        r.publication,
+        "add publication = \"<name>\" (the source's CREATE PUBLICATION)",
+    );
+    let subscription = name(
+        "subscription",
+        r.subscription,
+        "add subscription = \"<name>\" (the target's CREATE SUBSCRIPTION)",
+    );
+    let slot = match r.slot {
+        Some(v) => name("slot", Some(v), ""),
+        None => subscription.clone(),
+    };
+    let subscription = subscription.unwrap_or_default();
+    Replication {
+        engine: ReplicationEngine::Postgres,
+        task: subscription.clone(),
+        channel: None,
+        flavor: MysqlFlavor::default(),
+        logical: Some(LogicalNames {
+            publication: publication.unwrap_or_default(),
+            subscription,
+            slot: slot.unwrap_or_default(),
+        }),
     }
 }
 
@@ -1976,6 +2145,7 @@ fn convert_action(
                 RawReplicationOp::Start => Action::ReplicationStart,
             }
         }
+        RawAction::SyncSequences { margin } => sync_sequences(loc, raw, *margin, sections),
         RawAction::Dns { to, wait } => {
             if sections.dns.is_none() {
                 loc.at(
@@ -2029,6 +2199,38 @@ fn convert_action(
             }
         }
     }
+}
+
+/// Largest `margin` of a `sync-sequences` action: far above any sensible gap, far below
+/// the 2^63 a sequence tops out at.
+const MAX_SEQUENCE_MARGIN: i64 = 1_000_000_000_000;
+
+/// A `kind = "sync-sequences"` action: PostgreSQL logical replication only.
+fn sync_sequences<T>(
+    loc: &mut Locator<'_>,
+    raw: &Spanned<T>,
+    margin: Option<i64>,
+    sections: &Sections<'_>,
+) -> Action {
+    if !sections
+        .replication
+        .is_some_and(|r| r.engine == ReplicationEngine::Postgres)
+    {
+        loc.at(
+            raw,
+            "kind = \"sync-sequences\" needs [replication] engine = \"postgres\" (it reads the publication's sequences)",
+            Some("add [replication] engine = \"postgres\" with publication and subscription"),
+        );
+    }
+    let value = margin.unwrap_or(0);
+    if !(0..=MAX_SEQUENCE_MARGIN).contains(&value) {
+        loc.at(
+            raw,
+            format!("margin = {value} is outside 0..={MAX_SEQUENCE_MARGIN}"),
+            Some("give the number of values to skip past the source's (0 sets them equal)"),
+        );
+    }
+    Action::SyncSequences { margin: value }
 }
 
 /// A `kind = "sql"` action. Plans written before `kind = "freeze"` existed froze writes with
@@ -2109,7 +2311,7 @@ fn check_freeze(
             method.statement(kind == "freeze"),
         ),
         Some(
-            "method \"sql\" works on mysql and rehearsal endpoints, \"parameter-group\" on mysql (RDS, Aurora) only; for PostgreSQL use kind = \"sql\" with your own statement (e.g. ALTER DATABASE <db> SET default_transaction_read_only = on, then end the open sessions) or kind = \"shell\"",
+            "method \"sql\" works on mysql and rehearsal endpoints, \"parameter-group\" on mysql (RDS, Aurora) only, \"default-read-only\" on postgres only (ALTER DATABASE <db> SET default_transaction_read_only = on, then the open sessions are ended); anything else: your own statement with kind = \"sql\" or kind = \"shell\"",
         ),
     );
 }

@@ -173,7 +173,9 @@ fn a_sql_freeze_on_postgres_is_refused_where_it_is_written() {
     );
     let hint = e.hint.as_deref().expect("a hint");
     assert!(
-        hint.contains("default_transaction_read_only") && hint.contains("kind = \"shell\""),
+        hint.contains("default_transaction_read_only")
+            && hint.contains("\"default-read-only\" on postgres")
+            && hint.contains("kind = \"shell\""),
         "{hint}"
     );
     assert!(
@@ -841,4 +843,85 @@ fn a_parameter_group_freeze_needs_the_side_s_rds_resource() {
     );
     let rehearsal = format!("{rehearsal}[rds]\nsource = {{ instance = \"x\" }}\n");
     refused_at(&rehearsal, "action =", "does not have");
+}
+
+fn logical_plan(replication: &str, action: &str) -> String {
+    format!(
+        "name = \"p\"\n\
+         [source]\nengine = \"postgres\"\nurl = \"postgres://cutover@a.internal:5432/shop\"\n\
+         [target]\nengine = \"postgres\"\nurl = \"postgres://cutover@b.internal:5432/shop\"\n\
+         [replication]\n{replication}\n\
+         [[step]]\nid = \"s\"\naction = {action}\nirreversible = true\nconfirm = \"go\"\n"
+    )
+}
+
+#[test]
+fn postgres_replication_names_publication_subscription_and_the_slot_defaults() {
+    let text = logical_plan(
+        "engine = \"postgres\"\npublication = \"shop_pub\"\nsubscription = \"shop_sub\"",
+        "{ kind = \"sync-sequences\" }",
+    );
+    let plan = parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let r = plan.replication.as_ref().expect("replication");
+    assert_eq!(r.task, "shop_sub");
+    assert_eq!(
+        r.logical,
+        Some(LogicalNames {
+            publication: "shop_pub".into(),
+            subscription: "shop_sub".into(),
+            slot: "shop_sub".into(),
+        })
+    );
+    assert_eq!(plan.steps[0].action, Action::SyncSequences { margin: 0 });
+    assert_eq!(
+        Action::ReplicationStop.describe(&plan),
+        "ALTER SUBSCRIPTION shop_sub DISABLE"
+    );
+    let text = logical_plan(
+        "engine = \"postgres\"\npublication = \"p\"\nsubscription = \"s\"\nslot = \"other_slot\"",
+        "{ kind = \"sync-sequences\", margin = 1000 }",
+    );
+    let plan = parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let names = plan.replication.and_then(|r| r.logical).expect("names");
+    assert_eq!(names.slot, "other_slot");
+    assert_eq!(plan.steps[0].action, Action::SyncSequences { margin: 1000 });
+}
+
+#[test]
+fn postgres_replication_mistakes_are_located_with_the_fix() {
+    let cases = [
+        (
+            "engine = \"postgres\"\npublication = \"p\"\nsubscription = \"s\"\ntask = \"t\"",
+            "{ kind = \"none\" }",
+            "streams through a subscription, not a task",
+        ),
+        (
+            "engine = \"postgres\"\npublication = \"p\"\nsubscription = \"bad-name\"",
+            "{ kind = \"none\" }",
+            "the subscription name \"bad-name\" is not a plain PostgreSQL identifier",
+        ),
+        (
+            "engine = \"dms\"\ntask = \"t\"\npublication = \"p\"",
+            "{ kind = \"none\" }",
+            "`publication` belongs to engine = \"postgres\", not \"dms\"",
+        ),
+        (
+            "engine = \"dms\"",
+            "{ kind = \"none\" }",
+            "[replication] engine = \"dms\" needs a task",
+        ),
+        (
+            "engine = \"postgres\"\npublication = \"p\"\nsubscription = \"s\"",
+            "{ kind = \"sync-sequences\", margin = -1 }",
+            "margin = -1 is outside 0..=",
+        ),
+    ];
+    for (replication, action, want) in cases {
+        let errs = errors(&logical_plan(replication, action));
+        assert!(
+            errs.iter()
+                .any(|e| e.to_string().contains(want) && e.to_string().contains("p.toml:")),
+            "{want}: {errs:?}"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! its condition for its whole sustain window; a missing, stale or failed reading is unknown.
 
 use super::State;
-use crate::event::{ChecksumState, Side, Ts};
+use crate::event::{ChecksumState, ReplicationEngine, ReplicationReading, Side, Ts};
 use crate::plan::{Gate, Input, Op, ReplicationInput, Value};
 
 /// The three states a gate (and a step) can be in. Unknown blocks like red.
@@ -77,6 +77,72 @@ pub fn compare(actual: &Value, op: Op, expected: &Value) -> bool {
 
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// Bytes as the checklist says them: `812 B`, `12.3 kB`, `4.1 MB` (powers of 1000).
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// What a red replication gate says beyond the number: the exact gap between the positions,
+/// the sequences that are behind.
+fn replication_detail(r: &ReplicationReading, which: ReplicationInput) -> Option<String> {
+    let postgres = r.engine == ReplicationEngine::Postgres;
+    match which {
+        ReplicationInput::BehindBytes => {
+            let n = r.behind_bytes.filter(|n| *n > 0)?;
+            let (who, word) = if postgres {
+                ("subscriber", "LSN")
+            } else {
+                ("target", "position")
+            };
+            let at = match (&r.target_position, &r.source_position) {
+                (Some(t), Some(s)) => format!(" ({word} {t} of {s})"),
+                _ => String::new(),
+            };
+            Some(format!("{who} is {} behind{at}", fmt_bytes(n)))
+        }
+        ReplicationInput::SequencesBehind => {
+            const SHOWN: usize = 3;
+            let behind: Vec<_> = r
+                .sequences
+                .as_ref()?
+                .iter()
+                .filter(|q| q.is_behind())
+                .collect();
+            if behind.is_empty() {
+                return None;
+            }
+            let value = |v: Option<i64>| v.map_or("unset".to_string(), |v| v.to_string());
+            let mut text: Vec<String> = behind
+                .iter()
+                .take(SHOWN)
+                .map(|q| {
+                    format!(
+                        "{} target {} < source {}",
+                        q.name,
+                        value(q.target),
+                        value(q.source)
+                    )
+                })
+                .collect();
+            if behind.len() > SHOWN {
+                text.push(format!("{} more", behind.len() - SHOWN));
+            }
+            Some(text.join(", "))
+        }
+        _ => None,
+    }
 }
 
 fn fmt_age(ms: i64) -> String {
@@ -353,13 +419,22 @@ impl State {
             R::StopReason => r.stop_reason.clone().map(Value::Text),
             R::BehindTransactions => count(r.behind_transactions),
             R::BehindBytes => count(r.behind_bytes),
+            R::SequencesBehind => count(r.sequences_behind()),
             R::TablesErrored => count(r.tables_errored.map(u64::from)),
             R::FullLoadPct => r.full_load_pct.map(Value::Number),
             R::ValidationEnabled => r.validation_enabled.map(Value::Bool),
             _ => None,
         };
         match value {
-            Some(v) => known(v, r.observed_at),
+            Some(v) => InputValue::Known {
+                value: v,
+                observed_at: r.observed_at,
+                detail: replication_detail(r, which),
+            },
+            None if which == R::SequencesBehind && r.sequences_error.is_some() => missing(format!(
+                "the sequences could not be read: {}",
+                r.sequences_error.as_deref().unwrap_or_default()
+            )),
             None if which == R::StopReason => missing(format!(
                 "no stop reason: replication is {}",
                 r.status.as_str()

@@ -17,7 +17,7 @@ use crate::event::{
     WorldMeasures,
 };
 use crate::plan::{Action, Plan};
-pub use gate::{GateState, GateStatus, InputValue};
+pub use gate::{GateState, GateStatus, InputValue, fmt_bytes};
 pub use guard::{AbortState, AbortWatch, CLEAR_PHRASE, GuardHold};
 pub use replication::ReplicationView;
 use serde::{Deserialize, Serialize};

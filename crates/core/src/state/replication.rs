@@ -116,6 +116,9 @@ impl State {
             target_position: r.target_position.clone(),
             source_gtid: r.source_gtid.clone(),
             facts: r.facts.clone(),
+            logical: r.logical.clone(),
+            sequences: r.sequences.clone(),
+            sequences_error: r.sequences_error.clone(),
         };
         self.set_replication_status(at, last);
     }
@@ -157,6 +160,9 @@ impl State {
             target_position: None,
             source_gtid: None,
             facts: Vec::new(),
+            logical: None,
+            sequences: None,
+            sequences_error: None,
         };
         self.set_replication_status(at, last);
     }

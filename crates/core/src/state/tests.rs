@@ -466,6 +466,9 @@ fn replication(at: Ts, word: &str, lag: Option<f64>) -> ReplicationReading {
         target_position: None,
         source_gtid: None,
         facts: Vec::new(),
+        logical: None,
+        sequences: None,
+        sequences_error: None,
     }
 }
 
@@ -905,5 +908,56 @@ fn the_transaction_gap_names_both_gtid_positions_in_the_gate_reason() {
     assert_eq!(
         detail.as_deref(),
         Some("replica is 14 transactions behind (GTID 0-11-5012 of 0-11-5026)")
+    );
+}
+
+#[test]
+fn sequences_behind_counts_from_the_reading_and_is_unknown_when_unread() {
+    use crate::event::SequenceStat;
+    let value = |r: ReplicationReading| {
+        let (s, _) = check(&[observed(1_000, r)]);
+        match s.input_value(&Input::parse("sequences.behind").expect("listed")) {
+            InputValue::Known { value, detail, .. } => format!("{value} {detail:?}"),
+            InputValue::Missing(why) => format!("missing: {why}"),
+        }
+    };
+    let unread = replication(1_000, "running", None);
+    assert_eq!(
+        value(unread.clone()),
+        "missing: the rehearsal replication reading does not include sequences.behind"
+    );
+    let mut failed = unread.clone();
+    failed.sequences_error = Some("target: the user cannot read sequence public.s".into());
+    assert_eq!(
+        value(failed),
+        "missing: the sequences could not be read: target: the user cannot read sequence public.s"
+    );
+    let mut read = unread;
+    read.sequences = Some(vec![
+        SequenceStat {
+            name: "public.a".into(),
+            source: Some(10),
+            target: Some(3),
+        },
+        SequenceStat {
+            name: "public.b".into(),
+            source: Some(10),
+            target: Some(10),
+        },
+        SequenceStat {
+            name: "public.c".into(),
+            source: Some(5),
+            target: None,
+        },
+        // Never used on the source: nothing to be behind.
+        SequenceStat {
+            name: "public.d".into(),
+            source: None,
+            target: None,
+        },
+    ]);
+    assert_eq!(
+        value(read),
+        "2 Some(\"public.a target 3 < source 10, public.c target unset < source 5\")"
     );
 }

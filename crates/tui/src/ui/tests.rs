@@ -1229,6 +1229,9 @@ fn mysql_replica_behind() -> State {
                     fact("IO state", "Waiting for master to send event"),
                     fact("relay log space", "20431 bytes"),
                 ],
+                logical: None,
+                sequences: None,
+                sequences_error: None,
             })),
         });
     }

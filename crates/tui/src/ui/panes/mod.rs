@@ -8,6 +8,7 @@ pub mod footer;
 pub mod log;
 pub mod metrics;
 pub mod replication;
+pub mod replication_logical;
 pub mod status;
 pub mod validation;
 

@@ -102,6 +102,17 @@ fn build<'a>(ctx: &Ctx<'a>, w: usize, frame: Frame) -> Vec<Line<'a>> {
         }
     }
 
+    // An engine with its own facts shows them instead of DMS's rows.
+    if let Some(task) = st.replication.status()
+        && let Some(pg) = &task.logical
+    {
+        lines.extend(super::replication_logical::lines(ctx, task, pg, w));
+        let mut hb = vec![Span::styled("heartbeat ", t.dim)];
+        hb.extend(heartbeat(ctx, 0));
+        lines.push(Line::from(hb));
+        return lines;
+    }
+
     let native = st
         .replication
         .status()
