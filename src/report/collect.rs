@@ -76,31 +76,11 @@ struct Window {
 }
 
 impl Window {
-    /// The freeze: the first step freezing the source; the unfreeze: the first after it
-    /// letting either side take writes again. Plans that freeze some other way (a shell
-    /// command changing a parameter group) are found by the step ids `freeze`/`unfreeze`.
     fn of(plan: &Plan) -> Window {
-        let mut freeze = None;
-        let mut unfreeze = None;
-        for (i, s) in plan.steps.iter().enumerate() {
-            match s.action {
-                Action::Freeze {
-                    on: Side::Source, ..
-                } if freeze.is_none() => freeze = Some(i),
-                Action::Unfreeze { .. } if freeze.is_some() && unfreeze.is_none() => {
-                    unfreeze = Some(i)
-                }
-                _ => {}
-            }
-        }
-        let by_id = |word: &str| {
-            plan.steps
-                .iter()
-                .position(|s| s.id.eq_ignore_ascii_case(word))
-        };
+        let (freeze, unfreeze) = plan.downtime_steps();
         Window {
-            freeze: freeze.or_else(|| by_id("freeze")),
-            unfreeze: unfreeze.or_else(|| by_id("unfreeze")),
+            freeze,
+            unfreeze,
             started: None,
             thaw: None,
         }

@@ -42,7 +42,8 @@ impl State {
             | Event::ActionFinished { .. }
             | Event::StepTimedOut { .. }
             | Event::StepResolved { .. }
-            | Event::HoldCleared { .. } => self.apply_action(at, ev),
+            | Event::HoldCleared { .. }
+            | Event::GuardWarned { .. } => self.apply_action(at, ev),
             Event::RollbackRequested { .. }
             | Event::RollbackCancelled { .. }
             | Event::RollbackConfirmed { .. } => self.apply_rollback(at, ev),
@@ -239,6 +240,7 @@ impl State {
                         }
                         Direction::Undo => s.status = StepStatus::Undoing,
                     }
+                    self.downtime_started(at, i, *direction);
                     let verb = if *direction == Direction::Do {
                         "running"
                     } else {
@@ -275,6 +277,7 @@ impl State {
                 effects.extend(self.resolve(at, step, *done, by));
             }
             Event::HoldCleared { guard, by, .. } => self.clear_hold(at, guard, by),
+            Event::GuardWarned { guard, reason, .. } => self.guard_warned(at, guard, reason),
             _ => {}
         }
         effects
@@ -306,6 +309,9 @@ impl State {
                 ),
             );
             return Vec::new();
+        }
+        if ok {
+            self.downtime_thawed(at, i, direction);
         }
         let s = &mut self.steps[i];
         s.message = Some(message.to_string());

@@ -18,7 +18,9 @@ use crate::event::{
 };
 use crate::plan::{Action, Plan};
 pub use gate::{GateState, GateStatus, InputValue};
-pub use guard::{AbortState, AbortWatch, CLEAR_PHRASE, GuardHold};
+pub use guard::{
+    AbortState, AbortWatch, BUDGET_GUARD, CLEAR_PHRASE, DowntimeWindow, GuardHold, show_countdown,
+};
 pub use replication::ReplicationView;
 use serde::{Deserialize, Serialize};
 
@@ -321,6 +323,12 @@ folded_state! {
     /// Guards that fired and block forward steps (oldest first).
     #[serde(default)]
     pub guard_holds: Vec<GuardHold>,
+    /// The write-downtime window and the budget's progress over it.
+    #[serde(default)]
+    pub downtime: DowntimeWindow,
+    /// When the fold first saw the plan's deadline passed (said once in the log).
+    #[serde(default)]
+    pub deadline_passed: Option<Ts>,
 }
 
 /// `holds` as a sorted list of `[[step, gate], since]` (JSON maps need string keys, and a
@@ -404,6 +412,8 @@ impl State {
             events: 0,
             aborts: vec![AbortWatch::default(); n_aborts],
             guard_holds: Vec::new(),
+            downtime: DowntimeWindow::default(),
+            deadline_passed: None,
         }
     }
 
@@ -517,6 +527,9 @@ impl State {
         }
         if let Some(hold) = self.hold_blocker() {
             return Some(hold);
+        }
+        if let Some(late) = self.deadline_blocker() {
+            return Some(late);
         }
         match self.next_step() {
             Some(n) if n == step => {}
@@ -985,3 +998,5 @@ mod props;
 mod snap_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;
