@@ -8,8 +8,8 @@ use super::{
     Anomaly, Bucket, CHART_WIDTH, Decision, Downtime, GateAt, Integrity, Report, STALE_GAP_MS,
     SeriesReport, SessionInfo, StepReport, clean, iso, render::sparkline, secs,
 };
-use crate::event::{ChecksumState, Direction, Event, Reading, Side, SourceKind, Ts};
-use crate::plan::{Action, Plan};
+use crate::event::{ChecksumState, Direction, Event, Reading, SourceKind, Ts};
+use crate::plan::Plan;
 use crate::state::{RollbackStatus, State, StepStatus};
 use crate::transcript::Header;
 
@@ -61,32 +61,6 @@ struct Series {
     points: Vec<Point>,
 }
 
-/// When writes were allowed again, and by what (`unfreeze finished`, `freeze undone`).
-struct Thaw {
-    at: Ts,
-    by: String,
-}
-
-/// The steps that open and close the write-downtime window, and when they did.
-struct Window {
-    freeze: Option<usize>,
-    unfreeze: Option<usize>,
-    started: Option<Ts>,
-    thaw: Option<Thaw>,
-}
-
-impl Window {
-    fn of(plan: &Plan) -> Window {
-        let (freeze, unfreeze) = plan.downtime_steps();
-        Window {
-            freeze,
-            unfreeze,
-            started: None,
-            thaw: None,
-        }
-    }
-}
-
 /// The fold: the cockpit's state plus what the report remembers.
 pub(super) struct Collector {
     state: State,
@@ -100,7 +74,6 @@ pub(super) struct Collector {
     undo: BTreeMap<usize, String>,
     /// Each step's last forward result (`ActionFinished` in the `do` direction).
     did: BTreeMap<usize, String>,
-    window: Window,
     first_at: Option<Ts>,
     last_at: Option<Ts>,
 }
@@ -108,7 +81,6 @@ pub(super) struct Collector {
 impl Collector {
     pub(super) fn new(plan: Arc<Plan>) -> Collector {
         Collector {
-            window: Window::of(&plan),
             state: State::new(plan),
             decisions: Vec::new(),
             anomalies: Vec::new(),
@@ -171,9 +143,6 @@ impl Collector {
                 self.approved(at, step, by, seen.as_ref())
             }
             Event::StepResolved { step, done, by, .. } => self.resolved(at, step, *done, by),
-            Event::ActionStarted {
-                step, direction, ..
-            } => self.action_started(at, step, *direction),
             Event::ActionFinished {
                 step,
                 direction,
@@ -548,16 +517,6 @@ impl Collector {
     }
 
     // -- actions ------------------------------------------------------------------------
-
-    fn action_started(&mut self, at: Ts, step: &str, direction: Direction) {
-        if let Some(i) = self.step_index(step)
-            && direction == Direction::Do
-            && Some(i) == self.window.freeze
-            && self.window.started.is_none()
-        {
-            self.window.started = Some(at);
-        }
-    }
 
     fn action_finished(
         &mut self,

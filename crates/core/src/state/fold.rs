@@ -58,6 +58,7 @@ impl State {
         self.refresh_next_gates(at);
         let mut effects = effects;
         effects.extend(self.watch_guards(at));
+        self.watch_detection(at);
         effects
     }
 
@@ -424,6 +425,9 @@ impl State {
                 ..
             } => {
                 self.faults.insert(fault.clone(), (*active, detail.clone()));
+                if *active {
+                    self.fault_began(at, fault);
+                }
                 let verb = if *active { "injected" } else { "cleared" };
                 self.log(at, Level::Warn, format!("fault {fault} {verb}: {detail}"));
             }

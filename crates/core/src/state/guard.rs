@@ -402,12 +402,14 @@ impl State {
             Level::Error,
             format!("{guard} fired: {}: {reason}", then.as_str()),
         );
-        self.guard_holds.push(GuardHold {
+        let hold = GuardHold {
             guard: guard.clone(),
             reason: reason.clone(),
             at,
             then,
-        });
+        };
+        self.guards_fired.push(hold.clone());
+        self.guard_holds.push(hold);
         match then {
             GuardAction::Hold => None,
             GuardAction::Rollback => Some(Effect::Record(Event::RollbackConfirmed {

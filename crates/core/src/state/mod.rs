@@ -3,6 +3,7 @@
 //! `State::apply` never reads the clock, the network or the disk: "now" is the newest event
 //! timestamp. Live, replay, attach and report all run this same fold.
 
+mod detect;
 mod fold;
 pub mod gate;
 pub mod guard;
@@ -17,6 +18,7 @@ use crate::event::{
     WorldMeasures,
 };
 use crate::plan::{Action, Plan};
+pub use detect::FaultDetection;
 pub use gate::{GateState, GateStatus, InputValue};
 pub use guard::{
     AbortState, AbortWatch, BUDGET_GUARD, CLEAR_PHRASE, DowntimeWindow, GuardHold, show_countdown,
@@ -329,6 +331,13 @@ folded_state! {
     /// When the fold first saw the plan's deadline passed (said once in the log).
     #[serde(default)]
     pub deadline_passed: Option<Ts>,
+    /// Every guard that fired (abort, timeout, budget), oldest first, kept after its hold
+    /// is cleared or resolved by the rollback: the report and the summary name them.
+    #[serde(default)]
+    pub guards_fired: Vec<GuardHold>,
+    /// Each rehearsal fault and when the cockpit first showed it (`detect.rs`).
+    #[serde(default)]
+    pub detections: Vec<FaultDetection>,
 }
 
 /// `holds` as a sorted list of `[[step, gate], since]` (JSON maps need string keys, and a
@@ -414,6 +423,8 @@ impl State {
             guard_holds: Vec::new(),
             downtime: DowntimeWindow::default(),
             deadline_passed: None,
+            guards_fired: Vec::new(),
+            detections: Vec::new(),
         }
     }
 

@@ -307,3 +307,53 @@ fn a_deadline_is_an_instant_independent_of_the_session_start() {
             .is_some_and(|w| w.contains("deadline passed"))
     );
 }
+
+fn fault(at: Ts, name: &str) -> Event {
+    Event::FaultChanged {
+        at,
+        fault: name.into(),
+        active: true,
+        detail: "d".into(),
+    }
+}
+
+#[test]
+fn a_fault_is_detected_by_the_first_alarm_raised_after_it_began() {
+    let abort = "\n[[abort]]\nid = \"drift\"\nwhen = \"drift.rows > 0 for 3s fresh 5s\"\nfrom = \"freeze\"\nthen = \"rollback\"\n";
+    let text = format!("{}{abort}", plan_text("max_downtime = \"5m\""));
+    let plan = plan::parse("w.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = State::new(Arc::new(plan));
+    let mut events = vec![Event::SessionStarted {
+        at: 0,
+        mode: SessionMode::RehearsalAutopilot,
+        operator: "op".into(),
+    }];
+    events.extend(frozen());
+    let rows = |at, tgt| super::tests::drift(at, 5, tgt, ChecksumState::Equal, &[]);
+    // The abort's input is unknown until the first compare: already in alarm when the
+    // first fault begins, so it cannot detect it until it has been quiet.
+    events.extend([fault(1_500, "lag-spike"), rows(2_000, 5), rows(3_000, 5)]);
+    events.extend([fault(5_000, "late-drift"), rows(6_000, 5), rows(7_200, 4)]);
+    let (recorded, _) = drive(&mut s, &events);
+    assert!(recorded.is_empty(), "{recorded:?}");
+    let d: Vec<(&str, Option<f64>)> = s
+        .detections
+        .iter()
+        .map(|d| (d.fault.as_str(), d.detection_s()))
+        .collect();
+    assert_eq!(d, vec![("lag-spike", Some(5.7)), ("late-drift", Some(2.2))]);
+    let (_, by) = s.detections[1].detected.clone().unwrap_or_default();
+    assert!(by.starts_with("abort drift holding: drift.rows = 1"), "{by}");
+
+    // It fires 3 s later and the guard stays named after the rollback resolved its hold.
+    let (recorded, _) = drive(&mut s, &[rows(10_200, 4)]);
+    assert!(
+        matches!(recorded.as_slice(), [Event::RollbackConfirmed { by, .. }] if by == "abort drift"),
+        "{recorded:?}"
+    );
+    assert!(s.guard_holds.is_empty());
+    assert_eq!(
+        s.guards_fired.iter().map(|g| g.guard.as_str()).collect::<Vec<_>>(),
+        vec!["abort drift"]
+    );
+}
