@@ -153,6 +153,9 @@ impl Collector {
             Event::StepTimedOut { step, reason, .. } => {
                 self.anomaly(at, "timeout", format!("{step}: {reason}"));
             }
+            Event::GuardWarned { guard, reason, .. } => {
+                self.anomaly(at, "guard warning", format!("{guard}: {reason}"));
+            }
             Event::RollbackConfirmed { by, reason, .. } => {
                 self.decision(at, by, "rollback", None, Some(reason.clone()), Vec::new());
                 self.anomaly(at, "rollback", format!("{by} rolled back: {reason}"));
@@ -527,20 +530,6 @@ impl Collector {
         message: &str,
     ) {
         if let Some(i) = self.step_index(step) {
-            let w = &mut self.window;
-            let thaws = (direction == Direction::Do && Some(i) == w.unfreeze)
-                || (direction == Direction::Undo && Some(i) == w.freeze);
-            if ok && thaws && w.started.is_some() && w.thaw.is_none() {
-                let how = if direction == Direction::Do {
-                    "finished"
-                } else {
-                    "undone"
-                };
-                w.thaw = Some(Thaw {
-                    at,
-                    by: format!("{step} {how}"),
-                });
-            }
             if direction == Direction::Do {
                 self.did.insert(i, clean(message));
             }
@@ -576,6 +565,7 @@ impl Collector {
             session: self.session(header),
             steps: self.steps(),
             downtime: self.downtime(end),
+            guards: self.state.guard_figures(),
             series: self.series(end),
             decisions: self.decisions,
             anomalies: self.anomalies,
@@ -750,19 +740,20 @@ impl Collector {
     fn downtime(&self, end: Ts) -> Downtime {
         let plan = &self.state.plan;
         let name = |i: Option<usize>| i.and_then(|i| plan.steps.get(i)).map(|s| s.id.clone());
-        let w = &self.window;
+        let (freeze, unfreeze) = plan.downtime_steps();
+        // The fold's window, the one the budget counts.
+        let w = &self.state.downtime;
         Downtime {
-            freeze_step: name(w.freeze),
-            unfreeze_step: name(w.unfreeze),
+            freeze_step: name(freeze),
+            unfreeze_step: name(unfreeze),
             from: w.started.map(iso),
-            to: w.thaw.as_ref().map(|t| iso(t.at)),
-            ended_by: w.thaw.as_ref().map(|t| t.by.clone()),
-            window_s: match (w.started, &w.thaw) {
-                (Some(a), Some(t)) => Some(secs(t.at - a)),
-                (Some(a), None) => Some(secs(end - a)),
-                _ => None,
-            },
-            open: w.started.is_some() && w.thaw.is_none(),
+            to: w.ended.as_ref().map(|(at, _)| iso(*at)),
+            ended_by: w.ended.as_ref().map(|(_, by)| by.clone()),
+            window_s: w.used_ms(end).map(secs),
+            max_downtime_s: plan.budget.map(|b| secs(b.max_ms)),
+            budget_warned_at: w.warned_at.map(iso),
+            budget_spent_at: w.spent_at.map(iso),
+            open: w.open(),
             measured: self.state.world.clone(),
         }
     }
@@ -822,13 +813,12 @@ fn chart(name: &str, series: &Series, a: Ts, b: Ts) -> SeriesReport {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::plan;
 
     fn window_steps(text: &str) -> [Option<String>; 2] {
         let plan = plan::parse("p.toml", text).unwrap_or_else(|e| panic!("{e}"));
-        let c = Collector::new(Arc::new(plan));
-        [c.window.freeze, c.window.unfreeze].map(|i| i.map(|i| c.state.plan.steps[i].id.clone()))
+        let (freeze, unfreeze) = plan.downtime_steps();
+        [freeze, unfreeze].map(|i| i.map(|i| plan.steps[i].id.clone()))
     }
 
     #[test]

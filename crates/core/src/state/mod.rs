@@ -18,7 +18,7 @@ use crate::event::{
     WorldMeasures,
 };
 use crate::plan::{Action, Plan};
-pub use detect::FaultDetection;
+pub use detect::{FaultDetection, FaultFigure, GuardFigures};
 pub use gate::{GateState, GateStatus, InputValue};
 pub use guard::{
     AbortState, AbortWatch, BUDGET_GUARD, CLEAR_PHRASE, DowntimeWindow, GuardHold, show_countdown,
