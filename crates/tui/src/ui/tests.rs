@@ -13,7 +13,6 @@ use cutover_core::event::{
     ChecksumState, DatabaseReading, DiffKey, DiffKind, Direction, DnsReading, Event, MetricSeries,
     PeerRole, Reading, Side, SourceKind, TableDrift, TableStat, TaskReading, Ts, WorldMeasures,
 };
-use cutover_core::plan::rehearsal_plan;
 use cutover_core::state::{OpenDialog, State, StepStatus};
 
 /// 2026-01-01T00:00:00Z.
@@ -66,10 +65,27 @@ struct Fx {
     st: State,
 }
 
+/// The shipped plan without its `[[abort]]` conditions: the scenarios stage drift and lag
+/// to show gates, dialogs and panes, on which the shipped aborts would fire and take the
+/// screen over. The guards have scenarios of their own (`held`); the downtime budget and the
+/// deadline stay, so every status bar shows their countdowns.
+fn plan_text() -> String {
+    let text = cutover_core::plan::REHEARSAL_PLAN;
+    let from = text
+        .find("# Watched between steps")
+        .expect("the shipped plan's abort section");
+    let to = text[from..].find("[[metrics]]").expect("metrics follow") + from;
+    format!("{}{}", &text[..from], &text[to..])
+}
+
+fn scenario_plan() -> cutover_core::plan::Plan {
+    cutover_core::plan::parse("rehearsal.toml", &plan_text()).unwrap_or_else(|e| panic!("{e}"))
+}
+
 impl Fx {
     fn new() -> Fx {
         let mut fx = Fx {
-            st: State::new(Arc::new(rehearsal_plan())),
+            st: State::new(Arc::new(scenario_plan())),
         };
         fx.ev(Event::SessionStarted {
             at: T0,
@@ -1026,7 +1042,7 @@ fn a_step_in_doubt_after_a_crash_says_so_and_how_to_settle_it() {
 fn held() -> State {
     let text = format!(
         "{}\n[[abort]]\nid = \"drift\"\nwhen = \"drift.rows > 0 fresh 10s\"\nthen = \"hold\"\n",
-        cutover_core::plan::REHEARSAL_PLAN
+        plan_text()
     );
     let plan = cutover_core::plan::parse("rehearsal.toml", &text).unwrap_or_else(|e| panic!("{e}"));
     let mut fx = Fx {

@@ -205,16 +205,24 @@ fn deadline_segment<'a>(ctx: &Ctx<'a>) -> Option<Seg<'a>> {
     if st.completed() || st.rollback.is_some() {
         return None;
     }
-    let (text, style) = if st.now > due {
+    // Far off it gives way to the rehearsal's figures; near (5 minutes) or past it stays.
+    let (text, style, prio) = if st.now > due {
         (
             format!("deadline passed {} ago", show_countdown(st.now - due)),
             t.bad,
+            0,
         )
     } else {
-        (format!("deadline in {}", show_countdown(due - st.now)), t.text)
+        let left = due - st.now;
+        let (style, prio) = if left <= 5 * 60_000 {
+            (t.warn, 1)
+        } else {
+            (t.text, 3)
+        };
+        (format!("deadline in {}", show_countdown(left)), style, prio)
     };
     Some(Seg {
-        prio: 1,
+        prio,
         spans: vec![Span::styled(text, style)],
     })
 }
