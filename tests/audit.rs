@@ -1213,9 +1213,13 @@ fn without_guard_figures(report: &str, ext: &str) -> String {
             }
         } else {
             let t = l.trim_start();
-            if ["\"max_downtime_s\"", "\"budget_warned_at\"", "\"budget_spent_at\""]
-                .iter()
-                .any(|k| t.starts_with(k))
+            if [
+                "\"max_downtime_s\"",
+                "\"budget_warned_at\"",
+                "\"budget_spent_at\"",
+            ]
+            .iter()
+            .any(|k| t.starts_with(k))
             {
                 continue;
             }

@@ -121,7 +121,10 @@ async fn drop_change_is_caught_at_the_drain_and_rolled_back() {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no rollback by the drift abort: {}", s.render_text()));
-    assert!(regex_lite(&reason), "the reason names the table and the key: {reason}");
+    assert!(
+        regex_lite(&reason),
+        "the reason names the table and the key: {reason}"
+    );
     let started = started_steps(&events);
     assert_eq!(
         started,
@@ -178,7 +181,10 @@ async fn late_drift_is_caught_by_the_drift_abort_and_rolled_back_without_loss() 
     assert_eq!(r.guards.rollback_s, g.rollback_s);
     assert_eq!(r.guards.fired, g.fired);
     let md = cutover::report::render_md(&r);
-    assert!(md.contains("## Guards") && md.contains("**Detection of late-drift:**"), "{md}");
+    assert!(
+        md.contains("## Guards") && md.contains("**Detection of late-drift:**"),
+        "{md}"
+    );
 }
 
 /// "orders: id=17" style: a table name, a colon, a key.
@@ -242,7 +248,11 @@ async fn slow_dns_completes_safely() {
     assert!(s.completed, "{}", s.render_text());
     assert_eq!(s.writes_lost, 0);
     assert_eq!(s.rows_diverged, 0);
-    assert!(s.guards.downtime_s.is_some_and(|d| d < 60.0), "{:?}", s.guards);
+    assert!(
+        s.guards.downtime_s.is_some_and(|d| d < 60.0),
+        "{:?}",
+        s.guards
+    );
 }
 
 /// A stalled replicator is seen within a minute; stalled while writes are frozen, the lag
@@ -255,7 +265,11 @@ async fn a_stalled_replicator_is_detected_and_nothing_is_lost() {
     assert!(s.completed || s.rolled_back, "{}", s.render_text());
     assert_eq!(s.writes_lost, 0, "{}", s.render_text());
     let g = &s.guards;
-    assert!(g.detection_s.is_some_and(|d| d < 60.0), "{}", s.render_text());
+    assert!(
+        g.detection_s.is_some_and(|d| d < 60.0),
+        "{}",
+        s.render_text()
+    );
     if s.rolled_back {
         assert!(g.rollback_s.is_some(), "{g:?}");
         assert_eq!(g.rollback_by.as_deref(), Some("abort lag"), "{g:?}");

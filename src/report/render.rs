@@ -221,7 +221,11 @@ fn downtime(s: &mut String, d: &Downtime) {
     }
     if let Some(max) = d.max_downtime_s {
         let used = d.window_s.unwrap_or(0.0);
-        let verdict = if used > max { "over budget" } else { "within budget" };
+        let verdict = if used > max {
+            "over budget"
+        } else {
+            "within budget"
+        };
         let _ = writeln!(
             s,
             "- **Budget:** max_downtime {} — {verdict} ({:.0} % used){}{}",

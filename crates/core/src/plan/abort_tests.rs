@@ -172,9 +172,17 @@ fn the_downtime_budget_and_the_deadline_parse() {
 #[test]
 fn bad_budget_and_deadline_keys_point_at_the_value_with_a_fix() {
     let cases = [
-        ("on_budget = \"hold\"", "on_budget", "without `max_downtime`"),
+        (
+            "on_budget = \"hold\"",
+            "on_budget",
+            "without `max_downtime`",
+        ),
         ("max_downtime = \"0s\"", "max_downtime", "max_downtime 0ms"),
-        ("max_downtime = \"2d\"", "max_downtime", "is longer than 24h"),
+        (
+            "max_downtime = \"2d\"",
+            "max_downtime",
+            "is longer than 24h",
+        ),
         ("window = \"10s\"", "window", "is shorter than 1m"),
         (
             "deadline = \"tonight at eleven\"",

@@ -122,7 +122,10 @@ impl State {
             };
             if alarm {
                 let key = format!("abort {}", def.id);
-                out.push((key.clone(), format!("{key} {}: {}", state.as_str(), w.reason)));
+                out.push((
+                    key.clone(),
+                    format!("{key} {}: {}", state.as_str(), w.reason),
+                ));
             }
         }
         out

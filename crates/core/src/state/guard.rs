@@ -212,7 +212,11 @@ impl State {
         let Some(budget) = self.plan.budget else {
             return Vec::new();
         };
-        let Some(used) = self.downtime.used_ms(self.now).filter(|_| self.downtime.open()) else {
+        let Some(used) = self
+            .downtime
+            .used_ms(self.now)
+            .filter(|_| self.downtime.open())
+        else {
             return Vec::new();
         };
         let mut effects = Vec::new();

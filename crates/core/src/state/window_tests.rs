@@ -258,13 +258,15 @@ fn no_forward_step_starts_after_the_deadline_and_a_rollback_still_runs() {
         "said once"
     );
     let (_, others) = drive(&mut s, &[confirmed(2_800_000, "switch")]);
-    assert!(others.is_empty(), "a forward step started after the deadline");
-    assert_eq!(s.steps[1].status, StepStatus::Pending);
     assert!(
-        s.log
-            .iter()
-            .any(|l| l.text.starts_with("confirmation of switch refused: the window's deadline"))
+        others.is_empty(),
+        "a forward step started after the deadline"
     );
+    assert_eq!(s.steps[1].status, StepStatus::Pending);
+    assert!(s.log.iter().any(|l| {
+        l.text
+            .starts_with("confirmation of switch refused: the window's deadline")
+    }));
     assert_eq!(
         s.log
             .iter()
@@ -343,7 +345,10 @@ fn a_fault_is_detected_by_the_first_alarm_raised_after_it_began() {
         .collect();
     assert_eq!(d, vec![("lag-spike", Some(5.7)), ("late-drift", Some(2.2))]);
     let (_, by) = s.detections[1].detected.clone().unwrap_or_default();
-    assert!(by.starts_with("abort drift holding: drift.rows = 1"), "{by}");
+    assert!(
+        by.starts_with("abort drift holding: drift.rows = 1"),
+        "{by}"
+    );
 
     // It fires 3 s later and the guard stays named after the rollback resolved its hold.
     let (recorded, _) = drive(&mut s, &[rows(10_200, 4)]);
@@ -353,7 +358,10 @@ fn a_fault_is_detected_by_the_first_alarm_raised_after_it_began() {
     );
     assert!(s.guard_holds.is_empty());
     assert_eq!(
-        s.guards_fired.iter().map(|g| g.guard.as_str()).collect::<Vec<_>>(),
+        s.guards_fired
+            .iter()
+            .map(|g| g.guard.as_str())
+            .collect::<Vec<_>>(),
         vec!["abort drift"]
     );
 }
