@@ -2137,6 +2137,32 @@ pub fn rehearsal_plan() -> Plan {
     parse("plans/rehearsal.toml", REHEARSAL_PLAN).expect("the embedded rehearsal plan is valid")
 }
 
+/// The built-in rehearsal plan's text without its `[[abort]]` conditions, for scenarios
+/// (the cockpit's snapshots, the world's own drives) that stage drift and lag to watch the
+/// gates and the world: the shipped aborts would fire on them and take the run over. The
+/// budget and the deadline stay.
+pub fn rehearsal_plan_text_without_aborts() -> String {
+    let text = REHEARSAL_PLAN;
+    match text.find("# Watched between steps") {
+        Some(from) => {
+            let to = text[from..]
+                .find("[[metrics]]")
+                .map_or(text.len(), |i| i + from);
+            format!("{}{}", &text[..from], &text[to..])
+        }
+        None => text.to_string(),
+    }
+}
+
+/// [`rehearsal_plan_text_without_aborts`], parsed.
+pub fn rehearsal_plan_without_aborts() -> Plan {
+    parse(
+        "plans/rehearsal.toml",
+        &rehearsal_plan_text_without_aborts(),
+    )
+    .expect("the embedded rehearsal plan is valid without its aborts")
+}
+
 #[cfg(test)]
 mod abort_tests;
 #[cfg(test)]

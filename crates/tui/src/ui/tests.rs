@@ -70,16 +70,11 @@ struct Fx {
 /// screen over. The guards have scenarios of their own (`held`); the downtime budget and the
 /// deadline stay, so every status bar shows their countdowns.
 fn plan_text() -> String {
-    let text = cutover_core::plan::REHEARSAL_PLAN;
-    let from = text
-        .find("# Watched between steps")
-        .expect("the shipped plan's abort section");
-    let to = text[from..].find("[[metrics]]").expect("metrics follow") + from;
-    format!("{}{}", &text[..from], &text[to..])
+    cutover_core::plan::rehearsal_plan_text_without_aborts()
 }
 
 fn scenario_plan() -> cutover_core::plan::Plan {
-    cutover_core::plan::parse("rehearsal.toml", &plan_text()).unwrap_or_else(|e| panic!("{e}"))
+    cutover_core::plan::rehearsal_plan_without_aborts()
 }
 
 impl Fx {
