@@ -823,7 +823,7 @@ mod tests {
 
     #[test]
     fn freeze_and_unfreeze_are_found_by_their_typed_actions() {
-        let text = plan::REHEARSAL_PLAN
+        let text = plan::rehearsal_plan_text_without_aborts()
             .replace("id = \"freeze\"", "id = \"stop-writes\"")
             .replace("id = \"unfreeze\"", "id = \"open-target\"");
         assert_eq!(
@@ -834,7 +834,7 @@ mod tests {
 
     #[test]
     fn the_legacy_sql_spelling_is_found_too() {
-        let text = plan::REHEARSAL_PLAN
+        let text = plan::rehearsal_plan_text_without_aborts()
             .replace(
                 r#"action = { kind = "freeze", on = "source" }"#,
                 r#"action = { kind = "sql", on = "source", statement = "SET GLOBAL read_only = ON" }"#,
@@ -851,7 +851,7 @@ mod tests {
 
     #[test]
     fn a_plan_without_freeze_actions_falls_back_to_the_step_ids() {
-        let text = plan::REHEARSAL_PLAN
+        let text = plan::rehearsal_plan_text_without_aborts()
             .replace(
                 r#"action = { kind = "freeze", on = "source" }"#,
                 r#"action = { kind = "shell", command = "true" }"#,
