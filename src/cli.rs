@@ -136,7 +136,7 @@ pub struct RehearseArgs {
     #[arg(long, requires = "autopilot")]
     pub json: bool,
     /// Faults to inject, comma-separated: lag-spike, drop-change, api-throttle, dns-slow,
-    /// replicator-stall, source-panic.
+    /// replicator-stall, source-panic, late-drift.
     #[arg(long, value_name = "FAULT[,FAULT]", value_delimiter = ',', value_parser = parse_fault)]
     pub chaos: Vec<Fault>,
     /// Seed for the workload and the fault schedule (same seed, same run).

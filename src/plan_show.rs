@@ -30,6 +30,13 @@ pub struct PlanShow {
     pub dns: Option<DnsShow>,
     pub steps: Vec<StepShow>,
     pub aborts: Vec<AbortShow>,
+    /// `max_downtime`: the budget from the freeze's start to the unfreeze, and what happens
+    /// when it is spent (a warning comes at 80 %).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetShow>,
+    /// `deadline` / `window`: no forward step starts after it (rollback always may).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DeadlineShow>,
     /// The undos a full rollback would run, newest first (a rollback undoes only the steps
     /// that ran).
     pub rollback_order: Vec<RollbackShow>,
@@ -132,6 +139,27 @@ pub struct AbortShow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     pub then: GuardAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BudgetShow {
+    pub max_downtime_ms: i64,
+    pub warn_after_ms: i64,
+    pub on_budget: GuardAction,
+    /// The steps whose window it counts: the freeze's start to the unfreeze's end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_step: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_step: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineShow {
+    /// An instant, ms since the epoch.
+    At(Ts),
+    /// This long after the session starts.
+    WindowMs(i64),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -240,7 +268,19 @@ pub fn show(plan: &Arc<Plan>, poll: Option<(&[Event], Ts, Ts)>) -> PlanShow {
             })
         })
         .collect();
+    let (freeze, unfreeze) = plan.downtime_steps();
     PlanShow {
+        budget: plan.budget.as_ref().map(|b| BudgetShow {
+            max_downtime_ms: b.max_ms,
+            warn_after_ms: b.warn_after_ms(),
+            on_budget: b.on_budget,
+            from_step: freeze.and_then(step_id),
+            until_step: unfreeze.and_then(step_id),
+        }),
+        deadline: plan.deadline.as_ref().map(|d| match d {
+            crate::plan::Deadline::At(at) => DeadlineShow::At(*at),
+            crate::plan::Deadline::Window(ms) => DeadlineShow::WindowMs(*ms),
+        }),
         plan: plan.name.clone(),
         plan_hash: plan.hash.clone(),
         description: plan.description.clone(),
@@ -422,6 +462,48 @@ pub fn render(show: &PlanShow, json: bool) -> String {
                 .unwrap_or_else(|| "the end".into()),
             a.then.as_str()
         );
+    }
+    let _ = writeln!(o, "\nDowntime budget and deadline");
+    match &show.budget {
+        Some(b) => {
+            let _ = writeln!(
+                o,
+                "  max_downtime {} counted {} → {}: warned at {} (80 %), then {}",
+                dur(b.max_downtime_ms),
+                b.from_step
+                    .as_deref()
+                    .map(|s| format!("from the start of \"{s}\""))
+                    .unwrap_or_else(|| "from the freeze".into()),
+                b.until_step
+                    .as_deref()
+                    .map(|s| format!("the end of \"{s}\""))
+                    .unwrap_or_else(|| "the unfreeze".into()),
+                dur(b.warn_after_ms),
+                b.on_budget.as_str()
+            );
+        }
+        None => {
+            let _ = writeln!(o, "  no max_downtime");
+        }
+    }
+    match &show.deadline {
+        Some(DeadlineShow::At(at)) => {
+            let _ = writeln!(
+                o,
+                "  deadline {}: no forward step starts after it",
+                utc(*at)
+            );
+        }
+        Some(DeadlineShow::WindowMs(ms)) => {
+            let _ = writeln!(
+                o,
+                "  window {} from the session's start: no forward step starts after it",
+                dur(*ms)
+            );
+        }
+        None => {
+            let _ = writeln!(o, "  no deadline");
+        }
     }
     let _ = writeln!(
         o,

@@ -46,6 +46,7 @@ pub fn summarize(
         transcript_key: session.transcript_key().map(|k| k.to_text()),
         transcript_head: session.transcript_head().map(str::to_string),
         steps: autopilot::step_summaries(state),
+        guards: state.guard_figures(),
         faults: rehearsal
             .faults
             .iter()

@@ -439,9 +439,37 @@ fn exposition(state: &State, report: &CheckReport) -> String {
             .collect();
         family(&mut out, name, "gauge", help, &samples);
     }
-    // The downtime the rehearsal world measured. Real sessions gain theirs (and the budget:
-    // cutover_downtime_budget_seconds) with the downtime budget of issue 13, item 2.
-    let downtime: Vec<(String, f64)> = state
+    // How long writes have been frozen in this window (the fold's freeze→unfreeze window, as
+    // the budget counts it); absent before the freeze. The rehearsal world's own measure of
+    // refused writes is separate.
+    let window: Vec<(String, f64)> = state
+        .downtime
+        .used_ms(state.now)
+        .map(|ms| (String::new(), ms as f64 / 1000.0))
+        .into_iter()
+        .collect();
+    family(
+        &mut out,
+        "cutover_downtime_seconds",
+        "gauge",
+        "Seconds writes have been frozen: from the freeze step's start to the unfreeze (or the freeze's undo).",
+        &window,
+    );
+    let budget: Vec<(String, f64)> = state
+        .plan
+        .budget
+        .as_ref()
+        .map(|b| (String::new(), b.max_ms as f64 / 1000.0))
+        .into_iter()
+        .collect();
+    family(
+        &mut out,
+        "cutover_downtime_budget_seconds",
+        "gauge",
+        "The plan's max_downtime, seconds (absent without one).",
+        &budget,
+    );
+    let world: Vec<(String, f64)> = state
         .world
         .as_ref()
         .map(|w| (String::new(), w.downtime_s))
@@ -449,10 +477,10 @@ fn exposition(state: &State, report: &CheckReport) -> String {
         .collect();
     family(
         &mut out,
-        "cutover_downtime_seconds",
+        "cutover_rehearsal_write_downtime_seconds",
         "gauge",
-        "Seconds during which writes were refused (rehearsals: measured by the world).",
-        &downtime,
+        "Rehearsals: seconds the world's clients had writes refused, as the world measured them.",
+        &world,
     );
     family(
         &mut out,

@@ -282,6 +282,16 @@ fn plan_show_of_every_shipped_plan_matches_its_snapshot_and_lists_every_step() {
             Some(plan.aborts.len()),
             "{name}: every abort condition"
         );
+        assert_eq!(
+            doc["budget"]["max_downtime_ms"].as_i64(),
+            plan.budget.as_ref().map(|b| b.max_ms),
+            "{name}: the downtime budget"
+        );
+        assert_eq!(
+            doc.get("deadline").is_some(),
+            plan.deadline.is_some(),
+            "{name}: the deadline"
+        );
     }
 }
 

@@ -8,8 +8,8 @@ use super::{
     Anomaly, Bucket, CHART_WIDTH, Decision, Downtime, GateAt, Integrity, Report, STALE_GAP_MS,
     SeriesReport, SessionInfo, StepReport, clean, iso, render::sparkline, secs,
 };
-use crate::event::{ChecksumState, Direction, Event, Reading, Side, SourceKind, Ts};
-use crate::plan::{Action, Plan};
+use crate::event::{ChecksumState, Direction, Event, Reading, SourceKind, Ts};
+use crate::plan::Plan;
 use crate::state::{RollbackStatus, State, StepStatus};
 use crate::transcript::Header;
 
@@ -61,52 +61,6 @@ struct Series {
     points: Vec<Point>,
 }
 
-/// When writes were allowed again, and by what (`unfreeze finished`, `freeze undone`).
-struct Thaw {
-    at: Ts,
-    by: String,
-}
-
-/// The steps that open and close the write-downtime window, and when they did.
-struct Window {
-    freeze: Option<usize>,
-    unfreeze: Option<usize>,
-    started: Option<Ts>,
-    thaw: Option<Thaw>,
-}
-
-impl Window {
-    /// The freeze: the first step freezing the source; the unfreeze: the first after it
-    /// letting either side take writes again. Plans that freeze some other way (a shell
-    /// command changing a parameter group) are found by the step ids `freeze`/`unfreeze`.
-    fn of(plan: &Plan) -> Window {
-        let mut freeze = None;
-        let mut unfreeze = None;
-        for (i, s) in plan.steps.iter().enumerate() {
-            match s.action {
-                Action::Freeze {
-                    on: Side::Source, ..
-                } if freeze.is_none() => freeze = Some(i),
-                Action::Unfreeze { .. } if freeze.is_some() && unfreeze.is_none() => {
-                    unfreeze = Some(i)
-                }
-                _ => {}
-            }
-        }
-        let by_id = |word: &str| {
-            plan.steps
-                .iter()
-                .position(|s| s.id.eq_ignore_ascii_case(word))
-        };
-        Window {
-            freeze: freeze.or_else(|| by_id("freeze")),
-            unfreeze: unfreeze.or_else(|| by_id("unfreeze")),
-            started: None,
-            thaw: None,
-        }
-    }
-}
-
 /// The fold: the cockpit's state plus what the report remembers.
 pub(super) struct Collector {
     state: State,
@@ -120,7 +74,6 @@ pub(super) struct Collector {
     undo: BTreeMap<usize, String>,
     /// Each step's last forward result (`ActionFinished` in the `do` direction).
     did: BTreeMap<usize, String>,
-    window: Window,
     first_at: Option<Ts>,
     last_at: Option<Ts>,
 }
@@ -128,7 +81,6 @@ pub(super) struct Collector {
 impl Collector {
     pub(super) fn new(plan: Arc<Plan>) -> Collector {
         Collector {
-            window: Window::of(&plan),
             state: State::new(plan),
             decisions: Vec::new(),
             anomalies: Vec::new(),
@@ -191,9 +143,6 @@ impl Collector {
                 self.approved(at, step, by, seen.as_ref())
             }
             Event::StepResolved { step, done, by, .. } => self.resolved(at, step, *done, by),
-            Event::ActionStarted {
-                step, direction, ..
-            } => self.action_started(at, step, *direction),
             Event::ActionFinished {
                 step,
                 direction,
@@ -203,6 +152,9 @@ impl Collector {
             } => self.action_finished(at, step, *direction, *ok, message),
             Event::StepTimedOut { step, reason, .. } => {
                 self.anomaly(at, "timeout", format!("{step}: {reason}"));
+            }
+            Event::GuardWarned { guard, reason, .. } => {
+                self.anomaly(at, "guard warning", format!("{guard}: {reason}"));
             }
             Event::RollbackConfirmed { by, reason, .. } => {
                 self.decision(at, by, "rollback", None, Some(reason.clone()), Vec::new());
@@ -569,16 +521,6 @@ impl Collector {
 
     // -- actions ------------------------------------------------------------------------
 
-    fn action_started(&mut self, at: Ts, step: &str, direction: Direction) {
-        if let Some(i) = self.step_index(step)
-            && direction == Direction::Do
-            && Some(i) == self.window.freeze
-            && self.window.started.is_none()
-        {
-            self.window.started = Some(at);
-        }
-    }
-
     fn action_finished(
         &mut self,
         at: Ts,
@@ -588,20 +530,6 @@ impl Collector {
         message: &str,
     ) {
         if let Some(i) = self.step_index(step) {
-            let w = &mut self.window;
-            let thaws = (direction == Direction::Do && Some(i) == w.unfreeze)
-                || (direction == Direction::Undo && Some(i) == w.freeze);
-            if ok && thaws && w.started.is_some() && w.thaw.is_none() {
-                let how = if direction == Direction::Do {
-                    "finished"
-                } else {
-                    "undone"
-                };
-                w.thaw = Some(Thaw {
-                    at,
-                    by: format!("{step} {how}"),
-                });
-            }
             if direction == Direction::Do {
                 self.did.insert(i, clean(message));
             }
@@ -637,6 +565,7 @@ impl Collector {
             session: self.session(header),
             steps: self.steps(),
             downtime: self.downtime(end),
+            guards: self.state.guard_figures(),
             series: self.series(end),
             decisions: self.decisions,
             anomalies: self.anomalies,
@@ -811,19 +740,20 @@ impl Collector {
     fn downtime(&self, end: Ts) -> Downtime {
         let plan = &self.state.plan;
         let name = |i: Option<usize>| i.and_then(|i| plan.steps.get(i)).map(|s| s.id.clone());
-        let w = &self.window;
+        let (freeze, unfreeze) = plan.downtime_steps();
+        // The fold's window, the one the budget counts.
+        let w = &self.state.downtime;
         Downtime {
-            freeze_step: name(w.freeze),
-            unfreeze_step: name(w.unfreeze),
+            freeze_step: name(freeze),
+            unfreeze_step: name(unfreeze),
             from: w.started.map(iso),
-            to: w.thaw.as_ref().map(|t| iso(t.at)),
-            ended_by: w.thaw.as_ref().map(|t| t.by.clone()),
-            window_s: match (w.started, &w.thaw) {
-                (Some(a), Some(t)) => Some(secs(t.at - a)),
-                (Some(a), None) => Some(secs(end - a)),
-                _ => None,
-            },
-            open: w.started.is_some() && w.thaw.is_none(),
+            to: w.ended.as_ref().map(|(at, _)| iso(*at)),
+            ended_by: w.ended.as_ref().map(|(_, by)| by.clone()),
+            window_s: w.used_ms(end).map(secs),
+            max_downtime_s: plan.budget.map(|b| secs(b.max_ms)),
+            budget_warned_at: w.warned_at.map(iso),
+            budget_spent_at: w.spent_at.map(iso),
+            open: w.open(),
             measured: self.state.world.clone(),
         }
     }
@@ -883,18 +813,17 @@ fn chart(name: &str, series: &Series, a: Ts, b: Ts) -> SeriesReport {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::plan;
 
     fn window_steps(text: &str) -> [Option<String>; 2] {
         let plan = plan::parse("p.toml", text).unwrap_or_else(|e| panic!("{e}"));
-        let c = Collector::new(Arc::new(plan));
-        [c.window.freeze, c.window.unfreeze].map(|i| i.map(|i| c.state.plan.steps[i].id.clone()))
+        let (freeze, unfreeze) = plan.downtime_steps();
+        [freeze, unfreeze].map(|i| i.map(|i| plan.steps[i].id.clone()))
     }
 
     #[test]
     fn freeze_and_unfreeze_are_found_by_their_typed_actions() {
-        let text = plan::REHEARSAL_PLAN
+        let text = plan::rehearsal_plan_text_without_aborts()
             .replace("id = \"freeze\"", "id = \"stop-writes\"")
             .replace("id = \"unfreeze\"", "id = \"open-target\"");
         assert_eq!(
@@ -905,7 +834,7 @@ mod tests {
 
     #[test]
     fn the_legacy_sql_spelling_is_found_too() {
-        let text = plan::REHEARSAL_PLAN
+        let text = plan::rehearsal_plan_text_without_aborts()
             .replace(
                 r#"action = { kind = "freeze", on = "source" }"#,
                 r#"action = { kind = "sql", on = "source", statement = "SET GLOBAL read_only = ON" }"#,
@@ -922,7 +851,7 @@ mod tests {
 
     #[test]
     fn a_plan_without_freeze_actions_falls_back_to_the_step_ids() {
-        let text = plan::REHEARSAL_PLAN
+        let text = plan::rehearsal_plan_text_without_aborts()
             .replace(
                 r#"action = { kind = "freeze", on = "source" }"#,
                 r#"action = { kind = "shell", command = "true" }"#,

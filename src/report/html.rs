@@ -117,6 +117,10 @@ fn summary(s: &mut String, r: &Report) {
         secs(r.session.duration_s),
         esc(&r.session.host),
     );
+    let guards = r.guards.line();
+    if !guards.is_empty() {
+        let _ = writeln!(s, "<p class=\"guards\">guards: {}</p>", esc(&guards));
+    }
 }
 
 /// The session's time span, from its start (or first step) to its end (or last step).

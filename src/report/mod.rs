@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::event::{Ts, WorldMeasures};
 use crate::plan;
-pub use crate::state::GateAt;
+pub use crate::state::{GateAt, GuardFigures};
 use crate::transcript::verify::{
     Authorship, AuthorshipStatus, ProblemKind, VerifyOptions, verify_with,
 };
@@ -72,6 +72,9 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     pub decisions: Vec<Decision>,
     pub downtime: Downtime,
+    /// What the guards measured: detection of each rehearsal fault, the rollback, downtime
+    /// against the budget, which guards fired.
+    pub guards: GuardFigures,
     pub series: Vec<SeriesReport>,
     pub anomalies: Vec<Anomaly>,
 }
@@ -176,6 +179,10 @@ pub struct Downtime {
     /// What ended the window: `unfreeze finished` or `freeze undone`.
     pub ended_by: Option<String>,
     pub window_s: Option<f64>,
+    /// The plan's `max_downtime`, and when its 80 % warning and its 100 % came.
+    pub max_downtime_s: Option<f64>,
+    pub budget_warned_at: Option<String>,
+    pub budget_spent_at: Option<String>,
     /// Still frozen when the transcript ends.
     pub open: bool,
     /// What the rehearsal world measured, if it was a rehearsal.

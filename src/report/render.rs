@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CHART_WIDTH, Decision, Downtime, Report, ReportError, SeriesReport};
+use super::{CHART_WIDTH, Decision, Downtime, GuardFigures, Report, ReportError, SeriesReport};
 
 /// The report as pretty JSON, with a final newline.
 pub fn render_json(r: &Report) -> Result<String, ReportError> {
@@ -54,6 +54,7 @@ pub fn render_md(r: &Report) -> String {
     header(&mut s, r);
     steps(&mut s, r);
     downtime(&mut s, &r.downtime);
+    guards(&mut s, &r.guards);
     decisions(&mut s, &r.decisions);
     series(&mut s, &r.series, r.session.duration_s);
     anomalies(&mut s, r);
@@ -158,6 +159,39 @@ fn steps(s: &mut String, r: &Report) {
     }
 }
 
+fn guards(s: &mut String, g: &GuardFigures) {
+    if g.faults.is_empty() && g.fired.is_empty() && g.rollback_by.is_none() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Guards\n");
+    for f in &g.faults {
+        let _ = match (&f.detection_s, &f.detected_by) {
+            (Some(d), Some(by)) => writeln!(
+                s,
+                "- **Detection of {}:** {} after it began, by {}",
+                f.fault,
+                dur(Some(*d)),
+                cell(by)
+            ),
+            _ => writeln!(
+                s,
+                "- **Detection of {}:** not detected (no watched gate or abort condition went red or unknown after it began)",
+                f.fault
+            ),
+        };
+    }
+    if let Some(by) = &g.rollback_by {
+        let took = g
+            .rollback_s
+            .map(|r| format!("{} from the decision to the last undo", dur(Some(r))))
+            .unwrap_or_else(|| "did not finish".into());
+        let _ = writeln!(s, "- **Rollback:** by {}, {took}", cell(by));
+    }
+    if !g.fired.is_empty() {
+        let _ = writeln!(s, "- **Guards fired:** {}", g.fired.join(", "));
+    }
+}
+
 fn downtime(s: &mut String, d: &Downtime) {
     let _ = writeln!(s, "\n## Write downtime\n");
     match (&d.from, &d.window_s) {
@@ -184,6 +218,28 @@ fn downtime(s: &mut String, d: &Downtime) {
                 "- **Window:** writes were never frozen (no freeze action ran)"
             );
         }
+    }
+    if let Some(max) = d.max_downtime_s {
+        let used = d.window_s.unwrap_or(0.0);
+        let verdict = if used > max {
+            "over budget"
+        } else {
+            "within budget"
+        };
+        let _ = writeln!(
+            s,
+            "- **Budget:** max_downtime {} — {verdict} ({:.0} % used){}{}",
+            dur(Some(max)),
+            used * 100.0 / max.max(f64::MIN_POSITIVE),
+            d.budget_warned_at
+                .as_ref()
+                .map(|t| format!("; 80 % warning at {t}"))
+                .unwrap_or_default(),
+            d.budget_spent_at
+                .as_ref()
+                .map(|t| format!("; spent at {t}"))
+                .unwrap_or_default(),
+        );
     }
     if let Some(m) = &d.measured {
         let _ = writeln!(

@@ -902,6 +902,14 @@ pub enum Event {
         guard: String,
         by: String,
     },
+    /// A guard warned before it fires: the downtime budget 80 % spent (`guard` is
+    /// `budget`). Asked for by the fold (`Effect::Record`) once, so the transcript, replay
+    /// and report carry the warning at the event the live cockpit gave it. Format 5.
+    GuardWarned {
+        at: Ts,
+        guard: String,
+        reason: String,
+    },
     /// The operator opened the rollback dialog.
     RollbackRequested {
         at: Ts,
@@ -991,6 +999,7 @@ macro_rules! each_at {
             | Event::StepTimedOut { at: $at, .. }
             | Event::StepResolved { at: $at, .. }
             | Event::HoldCleared { at: $at, .. }
+            | Event::GuardWarned { at: $at, .. }
             | Event::RollbackRequested { at: $at, .. }
             | Event::RollbackCancelled { at: $at, .. }
             | Event::RollbackConfirmed { at: $at, .. }
@@ -1034,6 +1043,7 @@ impl Event {
             Event::StepTimedOut { .. } => "step_timed_out",
             Event::StepResolved { .. } => "step_resolved",
             Event::HoldCleared { .. } => "hold_cleared",
+            Event::GuardWarned { .. } => "guard_warned",
             Event::RollbackRequested { .. } => "rollback_requested",
             Event::RollbackCancelled { .. } => "rollback_cancelled",
             Event::RollbackConfirmed { .. } => "rollback_confirmed",

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::session::{Inbox, Session};
 use cutover_core::event::{Event, Ts, now_ms};
-use cutover_core::state::{GateState, RollbackStatus, State, StepStatus};
+use cutover_core::state::{GateState, GuardFigures, RollbackStatus, State, StepStatus};
 
 /// Who the autopilot confirms as.
 pub const OPERATOR: &str = "autopilot";
@@ -39,6 +39,9 @@ pub struct Summary {
     pub transcript_key: Option<String>,
     pub transcript_head: Option<String>,
     pub steps: Vec<StepSummary>,
+    /// What the guards measured: detection, rollback, downtime against the budget, which
+    /// fired.
+    pub guards: GuardFigures,
     pub faults: Vec<String>,
     pub seed: u64,
     pub elapsed_s: f64,
@@ -79,6 +82,10 @@ impl Summary {
             "writes refused {}, writes lost {}, rows diverged {}, write downtime {:.1}s\n",
             self.writes_refused, self.writes_lost, self.rows_diverged, self.downtime_s
         ));
+        let guards = self.guards.line();
+        if !guards.is_empty() {
+            s.push_str(&format!("guards: {guards}\n"));
+        }
         if let Some(r) = &self.blocked_reason {
             s.push_str(&format!("blocked: {r}\n"));
         }

@@ -445,6 +445,7 @@ struct Watcher {
     statuses: Vec<StepStatus>,
     rollback: Option<RollbackStatus>,
     guards: BTreeSet<String>,
+    budget_warned: bool,
     ended: bool,
 }
 
@@ -459,6 +460,7 @@ impl Watcher {
             statuses: state.steps.iter().map(|s| s.status).collect(),
             rollback: state.rollback.as_ref().map(|r| r.status),
             guards: state.guard_holds.iter().map(|g| g.guard.clone()).collect(),
+            budget_warned: state.downtime.warned_at.is_some(),
             ended: state.ended.is_some(),
         }
     }
@@ -606,9 +608,25 @@ impl Watcher {
         }
         self.rollback = state.rollback.as_ref().map(|r| r.status);
         self.guards = guards;
-        // budget-warning (NotifyOn::BudgetWarning) is queued here once the fold knows the
-        // downtime budget (issue 13, item 2): on the state's crossing of its warning
-        // threshold, as the guards above are found.
+        // The downtime budget's 80 % warning, once, when the fold records it.
+        if let (Some(at), false) = (state.downtime.warned_at, self.budget_warned) {
+            let used = state.downtime.used_ms(at).unwrap_or(0);
+            let of = state.plan.budget.as_ref().map_or(0, |b| b.max_ms);
+            out.push(moment(
+                state,
+                plan,
+                NotifyOn::BudgetWarning,
+                None,
+                None,
+                None,
+                format!(
+                    "cutover {plan}: downtime budget 80 % used ({}s of {}s; writes are still frozen)",
+                    used / 1000,
+                    of / 1000
+                ),
+            ));
+        }
+        self.budget_warned = state.downtime.warned_at.is_some();
         if let (Some((_, reason)), false) = (&state.ended, self.ended) {
             out.push(moment(
                 state,

@@ -104,6 +104,7 @@ async fn wait_status(world: &World, want: TaskStatus) -> Result<(), ActionError>
 }
 
 async fn stop(world: &World, out: &Output) -> Result<String, ActionError> {
+    world.strike_late_drift().await;
     let task = &world.cfg.task;
     let before = world.task.borrow().clone();
     if before == TaskStatus::Stopped {

@@ -21,16 +21,20 @@ pub enum Fault {
     ReplicatorStall,
     /// The drift source's poll panics (an internal error) for about 10 s.
     SourcePanic,
+    /// After the drain was green: when replication is stopped, a stray writer inserts a row
+    /// on the target behind the replicator's back, so the sides diverge late.
+    LateDrift,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::LagSpike,
         Fault::DropChange,
         Fault::ApiThrottle,
         Fault::DnsSlow,
         Fault::ReplicatorStall,
         Fault::SourcePanic,
+        Fault::LateDrift,
     ];
 
     /// The name used on the command line and in `FaultChanged` events.
@@ -42,6 +46,7 @@ impl Fault {
             Fault::DnsSlow => "dns-slow",
             Fault::ReplicatorStall => "replicator-stall",
             Fault::SourcePanic => "source-panic",
+            Fault::LateDrift => "late-drift",
         }
     }
 
@@ -63,6 +68,9 @@ impl Fault {
             }
             Fault::SourcePanic => {
                 "the drift source panics on every poll for ~10s, ~3s after the start (an internal error: the cockpit records it as a source failure and carries on)"
+            }
+            Fault::LateDrift => {
+                "after the drain was green, when replication is stopped, a stray writer inserts a row on the target (the sides diverge late: abort conditions must catch it)"
             }
         }
     }

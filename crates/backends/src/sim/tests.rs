@@ -17,7 +17,7 @@ use cutover_core::event::{
     ChecksumState, DiffKind, Direction, Event, MetricSeries, Reading, Side, SourceKind, TableDrift,
     TableStat, WorldMeasures, now_ms,
 };
-use cutover_core::plan::{Action, DnsTo, FreezeMethod, Plan, rehearsal_plan};
+use cutover_core::plan::{Action, DnsTo, FreezeMethod, Plan, rehearsal_plan_without_aborts};
 use cutover_core::state::{GateState, State};
 use cutover_runtime::action::{Output, spawn_action};
 use cutover_runtime::source::{SourceError, spawn_pollers};
@@ -57,7 +57,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// The shipped plan with a small, quick world.
 fn fast_plan() -> Plan {
-    let mut plan = rehearsal_plan();
+    let mut plan = rehearsal_plan_without_aborts();
     let r = &mut plan.rehearsal;
     r.rows_per_table = 60;
     r.write_rate = 80.0;
@@ -981,7 +981,7 @@ async fn drive(plan: Plan, faults: Vec<Fault>) -> (State, WorldMeasures, Option<
     let run = |state: &mut State, ev: &Event| {
         for effect in state.apply(ev) {
             let cutover_core::state::Effect::RunAction { step, direction } = effect else {
-                continue; // this plan arms no guard that records an event
+                continue; // these plans arm no guard that records an event
             };
             spawn_action(
                 world.actuator(),
@@ -1049,7 +1049,7 @@ async fn drive(plan: Plan, faults: Vec<Fault>) -> (State, WorldMeasures, Option<
 #[tokio::test]
 async fn rehearsal_plan_completes_cleanly_with_default_settings() {
     let started = Instant::now();
-    let (state, m, blocked) = drive(rehearsal_plan(), vec![]).await;
+    let (state, m, blocked) = drive(rehearsal_plan_without_aborts(), vec![]).await;
     eprintln!("clean run: {:.1}s, {m:?}", started.elapsed().as_secs_f64());
     assert_eq!(blocked, None);
     assert!(state.completed());
@@ -1071,7 +1071,9 @@ async fn rehearsal_plan_completes_despite_transient_faults() {
         Fault::ReplicatorStall,
         Fault::DnsSlow,
     ]
-    .map(|f| tokio::spawn(async move { (f, drive(rehearsal_plan(), vec![f]).await) }));
+    .map(|f| {
+        tokio::spawn(async move { (f, drive(rehearsal_plan_without_aborts(), vec![f]).await) })
+    });
     for run in runs {
         let (fault, (state, m, blocked)) = run.await.expect("the run finishes");
         eprintln!("{fault}: {m:?}");
@@ -1091,7 +1093,7 @@ async fn rehearsal_plan_completes_despite_transient_faults() {
 
 #[tokio::test]
 async fn rehearsal_plan_blocks_at_drain_on_a_dropped_change() {
-    let (state, m, blocked) = drive(rehearsal_plan(), vec![Fault::DropChange]).await;
+    let (state, m, blocked) = drive(rehearsal_plan_without_aborts(), vec![Fault::DropChange]).await;
     let blocked = blocked.expect("the drain step stays blocked");
     assert!(blocked.starts_with("drain:"), "{blocked}");
     assert!(

@@ -135,6 +135,8 @@ pub(crate) struct Active {
     pub throttle: AtomicBool,
     pub stall: AtomicBool,
     pub panic: AtomicBool,
+    /// `late-drift` has struck (it strikes once).
+    pub late_drift: AtomicBool,
 }
 
 /// What the tasks wait on; shared apart from the world so waiting never keeps it alive.
@@ -571,8 +573,8 @@ impl World {
                     ),
                     "the drift source polls normally again".to_string(),
                 ),
-                // Not timed: they strike at the freeze and at DNS changes.
-                Fault::DropChange | Fault::DnsSlow => continue,
+                // Not timed: they strike at the freeze, at DNS changes, at the stop.
+                Fault::DropChange | Fault::DnsSlow | Fault::LateDrift => continue,
             };
             out.push(self.guarded(
                 "a rehearsal fault timer",
@@ -597,11 +599,45 @@ impl World {
             Fault::ApiThrottle => &self.active.throttle,
             Fault::ReplicatorStall => &self.active.stall,
             Fault::SourcePanic => &self.active.panic,
-            Fault::DropChange | Fault::DnsSlow => return,
+            Fault::DropChange | Fault::DnsSlow | Fault::LateDrift => return,
         };
         flag.store(on, Ordering::Relaxed);
         // The replicator recomputes its deadline with the new lag, or resumes after a stall.
         self.wake_replicator();
+    }
+}
+
+impl World {
+    /// `late-drift`, once, when replication is asked to stop (after the drain proved both
+    /// sides equal): a stray writer the cutover did not fence inserts a row on the target.
+    /// Not an application write the ledger knows: nothing acknowledged is lost, but the
+    /// target no longer matches the source.
+    pub(crate) async fn strike_late_drift(&self) {
+        if !self.has_fault(Fault::LateDrift) || self.active.late_drift.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        let mut core = self.core.lock().await;
+        let Some(table) = self.cfg.tables.first() else {
+            return;
+        };
+        let id = core.next_id[0];
+        core.next_id[0] += 1;
+        let seq = core.next_seq;
+        core.next_seq += 1;
+        let row = super::workload::make_row(&mut core.rng, &table.name, id, seq);
+        let detail = match table.insert(&mut core.target.conn, &row).await {
+            Ok(_) => {
+                core.data_gen += 1;
+                format!(
+                    "a stray writer inserted {} id={id} on the target behind the replicator (after the drain was green)",
+                    table.name
+                )
+            }
+            Err(e) => format!("the stray write on the target failed: {e}"),
+        };
+        drop(core);
+        self.fault_changed(Fault::LateDrift, true, detail);
     }
 }
 

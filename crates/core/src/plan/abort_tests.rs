@@ -141,3 +141,76 @@ fn on_timeout_takes_only_hold_or_rollback() {
     assert_eq!(e.line, line_of(&text, "retry"));
     assert!(e.message.contains("unknown variant"), "{e}");
 }
+
+/// `BASE` with top-level window keys before its first table.
+fn with_keys(keys: &str) -> String {
+    BASE.replacen("name = \"p\"\n", &format!("name = \"p\"\n{keys}\n"), 1)
+}
+
+#[test]
+fn the_downtime_budget_and_the_deadline_parse() {
+    let plan = parse(
+        "p.toml",
+        &with_keys("max_downtime = \"5m\"\non_budget = \"rollback\"\nwindow = \"45m\""),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.budget,
+        Some(DowntimeBudget {
+            max_ms: 300_000,
+            on_budget: GuardAction::Rollback
+        })
+    );
+    assert_eq!(plan.budget.map(|b| b.warn_after_ms()), Some(240_000));
+    assert_eq!(plan.deadline, Some(Deadline::Window(2_700_000)));
+    let plan = parse("p.toml", &with_keys("deadline = \"2026-12-01T22:00:00Z\""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.deadline, Some(Deadline::At(1_796_162_400_000)));
+    assert_eq!(plan.budget, None);
+}
+
+#[test]
+fn bad_budget_and_deadline_keys_point_at_the_value_with_a_fix() {
+    let cases = [
+        (
+            "on_budget = \"hold\"",
+            "on_budget",
+            "without `max_downtime`",
+        ),
+        ("max_downtime = \"0s\"", "max_downtime", "max_downtime 0ms"),
+        (
+            "max_downtime = \"2d\"",
+            "max_downtime",
+            "is longer than 24h",
+        ),
+        ("window = \"10s\"", "window", "is shorter than 1m"),
+        (
+            "deadline = \"tonight at eleven\"",
+            "deadline",
+            "bad deadline \"tonight at eleven\"",
+        ),
+        (
+            "deadline = \"2026-12-01T22:00:00\"",
+            "deadline",
+            "bad deadline",
+        ),
+        (
+            "deadline = \"2026-12-01T22:00:00Z\"\nwindow = \"45m\"",
+            "window",
+            "both `deadline` and `window`",
+        ),
+        ("on_budget = \"panic\"", "on_budget", "unknown variant"),
+    ];
+    for (keys, key, want) in cases {
+        let text = with_keys(keys);
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{keys}: {errs:?}");
+        let e = &errs[0];
+        assert!(e.message.contains(want), "{keys}: {}", e.message);
+        assert_eq!(e.line, line_of(&text, &format!("{key} =")), "{keys}: {e:?}");
+        assert!(
+            e.hint.is_some() || want == "unknown variant",
+            "{keys}: a hint says the fix"
+        );
+    }
+}

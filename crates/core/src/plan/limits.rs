@@ -45,6 +45,10 @@ pub const CONFIRM_CHARS: RangeInclusive<usize> = 1..=100;
 pub const GATES: RangeInclusive<usize> = 0..=32;
 /// Steps per plan.
 pub const STEPS: RangeInclusive<usize> = 1..=200;
+/// `max_downtime`: the write-downtime budget.
+pub const MAX_DOWNTIME_MS: RangeInclusive<i64> = SECOND..=24 * HOUR;
+/// `window`: how long after the session's start forward steps may start.
+pub const WINDOW_MS: RangeInclusive<i64> = MINUTE..=7 * 24 * HOUR;
 /// `[[abort]]` conditions in a plan.
 pub const ABORTS: RangeInclusive<usize> = 0..=32;
 /// `[[metrics]]` entries (one GetMetricData call a poll holds at most 500 queries).

@@ -340,6 +340,34 @@ pub struct AbortCondition {
     pub then: GuardAction,
 }
 
+/// `max_downtime` / `on_budget`: how long writes may stay frozen, counted from the start of
+/// the step that freezes the source to the end of the one that lets writes in again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DowntimeBudget {
+    pub max_ms: i64,
+    /// What happens when the budget is spent (a warning comes at 80 %).
+    pub on_budget: GuardAction,
+}
+
+impl DowntimeBudget {
+    /// The share of the budget at which the cockpit warns, in per mille.
+    pub const WARN_PER_MILLE: i64 = 800;
+
+    /// When the warning is due, from the window's start.
+    pub fn warn_after_ms(&self) -> i64 {
+        self.max_ms.saturating_mul(Self::WARN_PER_MILLE) / 1000
+    }
+}
+
+/// `deadline` / `window`: no forward step may start after it; rollback always may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// `deadline = "<RFC 3339>"`: an instant (ms since the epoch).
+    At(i64),
+    /// `window = "45m"`: this long after the session started.
+    Window(i64),
+}
+
 /// Which engine a database endpoint runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -535,6 +563,10 @@ pub struct Plan {
     pub aborts: Vec<AbortCondition>,
     /// `[[notify]]` webhooks, in plan order.
     pub notify: Vec<Notify>,
+    /// `max_downtime` and `on_budget`.
+    pub budget: Option<DowntimeBudget>,
+    /// `deadline` or `window`.
+    pub deadline: Option<Deadline>,
     /// The file's text, kept so a transcript can carry the exact plan it ran.
     pub source_text: String,
     /// SHA-256 of `source_text`, hex.
@@ -568,6 +600,35 @@ impl Plan {
             DnsTo::Target => dns.map(|d| d.target.clone()),
             DnsTo::Value(v) => Some(v.clone()),
         }
+    }
+
+    /// The steps that open and close the write-downtime window: the first freezing the
+    /// source, and the first after it letting either side take writes again. Plans that
+    /// freeze some other way (a shell command changing a parameter group) are found by the
+    /// step ids `freeze` / `unfreeze`.
+    pub fn downtime_steps(&self) -> (Option<usize>, Option<usize>) {
+        let mut freeze = None;
+        let mut unfreeze = None;
+        for (i, s) in self.steps.iter().enumerate() {
+            match s.action {
+                Action::Freeze {
+                    on: Side::Source, ..
+                } if freeze.is_none() => freeze = Some(i),
+                Action::Unfreeze { .. } if freeze.is_some() && unfreeze.is_none() => {
+                    unfreeze = Some(i)
+                }
+                _ => {}
+            }
+        }
+        let by_id = |word: &str| {
+            self.steps
+                .iter()
+                .position(|s| s.id.eq_ignore_ascii_case(word))
+        };
+        (
+            freeze.or_else(|| by_id("freeze")),
+            unfreeze.or_else(|| by_id("unfreeze")),
+        )
     }
 
     pub fn step_index(&self, id: &str) -> Option<usize> {
@@ -710,6 +771,10 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 struct RawPlan {
     name: Option<Spanned<String>>,
     description: Option<Spanned<String>>,
+    max_downtime: Option<Spanned<String>>,
+    on_budget: Option<Spanned<GuardAction>>,
+    deadline: Option<Spanned<String>>,
+    window: Option<Spanned<String>>,
     source: Option<Spanned<RawEndpoint>>,
     target: Option<Spanned<RawEndpoint>>,
     replication: Option<Spanned<RawReplication>>,
@@ -983,6 +1048,8 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     let steps = steps(&mut loc, &raw.step, &sections);
     let aborts = aborts(&mut loc, &raw.abort, &sections, &steps);
     let notify = notify::notifies(&mut loc, &raw.notify);
+    let budget = downtime_budget(&mut loc, raw.max_downtime.as_ref(), raw.on_budget.as_ref());
+    let deadline = deadline(&mut loc, raw.deadline.as_ref(), raw.window.as_ref());
 
     if !loc.errors.is_empty() {
         return Err(PlanErrors(loc.errors));
@@ -1003,6 +1070,8 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         steps,
         aborts,
         notify,
+        budget,
+        deadline,
         source_text: text.to_string(),
         hash,
     })
@@ -1939,6 +2008,62 @@ fn aborts(
     out
 }
 
+/// `max_downtime` and `on_budget` (which means nothing without it).
+fn downtime_budget(
+    loc: &mut Locator<'_>,
+    max_downtime: Option<&Spanned<String>>,
+    on_budget: Option<&Spanned<GuardAction>>,
+) -> Option<DowntimeBudget> {
+    let Some(max) = max_downtime else {
+        if let Some(o) = on_budget {
+            loc.at(
+                o,
+                "`on_budget` without `max_downtime`: there is no budget to spend",
+                Some("add max_downtime = \"5m\", or remove on_budget"),
+            );
+        }
+        return None;
+    };
+    let max_ms = bounded_duration(loc, "max_downtime", max, &limits::MAX_DOWNTIME_MS)?;
+    Some(DowntimeBudget {
+        max_ms,
+        on_budget: on_budget.map(|o| *o.get_ref()).unwrap_or_default(),
+    })
+}
+
+/// `deadline` (an RFC 3339 instant) or `window` (a duration from the session's start).
+fn deadline(
+    loc: &mut Locator<'_>,
+    deadline: Option<&Spanned<String>>,
+    window: Option<&Spanned<String>>,
+) -> Option<Deadline> {
+    match (deadline, window) {
+        (Some(_), Some(w)) => {
+            loc.at(
+                w,
+                "the plan sets both `deadline` and `window`",
+                Some("keep one: deadline = \"2026-12-01T23:00:00Z\" or window = \"45m\""),
+            );
+            None
+        }
+        (Some(d), None) => match chrono::DateTime::parse_from_rfc3339(d.get_ref().trim()) {
+            Ok(t) => Some(Deadline::At(t.timestamp_millis())),
+            Err(e) => {
+                loc.at(
+                    d,
+                    format!("bad deadline \"{}\": {e}", d.get_ref()),
+                    Some("write an RFC 3339 instant with its offset, e.g. \"2026-12-01T23:00:00Z\" or \"2026-12-02T01:00:00+02:00\""),
+                );
+                None
+            }
+        },
+        (None, Some(w)) => {
+            bounded_duration(loc, "window", w, &limits::WINDOW_MS).map(Deadline::Window)
+        }
+        (None, None) => None,
+    }
+}
+
 /// A step that changes the world needs a way back (or to say there is none); an undo
 /// without an action has nothing to undo.
 fn check_undo(
@@ -2387,6 +2512,32 @@ fn check_gate_sources(loc: &mut Locator<'_>, at: usize, gate: &Gate, sections: &
 /// The built-in rehearsal plan.
 pub fn rehearsal_plan() -> Plan {
     parse("plans/rehearsal.toml", REHEARSAL_PLAN).expect("the embedded rehearsal plan is valid")
+}
+
+/// The built-in rehearsal plan's text without its `[[abort]]` conditions, for scenarios
+/// (the cockpit's snapshots, the world's own drives) that stage drift and lag to watch the
+/// gates and the world: the shipped aborts would fire on them and take the run over. The
+/// budget and the deadline stay.
+pub fn rehearsal_plan_text_without_aborts() -> String {
+    let text = REHEARSAL_PLAN;
+    match text.find("# Watched between steps") {
+        Some(from) => {
+            let to = text[from..]
+                .find("[[metrics]]")
+                .map_or(text.len(), |i| i + from);
+            format!("{}{}", &text[..from], &text[to..])
+        }
+        None => text.to_string(),
+    }
+}
+
+/// [`rehearsal_plan_text_without_aborts`], parsed.
+pub fn rehearsal_plan_without_aborts() -> Plan {
+    parse(
+        "plans/rehearsal.toml",
+        &rehearsal_plan_text_without_aborts(),
+    )
+    .expect("the embedded rehearsal plan is valid without its aborts")
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ impl State {
             | Event::ActionFinished { .. }
             | Event::StepTimedOut { .. }
             | Event::StepResolved { .. }
-            | Event::HoldCleared { .. } => self.apply_action(at, ev),
+            | Event::HoldCleared { .. }
+            | Event::GuardWarned { .. } => self.apply_action(at, ev),
             Event::RollbackRequested { .. }
             | Event::RollbackCancelled { .. }
             | Event::RollbackConfirmed { .. } => self.apply_rollback(at, ev),
@@ -58,6 +59,7 @@ impl State {
         self.refresh_next_gates(at);
         let mut effects = effects;
         effects.extend(self.watch_guards(at));
+        self.watch_detection(at);
         effects
     }
 
@@ -240,6 +242,7 @@ impl State {
                         }
                         Direction::Undo => s.status = StepStatus::Undoing,
                     }
+                    self.downtime_started(at, i, *direction);
                     let verb = if *direction == Direction::Do {
                         "running"
                     } else {
@@ -276,6 +279,7 @@ impl State {
                 effects.extend(self.resolve(at, step, *done, by));
             }
             Event::HoldCleared { guard, by, .. } => self.clear_hold(at, guard, by),
+            Event::GuardWarned { guard, reason, .. } => self.guard_warned(at, guard, reason),
             _ => {}
         }
         effects
@@ -307,6 +311,9 @@ impl State {
                 ),
             );
             return Vec::new();
+        }
+        if ok {
+            self.downtime_thawed(at, i, direction);
         }
         let s = &mut self.steps[i];
         s.message = Some(message.to_string());
@@ -419,6 +426,9 @@ impl State {
                 ..
             } => {
                 self.faults.insert(fault.clone(), (*active, detail.clone()));
+                if *active {
+                    self.fault_began(at, fault);
+                }
                 let verb = if *active { "injected" } else { "cleared" };
                 self.log(at, Level::Warn, format!("fault {fault} {verb}: {detail}"));
             }

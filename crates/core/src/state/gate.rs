@@ -687,7 +687,7 @@ impl State {
         self.steps.get(step - 1).and_then(|s| s.finished_at)
     }
 
-    fn source_error_for(&self, input: &Input) -> Option<String> {
+    pub(super) fn source_error_for(&self, input: &Input) -> Option<String> {
         use crate::event::SourceKind as K;
         use ReplicationInput as R;
         let kind = match input.canonical() {

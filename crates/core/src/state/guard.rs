@@ -2,6 +2,11 @@
 //! interactive drive, step timeouts. Folded on every event (time passes through ticks), so
 //! replay, attach and report see a guard fire at the same event the live cockpit did.
 //!
+//! The window's own guards sit here too: the downtime budget (`max_downtime`, counted over
+//! [`DowntimeWindow`], warned at 80 % through a recorded `GuardWarned`, then the plan's
+//! `on_budget` at 100 %, decided like an abort) and the deadline (`deadline` / `window`:
+//! past it no forward step starts; rollback always may).
+//!
 //! An abort condition that fires blocks forward steps at once, in the fold. A `hold` stays
 //! until the operator clears it (`HoldCleared`, a typed phrase); a `rollback` asks the
 //! runtime to record `RollbackConfirmed { by: "abort <id>" }` (`Effect::Record`), so the
@@ -15,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::gate::compare;
 use super::{Effect, InputValue, Level, RollbackStatus, State, StepStatus};
-use crate::event::{Event, Ts};
-use crate::plan::{AbortCondition, GuardAction, limits};
+use crate::event::{Direction, Event, Ts};
+use crate::plan::{AbortCondition, Deadline, GuardAction, limits};
 
 /// What one abort condition is doing now, for the screen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +101,49 @@ pub struct GuardHold {
 /// The phrase the operator types to clear a hold.
 pub const CLEAR_PHRASE: &str = "clear hold";
 
+/// The guard name of the downtime budget, in holds, rollbacks and warnings.
+pub const BUDGET_GUARD: &str = "budget";
+
+/// The write-downtime window, as the plan's freeze and unfreeze steps open and close it
+/// (`Plan::downtime_steps`; the report measures the same window), and the budget's
+/// progress over it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DowntimeWindow {
+    /// The freeze step's action started.
+    pub started: Option<Ts>,
+    /// When writes were allowed again, and by what: `<step> finished` (the unfreeze) or
+    /// `<step> undone` (the freeze's undo).
+    pub ended: Option<(Ts, String)>,
+    /// When the 80 % warning was given (once).
+    pub warned_at: Option<Ts>,
+    /// When the budget was spent and its guard fired (once).
+    pub spent_at: Option<Ts>,
+}
+
+impl DowntimeWindow {
+    /// How long writes have been (or were) frozen, as of `now`.
+    pub fn used_ms(&self, now: Ts) -> Option<i64> {
+        let start = self.started?;
+        let end = self.ended.as_ref().map_or(now, |(at, _)| *at);
+        Some((end - start).max(0))
+    }
+
+    /// Writes are frozen now.
+    pub fn open(&self) -> bool {
+        self.started.is_some() && self.ended.is_none()
+    }
+}
+
+/// `1m05s`, `42s`: a countdown as the status bar and the log say it.
+pub fn show_countdown(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, sec) => format!("{h}h{m:02}m{sec:02}s"),
+    }
+}
+
 impl State {
     /// Evaluates every guard after an event; returns the rollbacks to record.
     pub(super) fn watch_guards(&mut self, at: Ts) -> Vec<Effect> {
@@ -124,7 +172,116 @@ impl State {
         if !quiet && self.mode.as_ref().is_some_and(|m| m.drives_interactively()) {
             effects.extend(self.watch_timeouts(at));
         }
+        if !quiet {
+            effects.extend(self.watch_budget(at));
+            self.watch_deadline(at);
+        }
         effects
+    }
+
+    /// A step's action started: the downtime window opens at the start of the freeze
+    /// step's action.
+    pub(super) fn downtime_started(&mut self, at: Ts, i: usize, direction: Direction) {
+        let (freeze, _) = self.plan.downtime_steps();
+        if direction == Direction::Do && Some(i) == freeze && self.downtime.started.is_none() {
+            self.downtime.started = Some(at);
+        }
+    }
+
+    /// A step's action finished well: the window closes when the unfreeze finishes, or the
+    /// freeze is undone.
+    pub(super) fn downtime_thawed(&mut self, at: Ts, i: usize, direction: Direction) {
+        let (freeze, unfreeze) = self.plan.downtime_steps();
+        let thaws = match direction {
+            Direction::Do => Some(i) == unfreeze,
+            Direction::Undo => Some(i) == freeze,
+        };
+        if thaws && self.downtime.open() {
+            let how = match direction {
+                Direction::Do => "finished",
+                Direction::Undo => "undone",
+            };
+            let step = self.plan.steps[i].id.clone();
+            self.downtime.ended = Some((at, format!("{step} {how}")));
+        }
+    }
+
+    /// The downtime budget: a warning at 80 % (recorded, so replay and report see it where
+    /// the live cockpit gave it), and the plan's `on_budget` at 100 %.
+    fn watch_budget(&mut self, at: Ts) -> Vec<Effect> {
+        let Some(budget) = self.plan.budget else {
+            return Vec::new();
+        };
+        let Some(used) = self
+            .downtime
+            .used_ms(self.now)
+            .filter(|_| self.downtime.open())
+        else {
+            return Vec::new();
+        };
+        let mut effects = Vec::new();
+        let max = limits::show_ms(budget.max_ms);
+        if used >= budget.warn_after_ms() && self.downtime.warned_at.is_none() {
+            self.downtime.warned_at = Some(at);
+            effects.push(Effect::Record(Event::GuardWarned {
+                at,
+                guard: BUDGET_GUARD.into(),
+                reason: format!(
+                    "{}% of the downtime budget spent: writes frozen for {} of {max}; at {max} the plan says {}",
+                    used * 100 / budget.max_ms.max(1),
+                    show_countdown(used),
+                    budget.on_budget.as_str()
+                ),
+            }));
+        }
+        if used >= budget.max_ms && self.downtime.spent_at.is_none() {
+            self.downtime.spent_at = Some(at);
+            let reason = format!(
+                "the downtime budget is spent: writes frozen for {} (max_downtime {max})",
+                show_countdown(used)
+            );
+            effects.extend(self.trip(at, BUDGET_GUARD.into(), budget.on_budget, reason));
+        }
+        effects
+    }
+
+    /// A recorded budget warning: into the log (the fold asked for it; a transcript carries
+    /// it, so its folding marks it given too).
+    pub(super) fn guard_warned(&mut self, at: Ts, guard: &str, reason: &str) {
+        if guard == BUDGET_GUARD {
+            self.downtime.warned_at.get_or_insert(at);
+        }
+        self.log(at, Level::Warn, format!("{guard} warning: {reason}"));
+    }
+
+    /// When the plan's deadline falls: its `deadline`, or `window` after the session began.
+    pub fn deadline_at(&self) -> Option<Ts> {
+        match self.plan.deadline? {
+            Deadline::At(t) => Some(t),
+            Deadline::Window(ms) => self.started_at.map(|s| s.saturating_add(ms)),
+        }
+    }
+
+    /// Why no forward step may start now because the deadline passed.
+    pub fn deadline_blocker(&self) -> Option<String> {
+        let due = self.deadline_at()?;
+        (self.now > due).then(|| {
+            format!(
+                "the window's deadline passed {} ago: no forward step may start after it (a step begun late would run into the time the window does not have); press R to roll back",
+                show_countdown(self.now - due)
+            )
+        })
+    }
+
+    /// Says once, in the log, that the deadline passed.
+    fn watch_deadline(&mut self, at: Ts) {
+        if self.deadline_passed.is_some() {
+            return;
+        }
+        if let Some(why) = self.deadline_blocker() {
+            self.deadline_passed = Some(at);
+            self.log(at, Level::Error, why);
+        }
     }
 
     /// Armed from the start of step `from` through the end of step `until`.
@@ -249,12 +406,14 @@ impl State {
             Level::Error,
             format!("{guard} fired: {}: {reason}", then.as_str()),
         );
-        self.guard_holds.push(GuardHold {
+        let hold = GuardHold {
             guard: guard.clone(),
             reason: reason.clone(),
             at,
             then,
-        });
+        };
+        self.guards_fired.push(hold.clone());
+        self.guard_holds.push(hold);
         match then {
             GuardAction::Hold => None,
             GuardAction::Rollback => Some(Effect::Record(Event::RollbackConfirmed {
@@ -365,6 +524,7 @@ impl State {
             self.steps[i].timeout_noticed = None;
             self.steps[i].timeout_cleared_at = Some(at);
         }
+        // A cleared budget hold stays cleared: the budget fired once and is spent.
         self.log(
             at,
             Level::Warn,

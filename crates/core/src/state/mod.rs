@@ -3,6 +3,7 @@
 //! `State::apply` never reads the clock, the network or the disk: "now" is the newest event
 //! timestamp. Live, replay, attach and report all run this same fold.
 
+mod detect;
 mod fold;
 pub mod gate;
 pub mod guard;
@@ -17,8 +18,11 @@ use crate::event::{
     WorldMeasures,
 };
 use crate::plan::{Action, Plan};
+pub use detect::{FaultDetection, FaultFigure, GuardFigures};
 pub use gate::{GateState, GateStatus, InputValue, fmt_bytes};
-pub use guard::{AbortState, AbortWatch, CLEAR_PHRASE, GuardHold};
+pub use guard::{
+    AbortState, AbortWatch, BUDGET_GUARD, CLEAR_PHRASE, DowntimeWindow, GuardHold, show_countdown,
+};
 pub use replication::ReplicationView;
 use serde::{Deserialize, Serialize};
 
@@ -321,6 +325,19 @@ folded_state! {
     /// Guards that fired and block forward steps (oldest first).
     #[serde(default)]
     pub guard_holds: Vec<GuardHold>,
+    /// The write-downtime window and the budget's progress over it.
+    #[serde(default)]
+    pub downtime: DowntimeWindow,
+    /// When the fold first saw the plan's deadline passed (said once in the log).
+    #[serde(default)]
+    pub deadline_passed: Option<Ts>,
+    /// Every guard that fired (abort, timeout, budget), oldest first, kept after its hold
+    /// is cleared or resolved by the rollback: the report and the summary name them.
+    #[serde(default)]
+    pub guards_fired: Vec<GuardHold>,
+    /// Each rehearsal fault and when the cockpit first showed it (`detect.rs`).
+    #[serde(default)]
+    pub detections: Vec<FaultDetection>,
 }
 
 /// `holds` as a sorted list of `[[step, gate], since]` (JSON maps need string keys, and a
@@ -404,6 +421,10 @@ impl State {
             events: 0,
             aborts: vec![AbortWatch::default(); n_aborts],
             guard_holds: Vec::new(),
+            downtime: DowntimeWindow::default(),
+            deadline_passed: None,
+            guards_fired: Vec::new(),
+            detections: Vec::new(),
         }
     }
 
@@ -517,6 +538,9 @@ impl State {
         }
         if let Some(hold) = self.hold_blocker() {
             return Some(hold);
+        }
+        if let Some(late) = self.deadline_blocker() {
+            return Some(late);
         }
         match self.next_step() {
             Some(n) if n == step => {}
@@ -985,3 +1009,5 @@ mod props;
 mod snap_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;

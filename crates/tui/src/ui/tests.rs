@@ -13,7 +13,6 @@ use cutover_core::event::{
     ChecksumState, DatabaseReading, DiffKey, DiffKind, Direction, DnsReading, Event, MetricSeries,
     PeerRole, Reading, Side, SourceKind, TableDrift, TableStat, TaskReading, Ts, WorldMeasures,
 };
-use cutover_core::plan::rehearsal_plan;
 use cutover_core::state::{OpenDialog, State, StepStatus};
 
 /// 2026-01-01T00:00:00Z.
@@ -66,10 +65,22 @@ struct Fx {
     st: State,
 }
 
+/// The shipped plan without its `[[abort]]` conditions: the scenarios stage drift and lag
+/// to show gates, dialogs and panes, on which the shipped aborts would fire and take the
+/// screen over. The guards have scenarios of their own (`held`); the downtime budget and the
+/// deadline stay, so every status bar shows their countdowns.
+fn plan_text() -> String {
+    cutover_core::plan::rehearsal_plan_text_without_aborts()
+}
+
+fn scenario_plan() -> cutover_core::plan::Plan {
+    cutover_core::plan::rehearsal_plan_without_aborts()
+}
+
 impl Fx {
     fn new() -> Fx {
         let mut fx = Fx {
-            st: State::new(Arc::new(rehearsal_plan())),
+            st: State::new(Arc::new(scenario_plan())),
         };
         fx.ev(Event::SessionStarted {
             at: T0,
@@ -1029,7 +1040,7 @@ fn a_step_in_doubt_after_a_crash_says_so_and_how_to_settle_it() {
 fn held() -> State {
     let text = format!(
         "{}\n[[abort]]\nid = \"drift\"\nwhen = \"drift.rows > 0 fresh 10s\"\nthen = \"hold\"\n",
-        cutover_core::plan::REHEARSAL_PLAN
+        plan_text()
     );
     let plan = cutover_core::plan::parse("rehearsal.toml", &text).unwrap_or_else(|e| panic!("{e}"));
     let mut fx = Fx {

@@ -1,5 +1,6 @@
 //! The status bar: who and where (mode, plan, elapsed, step n/N, watchers, the rehearsal's
-//! cost so far, the abort conditions' states, the transcript) on the first line; the verdict — what happens next, or why
+//! cost so far, the downtime budget's and the deadline's countdowns, the abort conditions'
+//! states, the transcript) on the first line; the verdict — what happens next, or why
 //! it cannot — across the whole second line, because that is the line people read.
 
 use ratatui::buffer::Buffer;
@@ -10,7 +11,7 @@ use ratatui::text::{Line, Span};
 use super::{Ctx, put_line, sym};
 use crate::ui::Mode;
 use crate::ui::text::{age, clock, hms, truncate, truncate_left, width};
-use cutover_core::state::{AbortState, GateState, RollbackStatus, StepStatus};
+use cutover_core::state::{AbortState, GateState, RollbackStatus, StepStatus, show_countdown};
 
 pub fn render(ctx: &Ctx<'_>, area: Rect, buf: &mut Buffer) {
     buf.set_style(area, ctx.theme.status);
@@ -92,6 +93,12 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
             )],
         });
     }
+    if let Some(seg) = budget_segment(ctx) {
+        segs.push(seg);
+    }
+    if let Some(seg) = deadline_segment(ctx) {
+        segs.push(seg);
+    }
     if let Some(seg) = aborts_segment(ctx) {
         segs.push(seg);
     }
@@ -158,6 +165,66 @@ fn first_line<'a>(ctx: &Ctx<'a>, w: usize) -> Line<'a> {
         }
     }
     Line::from(spans)
+}
+
+/// The downtime budget's countdown while writes are frozen (and what was used after):
+/// `budget 42s left`, amber from 80 %, red and counting up past 100 %.
+fn budget_segment<'a>(ctx: &Ctx<'a>) -> Option<Seg<'a>> {
+    let st = ctx.state;
+    let t = ctx.theme;
+    let budget = st.plan.budget?;
+    let used = st.downtime.used_ms(st.now)?;
+    let style = if used >= budget.max_ms {
+        t.bad
+    } else if used >= budget.warn_after_ms() {
+        t.warn
+    } else {
+        t.good
+    };
+    let text = match (st.downtime.open(), used >= budget.max_ms) {
+        (true, false) => format!("budget {} left", show_countdown(budget.max_ms - used)),
+        (true, true) => format!("budget {} OVER", show_countdown(used - budget.max_ms)),
+        (false, _) => format!(
+            "downtime {} of {}",
+            show_countdown(used),
+            show_countdown(budget.max_ms)
+        ),
+    };
+    Some(Seg {
+        prio: 0,
+        spans: vec![Span::styled(text, style)],
+    })
+}
+
+/// The deadline's countdown until the cutover completes or rolls back: `deadline 12m05s`,
+/// red once it passed (no forward step may start).
+fn deadline_segment<'a>(ctx: &Ctx<'a>) -> Option<Seg<'a>> {
+    let st = ctx.state;
+    let t = ctx.theme;
+    let due = st.deadline_at()?;
+    if st.completed() || st.rollback.is_some() {
+        return None;
+    }
+    // Far off it gives way to the rehearsal's figures; near (5 minutes) or past it stays.
+    let (text, style, prio) = if st.now > due {
+        (
+            format!("deadline passed {} ago", show_countdown(st.now - due)),
+            t.bad,
+            0,
+        )
+    } else {
+        let left = due - st.now;
+        let (style, prio) = if left <= 5 * 60_000 {
+            (t.warn, 1)
+        } else {
+            (t.text, 3)
+        };
+        (format!("deadline in {}", show_countdown(left)), style, prio)
+    };
+    Some(Seg {
+        prio,
+        spans: vec![Span::styled(text, style)],
+    })
 }
 
 /// The plan's abort conditions, each with its state: `abort lag armed drift FIRED`.
