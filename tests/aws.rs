@@ -993,6 +993,7 @@ fn the_iam_policies_are_least_privilege_for_what_the_code_calls() {
         "route53:ListHostedZonesByName",
         "route53:ListResourceRecordSets",
         "route53:GetChange",
+        "route53:GetHostedZone",
         "sts:GetCallerIdentity",
         "logs:FilterLogEvents",
     ];

@@ -813,3 +813,33 @@ fn a_status_address_beyond_loopback_needs_allow_remote_and_nothing_starts_withou
         .count();
     assert_eq!(transcripts, 0, "refused before a session opened");
 }
+
+/// The same seed and fault give the same guard figures within a second (the world runs on
+/// the wall clock, so not to the millisecond: see the deterministic-rehearsal issue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_gives_the_same_guard_figures_within_a_second() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = rehearse(vec![Fault::LateDrift], a.path()).await;
+    let second = rehearse(vec![Fault::LateDrift], b.path()).await;
+    let (f, s) = (&first.guards, &second.guards);
+    assert_eq!(f.fired, s.fired, "the same guards fired");
+    assert_eq!(f.rollback_by, s.rollback_by);
+    // Which guard saw it (its reading, e.g. the stray row's key, depends on the wall clock).
+    let who = |d: &Option<String>| {
+        d.as_deref()
+            .and_then(|d| d.split(':').next())
+            .map(str::to_string)
+    };
+    assert_eq!(who(&f.detected_by), who(&s.detected_by), "{f:?} / {s:?}");
+    assert!(who(&f.detected_by).is_some(), "{f:?}");
+    for (what, x, y) in [
+        ("detection_s", f.detection_s, s.detection_s),
+        ("rollback_s", f.rollback_s, s.rollback_s),
+        ("downtime_s", f.downtime_s, s.downtime_s),
+    ] {
+        let (Some(x), Some(y)) = (x, y) else {
+            panic!("{what} measured in both runs: {f:?} / {s:?}")
+        };
+        assert!((x - y).abs() < 1.0, "{what}: {x} vs {y}");
+    }
+}
