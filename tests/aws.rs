@@ -134,6 +134,11 @@ async fn requests(access_key: &str) -> Vec<Json> {
     serde_json::from_str(&body).expect("request log is JSON")
 }
 
+/// Whether every request in a log slice read (no Stop/Start/Change/Modify call).
+fn only_reads(log: &[Json]) -> bool {
+    log.iter().all(|r| r["mutating"] == json!(false))
+}
+
 /// A fresh name for this test run: moto keeps state between runs.
 fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -1189,13 +1194,7 @@ async fn cutover_check_json_answers_from_the_emulator() {
     for s in ["replication", "dns"] {
         assert!(sources.contains(&s), "{s} missing from {sources:?}");
     }
-    assert!(
-        requests(&key)
-            .await
-            .iter()
-            .all(|r| r["mutating"] == json!(false)),
-        "check only reads"
-    );
+    assert!(only_reads(&requests(&key).await), "check only reads");
 
     // Replication stopped behind the cockpit's back: red, exit 1, the reason names it.
     w.dms()
@@ -1583,10 +1582,7 @@ async fn dns_status_follows_the_change_recorded_before_a_restart() {
     assert_eq!(after.change_id.as_deref(), Some(id.as_str()));
     assert_eq!(after.value.as_deref(), Some(w.target_value.as_str()));
     let log = requests(&key).await;
-    assert!(
-        log.iter().all(|r| r["mutating"] == json!(false)),
-        "no new change: {log:?}"
-    );
+    assert!(only_reads(&log), "no new change: {log:?}");
     // A change id Route 53 never handed out is not INSYNC.
     reader.changes().record("/change/CNEVERISSUED");
     let readings = cutover::source::poll_once(&reader.sources()).await;
@@ -1712,10 +1708,7 @@ async fn a_failed_task_does_not_stop_and_an_undo_never_starts_a_ready_task() {
         .expect_err("an undo never runs a full load");
     assert!(err.0.contains("during a rollback this is refused"), "{err}");
     assert!(
-        requests(&drive_key)
-            .await
-            .iter()
-            .all(|r| r["mutating"] == json!(false)),
+        only_reads(&requests(&drive_key).await),
         "neither stop nor start was sent"
     );
 }
@@ -1955,13 +1948,7 @@ async fn check_follows_the_change_the_driver_recorded() {
             .is_some_and(|c| c.starts_with("/change/")),
         "{report:#}"
     );
-    assert!(
-        requests(&key)
-            .await
-            .iter()
-            .all(|r| r["mutating"] == json!(false)),
-        "check only reads"
-    );
+    assert!(only_reads(&requests(&key).await), "check only reads");
 }
 
 /// Sets MariaDB's global read_only, as RDS does once a parameter group applies.
@@ -2272,13 +2259,7 @@ async fn the_task_log_stream_is_tailed_into_the_log_with_errors_marked() {
     assert_eq!(level_of("Failed to apply"), cutover::state::Level::Error);
     assert_eq!(level_of("retention is short"), cutover::state::Level::Warn);
     assert_eq!(level_of("Task is running"), cutover::state::Level::Info);
-    assert!(
-        requests(&key)
-            .await
-            .iter()
-            .all(|r| r["mutating"] == json!(false)),
-        "the tail only reads"
-    );
+    assert!(only_reads(&requests(&key).await), "the tail only reads");
 }
 
 /// `[dns] role_arn`: the zone lives in another account. The role is assumed through STS
@@ -2497,10 +2478,7 @@ confirm = "unfreeze target"
         resumed.iter().any(|r| r["operation"] == "GetChange"),
         "resume follows the recorded change: {resumed:#?}"
     );
-    assert!(
-        resumed.iter().all(|r| r["mutating"] == json!(false)),
-        "resume made no change: {resumed:#?}"
-    );
+    assert!(only_reads(&resumed), "resume made no change: {resumed:#?}");
     assert!(old.exists());
 }
 

@@ -2222,6 +2222,13 @@ fn endpoint(
 
 /// True when the URL (or keyword string) carries a credential anywhere: a userinfo
 /// password, a secret query parameter or a secret keyword pair.
+/// Whether two DNS names are the same: with or without their one final dot, in any case
+/// (`db.example.com.` is `DB.example.com`).
+pub fn same_dns_name(a: &str, b: &str) -> bool {
+    let bare = |s: &str| s.strip_suffix('.').unwrap_or(s).to_string();
+    bare(a).eq_ignore_ascii_case(&bare(b))
+}
+
 pub fn url_has_password(url: &str) -> bool {
     !crate::redact::scan(url).secrets.is_empty()
 }

@@ -56,10 +56,8 @@ pub fn compare(actual: &Value, op: Op, expected: &Value) -> bool {
             Op::Gt => a > b,
         },
         (Value::Text(a), Value::Text(b)) => {
-            // DNS names are the same with or without their one final dot, in any case
-            // (`db.example.com.` is `DB.example.com`); no other text input ends in a dot.
-            let bare = |s: &str| s.strip_suffix('.').unwrap_or(s).to_string();
-            let eq = bare(a).eq_ignore_ascii_case(&bare(b));
+            // Text compares as DNS names do (no other text input ends in a dot).
+            let eq = crate::plan::same_dns_name(a, b);
             match op {
                 Op::Eq => eq,
                 Op::Ne => !eq,
@@ -285,20 +283,17 @@ impl State {
                 if !d.sets.iter().any(|s| s.weight.is_some()) {
                     return missing("the record is not weighted (one value carries all traffic)");
                 }
-                let Some(want) = self.plan.dns.as_ref().map(|p| match side {
-                    crate::event::Side::Source => p.source.as_str(),
-                    crate::event::Side::Target => p.target.as_str(),
-                }) else {
-                    return missing("the plan has no [dns] section");
+                let to = match side {
+                    crate::event::Side::Source => crate::plan::DnsTo::Source,
+                    crate::event::Side::Target => crate::plan::DnsTo::Target,
                 };
-                let same = |v: &str| {
-                    v.trim_end_matches('.')
-                        .eq_ignore_ascii_case(want.trim_end_matches('.'))
+                let Some(want) = self.plan.dns_value(&to) else {
+                    return missing("the plan has no [dns] section");
                 };
                 let weight: u64 = d
                     .sets
                     .iter()
-                    .filter(|s| same(&s.value))
+                    .filter(|s| crate::plan::same_dns_name(&s.value, &want))
                     .filter_map(|s| s.weight)
                     .sum();
                 known(Value::Number(weight as f64), d.observed_at)

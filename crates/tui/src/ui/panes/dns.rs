@@ -11,19 +11,14 @@ use super::{Ctx, Frame, framed, placeholder, put_lines, sym};
 use crate::ui::Pane;
 use crate::ui::text::{age, num, truncate};
 use cutover_core::event::{DatabaseReading, DnsSet, SourceKind};
-use cutover_core::plan::Input;
-
-fn same_name(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.')
-        .eq_ignore_ascii_case(b.trim_end_matches('.'))
-}
+use cutover_core::plan::{Input, same_dns_name};
 
 /// Which side a record value points at, per the plan.
 fn side_of(ctx: &Ctx<'_>, value: &str) -> (&'static str, Style) {
     let t = ctx.theme;
     match &ctx.state.plan.dns {
-        Some(d) if same_name(value, &d.source) => ("source", t.text),
-        Some(d) if same_name(value, &d.target) => ("target", t.text),
+        Some(d) if same_dns_name(value, &d.source) => ("source", t.text),
+        Some(d) if same_dns_name(value, &d.target) => ("target", t.text),
         _ => ("neither side", t.warn),
     }
 }
@@ -176,7 +171,7 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
             Some(r) => {
                 let (side, style) = side_of(ctx, r);
                 res.push(Span::styled(side, style));
-                if d.value.as_deref().is_some_and(|v| !same_name(v, r)) {
+                if d.value.as_deref().is_some_and(|v| !same_dns_name(v, r)) {
                     res.push(Span::styled(format!(" {} not yet", sym::FAILED), t.warn));
                 }
                 res.push(Span::styled(format!(": {r}"), t.dim));
@@ -197,6 +192,15 @@ pub fn render(ctx: &Ctx<'_>, area: Rect, frame: Frame, buf: &mut Buffer) {
     put_lines(&lines, inner, buf);
 }
 
+/// A weighted set's share of the traffic, in per cent of all the sets' weights.
+fn share(weight: u64, total: u64) -> f64 {
+    if total > 0 {
+        weight as f64 * 100.0 / total as f64
+    } else {
+        0.0
+    }
+}
+
 /// The traffic share of each side, from the weighted sets: source, target, then anything
 /// else the record points at; sides with no set are left out.
 fn split<'a>(
@@ -212,11 +216,7 @@ fn split<'a>(
         } else {
             side
         };
-        let share = if total > 0 {
-            set.weight.unwrap_or(0) as f64 * 100.0 / total as f64
-        } else {
-            0.0
-        };
+        let share = share(set.weight.unwrap_or(0), total);
         match out.iter_mut().find(|(s, _, _)| *s == side) {
             Some(entry) => entry.1 += share,
             None => out.push((side, share, style)),
@@ -258,14 +258,7 @@ fn set_line<'a>(ctx: &Ctx<'a>, set: &DnsSet, total: u64, w: usize) -> Line<'a> {
         ),
     ];
     let mut role = match (set.weight, set.failover.as_deref()) {
-        (Some(weight), _) => {
-            let pct = if total > 0 {
-                weight as f64 * 100.0 / total as f64
-            } else {
-                0.0
-            };
-            format!("w {weight} ({}%)", num(pct))
-        }
+        (Some(weight), _) => format!("w {weight} ({}%)", num(share(weight, total))),
         (None, Some(f)) => format!("failover {}", f.to_ascii_lowercase()),
         (None, None) => String::new(),
     };
