@@ -32,8 +32,9 @@ pub struct DnsSource {
     tuning: Tuning,
     zone: OnceCell<String>,
     resolver: OnceCell<Option<TokioResolver>>,
-    /// The zone's authoritative servers, named and resolved once.
-    authorities: OnceCell<Vec<(String, SocketAddr)>>,
+    /// The zone's authoritative servers, named and resolved once, each with the resolver
+    /// that asks it alone (`None`: one could not be built; that server gives no answer).
+    authorities: OnceCell<Vec<(String, Option<TokioResolver>)>>,
 }
 
 impl DnsSource {
@@ -175,11 +176,19 @@ impl DnsSource {
     async fn ask_authorities(&self, zone: &str) -> Result<String, String> {
         let servers = self
             .authorities
-            .get_or_try_init(|| self.authorities(zone))
+            .get_or_try_init(|| async {
+                let servers = self.authorities(zone).await?;
+                Ok::<_, String>(
+                    servers
+                        .into_iter()
+                        .map(|(name, addr)| (name, build_authority_resolver(addr, &self.tuning)))
+                        .collect(),
+                )
+            })
             .await?;
-        let asks = servers.iter().map(|(name, addr)| async move {
-            let answer = match build_authority_resolver(*addr, &self.tuning) {
-                Some(r) => self.lookup(&r).await,
+        let asks = servers.iter().map(|(name, resolver)| async move {
+            let answer = match resolver {
+                Some(r) => self.lookup(r).await,
                 None => None,
             };
             (name.as_str(), answer)
