@@ -124,17 +124,88 @@ pub fn start(
         .layer(axum::middleware::from_fn(bounded))
         .with_state(rx);
     let stop = tokio_util::sync::CancellationToken::new();
-    let stopped = stop.clone();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!("the status endpoint stopped: {e}");
-        }
-    });
+    let task = tokio::spawn(serve(listener, app, stop.clone(), Limits::default()));
     tracing::info!(%addr, "serving /status and /metrics");
     Ok(StatusHandle { addr, stop, task })
+}
+
+/// What one client may hold of the endpoint.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// Connections served at once; one more is closed at accept, so a flood of idle
+    /// connections costs a file descriptor each, briefly, and never a task.
+    connections: usize,
+    /// The time a client has to send a request's headers (the first and each kept-alive
+    /// one): a connection that opens and says nothing is closed after it.
+    headers: Duration,
+    /// The longest a connection lives, however it behaves (scrapers reconnect).
+    lifetime: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: 32,
+            headers: Duration::from_secs(5),
+            lifetime: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Accepts until `stop`, serving each connection (HTTP/1.1) under `limits`.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: tokio_util::sync::CancellationToken,
+    limits: Limits,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut refused_logged = false;
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors and the like: wait a little rather than spin.
+                tracing::warn!("the status endpoint could not accept a connection: {e}");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if !refused_logged {
+                tracing::warn!(
+                    limit = limits.connections,
+                    "the status endpoint is at its connection limit; closing new connections"
+                );
+                refused_logged = true;
+            }
+            drop(stream);
+            continue;
+        };
+        refused_logged = false;
+        let service = service.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.headers)
+                .max_buf_size(16 * 1024);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(limits.lifetime) => {}
+            }
+        });
+    }
 }
 
 type Latest = watch::Receiver<Arc<Snapshot>>;
@@ -549,6 +620,104 @@ mod tests {
             text.contains(&addr.to_string()) && text.contains("choose another port"),
             "{text}"
         );
+    }
+
+    /// A server under `limits` answering `GET /` with "ok".
+    async fn server(limits: Limits) -> (SocketAddr, tokio_util::sync::CancellationToken) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(serve(listener, app, stop.clone(), limits));
+        (addr, stop)
+    }
+
+    /// Reads until the peer closes (or `within` passes: then None).
+    async fn read_to_close(s: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        tokio::time::timeout(within, s.read_to_end(&mut got))
+            .await
+            .ok()
+            .map(|_| String::from_utf8_lossy(&got).into_owned())
+    }
+
+    async fn get(addr: SocketAddr) -> String {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        read_to_close(&mut s, Duration::from_secs(10))
+            .await
+            .expect("an answer")
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_no_headers_is_closed_after_the_header_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let limits = Limits {
+            headers: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (addr, _stop) = server(limits).await;
+        // Silent, then half a request line: both are closed without an answer.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HT").await.unwrap();
+        for s in [&mut silent, &mut slow] {
+            let got = read_to_close(s, Duration::from_secs(10)).await;
+            assert!(
+                got.as_deref().is_some_and(|g| !g.contains("200 OK")),
+                "closed without an answer: {got:?}"
+            );
+        }
+        assert!(get(addr).await.contains("200 OK"));
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_and_a_freed_slot_serves_again() {
+        let limits = Limits {
+            connections: 3,
+            headers: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let (addr, _stop) = server(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // The fourth is closed at once (the kernel accepted it; the server drops it).
+        let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert_eq!(
+            read_to_close(&mut fourth, Duration::from_secs(10))
+                .await
+                .as_deref(),
+            Some(""),
+            "closed without a byte"
+        );
+        // One held connection leaves: its slot serves the next client.
+        drop(held.pop());
+        let answered = async {
+            loop {
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                use tokio::io::AsyncWriteExt;
+                s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                if read_to_close(&mut s, Duration::from_secs(10))
+                    .await
+                    .is_some_and(|g| g.contains("200 OK"))
+                {
+                    return;
+                }
+                // The slot frees when the server notices the close: ask again.
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), answered)
+            .await
+            .expect("a freed slot serves again");
     }
 
     #[test]

@@ -63,6 +63,11 @@ pub struct Notification {
     pub by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The key the session's transcript is signed with (`ed25519:<base64>`), on
+    /// `session-start` and `session-end`: handed out of band, so `cutover verify --key`
+    /// can later tell the session's own records from a re-chained forgery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// One line for people.
     pub text: String,
 }
@@ -181,7 +186,8 @@ impl Notifiers {
             }));
         }
         let idle = queues.iter().map(|(_, _, q)| Arc::clone(q)).collect();
-        let mut watcher = Watcher::new(&session.state);
+        let key = session.transcript_key().map(|k| k.to_string());
+        let mut watcher = Watcher::new(&session.state, key);
         let plan_name = session.plan.name.clone();
         let fan_out = move |moments: Vec<Notification>| {
             for m in moments {
@@ -447,10 +453,12 @@ struct Watcher {
     guards: BTreeSet<String>,
     budget_warned: bool,
     ended: bool,
+    /// The transcript's signing key, told at the start and the end.
+    key: Option<String>,
 }
 
 impl Watcher {
-    fn new(state: &State) -> Watcher {
+    fn new(state: &State, key: Option<String>) -> Watcher {
         Watcher {
             confirmed: state
                 .steps
@@ -462,7 +470,17 @@ impl Watcher {
             guards: state.guard_holds.iter().map(|g| g.guard.clone()).collect(),
             budget_warned: state.downtime.warned_at.is_some(),
             ended: state.ended.is_some(),
+            key,
         }
+    }
+
+    /// `m` with the signing key, and the key in its text for receivers that show only that.
+    fn with_key(&self, mut m: Notification) -> Notification {
+        if let Some(k) = &self.key {
+            m.text.push_str(&format!(" (transcript signed by {k})"));
+            m.key = Some(k.clone());
+        }
+        m
     }
 
     fn started(&self, state: &State, plan: &str) -> Vec<Notification> {
@@ -472,7 +490,7 @@ impl Watcher {
             mode.as_deref().unwrap_or("a"),
             state.operator.as_deref().unwrap_or("?")
         );
-        vec![moment(
+        vec![self.with_key(moment(
             state,
             plan,
             NotifyOn::SessionStart,
@@ -480,7 +498,7 @@ impl Watcher {
             state.operator.clone(),
             None,
             text,
-        )]
+        ))]
     }
 
     fn changes(&mut self, _batch: &[Event], state: &State, plan: &str) -> Vec<Notification> {
@@ -628,7 +646,7 @@ impl Watcher {
         }
         self.budget_warned = state.downtime.warned_at.is_some();
         if let (Some((_, reason)), false) = (&state.ended, self.ended) {
-            out.push(moment(
+            let end = moment(
                 state,
                 plan,
                 NotifyOn::SessionEnd,
@@ -639,7 +657,8 @@ impl Watcher {
                     "cutover {plan}: session ended ({reason}); {}",
                     outcome_line(state)
                 ),
-            ));
+            );
+            out.push(self.with_key(end));
         }
         self.ended = state.ended.is_some();
         out
@@ -688,6 +707,7 @@ fn moment(
         }),
         by,
         reason,
+        key: None,
         text,
     }
 }

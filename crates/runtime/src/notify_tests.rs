@@ -70,8 +70,13 @@ fn open(url: &str, kind: &str, on: &str, config: NotifyConfig) -> Fixture {
          [[notify]]\nname = \"ops\"\nkind = \"{kind}\"\nurl_file = \"{}\"\non = {on}\n",
         url_file.display()
     );
+    open_plan(dir, &text, url, config)
+}
+
+/// A session (with a transcript in `dir`) for the plan `text`.
+fn open_plan(dir: tempfile::TempDir, text: &str, url: &str, config: NotifyConfig) -> Fixture {
     let plan =
-        Arc::new(cutover_core::plan::parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}")));
+        Arc::new(cutover_core::plan::parse("p.toml", text).unwrap_or_else(|e| panic!("{e}")));
     let notifiers = Notifiers::resolve(&plan).unwrap().with_config(config);
     let (mut session, inbox) = Session::open(SessionConfig {
         plan,
@@ -186,6 +191,19 @@ async fn a_receiver_gets_the_moments_in_order_after_retrying_a_500() {
     );
     assert_eq!(received[1]["step"]["id"], "freeze");
     assert_eq!(received[1]["by"], "alice");
+    // The transcript's key goes out of band at the start and the end (for verify --key),
+    // and only there.
+    let key = f.session.transcript_key().unwrap().to_string();
+    assert!(key.starts_with("ed25519:"), "{key}");
+    for i in [0, 3] {
+        assert_eq!(received[i]["key"], key.as_str(), "{}", received[i]);
+        assert!(
+            received[i]["text"].as_str().unwrap().contains(&key),
+            "{}",
+            received[i]
+        );
+    }
+    assert!(received[1].get("key").is_none() && received[2].get("key").is_none());
     assert!(
         received[2]["text"]
             .as_str()
@@ -395,4 +413,79 @@ fn a_missing_variable_or_a_non_url_is_refused_by_name_not_value() {
         e.contains("CUTOVER_TEST_SURELY_UNSET_HOOK (url_env) is not set"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn the_budget_warning_is_sent_once_with_the_time_used_and_the_budget() {
+    let (url, mut bodies) = receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("hook.url");
+    std::fs::write(&url_file, format!("{url}\n")).unwrap();
+    let text = format!(
+        "name = \"p\"\nmax_downtime = \"5m\"\n[source]\nengine = \"rehearsal\"\n[target]\nengine = \"rehearsal\"\n\
+         [replication]\nengine = \"rehearsal\"\ntask = \"t\"\n[rehearsal]\ntables = [\"a\"]\n\
+         [[step]]\nid = \"freeze\"\ntitle = \"Freeze writes\"\nconfirm = \"freeze\"\n\
+         action = {{ kind = \"freeze\", on = \"source\" }}\nundo = {{ kind = \"unfreeze\", on = \"source\" }}\n\
+         [[step]]\nid = \"unfreeze\"\nconfirm = \"open\"\n\
+         action = {{ kind = \"unfreeze\", on = \"target\" }}\nundo = {{ kind = \"freeze\", on = \"target\" }}\n\
+         [[notify]]\nname = \"ops\"\nkind = \"json\"\nurl_file = \"{}\"\non = [\"budget-warning\"]\n",
+        url_file.display()
+    );
+    let mut f = open_plan(dir, &text, &url, fast());
+    let t0 = now_ms();
+    for e in [
+        Event::StepConfirmed {
+            at: t0,
+            step: "freeze".into(),
+            by: "alice".into(),
+        },
+        Event::ActionStarted {
+            at: t0,
+            step: "freeze".into(),
+            direction: Direction::Do,
+            description: "freeze the source".into(),
+        },
+        Event::ActionFinished {
+            at: t0 + 100,
+            step: "freeze".into(),
+            direction: Direction::Do,
+            ok: true,
+            message: "frozen".into(),
+        },
+    ] {
+        f.session.ingest(vec![e]).unwrap();
+    }
+    // The warning as the fold records it at 80 % of the budget (4 of 5 minutes), then
+    // later ticks: one notification, not one per tick.
+    let warned = t0 + 240_000;
+    f.session
+        .ingest(vec![Event::GuardWarned {
+            at: warned,
+            guard: "budget".into(),
+            reason: "80% of the downtime budget spent".into(),
+        }])
+        .unwrap();
+    for at in [warned + 1_000, warned + 2_000] {
+        f.session.ingest(vec![Event::Tick { at }]).unwrap();
+    }
+    let events = outcomes(&mut f, 1).await;
+    assert!(matches!(
+        events.as_slice(),
+        [Event::NotifyDelivered {
+            on: NotifyOn::BudgetWarning,
+            outcome: DeliveryOutcome::Delivered,
+            ..
+        }]
+    ));
+    let body = tokio::time::timeout(Duration::from_secs(5), bodies.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body["event"], "budget-warning");
+    assert_eq!(
+        body["text"],
+        "cutover p: downtime budget 80 % used (240s of 300s; writes are still frozen)"
+    );
+    assert!(f.handle.flush(Duration::from_secs(5)).await);
+    assert!(bodies.try_recv().is_err(), "the warning is sent once");
 }
