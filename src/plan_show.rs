@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::event::{Event, Ts};
-use crate::plan::{Action, Endpoint, GuardAction, Plan};
+use crate::plan::{Action, Endpoint, GuardAction, Input, Plan};
 use crate::state::GateState;
 
 /// The whole dry run.
@@ -60,6 +60,9 @@ pub struct EndpointShow {
 pub struct ReplicationShow {
     pub engine: String,
     pub task: String,
+    /// The default freshness of the lag and gap inputs (`replication.lag_s`,
+    /// `replication.behind_*`) with this engine, for gates that do not say `fresh`.
+    pub lag_fresh_ms: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -289,6 +292,8 @@ pub fn show(plan: &Arc<Plan>, poll: Option<(&[Event], Ts, Ts)>) -> PlanShow {
         replication: plan.replication.as_ref().map(|r| ReplicationShow {
             engine: r.engine.as_str().into(),
             task: r.task.clone(),
+            lag_fresh_ms: Input::Replication(crate::plan::ReplicationInput::LagS)
+                .default_fresh_ms_for(Some(r.engine)),
         }),
         dns: plan.dns.as_ref().map(|d| DnsShow {
             name: d.name.clone(),
@@ -359,6 +364,17 @@ pub fn render(show: &PlanShow, json: bool) -> String {
     }
     if let Some(r) = &show.replication {
         let _ = writeln!(o, "{:<12} {} {}", "replication", r.engine, r.task);
+        let _ = writeln!(
+            o,
+            "{:<12} lag and gap gates default to fresh {} ({})",
+            "",
+            dur(r.lag_fresh_ms),
+            match r.engine.as_str() {
+                "mysql" | "postgres" => "read directly from both servers every second",
+                "dms" => "DMS's lag is CloudWatch's, published by the minute",
+                _ => "the rehearsal models DMS's CloudWatch figures",
+            }
+        );
     }
     if let Some(d) = &show.dns {
         let _ = writeln!(

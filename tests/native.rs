@@ -6,6 +6,8 @@
 mod common;
 #[path = "native/drive.rs"]
 mod drive;
+#[path = "native/moto.rs"]
+mod moto;
 #[path = "native/mysql.rs"]
 mod mysql;
 #[path = "native/postgres.rs"]

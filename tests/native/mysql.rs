@@ -301,3 +301,54 @@ async fn a_source_without_binlog_is_named_with_the_fix() {
         &["binary logging is off", "start the source with log_bin"],
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_whose_source_is_not_the_replicas_source_is_refused_naming_both() {
+    let _one = PAIR.lock().await;
+    let (src, rep) = pair().await;
+    let configured = sqlx::query("SHOW SLAVE STATUS")
+        .fetch_one(&rep)
+        .await
+        .and_then(|r| {
+            Ok((
+                r.try_get::<String, _>("Master_Host")?,
+                r.try_get::<u32, _>("Master_Port")?,
+            ))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        configured,
+        ("127.0.0.1".to_string(), 3307),
+        "the private replica replicates from 127.0.0.1:3307"
+    );
+    // The replica itself has a binlog, but it does not replicate from itself: a plan whose
+    // [source] names it would prove "caught up" against the wrong server.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let wrong = plan(dir.path(), "wrongsource", REPLICA, REPLICA, "");
+    let (_, report) = check_json(&wrong);
+    failed_with(
+        &report,
+        &[
+            "replica 127.0.0.1:3308 replicates from 127.0.0.1:3307, the plan's source is 127.0.0.1:3308",
+            "point [source] at the server the replica replicates from",
+        ],
+    );
+
+    // localhost and 127.0.0.1 are one server: resolved on this host, it passes, and the
+    // engine's facts say how it was told.
+    let by_name = plan(
+        dir.path(),
+        "byname",
+        "mysql://root@localhost:3307",
+        REPLICA,
+        "",
+    );
+    caught_up(&src, &rep).await;
+    let (code, report) = check_json(&by_name);
+    assert_eq!(code, Some(0), "{report:#}");
+    let facts = reading(&report, "replication")["value"]["facts"].to_string();
+    assert!(
+        facts.contains("127.0.0.1:3307 (the plan's source: 127.0.0.1 and localhost resolve to the same address on this host)"),
+        "{facts}"
+    );
+}

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const SOURCE_PORT: u16 = 5433;
-const TARGET_PORT: u16 = 5434;
+pub const SOURCE_PORT: u16 = 5433;
+pub const TARGET_PORT: u16 = 5434;
 
 /// Runs SQL through psql as postgres on `port`/`db`; panics with psql's answer on failure.
 fn psql(port: u16, db: &str, sql: &str) -> String {
@@ -59,13 +59,13 @@ fn require_clusters() {
 
 /// One test's world: a database on both clusters with a table `items` (serial key), a
 /// publication on the source and a subscription on the target, caught up.
-struct Pair {
-    db: String,
+pub struct Pair {
+    pub db: String,
     dir: tempfile::TempDir,
 }
 
 impl Pair {
-    fn new(tag: &str) -> Pair {
+    pub fn new(tag: &str) -> Pair {
         require_clusters();
         let db = format!("native_{tag}");
         drop_pair(&db);
@@ -100,11 +100,11 @@ impl Pair {
         pair
     }
 
-    fn source(&self, sql: &str) -> String {
+    pub fn source(&self, sql: &str) -> String {
         psql(SOURCE_PORT, &self.db, sql)
     }
 
-    fn target(&self, sql: &str) -> String {
+    pub fn target(&self, sql: &str) -> String {
         psql(TARGET_PORT, &self.db, sql)
     }
 
@@ -167,6 +167,13 @@ fn drop_pair(db: &str) {
         .is_ok_and(|o| o == "1")
     };
     if exists(TARGET_PORT) {
+        // A drive leaves the target unfrozen, a failed one may not: ALTER SUBSCRIPTION
+        // refuses a read-only transaction.
+        psql(
+            TARGET_PORT,
+            "postgres",
+            &format!("ALTER DATABASE {db} RESET default_transaction_read_only"),
+        );
         let sub = format!("{db}_sub");
         if try_psql(
             TARGET_PORT,
@@ -334,7 +341,8 @@ fn check_reports_running_and_caught_up_by_lsn_then_the_gap_while_disabled() {
         r["logical"]["apply_errors"], 0,
         "PostgreSQL 15 counts apply errors"
     );
-    assert_eq!(r["tables"][0]["table"], "public.items");
+    // Named as the drift compare names it, so the drift gates see one table, not two.
+    assert_eq!(r["tables"][0]["table"], "items");
     assert_eq!(r["tables"][0]["table_state"], "ready");
     assert!(
         r["source_position"]
@@ -486,8 +494,42 @@ fn missing_subscription_or_publication_or_wal_level_leave_gates_unknown_with_the
     let (_, report) = check(&plan);
     let err = unknown_with_error(&report);
     assert!(
-        err.contains("no subscription \"nosuch_sub\"") && err.contains("CREATE SUBSCRIPTION"),
+        err.contains(&format!(
+            "no subscription \"nosuch_sub\" in this database (it has: {}_sub)",
+            pair.db
+        )) && err.contains("CREATE SUBSCRIPTION"),
         "{err}"
+    );
+    // A target database with no subscription at all: the wrong database, most likely.
+    let empty = format!("{}_nosub", pair.db);
+    psql(
+        TARGET_PORT,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {empty}"),
+    );
+    psql(TARGET_PORT, "postgres", &format!("CREATE DATABASE {empty}"));
+    let plan_text = std::fs::read_to_string(pair.check_plan(&["replication.status == running"]))
+        .expect("plan")
+        .replacen(
+            &format!("127.0.0.1:{TARGET_PORT}/{}\"", pair.db),
+            &format!("127.0.0.1:{TARGET_PORT}/{empty}\""),
+            1,
+        );
+    let nosub = pair.dir.path().join("nosub.toml");
+    std::fs::write(&nosub, plan_text).expect("plan");
+    let (_, report) = check(nosub.to_str().unwrap_or_default());
+    let err = unknown_with_error(&report);
+    assert!(
+        err.contains(&format!(
+            "no subscription \"{}_sub\" in this database (it has no subscription at all)",
+            pair.db
+        )) && err.contains("point [target] at the subscriber's database"),
+        "{err}"
+    );
+    psql(
+        TARGET_PORT,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {empty} WITH (FORCE)"),
     );
 
     let plan = pair.plan(
@@ -648,4 +690,77 @@ fn a_default_read_only_freeze_refuses_new_writes_ends_old_sessions_and_the_guard
     let (code, report) = check(&plan);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["gates"][0]["value"], false);
+}
+
+#[test]
+fn a_plan_whose_source_is_not_the_subscriptions_publisher_is_refused_naming_both() {
+    let pair = Pair::new("up");
+    let db = pair.db.clone();
+    // Another database on the same publisher, with a publication of the same name: only
+    // the subscription's conninfo tells the plan's source is not the one it follows.
+    let other = format!("{db}_other");
+    psql(
+        SOURCE_PORT,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {other} WITH (FORCE)"),
+    );
+    psql(SOURCE_PORT, "postgres", &format!("CREATE DATABASE {other}"));
+    psql(
+        SOURCE_PORT,
+        &other,
+        &format!(
+            "CREATE TABLE items (id serial PRIMARY KEY, v text); CREATE PUBLICATION {db}_pub FOR TABLE items"
+        ),
+    );
+    let plan = pair.check_plan(&[
+        "replication.status == running",
+        "replication.behind_bytes == 0",
+    ]);
+    let text = std::fs::read_to_string(&plan).expect("plan");
+    let wrong = text.replacen(
+        &format!("127.0.0.1:{SOURCE_PORT}/{db}\""),
+        &format!("127.0.0.1:{SOURCE_PORT}/{other}\""),
+        1,
+    );
+    assert_ne!(wrong, text);
+    std::fs::write(&plan, &wrong).expect("plan");
+    let (_, report) = check(&plan);
+    let err = unknown_with_error(&report);
+    assert!(
+        err.contains(&format!(
+            "subscription \"{db}_sub\" on 127.0.0.1:{TARGET_PORT}/{db} subscribes to 127.0.0.1:{SOURCE_PORT}/{db}, the plan's source is 127.0.0.1:{SOURCE_PORT}/{other}"
+        )) && err.contains("point [source] at the publisher"),
+        "{err}"
+    );
+    // The conninfo's other keys (user, and a password if it had one) are never shown.
+    assert!(!err.contains("user=") && !err.contains("password"), "{err}");
+    for g in report["gates"].as_array().expect("gates") {
+        assert!(
+            g["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("subscribes to"),
+            "{g:#}"
+        );
+    }
+
+    // localhost is 127.0.0.1: resolved on this host, the same publisher.
+    let by_name = text.replacen(
+        &format!("127.0.0.1:{SOURCE_PORT}/{db}\""),
+        &format!("localhost:{SOURCE_PORT}/{db}\""),
+        1,
+    );
+    std::fs::write(&plan, &by_name).expect("plan");
+    let (code, report) = check_until(&plan, "caught up", |code, _| code == 0);
+    assert_eq!(code, 0, "{report:#}");
+    let facts = reading(&report)["facts"].to_string();
+    assert!(
+        facts.contains(&format!("127.0.0.1:{SOURCE_PORT}/{db} (the plan's source: 127.0.0.1 and localhost resolve to the same address on this host)")),
+        "{facts}"
+    );
+    psql(
+        SOURCE_PORT,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {other} WITH (FORCE)"),
+    );
 }

@@ -398,6 +398,10 @@ pub struct ReplicationReading {
     /// Why the sequences could not be read this poll although the rest was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequences_error: Option<String>,
+    /// Why `behind_transactions` cannot be counted although the engine counts transactions
+    /// (a binlog replica with GTID off on one side), with the fix: the gate's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_error: Option<String>,
 }
 
 /// One of an engine's own facts: a label and its value, as the engine says them.

@@ -222,6 +222,7 @@ pub(crate) fn task_reading(
         logical: None,
         sequences: None,
         sequences_error: None,
+        gap_error: None,
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::DbError;
 use super::conn::Db;
 use super::gtid::{MariaPos, MysqlGtidSet};
+use super::upstream::{self, Address, Verdict};
 use cutover_core::event::{
     EngineFact, Reading, ReplicationEngine, ReplicationReading, ReplicationStatus, SourceKind,
     now_ms,
@@ -121,6 +122,8 @@ pub struct BinlogSource {
     source: Db,
     target: Db,
     channel: Option<String>,
+    /// Whether the replica's configured source is the plan's, kept per replica view.
+    upstream: upstream::Cache,
 }
 
 impl BinlogSource {
@@ -129,6 +132,7 @@ impl BinlogSource {
             source,
             target,
             channel: replication.channel.clone(),
+            upstream: upstream::Cache::default(),
         }
     }
 }
@@ -148,10 +152,15 @@ impl Source for BinlogSource {
 
     fn poll(&self) -> BoxFuture<'_, Result<Vec<Reading>, SourceError>> {
         Box::pin(async move {
-            let r = read(&self.source, &self.target, self.channel.as_deref())
-                .await
-                // DbError messages are built scrubbed of secrets.
-                .map_err(|e| SourceError(e.to_string()))?;
+            let r = read(
+                &self.source,
+                &self.target,
+                self.channel.as_deref(),
+                &self.upstream,
+            )
+            .await
+            // DbError messages are built scrubbed of secrets.
+            .map_err(|e| SourceError(e.to_string()))?;
             Ok(vec![Reading::Replication(Box::new(r))])
         })
     }
@@ -352,11 +361,68 @@ fn thread_status(io: &str, sql: &str, io_error: &str, sql_error: &str) -> Replic
     }
 }
 
+/// The replica's configured source (`Source_Host`/`Master_Host` and port) against the
+/// plan's `[source]`: another server is an error naming both; one this host cannot tell
+/// apart is a fact that says so (see `upstream`).
+async fn check_upstream(
+    source: &Db,
+    target: &Db,
+    row: &StatusRow,
+    cache: &upstream::Cache,
+) -> Result<Option<EngineFact>, DbError> {
+    let host = row.text(&["Source_Host", "Master_Host"]);
+    let port = row
+        .get(&["Source_Port", "Master_Port"])
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    // A binlog replica follows the whole server: the URLs' databases play no part.
+    let server =
+        |db: &Db| upstream::from_url(db.url(), 3306).map(|a| Address { dbname: None, ..a });
+    let (Some(port), Some(plan)) = (port, server(source)) else {
+        return Ok(None);
+    };
+    if host.is_empty() {
+        return Ok(None);
+    }
+    let theirs = Address {
+        hosts: vec![host],
+        port,
+        dbname: None,
+    };
+    let replica = server(target).map_or_else(|| target.who(), |a| a.show());
+    match cache.compare(&theirs, &plan).await {
+        Verdict::Same { note } => Ok(Some(fact(
+            "replicates from",
+            &match note {
+                Some(n) => format!("{} (the plan's source: {n})", theirs.show()),
+                None => format!("{} (the plan's source)", theirs.show()),
+            },
+        ))),
+        Verdict::Unsure(why) => Ok(Some(fact(
+            "replicates from",
+            &format!(
+                "{} — not verified against the plan's source {}: {why}",
+                theirs.show(),
+                plan.show()
+            ),
+        ))),
+        Verdict::Different => Err(state_error(
+            target,
+            format!(
+                "replica {replica} replicates from {}, the plan's source is {}",
+                theirs.show(),
+                plan.show()
+            ),
+            "point [source] at the server the replica replicates from (or [target] at a replica of the plan's source); every replication reading would otherwise compare the wrong servers",
+        )),
+    }
+}
+
 /// Reads both servers once.
 pub(crate) async fn read(
     source: &Db,
     target: &Db,
     channel: Option<&str>,
+    upstream: &upstream::Cache,
 ) -> Result<ReplicationReading, DbError> {
     let dialect = Dialect::of(target.version());
     let source_dialect = Dialect::of(source.version());
@@ -364,7 +430,9 @@ pub(crate) async fn read(
         tracing::debug!("source and replica are of different families");
     }
     let row = status_row(target, dialect, channel).await?;
+    // A source without binlog cannot be anyone's source: said before the mismatch.
     let src = source_position(source, source_dialect).await?;
+    let upstream_fact = check_upstream(source, target, &row, upstream).await?;
     let rep_gtid = replica_gtid(target, dialect, &row).await?;
     let observed_at = now_ms();
 
@@ -412,6 +480,7 @@ pub(crate) async fn read(
                 .map(|(f, p)| format!("{f}:{p}")),
         ),
     };
+    let gap_error = gtid_off(source_dialect, dialect, &src, rep_gtid.as_deref(), &row);
     let behind_bytes = match (&src.file_pos, &exec_file, exec_pos) {
         (Some((sf, sp)), Some(ef), Some(ep)) if sf == ef => Some(sp.saturating_sub(ep)),
         _ => None,
@@ -436,6 +505,7 @@ pub(crate) async fn read(
     if let (Some(f), Some(p)) = (&exec_file, exec_pos) {
         facts.push(fact("executed at", &format!("{f}:{p}")));
     }
+    facts.extend(upstream_fact);
     facts.push(fact("replica server", target.version()));
 
     Ok(ReplicationReading {
@@ -471,7 +541,44 @@ pub(crate) async fn read(
         logical: None,
         sequences: None,
         sequences_error: None,
+        gap_error,
     })
+}
+
+/// Why the gap cannot be counted in transactions (GTID off on one side), with the fix;
+/// `None` when both sides have GTID positions.
+fn gtid_off(
+    source_dialect: Dialect,
+    dialect: Dialect,
+    src: &SourcePosition,
+    replica_gtid: Option<&str>,
+    row: &StatusRow,
+) -> Option<String> {
+    let (why, fix) = match (&src.gtid, replica_gtid) {
+        (Some(_), Some(_)) => return None,
+        (None, _) if source_dialect == Dialect::MariaDb => (
+            "the source has no GTID position (@@gtid_binlog_pos is empty)".to_string(),
+            "commit a transaction on the source with log_bin on",
+        ),
+        (None, _) => (
+            "GTID is off on the source (@@gtid_mode is not ON)".to_string(),
+            "set gtid_mode = ON with enforce_gtid_consistency = ON on both servers (on RDS/Aurora in the parameter group)",
+        ),
+        (_, None) if dialect == Dialect::MariaDb => (
+            format!(
+                "the replica follows the source by binlog file:pos, not by GTID (Using_Gtid = {})",
+                row.text(&["Using_Gtid"])
+            ),
+            "STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID = slave_pos; START SLAVE on the replica",
+        ),
+        (_, None) => (
+            "GTID is off on the replica (@@gtid_mode is not ON)".to_string(),
+            "set gtid_mode = ON on the replica, then CHANGE REPLICATION SOURCE TO SOURCE_AUTO_POSITION = 1",
+        ),
+    };
+    Some(format!(
+        "{why}: the gap cannot be counted in transactions (fix: {fix}; or gate on replication.behind_bytes, exact while both sides are in the same binlog file)"
+    ))
 }
 
 fn fact(label: &str, value: &str) -> EngineFact {
@@ -604,6 +711,43 @@ mod tests {
         assert_eq!(
             Dialect::MariaDb.control(false, Some("east")),
             "STOP SLAVE 'east'"
+        );
+    }
+
+    #[test]
+    fn with_gtid_off_on_either_side_the_gap_error_names_the_side_and_the_fix() {
+        let row =
+            |using: &str| StatusRow(vec![("Using_Gtid".to_string(), Some(using.to_string()))]);
+        let pos = |gtid: Option<&str>| SourcePosition {
+            gtid: gtid.map(str::to_string),
+            file_pos: None,
+        };
+        let maria = Dialect::MariaDb;
+        assert_eq!(
+            gtid_off(
+                maria,
+                maria,
+                &pos(Some("0-1-5")),
+                Some("0-1-5"),
+                &row("Slave_Pos")
+            ),
+            None
+        );
+        let replica_off =
+            gtid_off(maria, maria, &pos(Some("0-1-5")), None, &row("No")).unwrap_or_default();
+        assert!(
+            replica_off.contains("by binlog file:pos, not by GTID (Using_Gtid = No)")
+                && replica_off.contains("MASTER_USE_GTID = slave_pos")
+                && replica_off.contains("replication.behind_bytes"),
+            "{replica_off}"
+        );
+        let mysql = Dialect::Mysql8;
+        let source_off =
+            gtid_off(mysql, mysql, &pos(None), Some("x:1-5"), &row("")).unwrap_or_default();
+        assert!(
+            source_off.contains("GTID is off on the source")
+                && source_off.contains("gtid_mode = ON"),
+            "{source_off}"
         );
     }
 

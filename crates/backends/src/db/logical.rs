@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use super::DbError;
 use super::actuator::read_write;
 use super::conn::{Bind, Db};
+use super::upstream::{self, Verdict};
 use cutover_core::event::{
-    LogicalFacts, Reading, ReplicationEngine, ReplicationReading, ReplicationStatus, SequenceStat,
-    SourceKind, TableStat, now_ms,
+    EngineFact, LogicalFacts, Reading, ReplicationEngine, ReplicationReading, ReplicationStatus,
+    SequenceStat, SourceKind, TableStat, now_ms,
 };
 use cutover_core::plan::LogicalNames;
 use cutover_runtime::action::{ActionError, Output};
@@ -42,6 +43,8 @@ pub struct LogicalSource {
     source: Db,
     target: Db,
     names: LogicalNames,
+    /// Whether the subscription's conninfo names the plan's source, per conninfo seen.
+    upstream: upstream::Cache,
 }
 
 impl LogicalSource {
@@ -50,6 +53,7 @@ impl LogicalSource {
             source,
             target,
             names,
+            upstream: upstream::Cache::default(),
         }
     }
 }
@@ -70,7 +74,7 @@ impl Source for LogicalSource {
     fn poll(&self) -> BoxFuture<'_, Result<Vec<Reading>, SourceError>> {
         Box::pin(async move {
             // DbError messages are built scrubbed of secrets.
-            let r = read(&self.source, &self.target, &self.names)
+            let r = read(&self.source, &self.target, &self.names, &self.upstream)
                 .await
                 .map_err(|e| SourceError(e.to_string()))?;
             Ok(vec![Reading::Replication(Box::new(r))])
@@ -113,10 +117,27 @@ async fn subscription(target: &Db, name: &str) -> Result<Subscription, DbError> 
         )
         .await?;
     let Some(row) = rows.first() else {
+        // Which subscriptions the database has tells a misspelt name from a wrong database.
+        let others = target
+            .rows(
+                "listing the database's subscriptions",
+                "SELECT coalesce(string_agg(subname, ', ' ORDER BY subname), '') FROM pg_subscription \
+                 WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .ok()
+            .and_then(|r| cell(r.first(), 0))
+            .unwrap_or_default();
+        let has = if others.is_empty() {
+            "it has no subscription at all".to_string()
+        } else {
+            format!("it has: {others}")
+        };
         return Err(state_error(
             target,
-            format!("no subscription \"{name}\" in this database"),
-            "create it on the target (CREATE SUBSCRIPTION ... PUBLICATION ...), or fix [replication] subscription = in the plan",
+            format!("no subscription \"{name}\" in this database ({has})"),
+            "create it on the target (CREATE SUBSCRIPTION ... PUBLICATION ...), or fix [replication] subscription = in the plan, or point [target] at the subscriber's database",
         ));
     };
     let enabled = cell(Some(row), 0).as_deref() == Some("true");
@@ -228,7 +249,10 @@ async fn tables(target: &Db, subscription: &str) -> Result<Vec<TableStat>, DbErr
     let rows = target
         .rows(
             "reading pg_subscription_rel",
-            "SELECT n.nspname || '.' || c.relname, r.srsubstate::text \
+            // Named as the drift compare names them (bare within the compared schema), so
+            // the drift gates find each table the subscription has under one key.
+            "SELECT CASE WHEN n.nspname = $2 THEN c.relname ELSE n.nspname || '.' || c.relname END, \
+               r.srsubstate::text \
              FROM pg_subscription_rel r \
              JOIN pg_subscription s ON s.oid = r.srsubid \
              JOIN pg_class c ON c.oid = r.srrelid \
@@ -236,7 +260,10 @@ async fn tables(target: &Db, subscription: &str) -> Result<Vec<TableStat>, DbErr
              WHERE s.subname = $1 \
                AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              ORDER BY 1",
-            &[Bind::Text(subscription.to_string())],
+            &[
+                Bind::Text(subscription.to_string()),
+                Bind::Text(target.schema().to_string()),
+            ],
         )
         .await?;
     Ok(rows
@@ -358,14 +385,80 @@ async fn sequence_stats(
     Ok((on_target, stats))
 }
 
+/// The subscription's conninfo (host, port, dbname: never its password) against the plan's
+/// `[source]`: another server is an error naming both; one this host cannot tell apart, or
+/// a conninfo the user may not read (superuser only), is a fact that says so.
+async fn check_upstream(
+    source: &Db,
+    target: &Db,
+    subscription: &str,
+    cache: &upstream::Cache,
+) -> Result<EngineFact, DbError> {
+    let fact = |value: String| EngineFact {
+        label: "subscribes to".into(),
+        value,
+    };
+    let Some(plan) = upstream::from_url(source.url(), 5432) else {
+        return Ok(fact("not verified: the plan's source names no host".into()));
+    };
+    let rows = target
+        .rows(
+            "reading the subscription's connection",
+            "SELECT subconninfo FROM pg_subscription \
+             WHERE subname = $1 \
+               AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[Bind::Text(subscription.to_string())],
+        )
+        .await;
+    // The conninfo may hold a password: it is parsed here and never put in a message.
+    let conninfo = match rows {
+        Ok(rows) => cell(rows.first(), 0).unwrap_or_default(),
+        Err(_) => {
+            return Ok(fact(format!(
+                "not verified against the plan's source {}: the target's user may not read pg_subscription.subconninfo (superuser only)",
+                plan.show()
+            )));
+        }
+    };
+    let Some(theirs) = upstream::from_conninfo(&conninfo) else {
+        return Ok(fact(format!(
+            "not verified against the plan's source {}: the subscription's conninfo names no TCP host",
+            plan.show()
+        )));
+    };
+    let replica = upstream::from_url(target.url(), 5432).map_or_else(|| target.who(), |a| a.show());
+    match cache.compare(&theirs, &plan).await {
+        Verdict::Same { note } => Ok(fact(match note {
+            Some(n) => format!("{} (the plan's source: {n})", theirs.show()),
+            None => format!("{} (the plan's source)", theirs.show()),
+        })),
+        Verdict::Unsure(why) => Ok(fact(format!(
+            "{} — not verified against the plan's source {}: {why}",
+            theirs.show(),
+            plan.show()
+        ))),
+        Verdict::Different => Err(state_error(
+            target,
+            format!(
+                "subscription \"{subscription}\" on {replica} subscribes to {}, the plan's source is {}",
+                theirs.show(),
+                plan.show()
+            ),
+            "point [source] at the publisher the subscription connects to (or [target] at a subscriber of the plan's source); every replication reading would otherwise compare the wrong servers",
+        )),
+    }
+}
+
 /// One reading of the logical replication between `source` and `target`.
 pub async fn read(
     source: &Db,
     target: &Db,
     names: &LogicalNames,
+    upstream: &upstream::Cache,
 ) -> Result<ReplicationReading, DbError> {
     wal_level_and_publication(source, &names.publication).await?;
     let sub = subscription(target, &names.subscription).await?;
+    let upstream_fact = check_upstream(source, target, &names.subscription, upstream).await?;
     let slot = slot(source, &names.slot, &names.subscription).await?;
     let tables = tables(target, &names.subscription).await;
     let sequences = sequence_stats(source, target, &names.publication).await;
@@ -452,8 +545,9 @@ pub async fn read(
         }),
         sequences,
         sequences_error,
+        gap_error: None,
         source_gtid: None,
-        facts: Vec::new(),
+        facts: vec![upstream_fact],
     })
 }
 

@@ -26,6 +26,7 @@ mod heartbeat;
 mod logical;
 mod sources;
 mod sql;
+mod upstream;
 
 use std::time::Duration;
 

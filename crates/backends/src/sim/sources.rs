@@ -217,6 +217,7 @@ impl World {
             logical: None,
             sequences: None,
             sequences_error: None,
+            gap_error: None,
         }))])
     }
 

@@ -235,6 +235,8 @@ pub fn parse(text: &str, dns_values: &dyn Fn(&str) -> Option<String>) -> Result<
             .map_err(|p| err(d_at, p.message, Some(p.hint)))?;
         *slot = Some(ms);
     }
+    // The plan sets the engine's default once it knows the engine.
+    let default_fresh_ms = input.default_fresh_ms();
     Ok(Gate {
         text: text.trim().to_string(),
         input,
@@ -242,6 +244,7 @@ pub fn parse(text: &str, dns_values: &dyn Fn(&str) -> Option<String>) -> Result<
         value,
         sustain_ms: sustain_ms.unwrap_or(0),
         fresh_ms,
+        default_fresh_ms,
     })
 }
 

@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+/// The default freshness of a native engine's lag and gap inputs: five polls of its 1 s
+/// interval (`BinlogSource`, `LogicalSource`).
+pub const NATIVE_LAG_FRESH_MS: i64 = 5_000;
+
 /// The type of value a gate input produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputType {
@@ -363,8 +367,27 @@ impl Input {
         }
     }
 
+    /// [`Input::default_fresh_ms`] for a plan replicating with `engine`: a native engine
+    /// (a binlog replica, logical replication) reads its lag and its gap directly from both
+    /// servers every second, so a reading older than a few polls ([`NATIVE_LAG_FRESH_MS`])
+    /// means the reading failed, not that CloudWatch has not published the minute yet.
+    pub fn default_fresh_ms_for(&self, engine: Option<crate::event::ReplicationEngine>) -> i64 {
+        use crate::event::ReplicationEngine as E;
+        use ReplicationInput as R;
+        match (self, engine) {
+            (
+                Input::Replication(
+                    R::LagS | R::CaptureLagS | R::Backlog | R::BehindTransactions | R::BehindBytes,
+                ),
+                Some(E::Mysql | E::Postgres),
+            ) => NATIVE_LAG_FRESH_MS,
+            _ => self.default_fresh_ms(),
+        }
+    }
+
     /// How old a reading may be before a gate on it turns unknown, in milliseconds, when
-    /// the gate does not say. CloudWatch is minute-grained, so metrics get the longest bound.
+    /// the gate does not say and the engine does not change it ([`Input::default_fresh_ms_for`]).
+    /// CloudWatch is minute-grained, so metrics get the longest bound.
     pub fn default_fresh_ms(&self) -> i64 {
         use ReplicationInput as R;
         match self {
@@ -377,8 +400,8 @@ impl Input {
                 | R::SourceGtidStableS
                 | R::SequencesBehind,
             ) => 30_000,
-            // The DMS lag figures are CloudWatch's, minute-grained; a native engine's plan
-            // should say `fresh` on its lag gates.
+            // The DMS lag figures are CloudWatch's, minute-grained (a native engine's are
+            // direct: `default_fresh_ms_for`).
             Input::Replication(
                 R::LagS | R::CaptureLagS | R::Backlog | R::BehindTransactions | R::BehindBytes,
             ) => 180_000,

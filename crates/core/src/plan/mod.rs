@@ -76,14 +76,16 @@ pub struct Gate {
     pub value: Value,
     /// The condition must have held continuously for this long (0: at once).
     pub sustain_ms: i64,
-    /// Readings older than this make the gate unknown; `None`: the input's default.
+    /// Readings older than this make the gate unknown; `None`: `default_fresh_ms`.
     pub fresh_ms: Option<i64>,
+    /// The input's default freshness for this plan's replication engine
+    /// (`Input::default_fresh_ms_for`), set when the plan is read.
+    pub default_fresh_ms: i64,
 }
 
 impl Gate {
     pub fn fresh_ms(&self) -> i64 {
-        self.fresh_ms
-            .unwrap_or_else(|| self.input.default_fresh_ms())
+        self.fresh_ms.unwrap_or(self.default_fresh_ms)
     }
 }
 
@@ -1884,6 +1886,7 @@ fn step_gates(
         let base = g.span().start + 1;
         match gate_expr::parse(g.get_ref(), &dns_values(sections)) {
             Ok(gate) => {
+                let gate = engine_freshness(gate, sections);
                 check_gate_sources(loc, base, &gate, sections);
                 // A window as long as the step's timeout can never be satisfied in time.
                 if gate.sustain_ms >= timeout_ms {
@@ -1906,6 +1909,14 @@ fn step_gates(
 }
 
 /// The values `dns.source` and `dns.target` stand for in a gate's right-hand side.
+/// The gate's default freshness for the plan's replication engine.
+fn engine_freshness(mut gate: Gate, sections: &Sections<'_>) -> Gate {
+    gate.default_fresh_ms = gate
+        .input
+        .default_fresh_ms_for(sections.replication.map(|r| r.engine));
+    gate
+}
+
 fn dns_values<'a>(sections: &'a Sections<'_>) -> impl Fn(&str) -> Option<String> + 'a {
     move |var: &str| match var {
         "dns.source" => sections.dns.map(|d| d.source.clone()),
@@ -1993,6 +2004,7 @@ fn aborts(
         let base = when.span().start + 1;
         match gate_expr::parse(when.get_ref(), &dns_values(sections)) {
             Ok(gate) => {
+                let gate = engine_freshness(gate, sections);
                 check_gate_sources(loc, base, &gate, sections);
                 out.push(AbortCondition {
                     id,

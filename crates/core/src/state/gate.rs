@@ -430,6 +430,9 @@ impl State {
                 "the sequences could not be read: {}",
                 r.sequences_error.as_deref().unwrap_or_default()
             )),
+            None if which == R::BehindTransactions && r.gap_error.is_some() => {
+                missing(r.gap_error.clone().unwrap_or_default())
+            }
             None if which == R::StopReason => missing(format!(
                 "no stop reason: replication is {}",
                 r.status.as_str()

@@ -119,6 +119,7 @@ impl State {
             logical: r.logical.clone(),
             sequences: r.sequences.clone(),
             sequences_error: r.sequences_error.clone(),
+            gap_error: r.gap_error.clone(),
         };
         self.set_replication_status(at, last);
     }
@@ -163,6 +164,7 @@ impl State {
             logical: None,
             sequences: None,
             sequences_error: None,
+            gap_error: None,
         };
         self.set_replication_status(at, last);
     }

@@ -469,6 +469,7 @@ fn replication(at: Ts, word: &str, lag: Option<f64>) -> ReplicationReading {
         logical: None,
         sequences: None,
         sequences_error: None,
+        gap_error: None,
     }
 }
 
@@ -909,6 +910,57 @@ fn the_transaction_gap_names_both_gtid_positions_in_the_gate_reason() {
         detail.as_deref(),
         Some("replica is 14 transactions behind (GTID 0-11-5012 of 0-11-5026)")
     );
+}
+
+#[test]
+fn with_gtid_off_the_transaction_gap_is_unknown_and_says_why_with_the_fix() {
+    let mut r = replication(1_000, "running", None);
+    r.engine = ReplicationEngine::Mysql;
+    r.gap_error = Some("the replica follows the source by binlog file:pos, not by GTID (Using_Gtid = No): the gap cannot be counted in transactions (fix: CHANGE MASTER TO MASTER_USE_GTID = slave_pos)".into());
+    let (s, _) = check(&[observed(1_000, r)]);
+    let input = Input::parse("replication.behind_transactions").expect("listed");
+    match s.input_value(&input) {
+        InputValue::Missing(why) => {
+            assert!(
+                why.contains("Using_Gtid = No") && why.contains("MASTER_USE_GTID"),
+                "{why}"
+            )
+        }
+        other => panic!("unknown, not {other:?}"),
+    }
+}
+
+/// A native engine's lag and gap go stale after a few polls unless a gate says otherwise;
+/// DMS's (CloudWatch's, minute-grained) after 3 minutes.
+#[test]
+fn the_default_freshness_of_lag_inputs_follows_the_engine() {
+    let plan = |engine: &str| {
+        let extra = match engine {
+            "dms" => "task = \"t\"",
+            "postgres" => "publication = \"p\"\nsubscription = \"s\"",
+            _ => "",
+        };
+        let db = if engine == "postgres" {
+            "postgres"
+        } else {
+            "mysql"
+        };
+        let text = format!(
+            "name = \"x\"\n[source]\nengine = \"{db}\"\nurl = \"{db}://u@a/x\"\n[target]\nengine = \"{db}\"\nurl = \"{db}://u@b/x\"\n[replication]\nengine = \"{engine}\"\n{extra}\n[[step]]\nid = \"s\"\ngates = [\"replication.lag_s <= 1\", \"replication.behind_bytes == 0 fresh 2s\", \"replication.status == running\"]\nconfirm = \"go\"\n"
+        );
+        crate::plan::parse("p.toml", &text).unwrap_or_else(|e| panic!("{engine}: {e}"))
+    };
+    for (engine, lag) in [("mysql", 5_000), ("postgres", 5_000), ("dms", 180_000)] {
+        let p = plan(engine);
+        let g = &p.steps[0].gates;
+        assert_eq!(g[0].fresh_ms(), lag, "{engine}");
+        assert_eq!(g[1].fresh_ms(), 2_000, "{engine}: a gate's own fresh wins");
+        assert_eq!(
+            g[2].fresh_ms(),
+            30_000,
+            "{engine}: status keeps its default"
+        );
+    }
 }
 
 #[test]

@@ -1243,6 +1243,7 @@ fn mysql_replica_behind() -> State {
                 logical: None,
                 sequences: None,
                 sequences_error: None,
+                gap_error: None,
             })),
         });
     }

@@ -57,6 +57,17 @@ pub fn lines<'a>(
         slot.1,
     ));
 
+    // The engine's own facts: which publisher the subscription connects to, checked
+    // against the plan's source (a mismatch fails the reading; "not verified" is a warning).
+    for f in &r.facts {
+        let style = if f.value.contains("not verified") {
+            t.warn
+        } else {
+            t.dim
+        };
+        out.push(line(format!("{} {}", f.label, f.value), style));
+    }
+
     match (pg.apply_errors, pg.sync_errors) {
         (Some(a), Some(s)) if a + s > 0 => out.push(line(
             format!("{a} apply error(s) · {s} sync error(s) (target's server log)"),
@@ -188,6 +199,7 @@ mod tests {
                 target: None,
             }]),
             sequences_error: None,
+            gap_error: None,
             source_gtid: None,
             facts: Vec::new(),
         }
