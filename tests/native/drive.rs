@@ -290,7 +290,7 @@ async fn a_drive_of_the_shipped_binlog_plan_flips_dns_and_loses_no_acknowledged_
     let ids = workload.finish().await;
 
     // The switch happened: the record names the former replica.
-    assert_eq!(zone.values().await, [to.clone()], "{screen}");
+    assert_eq!(zone.values().await, std::slice::from_ref(&to), "{screen}");
     let on_target: Vec<i64> = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
         "SELECT id FROM {DB}.ledger WHERE id > {next} ORDER BY id"
     )))
@@ -417,7 +417,7 @@ async fn a_drive_of_the_shipped_logical_plan_syncs_sequences_flips_dns_and_loses
     let ids = workload.finish().await;
     src.close().await;
 
-    assert_eq!(zone.values().await, [to.clone()], "{screen}");
+    assert_eq!(zone.values().await, std::slice::from_ref(&to), "{screen}");
     let on_target: Vec<i64> = pair
         .target("SELECT id FROM items ORDER BY id")
         .lines()
