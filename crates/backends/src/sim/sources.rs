@@ -321,6 +321,7 @@ impl World {
                             kind: *kind,
                         })
                         .collect(),
+                    note: None,
                 })
             })
             .collect())
