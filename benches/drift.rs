@@ -12,6 +12,16 @@
 //! (d) the time until the primary key of one differing row is named;
 //! (e) peak RSS of this process during the compare of a 1M-row and the 5M-row table.
 //!
+//! Cross engine (issue 14), the same `orders` generated on the local PostgreSQL
+//! (127.0.0.1:5432, database `test`, schema `drift14_bench`) by the same formulas:
+//! (xa) both sides' full-scan hash in parallel (MariaDB's CRC32 sum, PostgreSQL's
+//!      `sum(hashtext(row::text))`) — the floor;
+//! (xb) our compare, hashes pushed into both servers, identical tables;
+//! (xc) the same with 5 scattered differing rows, all 5 keys named;
+//! (xd) the client-side path (`client_hash`), identical tables, for reference;
+//! (xe) peak RSS during (xb) at 1M rows and at all rows.
+//! `CUTOVER_BENCH_CROSS=0` leaves the cross-engine part out.
+//!
 //! Run: `cargo bench --bench drift` (5,000,000 rows, ~580 MB a side; setup takes a
 //! minute or two). `CUTOVER_BENCH_ROWS=200000` for a quick run, `CUTOVER_BENCH_ROUNDS`
 //! (default 5) for the repetitions whose medians are reported. The databases are dropped
@@ -23,6 +33,7 @@ use cutover::db::{self, DbOptions};
 use cutover::event::{ChecksumState, Side};
 use cutover::plan::{Endpoint, Engine};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 const SERVER: &str = "mysql://root@127.0.0.1:3306";
@@ -468,6 +479,187 @@ async fn run(rows: u64, rounds: usize) -> Res<()> {
     Ok(())
 }
 
+const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+const PG_SCHEMA: &str = "drift14_bench";
+
+async fn pg_exec(pool: &PgPool, sql: &str) -> Res<()> {
+    pool.execute(AssertSqlSafe(sql.to_string()))
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?;
+    Ok(())
+}
+
+/// The MariaDB `orders` generated again on PostgreSQL by the same formulas.
+async fn pg_setup(pg: &PgPool, rows: u64) -> Res<()> {
+    pg_exec(pg, &format!("DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")).await?;
+    pg_exec(pg, &format!("CREATE SCHEMA {PG_SCHEMA}")).await?;
+    for (name, n) in [("orders", rows), ("orders_1m", rows.min(1_000_000))] {
+        pg_exec(
+            pg,
+            &format!(
+                "CREATE UNLOGGED TABLE {PG_SCHEMA}.{name} (id bigint PRIMARY KEY, customer_id integer NOT NULL,
+                 sku varchar(32) NOT NULL, qty integer NOT NULL, price numeric(12,2) NOT NULL,
+                 status varchar(16) NOT NULL, email varchar(64) NOT NULL, note varchar(100),
+                 created_at timestamp(6) NOT NULL, updated_at timestamptz(3))"
+            ),
+        )
+        .await?;
+        pg_exec(
+            pg,
+            &format!(
+                "INSERT INTO {PG_SCHEMA}.{name} SELECT g, g % 100003, 'SKU-' || lpad((g % 99991)::text, 6, '0'),
+                 1 + g % 7, (g % 100000) / 100.0, (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4],
+                 'c' || (g % 100003) || '@ex.com',
+                 CASE WHEN g % 3 = 0 THEN NULL ELSE 'note for order ' || g || ' ' || repeat('x', (g % 10)::int) END,
+                 timestamp '2024-01-01' + g * interval '1 second' + (g % 1000000) * interval '1 microsecond',
+                 CASE WHEN g % 5 = 0 THEN NULL ELSE (timestamp '2024-06-01' + g * interval '1 second') AT TIME ZONE 'UTC' END
+                 FROM generate_series(1, {n}) g"
+            ),
+        )
+        .await?;
+        pg_exec(pg, &format!("VACUUM ANALYZE {PG_SCHEMA}.{name}")).await?;
+    }
+    Ok(())
+}
+
+/// (xa) both sides' full-scan hash at once.
+async fn cross_scan(src: &MySqlPool, pg: &PgPool) -> Res<Duration> {
+    let started = Instant::now();
+    let my = async {
+        let sql =
+            format!("SELECT CAST(SUM(CRC32(CONCAT_WS('#', {COLS}))) AS CHAR) FROM {SRC}.orders");
+        sqlx::query(AssertSqlSafe(sql)).fetch_one(src).await
+    };
+    let p = async {
+        let sql = format!("SELECT sum(hashtext(o::text))::text FROM {PG_SCHEMA}.orders o");
+        sqlx::query(AssertSqlSafe(sql)).fetch_one(pg).await
+    };
+    tokio::try_join!(my, p)?;
+    Ok(started.elapsed())
+}
+
+fn pg_endpoint() -> Endpoint {
+    Endpoint {
+        engine: Engine::Postgres,
+        label: "pg".into(),
+        url: Some(format!("{PG}?schema={PG_SCHEMA}")),
+        password_env: None,
+        password_file: None,
+    }
+}
+
+async fn cross_compare(
+    source: &db::Db,
+    target: &db::Db,
+    table: &str,
+    client_hash: bool,
+) -> Res<(Duration, ChecksumState, Vec<String>, Option<String>)> {
+    let started = Instant::now();
+    let o = DbOptions {
+        client_hash,
+        ..opts(table)
+    };
+    let drifts = db::compare(source, target, &o, |_| {}).await?;
+    let d = drifts.first().ok_or("no reading")?;
+    let keys = d.differing_keys.iter().map(|k| k.key.clone()).collect();
+    Ok((started.elapsed(), d.checksum, keys, d.note.clone()))
+}
+
+async fn run_cross(rows: u64, rounds: usize) -> Res<()> {
+    let pg = PgPoolOptions::new().max_connections(2).connect(PG).await?;
+    let t0 = Instant::now();
+    pg_setup(&pg, rows).await?;
+    println!(
+        "cross setup: {rows} rows on PostgreSQL in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let src = pool(SRC, 2).await?;
+    let source = db::connect_endpoint(&endpoint(SRC), Side::Source).await?;
+    let target = db::connect_endpoint(&pg_endpoint(), Side::Target).await?;
+    cross_scan(&src, &pg).await?;
+    let victims: Vec<u64> = (1..=5).map(|i| (rows * (2 * i - 1) / 10).max(1)).collect();
+    let list = victims
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut t: [Vec<f64>; 4] = Default::default();
+    for round in 1..=rounds {
+        let ta = cross_scan(&src, &pg).await?.as_secs_f64();
+        let (tb, state, _, note) = cross_compare(&source, &target, "orders", false).await?;
+        if state != ChecksumState::Equal || note.is_some() {
+            return Err(format!("cross: equal data compared {state:?} ({note:?})").into());
+        }
+        pg_exec(
+            &pg,
+            &format!("UPDATE {PG_SCHEMA}.orders SET status = 'lost' WHERE id IN ({list})"),
+        )
+        .await?;
+        let (tc, state, keys, _) = cross_compare(&source, &target, "orders", false).await?;
+        pg_exec(
+            &pg,
+            &format!(
+                "UPDATE {PG_SCHEMA}.orders SET status = (ARRAY['new','paid','shipped','cancelled'])[1 + id % 4] WHERE id IN ({list})"
+            ),
+        )
+        .await?;
+        let want: Vec<String> = victims.iter().map(|v| format!("id={v}")).collect();
+        if state != ChecksumState::Mismatch || keys != want {
+            return Err(format!("cross: expected {want:?}, got {state:?} {keys:?}").into());
+        }
+        // The client-side path only in the first round: it is the slow reference.
+        let td = if round == 1 {
+            cross_compare(&source, &target, "orders", true)
+                .await?
+                .0
+                .as_secs_f64()
+        } else {
+            f64::NAN
+        };
+        let (tb, tc) = (tb.as_secs_f64(), tc.as_secs_f64());
+        println!(
+            "cross round {round}: (xa) {ta:.2} s  (xb) {tb:.2} s  (xc) {tc:.2} s  (xd) {td:.2} s   xb/xa {:.2}  xc/xa {:.2}",
+            tb / ta,
+            tc / ta
+        );
+        for (v, x) in t.iter_mut().zip([ta, tb, tc, td]) {
+            v.push(x);
+        }
+    }
+    reset_peak_rss();
+    cross_compare(&source, &target, "orders_1m", false).await?;
+    let rss_1m = peak_rss_mib();
+    reset_peak_rss();
+    cross_compare(&source, &target, "orders", false).await?;
+    let rss_all = peak_rss_mib();
+    let td = t[3][0];
+    let [ma, mb, mc, _] = t.map(median);
+    println!();
+    println!("cross engine MariaDB -> PostgreSQL, {rows} rows, medians over {rounds} rounds:");
+    println!("  (xa) both full-scan hashes in parallel          {ma:8.2} s");
+    println!(
+        "  (xb) our compare, pushed down, identical        {mb:8.2} s   xb/xa = {:.2}",
+        mb / ma
+    );
+    println!(
+        "  (xc) our compare, 5 scattered keys named        {mc:8.2} s   xc/xa = {:.2}  (target <= 1.5)",
+        mc / ma
+    );
+    println!(
+        "  (xd) client-side hashing (round 1), identical   {td:8.2} s   xd/xb = {:.2}",
+        td / mb
+    );
+    println!(
+        "  (xe) peak RSS: compare of 1M rows {rss_1m:.1} MiB; of {rows} rows {rss_all:.1} MiB"
+    );
+    source.close().await;
+    target.close().await;
+    pg_exec(&pg, &format!("DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")).await?;
+    pg.close().await;
+    src.close().await;
+    Ok(())
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench binaries without `--bench`: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
@@ -493,7 +685,13 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let result = rt.block_on(run(rows, rounds));
+    let result = rt.block_on(async {
+        run(rows, rounds).await?;
+        if std::env::var("CUTOVER_BENCH_CROSS").as_deref() != Ok("0") {
+            run_cross(rows, rounds).await?;
+        }
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    });
     // Drop the big tables whatever happened.
     let cleanup = rt.block_on(drop_all());
     if let Err(e) = result.and(cleanup) {

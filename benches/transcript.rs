@@ -100,6 +100,7 @@ fn second(t: Ts, s: i64, out: &mut Vec<Event>) {
                     chunks_done: Some(4),
                     chunks_total: Some(4),
                     differing_keys: Vec::new(),
+                    note: None,
                 }),
             });
         }

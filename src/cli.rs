@@ -450,6 +450,34 @@ pub struct DriftArgs {
     /// Differing keys to report per table
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub max_keys: usize,
+    /// Compare only the rows matching this SQL condition, on both sides (written in the
+    /// common part of both dialects), e.g. "region = 'eu'"
+    #[arg(long = "where", value_name = "SQL")]
+    pub where_sql: Option<String>,
+    /// Compare only the recent past: rows whose COLUMN (a date or timestamp every compared
+    /// table has) is within DURATION of now, e.g. updated_at=1h
+    #[arg(long, value_name = "COLUMN=DURATION", value_parser = crate::db::Since::parse)]
+    pub since: Option<crate::db::Since>,
+    /// Cross engine: hash rows client-side instead of in the servers (slower; the
+    /// reference the pushed-down hash is checked against)
+    #[arg(long)]
+    pub client_hash: bool,
+    /// Write the statements that would make the target equal the source for the differing
+    /// rows (REPLACE / INSERT ... ON CONFLICT, DELETE; quoted for the target's engine) to
+    /// FILE, for review. Never executed.
+    #[arg(long, value_name = "FILE")]
+    pub repair_sql: Option<PathBuf>,
+    /// Pause before each chunk while the target's replication lag exceeds SECONDS (read
+    /// by --lag-query, else from a MySQL/MariaDB replica's status)
+    #[arg(long, value_name = "SECONDS")]
+    pub max_lag: Option<f64>,
+    /// Pause while a server runs more than N queries (MySQL Threads_running, PostgreSQL
+    /// active sessions)
+    #[arg(long, value_name = "N")]
+    pub max_load: Option<u64>,
+    /// A query on the target returning its lag in seconds, e.g. from a heartbeat table
+    #[arg(long, value_name = "SQL")]
+    pub lag_query: Option<String>,
 }
 
 /// The report's output format, as the command line spells it.

@@ -1215,6 +1215,13 @@ async fn credentials_never_reach_readings_logs_or_errors() {
         chunk_time: Duration::from_millis(500),
         max_concurrent: 1,
         max_keys: 20,
+        where_sql: None,
+        since: None,
+        client_hash: false,
+        repair_sql: None,
+        max_lag: None,
+        max_load: None,
+        lag_query: None,
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -1263,6 +1270,13 @@ fn args(source: String, target: String) -> DriftArgs {
         chunk_time: Duration::from_millis(500),
         max_concurrent: 1,
         max_keys: 20,
+        where_sql: None,
+        since: None,
+        client_hash: false,
+        repair_sql: None,
+        max_lag: None,
+        max_load: None,
+        lag_query: None,
     }
 }
 
@@ -1532,5 +1546,602 @@ fn plan_show_check_marks_every_steps_gates_from_one_poll() {
             .as_str()
             .is_some_and(|r| r.contains("false")),
         "the red gate names the value it read: {doc}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 14: the cross-engine hash pushed into both servers
+
+/// A MariaDB database and a PostgreSQL schema named `drift14_<tag>_...`, dropped at the end.
+async fn drift14_pair(tag: &str, clean: &mut Cleanup) -> (MySqlPool, String, PgPool, String) {
+    let my = mariadb().await;
+    let pg = postgres(PG_DB).await;
+    let name = unique(tag).replacen("cutover_t_", "drift14_", 1);
+    my_exec(&my, &format!("CREATE DATABASE `{name}`")).await;
+    clean
+        .mysql
+        .push(format!("DROP DATABASE IF EXISTS `{name}`"));
+    pg_exec(&pg, &format!("CREATE SCHEMA \"{name}\"")).await;
+    clean
+        .pg
+        .push(format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
+    (my, name.clone(), pg, name)
+}
+
+/// One row of `pairs` as both engines' SQL literals: (MariaDB, PostgreSQL) per column.
+fn pair_row(id: u32) -> Vec<(String, String)> {
+    let q = |s: &str| format!("'{s}'");
+    let both = |s: String| (s.clone(), s);
+    let ts = format!(
+        "2024-01-01 {:02}:{:02}:{:02}.{:06}",
+        id / 3600 % 24,
+        id / 60 % 60,
+        id % 60,
+        (id * 7) % 1_000_000
+    );
+    let txt = match id % 3 {
+        0 => both("NULL".into()),
+        1 => both("''".into()),
+        _ => both(q(&format!("t{id}"))),
+    };
+    let hex = format!("{:04X}", id);
+    let uuid = format!("0000{hex}-AAAA-4BBB-8CCC-DDDDEEEE{hex}");
+    vec![
+        both(id.to_string()),
+        both(format!("{}.{:02}", id, id % 100)),
+        // 1.10 (decimal(12,2)) against 1.1 (numeric without scale): equal.
+        (format!("{id}.10"), format!("{id}.1")),
+        both(q(&ts)),
+        (q(&ts), q(&format!("{ts}+00"))),
+        txt,
+        (
+            format!("{}", id % 2),
+            if id % 2 == 1 { "true" } else { "false" }.into(),
+        ),
+        both(format!("{:?}", f64::from(id) / 3.0)),
+        both(format!("{id}.1")),
+        both(q(&format!("2024-02-{:02}", id % 28 + 1))),
+        both(q(&format!("03:04:{:02}.500000", id % 60))),
+        (format!("X'{hex}'"), format!("'\\x{hex}'::bytea")),
+        (q(&uuid), q(&uuid.to_lowercase())),
+    ]
+}
+
+fn values(rows: &[Vec<(String, String)>], mysql: bool) -> String {
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<&str> = r
+                .iter()
+                .map(|(m, p)| if mysql { m.as_str() } else { p.as_str() })
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every canonical type pair, and each kind of difference the canonical forms must keep
+/// or hide, compared MariaDB -> PostgreSQL pushed down and client-side: both name the same
+/// keys, exactly the ones that differ; JSON has no common SQL form and says it fell back.
+#[tokio::test]
+async fn cross_engine_pushdown_gives_the_client_side_verdict_for_every_canonical_pair() {
+    let mut clean = Cleanup::new();
+    let (my, s, pg, t) = drift14_pair("canon", &mut clean).await;
+    my_exec(
+        &my,
+        &format!(
+            "CREATE TABLE `{s}`.pairs (id INT NOT NULL PRIMARY KEY, d DECIMAL(12,2) NOT NULL,
+            d2 DECIMAL(12,2) NOT NULL, ts DATETIME(6) NOT NULL, tstz DATETIME(6) NOT NULL,
+            txt VARCHAR(20) NULL, flag TINYINT(1) NOT NULL, f DOUBLE NOT NULL, r FLOAT NOT NULL,
+            day DATE NOT NULL, tm TIME(6) NOT NULL, raw VARBINARY(8) NOT NULL, u CHAR(36) NOT NULL)"
+        ),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!(
+            "CREATE TABLE \"{t}\".pairs (id integer PRIMARY KEY, d numeric(12,2) NOT NULL,
+            d2 numeric NOT NULL, ts timestamp(6) NOT NULL, tstz timestamptz(6) NOT NULL,
+            txt varchar(20), flag boolean NOT NULL, f double precision NOT NULL, r real NOT NULL,
+            day date NOT NULL, tm time(6) NOT NULL, raw bytea NOT NULL, u uuid NOT NULL)"
+        ),
+    )
+    .await;
+    let mut src: Vec<Vec<(String, String)>> = (1..=300).map(pair_row).collect();
+    let mut tgt = src.clone();
+    let set = |rows: &mut Vec<Vec<(String, String)>>, id: u32, col: usize, m: &str, p: &str| {
+        rows[id as usize - 1][col] = (m.to_string(), p.to_string());
+    };
+    // A differing microsecond.
+    set(&mut tgt, 11, 3, "", "'2024-01-01 00:00:11.000078'");
+    // NULL against '' (row 13 holds '').
+    set(&mut tgt, 13, 5, "", "NULL");
+    // A trailing space.
+    set(&mut src, 20, 5, "'abc'", "");
+    set(&mut tgt, 20, 5, "", "'abc '");
+    // -0.0 against 0: equal.
+    set(&mut src, 31, 7, "-0.0", "");
+    set(&mut tgt, 31, 7, "", "0");
+    // A boolean flipped, a float, a decimal, a timestamptz microsecond, a uuid.
+    set(&mut tgt, 51, 6, "", "false");
+    set(&mut tgt, 61, 8, "", "61.2");
+    set(&mut tgt, 81, 1, "", "81.82");
+    set(&mut tgt, 91, 4, "", "'2024-01-01 00:01:31.000638+00'");
+    set(
+        &mut tgt,
+        101,
+        12,
+        "",
+        "'00000065-aaaa-4bbb-8ccc-ddddeeee0066'",
+    );
+    tgt.remove(70); // id 71: missing on the target
+    tgt.push(pair_row(301)); // extra on the target
+    my_exec(
+        &my,
+        &format!("INSERT INTO `{s}`.pairs VALUES {}", values(&src, true)),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("INSERT INTO \"{t}\".pairs VALUES {}", values(&tgt, false)),
+    )
+    .await;
+    // JSON: key order and spacing do not matter, a value does.
+    my_exec(
+        &my,
+        &format!("CREATE TABLE `{s}`.docs (id INT PRIMARY KEY, doc JSON NULL)"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("CREATE TABLE \"{t}\".docs (id integer PRIMARY KEY, doc jsonb)"),
+    )
+    .await;
+    my_exec(
+        &my,
+        &format!(
+            "INSERT INTO `{s}`.docs VALUES (1, '{{\"b\": 1, \"a\": [true, null]}}'), (2, '{{\"x\": 1}}'), (3, NULL)"
+        ),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!(
+            "INSERT INTO \"{t}\".docs VALUES (1, '{{\"a\":[true,null],\"b\":1}}'), (2, '{{\"x\": 2}}'), (3, NULL)"
+        ),
+    )
+    .await;
+
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Postgres, &pg_url(&t), Side::Target).await;
+    let pushed = compare(&source, &target, &small_chunks()).await;
+    let client = compare(
+        &source,
+        &target,
+        &DbOptions {
+            client_hash: true,
+            ..small_chunks()
+        },
+    )
+    .await;
+    let expected: Vec<(String, DiffKind)> = [
+        ("id=11", DiffKind::Different),
+        ("id=13", DiffKind::Different),
+        ("id=20", DiffKind::Different),
+        ("id=51", DiffKind::Different),
+        ("id=61", DiffKind::Different),
+        ("id=71", DiffKind::MissingOnTarget),
+        ("id=81", DiffKind::Different),
+        ("id=91", DiffKind::Different),
+        ("id=101", DiffKind::Different),
+        ("id=301", DiffKind::ExtraOnTarget),
+    ]
+    .into_iter()
+    .map(|(k, d)| (k.to_string(), d))
+    .collect();
+    let sorted = |d: &TableDrift| {
+        let mut k = keys(d);
+        k.sort_by_key(|(k, _)| k[3..].parse::<u32>().unwrap_or(0));
+        k
+    };
+    let p = table(&pushed, "pairs");
+    assert_eq!(p.note, None, "pairs must be hashed in the servers: {p:#?}");
+    assert_eq!(sorted(p), expected, "pushed down: {p:#?}");
+    assert_eq!(sorted(table(&client, "pairs")), expected, "client-side");
+    let docs = table(&pushed, "docs");
+    assert!(
+        docs.note
+            .as_deref()
+            .is_some_and(|n| n.contains("client-side") && n.contains("doc")),
+        "{docs:#?}"
+    );
+    assert_eq!(keys(docs), vec![("id=2".to_string(), DiffKind::Different)]);
+    assert_eq!(keys(table(&client, "docs")), keys(docs));
+}
+
+/// `--since` and `--where` restrict both sides to the same rows: a difference inside the
+/// window is found, one outside is ignored; a bad condition fails naming the window.
+#[tokio::test]
+async fn windowed_compare_finds_a_difference_inside_the_window_and_ignores_one_outside() {
+    let mut clean = Cleanup::new();
+    let (my, s, pg, t) = drift14_pair("window", &mut clean).await;
+    my_exec(
+        &my,
+        &format!(
+            "CREATE TABLE `{s}`.events (id INT PRIMARY KEY, region VARCHAR(4) NOT NULL,
+             v INT NOT NULL, updated_at DATETIME(6) NOT NULL)"
+        ),
+    )
+    .await;
+    // Rows 1..=100 changed ten minutes ago, 101..=200 three days ago (the same instants
+    // on both sides).
+    let (recent, old): (String, String) = sqlx::query_as(
+        "SELECT DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 10 MINUTE, '%Y-%m-%d %H:%i:%s'),
+                DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 3 DAY, '%Y-%m-%d %H:%i:%s')",
+    )
+    .fetch_one(&my)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    my_exec(
+        &my,
+        &format!(
+            "INSERT INTO `{s}`.events SELECT seq, IF(seq MOD 2 = 0, 'eu', 'us'), seq,
+             IF(seq <= 100, '{recent}', '{old}') FROM `{s}`.seq_1_to_200"
+        ),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!(
+            "CREATE TABLE \"{t}\".events (id integer PRIMARY KEY, region varchar(4) NOT NULL,
+             v integer NOT NULL, updated_at timestamptz NOT NULL)"
+        ),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!(
+            "INSERT INTO \"{t}\".events SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g,
+             CASE WHEN g <= 100 THEN '{recent}+00' ELSE '{old}+00' END::timestamptz
+             FROM generate_series(1, 200) g"
+        ),
+    )
+    .await;
+    // Row 50 (recent, eu) and row 150 (old, eu) differ; row 51 (recent, us) too.
+    pg_exec(
+        &pg,
+        &format!("UPDATE \"{t}\".events SET v = -v WHERE id IN (50, 51, 150)"),
+    )
+    .await;
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Postgres, &pg_url(&t), Side::Target).await;
+    let window = |where_sql: Option<&str>, since: Option<&str>| DbOptions {
+        window: db::Window {
+            where_sql: where_sql.map(str::to_string),
+            since: since.map(|s| db::Since::parse(s).unwrap_or_else(|e| panic!("{e}"))),
+        },
+        ..small_chunks()
+    };
+    let found = |d: &[TableDrift]| {
+        let mut k: Vec<String> = keys(table(d, "events")).into_iter().map(|k| k.0).collect();
+        k.sort();
+        k
+    };
+    let all = compare(&source, &target, &window(None, None)).await;
+    assert_eq!(found(&all), vec!["id=150", "id=50", "id=51"]);
+    let recent = compare(&source, &target, &window(None, Some("updated_at=1h"))).await;
+    assert_eq!(found(&recent), vec!["id=50", "id=51"]);
+    let e = table(&recent, "events");
+    assert_eq!(
+        (e.source_rows, e.target_rows),
+        (Some(100), Some(100)),
+        "{e:#?}"
+    );
+    let eu_recent = compare(
+        &source,
+        &target,
+        &window(Some("region = 'eu'"), Some("updated_at=1h")),
+    )
+    .await;
+    assert_eq!(found(&eu_recent), vec!["id=50"]);
+    let err = db::compare(&source, &target, &window(Some("nosuch = 1"), None), |_| {})
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("--where") && err.contains("nosuch"), "{err}");
+    let err = db::compare(&source, &target, &window(None, Some("created=1h")), |_| {})
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("--since") && err.contains("created"), "{err}");
+}
+
+/// `--repair-sql`: the script written for a MariaDB target and for a PostgreSQL target,
+/// applied to that target, leaves nothing to repair (the next compare is clean).
+#[tokio::test]
+async fn repair_sql_applied_to_the_target_makes_the_compare_clean_on_both_target_engines() {
+    let mut clean = Cleanup::new();
+    let (my, s, pg, t) = drift14_pair("repair", &mut clean).await;
+    let my_t = format!("{s}_t");
+    my_exec(&my, &format!("CREATE DATABASE `{my_t}`")).await;
+    clean
+        .mysql
+        .push(format!("DROP DATABASE IF EXISTS `{my_t}`"));
+    let ddl = "(id INT NOT NULL PRIMARY KEY, name VARCHAR(40) NOT NULL, note VARCHAR(40) NULL,
+        amount DECIMAL(12,2) NOT NULL, made DATETIME(6) NOT NULL, seen TIMESTAMP(3) NULL,
+        raw VARBINARY(8) NULL, flag TINYINT(1) NOT NULL, ratio DOUBLE NULL)";
+    for db in [&s, &my_t] {
+        my_exec(&my, &format!("CREATE TABLE `{db}`.items {ddl}")).await;
+    }
+    my_exec(
+        &my,
+        &format!(
+            "INSERT INTO `{s}`.items SELECT seq, CONCAT('it''s \\\\ ', seq), IF(seq MOD 3 = 0, NULL, IF(seq MOD 3 = 1, '', 'x')),
+             (seq MOD 1000) / 4, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq MINUTE + INTERVAL seq MICROSECOND,
+             IF(seq MOD 5 = 0, NULL, TIMESTAMP'2024-03-01 12:00:00.250' + INTERVAL seq SECOND),
+             IF(seq MOD 4 = 0, NULL, UNHEX(CONCAT('00', HEX(seq)))), seq MOD 2, seq / 7e0
+             FROM `{s}`.seq_1_to_300"
+        ),
+    )
+    .await;
+    // MariaDB target: a copy, then a changed row, a deleted one, an extra one, '' -> NULL.
+    my_exec(
+        &my,
+        &format!("INSERT INTO `{my_t}`.items SELECT * FROM `{s}`.items"),
+    )
+    .await;
+    my_exec(
+        &my,
+        &format!("UPDATE `{my_t}`.items SET name = 'changed' WHERE id = 7"),
+    )
+    .await;
+    my_exec(&my, &format!("DELETE FROM `{my_t}`.items WHERE id = 100")).await;
+    my_exec(
+        &my,
+        &format!("INSERT INTO `{my_t}`.items VALUES (1000, 'extra', NULL, 1, '2024-01-01', NULL, NULL, 0, NULL)"),
+    )
+    .await;
+    my_exec(
+        &my,
+        &format!("UPDATE `{my_t}`.items SET note = NULL WHERE id = 4"),
+    )
+    .await;
+    // PostgreSQL target: three wrong rows and an extra one; the rest is missing.
+    pg_exec(
+        &pg,
+        &format!(
+            "CREATE TABLE \"{t}\".items (id integer PRIMARY KEY, name varchar(40) NOT NULL, note varchar(40),
+             amount numeric(12,2) NOT NULL, made timestamp(6) NOT NULL, seen timestamptz(3), raw bytea,
+             flag boolean NOT NULL, ratio double precision)"
+        ),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!(
+            "INSERT INTO \"{t}\".items SELECT g, 'wrong', NULL, 0, '2020-01-01'::timestamp, NULL::timestamptz, '\\x00'::bytea, false, 0
+             FROM generate_series(1, 3) g UNION ALL SELECT 999, 'extra', NULL, 0, '2020-01-01'::timestamp, NULL, NULL, true, NULL"
+        ),
+    )
+    .await;
+
+    let dir = std::env::temp_dir().join(unique("drift14_repair"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    for (target_url, file, mysql) in [
+        (my_url(&my_t), dir.join("mariadb.sql"), true),
+        (pg_url(&t), dir.join("postgres.sql"), false),
+    ] {
+        let run = |repair: Option<std::path::PathBuf>| {
+            let a = DriftArgs {
+                max_keys: 1000,
+                repair_sql: repair,
+                ..args(my_url(&s), target_url.clone())
+            };
+            async move {
+                drift::drift_command(a)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+            }
+        };
+        assert_eq!(
+            run(Some(file.clone())).await,
+            1,
+            "{target_url}: drift expected"
+        );
+        let script = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert!(script.contains("DELETE FROM"), "{script}");
+        if mysql {
+            assert!(script.contains("REPLACE INTO `"), "{script}");
+            sqlx::raw_sql(AssertSqlSafe(script.clone()))
+                .execute(&my)
+                .await
+                .unwrap_or_else(|e| panic!("applying {script}: {e}"));
+        } else {
+            assert!(
+                script.contains("ON CONFLICT (\"id\") DO UPDATE SET"),
+                "{script}"
+            );
+            sqlx::raw_sql(AssertSqlSafe(script.clone()))
+                .execute(&pg)
+                .await
+                .unwrap_or_else(|e| panic!("applying the script: {e}"));
+        }
+        assert_eq!(
+            run(None).await,
+            0,
+            "{target_url}: still drifting after the repair:\n{script}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir); // best effort: a temp dir
+}
+
+/// A table without a primary key and one differing row: the compare narrows it to its
+/// hash bucket and lists the row on each side, same engine and across engines.
+#[tokio::test]
+async fn a_no_pk_table_with_one_differing_row_names_its_bucket_and_lists_the_row() {
+    let mut clean = Cleanup::new();
+    let (my, s, pg, t) = drift14_pair("nopk", &mut clean).await;
+    let my_t = format!("{s}_t");
+    my_exec(&my, &format!("CREATE DATABASE `{my_t}`")).await;
+    clean
+        .mysql
+        .push(format!("DROP DATABASE IF EXISTS `{my_t}`"));
+    for db in [&s, &my_t] {
+        my_exec(&my, &format!("CREATE TABLE `{db}`.log (kind VARCHAR(10) NOT NULL, n INT NOT NULL, amount DECIMAL(8,2) NULL)")).await;
+        my_exec(
+            &my,
+            &format!("INSERT INTO `{db}`.log SELECT 'k', seq, seq / 4 FROM `{s}`.seq_1_to_2000"),
+        )
+        .await;
+    }
+    pg_exec(&pg, &format!("CREATE TABLE \"{t}\".log (kind varchar(10) NOT NULL, n integer NOT NULL, amount numeric(8,2))")).await;
+    pg_exec(
+        &pg,
+        &format!("INSERT INTO \"{t}\".log SELECT 'k', g, g / 4.0 FROM generate_series(1, 2000) g"),
+    )
+    .await;
+    for db in [&s, &my_t] {
+        my_exec(&my, &format!("CREATE TABLE `{db}`.uniq (code VARCHAR(10) NOT NULL, v INT NOT NULL, UNIQUE KEY by_code (code))")).await;
+        my_exec(
+            &my,
+            &format!(
+                "INSERT INTO `{db}`.uniq SELECT CONCAT('c', seq), seq FROM `{s}`.seq_1_to_500"
+            ),
+        )
+        .await;
+    }
+    pg_exec(
+        &pg,
+        &format!(
+            "CREATE TABLE \"{t}\".uniq (code varchar(10) NOT NULL UNIQUE, v integer NOT NULL)"
+        ),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("INSERT INTO \"{t}\".uniq SELECT 'c' || g, g FROM generate_series(1, 500) g"),
+    )
+    .await;
+    my_exec(
+        &my,
+        &format!("UPDATE `{my_t}`.uniq SET v = 0 WHERE code = 'c77'"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("UPDATE \"{t}\".uniq SET v = 0 WHERE code = 'c77'"),
+    )
+    .await;
+    my_exec(
+        &my,
+        &format!("UPDATE `{my_t}`.log SET amount = 0 WHERE n = 1234"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("UPDATE \"{t}\".log SET amount = 0 WHERE n = 1234"),
+    )
+    .await;
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    for (target, what) in [
+        (
+            connect(Engine::Mysql, &my_url(&my_t), Side::Target).await,
+            "same engine",
+        ),
+        (
+            connect(Engine::Postgres, &pg_url(&t), Side::Target).await,
+            "cross engine",
+        ),
+    ] {
+        let drifts = compare(&source, &target, &DbOptions::default()).await;
+        let log = table(&drifts, "log");
+        assert_eq!(log.checksum, ChecksumState::Mismatch, "{what}: {log:#?}");
+        let k = keys(log);
+        assert_eq!(k.len(), 2, "{what}: {log:#?}");
+        let missing = k.iter().find(|(_, d)| *d == DiffKind::MissingOnTarget);
+        let extra = k.iter().find(|(_, d)| *d == DiffKind::ExtraOnTarget);
+        let (Some((m, _)), Some((e, _))) = (missing, extra) else {
+            panic!("{what}: one row missing and one extra expected: {log:#?}");
+        };
+        assert!(
+            m.starts_with("bucket ") && m.contains("n=1234") && m.contains("amount=308.5"),
+            "{what}: {m}"
+        );
+        assert!(
+            e.starts_with("bucket ") && e.contains("n=1234") && e.contains("amount=0"),
+            "{what}: {e}"
+        );
+        // A unique index of NOT NULL columns stands in for the missing primary key.
+        let u = table(&drifts, "uniq");
+        assert_eq!(
+            keys(u),
+            vec![("code=c77".to_string(), DiffKind::Different)],
+            "{what}: {u:#?}"
+        );
+    }
+}
+
+/// `--max-lag`: while the target's lag reading (here `--lag-query` on a real table of the
+/// PostgreSQL target) is over the limit the compare pauses and says so; it finishes once
+/// the reading drops.
+#[tokio::test]
+async fn throttling_pauses_while_the_lag_reading_is_over_the_limit() {
+    let mut clean = Cleanup::new();
+    let (my, s, pg, t) = drift14_pair("throttle", &mut clean).await;
+    my_exec(&my, &format!("CREATE TABLE `{s}`.n (id INT PRIMARY KEY)")).await;
+    my_exec(
+        &my,
+        &format!("INSERT INTO `{s}`.n SELECT seq FROM `{s}`.seq_1_to_500"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("CREATE TABLE \"{t}\".n (id integer PRIMARY KEY)"),
+    )
+    .await;
+    pg_exec(
+        &pg,
+        &format!("INSERT INTO \"{t}\".n SELECT generate_series(1, 500)"),
+    )
+    .await;
+    pg_exec(&pg, &format!("CREATE TABLE \"{t}\".lag (seconds float8)")).await;
+    pg_exec(&pg, &format!("INSERT INTO \"{t}\".lag VALUES (4.2)")).await;
+    let source = connect(Engine::Mysql, &my_url(&s), Side::Source).await;
+    let target = connect(Engine::Postgres, &pg_url(&t), Side::Target).await;
+    let opts = DbOptions {
+        tables: vec!["n".into()],
+        max_lag_s: Some(2.0),
+        lag_query: Some(format!("SELECT seconds FROM \"{t}\".lag")),
+        ..small_chunks()
+    };
+    let (tx, mut rx) = tokio::sync::watch::channel(None::<String>);
+    let task =
+        tokio::spawn(
+            async move { db::compare_observed(&source, &target, &opts, |_| {}, tx).await },
+        );
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        rx.wait_for(|s| s.as_deref() == Some("throttled: lag 4.2 s > 2 s")),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no throttling seen"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !task.is_finished(),
+        "the compare ran on while the lag was over the limit"
+    );
+    pg_exec(&pg, &format!("UPDATE \"{t}\".lag SET seconds = 0.5")).await;
+    let drifts = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap_or_else(|_| panic!("the compare did not resume"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(table(&drifts, "n").checksum, ChecksumState::Equal);
+    assert_eq!(
+        *rx.borrow(),
+        None,
+        "still shown as throttled after resuming"
     );
 }

@@ -570,6 +570,10 @@ pub struct TableDrift {
     pub chunks_total: Option<u64>,
     /// The first differing rows found (bounded by the source).
     pub differing_keys: Vec<DiffKey>,
+    /// How the table was compared when it is worth saying (a cross-engine table hashed
+    /// client-side and why). Absent in older transcripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl TableDrift {

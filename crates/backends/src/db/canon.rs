@@ -94,6 +94,197 @@ pub(crate) fn select_expr(mysql: bool, col: &Column, canon: Canon) -> String {
     }
 }
 
+/// Significant digits a float is printed with in SQL: enough to tell any two values of
+/// the width apart (9 for single, 17 for double), computed by the same IEEE operations on
+/// both engines, so equal values print alike.
+const SINGLE_DIGITS: i32 = 9;
+const DOUBLE_DIGITS: i32 = 17;
+
+/// The SQL text of `col` in canonical form, computed in the server (the pushed-down
+/// cross-engine hash), or why this column pair has none. `other` is the class of the
+/// column on the other side. The text equals on both engines exactly when the canonical
+/// values of [`value`] do, except that floats are compared by their value at the narrower
+/// width rather than by the client's shortest print.
+pub(crate) fn sql_text(
+    mysql: bool,
+    col: &Column,
+    canon: Canon,
+    other: TypeClass,
+) -> Result<String, String> {
+    use TypeClass as T;
+    let q = quote(mysql, &col.name);
+    let no = |why: &str| Err(format!("column {} ({}): {why}", col.name, col.sql_type));
+    let plain = if mysql {
+        match col.class {
+            T::Bit => format!("CAST({q} + 0 AS CHAR)"),
+            _ => format!("CAST({q} AS CHAR)"),
+        }
+    } else {
+        format!("{q}::text")
+    };
+    // Trailing zeros of a fraction dropped ("1.500" -> "1.5", "05.000" -> "05").
+    let trim = |t: &str| {
+        if mysql {
+            format!(
+                "IF(LOCATE('.', {t}) > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {t})), {t})"
+            )
+        } else {
+            format!("CASE WHEN strpos({t}, '.') > 0 THEN rtrim(rtrim({t}, '0'), '.') ELSE {t} END")
+        }
+    };
+    if col.class == T::Other || col.sql_type.starts_with("money") {
+        return no("no canonical SQL form for this type");
+    }
+    Ok(match canon {
+        Canon::Int => {
+            if !matches!(col.class, T::Int { .. } | T::Bit) {
+                return no("not an integer");
+            }
+            plain
+        }
+        Canon::Bool => match col.class {
+            T::Bool if !mysql => format!("{q}::int::text"),
+            T::Int { .. } | T::Bit => {
+                if mysql {
+                    format!("CAST({q} + 0 AS CHAR)")
+                } else {
+                    plain
+                }
+            }
+            _ => return no("not a boolean or an integer"),
+        },
+        Canon::Decimal => match col.class {
+            T::Int { .. } | T::Bit => plain,
+            T::Decimal if mysql => format!("IF({q} = 0, '0', {})", trim(&plain)),
+            T::Decimal => format!("CASE WHEN {q} = 0 THEN '0' ELSE trim_scale({q})::text END"),
+            _ => return no("not a number"),
+        },
+        Canon::Float { single } => {
+            if !matches!(
+                col.class,
+                T::Float32 | T::Float64 | T::Int { .. } | T::Decimal
+            ) || !matches!(other, T::Float32 | T::Float64 | T::Int { .. } | T::Decimal)
+            {
+                return no("not a number");
+            }
+            let digits = if single { SINGLE_DIGITS } else { DOUBLE_DIGITS };
+            // The value at the narrower width, as a double: mantissa of `digits` digits
+            // and exponent, "0" for both zeros.
+            let v = match (mysql, single) {
+                (true, true) => format!("CAST(CAST({q} AS FLOAT) AS DOUBLE)"),
+                (true, false) => format!("CAST({q} AS DOUBLE)"),
+                (false, true) => format!("{q}::real::float8"),
+                (false, false) => format!("{q}::float8"),
+            };
+            if mysql {
+                format!(
+                    "IF({v} = 0, '0', CONCAT(CAST(ROUND({v} / POW(10, FLOOR(LOG10(ABS({v}))) - {})) AS SIGNED), 'e', CAST(FLOOR(LOG10(ABS({v}))) AS SIGNED)))",
+                    digits - 1
+                )
+            } else {
+                format!(
+                    "CASE WHEN {v} = 0 THEN '0' ELSE round({v} / 10 ^ (floor(log(abs({v}))) - {}))::bigint::text || 'e' || floor(log(abs({v})))::bigint::text END",
+                    digits - 1
+                )
+            }
+        }
+        Canon::Date => {
+            if col.class != T::Date {
+                return no("not a date");
+            }
+            plain
+        }
+        Canon::Time => {
+            if col.class != T::Time {
+                return no("not a time");
+            }
+            trim(&plain)
+        }
+        Canon::Timestamp => {
+            let t = match (mysql, col.class) {
+                (true, T::Timestamp { .. }) => plain,
+                (true, T::Date) => format!("CAST(CAST({q} AS DATETIME) AS CHAR)"),
+                (false, T::Timestamp { tz: true }) => format!("({q} AT TIME ZONE 'UTC')::text"),
+                (false, T::Timestamp { tz: false }) => plain,
+                (false, T::Date) => format!("{q}::timestamp::text"),
+                _ => return no("not a date or a timestamp"),
+            };
+            trim(&t)
+        }
+        Canon::Text => {
+            if !matches!(
+                col.class,
+                T::Text | T::Int { .. } | T::Decimal | T::Date | T::Time
+            ) {
+                return no("no common text form with the other side");
+            }
+            plain
+        }
+        Canon::Binary => match (mysql, col.class) {
+            (true, T::Binary) => format!("HEX({q})"),
+            (true, T::Text) => format!("HEX(CONVERT({q} USING utf8mb4))"),
+            (false, T::Binary) => format!("upper(encode({q}, 'hex'))"),
+            (false, T::Text) => format!("upper(encode(convert_to({q}::text, 'UTF8'), 'hex'))"),
+            _ => return no("not bytes or text"),
+        },
+        Canon::Uuid => {
+            if !matches!(col.class, T::Uuid | T::Text) {
+                return no("not a uuid or text");
+            }
+            if mysql {
+                format!("LOWER(TRIM({plain}))")
+            } else {
+                format!("lower(trim({plain}))")
+            }
+        }
+        Canon::Json => {
+            return no(
+                "JSON has no common canonical SQL form (MariaDB keeps the text, jsonb reorders keys and prints numbers its own way)",
+            );
+        }
+    })
+}
+
+/// Whether a canonical text may hold the field separator (then it is length-prefixed).
+fn free_text(canon: Canon) -> bool {
+    matches!(canon, Canon::Text)
+}
+
+/// The pushed-down row hash of the cross-engine compare: a 60-bit prefix of the MD5 of
+/// the row's canonical text, as an integer both engines compute alike (MySQL
+/// `CONV(LEFT(MD5(t), 15), 16, 10)`, PostgreSQL `('x' || left(md5(t), 15))::bit(60)`).
+/// In the text each field is `N` for NULL, else `v` and the value (`length:value` for free
+/// text), joined by `|`, so NULL, '' and a moved separator all hash differently.
+pub(crate) fn sql_row_hash(
+    mysql: bool,
+    cols: &[(&Column, Canon, TypeClass)],
+) -> Result<String, String> {
+    let mut fields = Vec::with_capacity(cols.len());
+    for (col, canon, other) in cols {
+        let t = sql_text(mysql, col, *canon, *other)?;
+        fields.push(match (mysql, free_text(*canon)) {
+            (true, true) => format!("COALESCE(CONCAT(CHAR_LENGTH({t}), ':', {t}), 'N')"),
+            (true, false) => format!("COALESCE(CONCAT('v', {t}), 'N')"),
+            (false, true) => format!("coalesce(length({t})::text || ':' || {t}, 'N')"),
+            (false, false) => format!("coalesce('v' || {t}, 'N')"),
+        });
+    }
+    if fields.is_empty() {
+        fields.push("''".into());
+    }
+    Ok(if mysql {
+        format!(
+            "CAST(CONV(LEFT(MD5(CONVERT(CONCAT_WS('|', {}) USING utf8mb4)), 15), 16, 10) AS UNSIGNED)",
+            fields.join(", ")
+        )
+    } else {
+        format!(
+            "('x' || left(md5(concat_ws('|', {})), 15))::bit(60)::bigint",
+            fields.join(", ")
+        )
+    })
+}
+
 /// Normalises one printed value.
 pub(crate) fn value(canon: Canon, text: &str) -> String {
     match canon {

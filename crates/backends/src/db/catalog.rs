@@ -108,6 +108,13 @@ pub(crate) struct Table {
     pub pk: Vec<usize>,
     /// The catalog's row estimate (for progress only).
     pub est_rows: u64,
+    /// The window's condition on this table (`--where`, `--since`), added to every
+    /// statement's WHERE; `None`: every row.
+    pub filter: Option<String>,
+    /// The index the key comes from (`PRIMARY` on MySQL, or a unique index of NOT NULL
+    /// columns when there is no primary key); chunk statements force it on MySQL.
+    /// `None`: no index to force (no key, or this side's key is not the compare's).
+    pub key_index: Option<String>,
 }
 
 impl Table {
@@ -133,9 +140,11 @@ pub(crate) async fn discover(db: &Db, only: &[String]) -> Result<Vec<Table>, DbE
                ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
              WHERE c.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' \
              ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
-            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND INDEX_NAME = 'PRIMARY' \
-             ORDER BY TABLE_NAME, SEQ_IN_INDEX",
+            // The primary key, else unique indexes (a table without a primary key is
+            // chunked by the first unique index whose columns are all NOT NULL).
+            "SELECT TABLE_NAME, COLUMN_NAME, INDEX_NAME, NULLABLE FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND NON_UNIQUE = 0 \
+             ORDER BY TABLE_NAME, INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
         )
     } else {
         (
@@ -151,14 +160,17 @@ pub(crate) async fn discover(db: &Db, only: &[String]) -> Result<Vec<Table>, DbE
              LEFT JOIN pg_type bt ON bt.oid = t.typbasetype \
              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
              ORDER BY c.relname, a.attnum",
-            "SELECT c.relname::text, a.attname::text \
+            "SELECT c.relname::text, a.attname::text, ic.relname::text, \
+               CASE WHEN a.attnotnull THEN '' ELSE 'YES' END \
              FROM pg_index i \
              JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_class ic ON ic.oid = i.indexrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
-             WHERE i.indisprimary AND n.nspname = $1 \
-             ORDER BY c.relname, k.ord",
+             WHERE (i.indisprimary OR i.indisunique) AND i.indpred IS NULL \
+               AND i.indexprs IS NULL AND n.nspname = $1 \
+             ORDER BY c.relname, i.indisprimary DESC, ic.relname, k.ord",
         )
     };
     let binds = [Bind::Text(schema.clone())];
@@ -193,16 +205,38 @@ pub(crate) async fn discover(db: &Db, only: &[String]) -> Result<Vec<Table>, DbE
                 columns: vec![column],
                 pk: Vec::new(),
                 est_rows: cell(5).parse().unwrap_or(0),
+                filter: None,
+                key_index: None,
             }),
         }
     }
+    // Per table, the first index (primary first) with no nullable column is the key.
+    let mut groups: Vec<(String, String, Vec<String>, bool)> = Vec::new();
     for row in key_rows {
         let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-        let (table, column) = (cell(0), cell(1));
-        if let Some(t) = tables.iter_mut().find(|t| t.name == table)
-            && let Some(i) = t.columns.iter().position(|c| c.name == column)
-        {
-            t.pk.push(i);
+        let (table, column, index, nullable) = (cell(0), cell(1), cell(2), cell(3) == "YES");
+        match groups.last_mut() {
+            Some((t, ix, cols, any_null)) if *t == table && *ix == index => {
+                cols.push(column);
+                *any_null |= nullable;
+            }
+            _ => groups.push((table, index, vec![column], nullable)),
+        }
+    }
+    for (table, index, cols, any_null) in groups {
+        let Some(t) = tables.iter_mut().find(|t| t.name == table) else {
+            continue;
+        };
+        if any_null || !t.pk.is_empty() {
+            continue;
+        }
+        let idx: Option<Vec<usize>> = cols
+            .iter()
+            .map(|c| t.columns.iter().position(|col| col.name == *c))
+            .collect();
+        if let Some(idx) = idx {
+            t.pk = idx;
+            t.key_index = Some(index);
         }
     }
     for o in only {

@@ -12,10 +12,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+
+use super::throttle::Throttle;
 
 use super::canon::{self, Canon};
-use super::catalog::{Column, Table};
+use super::catalog::{Column, Table, TypeClass};
 use super::conn::{Db, TextRow};
 use super::sql::{self, Bound, KeyRange, Stmt};
 use super::{DbError, DbOptions};
@@ -23,6 +25,8 @@ use cutover_core::event::DiffKind;
 
 /// Bisection stops when both sides of a range have at most this many rows.
 const LEAF_ROWS: u64 = 256;
+/// Hash buckets a table without a key is split into when its hashes differ.
+const BUCKETS: u64 = 1024;
 /// Rows a cross-engine chunk may hold (its key -> hash maps are in memory).
 pub(crate) const CROSS_MAX_ROWS: u64 = 50_000;
 
@@ -31,7 +35,11 @@ pub(crate) const CROSS_MAX_ROWS: u64 = 50_000;
 pub(crate) enum Mode {
     /// Same engine: hashes computed in the servers.
     Pushdown,
-    /// Different engines: rows printed by the servers, canonicalised and hashed here.
+    /// Different engines, hashes of the canonical text computed in the servers (only
+    /// sums cross the network; rows only for the differing chunks).
+    CrossSql,
+    /// Different engines: rows printed by the servers, canonicalised and hashed here (a
+    /// table with a column that has no canonical SQL form, or `client_hash`).
     Cross,
 }
 
@@ -54,12 +62,27 @@ pub(crate) struct Job {
     pub mode: Mode,
     /// A single integer key column: chunks are walked by arithmetic.
     pub int_key: bool,
+    /// The per-row hash each side computes (`Pushdown`, `CrossSql`).
+    pub src_hash: String,
+    pub tgt_hash: String,
+    /// Cross engine, hashed client-side: why (the column without a canonical SQL form).
+    pub fallback: Option<String>,
+}
+
+/// How a job is to be compared: the engines of both sides, and whether the cross-engine
+/// hash is forced client-side.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Engines {
+    pub src_mysql: bool,
+    pub tgt_mysql: bool,
+    pub client_hash: bool,
 }
 
 impl Job {
     /// Pairs source and target tables by name. Tables missing on the target are returned
     /// apart; columns present on one side only are left out of the compare (and logged).
-    pub(crate) fn build(src: &Table, tgt: &Table, same_engine: bool) -> Job {
+    pub(crate) fn build(src: &Table, tgt: &Table, engines: Engines) -> Job {
+        let same_engine = engines.src_mysql == engines.tgt_mysql;
         let mut src_cols = Vec::new();
         let mut tgt_cols = Vec::new();
         let mut canon = Vec::new();
@@ -101,22 +124,72 @@ impl Job {
             }
         }
         let int_key = src_key.len() == 1 && src_key[0].class.is_int() && tgt_key[0].class.is_int();
+        // The target forces its key's index only when that key is the compare's.
+        let mut tgt = tgt.clone();
+        let same_key = tgt.key_columns().len() == tgt_key.len()
+            && tgt
+                .key_columns()
+                .iter()
+                .zip(&tgt_key)
+                .all(|(a, b)| a.name == b.name);
+        if !same_key {
+            tgt.key_index = None;
+        }
+        let (mode, src_hash, tgt_hash, fallback) = if same_engine {
+            let s: Vec<&Column> = src_cols.iter().collect();
+            let t: Vec<&Column> = tgt_cols.iter().collect();
+            (
+                Mode::Pushdown,
+                sql::row_hash(engines.src_mysql, &s),
+                sql::row_hash(engines.tgt_mysql, &t),
+                None,
+            )
+        } else {
+            let side = |cols: &[Column], others: &[Column], mysql: bool| {
+                let triples: Vec<(&Column, Canon, TypeClass)> = cols
+                    .iter()
+                    .zip(others)
+                    .zip(&canon)
+                    .map(|((c, o), k)| (c, *k, o.class))
+                    .collect();
+                canon::sql_row_hash(mysql, &triples)
+            };
+            let hashes = side(&src_cols, &tgt_cols, engines.src_mysql)
+                .and_then(|s| Ok((s, side(&tgt_cols, &src_cols, engines.tgt_mysql)?)));
+            match hashes {
+                _ if engines.client_hash => (
+                    Mode::Cross,
+                    String::new(),
+                    String::new(),
+                    Some("hashed client-side (--client-hash)".to_string()),
+                ),
+                Ok((s, t)) => (Mode::CrossSql, s, t, None),
+                Err(why) => {
+                    tracing::warn!(table = %src.name, reason = %why, "hashed client-side");
+                    (
+                        Mode::Cross,
+                        String::new(),
+                        String::new(),
+                        Some(format!("hashed client-side: {why}")),
+                    )
+                }
+            }
+        };
         Job {
             name: src.name.clone(),
             src: src.clone(),
-            tgt: tgt.clone(),
+            tgt,
             src_cols,
             tgt_cols,
             canon,
             src_key,
             tgt_key,
             key_canon,
-            mode: if same_engine {
-                Mode::Pushdown
-            } else {
-                Mode::Cross
-            },
+            mode,
             int_key,
+            src_hash,
+            tgt_hash,
+            fallback,
         }
     }
 
@@ -146,6 +219,9 @@ impl Sum {
     }
 }
 
+/// A row of one side: its key as shown, its hash and its key as printed.
+type Keyed = (String, u64, Vec<Option<String>>);
+
 /// One differing row. The hashes let the cross-engine compare pair up a row that two
 /// collations put in different chunks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +230,9 @@ pub(crate) struct RowDiff {
     pub kind: DiffKind,
     pub src_hash: Option<u64>,
     pub tgt_hash: Option<u64>,
+    /// The key as the side holding the row printed it (the source's, or the target's for
+    /// a row only there), bindable back: what repair SQL names the row by.
+    pub key_vals: Vec<Option<String>>,
 }
 
 /// What checking one chunk found.
@@ -177,6 +256,7 @@ pub(crate) struct Checker {
     pub opts: DbOptions,
     src_slots: Arc<Semaphore>,
     tgt_slots: Arc<Semaphore>,
+    throttle: Throttle,
 }
 
 fn parse_u64(cell: Option<&Option<String>>) -> u64 {
@@ -195,14 +275,31 @@ fn parse_u64(cell: Option<&Option<String>>) -> u64 {
 
 impl Checker {
     pub(crate) fn new(src: Db, tgt: Db, opts: DbOptions) -> Checker {
+        Checker::observed(src, tgt, opts, watch::channel(None).0)
+    }
+
+    /// A checker publishing its throttling ("throttled: lag 4.2 s > 2 s", `None` when
+    /// running) on `status`.
+    pub(crate) fn observed(
+        src: Db,
+        tgt: Db,
+        opts: DbOptions,
+        status: watch::Sender<Option<String>>,
+    ) -> Checker {
         let slots = opts.max_concurrent.max(1);
         Checker {
+            throttle: Throttle::new(&opts, status),
             src,
             tgt,
             opts,
             src_slots: Arc::new(Semaphore::new(slots)),
             tgt_slots: Arc::new(Semaphore::new(slots)),
         }
+    }
+
+    /// Waits while the servers are too busy or the replica lags (see `throttle`).
+    pub(crate) async fn throttle(&self) -> Result<(), DbError> {
+        self.throttle.wait(&self.src, &self.tgt).await
     }
 
     fn side(&self, source: bool) -> (&Db, &Semaphore) {
@@ -214,7 +311,12 @@ impl Checker {
     }
 
     /// Runs one statement on one side inside the concurrency budget.
-    async fn run(&self, source: bool, what: &str, stmt: &Stmt) -> Result<Vec<TextRow>, DbError> {
+    pub(crate) async fn run(
+        &self,
+        source: bool,
+        what: &str,
+        stmt: &Stmt,
+    ) -> Result<Vec<TextRow>, DbError> {
         let (db, slots) = self.side(source);
         // The semaphore is never closed, so acquiring only fails if it were.
         let _permit = slots.acquire().await.ok();
@@ -228,17 +330,16 @@ impl Checker {
         source: bool,
         range: &KeyRange,
     ) -> Result<(Sum, Duration), DbError> {
-        let (db, table, cols, key) = if source {
-            (&self.src, &job.src, &job.src_cols, &job.src_key)
+        let (db, table, hash, key) = if source {
+            (&self.src, &job.src, &job.src_hash, &job.src_key)
         } else {
-            (&self.tgt, &job.tgt, &job.tgt_cols, &job.tgt_key)
+            (&self.tgt, &job.tgt, &job.tgt_hash, &job.tgt_key)
         };
-        let cols: Vec<&Column> = cols.iter().collect();
         let key: Vec<&Column> = key.iter().collect();
         let stmt = if key.is_empty() {
-            sql::table_hash(table, &cols, db.is_mysql())
+            sql::table_hash(table, hash, db.is_mysql())
         } else {
-            sql::chunk_hash(table, &cols, &key, range, db.is_mysql())
+            sql::chunk_hash(table, hash, &key, range, db.is_mysql())
         };
         let started = Instant::now();
         let rows = self
@@ -250,6 +351,16 @@ impl Checker {
             hash: parse_u64(row.and_then(|r| r.get(1))),
         };
         Ok((sum, started.elapsed()))
+    }
+
+    /// Runs the window's condition once on both sides, so a bad `--where` fails before the
+    /// compare starts, with the server's own words.
+    pub(crate) async fn probe_window(&self, job: &Job) -> Result<(), DbError> {
+        let what = format!("the window (--where / --since) on table {}", job.name);
+        let s = sql::probe_filter(&job.src, self.src.is_mysql());
+        let t = sql::probe_filter(&job.tgt, self.tgt.is_mysql());
+        futures::try_join!(self.run(true, &what, &s), self.run(false, &what, &t))?;
+        Ok(())
     }
 
     /// Count and hash of a whole table on the source only.
@@ -277,7 +388,7 @@ impl Checker {
     ) -> Result<Outcome, DbError> {
         match job.mode {
             Mode::Cross => self.cross(job, range, cap).await,
-            Mode::Pushdown => {
+            Mode::Pushdown | Mode::CrossSql => {
                 let sums = self.sums(job, range).await?;
                 self.outcome(job, range, sums, cap).await
             }
@@ -305,10 +416,130 @@ impl Checker {
             out.complete = self
                 .bisect(job, range.clone(), src, tgt, cap, &mut out.diffs)
                 .await?;
+        } else if !out.equal && job.mode != Mode::Cross {
+            out.complete = self.buckets(job, cap, &mut out.diffs).await?;
         } else if !out.equal {
             out.complete = false;
         }
         Ok(out)
+    }
+
+    /// A table without a key whose hashes differ: per-bucket sums on both sides (one scan
+    /// each), then the rows of the differing buckets only, joined as multisets of row
+    /// hashes. Each differing row is named by its bucket and its values. Returns whether
+    /// every difference was named.
+    async fn buckets(
+        &self,
+        job: &Job,
+        cap: usize,
+        found: &mut Vec<RowDiff>,
+    ) -> Result<bool, DbError> {
+        let what = format!("hash buckets of {}", job.name);
+        let s = sql::bucket_sums(&job.src, &job.src_hash, BUCKETS, self.src.is_mysql());
+        let t = sql::bucket_sums(&job.tgt, &job.tgt_hash, BUCKETS, self.tgt.is_mysql());
+        let (s, t) = futures::try_join!(self.run(true, &what, &s), self.run(false, &what, &t))?;
+        let sums = |rows: Vec<TextRow>| -> HashMap<u64, (u64, u64)> {
+            rows.iter()
+                .map(|r| {
+                    (
+                        parse_u64(r.first()),
+                        (parse_u64(r.get(1)), parse_u64(r.get(2))),
+                    )
+                })
+                .collect()
+        };
+        let (s, t) = (sums(s), sums(t));
+        let mut differing: Vec<u64> = s
+            .keys()
+            .chain(t.keys())
+            .filter(|b| s.get(b) != t.get(b))
+            .copied()
+            .collect();
+        differing.sort_unstable();
+        differing.dedup();
+        if differing.is_empty() {
+            return Ok(true);
+        }
+        let what = format!("rows of differing buckets of {}", job.name);
+        let rows = |source: bool| {
+            let (table, cols, hash, mysql) = if source {
+                (&job.src, &job.src_cols, &job.src_hash, self.src.is_mysql())
+            } else {
+                (&job.tgt, &job.tgt_cols, &job.tgt_hash, self.tgt.is_mysql())
+            };
+            let exprs: Vec<String> = cols
+                .iter()
+                .zip(&job.canon)
+                .map(|(c, k)| {
+                    if job.mode == Mode::CrossSql {
+                        canon::select_expr(mysql, c, *k)
+                    } else {
+                        sql::key_text(mysql, c)
+                    }
+                })
+                .collect();
+            sql::bucket_rows(table, &exprs, hash, BUCKETS, &differing, mysql)
+        };
+        let (s_stmt, t_stmt) = (rows(true), rows(false));
+        let (s, t) = futures::try_join!(
+            self.run(true, &what, &s_stmt),
+            self.run(false, &what, &t_stmt)
+        )?;
+        let names: Vec<&str> = job.src_cols.iter().map(|c| c.name.as_str()).collect();
+        let n = names.len();
+        // hash -> (source count - target count, display, values)
+        let mut rows: HashMap<u64, (i64, String, Vec<Option<String>>)> = HashMap::new();
+        for (side, list) in [(1i64, s), (-1i64, t)] {
+            for r in list {
+                let vals: Vec<Option<String>> = if job.mode == Mode::CrossSql {
+                    r[..n]
+                        .iter()
+                        .zip(&job.canon)
+                        .map(|(v, c)| v.as_deref().map(|v| canon::value(*c, v)))
+                        .collect()
+                } else {
+                    r[..n].to_vec()
+                };
+                let hash = parse_u64(r.get(n));
+                let bucket = parse_u64(r.get(n + 1));
+                let e = rows.entry(hash).or_insert_with(|| {
+                    let shown = format!(
+                        "bucket {bucket}/{BUCKETS}: {}",
+                        canon::key_display(&names, &vals)
+                    );
+                    (0, shown, r[..n].to_vec())
+                });
+                e.0 += side;
+            }
+        }
+        let mut diffs: Vec<(String, i64, Vec<Option<String>>, u64)> = rows
+            .into_iter()
+            .filter(|(_, (d, _, _))| *d != 0)
+            .map(|(h, (d, shown, vals))| (shown, d, vals, h))
+            .collect();
+        diffs.sort();
+        let mut complete = true;
+        for (shown, d, vals, h) in diffs {
+            for _ in 0..d.unsigned_abs() {
+                if found.len() >= cap {
+                    complete = false;
+                    break;
+                }
+                let missing = d > 0;
+                found.push(RowDiff {
+                    key: shown.clone(),
+                    kind: if missing {
+                        DiffKind::MissingOnTarget
+                    } else {
+                        DiffKind::ExtraOnTarget
+                    },
+                    src_hash: missing.then_some(h),
+                    tgt_hash: (!missing).then_some(h),
+                    key_vals: vals.clone(),
+                });
+            }
+        }
+        Ok(complete)
     }
 
     /// Narrows a mismatching range down to its differing rows. Returns whether every
@@ -468,20 +699,42 @@ impl Checker {
         let limit = LEAF_ROWS * 8;
         let s_key: Vec<&Column> = job.src_key.iter().collect();
         let t_key: Vec<&Column> = job.tgt_key.iter().collect();
-        let s_cols: Vec<&Column> = job.src_cols.iter().collect();
-        let t_cols: Vec<&Column> = job.tgt_cols.iter().collect();
-        let s = sql::leaf_rows(&job.src, &s_cols, &s_key, range, limit, self.src.is_mysql());
-        let t = sql::leaf_rows(&job.tgt, &t_cols, &t_key, range, limit, self.tgt.is_mysql());
+        let s = sql::leaf_rows(
+            &job.src,
+            &job.src_hash,
+            &s_key,
+            range,
+            limit,
+            self.src.is_mysql(),
+        );
+        let t = sql::leaf_rows(
+            &job.tgt,
+            &job.tgt_hash,
+            &t_key,
+            range,
+            limit,
+            self.tgt.is_mysql(),
+        );
         let what = format!("rows of a differing chunk of {}", job.name);
         let (s, t) = futures::try_join!(self.run(true, &what, &s), self.run(false, &what, &t))?;
         let names = job.key_names();
         let n = names.len();
-        let split = |rows: Vec<TextRow>| -> Vec<(String, u64)> {
+        let split = |rows: Vec<TextRow>| -> Vec<Keyed> {
             rows.into_iter()
                 .map(|r| {
-                    let key = canon::key_display(&names, &r[..n]);
+                    let key = if job.mode == Mode::CrossSql {
+                        // Keys are joined by their canonical form across engines.
+                        let vals: Vec<Option<String>> = r[..n]
+                            .iter()
+                            .zip(&job.key_canon)
+                            .map(|(v, c)| v.as_deref().map(|v| canon::value(*c, v)))
+                            .collect();
+                        canon::key_display(&names, &vals)
+                    } else {
+                        canon::key_display(&names, &r[..n])
+                    };
                     let hash = parse_u64(r.get(n));
-                    (key, hash)
+                    (key, hash, r[..n].to_vec())
                 })
                 .collect()
         };
@@ -502,7 +755,7 @@ impl Checker {
             async move {
                 let (db, slots) = self.side(source);
                 let _permit = slots.acquire().await.ok();
-                let mut rows: Vec<(String, u64)> = Vec::new();
+                let mut rows: Vec<Keyed> = Vec::new();
                 let mut sum = Sum::default();
                 let nk = job.key_canon.len();
                 db.for_each_row(what, &stmt.sql, &stmt.binds, |r| {
@@ -523,7 +776,7 @@ impl Checker {
                         sum.hash = sum.hash.wrapping_add(h);
                     } else {
                         sum.hash ^= h;
-                        rows.push((canon::key_display(names, &key_vals), h));
+                        rows.push((canon::key_display(names, &key_vals), h, r[..nk].to_vec()));
                     }
                 })
                 .await?;
@@ -580,17 +833,12 @@ fn cross_select(job: &Job, source: bool, range: &KeyRange, mysql: bool) -> Stmt 
 
 /// Joins source and target `(key, row hash)` lists; appends at most `cap` differences in
 /// source order, then the target's extra rows. Returns whether all were appended.
-fn join(
-    src: Vec<(String, u64)>,
-    tgt: Vec<(String, u64)>,
-    cap: usize,
-    found: &mut Vec<RowDiff>,
-) -> bool {
-    let mut target: HashMap<String, u64> = HashMap::with_capacity(tgt.len());
+fn join(src: Vec<Keyed>, tgt: Vec<Keyed>, cap: usize, found: &mut Vec<RowDiff>) -> bool {
+    let mut target: HashMap<String, (u64, Vec<Option<String>>)> = HashMap::with_capacity(tgt.len());
     let mut order: Vec<String> = Vec::with_capacity(tgt.len());
-    for (k, h) in tgt {
+    for (k, h, v) in tgt {
         order.push(k.clone());
-        target.insert(k, h);
+        target.insert(k, (h, v));
     }
     let mut complete = true;
     let mut push = |d: RowDiff, found: &mut Vec<RowDiff>| {
@@ -600,14 +848,15 @@ fn join(
             complete = false;
         }
     };
-    for (k, h) in src {
-        match target.remove(&k) {
+    for (k, h, vals) in src {
+        match target.remove(&k).map(|(th, _)| th) {
             None => push(
                 RowDiff {
                     key: k,
                     kind: DiffKind::MissingOnTarget,
                     src_hash: Some(h),
                     tgt_hash: None,
+                    key_vals: vals,
                 },
                 found,
             ),
@@ -617,6 +866,7 @@ fn join(
                     kind: DiffKind::Different,
                     src_hash: Some(h),
                     tgt_hash: Some(th),
+                    key_vals: vals,
                 },
                 found,
             ),
@@ -624,13 +874,14 @@ fn join(
         }
     }
     for k in order {
-        if let Some(h) = target.remove(&k) {
+        if let Some((h, vals)) = target.remove(&k) {
             push(
                 RowDiff {
                     key: k,
                     kind: DiffKind::ExtraOnTarget,
                     src_hash: None,
                     tgt_hash: Some(h),
+                    key_vals: vals,
                 },
                 found,
             );
@@ -646,14 +897,14 @@ mod tests {
     #[test]
     fn join_names_missing_extra_and_different_rows() {
         let src = vec![
-            ("id=1".to_string(), 10),
-            ("id=2".to_string(), 20),
-            ("id=3".to_string(), 30),
+            ("id=1".to_string(), 10, vec![]),
+            ("id=2".to_string(), 20, vec![]),
+            ("id=3".to_string(), 30, vec![]),
         ];
         let tgt = vec![
-            ("id=1".to_string(), 10),
-            ("id=3".to_string(), 31),
-            ("id=4".to_string(), 40),
+            ("id=1".to_string(), 10, vec![]),
+            ("id=3".to_string(), 31, vec![]),
+            ("id=4".to_string(), 40, vec![]),
         ];
         let mut found = Vec::new();
         assert!(join(src, tgt, 10, &mut found));
@@ -668,7 +919,7 @@ mod tests {
         );
         let mut capped = Vec::new();
         assert!(!join(
-            vec![("id=1".into(), 1), ("id=2".into(), 2)],
+            vec![("id=1".into(), 1, vec![]), ("id=2".into(), 2, vec![])],
             vec![],
             1,
             &mut capped

@@ -13,15 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::catalog::{self, Table};
-use super::chunk::{CROSS_MAX_ROWS, Checker, Job, Mode, Outcome, RowDiff, Sum};
+use super::chunk::{CROSS_MAX_ROWS, Checker, Engines, Job, Mode, Outcome, RowDiff, Sum};
 use super::heartbeat::HEARTBEAT_TABLE;
 use super::sql::{Bound, KeyRange};
+use super::window;
 use super::{DbError, DbOptions};
 use cutover_core::event::{ChecksumState, DiffKey, DiffKind, TableDrift, Ts, now_ms};
 
@@ -254,7 +255,13 @@ pub(crate) async fn prepare(checker: &Checker) -> Result<Vec<Entry>, DbError> {
         catalog::discover(&checker.src, only),
         catalog::discover(&checker.tgt, &[])
     )?;
-    let same_engine = checker.src.engine() == checker.tgt.engine();
+    let engines = Engines {
+        src_mysql: checker.src.is_mysql(),
+        tgt_mysql: checker.tgt.is_mysql(),
+        client_hash: checker.opts.client_hash,
+    };
+    // Fixed once, so every chunk of every table sees the same window on both sides.
+    let cutoff = window::cutoff(&checker.opts.window);
     let mut entries = Vec::new();
     for s in src
         .iter()
@@ -265,7 +272,15 @@ pub(crate) async fn prepare(checker: &Checker) -> Result<Vec<Entry>, DbError> {
             .find(|t: &&Table| t.name.eq_ignore_ascii_case(&s.name))
         {
             Some(t) => {
-                let job = Job::build(s, t, same_engine);
+                let mut job = Job::build(s, t, engines);
+                let window = &checker.opts.window;
+                if !window.is_whole() {
+                    job.src.filter =
+                        window::filter(window, cutoff.as_deref(), s, engines.src_mysql, "source")?;
+                    job.tgt.filter =
+                        window::filter(window, cutoff.as_deref(), t, engines.tgt_mysql, "target")?;
+                    checker.probe_window(&job).await?;
+                }
                 entries.push(Entry::Table(Box::new(TableState {
                     job: Arc::new(job),
                     walker: None,
@@ -276,7 +291,14 @@ pub(crate) async fn prepare(checker: &Checker) -> Result<Vec<Entry>, DbError> {
                 })));
             }
             None => {
-                let job = job_without_key(Job::build(s, s, true));
+                let job = job_without_key(Job::build(
+                    s,
+                    s,
+                    Engines {
+                        tgt_mysql: engines.src_mysql,
+                        ..engines
+                    },
+                ));
                 let sum = checker.source_sum(&job).await?;
                 entries.push(Entry::Missing(MissingTable {
                     name: s.name.clone(),
@@ -312,6 +334,7 @@ impl MissingTable {
                 key: "(whole table: missing on the target)".into(),
                 kind: DiffKind::MissingOnTarget,
             }],
+            note: None,
         }
     }
 }
@@ -375,10 +398,9 @@ impl TableState {
         }
     }
 
-    /// The table's reading now.
-    pub(crate) fn drift(&self, max_keys: usize) -> TableDrift {
-        let now = now_ms();
-        let job = &self.job;
+    /// The differing rows of the confirmed mismatching chunks, and whether some chunk's
+    /// differences were not all named.
+    pub(crate) fn row_diffs(&self) -> (Vec<RowDiff>, bool) {
         let confirmed: Vec<&ChunkRec> = self
             .chunks
             .iter()
@@ -388,10 +410,17 @@ impl TableState {
             .iter()
             .flat_map(|c| c.diffs.iter().cloned())
             .collect();
-        if job.mode == Mode::Cross {
+        if self.job.mode != Mode::Pushdown {
             diffs = reconcile(diffs);
         }
-        let unexplained = confirmed.iter().any(|c| !c.complete);
+        (diffs, confirmed.iter().any(|c| !c.complete))
+    }
+
+    /// The table's reading now.
+    pub(crate) fn drift(&self, max_keys: usize) -> TableDrift {
+        let now = now_ms();
+        let job = &self.job;
+        let (diffs, unexplained) = self.row_diffs();
         let suspect = self.chunks.iter().any(|c| c.status == Status::Suspect);
         let mismatch = !diffs.is_empty() || unexplained;
         let checksum = if mismatch {
@@ -435,6 +464,7 @@ impl TableState {
                     kind: d.kind,
                 })
                 .collect(),
+            note: self.job.fallback.clone(),
         }
     }
 }
@@ -455,10 +485,10 @@ fn reconcile(diffs: Vec<RowDiff>) -> Vec<RowDiff> {
         match partner {
             Some(i) => {
                 let o = out.remove(i);
-                let (s, t) = if o.kind == DiffKind::MissingOnTarget {
-                    (o.src_hash, d.tgt_hash)
+                let (s, t, key_vals) = if o.kind == DiffKind::MissingOnTarget {
+                    (o.src_hash, d.tgt_hash, o.key_vals)
                 } else {
-                    (d.src_hash, o.tgt_hash)
+                    (d.src_hash, o.tgt_hash, d.key_vals)
                 };
                 if s != t {
                     out.insert(
@@ -468,6 +498,7 @@ fn reconcile(diffs: Vec<RowDiff>) -> Vec<RowDiff> {
                             kind: DiffKind::Different,
                             src_hash: s,
                             tgt_hash: t,
+                            key_vals,
                         },
                     );
                 }
@@ -504,7 +535,7 @@ pub(crate) async fn first_pass(
             }
         }
     }
-    if st.job.mode == Mode::Pushdown && st.job.has_key() {
+    if st.job.mode != Mode::Cross && st.job.has_key() {
         pipelined(checker, st, deadline, confirm, on_chunk).await?;
     } else {
         lockstep(checker, st, deadline, confirm, on_chunk).await?;
@@ -535,6 +566,10 @@ async fn lockstep(
             && deadline.is_none_or(|d| Instant::now() < d)
         {
             let Some(w) = st.walker.as_mut() else { break };
+            if let Err(e) = checker.throttle().await {
+                failed = Some(e);
+                break;
+            }
             let next = match w.next(checker, &st.job).await {
                 Ok(range) => range,
                 Err(e) => {
@@ -630,6 +665,7 @@ async fn pipelined(
                         None => break,
                     }
                 };
+                checker.throttle().await?;
                 let (sum, elapsed) = {
                     let _turn = gate.read().await;
                     checker.sum(job, source, &range).await?
@@ -711,25 +747,46 @@ pub async fn compare(
     source: &super::Db,
     target: &super::Db,
     opts: &DbOptions,
-    mut progress: impl FnMut(&TableDrift) + Send,
+    progress: impl FnMut(&TableDrift) + Send,
 ) -> Result<Vec<TableDrift>, DbError> {
-    let checker = Checker::new(source.clone(), target.clone(), opts.clone());
-    let entries = prepare(&checker).await?;
+    compare_observed(source, target, opts, progress, watch::channel(None).0).await
+}
+
+/// [`compare`], publishing its throttling on `throttled` ("throttled: lag 4.2 s > 2 s"
+/// while paused, `None` while running).
+pub async fn compare_observed(
+    source: &super::Db,
+    target: &super::Db,
+    opts: &DbOptions,
+    progress: impl FnMut(&TableDrift) + Send,
+    throttled: watch::Sender<Option<String>>,
+) -> Result<Vec<TableDrift>, DbError> {
+    let checker = Checker::observed(source.clone(), target.clone(), opts.clone(), throttled);
+    let done = compare_tables(&checker, progress).await?;
+    Ok(done.into_iter().map(|(d, _)| d).collect())
+}
+
+/// The one-shot compare, keeping each compared table's state (for repair SQL).
+pub(crate) async fn compare_tables(
+    checker: &Checker,
+    mut progress: impl FnMut(&TableDrift) + Send,
+) -> Result<Vec<(TableDrift, Option<Box<TableState>>)>, DbError> {
+    let entries = prepare(checker).await?;
     let mut out = Vec::with_capacity(entries.len());
+    let max_keys = checker.opts.max_keys;
     for entry in entries {
         match entry {
             Entry::Missing(m) => {
                 let d = m.drift();
                 progress(&d);
-                out.push(d);
+                out.push((d, None));
             }
             Entry::Table(mut st) => {
-                let max_keys = opts.max_keys;
-                first_pass(&checker, &mut st, None, false, &mut |st| {
+                first_pass(checker, &mut st, None, false, &mut |st| {
                     progress(&st.drift(max_keys))
                 })
                 .await?;
-                out.push(st.drift(max_keys));
+                out.push((st.drift(max_keys), Some(st)));
             }
         }
     }
@@ -820,6 +877,7 @@ mod tests {
             kind,
             src_hash: s,
             tgt_hash: t,
+            key_vals: vec![],
         }
     }
 

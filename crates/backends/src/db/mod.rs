@@ -24,19 +24,24 @@ mod gtid;
 mod guard;
 mod heartbeat;
 mod logical;
+mod repair;
 mod sources;
 mod sql;
+mod throttle;
 mod upstream;
+mod window;
 
 use std::time::Duration;
 
 pub use actuator::SqlActuator;
 pub use binlog::BinlogSource;
-pub use compare::compare;
+pub use compare::{compare, compare_observed};
 pub use conn::{Db, connect, connect_endpoint};
 pub use heartbeat::{HEARTBEAT_TABLE, heartbeat_setup, heartbeat_setup_sql};
 pub use logical::{LogicalActuator, LogicalSource};
+pub use repair::{Repair, compare_with_repair};
 pub use sources::{DriftSource, GuardSource, HeartbeatSource, sources};
+pub use window::{Since, Window, check_where};
 
 /// Why a database operation failed: the endpoint (`source "label"`), the reason, the fix.
 /// Messages never carry a password.
@@ -109,6 +114,20 @@ pub struct DbOptions {
     pub drift_interval: Duration,
     /// How long one poll of the Drift source may work before it reports.
     pub poll_budget: Duration,
+    /// Cross engine: hash rows client-side even where the servers could (the reference
+    /// path the pushed-down hash is tested against).
+    pub client_hash: bool,
+    /// Only the rows of this window are compared (`--where`, `--since`).
+    pub window: Window,
+    /// The one-shot compare pauses before a chunk while the target's lag exceeds this
+    /// many seconds (`--max-lag`; read by `lag_query`, else from a MySQL replica's status).
+    pub max_lag_s: Option<f64>,
+    /// ... or while a server runs more than this many queries (`--max-load`: MySQL
+    /// Threads_running, PostgreSQL active sessions).
+    pub max_load: Option<u64>,
+    /// A query on the target returning its lag in seconds (`--lag-query`), e.g. from a
+    /// heartbeat table.
+    pub lag_query: Option<String>,
 }
 
 impl Default for DbOptions {
@@ -124,6 +143,11 @@ impl Default for DbOptions {
             recheck_after: Duration::from_secs(2),
             drift_interval: Duration::from_secs(1),
             poll_budget: Duration::from_secs(3),
+            client_hash: false,
+            window: Window::default(),
+            max_lag_s: None,
+            max_load: None,
+            lag_query: None,
         }
     }
 }

@@ -49,6 +49,8 @@ pub(crate) fn table_ref(mysql: bool, t: &Table) -> String {
 /// Builds one statement: SQL text plus its bind parameters in order.
 pub(crate) struct Stmt {
     pub mysql: bool,
+    /// The window's condition of the table in FROM, added by `where_range`.
+    filter: Option<String>,
     pub sql: String,
     pub binds: Vec<Bind>,
 }
@@ -57,6 +59,7 @@ impl Stmt {
     pub(crate) fn new(mysql: bool) -> Stmt {
         Stmt {
             mysql,
+            filter: None,
             sql: String::with_capacity(256),
             binds: Vec::new(),
         }
@@ -127,6 +130,9 @@ impl Stmt {
         if let Some(hi) = &range.hi {
             parts.push(self.compare(cols, hi, "<"));
         }
+        if let Some(f) = &self.filter {
+            parts.push(f.clone());
+        }
         if !parts.is_empty() {
             self.sql.push_str(" WHERE ");
             self.sql.push_str(&parts.join(" AND "));
@@ -177,6 +183,24 @@ impl Stmt {
         }
     }
 
+    /// ` WHERE key = vals` (one row by its key, as the engine printed it).
+    pub(crate) fn where_key_eq(&mut self, cols: &[&Column], vals: &[Option<String>]) -> &mut Stmt {
+        let mut parts = Vec::new();
+        for (c, v) in cols.iter().zip(vals) {
+            let q = quote(self.mysql, &c.name);
+            match v {
+                Some(v) => {
+                    let p = self.param(c, v);
+                    parts.push(format!("{q} = {p}"));
+                }
+                None => parts.push(format!("{q} IS NULL")),
+            }
+        }
+        self.sql.push_str(" WHERE ");
+        self.sql.push_str(&parts.join(" AND "));
+        self
+    }
+
     pub(crate) fn order_by_key(&mut self, cols: &[&Column]) -> &mut Stmt {
         let names: Vec<String> = cols.iter().map(|c| quote(self.mysql, &c.name)).collect();
         self.sql.push_str(" ORDER BY ");
@@ -189,8 +213,17 @@ impl Stmt {
     pub(crate) fn push_from(&mut self, t: &Table) -> &mut Stmt {
         self.sql.push_str(" FROM ");
         self.sql.push_str(&table_ref(self.mysql, t));
-        if self.mysql && !t.pk.is_empty() {
-            self.sql.push_str(" FORCE INDEX (PRIMARY)");
+        self.filter = t.filter.clone();
+        if self.mysql
+            && !t.pk.is_empty()
+            && let Some(ix) = &t.key_index
+        {
+            if ix == "PRIMARY" {
+                self.sql.push_str(" FORCE INDEX (PRIMARY)");
+            } else {
+                self.sql
+                    .push_str(&format!(" FORCE INDEX ({})", quote(true, ix)));
+            }
         }
         self
     }
@@ -245,13 +278,12 @@ pub(crate) fn row_hash(mysql: bool, cols: &[&Column]) -> String {
 /// `SELECT COUNT(*), <xor of row hashes>` over a range: one chunk's checksum.
 pub(crate) fn chunk_hash(
     t: &Table,
-    cols: &[&Column],
+    h: &str,
     key: &[&Column],
     range: &KeyRange,
     mysql: bool,
 ) -> Stmt {
     let mut s = Stmt::new(mysql);
-    let h = row_hash(mysql, cols);
     if mysql {
         s.push(&format!("SELECT COUNT(*), COALESCE(BIT_XOR({h}), 0)"));
     } else {
@@ -263,9 +295,8 @@ pub(crate) fn chunk_hash(
 
 /// Count and a multiset hash (a sum, so duplicate rows do not cancel out) of a whole table
 /// without a primary key.
-pub(crate) fn table_hash(t: &Table, cols: &[&Column], mysql: bool) -> Stmt {
+pub(crate) fn table_hash(t: &Table, h: &str, mysql: bool) -> Stmt {
     let mut s = Stmt::new(mysql);
-    let h = row_hash(mysql, cols);
     if mysql {
         s.push(&format!(
             "SELECT COUNT(*), CAST(COALESCE(SUM({h}), 0) AS CHAR)"
@@ -275,14 +306,75 @@ pub(crate) fn table_hash(t: &Table, cols: &[&Column], mysql: bool) -> Stmt {
             "SELECT count(*), coalesce(sum(({h})::numeric), 0)::text"
         ));
     }
-    s.push_from(t);
+    s.push_from(t).where_range(&[], &KeyRange::all());
+    s
+}
+
+/// `SELECT 1 ... LIMIT 0` with the table's window: checks a `--where` on a server.
+pub(crate) fn probe_filter(t: &Table, mysql: bool) -> Stmt {
+    let mut s = Stmt::new(mysql);
+    s.push("SELECT 1");
+    s.push_from(t).where_range(&[], &KeyRange::all());
+    s.push(" LIMIT 0");
+    s
+}
+
+/// Hash buckets of a table without a key: the bucket of a row is its hash modulo `n`.
+pub(crate) fn bucket_of(h: &str, n: u64, mysql: bool) -> String {
+    if mysql {
+        format!("(({h}) MOD {n})")
+    } else {
+        // PostgreSQL's same-engine hash is signed.
+        format!("(((({h}) % {n}) + {n}) % {n})")
+    }
+}
+
+/// `SELECT bucket, count, sum of hashes ... GROUP BY bucket`: one scan, every bucket.
+pub(crate) fn bucket_sums(t: &Table, h: &str, n: u64, mysql: bool) -> Stmt {
+    let mut s = Stmt::new(mysql);
+    let b = bucket_of(h, n, mysql);
+    if mysql {
+        s.push(&format!(
+            "SELECT CAST({b} AS CHAR), COUNT(*), CAST(COALESCE(SUM({h}), 0) AS CHAR)"
+        ));
+    } else {
+        s.push(&format!(
+            "SELECT {b}::text, count(*), coalesce(sum(({h})::numeric), 0)::text"
+        ));
+    }
+    s.push_from(t).where_range(&[], &KeyRange::all());
+    s.push(" GROUP BY 1");
+    s
+}
+
+/// Every row of some buckets: its columns printed (`exprs`), its hash, its bucket.
+pub(crate) fn bucket_rows(
+    t: &Table,
+    exprs: &[String],
+    h: &str,
+    n: u64,
+    buckets: &[u64],
+    mysql: bool,
+) -> Stmt {
+    let mut s = Stmt::new(mysql);
+    let b = bucket_of(h, n, mysql);
+    let list: Vec<String> = buckets.iter().map(u64::to_string).collect();
+    s.push("SELECT ").push(&exprs.join(", "));
+    s.push(&format!(", {h}, {b}"));
+    s.push_from(t).where_range(&[], &KeyRange::all());
+    let cond = format!("{b} IN ({})", list.join(", "));
+    if s.sql.contains(" WHERE ") {
+        s.push(&format!(" AND {cond}"));
+    } else {
+        s.push(&format!(" WHERE {cond}"));
+    }
     s
 }
 
 /// Key texts and the row hash of every row in a range, in key order (at most `limit`).
 pub(crate) fn leaf_rows(
     t: &Table,
-    cols: &[&Column],
+    h: &str,
     key: &[&Column],
     range: &KeyRange,
     limit: u64,
@@ -290,7 +382,7 @@ pub(crate) fn leaf_rows(
 ) -> Stmt {
     let mut s = Stmt::new(mysql);
     let mut exprs: Vec<String> = key.iter().map(|c| key_text(mysql, c)).collect();
-    exprs.push(row_hash(mysql, cols));
+    exprs.push(h.to_string());
     s.push("SELECT ").push(&exprs.join(", "));
     s.push_from(t).where_range(key, range).order_by_key(key);
     s.push(&format!(" LIMIT {limit}"));

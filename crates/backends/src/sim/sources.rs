@@ -322,6 +322,7 @@ impl World {
                             kind: *kind,
                         })
                         .collect(),
+                    note: None,
                 })
             })
             .collect())

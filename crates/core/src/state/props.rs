@@ -406,6 +406,7 @@ fn drift(observed_at: Ts, table: &str, diff: u64, checksum: ChecksumState) -> Re
         chunks_done: Some(1),
         chunks_total: Some(1),
         differing_keys: Vec::new(),
+        note: None,
     })
 }
 
@@ -556,6 +557,7 @@ impl Run {
                 chunks_done: Some(1),
                 chunks_total: Some(1),
                 differing_keys: Vec::new(),
+                note: None,
             })),
             Act::SourceFailed(source) => Event::SourceFailed {
                 at,

@@ -147,6 +147,7 @@ impl Script {
             chunks_done: Some(4),
             chunks_total: Some(4),
             differing_keys: Vec::new(),
+            note: None,
         }))
     }
 

@@ -115,6 +115,7 @@ pub(super) fn drift(at: Ts, src: u64, tgt: u64, checksum: ChecksumState, keys: &
                     kind: DiffKind::Different,
                 })
                 .collect(),
+            note: None,
         }),
     }
 }

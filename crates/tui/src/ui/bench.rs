@@ -115,6 +115,7 @@ pub fn bench_state(tables: usize, metrics: usize) -> State {
                     } else {
                         Vec::new()
                     },
+                    note: None,
                 }),
             },
         );

@@ -219,6 +219,7 @@ impl Fx {
                             }]
                         })
                         .unwrap_or_default(),
+                    note: None,
                 }),
             );
         }
