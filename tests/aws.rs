@@ -1956,40 +1956,34 @@ fn stage(source: u8, target: u8) -> Action {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_stages_create_reweigh_and_the_undo_restores_the_weights_read_before() {
     let w = setup("wst").await;
-    // The plan's last step becomes a weighted stage whose undo restores what it read.
+    // The plan's last step becomes the first weighted stage; its undo restores what it read.
     let mut plan = (*w.plan(true)).clone();
     let mut step = plan.steps.last().expect("a step").clone();
-    step.id = "canary-25".into();
-    step.action = stage(75, 25);
+    step.id = "canary-5".into();
+    step.action = stage(95, 5);
     step.undo = Some(Action::DnsWeights {
         weights: cutover::plan::DnsWeights::Previous,
         wait: true,
     });
     plan.steps.push(step);
     let plan = Arc::new(plan);
+    let i = plan.steps.len() - 1;
     let reader = AwsReader::with_tuning(&sdk(&access_key("WSR")), &plan, fast());
     let actuator = AwsActuator::with_tuning(&sdk(&access_key("WSD")), fast())
         .with_changes(cutover::aws::ChangeTracker::default());
 
-    // Stage 1: the plain record (all traffic on the source) becomes the plan's two sets.
-    let (out, mut rx) = output();
+    // Stage 1, run as the step: the plain record (all traffic on the source) becomes the
+    // plan's two weighted sets.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = Output::new("canary-5".into(), Direction::Do, tx.clone());
+    let forward = plan.steps[i].action.clone();
     let msg = actuator
-        .run(&plan, &stage(95, 5), &out)
+        .run(&plan, &forward, &out)
         .await
         .expect("the first stage");
     assert!(
         msg.contains("INSYNC") && msg.contains("5 % to the target"),
         "{msg}"
-    );
-    let said = lines(&mut rx);
-    assert!(
-        said.contains(&"weights before the change: source 100, target 0".to_string()),
-        "{said:?}"
-    );
-    assert!(
-        said.iter()
-            .any(|l| l.contains("DELETE the 1 set read above + CREATE")),
-        "{said:?}"
     );
     assert_eq!(
         weighted_sets_in_moto(&w).await,
@@ -2014,16 +2008,26 @@ async fn weighted_stages_create_reweigh_and_the_undo_restores_the_weights_read_b
         "the reading carries every set with its weight"
     );
     assert_eq!(gate_weights(&plan, &read), [95.0, 5.0]);
+    // The same stage again (resume re-runs an idempotent action) sends nothing.
+    let again = actuator.run(&plan, &forward, &out).await.expect("again");
+    assert!(again.contains("nothing changed"), "{again}");
 
-    // Stage 2 runs as the step, through the fold: its before-line is what the undo restores.
-    let i = plan.steps.len() - 1;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let out = Output::new("canary-25".into(), Direction::Do, tx.clone());
-    let forward = plan.steps[i].action.clone();
+    // Stage 2 re-weighs the sets.
+    let (out2, mut rx2) = output();
     actuator
-        .run(&plan, &forward, &out)
+        .run(&plan, &stage(75, 25), &out2)
         .await
         .expect("the second stage");
+    let said = lines(&mut rx2);
+    assert!(
+        said.contains(&"weights before the change: source 95, target 5".to_string()),
+        "{said:?}"
+    );
+    assert!(
+        said.iter()
+            .any(|l| l.contains("DELETE the 2 sets read above + CREATE")),
+        "{said:?}"
+    );
     assert_eq!(
         weighted_sets_in_moto(&w).await,
         [
@@ -2032,38 +2036,44 @@ async fn weighted_stages_create_reweigh_and_the_undo_restores_the_weights_read_b
         ]
     );
     assert_eq!(gate_weights(&plan, &poll_dns(&reader).await), [75.0, 25.0]);
-    // The same stage again changes nothing (idempotent: resume may run it again).
-    let again = actuator.run(&plan, &forward, &out).await.expect("again");
-    assert!(again.contains("nothing changed"), "{again}");
+
     // A fold of what the step wrote (as a resumed session folds the transcript) knows the
-    // weights read before the step's first change.
-    // weights before the step's first run, not its second (which read its own 75/25).
+    // weights read before the step's first run, not its second (which read its own 95/5).
     let mut st = cutover::state::State::new(Arc::clone(&plan));
-    let mut befores = 0;
+    let mut befores = Vec::new();
     while let Ok(ev) = rx.try_recv() {
         if let Event::ActionOutput { line, .. } = &ev
             && line.starts_with("weights before")
         {
-            befores += 1;
+            befores.push(line.clone());
         }
         st.apply(&ev);
     }
-    assert_eq!(befores, 2, "each run wrote what it read");
+    assert_eq!(
+        befores,
+        [
+            "weights before the change: source 100, target 0",
+            "weights before the change: source 95, target 5"
+        ],
+        "each run wrote what it read"
+    );
     let undo = st
         .action_to_run(i, Direction::Undo)
         .expect("the step has an undo");
-    assert_eq!(undo, stage(95, 5), "previous = the weights read before");
-    let back = Output::new("canary-25".into(), Direction::Undo, tx);
+    assert_eq!(undo, stage(100, 0), "previous = the weights read before");
+    let back = Output::new("canary-5".into(), Direction::Undo, tx);
     actuator.run(&plan, &undo, &back).await.expect("the undo");
     assert_eq!(
         weighted_sets_in_moto(&w).await,
         [
-            ("source".to_string(), 95, w.source_value.clone()),
-            ("target".to_string(), 5, w.target_value.clone()),
+            ("source".to_string(), 100, w.source_value.clone()),
+            ("target".to_string(), 0, w.target_value.clone()),
         ],
-        "the undo restored the weights read before the stage"
+        "the undo restored all the traffic to the source, as read before the stage"
     );
-    assert_eq!(gate_weights(&plan, &poll_dns(&reader).await), [95.0, 5.0]);
+    let after = poll_dns(&reader).await;
+    assert_eq!(gate_weights(&plan, &after), [100.0, 0.0]);
+    assert_eq!(after.value.as_deref(), Some(w.source_value.as_str()));
     // An undo whose action never read the record has nothing to restore and sends nothing.
     let unread = cutover::state::State::new(Arc::clone(&plan))
         .action_to_run(i, Direction::Undo)
