@@ -338,6 +338,11 @@ fn describe_replication(r: &cutover_core::event::ReplicationReading, now: Ts) ->
 fn describe_reading(r: &Reading, now: Ts) -> String {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
     match r {
+        Reading::Probe(p) => match (&p.value, &p.error) {
+            (_, Some(e)) => format!("probe {}: {e}", p.name),
+            (Some(v), None) => format!("probe {} = {}", p.name, v),
+            (None, None) => format!("probe {}: no value", p.name),
+        },
         Reading::Replication(r) => describe_replication(r, now),
         Reading::Task(t) => {
             let mut s = format!("task {} {}", t.task, t.status);

@@ -181,7 +181,9 @@ fn kind(action: &Action) -> &'static str {
         Action::ReplicationStop => "replication stop",
         Action::ReplicationStart => "replication start",
         Action::Dns { .. } => "dns",
+        Action::DnsWeights { .. } => "dns weights",
         Action::Shell { .. } => "shell",
+        Action::Http(_) => "http",
         Action::SyncSequences { .. } => "sync-sequences",
     }
 }

@@ -88,7 +88,9 @@ async fn start(rehearsal: &mut Rehearsal, mode: SessionMode) -> anyhow::Result<R
     .await?;
     session.set_actuator(world.actuator());
     let stop = CancellationToken::new();
-    let pollers = spawn_pollers(world.sources(), session.sender(), stop.clone());
+    let mut sources = world.sources();
+    sources.extend(crate::source::probe::sources(&rehearsal.plan.probes));
+    let pollers = spawn_pollers(sources, session.sender(), stop.clone());
     Ok((session, inbox, world, stop, pollers))
 }
 

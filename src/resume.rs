@@ -302,7 +302,8 @@ pub async fn reopen(
             }
         }
         session.ingest(notes)?;
-        let sources = world.sources();
+        let mut sources = world.sources();
+        sources.extend(crate::source::probe::sources(&old.plan.probes));
         (Some(world), sources, not_reapplied)
     } else {
         let sources = backends

@@ -327,6 +327,7 @@ fn reading_key(r: &Reading) -> String {
         Reading::Heartbeat { .. } => "heartbeat".into(),
         Reading::Dns(_) => "dns".into(),
         Reading::TaskLog(_) => "task log".into(),
+        Reading::Probe(p) => format!("probe {}", p.name),
     }
 }
 

@@ -386,7 +386,7 @@ fn verify_names_each_kind_of_damage_at_its_line() {
     // An unknown version is unreadable (exit 2), not damage.
     let (_d, r) = damaged("version.jsonl", |l| {
         let h = String::from_utf8(l[0].clone()).expect("utf-8").replacen(
-            "\"version\":5",
+            "\"version\":6",
             "\"version\":99",
             1,
         );

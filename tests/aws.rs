@@ -1896,6 +1896,231 @@ async fn weighted_sets_are_read_and_the_flip_moves_the_weight() {
     assert_eq!(dns_weights(&after), [0.0, 100.0], "the weight moved");
 }
 
+/// The record's weighted sets as moto holds them: (set id, weight, value), sorted.
+async fn weighted_sets_in_moto(w: &World) -> Vec<(String, i64, String)> {
+    let out = w
+        .route53()
+        .list_resource_record_sets()
+        .hosted_zone_id(&w.zone_id)
+        .start_record_name(&w.record)
+        .start_record_type(RrType::Cname)
+        .send()
+        .await
+        .expect("list");
+    let mut sets: Vec<(String, i64, String)> = out
+        .resource_record_sets()
+        .iter()
+        .filter(|s| s.name().trim_end_matches('.') == w.record.trim_end_matches('.'))
+        .map(|s| {
+            (
+                s.set_identifier().unwrap_or("(plain)").to_string(),
+                s.weight().unwrap_or(-1),
+                s.resource_records()
+                    .first()
+                    .map(|r| r.value().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    sets.sort();
+    sets
+}
+
+/// `dns.weight.source` / `dns.weight.target` folded from one reading.
+fn gate_weights(plan: &Arc<Plan>, d: &cutover::event::DnsReading) -> [f64; 2] {
+    let mut st = cutover::state::State::new(Arc::clone(plan));
+    st.apply(&Event::Observed {
+        at: d.observed_at,
+        reading: Reading::Dns(Box::new(d.clone())),
+    });
+    [
+        cutover::plan::Input::DnsWeight(cutover::event::Side::Source),
+        cutover::plan::Input::DnsWeight(cutover::event::Side::Target),
+    ]
+    .map(|i| match st.input_value(&i) {
+        cutover::state::InputValue::Known {
+            value: cutover::plan::Value::Number(n),
+            ..
+        } => n,
+        other => panic!("{i}: {other:?}"),
+    })
+}
+
+fn stage(source: u8, target: u8) -> Action {
+    Action::DnsWeights {
+        weights: cutover::plan::DnsWeights::Set(cutover::plan::Weights { source, target }),
+        wait: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_stages_create_reweigh_and_the_undo_restores_the_weights_read_before() {
+    let w = setup("wst").await;
+    // The plan's last step becomes the first weighted stage; its undo restores what it read.
+    let mut plan = (*w.plan(true)).clone();
+    let mut step = plan.steps.last().expect("a step").clone();
+    step.id = "canary-5".into();
+    step.action = stage(95, 5);
+    step.undo = Some(Action::DnsWeights {
+        weights: cutover::plan::DnsWeights::Previous,
+        wait: true,
+    });
+    plan.steps.push(step);
+    let plan = Arc::new(plan);
+    let i = plan.steps.len() - 1;
+    let reader = AwsReader::with_tuning(&sdk(&access_key("WSR")), &plan, fast());
+    let actuator = AwsActuator::with_tuning(&sdk(&access_key("WSD")), fast())
+        .with_changes(cutover::aws::ChangeTracker::default());
+
+    // Stage 1, run as the step: the plain record (all traffic on the source) becomes the
+    // plan's two weighted sets.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = Output::new("canary-5".into(), Direction::Do, tx.clone());
+    let forward = plan.steps[i].action.clone();
+    let msg = actuator
+        .run(&plan, &forward, &out)
+        .await
+        .expect("the first stage");
+    assert!(
+        msg.contains("INSYNC") && msg.contains("5 % to the target"),
+        "{msg}"
+    );
+    assert_eq!(
+        weighted_sets_in_moto(&w).await,
+        [
+            ("source".to_string(), 95, w.source_value.clone()),
+            ("target".to_string(), 5, w.target_value.clone()),
+        ]
+    );
+    let read = poll_dns(&reader).await;
+    let mut shown: Vec<_> = read
+        .sets
+        .iter()
+        .map(|s| (s.set_identifier.clone(), s.weight))
+        .collect();
+    shown.sort();
+    assert_eq!(
+        shown,
+        [
+            (Some("source".into()), Some(95)),
+            (Some("target".into()), Some(5))
+        ],
+        "the reading carries every set with its weight"
+    );
+    assert_eq!(gate_weights(&plan, &read), [95.0, 5.0]);
+    // The same stage again (resume re-runs an idempotent action) sends nothing.
+    let again = actuator.run(&plan, &forward, &out).await.expect("again");
+    assert!(again.contains("nothing changed"), "{again}");
+
+    // Stage 2 re-weighs the sets.
+    let (out2, mut rx2) = output();
+    actuator
+        .run(&plan, &stage(75, 25), &out2)
+        .await
+        .expect("the second stage");
+    let said = lines(&mut rx2);
+    assert!(
+        said.contains(&"weights before the change: source 95, target 5".to_string()),
+        "{said:?}"
+    );
+    assert!(
+        said.iter()
+            .any(|l| l.contains("DELETE the 2 sets read above + CREATE")),
+        "{said:?}"
+    );
+    assert_eq!(
+        weighted_sets_in_moto(&w).await,
+        [
+            ("source".to_string(), 75, w.source_value.clone()),
+            ("target".to_string(), 25, w.target_value.clone()),
+        ]
+    );
+    assert_eq!(gate_weights(&plan, &poll_dns(&reader).await), [75.0, 25.0]);
+
+    // A fold of what the step wrote (as a resumed session folds the transcript) knows the
+    // weights read before the step's first run, not its second (which read its own 95/5).
+    let mut st = cutover::state::State::new(Arc::clone(&plan));
+    let mut befores = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let Event::ActionOutput { line, .. } = &ev
+            && line.starts_with("weights before")
+        {
+            befores.push(line.clone());
+        }
+        st.apply(&ev);
+    }
+    assert_eq!(
+        befores,
+        [
+            "weights before the change: source 100, target 0",
+            "weights before the change: source 95, target 5"
+        ],
+        "each run wrote what it read"
+    );
+    let undo = st
+        .action_to_run(i, Direction::Undo)
+        .expect("the step has an undo");
+    assert_eq!(undo, stage(100, 0), "previous = the weights read before");
+    let back = Output::new("canary-5".into(), Direction::Undo, tx);
+    actuator.run(&plan, &undo, &back).await.expect("the undo");
+    assert_eq!(
+        weighted_sets_in_moto(&w).await,
+        [
+            ("source".to_string(), 100, w.source_value.clone()),
+            ("target".to_string(), 0, w.target_value.clone()),
+        ],
+        "the undo restored all the traffic to the source, as read before the stage"
+    );
+    let after = poll_dns(&reader).await;
+    assert_eq!(gate_weights(&plan, &after), [100.0, 0.0]);
+    assert_eq!(after.value.as_deref(), Some(w.source_value.as_str()));
+    // An undo whose action never read the record has nothing to restore and sends nothing.
+    let unread = cutover::state::State::new(Arc::clone(&plan))
+        .action_to_run(i, Direction::Undo)
+        .expect("undo");
+    let (out, _rx) = output();
+    let msg = actuator.run(&plan, &unread, &out).await.expect("no-op");
+    assert!(msg.contains("nothing to restore"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_change_fails_the_weighted_swap_and_nothing_is_overwritten() {
+    let w = setup("wcs").await;
+    let plan = w.plan(true);
+    let drive_key = access_key("WCS");
+    let actuator = AwsActuator::with_tuning(&sdk(&drive_key), fast())
+        .with_changes(cutover::aws::ChangeTracker::default());
+    let elsewhere = format!("someone-else.{}", w.target_value);
+    control(
+        "/_cutover/route53-race",
+        json!({"access_key": drive_key, "value": elsewhere}),
+    )
+    .await;
+    let (out, _rx) = output();
+    let err = actuator
+        .run(&plan, &stage(95, 5), &out)
+        .await
+        .expect_err("the record changed after it was read");
+    assert!(
+        err.0.contains("a concurrent change") && err.0.contains("NOT applied"),
+        "{err}"
+    );
+    assert_eq!(
+        weighted_sets_in_moto(&w).await,
+        [("(plain)".to_string(), -1, elsewhere.clone())],
+        "the other writer's value stands; no weighted set was created"
+    );
+    // Read again: the record now points at neither side, and a stage refuses to guess.
+    let err = actuator
+        .run(&plan, &stage(95, 5), &out)
+        .await
+        .expect_err("neither side");
+    assert!(
+        err.0.contains("neither the plan's source") && err.0.contains(&elsewhere),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_follows_the_change_the_driver_recorded() {
     let w = setup("fol").await;

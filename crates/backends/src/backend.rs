@@ -125,6 +125,7 @@ impl Backends {
                 )));
             }
         }
+        out.extend(cutover_runtime::source::probe::sources(&plan.probes));
         out
     }
 
@@ -232,6 +233,7 @@ impl Actuator for Composite {
         Box::pin(async move {
             match action {
                 Action::Shell { command } => shell::run(command, out).await,
+                Action::Http(h) => cutover_runtime::action::http::run(h, out).await,
                 Action::Freeze {
                     on,
                     method: FreezeMethod::ParameterGroup,
@@ -270,7 +272,9 @@ impl Actuator for Composite {
                     }
                 }
                 Action::SyncSequences { .. } => self.logical(plan, action, out).await,
-                Action::Dns { .. } => self.route53_or_dms(plan, action, out).await,
+                Action::Dns { .. } | Action::DnsWeights { .. } => {
+                    self.route53_or_dms(plan, action, out).await
+                }
                 Action::None => Ok("checked".into()),
                 Action::Manual { .. } => Ok("confirmed done by the operator".into()),
             }

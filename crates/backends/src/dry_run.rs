@@ -8,7 +8,8 @@
 
 use cutover_core::event::Side;
 use cutover_core::plan::{
-    Action, DnsTo, Engine, FreezeMethod, MysqlFlavor, Plan, RdsResource, ReplicationEngine,
+    Action, DnsTo, DnsWeights, Engine, FreezeMethod, MysqlFlavor, Plan, RdsResource,
+    ReplicationEngine,
 };
 
 /// The calls an action makes, in order; empty for a check or a manual step (which only
@@ -22,6 +23,8 @@ pub fn calls(plan: &Plan, action: &Action) -> Vec<String> {
         Action::ReplicationStop => replication(plan, false),
         Action::ReplicationStart => replication(plan, true),
         Action::Dns { to, wait } => dns(plan, to, *wait),
+        Action::DnsWeights { weights, wait } => dns_weights(plan, *weights, *wait),
+        Action::Http(h) => http(h),
         Action::SyncSequences { margin } => sync_sequences(plan, *margin),
         Action::Shell { command } => vec![
             format!("sh -c {}", shell_quote(command)),
@@ -288,6 +291,87 @@ fn dns(plan: &Plan, to: &DnsTo, wait: bool) -> Vec<String> {
     if wait {
         out.push("route53:GetChange until INSYNC".into());
     }
+    out
+}
+
+fn dns_weights(plan: &Plan, weights: DnsWeights, wait: bool) -> Vec<String> {
+    let Some(d) = &plan.dns else {
+        return vec!["(no [dns] section: the plan validation refuses this)".into()];
+    };
+    let what = match weights {
+        DnsWeights::Set(w) => format!(
+            "set {} → {} weight {}, set {} → {} weight {}",
+            d.source_set, d.source, w.source, d.target_set, d.target, w.target
+        ),
+        DnsWeights::Previous => format!(
+            "sets {} → {} and {} → {} with the weights the step's action read before its change (recorded in the transcript; nothing is sent if it never read them)",
+            d.source_set, d.source, d.target_set, d.target
+        ),
+    };
+    if plan.is_rehearsal() {
+        let mut out = vec![format!(
+            "the rehearsal zone: weigh {} {} {}: {what}",
+            d.name, d.record_type, d.ttl
+        )];
+        if wait {
+            out.push("wait until the change is INSYNC".into());
+        }
+        return out;
+    }
+    let mut out = Vec::new();
+    if let Some(role) = &d.role_arn {
+        out.push(format!(
+            "sts:AssumeRole {role} (the Route 53 calls are made as this role)"
+        ));
+    }
+    out.push(match &d.zone_id {
+        Some(z) => format!("hosted zone {z} (from the plan)"),
+        None => format!(
+            "route53:ListHostedZonesByName for {} and each parent domain (find the zone)",
+            d.name
+        ),
+    });
+    out.push(format!(
+        "route53:ListResourceRecordSets {} {} (the sets as they are now; their weights are recorded before any change, for the undo)",
+        d.name, d.record_type
+    ));
+    out.push(format!(
+        "route53:ChangeResourceRecordSets, one batch: DELETE the sets as read + CREATE {} {} TTL {} weighted {what} (a compare-and-swap: refused if someone changed the record in between; not sent if the weights already are these; failover, alias and sets the plan does not name are refused)",
+        d.name, d.record_type, d.ttl
+    ));
+    if wait {
+        out.push("route53:GetChange until INSYNC".into());
+    }
+    out
+}
+
+fn http(h: &cutover_core::plan::http::HttpAction) -> Vec<String> {
+    use cutover_core::plan::http::HeaderValue;
+    let mut out = vec![format!(
+        "HTTP {} {} (no redirects followed, timeout {}, not retried)",
+        h.method,
+        h.url,
+        cutover_core::plan::limits::show_ms(h.timeout_ms)
+    )];
+    for (name, value) in &h.headers {
+        out.push(match value {
+            HeaderValue::Literal(v) => format!("header {name}: {v}"),
+            HeaderValue::Env(var) => {
+                format!("header {name}: (the value of ${var}, read when sent)")
+            }
+            HeaderValue::File(f) => {
+                format!("header {name}: (the first line of {f}, read when sent)")
+            }
+        });
+    }
+    if let Some(body) = &h.json {
+        out.push(format!("Content-Type: application/json, body {body}"));
+    }
+    out.push(format!(
+        "succeeds on {}; the status and the first {} characters of the body (redacted) are recorded",
+        h.expected(),
+        cutover_runtime::action::http::EXCERPT_CHARS
+    ));
     out
 }
 

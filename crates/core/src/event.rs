@@ -104,10 +104,12 @@ pub enum SourceKind {
     TargetDb,
     /// The replication task's own log (DMS: its CloudWatch Logs stream).
     TaskLog,
+    /// The plan's `[[probe]]` HTTP probes (each reading carries its own failure).
+    Probe,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 8] = [
+    pub const ALL: [SourceKind; 9] = [
         SourceKind::Replication,
         SourceKind::Metrics,
         SourceKind::Drift,
@@ -116,6 +118,7 @@ impl SourceKind {
         SourceKind::SourceDb,
         SourceKind::TargetDb,
         SourceKind::TaskLog,
+        SourceKind::Probe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +131,7 @@ impl SourceKind {
             SourceKind::SourceDb => "source_db",
             SourceKind::TargetDb => "target_db",
             SourceKind::TaskLog => "task_log",
+            SourceKind::Probe => "probe",
         }
     }
 
@@ -653,6 +657,20 @@ impl AwsIdentity {
     }
 }
 
+/// One `[[probe]]` request: the value at its JSON pointer, or why there is none (no answer
+/// in time, a status other than 2xx, a body that is not JSON, no value at the pointer, a
+/// value that is not a number, text or boolean). `observed_at` is when the request was
+/// sent. A reading with an error makes `probe.<name>` unknown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReading {
+    pub observed_at: Ts,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<crate::plan::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// New lines of the replication task's own log (DMS: CloudWatch Logs FilterLogEvents on the
 /// task's stream, from the session's start), oldest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -738,6 +756,8 @@ pub enum Reading {
     Database(DatabaseReading),
     /// New lines of the replication task's own log since the previous reading.
     TaskLog(TaskLogReading),
+    /// One `[[probe]]` answer (format 6).
+    Probe(ProbeReading),
 }
 
 impl Reading {
@@ -752,6 +772,7 @@ impl Reading {
             Reading::Dns(d) => d.observed_at,
             Reading::Database(d) => d.observed_at,
             Reading::TaskLog(l) => l.observed_at,
+            Reading::Probe(p) => p.observed_at,
         }
     }
 
@@ -766,6 +787,7 @@ impl Reading {
             Reading::Dns(_) => SourceKind::Dns,
             Reading::Database(d) => SourceKind::for_side(d.side),
             Reading::TaskLog(_) => SourceKind::TaskLog,
+            Reading::Probe(_) => SourceKind::Probe,
         }
     }
 }

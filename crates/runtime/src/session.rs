@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::action::{Actuator, spawn_action};
+use crate::action::{Actuator, spawn_resolved};
 use cutover_core::event::{AwsIdentity, Event, now_ms};
 use cutover_core::plan::Plan;
 use cutover_core::state::{Effect, State};
@@ -263,11 +263,12 @@ impl Session {
 
     fn run(&mut self, step: usize, direction: cutover_core::event::Direction) {
         match &self.actuator {
-            Some(actuator) => self.actions.push(spawn_action(
+            Some(actuator) => self.actions.push(spawn_resolved(
                 Arc::clone(actuator),
                 Arc::clone(&self.plan),
                 step,
                 direction,
+                self.state.action_to_run(step, direction),
                 self.tx.clone(),
             )),
             None => {
@@ -302,6 +303,14 @@ fn plan_secrets(plan: &Plan) -> Vec<String> {
             .and_then(|f| crate::secrets::read_password_file(&crate::secrets::expand_home(f)).ok())
         {
             out.push(v);
+        }
+    }
+    // What the plan's HTTP actions send from the environment or a file.
+    for step in &plan.steps {
+        for action in std::iter::once(&step.action).chain(step.undo.as_ref()) {
+            if let cutover_core::plan::Action::Http(h) = action {
+                out.extend(crate::action::http::secrets(h));
+            }
         }
     }
     out.retain(|s| s.len() >= 4);

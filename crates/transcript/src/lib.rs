@@ -26,9 +26,11 @@
 //!   warning), `hold_cleared` (a guard's hold cleared by the operator) and
 //!   `notify_delivered` (a webhook's delivery outcome, never its URL). Signed like 4; a
 //!   version 4 file simply has none of them, and reads as it did.
+//! - **6**: moving traffic in stages: `probe` readings (a `[[probe]]`'s value or its
+//!   failure). Signed like 4; a version 5 file simply has none of them, and reads as it did.
 //!
-//! Every writer of this release writes version 5 (ordinary and resumed sessions alike); a
-//! reader reads versions 1 to 5 and refuses versions it does not know, saying which release
+//! Every writer of this release writes version 6 (ordinary and resumed sessions alike); a
+//! reader reads versions 1 to 6 and refuses versions it does not know, saying which release
 //! to use.
 //!
 //! Every reader holds at most [`MAX_LINE`] bytes of a line ("line N longer than 16 MiB"),
@@ -62,7 +64,7 @@ use cutover_core::event::{Event, Ts};
 /// Identifies the file type in the header.
 pub const FORMAT: &str = "cutover-transcript";
 /// The newest record format version this program writes and reads.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// The oldest version this program reads.
 pub const MIN_VERSION: u32 = 1;
 /// The first version whose records are signed.
@@ -179,7 +181,7 @@ pub struct Header {
 
 impl Header {
     /// The version a file with this header is written in. Any session may record a guard's
-    /// warning or a cleared hold, so every new file is version 5.
+    /// warning, a cleared hold or a probe reading, so every new file is version 6.
     pub fn format_version(&self) -> u32 {
         VERSION
     }
@@ -767,7 +769,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = Recorder::create(dir.path(), header()).unwrap();
         let text = std::fs::read_to_string(r.path()).unwrap();
-        std::fs::write(r.path(), text.replacen("\"version\":5", "\"version\":9", 1)).unwrap();
+        std::fs::write(r.path(), text.replacen("\"version\":6", "\"version\":9", 1)).unwrap();
         let err = read(r.path()).unwrap_err().to_string();
         assert!(err.contains(":1: unknown format version 9"), "{err}");
     }

@@ -1779,7 +1779,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), 2);
         let text = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(&p, text.replacen("\"version\":5", "\"version\":7", 1)).unwrap();
+        std::fs::write(&p, text.replacen("\"version\":6", "\"version\":7", 1)).unwrap();
         let r = verify(&p);
         assert_eq!(r.exit_code(), 2);
         assert_eq!(r.problem().unwrap().kind, ProblemKind::UnknownVersion);
@@ -2139,7 +2139,7 @@ mod tests {
         // An old, unsigned version cannot be held to a key.
         let mut l = lines(&p);
         l.truncate(2);
-        l[0] = l[0].replacen("\"version\":5", "\"version\":3", 1);
+        l[0] = l[0].replacen("\"version\":6", "\"version\":3", 1);
         let mut v: serde_json::Value = serde_json::from_str(&l[0]).unwrap();
         v.as_object_mut().unwrap().remove("signing");
         l[0] = serde_json::to_string(&v).unwrap();

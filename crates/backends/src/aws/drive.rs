@@ -29,12 +29,12 @@ use cutover_runtime::source::BoxFuture;
 pub struct AwsActuator {
     dms_read: DmsRead,
     dms: aws_sdk_databasemigration::Client,
-    route53_read: Route53Read,
-    route53: aws_sdk_route53::Client,
+    pub(super) route53_read: Route53Read,
+    pub(super) route53: aws_sdk_route53::Client,
     parameter_groups: super::rds::ParameterGroups,
     /// Where flips are recorded; `None`: the process-wide tracker of the record.
-    changes: Option<ChangeTracker>,
-    tuning: Tuning,
+    pub(super) changes: Option<ChangeTracker>,
+    pub(super) tuning: Tuning,
 }
 
 /// Attempts at stopping a task whose state keeps DMS from accepting the stop.
@@ -340,6 +340,21 @@ impl AwsActuator {
                 "Route 53 ChangeResourceRecordSets: the answer has no change info",
             ));
         };
+        self.follow(record, &info, &format!("points at {value}"), wait, out)
+            .await
+    }
+
+    /// After Route 53 accepted a change: its id recorded (the tracker and an output line,
+    /// so `dns.status` and `resume` can follow it), then — if asked — GetChange until
+    /// INSYNC, bounded. `done` says what the change did ("points at X").
+    pub(super) async fn follow(
+        &self,
+        record: &DnsRecord,
+        info: &aws_sdk_route53::types::ChangeInfo,
+        done: &str,
+        wait: bool,
+        out: &Output,
+    ) -> Result<String, ActionError> {
         let id = info.id().to_string();
         self.changes
             .clone()
@@ -348,7 +363,7 @@ impl AwsActuator {
         out.line(change_line(&id, info.status().as_str()));
         if !wait || *info.status() == ChangeStatus::Insync {
             return Ok(format!(
-                "{} points at {value} (change {id} {})",
+                "{} {done} (change {id} {})",
                 record.name,
                 info.status().as_str()
             ));
@@ -357,7 +372,7 @@ impl AwsActuator {
         loop {
             if started.elapsed() >= self.tuning.dns_wait {
                 return Err(fail(format!(
-                    "change {id} is not INSYNC after {}; the record already points at {value} — check Route 53 before going on",
+                    "change {id} is not INSYNC after {}; the record already {done} — check Route 53 before going on",
                     humantime::format_duration(self.tuning.dns_wait)
                 )));
             }
@@ -371,7 +386,7 @@ impl AwsActuator {
                     if status == ChangeStatus::Insync {
                         out.line(change_line(&id, "INSYNC"));
                         return Ok(format!(
-                            "{} points at {value}; change {id} INSYNC after {}",
+                            "{} {done}; change {id} INSYNC after {}",
                             record.name,
                             humantime::format_duration(Duration::from_secs(
                                 started.elapsed().as_secs()
@@ -390,7 +405,7 @@ impl AwsActuator {
 
 /// Why Route 53 refused the flip. A DELETE whose values no longer match (or a CREATE of a
 /// set that now exists) means someone changed the record after it was read: named as such.
-fn flip_refused<E>(record: &DnsRecord, e: &SdkError<E, HttpResponse>) -> String
+pub(super) fn flip_refused<E>(record: &DnsRecord, e: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -529,6 +544,9 @@ impl Actuator for AwsActuator {
                         .dns_value(to)
                         .ok_or_else(|| fail("the plan has no [dns] section"))?;
                     self.flip(plan, &value, *wait, out).await
+                }
+                Action::DnsWeights { weights, wait } => {
+                    self.weigh(plan, *weights, *wait, out).await
                 }
                 other => Err(fail(format!(
                     "the AWS actuator runs replication and DNS actions only, not \"{}\"",

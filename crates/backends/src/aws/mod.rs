@@ -25,6 +25,7 @@ pub mod logs;
 pub mod rds;
 pub mod read;
 pub mod route53;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -582,6 +582,8 @@ mod tests {
             role_arn: None,
             authoritative: false,
             authoritative_servers: Vec::new(),
+            source_set: "source".into(),
+            target_set: "target".into(),
         }
     }
 

@@ -54,6 +54,10 @@ impl Actuator for SimActuator {
                     })?;
                     flip(world, &value, *wait, out).await
                 }
+                Action::DnsWeights { .. } => Err(ActionError::new(
+                    "the rehearsal world's record is one plain record: weighted DNS stages are not simulated (yet); rehearse them against moto, or use a dns action with `to`",
+                )),
+                Action::Http(h) => cutover_runtime::action::http::run(h, out).await,
                 Action::Shell { command } => {
                     cutover_runtime::action::shell::run(command, out).await
                 }

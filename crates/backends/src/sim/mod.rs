@@ -32,10 +32,13 @@ use cutover_runtime::action::Actuator;
 use cutover_runtime::source::Source;
 
 impl World {
-    /// One source per [`SourceKind`], polled at the plan's `rehearsal.poll`.
+    /// One source per [`SourceKind`] the world simulates, polled at the plan's
+    /// `rehearsal.poll`. The plan's `[[probe]]`s are real HTTP requests: the caller adds
+    /// them (`cutover_runtime::source::probe::sources`).
     pub fn sources(self: &Arc<Self>) -> Vec<Arc<dyn Source>> {
         SourceKind::ALL
             .into_iter()
+            .filter(|kind| *kind != SourceKind::Probe)
             .map(|kind| {
                 Arc::new(sources::SimSource {
                     world: Arc::clone(self),

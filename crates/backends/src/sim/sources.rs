@@ -121,6 +121,8 @@ impl World {
             SourceKind::TargetDb => Ok(vec![self.read_database(Side::Target).await]),
             // The simulated replicator keeps no log of its own.
             SourceKind::TaskLog => Ok(Vec::new()),
+            // Probes are the plan's HTTP requests (`World::sources` adds them), not the world's.
+            SourceKind::Probe => Ok(Vec::new()),
         }
     }
 

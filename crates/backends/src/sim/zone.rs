@@ -72,6 +72,8 @@ pub(super) fn default_dns() -> DnsRecord {
         role_arn: None,
         authoritative: false,
         authoritative_servers: Vec::new(),
+        source_set: "source".into(),
+        target_set: "target".into(),
     }
 }
 

@@ -138,7 +138,15 @@ pub fn parse(text: &str, dns_values: &dyn Fn(&str) -> Option<String>) -> Result<
             Some("add the value to compare with".into()),
         )
     })?;
-    let ty = input.value_type();
+    // A probe's value is whatever its JSON says: the gate's literal names the type.
+    let ty = match &input {
+        Input::Probe(_) => match val_tok.as_str() {
+            "true" | "false" => InputType::Bool,
+            t if t.parse::<f64>().is_ok_and(f64::is_finite) => InputType::Number,
+            _ => InputType::Text,
+        },
+        _ => input.value_type(),
+    };
     let value = if let Some(quoted) = val_tok.strip_prefix('"') {
         Value::Text(quoted.to_string())
     } else if let Some(var) = val_tok.strip_prefix('$') {

@@ -69,6 +69,9 @@ pub enum Input {
     CdcIncomingChanges,
     /// Any metric named in the plan (or produced by the source), `metric.<Name>`.
     Metric(String),
+    /// A `[[probe]]`'s value, `probe.<name>`: a number, text or boolean; its type is the
+    /// gate's value's (`probe.x == false`, `probe.rate <= 0.01`).
+    Probe(String),
     ValidationFailed,
     ValidationPending,
     ValidationSuspended,
@@ -308,6 +311,17 @@ impl Input {
             "target.connections" => Input::Connections(Target),
             "source.longest_trx_s" => Input::LongestTrx(Source),
             "target.longest_trx_s" => Input::LongestTrx(Target),
+            other if other.starts_with("probe.") => {
+                let name = &other["probe.".len()..];
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return None;
+                }
+                Input::Probe(name.to_string())
+            }
             other => {
                 let metric = other.strip_prefix("metric.")?;
                 if metric.is_empty()
@@ -420,6 +434,8 @@ impl Input {
             | Input::CdcLatencyTarget
             | Input::CdcIncomingChanges
             | Input::Metric(_) => 180_000,
+            // The plan gives a probe's gates three of its polls (`Probe::fresh_ms`).
+            Input::Probe(_) => 30_000,
             Input::ValidationFailed
             | Input::ValidationPending
             | Input::ValidationSuspended
@@ -468,6 +484,7 @@ impl fmt::Display for Input {
                 f.write_str(name)
             }
             Input::Metric(name) => write!(f, "metric.{name}"),
+            Input::Probe(name) => write!(f, "probe.{name}"),
             Input::ReadOnly(s) => write!(f, "{}.read_only", side(s)),
             Input::Connections(s) => write!(f, "{}.connections", side(s)),
             Input::LongestTrx(s) => write!(f, "{}.longest_trx_s", side(s)),

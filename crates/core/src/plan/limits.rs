@@ -537,3 +537,36 @@ pub fn region(region: &str) -> Result<(), Problem> {
         ))
     }
 }
+
+/// An HTTP action's or probe's URL: http(s), a host, a port in range, no credential
+/// anywhere (it is in the plan text the transcript header carries; a token goes in a
+/// header read from `headers_env` / `headers_file`).
+pub fn http_url(what: &str, url: &str) -> Result<(), Problem> {
+    let found = redact::scan(url);
+    if found.user.is_some() || !found.secrets.is_empty() {
+        return Err(problem(
+            format!("{what} carries a credential"),
+            "remove it from the URL and send it in a header read from headers_env or headers_file, e.g. headers_env = { Authorization = \"FLAGS_TOKEN\" }",
+        ));
+    }
+    let parts = split_url(url).filter(|p| matches!(p.scheme, "http" | "https"));
+    let Some(parts) = parts else {
+        return Err(problem(
+            format!(
+                "{what} \"{}\" is not an http:// or https:// URL",
+                url.escape_debug()
+            ),
+            "e.g. url = \"https://flags.internal/api/flags/write_enabled\"",
+        ));
+    };
+    if parts.host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(problem(
+            format!(
+                "{what} \"{}\" names no host (or has a space)",
+                url.escape_debug()
+            ),
+            "e.g. url = \"https://flags.internal/api/flags/write_enabled\"",
+        ));
+    }
+    port(what, parts.port)
+}

@@ -2,9 +2,11 @@
 //! runbook. Parsing collects every error with file:line:col, the reason and a hint.
 
 pub mod gate_expr;
+pub mod http;
 pub mod input;
 pub mod limits;
 pub mod notify;
+pub mod probe;
 
 use std::fmt;
 use std::ops::Range;
@@ -95,6 +97,63 @@ pub enum DnsTo {
     Source,
     Target,
     Value(String),
+}
+
+/// The weights a weighted DNS stage gives the plan's two record sets (Route 53 weights,
+/// 0..=255 each, not both 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weights {
+    pub source: u8,
+    pub target: u8,
+}
+
+impl Weights {
+    /// The share of the traffic the target's set carries, in percent.
+    pub fn target_percent(self) -> f64 {
+        let total = u32::from(self.source) + u32::from(self.target);
+        if total == 0 {
+            0.0
+        } else {
+            f64::from(self.target) * 100.0 / f64::from(total)
+        }
+    }
+
+    /// The output line a weighted stage writes before it changes anything: the weights as
+    /// read. The fold keeps it per step (`StepState::weights_before`), so a rollback — in
+    /// this session, after `resume`, on another host — restores exactly these.
+    pub fn before_line(self) -> String {
+        format!(
+            "{WEIGHTS_BEFORE}source {}, target {}",
+            self.source, self.target
+        )
+    }
+
+    /// The weights a `before_line` names.
+    pub fn parse_before_line(line: &str) -> Option<Weights> {
+        let rest = line.strip_prefix(WEIGHTS_BEFORE)?;
+        let (s, t) = rest.split_once(", ")?;
+        Some(Weights {
+            source: s.strip_prefix("source ")?.parse().ok()?,
+            target: t.strip_prefix("target ")?.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "source {}, target {}", self.source, self.target)
+    }
+}
+
+const WEIGHTS_BEFORE: &str = "weights before the change: ";
+
+/// What a weighted DNS stage sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsWeights {
+    /// These weights.
+    Set(Weights),
+    /// The weights read just before the step's own action changed them (an undo only).
+    Previous,
 }
 
 /// How a freeze (or unfreeze) is carried out. An enum, not a flag, because managed services
@@ -217,8 +276,13 @@ pub enum Action {
     SyncSequences { margin: i64 },
     /// UPSERT the record and (optionally) wait until the change is INSYNC.
     Dns { to: DnsTo, wait: bool },
+    /// Set the weights of the plan's two weighted record sets (`[dns] source_set` /
+    /// `target_set`) in one compare-and-swap batch, and (optionally) wait until INSYNC.
+    DnsWeights { weights: DnsWeights, wait: bool },
     /// A shell command; its output lines are recorded.
     Shell { command: String },
+    /// An HTTP request (a feature flag, a deploy hook) and the answers that mean it worked.
+    Http(Box<http::HttpAction>),
 }
 
 impl Action {
@@ -231,7 +295,11 @@ impl Action {
     /// stopped task, pointing a record where it points. SQL statements and shell commands
     /// may do anything, so they are not (`resume` asks before running one again).
     pub fn is_idempotent(&self) -> bool {
-        !matches!(self, Action::Sql { .. } | Action::Shell { .. })
+        match self {
+            Action::Sql { .. } | Action::Shell { .. } => false,
+            Action::Http(h) => h.idempotent,
+            _ => true,
+        }
     }
 
     /// One line for the checklist and the transcript.
@@ -282,7 +350,25 @@ impl Action {
                     format!("point {name} at {value}")
                 }
             }
+            Action::DnsWeights { weights, wait } => {
+                let name = plan.dns.as_ref().map(|d| d.name.as_str()).unwrap_or("?");
+                let what = match weights {
+                    DnsWeights::Set(w) => format!(
+                        "weight {name}: {w} ({:.0} % to the target)",
+                        w.target_percent()
+                    ),
+                    DnsWeights::Previous => {
+                        format!("restore the weights of {name} read before the step's change")
+                    }
+                };
+                if *wait {
+                    format!("{what}, wait for INSYNC")
+                } else {
+                    what
+                }
+            }
             Action::Shell { command } => format!("shell: {command}"),
+            Action::Http(h) => h.describe(),
         }
     }
 }
@@ -443,6 +529,11 @@ pub struct DnsRecord {
     pub source: String,
     /// Value that points at the target (after the flip).
     pub target: String,
+    /// The set identifiers of the weighted sets pointing at the source and at the target
+    /// (`[dns] source_set` / `target_set`, default `source` / `target`): a weighted stage
+    /// writes exactly these two sets.
+    pub source_set: String,
+    pub target_set: String,
     /// Also ask this host's resolver.
     pub resolve: bool,
     /// A role assumed for the Route 53 calls only (the zone lives in another account).
@@ -565,6 +656,8 @@ pub struct Plan {
     pub aborts: Vec<AbortCondition>,
     /// `[[notify]]` webhooks, in plan order.
     pub notify: Vec<Notify>,
+    /// `[[probe]]` HTTP probes (gate inputs `probe.<name>`), in plan order.
+    pub probes: Vec<probe::Probe>,
     /// `max_downtime` and `on_budget`.
     pub budget: Option<DowntimeBudget>,
     /// `deadline` or `window`.
@@ -793,6 +886,8 @@ struct RawPlan {
     abort: Vec<Spanned<RawAbort>>,
     #[serde(default)]
     notify: Vec<Spanned<notify::RawNotify>>,
+    #[serde(default)]
+    probe: Vec<Spanned<probe::RawProbe>>,
 }
 
 #[derive(Deserialize)]
@@ -843,6 +938,8 @@ struct RawDns {
     ttl: Option<Spanned<u64>>,
     source: Spanned<String>,
     target: Spanned<String>,
+    source_set: Option<Spanned<String>>,
+    target_set: Option<Spanned<String>>,
     #[serde(default)]
     resolve: bool,
     role_arn: Option<Spanned<String>>,
@@ -959,13 +1056,32 @@ enum RawAction {
         margin: Option<i64>,
     },
     Dns {
-        to: String,
+        #[serde(default)]
+        to: Option<String>,
+        #[serde(default)]
+        weights: Option<RawWeights>,
         #[serde(default = "yes")]
         wait: bool,
     },
     Shell {
         command: String,
     },
+    Http(http::RawHttp),
+}
+
+/// `weights = { source = 95, target = 5 }` or (an undo) `weights = "previous"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawWeights {
+    Word(String),
+    Table(RawWeightTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeightTable {
+    source: i64,
+    target: i64,
 }
 
 fn yes() -> bool {
@@ -1039,6 +1155,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     let rds = rds_settings(&mut loc, raw.rds);
     let rehearsal = rehearsal_settings(&mut loc, raw.rehearsal);
     let share = share_settings(&mut loc, raw.share);
+    let probes = probe::probes(&mut loc, &raw.probe);
     let sections = Sections {
         source: source.as_ref(),
         target: target.as_ref(),
@@ -1046,6 +1163,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         dns: dns.as_ref(),
         metrics: &metrics,
         rds: &rds,
+        probes: &probes,
     };
     let steps = steps(&mut loc, &raw.step, &sections);
     let aborts = aborts(&mut loc, &raw.abort, &sections, &steps);
@@ -1072,6 +1190,7 @@ pub fn parse(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         steps,
         aborts,
         notify,
+        probes,
         budget,
         deadline,
         source_text: text.to_string(),
@@ -1088,6 +1207,7 @@ struct Sections<'a> {
     dns: Option<&'a DnsRecord>,
     metrics: &'a [MetricDef],
     rds: &'a RdsSettings,
+    probes: &'a [probe::Probe],
 }
 
 impl Sections<'_> {
@@ -1354,6 +1474,30 @@ fn check_task(loc: &mut Locator<'_>, task: &Spanned<String>) {
     }
 }
 
+/// A Route 53 set identifier: 1 to 128 printable characters.
+fn set_identifier(
+    loc: &mut Locator<'_>,
+    key: &str,
+    value: Option<Spanned<String>>,
+    default: &str,
+) -> String {
+    let Some(v) = value else {
+        return default.to_string();
+    };
+    let id = v.get_ref();
+    if id.is_empty() || id.chars().count() > 128 || id.chars().any(|c| c.is_control()) {
+        loc.at(
+            &v,
+            format!(
+                "[dns] {key} \"{}\" is not a Route 53 set identifier",
+                id.escape_debug()
+            ),
+            Some("use 1 to 128 printable characters, e.g. the identifier `aws route53 list-resource-record-sets` shows"),
+        );
+    }
+    v.into_inner()
+}
+
 fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
     let record_type = d
         .record_type
@@ -1436,6 +1580,8 @@ fn dns_record(loc: &mut Locator<'_>, d: RawDns) -> DnsRecord {
         ttl: d.ttl.map_or(60, Spanned::into_inner),
         source: d.source.into_inner(),
         target: d.target.into_inner(),
+        source_set: set_identifier(loc, "source_set", d.source_set, "source"),
+        target_set: set_identifier(loc, "target_set", d.target_set, "target"),
         resolve: d.resolve,
         role_arn: d.role_arn.map(Spanned::into_inner),
         authoritative: d.authoritative,
@@ -1797,6 +1943,7 @@ fn step(
     };
     let undo = s.undo.as_ref().map(|u| convert_action(loc, u, sections));
     check_undo(loc, raw, &id, &action, undo.is_some());
+    check_previous_weights(loc, raw, &action, undo.as_ref());
     let confirm = confirm_phrase(loc, s, &id);
     if let Some(t) = &s.title {
         loc.check(
@@ -1886,8 +2033,9 @@ fn step_gates(
         let base = g.span().start + 1;
         match gate_expr::parse(g.get_ref(), &dns_values(sections)) {
             Ok(gate) => {
-                let gate = engine_freshness(gate, sections);
+                let mut gate = engine_freshness(gate, sections);
                 check_gate_sources(loc, base, &gate, sections);
+                probe_freshness(&mut gate, sections);
                 // A window as long as the step's timeout can never be satisfied in time.
                 if gate.sustain_ms >= timeout_ms {
                     loc.push(
@@ -1908,7 +2056,6 @@ fn step_gates(
     gates
 }
 
-/// The values `dns.source` and `dns.target` stand for in a gate's right-hand side.
 /// The gate's default freshness for the plan's replication engine.
 fn engine_freshness(mut gate: Gate, sections: &Sections<'_>) -> Gate {
     gate.default_fresh_ms = gate
@@ -1917,6 +2064,7 @@ fn engine_freshness(mut gate: Gate, sections: &Sections<'_>) -> Gate {
     gate
 }
 
+/// The values `dns.source` and `dns.target` stand for in a gate's right-hand side.
 fn dns_values<'a>(sections: &'a Sections<'_>) -> impl Fn(&str) -> Option<String> + 'a {
     move |var: &str| match var {
         "dns.source" => sections.dns.map(|d| d.source.clone()),
@@ -2004,8 +2152,9 @@ fn aborts(
         let base = when.span().start + 1;
         match gate_expr::parse(when.get_ref(), &dns_values(sections)) {
             Ok(gate) => {
-                let gate = engine_freshness(gate, sections);
+                let mut gate = engine_freshness(gate, sections);
                 check_gate_sources(loc, base, &gate, sections);
+                probe_freshness(&mut gate, sections);
                 out.push(AbortCondition {
                     id,
                     when: gate,
@@ -2103,6 +2252,45 @@ fn check_undo(
             u,
             format!("step \"{id}\" has an undo but no action"),
             Some("give the step an action, or remove the undo"),
+        );
+    }
+}
+
+/// `weights = "previous"` restores what the step's own weighted stage read before its
+/// change: only an undo can say it, and only of a step whose action is a weighted stage.
+fn check_previous_weights(
+    loc: &mut Locator<'_>,
+    raw: &Spanned<RawStep>,
+    action: &Action,
+    undo: Option<&Action>,
+) {
+    let previous = |a: &Action| {
+        matches!(
+            a,
+            Action::DnsWeights {
+                weights: DnsWeights::Previous,
+                ..
+            }
+        )
+    };
+    let s = raw.get_ref();
+    if previous(action)
+        && let Some(a) = &s.action
+    {
+        loc.at(
+            a,
+            "weights = \"previous\" is for an undo: a step's action sets weights",
+            Some("give the weights, e.g. weights = { source = 95, target = 5 }"),
+        );
+    }
+    if undo.is_some_and(previous)
+        && !matches!(action, Action::DnsWeights { .. })
+        && let Some(u) = &s.undo
+    {
+        loc.at(
+            u,
+            "weights = \"previous\" restores the weights a weighted stage read, but this step's action is not one",
+            Some("give the weights to restore, e.g. weights = { source = 100, target = 0 }"),
         );
     }
 }
@@ -2290,7 +2478,7 @@ fn convert_action(
             }
         }
         RawAction::SyncSequences { margin } => sync_sequences(loc, raw, *margin, sections),
-        RawAction::Dns { to, wait } => {
+        RawAction::Dns { to, weights, wait } => {
             if sections.dns.is_none() {
                 loc.at(
                     raw,
@@ -2298,6 +2486,32 @@ fn convert_action(
                     Some("add [dns] with name, source, target and ttl"),
                 );
             }
+            let to = match (to, weights) {
+                (Some(_), Some(_)) => {
+                    loc.at(
+                        raw,
+                        "the dns action has both `to` and `weights`",
+                        Some("keep `to` to point the record at one value, or `weights` for a weighted stage"),
+                    );
+                    return Action::Dns {
+                        to: DnsTo::Target,
+                        wait: *wait,
+                    };
+                }
+                (None, Some(w)) => return dns_weights(loc, raw, w, *wait),
+                (None, None) => {
+                    loc.at(
+                        raw,
+                        "the dns action has neither `to` nor `weights`",
+                        Some("add to = \"target\", or weights = { source = 95, target = 5 }"),
+                    );
+                    return Action::Dns {
+                        to: DnsTo::Target,
+                        wait: *wait,
+                    };
+                }
+                (Some(to), None) => to,
+            };
             let to = match to.as_str() {
                 "source" => DnsTo::Source,
                 "target" => DnsTo::Target,
@@ -2321,6 +2535,7 @@ fn convert_action(
             };
             Action::Dns { to, wait: *wait }
         }
+        RawAction::Http(h) => Action::Http(Box::new(http::convert(loc, raw.span().start, h))),
         RawAction::Shell { command } => {
             if command.trim().is_empty() {
                 loc.at(
@@ -2343,6 +2558,50 @@ fn convert_action(
             }
         }
     }
+}
+
+/// A weighted stage's `weights`: each 0..=255 (Route 53's range), not both 0 (Route 53
+/// would then share the traffic evenly, which is not what 0 says).
+fn dns_weights<T>(loc: &mut Locator<'_>, raw: &Spanned<T>, w: &RawWeights, wait: bool) -> Action {
+    let weights = match w {
+        RawWeights::Word(word) if word == "previous" => DnsWeights::Previous,
+        RawWeights::Word(word) => {
+            loc.at(
+                raw,
+                format!(
+                    "the dns action's weights = \"{}\" is not a weighting",
+                    word.escape_debug()
+                ),
+                Some("use weights = { source = 95, target = 5 }, or weights = \"previous\" in an undo"),
+            );
+            DnsWeights::Previous
+        }
+        RawWeights::Table(t) => {
+            let mut ok = true;
+            for (side, v) in [("source", t.source), ("target", t.target)] {
+                if !(0..=255).contains(&v) {
+                    ok = false;
+                    loc.at(
+                        raw,
+                        format!("the dns action's weights.{side} = {v} is out of range"),
+                        Some("a Route 53 weight is 0 to 255, e.g. weights = { source = 95, target = 5 }"),
+                    );
+                }
+            }
+            if ok && t.source == 0 && t.target == 0 {
+                loc.at(
+                    raw,
+                    "the dns action's weights are both 0 (Route 53 would then share the traffic evenly)",
+                    Some("give the side that should carry the traffic a weight, e.g. weights = { source = 0, target = 100 }"),
+                );
+            }
+            DnsWeights::Set(Weights {
+                source: u8::try_from(t.source.clamp(0, 255)).unwrap_or(u8::MAX),
+                target: u8::try_from(t.target.clamp(0, 255)).unwrap_or(u8::MAX),
+            })
+        }
+    };
+    Action::DnsWeights { weights, wait }
 }
 
 /// Largest `margin` of a `sync-sequences` action: far above any sensible gap, far below
@@ -2485,10 +2744,32 @@ pub fn legacy_read_only(statement: &str) -> Option<bool> {
     }
 }
 
+/// A gate on a probe that does not say `fresh` trusts three of its polls
+/// (`Probe::fresh_ms`): the input's own default cannot know the probe's `every`.
+fn probe_freshness(gate: &mut Gate, sections: &Sections<'_>) {
+    if let Input::Probe(name) = &gate.input
+        && gate.fresh_ms.is_none()
+        && let Some(p) = sections.probes.iter().find(|p| &p.name == name)
+    {
+        gate.fresh_ms = Some(p.fresh_ms());
+    }
+}
+
 /// A gate on an input whose source the plan does not configure could never turn green.
 fn check_gate_sources(loc: &mut Locator<'_>, at: usize, gate: &Gate, sections: &Sections<'_>) {
     let input = &gate.input;
     let name = input.to_string();
+    if let Input::Probe(p) = input
+        && !sections.probes.iter().any(|d| &d.name == p)
+    {
+        loc.push(
+            at,
+            format!("gate on {name} but the plan has no [[probe]] named \"{p}\""),
+            Some(format!(
+                "add [[probe]] name = \"{p}\" with its url and json pointer, or fix the name"
+            )),
+        );
+    }
     if name.starts_with("dns.") && sections.dns.is_none() {
         loc.push(
             at,

@@ -925,3 +925,256 @@ fn postgres_replication_mistakes_are_located_with_the_fix() {
         );
     }
 }
+
+/// `plan_with` plus a `[dns]` section (set identifiers given when `sets`).
+fn dns_plan_with(action: &str, undo: &str, sets: bool) -> String {
+    let ids = if sets {
+        "source_set = \"blue\"\ntarget_set = \"green\"\n"
+    } else {
+        ""
+    };
+    plan_with("rehearsal", action, undo).replace(
+        "[[step]]",
+        &format!(
+            "[dns]\nname = \"db.example.com\"\nsource = \"a.example.com\"\ntarget = \"b.example.com\"\n{ids}[[step]]"
+        ),
+    )
+}
+
+#[test]
+fn a_weighted_stage_parses_with_the_plans_set_identifiers_and_a_previous_undo() {
+    let text = dns_plan_with(
+        r#"{ kind = "dns", weights = { source = 95, target = 5 } }"#,
+        r#"{ kind = "dns", weights = "previous" }"#,
+        true,
+    );
+    let plan = parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let dns = plan.dns.clone().expect("dns");
+    assert_eq!(
+        (dns.source_set.as_str(), dns.target_set.as_str()),
+        ("blue", "green")
+    );
+    assert_eq!(
+        plan.steps[0].action,
+        Action::DnsWeights {
+            weights: DnsWeights::Set(Weights {
+                source: 95,
+                target: 5
+            }),
+            wait: true
+        }
+    );
+    assert_eq!(
+        plan.steps[0].undo,
+        Some(Action::DnsWeights {
+            weights: DnsWeights::Previous,
+            wait: true
+        })
+    );
+    assert!(plan.steps[0].action.is_idempotent());
+    assert_eq!(
+        plan.steps[0].action.describe(&plan),
+        "weight db.example.com: source 95, target 5 (5 % to the target), wait for INSYNC"
+    );
+    let plain = dns_plan_with(
+        r#"{ kind = "dns", weights = { source = 0, target = 100 } }"#,
+        r#"{ kind = "dns", weights = { source = 100, target = 0 } }"#,
+        false,
+    );
+    let dns = parse("p.toml", &plain).expect("parses").dns.expect("dns");
+    assert_eq!(
+        (dns.source_set.as_str(), dns.target_set.as_str()),
+        ("source", "target")
+    );
+}
+
+#[test]
+fn bad_weights_are_located_with_the_reason_and_the_fix() {
+    for (action, undo, says) in [
+        (
+            r#"{ kind = "dns", weights = { source = 300, target = 5 } }"#,
+            r#"{ kind = "dns", weights = "previous" }"#,
+            "weights.source = 300 is out of range",
+        ),
+        (
+            r#"{ kind = "dns", weights = { source = 0, target = 0 } }"#,
+            r#"{ kind = "dns", weights = "previous" }"#,
+            "are both 0",
+        ),
+        (
+            r#"{ kind = "dns", to = "target", weights = { source = 5, target = 95 } }"#,
+            r#"{ kind = "dns", to = "source" }"#,
+            "both `to` and `weights`",
+        ),
+        (
+            r#"{ kind = "dns" }"#,
+            r#"{ kind = "dns", to = "source" }"#,
+            "neither `to` nor `weights`",
+        ),
+        (
+            r#"{ kind = "dns", weights = "previous" }"#,
+            r#"{ kind = "dns", to = "source" }"#,
+            "is for an undo",
+        ),
+        (
+            r#"{ kind = "dns", to = "target" }"#,
+            r#"{ kind = "dns", weights = "previous" }"#,
+            "this step's action is not one",
+        ),
+        (
+            r#"{ kind = "dns", weights = "half" }"#,
+            r#"{ kind = "dns", to = "source" }"#,
+            "is not a weighting",
+        ),
+    ] {
+        let errs = errors(&dns_plan_with(action, undo, false));
+        let e = errs
+            .iter()
+            .find(|e| e.message.contains(says))
+            .unwrap_or_else(|| panic!("{says}: {errs:?}"));
+        // Where the action (line 12) or the undo (line 13) is written.
+        assert!(
+            [(12, 10), (13, 8)].contains(&(e.line, e.col)) && e.hint.is_some(),
+            "{e:?}"
+        );
+    }
+    let text = dns_plan_with(
+        r#"{ kind = "dns", weights = { source = 95, target = 5 } }"#,
+        r#"{ kind = "dns", weights = "previous" }"#,
+        true,
+    )
+    .replace("source_set = \"blue\"", "source_set = \"\"");
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e
+            .message
+            .contains("[dns] source_set \"\" is not a Route 53 set identifier")
+            && (e.line, e.col) == (10, 14)),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn the_weights_before_line_round_trips() {
+    let w = Weights {
+        source: 95,
+        target: 5,
+    };
+    assert_eq!(Weights::parse_before_line(&w.before_line()), Some(w));
+    assert_eq!(
+        Weights::parse_before_line("weights before the change: source x"),
+        None
+    );
+    assert_eq!(
+        Weights::parse_before_line("change /change/C1 is INSYNC"),
+        None
+    );
+}
+
+#[test]
+fn an_http_action_parses_with_secret_headers_kept_out_of_the_plan() {
+    let text = plan_with(
+        "rehearsal",
+        r#"{ kind = "http", method = "put", url = "https://flags.internal:8443/api/flags/write_enabled", headers = { "X-Request-Source" = "cutover" }, headers_env = { Authorization = "FLAGS_TOKEN" }, headers_file = { "X-Api-Key" = "~/.flags/key" }, json = { enabled = false, tenants = ["a", "b"] }, expect = [200, 204], timeout = "5s" }"#,
+        r#"{ kind = "http", method = "PUT", url = "https://flags.internal:8443/api/flags/write_enabled", json = { enabled = true }, idempotent = true }"#,
+    );
+    let (action, undo) = step_actions(&text);
+    let Action::Http(h) = action else {
+        panic!("{action:?}")
+    };
+    assert_eq!(h.method, "PUT");
+    assert_eq!(
+        h.headers,
+        [
+            (
+                "X-Request-Source".to_string(),
+                http::HeaderValue::Literal("cutover".into())
+            ),
+            (
+                "Authorization".to_string(),
+                http::HeaderValue::Env("FLAGS_TOKEN".into())
+            ),
+            (
+                "X-Api-Key".to_string(),
+                http::HeaderValue::File("~/.flags/key".into())
+            ),
+        ]
+    );
+    assert_eq!(
+        h.json,
+        Some(serde_json::json!({"enabled": false, "tenants": ["a", "b"]}))
+    );
+    assert_eq!((h.expect.clone(), h.timeout_ms), (vec![200, 204], 5_000));
+    assert!(h.accepts(204) && !h.accepts(201));
+    assert!(
+        !Action::Http(h.clone()).is_idempotent(),
+        "not unless declared"
+    );
+    let Some(Action::Http(u)) = undo else {
+        panic!("undo")
+    };
+    assert!(u.accepts(201) && !u.accepts(302), "any 2xx by default");
+    assert!(Action::Http(u).is_idempotent(), "declared");
+}
+
+#[test]
+fn bad_http_actions_are_located_with_the_reason_and_the_fix() {
+    let undo = r#"{ kind = "http", method = "POST", url = "http://flags.internal/undo" }"#;
+    for (action, says) in [
+        (
+            r#"{ kind = "http", method = "FETCH", url = "http://flags.internal/x" }"#,
+            "method \"FETCH\" is not one it sends",
+        ),
+        (
+            r#"{ kind = "http", method = "PUT", url = "flags.internal/x" }"#,
+            "is not an http:// or https:// URL",
+        ),
+        (
+            r#"{ kind = "http", method = "PUT", url = "http://flags.internal:99999/x" }"#,
+            "port",
+        ),
+        (
+            r#"{ kind = "http", method = "PUT", url = "https://ops:hunter22@flags.internal/x" }"#,
+            "carries a credential",
+        ),
+        (
+            r#"{ kind = "http", method = "PUT", url = "http://flags.internal/x", expect = [200, 999] }"#,
+            "expect lists 999, which is not an HTTP status",
+        ),
+        (
+            r#"{ kind = "http", method = "PUT", url = "http://flags.internal/x", expect = [] }"#,
+            "expect is empty",
+        ),
+        (
+            r#"{ kind = "http", method = "PUT", url = "http://flags.internal/x", headers = { Authorization = "Bearer abc" } }"#,
+            "header \"Authorization\" is a credential written in the plan",
+        ),
+        (
+            r#"{ kind = "http", method = "PUT", url = "http://flags.internal/x", timeout = "1h" }"#,
+            "timeout 1h is longer than",
+        ),
+        (
+            r#"{ kind = "http", method = "GET", url = "http://flags.internal/x", json = { a = 1 } }"#,
+            "json body with GET",
+        ),
+        (
+            r#"{ kind = "http", method = "PUT", url = "http://flags.internal/x", headers_env = { "X-Token" = "not a name" } }"#,
+            "not a name",
+        ),
+    ] {
+        let errs = errors(&plan_with("rehearsal", action, undo));
+        let e = errs
+            .iter()
+            .find(|e| e.message.contains(says))
+            .unwrap_or_else(|| panic!("{says}: {errs:?}"));
+        assert_eq!((e.line, e.col), (8, 10), "{e:?}");
+        assert!(e.hint.is_some(), "{e:?}");
+        assert!(!e.to_string().contains("hunter22"), "{e}");
+    }
+    let errs = errors(&plan_with(
+        "rehearsal",
+        r#"{ kind = "http", method = "PUT", url = "http://flags.internal/x", body = "x" }"#,
+        undo,
+    ));
+    assert!(errs[0].message.contains("unknown field `body`"), "{errs:?}");
+}

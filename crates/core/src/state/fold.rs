@@ -251,8 +251,21 @@ impl State {
                     self.log(at, Level::Info, format!("{step}: {verb} {description}"));
                 }
             }
-            Event::ActionOutput { step, line, .. } => {
+            Event::ActionOutput {
+                step,
+                line,
+                direction,
+                ..
+            } => {
                 if let Some(i) = self.plan.step_index(step) {
+                    // The first run's reading counts: a stage run again (resume re-runs an
+                    // idempotent action) reads its own weights, which are not what to restore.
+                    if *direction == Direction::Do
+                        && self.steps[i].weights_before.is_none()
+                        && let Some(w) = crate::plan::Weights::parse_before_line(line)
+                    {
+                        self.steps[i].weights_before = Some(w);
+                    }
                     push_capped(&mut self.steps[i].output, line.clone(), OUTPUT_LINES);
                     self.log(at, Level::Info, format!("{step} | {line}"));
                 }
@@ -265,6 +278,10 @@ impl State {
                 ..
             } => {
                 if let Some(i) = self.plan.step_index(step) {
+                    // Restored: a later forward run reads the weights anew.
+                    if *direction == Direction::Undo && *ok {
+                        self.steps[i].weights_before = None;
+                    }
                     effects.extend(self.action_finished(at, i, *direction, *ok, message));
                 }
             }

@@ -319,6 +319,14 @@ impl State {
                     None => missing("the database reading does not include it"),
                 }
             }
+            Input::Probe(name) => match self.probes.get(name) {
+                None => InputValue::Missing(format!("no answer from probe {name} yet")),
+                Some(p) => match (&p.value, &p.error) {
+                    (Some(v), None) => known(v.clone(), p.observed_at),
+                    (_, Some(e)) => InputValue::Missing(format!("probe {name}: {e}")),
+                    (None, None) => InputValue::Missing(format!("probe {name} read no value")),
+                },
+            },
             Input::Metric(name) => {
                 let Some(series) = self.metrics.get(name) else {
                     return InputValue::Missing(format!("no {name} datapoints yet"));
@@ -707,6 +715,7 @@ impl State {
             | Input::ValidationEnabled
             | Input::TaskStopReason => K::Replication,
             Input::Metric(_) => K::Metrics,
+            Input::Probe(_) => K::Probe,
             Input::DriftRows | Input::DriftMismatched | Input::DriftUnchecked => K::Drift,
             Input::HeartbeatLag => K::Heartbeat,
             Input::DnsValue

@@ -115,6 +115,10 @@ pub struct StepState {
     /// When the fold asked for this step's `StepTimedOut` to be recorded (asked once).
     #[serde(default)]
     pub timeout_noticed: Option<Ts>,
+    /// The weights a weighted DNS stage read before it changed them (its
+    /// `Weights::before_line`, folded from the output): what `weights = "previous"` restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_before: Option<crate::plan::Weights>,
 }
 
 impl StepState {
@@ -133,6 +137,7 @@ impl StepState {
             in_doubt: None,
             timeout_cleared_at: None,
             timeout_noticed: None,
+            weights_before: None,
         }
     }
 
@@ -288,6 +293,9 @@ folded_state! {
     pub heartbeat: Option<(Ts, f64)>,
     pub heartbeat_history: VecDeque<(Ts, f64)>,
     pub dns: Option<DnsReading>,
+    /// The newest answer of each `[[probe]]`, by name.
+    #[serde(default)]
+    pub probes: BTreeMap<String, crate::event::ProbeReading>,
     pub source_db: Option<DatabaseReading>,
     pub target_db: Option<DatabaseReading>,
     pub health: BTreeMap<SourceKind, Health>,
@@ -375,6 +383,32 @@ fn push_capped<T>(q: &mut VecDeque<T>, item: T, cap: usize) {
 }
 
 impl State {
+    /// The action a step runs in this direction, as the runner must carry it out: the
+    /// plan's, with an undo's `weights = "previous"` replaced by the weights the step's
+    /// action read before its change (kept in the fold, so a resumed session knows them).
+    /// Still `Previous` when none were read: the action then never got to change anything.
+    pub fn action_to_run(&self, step: usize, direction: Direction) -> Option<crate::plan::Action> {
+        use crate::plan::{Action, DnsWeights};
+        let s = self.plan.steps.get(step)?;
+        let action = match direction {
+            Direction::Do => s.action.clone(),
+            Direction::Undo => s.undo.clone()?,
+        };
+        Some(match action {
+            Action::DnsWeights {
+                weights: DnsWeights::Previous,
+                wait,
+            } => match self.steps.get(step).and_then(|st| st.weights_before) {
+                Some(w) => Action::DnsWeights {
+                    weights: DnsWeights::Set(w),
+                    wait,
+                },
+                None => action,
+            },
+            other => other,
+        })
+    }
+
     pub fn new(plan: Arc<Plan>) -> Self {
         let n = plan.steps.len();
         let n_aborts = plan.aborts.len();
@@ -401,6 +435,7 @@ impl State {
             heartbeat: None,
             heartbeat_history: VecDeque::new(),
             dns: None,
+            probes: BTreeMap::new(),
             source_db: None,
             target_db: None,
             health: BTreeMap::new(),
@@ -827,6 +862,18 @@ impl State {
                 } else {
                     view.drift = Some(d.clone());
                 }
+            }
+            Reading::Probe(p) => {
+                let was_ok = self.probes.get(&p.name).map(|o| o.error.is_none());
+                let now_ok = p.error.is_none();
+                if was_ok != Some(now_ok) {
+                    let (level, text) = match &p.error {
+                        None => (Level::Good, format!("probe {} answers", p.name)),
+                        Some(e) => (Level::Warn, format!("probe {}: {e}", p.name)),
+                    };
+                    self.log(at, level, text);
+                }
+                self.probes.insert(p.name.clone(), p.clone());
             }
             Reading::Heartbeat { observed_at, lag_s } => {
                 self.heartbeat = Some((*observed_at, *lag_s));

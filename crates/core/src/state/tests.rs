@@ -1014,3 +1014,53 @@ fn sequences_behind_counts_from_the_reading_and_is_unknown_when_unread() {
         "2 Some(\"public.a target 3 < source 10, public.c target unset < source 5\")"
     );
 }
+
+#[test]
+fn the_weights_an_undo_restores_are_the_first_runs_and_a_finished_undo_forgets_them() {
+    use crate::plan::{Action, DnsWeights, Weights};
+    let text = "name = \"p\"\n[source]\nengine = \"rehearsal\"\n[target]\nengine = \"rehearsal\"\n\
+                [dns]\nname = \"db.x.internal\"\nsource = \"a.x.internal\"\ntarget = \"b.x.internal\"\n\
+                [[step]]\nid = \"canary\"\nconfirm = \"go\"\n\
+                action = { kind = \"dns\", weights = { source = 95, target = 5 } }\n\
+                undo = { kind = \"dns\", weights = \"previous\" }\n";
+    let plan = Arc::new(plan::parse("p.toml", text).unwrap_or_else(|e| panic!("{e}")));
+    let mut s = State::new(Arc::clone(&plan));
+    let out = |at: Ts, direction: Direction, line: String| Event::ActionOutput {
+        at,
+        step: "canary".into(),
+        direction,
+        line,
+    };
+    let w = |source, target| Weights { source, target };
+    let set = |source, target| Action::DnsWeights {
+        weights: DnsWeights::Set(w(source, target)),
+        wait: true,
+    };
+    // Nothing read yet: the undo stays `previous` (the actuator then changes nothing).
+    assert_eq!(
+        s.action_to_run(0, Direction::Undo),
+        Some(Action::DnsWeights {
+            weights: DnsWeights::Previous,
+            wait: true
+        })
+    );
+    s.apply(&out(1, Direction::Do, w(100, 0).before_line()));
+    // A second run (resume) reads the stage's own weights: the first reading stands.
+    s.apply(&out(2, Direction::Do, w(95, 5).before_line()));
+    assert_eq!(s.action_to_run(0, Direction::Undo), Some(set(100, 0)));
+    assert_eq!(s.action_to_run(0, Direction::Do), Some(set(95, 5)));
+    // An undo's own reading is not a forward one.
+    s.apply(&out(3, Direction::Undo, w(95, 5).before_line()));
+    assert_eq!(s.action_to_run(0, Direction::Undo), Some(set(100, 0)));
+    s.apply(&Event::ActionFinished {
+        at: 4,
+        step: "canary".into(),
+        direction: Direction::Undo,
+        ok: true,
+        message: "restored".into(),
+    });
+    assert_eq!(
+        s.steps[0].weights_before, None,
+        "restored: read anew next time"
+    );
+}

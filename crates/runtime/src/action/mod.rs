@@ -1,6 +1,7 @@
 //! Actions: the trait every backend implements to carry out a step (or its undo), and the
 //! runner that executes a confirmed step in a task and reports it back as events.
 
+pub mod http;
 pub mod shell;
 
 use std::sync::Arc;
@@ -79,16 +80,30 @@ pub fn spawn_action(
     direction: Direction,
     tx: mpsc::UnboundedSender<Event>,
 ) -> tokio::task::JoinHandle<()> {
+    let action = plan.steps.get(step).and_then(|s| match direction {
+        Direction::Do => Some(s.action.clone()),
+        Direction::Undo => s.undo.clone(),
+    });
+    spawn_resolved(actuator, plan, step, direction, action, tx)
+}
+
+/// `spawn_action` with the action already resolved from the folded state
+/// (`State::action_to_run`: an undo's `weights = "previous"` made concrete). `None`: the
+/// step has nothing to run in this direction.
+pub fn spawn_resolved(
+    actuator: Arc<dyn Actuator>,
+    plan: Arc<Plan>,
+    step: usize,
+    direction: Direction,
+    action: Option<Action>,
+    tx: mpsc::UnboundedSender<Event>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Some(s) = plan.steps.get(step) else {
             return;
         };
-        let action = match direction {
-            Direction::Do => s.action.clone(),
-            Direction::Undo => match &s.undo {
-                Some(u) => u.clone(),
-                None => return,
-            },
+        let Some(action) = action else {
+            return;
         };
         let id = s.id.clone();
         // Send errors below mean the cockpit is gone; nothing is left to tell.
@@ -138,3 +153,6 @@ pub fn spawn_action(
         });
     })
 }
+
+#[cfg(test)]
+mod http_tests;

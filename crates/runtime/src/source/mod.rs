@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod probe;
+
 use cutover_core::event::{Event, Reading, SourceKind, now_ms};
 
 /// A boxed future that can cross tasks; keeps the traits object-safe.
@@ -109,3 +111,6 @@ pub async fn poll_once(sources: &[Arc<dyn Source>]) -> Vec<Event> {
         .flatten()
         .collect()
 }
+
+#[cfg(test)]
+mod probe_tests;
