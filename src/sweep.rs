@@ -232,11 +232,14 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// A gate's state and the reading it was judged on.
+type GateSeen = (GateState, Option<Ts>);
+
 /// What the checker saw of one run, while it ran.
 #[derive(Default)]
 struct Watch {
     /// The next step's gate states after the previous batch, with the step's index.
-    last_gates: Option<(usize, Vec<(GateState, Option<Ts>)>)>,
+    last_gates: Option<(usize, Vec<GateSeen>)>,
     broken: Vec<(String, String)>,
 }
 
