@@ -132,16 +132,36 @@ pub struct RehearseArgs {
     /// Run headless: confirm each step when its gates are green, roll back on timeout.
     #[arg(long)]
     pub autopilot: bool,
-    /// With --autopilot: print the summary as JSON.
-    #[arg(long, requires = "autopilot")]
+    /// With --autopilot or --sweep: print the summary (the sweep's report) as JSON, and
+    /// nothing else on stdout.
+    #[arg(long)]
     pub json: bool,
     /// Faults to inject, comma-separated: lag-spike, drop-change, api-throttle, dns-slow,
-    /// replicator-stall, source-panic, late-drift.
-    #[arg(long, value_name = "FAULT[,FAULT]", value_delimiter = ',', value_parser = parse_fault)]
-    pub chaos: Vec<Fault>,
-    /// Seed for the workload and the fault schedule (same seed, same run).
+    /// replicator-stall, source-panic, late-drift, or `all`. With --sweep: the faults each
+    /// seed draws its combination from (default: all).
+    #[arg(long, value_name = "FAULT[,FAULT]|all", value_delimiter = ',', value_parser = parse_chaos)]
+    pub chaos: Vec<Chaos>,
+    /// Seed for the workload and the fault schedule (same seed, same run: under the
+    /// simulated clock, the same records to the millisecond).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// `sim`: simulated time (the autopilot's default: repeatable, and a rehearsal takes a
+    /// fraction of a second); `real`: the wall clock (the interactive cockpit's only clock,
+    /// and the autopilot's when it sends [[notify]] webhooks or serves --status-addr).
+    #[arg(long, value_name = "real|sim", value_parser = parse_clock)]
+    pub clock: Option<crate::clock::ClockKind>,
+    /// Run N autopilot rehearsals on simulated time (seeds --seed-from.., faults, their
+    /// timing and combinations drawn from each seed) on every core, check the safety rules
+    /// after each, print a table of outcomes and, for any violation, the command that
+    /// reproduces it. Exits 1 on a violation.
+    #[arg(long, value_name = "N", conflicts_with_all = ["autopilot", "share", "status_addr"])]
+    pub sweep: Option<u64>,
+    /// With --sweep: the first seed.
+    #[arg(long, value_name = "S", default_value_t = 1, requires = "sweep")]
+    pub seed_from: u64,
+    /// With --sweep: how many rehearsals run at once (default: one per core).
+    #[arg(long, value_name = "J", requires = "sweep")]
+    pub jobs: Option<usize>,
     /// A rehearsal plan file instead of the built-in one.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
@@ -229,8 +249,43 @@ fn parse_connect_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_fault(s: &str) -> Result<Fault, String> {
-    s.trim().parse::<Fault>().map_err(|e| e.to_string())
+/// One `--chaos` entry: a fault, or `all` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chaos {
+    One(Fault),
+    All,
+}
+
+fn parse_chaos(s: &str) -> Result<Chaos, String> {
+    if s.trim().eq_ignore_ascii_case("all") {
+        return Ok(Chaos::All);
+    }
+    s.trim()
+        .parse::<Fault>()
+        .map(Chaos::One)
+        .map_err(|e| format!("{e}, or all"))
+}
+
+fn parse_clock(s: &str) -> Result<crate::clock::ClockKind, String> {
+    s.parse()
+}
+
+impl RehearseArgs {
+    /// The faults `--chaos` names, each once, in `Fault::ALL` order when `all` is given.
+    pub fn faults(&self) -> Vec<Fault> {
+        if self.chaos.contains(&Chaos::All) {
+            return Fault::ALL.to_vec();
+        }
+        let mut out: Vec<Fault> = Vec::new();
+        for c in &self.chaos {
+            if let Chaos::One(f) = c
+                && !out.contains(f)
+            {
+                out.push(*f);
+            }
+        }
+        out
+    }
 }
 
 /// Command-line overrides of the plan's `[aws]` section.

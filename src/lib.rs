@@ -10,7 +10,7 @@
 
 pub use cutover_backends::{aws, backend, db, sim};
 pub use cutover_core::{event, plan, redact, state};
-pub use cutover_runtime::{action, autopilot, net, session, source, task};
+pub use cutover_runtime::{action, autopilot, clock, net, session, source, task};
 pub use cutover_transcript as transcript;
 pub use cutover_tui::{app, share, ui};
 
@@ -24,3 +24,4 @@ pub mod replay;
 pub mod report;
 pub mod resume;
 pub mod status;
+pub mod sweep;

@@ -11,6 +11,7 @@ use cutover::cli::{
     CheckArgs, Cli, Command, CommonArgs, PlanCommand, PlanShowArgs, RehearseArgs, VerifyArgs,
 };
 
+use cutover::clock::ClockKind;
 use cutover::plan::{self, Plan};
 use cutover::rehearse::{self, Rehearsal};
 
@@ -498,13 +499,22 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
             plan.name
         );
     }
-    let rehearsal = Rehearsal {
+    if let Some(n) = args.sweep {
+        return sweep_cmd(&args, plan, n).await;
+    }
+    if args.json && !args.autopilot {
+        anyhow::bail!(
+            "--json prints the autopilot's summary or a sweep's report: add --autopilot or --sweep N"
+        );
+    }
+    let mut rehearsal = Rehearsal {
         plan: Arc::new(plan),
-        faults: args.chaos.clone(),
+        faults: args.faults(),
         seed: args.seed,
         sessions_dir: Some(args.common.sessions_dir.clone()),
         operator: operator(&args.common.operator),
         sign_key: args.common.sign_key()?,
+        clock: ClockKind::Real,
     };
     let share = args.share.options(args.status.allow_remote)?;
     let outside = cutover::outside::Outside::prepare(
@@ -512,6 +522,27 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         true,
         args.status.listener(share.is_some())?,
     )?;
+    // What talks to the world outside runs on its clock: webhooks, the status endpoint,
+    // [[probe]] requests and http actions (their timeouts are real).
+    let talks_http = !rehearsal.plan.probes.is_empty()
+        || rehearsal.plan.steps.iter().any(|s| {
+            matches!(s.action, cutover::plan::Action::Http(_))
+                || matches!(s.undo, Some(cutover::plan::Action::Http(_)))
+        });
+    rehearsal.clock = match (args.clock, args.autopilot) {
+        (Some(ClockKind::Sim), false) => anyhow::bail!(
+            "--clock sim needs --autopilot: the interactive cockpit runs at the operator's pace, on the wall clock"
+        ),
+        (Some(ClockKind::Sim), true) if !outside.is_empty() => anyhow::bail!(
+            "[[notify]] webhooks and --status-addr run on the wall clock; use --clock real with them"
+        ),
+        (Some(ClockKind::Sim), true) if talks_http => anyhow::bail!(
+            "[[probe]] requests and http actions run on the wall clock; use --clock real with them"
+        ),
+        (Some(kind), _) => kind,
+        (None, true) if outside.is_empty() && !talks_http => ClockKind::Sim,
+        (None, _) => ClockKind::Real,
+    };
     if args.autopilot && args.share.share.is_some() {
         anyhow::bail!(
             "--share shares the interactive cockpit; drop --autopilot to share a rehearsal"
@@ -529,6 +560,76 @@ async fn rehearse_cmd(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         out!("{}", summary.render_text());
     }
     Ok(if summary.safe() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `cutover rehearse --sweep N`: many simulated rehearsals, each checked for the safety rules.
+async fn sweep_cmd(args: &RehearseArgs, plan: Plan, n: u64) -> anyhow::Result<ExitCode> {
+    use std::io::{IsTerminal, Write};
+    if args.clock == Some(ClockKind::Real) {
+        anyhow::bail!("--sweep runs on simulated time only (--clock sim)");
+    }
+    if n == 0 {
+        anyhow::bail!("--sweep needs at least one seed");
+    }
+    let pool = if args.chaos.is_empty() {
+        cutover::sim::Fault::ALL.to_vec()
+    } else {
+        args.faults()
+    };
+    let opts = cutover::sweep::SweepOptions {
+        plan: Arc::new(plan),
+        plan_path: args.plan.as_ref().map(|p| p.display().to_string()),
+        first_seed: args.seed_from,
+        count: n,
+        pool,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    let tty = std::io::stderr().is_terminal();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut last_line = 0u64;
+        cutover::sweep::run(&opts, |p| {
+            let mut err = std::io::stderr().lock();
+            // A tty gets a bar redrawn in place; a log gets a line every tenth of the way.
+            if tty {
+                let width = 30usize;
+                let filled =
+                    usize::try_from(p.done * width as u64 / p.total.max(1)).unwrap_or(width);
+                let _ = write!(
+                    err,
+                    "\r[{}{}] {}/{} seeds  {} violation(s)  {:.1} seeds/s ",
+                    "=".repeat(filled),
+                    " ".repeat(width - filled.min(width)),
+                    p.done,
+                    p.total,
+                    p.violations,
+                    p.done as f64 / p.elapsed_s.max(1e-9)
+                );
+                if p.done == p.total {
+                    let _ = writeln!(err);
+                }
+            } else if p.done == p.total || p.done * 10 / p.total.max(1) > last_line {
+                last_line = p.done * 10 / p.total.max(1);
+                let _ = writeln!(
+                    err,
+                    "sweep: {}/{} seeds, {} violation(s), {:.1}s",
+                    p.done, p.total, p.violations, p.elapsed_s
+                );
+            }
+        })
+    })
+    .await?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        out!("{}", report.render_text());
+    }
+    Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

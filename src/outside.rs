@@ -37,6 +37,12 @@ impl Outside {
         Ok(Outside { notifiers, status })
     }
 
+    /// Whether nothing is sent or served: the only outside a simulated-time run may have
+    /// (webhooks and a status endpoint live on the wall clock).
+    pub fn is_empty(&self) -> bool {
+        self.notifiers.is_none() && self.status.is_none()
+    }
+
     /// Sends with `config` instead of the defaults (tests: short timeouts).
     pub fn with_notify_config(mut self, config: NotifyConfig) -> Self {
         self.notifiers = self.notifiers.map(|n| n.with_config(config));

@@ -3,16 +3,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::autopilot::{self, Summary};
-use crate::event::{Event, SessionMode, now_ms};
+use crate::event::{Event, SessionMode};
 use crate::plan::Plan;
 use crate::session::{Session, SessionConfig};
 use crate::sim::{Fault, World, WorldOptions};
-use crate::source::spawn_pollers;
+use crate::source::spawn_pollers_on;
+use cutover_runtime::clock::{Clock, ClockKind};
 
 /// How a rehearsal is run.
 pub struct Rehearsal {
@@ -23,6 +24,9 @@ pub struct Rehearsal {
     pub operator: String,
     /// The operator's key to sign the transcript with; `None`: a per-session key.
     pub sign_key: Option<crate::transcript::SessionKey>,
+    /// The wall clock, or simulated time (the autopilot only: the same seed gives the same
+    /// run, in a fraction of a second).
+    pub clock: ClockKind,
 }
 
 /// The figures and step outcomes of a finished rehearsal.
@@ -30,7 +34,7 @@ pub fn summarize(
     session: &Session,
     rehearsal: &Rehearsal,
     blocked: Option<String>,
-    started: Instant,
+    clock: &Clock,
 ) -> Summary {
     let state = &session.state;
     let world = state.world.clone().unwrap_or_default();
@@ -53,7 +57,9 @@ pub fn summarize(
             .map(|f| f.name().to_string())
             .collect(),
         seed: rehearsal.seed,
-        elapsed_s: started.elapsed().as_secs_f64(),
+        clock: clock.kind().as_str().to_string(),
+        source_writable: None,
+        elapsed_s: clock.elapsed().as_secs_f64(),
     }
 }
 
@@ -68,20 +74,28 @@ type Running = (
 );
 
 /// Opens the session (and its transcript), starts the world and polls its sources.
-async fn start(rehearsal: &mut Rehearsal, mode: SessionMode) -> anyhow::Result<Running> {
-    let (mut session, inbox) = Session::open(SessionConfig {
-        plan: Arc::clone(&rehearsal.plan),
-        mode,
-        operator: rehearsal.operator.clone(),
-        sessions_dir: rehearsal.sessions_dir.clone(),
-        actuator: None,
-        sign_key: rehearsal.sign_key.take(),
-    })?;
+async fn start(
+    rehearsal: &mut Rehearsal,
+    mode: SessionMode,
+    clock: Clock,
+) -> anyhow::Result<Running> {
+    let (mut session, inbox) = Session::open_on(
+        SessionConfig {
+            plan: Arc::clone(&rehearsal.plan),
+            mode,
+            operator: rehearsal.operator.clone(),
+            sessions_dir: rehearsal.sessions_dir.clone(),
+            actuator: None,
+            sign_key: rehearsal.sign_key.take(),
+        },
+        clock,
+    )?;
     let world = World::start(
         &rehearsal.plan,
         WorldOptions {
             seed: rehearsal.seed,
             faults: rehearsal.faults.clone(),
+            clock,
         },
         session.sender(),
     )
@@ -90,7 +104,7 @@ async fn start(rehearsal: &mut Rehearsal, mode: SessionMode) -> anyhow::Result<R
     let stop = CancellationToken::new();
     let mut sources = world.sources();
     sources.extend(crate::source::probe::sources(&rehearsal.plan.probes));
-    let pollers = spawn_pollers(sources, session.sender(), stop.clone());
+    let pollers = spawn_pollers_on(clock, sources, session.sender(), stop.clone());
     Ok((session, inbox, world, stop, pollers))
 }
 
@@ -111,23 +125,60 @@ pub async fn autopilot_outside(
 /// folded batch: the replay-determinism tests draw the live screens with it.
 pub async fn autopilot_observed(
     rehearsal: Rehearsal,
-    observe: impl FnOnce(&Session) -> Option<crate::session::FoldHook>,
+    observe: impl FnOnce(&Session) -> Option<crate::session::FoldHook> + Send + 'static,
 ) -> anyhow::Result<Summary> {
     autopilot_with(rehearsal, crate::outside::Outside::default(), observe).await
 }
 
+/// Under simulated time the rehearsal runs on a paused single-threaded runtime of its own
+/// (`clock::run_simulated`), waited for off this runtime's workers.
 async fn autopilot_with(
+    rehearsal: Rehearsal,
+    outside: crate::outside::Outside,
+    observe: impl FnOnce(&Session) -> Option<crate::session::FoldHook> + Send + 'static,
+) -> anyhow::Result<Summary> {
+    let setup = move |session: &mut Session| {
+        if let Some(hook) = observe(session) {
+            session.on_folded(hook);
+        }
+    };
+    match rehearsal.clock {
+        ClockKind::Real => autopilot_on(Clock::real(), rehearsal, outside, setup).await,
+        ClockKind::Sim => {
+            if !outside.is_empty() {
+                anyhow::bail!(
+                    "[[notify]] and --status-addr run on the wall clock; rehearse them with --clock real"
+                );
+            }
+            tokio::task::spawn_blocking(move || autopilot_simulated_with(rehearsal, setup))
+                .await
+                .map_err(|e| anyhow::anyhow!("the simulated rehearsal's thread failed: {e}"))?
+        }
+    }
+}
+
+/// Runs one autopilot rehearsal on simulated time on this thread (blocking it), with
+/// `setup` given the open session first (to observe it): what a sweep runs on each of its
+/// threads.
+pub fn autopilot_simulated_with(
+    rehearsal: Rehearsal,
+    setup: impl FnOnce(&mut Session) + Send + 'static,
+) -> anyhow::Result<Summary> {
+    cutover_runtime::clock::run_simulated(move |clock| async move {
+        autopilot_on(clock, rehearsal, crate::outside::Outside::default(), setup).await
+    })?
+}
+
+async fn autopilot_on(
+    clock: Clock,
     mut rehearsal: Rehearsal,
     outside: crate::outside::Outside,
-    observe: impl FnOnce(&Session) -> Option<crate::session::FoldHook>,
+    setup: impl FnOnce(&mut Session),
 ) -> anyhow::Result<Summary> {
-    let started = Instant::now();
     let (mut session, mut inbox, world, stop, pollers) =
-        start(&mut rehearsal, SessionMode::RehearsalAutopilot).await?;
+        start(&mut rehearsal, SessionMode::RehearsalAutopilot, clock).await?;
     let outside = outside.attach(&mut session, None)?;
-    if let Some(hook) = observe(&session) {
-        session.on_folded(hook);
-    }
+    setup(&mut session);
 
     // Generous: every step's timeout, plus its action's, plus slack.
     let deadline = Duration::from_millis(
@@ -157,7 +208,9 @@ async fn autopilot_with(
     .await?;
     outside.finish(&mut session, &mut inbox).await?;
     let blocked = outcome?;
-    Ok(summarize(&session, &rehearsal, blocked, started))
+    let mut summary = summarize(&session, &rehearsal, blocked, &clock);
+    summary.source_writable = Some(!world.read_only(crate::event::Side::Source).await);
+    Ok(summary)
 }
 
 /// Stops the sources, lets the world settle and records its final figures and the end.
@@ -178,7 +231,7 @@ pub async fn finish(
     world.finish().await;
     world.shutdown().await;
     let mut batch = inbox.pending();
-    let at = now_ms();
+    let at = session.clock().now_ms();
     if session.state.ended.is_none() {
         batch.push(Event::SessionEnded {
             at,
@@ -195,9 +248,10 @@ pub async fn interactive(
     share: Option<crate::share::ShareOptions>,
     outside: crate::outside::Outside,
 ) -> anyhow::Result<Summary> {
-    let started = Instant::now();
+    // The operator types at wall-clock speed: an interactive rehearsal keeps real time.
+    let clock = Clock::real();
     let (mut session, mut inbox, world, stop, pollers) =
-        start(&mut rehearsal, SessionMode::Rehearsal).await?;
+        start(&mut rehearsal, SessionMode::Rehearsal, clock).await?;
     let outside = outside.attach(&mut session, None)?;
     let mut ui_state = crate::ui::UiState::new(
         crate::ui::Mode::Rehearsal,
@@ -223,7 +277,7 @@ pub async fn interactive(
         handle.shutdown("the session ended").await;
     }
     result?;
-    Ok(summarize(&session, &rehearsal, None, started))
+    Ok(summarize(&session, &rehearsal, None, &clock))
 }
 
 /// Where the transcript is and how to hold it to its author later: the public key and the

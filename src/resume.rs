@@ -279,6 +279,8 @@ pub async fn reopen(
             WorldOptions {
                 seed,
                 faults: Vec::new(),
+                // A resumed rehearsal is driven by an operator: the wall clock.
+                clock: Default::default(),
             },
             session.sender(),
         )

@@ -103,6 +103,7 @@ async fn rehearse_drawing(dir: &Path, faults: Vec<Fault>, seed: u64) -> (Summary
         sessions_dir: Some(dir.to_path_buf()),
         operator: "tester".into(),
         sign_key: None,
+        clock: cutover::clock::ClockKind::Sim,
     };
     let frames = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&frames);
@@ -410,6 +411,7 @@ fn the_report_of_a_known_rehearsal_has_its_steps_durations_and_downtime() {
             sessions_dir: Some(dir.path().to_path_buf()),
             operator: "ana".into(),
             sign_key: None,
+            clock: cutover::clock::ClockKind::Sim,
         }))
         .expect("the rehearsal runs");
     assert!(summary.completed, "{}", summary.render_text());
@@ -643,6 +645,7 @@ fn no_secret_appears_in_any_transcript_or_report() {
             sessions_dir: Some(sessions.clone()),
             operator: "ana".into(),
             sign_key: None,
+            clock: cutover::clock::ClockKind::Sim,
         }))
         .expect("the rehearsal runs");
     let path = PathBuf::from(summary.transcript.clone().expect("a transcript"));
@@ -1508,6 +1511,7 @@ fn a_forged_rechained_transcript_fails_under_the_sessions_key_and_the_report_say
             sessions_dir: Some(dir.path().to_path_buf()),
             operator: "ana".into(),
             sign_key: None,
+            clock: cutover::clock::ClockKind::Sim,
         }))
         .expect("the rehearsal runs");
     let real = PathBuf::from(summary.transcript.clone().expect("a transcript"));
@@ -1730,6 +1734,7 @@ fn report_rechecks_the_plan_hash() {
             sessions_dir: Some(dir.path().to_path_buf()),
             operator: "ana".into(),
             sign_key: None,
+            clock: cutover::clock::ClockKind::Sim,
         }))
         .expect("the rehearsal runs");
     let real = PathBuf::from(summary.transcript.expect("a transcript"));

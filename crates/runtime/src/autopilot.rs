@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::session::{Inbox, Session};
-use cutover_core::event::{Event, Ts, now_ms};
+use cutover_core::event::{Event, Ts};
 use cutover_core::state::{GateState, GuardFigures, RollbackStatus, State, StepStatus};
 
 /// Who the autopilot confirms as.
@@ -44,7 +44,14 @@ pub struct Summary {
     pub guards: GuardFigures,
     pub faults: Vec<String>,
     pub seed: u64,
+    /// `real` or `sim`: which clock `elapsed_s` and every timestamp of the run were read
+    /// from.
+    pub clock: String,
     pub elapsed_s: f64,
+    /// Whether the source took application writes when the run ended (the world's own
+    /// `read_only`, read after the last step): a rolled-back cutover must leave it so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_writable: Option<bool>,
 }
 
 impl Summary {
@@ -64,8 +71,13 @@ impl Summary {
         } else {
             "ABORTED"
         };
+        let sim = if self.clock == "sim" {
+            " (simulated)"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            "cutover rehearsal: {verdict} in {:.1}s\n",
+            "cutover rehearsal: {verdict} in {:.1}s{sim}\n",
             self.elapsed_s
         ));
         if !self.faults.is_empty() {
@@ -205,16 +217,21 @@ pub async fn drive(
     tick: Duration,
     deadline: Duration,
 ) -> anyhow::Result<Option<String>> {
-    let started = std::time::Instant::now();
+    // The session's clock: under simulated time the deadline and the ticks are simulated.
+    let clock = session.clock();
+    let started = tokio::time::Instant::now();
     let mut blocked: Option<String> = None;
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Biased (events before the tick): a simulated run must not depend on tokio's
+        // random branch order.
         let batch = tokio::select! {
+            biased;
             b = inbox.next_batch() => b,
             _ = ticker.tick() => {
                 let mut b = inbox.pending();
-                b.push(Event::Tick { at: now_ms() });
+                b.push(Event::Tick { at: clock.now_ms() });
                 b
             }
         };
@@ -230,7 +247,7 @@ pub async fn drive(
             Decision::Finished => return Ok(blocked),
             Decision::Confirm(i) => {
                 let id = session.plan.steps[i].id.clone();
-                let at = now_ms();
+                let at = clock.now_ms();
                 session.ingest(vec![
                     Event::StepConfirmRequested {
                         at,
@@ -253,7 +270,7 @@ pub async fn drive(
 }
 
 fn abort(session: &mut Session, step: Option<usize>, reason: &str) -> anyhow::Result<()> {
-    let at = now_ms();
+    let at = session.clock().now_ms();
     let mut events = Vec::new();
     if let Some(i) = step
         && session.state.steps[i].status == StepStatus::Pending

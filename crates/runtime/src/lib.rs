@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod autopilot;
+pub mod clock;
 pub mod net;
 pub mod notify;
 pub mod secrets;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::action::{Actuator, spawn_resolved};
+use crate::clock::Clock;
 use cutover_core::event::{AwsIdentity, Event, now_ms};
 use cutover_core::plan::Plan;
 use cutover_core::state::{Effect, State};
@@ -45,6 +46,8 @@ pub struct Session {
     /// The plan's passwords (from `password_env` / `password_file`), scrubbed from free text.
     secrets: Vec<String>,
     actions: Vec<tokio::task::JoinHandle<()>>,
+    /// What the session and its actions stamp events with.
+    clock: Clock,
 }
 
 /// Everything needed to open a session.
@@ -68,19 +71,32 @@ impl Session {
         Self::open_as(cfg, None)
     }
 
+    /// [`Session::open`] on `clock`: `SessionStarted` and the actions' events are stamped
+    /// with it (the transcript header keeps the wall clock: it says when the file was made).
+    pub fn open_on(cfg: SessionConfig, clock: Clock) -> anyhow::Result<(Session, Inbox)> {
+        Self::open_with(cfg, None, clock)
+    }
+
     /// [`Session::open`], recording in the transcript header who the AWS calls are made as.
     pub fn open_as(
-        mut cfg: SessionConfig,
+        cfg: SessionConfig,
         aws: Option<AwsIdentity>,
     ) -> anyhow::Result<(Session, Inbox)> {
-        let started = now_ms();
+        Self::open_with(cfg, aws, Clock::real())
+    }
+
+    fn open_with(
+        mut cfg: SessionConfig,
+        aws: Option<AwsIdentity>,
+        clock: Clock,
+    ) -> anyhow::Result<(Session, Inbox)> {
         let key = cfg.sign_key.take();
         let recorder = match &cfg.sessions_dir {
-            Some(dir) => Some(new_recorder(&cfg, dir, started, None, key, aws)?),
+            Some(dir) => Some(new_recorder(&cfg, dir, now_ms(), None, key, aws)?),
             None => None,
         };
         let state = State::new(Arc::clone(&cfg.plan));
-        Self::begin(cfg, recorder, seek::Live::default(), state, started)
+        Self::begin(cfg, recorder, seek::Live::default(), state, clock)
     }
 
     /// Assembles the session around its recorder and (possibly pre-folded) state, then
@@ -90,8 +106,9 @@ impl Session {
         recorder: Option<Recorder>,
         checkpoints: seek::Live,
         state: State,
-        started: i64,
+        clock: Clock,
     ) -> anyhow::Result<(Session, Inbox)> {
+        let started = clock.now_ms();
         let (tx, rx) = mpsc::unbounded_channel();
         let secrets = plan_secrets(&cfg.plan);
         let lock = match &recorder {
@@ -114,6 +131,7 @@ impl Session {
             observers: Vec::new(),
             secrets,
             actions: Vec::new(),
+            clock,
         };
         session.ingest(vec![Event::SessionStarted {
             at: started,
@@ -132,6 +150,11 @@ impl Session {
     /// the world has the session's sender).
     pub fn set_actuator(&mut self, actuator: std::sync::Arc<dyn Actuator>) {
         self.actuator = Some(actuator);
+    }
+
+    /// The clock this session stamps with.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     pub fn transcript_path(&self) -> Option<&Path> {
@@ -210,7 +233,7 @@ impl Session {
                 |_| {},
             )?;
         }
-        Self::begin(cfg, Some(recorder), checkpoints, state, started)
+        Self::begin(cfg, Some(recorder), checkpoints, state, Clock::real())
     }
 
     /// Records a batch durably, then folds it and carries out the effects. The order is the
@@ -264,6 +287,7 @@ impl Session {
     fn run(&mut self, step: usize, direction: cutover_core::event::Direction) {
         match &self.actuator {
             Some(actuator) => self.actions.push(spawn_resolved(
+                self.clock,
                 Arc::clone(actuator),
                 Arc::clone(&self.plan),
                 step,

@@ -95,6 +95,7 @@ async fn set_read_only(
 async fn wait_status(world: &World, want: TaskStatus) -> Result<(), ActionError> {
     let mut rx = world.task.subscribe();
     let reached = tokio::select! {
+        biased;
         _ = world.cancelled().cancelled() => return Err(ActionError::new("the rehearsal world shut down")),
         r = rx.wait_for(|s| *s == want || matches!(s, TaskStatus::Failed(_))) => r,
     };
@@ -205,6 +206,7 @@ async fn flip(
             said = Instant::now();
         }
         tokio::select! {
+            biased;
             _ = world.cancelled().cancelled() => return Err(ActionError::new("the rehearsal world shut down")),
             _ = tokio::time::sleep(DNS_POLL) => {}
         }

@@ -16,6 +16,35 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use cutover_core::event::{DiffKind, Side};
 
+/// One SQLite connection of the world. Under simulated time (`sync`) every operation runs
+/// to completion before its task yields: SQLite works on a thread of its own, and a paused
+/// tokio clock would otherwise jump to the next timer while a statement is pending (the
+/// runtime looks idle), and other tasks would run in an order set by that thread's speed.
+/// So a statement takes no simulated time and nothing else happens while it runs, which is
+/// what makes a simulated rehearsal the same run every time. On the wall clock the
+/// statement is awaited as usual.
+pub(crate) struct Conn {
+    inner: SqliteConnection,
+    sync: bool,
+}
+
+/// Runs `f` to completion on this thread when `sync`, else awaits it.
+async fn run<F: std::future::Future>(sync: bool, f: F) -> F::Output {
+    if sync {
+        futures::executor::block_on(f)
+    } else {
+        f.await
+    }
+}
+
+impl Conn {
+    /// A fresh private in-memory database.
+    pub(crate) async fn open(sync: bool) -> Result<Conn, sqlx::Error> {
+        let inner = run(sync, open_memory()).await?;
+        Ok(Conn { inner, sync })
+    }
+}
+
 /// The table the heartbeat writer updates; never part of the drift or validation figures.
 pub(crate) const HEARTBEAT_TABLE: &str = "cutover_heartbeat";
 
@@ -121,10 +150,9 @@ impl TableSql {
         })
     }
 
-    pub async fn create(&self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(Arc::clone(&self.create)))
-            .execute(&mut *conn)
-            .await?;
+    pub async fn create(&self, conn: &mut Conn) -> Result<(), sqlx::Error> {
+        let q = sqlx::query(AssertSqlSafe(Arc::clone(&self.create))).execute(&mut conn.inner);
+        run(conn.sync, q).await?;
         Ok(())
     }
 
@@ -145,43 +173,50 @@ impl TableSql {
         Ok(r.rows_affected())
     }
 
-    pub async fn insert(&self, conn: &mut SqliteConnection, row: &Row) -> Result<u64, sqlx::Error> {
-        Self::write_row(&self.insert, conn, row).await
+    pub async fn insert(&self, conn: &mut Conn, row: &Row) -> Result<u64, sqlx::Error> {
+        run(
+            conn.sync,
+            Self::write_row(&self.insert, &mut conn.inner, row),
+        )
+        .await
     }
 
     /// Copies a row image whether or not the row exists (the replicator's apply).
-    pub async fn upsert(&self, conn: &mut SqliteConnection, row: &Row) -> Result<u64, sqlx::Error> {
-        Self::write_row(&self.upsert, conn, row).await
+    pub async fn upsert(&self, conn: &mut Conn, row: &Row) -> Result<u64, sqlx::Error> {
+        run(
+            conn.sync,
+            Self::write_row(&self.upsert, &mut conn.inner, row),
+        )
+        .await
     }
 
     /// Rewrites every column, so a later write fully supersedes an earlier one.
-    pub async fn update(&self, conn: &mut SqliteConnection, row: &Row) -> Result<u64, sqlx::Error> {
-        let r = sqlx::query(AssertSqlSafe(Arc::clone(&self.update)))
+    pub async fn update(&self, conn: &mut Conn, row: &Row) -> Result<u64, sqlx::Error> {
+        let q = sqlx::query(AssertSqlSafe(Arc::clone(&self.update)))
             .bind(row.label.clone())
             .bind(row.qty)
             .bind(row.amount)
             .bind(row.note.clone())
             .bind(row.version)
             .bind(row.id)
-            .execute(&mut *conn)
-            .await?;
+            .execute(&mut conn.inner);
+        let r = run(conn.sync, q).await?;
         Ok(r.rows_affected())
     }
 
-    pub async fn delete(&self, conn: &mut SqliteConnection, id: i64) -> Result<u64, sqlx::Error> {
-        let r = sqlx::query(AssertSqlSafe(Arc::clone(&self.delete)))
+    pub async fn delete(&self, conn: &mut Conn, id: i64) -> Result<u64, sqlx::Error> {
+        let q = sqlx::query(AssertSqlSafe(Arc::clone(&self.delete)))
             .bind(id)
-            .execute(&mut *conn)
-            .await?;
+            .execute(&mut conn.inner);
+        let r = run(conn.sync, q).await?;
         Ok(r.rows_affected())
     }
 
     /// Every row in key order.
-    pub async fn read_all(&self, conn: &mut SqliteConnection) -> Result<Vec<Row>, sqlx::Error> {
-        let rows: Vec<(i64, String, i64, f64, Option<String>, i64)> =
-            sqlx::query_as(AssertSqlSafe(Arc::clone(&self.select_all)))
-                .fetch_all(&mut *conn)
-                .await?;
+    pub async fn read_all(&self, conn: &mut Conn) -> Result<Vec<Row>, sqlx::Error> {
+        let q =
+            sqlx::query_as(AssertSqlSafe(Arc::clone(&self.select_all))).fetch_all(&mut conn.inner);
+        let rows: Vec<(i64, String, i64, f64, Option<String>, i64)> = run(conn.sync, q).await?;
         Ok(rows
             .into_iter()
             .map(|(id, label, qty, amount, note, version)| Row {
@@ -197,71 +232,63 @@ impl TableSql {
 }
 
 /// A fresh private in-memory database.
-pub(crate) async fn open_memory() -> Result<SqliteConnection, sqlx::Error> {
+async fn open_memory() -> Result<SqliteConnection, sqlx::Error> {
     // `sqlite::memory:` gets a unique name per parse, so source and target never share.
     SqliteConnectOptions::from_str("sqlite::memory:")?
         .connect()
         .await
 }
 
-pub(crate) async fn sqlite_version(conn: &mut SqliteConnection) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar("SELECT sqlite_version()")
-        .fetch_one(&mut *conn)
-        .await
+pub(crate) async fn sqlite_version(conn: &mut Conn) -> Result<String, sqlx::Error> {
+    let q = sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&mut conn.inner);
+    run(conn.sync, q).await
 }
 
-pub(crate) async fn create_heartbeat(
-    conn: &mut SqliteConnection,
-    ts: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("CREATE TABLE cutover_heartbeat (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL)")
-        .execute(&mut *conn)
-        .await?;
+pub(crate) async fn create_heartbeat(conn: &mut Conn, ts: i64) -> Result<(), sqlx::Error> {
+    let q =
+        sqlx::query("CREATE TABLE cutover_heartbeat (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL)")
+            .execute(&mut conn.inner);
+    run(conn.sync, q).await?;
     write_heartbeat(conn, ts).await
 }
 
 /// Upserts the single heartbeat row (the writer on the source, the replicator on the target).
-pub(crate) async fn write_heartbeat(
-    conn: &mut SqliteConnection,
-    ts: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT OR REPLACE INTO cutover_heartbeat (id, ts) VALUES (1, ?)")
+pub(crate) async fn write_heartbeat(conn: &mut Conn, ts: i64) -> Result<(), sqlx::Error> {
+    let q = sqlx::query("INSERT OR REPLACE INTO cutover_heartbeat (id, ts) VALUES (1, ?)")
         .bind(ts)
-        .execute(&mut *conn)
-        .await?;
+        .execute(&mut conn.inner);
+    run(conn.sync, q).await?;
     Ok(())
 }
 
-pub(crate) async fn read_heartbeat(
-    conn: &mut SqliteConnection,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT ts FROM cutover_heartbeat WHERE id = 1")
-        .fetch_optional(&mut *conn)
-        .await
+pub(crate) async fn read_heartbeat(conn: &mut Conn) -> Result<Option<i64>, sqlx::Error> {
+    let q = sqlx::query_scalar("SELECT ts FROM cutover_heartbeat WHERE id = 1")
+        .fetch_optional(&mut conn.inner);
+    run(conn.sync, q).await
 }
 
 /// Runs an arbitrary statement (the `sql` action) and returns the rows it changed.
-pub(crate) async fn execute_raw(
-    conn: &mut SqliteConnection,
-    statement: &str,
-) -> Result<u64, sqlx::Error> {
-    let r = sqlx::raw_sql(AssertSqlSafe(statement.to_string()))
-        .execute(&mut *conn)
-        .await?;
+pub(crate) async fn execute_raw(conn: &mut Conn, statement: &str) -> Result<u64, sqlx::Error> {
+    let q = sqlx::raw_sql(AssertSqlSafe(statement.to_string())).execute(&mut conn.inner);
+    let r = run(conn.sync, q).await?;
     Ok(r.rows_affected())
 }
 
 /// Loads `rows` in one transaction (the replication task's completed full load).
 pub(crate) async fn load(
     table: &TableSql,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     rows: &[Row],
 ) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    for row in rows {
-        table.insert(&mut tx, row).await?;
-    }
-    tx.commit().await
+    let inner = &mut conn.inner;
+    run(conn.sync, async move {
+        let mut tx = inner.begin().await?;
+        for row in rows {
+            TableSql::write_row(&table.insert, &mut tx, row).await?;
+        }
+        tx.commit().await
+    })
+    .await
 }
 
 /// The outcome of comparing one table on both sides.

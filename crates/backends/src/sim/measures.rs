@@ -10,7 +10,7 @@ use super::db::{self, TableCompare};
 use super::fault::Fault;
 use super::ledger::{self};
 use super::world::*;
-use cutover_core::event::{DiffKind, Event, Side, WorldMeasures, now_ms};
+use cutover_core::event::{DiffKind, Event, Side, WorldMeasures};
 
 /// One table's compare under a consistent snapshot, with what the backlog explains.
 #[derive(Clone, Debug)]
@@ -50,13 +50,14 @@ pub(super) async fn measurer(weak: Weak<World>, signals: Arc<Signals>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             _ = signals.cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
         let Some(world) = weak.upgrade() else { return };
         let measures = world.measures().await;
         let sent = world.emit(Event::WorldMeasured {
-            at: now_ms(),
+            at: world.now_ms(),
             measures,
         });
         if !sent {

@@ -116,6 +116,7 @@ pub(super) async fn replicator(weak: Weak<World>, signals: Arc<Signals>) {
                 let next = world.replicate_due().await;
                 drop(world);
                 tokio::select! {
+                    biased;
                     _ = signals.cancel.cancelled() => return,
                     _ = signals.wake.notified() => {}
                     _ = async {
@@ -142,6 +143,7 @@ pub(super) async fn replicator(weak: Weak<World>, signals: Arc<Signals>) {
             TaskStatus::Stopped | TaskStatus::Failed(_) => {
                 drop(world);
                 tokio::select! {
+                    biased;
                     _ = signals.cancel.cancelled() => return,
                     _ = signals.wake.notified() => {}
                 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::world::{Counts, TaskStatus, World, lock};
 use cutover_core::event::{
     ChecksumState, DatabaseReading, DiffKey, DnsReading, MetricSeries, Reading, ReplicationEngine,
-    ReplicationReading, ReplicationStatus, Side, SourceKind, TableDrift, TableStat, now_ms,
+    ReplicationReading, ReplicationStatus, Side, SourceKind, TableDrift, TableStat,
 };
 use cutover_runtime::source::{BoxFuture, Source, SourceError};
 
@@ -128,7 +128,7 @@ impl World {
 
     async fn read_replication(&self) -> Result<Vec<Reading>, SourceError> {
         let mut core = self.core.lock().await;
-        let observed_at = now_ms();
+        let observed_at = self.now_ms();
         let status = self.task.borrow().clone();
         // A stopped task validates nothing: its figures stay where they were at the stop.
         let frozen = match (&status, &core.stop_snapshot) {
@@ -226,7 +226,7 @@ impl World {
     async fn read_metrics(&self) -> Reading {
         let core = self.core.lock().await;
         let now = Instant::now();
-        let observed_at = now_ms();
+        let observed_at = self.now_ms();
         let status = self.task.borrow().clone();
         let CdcFigures {
             latency_source,
@@ -287,7 +287,7 @@ impl World {
         if stopped && self.points_at_target() {
             return Ok(Vec::new());
         }
-        let observed_at = now_ms();
+        let observed_at = self.now_ms();
         let snap = self
             .snapshot_locked(&mut core)
             .await
@@ -335,7 +335,7 @@ impl World {
         let ts = super::db::read_heartbeat(&mut core.target.conn)
             .await
             .map_err(|e| db_error("heartbeat", e))?;
-        let observed_at = now_ms();
+        let observed_at = self.now_ms();
         drop(core);
         let ts =
             ts.ok_or_else(|| SourceError::new("the heartbeat row is missing on the target"))?;
@@ -349,7 +349,7 @@ impl World {
         let mut zone = lock(&self.zone);
         let resolved = zone.resolve(now);
         Reading::Dns(Box::new(DnsReading {
-            observed_at: now_ms(),
+            observed_at: self.now_ms(),
             name: zone.name.clone(),
             record_type: zone.record_type.clone(),
             value: Some(zone.value.clone()),
@@ -366,7 +366,7 @@ impl World {
     async fn read_database(&self, side: Side) -> Reading {
         let mut core = self.core.lock().await;
         let now = Instant::now();
-        let observed_at = now_ms();
+        let observed_at = self.now_ms();
         let read_only = core.server(side).read_only;
         let connections = core
             .clients

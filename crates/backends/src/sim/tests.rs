@@ -97,9 +97,18 @@ struct Harness {
 impl Harness {
     async fn start(plan: Plan, faults: Vec<Fault>) -> Harness {
         let (tx, events) = mpsc::unbounded_channel();
-        let world = World::start_with(&plan, WorldOptions { seed: 7, faults }, fast_timings(), tx)
-            .await
-            .expect("the world starts");
+        let world = World::start_with(
+            &plan,
+            WorldOptions {
+                seed: 7,
+                faults,
+                ..Default::default()
+            },
+            fast_timings(),
+            tx,
+        )
+        .await
+        .expect("the world starts");
         Harness {
             world,
             plan,
@@ -966,9 +975,17 @@ async fn a_write_lost_by_an_early_stop_is_counted() {
 async fn drive(plan: Plan, faults: Vec<Fault>) -> (State, WorldMeasures, Option<String>) {
     let plan = Arc::new(plan);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let world = World::start(&plan, WorldOptions { seed: 11, faults }, tx.clone())
-        .await
-        .expect("the world starts");
+    let world = World::start(
+        &plan,
+        WorldOptions {
+            seed: 11,
+            faults,
+            ..Default::default()
+        },
+        tx.clone(),
+    )
+    .await
+    .expect("the world starts");
     let stop = CancellationToken::new();
     let pollers = spawn_pollers(world.sources(), tx.clone(), stop.clone());
     let mut state = State::new(Arc::clone(&plan));
@@ -984,6 +1001,7 @@ async fn drive(plan: Plan, faults: Vec<Fault>) -> (State, WorldMeasures, Option<
                 continue; // these plans arm no guard that records an event
             };
             spawn_action(
+                cutover_runtime::clock::Clock::real(),
                 world.actuator(),
                 Arc::clone(&plan),
                 step,

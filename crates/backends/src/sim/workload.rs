@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::db::{self, Row};
 use super::ledger::Effect;
 use super::world::*;
-use cutover_core::event::{Side, now_ms};
+use cutover_core::event::Side;
 
 /// Application write counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,6 +61,7 @@ pub(super) async fn workload(weak: Weak<World>, signals: Arc<Signals>, every: Du
     let mut n: usize = 0;
     loop {
         tokio::select! {
+            biased;
             _ = signals.workload.cancelled() => return,
             _ = tick.tick() => {}
         }
@@ -83,6 +84,7 @@ pub(super) async fn heartbeat(weak: Weak<World>, signals: Arc<Signals>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             _ = signals.cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
@@ -189,7 +191,7 @@ impl World {
     /// The heartbeat writer's privileged update on the source.
     pub(super) async fn write_heartbeat(&self) -> Result<(), sqlx::Error> {
         let mut core = self.core.lock().await;
-        let ts = now_ms();
+        let ts = self.now_ms();
         db::write_heartbeat(&mut core.source.conn, ts).await?;
         self.capture(&mut core, ChangeKind::Heartbeat(ts), Instant::now());
         Ok(())

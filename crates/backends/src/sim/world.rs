@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -23,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use super::db::{self, Row, TableSql, WorldError};
 use super::fault::Fault;
 use super::ledger::Ledger;
-use cutover_core::event::{Event, Side, SourceKind, WorldMeasures, now_ms};
+use cutover_core::event::{Event, Side, SourceKind, Ts, WorldMeasures};
 use cutover_core::plan::{DnsRecord, Plan, RehearsalSettings};
+use cutover_runtime::clock::Clock;
 
 // The world's parts live in their own modules; their types keep their `world::` paths.
 pub(crate) use super::measures::Snapshot;
@@ -36,11 +36,14 @@ use super::workload::{heartbeat, make_row, workload};
 pub(crate) use super::zone::Zone;
 use super::zone::default_dns;
 
-/// How the world is disturbed and seeded.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// How the world is disturbed and seeded, and the clock it runs on.
+#[derive(Clone, Debug, Default)]
 pub struct WorldOptions {
     pub seed: u64,
     pub faults: Vec<Fault>,
+    /// What every timestamp in the world is read from; a simulated clock also makes each
+    /// database operation complete before time can move (see `db::Conn`).
+    pub clock: Clock,
 }
 
 /// The world's clockwork. `Default` is what `cutover rehearse` runs; tests shrink it.
@@ -83,7 +86,7 @@ impl Default for Timings {
 
 /// One database server: the SQLite connection and MySQL's `read_only` switch around it.
 pub(crate) struct Server {
-    pub conn: SqliteConnection,
+    pub conn: db::Conn,
     /// Refuses application writes; privileged writers (replicator, heartbeat) bypass it.
     pub read_only: bool,
 }
@@ -159,6 +162,7 @@ pub(crate) struct Config {
     pub timings: Timings,
     pub seed: u64,
     pub sqlite_version: String,
+    pub clock: Clock,
 }
 
 /// The embedded rehearsal world. Build it with [`World::start`]; read it through
@@ -223,14 +227,15 @@ impl World {
             side: Side::Target,
             error,
         };
-        let mut source = db::open_memory().await.map_err(src_err)?;
-        let mut target = db::open_memory().await.map_err(tgt_err)?;
+        let sync = opts.clock.is_simulated();
+        let mut source = db::Conn::open(sync).await.map_err(src_err)?;
+        let mut target = db::Conn::open(sync).await.map_err(tgt_err)?;
         let sqlite_version = db::sqlite_version(&mut source).await.map_err(src_err)?;
 
         // The full load is done: both sides hold the same rows (version 0: no write yet).
         let mut rng = StdRng::seed_from_u64(opts.seed);
         let rows_per_table = i64::try_from(settings.rows_per_table).unwrap_or(i64::MAX);
-        let load_ts = now_ms();
+        let load_ts = opts.clock.now_ms();
         db::create_heartbeat(&mut source, load_ts)
             .await
             .map_err(src_err)?;
@@ -326,6 +331,7 @@ impl World {
                 timings,
                 seed: opts.seed,
                 sqlite_version,
+                clock: opts.clock,
                 settings,
             },
             core: tokio::sync::Mutex::new(core),
@@ -392,7 +398,7 @@ impl World {
                 tracing::error!(task = what, %panic, "rehearsal world task panicked");
                 if let Some(w) = world.upgrade() {
                     w.emit(Event::SourceFailed {
-                        at: now_ms(),
+                        at: w.now_ms(),
                         source: kind,
                         error: cutover_runtime::task::panicked(what, &panic),
                     });
@@ -404,6 +410,11 @@ impl World {
     /// Sends an event; returns false once `finish` has sent the world's last one. The
     /// receiver may be gone when the cockpit is shutting down, and then nobody is left to
     /// tell. Sending under the lock orders every event before `finish`'s last.
+    /// Now, on the world's clock, as events carry it.
+    pub(crate) fn now_ms(&self) -> Ts {
+        self.cfg.clock.now_ms()
+    }
+
     pub(crate) fn emit(&self, ev: Event) -> bool {
         match &*lock(&self.events) {
             Some(tx) => {
@@ -423,7 +434,7 @@ impl World {
 
     pub(crate) fn fault_changed(&self, fault: Fault, active: bool, detail: String) {
         self.emit(Event::FaultChanged {
-            at: now_ms(),
+            at: self.now_ms(),
             fault: fault.name().to_string(),
             active,
             detail,
@@ -466,6 +477,11 @@ impl World {
         was
     }
 
+    /// Whether one side refuses application writes now.
+    pub async fn read_only(&self, side: Side) -> bool {
+        self.core.lock().await.server(side).read_only
+    }
+
     /// Runs a statement on one side with privileges (not captured by the replicator, as with
     /// `sql_log_bin = 0`). Returns the rows it changed.
     pub(crate) async fn execute(&self, side: Side, statement: &str) -> Result<u64, sqlx::Error> {
@@ -500,6 +516,7 @@ impl World {
             }
             // Re-check on a status change, or shortly (applies do not signal).
             tokio::select! {
+                biased;
                 _ = self.signals.cancel.cancelled() => break,
                 _ = status.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
@@ -510,7 +527,7 @@ impl World {
         core.finished_at.get_or_insert(now);
         let measures = self.measures_locked(&mut core).await;
         self.emit_last(Event::WorldMeasured {
-            at: now_ms(),
+            at: self.now_ms(),
             measures: measures.clone(),
         });
         measures
@@ -654,6 +671,7 @@ impl Drop for World {
 /// Waits until `at`, or returns false when the world is cancelled first.
 pub(super) async fn sleep_until(signals: &Signals, at: Instant) -> bool {
     tokio::select! {
+        biased;
         _ = signals.cancel.cancelled() => false,
         _ = tokio::time::sleep_until(at) => true,
     }

@@ -138,6 +138,7 @@ impl World {
             let (id, at) = (change.id.clone(), change.sync_at);
             let h = tokio::spawn(async move {
                 tokio::select! {
+                    biased;
                     _ = signals.cancel.cancelled() => {}
                     _ = tokio::time::sleep_until(at) => {
                         if let Some(w) = weak.upgrade() {

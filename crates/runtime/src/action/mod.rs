@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::clock::Clock;
 use crate::source::BoxFuture;
-use cutover_core::event::{Direction, Event, now_ms};
+use cutover_core::event::{Direction, Event};
 use cutover_core::plan::{Action, Plan};
 
 /// Why an action failed. The message must already be free of secrets.
@@ -30,6 +31,7 @@ pub struct Output {
     step: String,
     direction: Direction,
     tx: mpsc::UnboundedSender<Event>,
+    clock: Clock,
 }
 
 impl Output {
@@ -38,7 +40,20 @@ impl Output {
             step,
             direction,
             tx,
+            clock: Clock::real(),
         }
+    }
+
+    /// The same output, stamping its lines with `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the action's lines are stamped with: an actuator that waits or measures
+    /// time reads it too.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// Whether the action runs its step forward or undoes it (a rollback): actuators act
@@ -50,7 +65,7 @@ impl Output {
     pub fn line(&self, line: impl Into<String>) {
         // The cockpit may already be shutting down; a lost progress line is harmless.
         let _ = self.tx.send(Event::ActionOutput {
-            at: now_ms(),
+            at: self.clock.now_ms(),
             step: self.step.clone(),
             direction: self.direction,
             line: line.into(),
@@ -72,8 +87,9 @@ pub trait Actuator: Send + Sync {
 }
 
 /// Runs a confirmed step's action (or undo) in a task: `ActionStarted`, output lines, then
-/// `ActionFinished`, bounded by the step's timeout.
+/// `ActionFinished`, bounded by the step's timeout, stamped by `clock`.
 pub fn spawn_action(
+    clock: Clock,
     actuator: Arc<dyn Actuator>,
     plan: Arc<Plan>,
     step: usize,
@@ -84,13 +100,14 @@ pub fn spawn_action(
         Direction::Do => Some(s.action.clone()),
         Direction::Undo => s.undo.clone(),
     });
-    spawn_resolved(actuator, plan, step, direction, action, tx)
+    spawn_resolved(clock, actuator, plan, step, direction, action, tx)
 }
 
 /// `spawn_action` with the action already resolved from the folded state
 /// (`State::action_to_run`: an undo's `weights = "previous"` made concrete). `None`: the
 /// step has nothing to run in this direction.
 pub fn spawn_resolved(
+    clock: Clock,
     actuator: Arc<dyn Actuator>,
     plan: Arc<Plan>,
     step: usize,
@@ -108,12 +125,12 @@ pub fn spawn_resolved(
         let id = s.id.clone();
         // Send errors below mean the cockpit is gone; nothing is left to tell.
         let _ = tx.send(Event::ActionStarted {
-            at: now_ms(),
+            at: clock.now_ms(),
             step: id.clone(),
             direction,
             description: action.describe(&plan),
         });
-        let out = Output::new(id.clone(), direction, tx.clone());
+        let out = Output::new(id.clone(), direction, tx.clone()).with_clock(clock);
         let timeout = Duration::from_millis(s.timeout_ms.max(1) as u64);
         let result = match action {
             Action::None => Ok("checked".to_string()),
@@ -145,7 +162,7 @@ pub fn spawn_resolved(
             Err(e) => (false, e.0),
         };
         let _ = tx.send(Event::ActionFinished {
-            at: now_ms(),
+            at: clock.now_ms(),
             step: id,
             direction,
             ok,

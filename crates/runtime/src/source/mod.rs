@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 pub mod probe;
 
-use cutover_core::event::{Event, Reading, SourceKind, now_ms};
+use crate::clock::Clock;
+use cutover_core::event::{Event, Reading, SourceKind, Ts, now_ms};
 
 /// A boxed future that can cross tasks; keeps the traits object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -46,6 +47,16 @@ pub fn spawn_pollers(
     tx: mpsc::UnboundedSender<Event>,
     stop: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    spawn_pollers_on(Clock::real(), sources, tx, stop)
+}
+
+/// [`spawn_pollers`], stamping readings with `clock`.
+pub fn spawn_pollers_on(
+    clock: Clock,
+    sources: Vec<Arc<dyn Source>>,
+    tx: mpsc::UnboundedSender<Event>,
+    stop: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     sources
         .into_iter()
         .map(|source| {
@@ -55,11 +66,14 @@ pub fn spawn_pollers(
                 let mut every = tokio::time::interval(source.interval());
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
+                    // Biased: a simulated run must not depend on tokio's random branch order.
                     tokio::select! {
+                        biased;
                         _ = stop.cancelled() => return,
                         _ = every.tick() => {}
                     }
                     let result = tokio::select! {
+                        biased;
                         _ = stop.cancelled() => return,
                         r = crate::task::catch(source.poll()) => r.unwrap_or_else(|panic| {
                             tracing::error!(source = %source.name(), %panic, "poll panicked");
@@ -69,7 +83,7 @@ pub fn spawn_pollers(
                             )))
                         }),
                     };
-                    for ev in poll_events(source.kind(), result) {
+                    for ev in poll_events_at(clock.now_ms(), source.kind(), result) {
                         if tx.send(ev).is_err() {
                             return;
                         }
@@ -82,7 +96,15 @@ pub fn spawn_pollers(
 
 /// The events one poll produces.
 pub fn poll_events(kind: SourceKind, result: Result<Vec<Reading>, SourceError>) -> Vec<Event> {
-    let at = now_ms();
+    poll_events_at(now_ms(), kind, result)
+}
+
+/// [`poll_events`], stamped `at`.
+pub fn poll_events_at(
+    at: Ts,
+    kind: SourceKind,
+    result: Result<Vec<Reading>, SourceError>,
+) -> Vec<Event> {
     match result {
         Ok(readings) => readings
             .into_iter()
