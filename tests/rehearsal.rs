@@ -879,3 +879,67 @@ fn a_sweep_of_a_few_hundred_seeds_breaks_no_safety_rule() {
         report.render_text()
     );
 }
+
+/// The sweep's checker is no rubber stamp: on a plan that stops replication without waiting
+/// for the drain (its gates and the abort conditions removed), it names the lost writes of
+/// every seed, and the command it prints for a violation reproduces that run exactly.
+#[test]
+fn a_sweep_of_an_unsafe_plan_names_each_lost_write_and_the_command_that_reproduces_it() {
+    let mut text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/rehearsal.toml"))
+            .unwrap();
+    for step in ["drain", "stop-replication", "flip-dns"] {
+        let start = text.find(&format!("id = \"{step}\"")).unwrap();
+        let gates = start + text[start..].find("gates = [").unwrap();
+        let end = gates + text[gates..].find(']').unwrap();
+        text.replace_range(gates..=end, "gates = []");
+    }
+    while let Some(at) = text.find("[[abort]]") {
+        let end = text[at + 1..]
+            .find("\n[[")
+            .map_or(text.len(), |e| at + 1 + e + 1);
+        text.replace_range(at..end, "");
+    }
+    let unsafe_plan = Arc::new(plan::parse("unsafe.toml", &text).unwrap_or_else(|e| panic!("{e}")));
+    assert!(unsafe_plan.aborts.is_empty());
+    let opts = cutover::sweep::SweepOptions {
+        plan: Arc::clone(&unsafe_plan),
+        plan_path: Some("unsafe.toml".into()),
+        first_seed: 1,
+        count: 6,
+        pool: vec![Fault::LagSpike],
+        jobs: 2,
+    };
+    let report = cutover::sweep::run(&opts, |_| {});
+    assert!(!report.ok(), "{}", report.render_text());
+    let lost: Vec<_> = report
+        .violations
+        .iter()
+        .filter(|v| v.rule == "writes-lost-0")
+        .collect();
+    assert_eq!(
+        lost.len(),
+        6,
+        "every seed loses writes: {}",
+        report.render_text()
+    );
+    let v = lost[0];
+    assert_eq!(
+        v.reproduce,
+        format!(
+            "cutover rehearse --autopilot --clock sim --seed {} --chaos lag-spike --plan unsafe.toml",
+            v.seed
+        )
+    );
+    // The same seed again, alone: the same loss.
+    let again = cutover::sweep::run_one(&opts, v.seed).unwrap();
+    assert!(
+        again
+            .violations
+            .iter()
+            .any(|w| w.rule == "writes-lost-0" && w.detail == v.detail),
+        "{:?} vs {:?}",
+        again.violations,
+        v.detail
+    );
+}
