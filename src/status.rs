@@ -643,15 +643,18 @@ mod tests {
             .map(|_| String::from_utf8_lossy(&got).into_owned())
     }
 
-    async fn get(addr: SocketAddr) -> String {
+    /// One `GET /` on a new connection: what came back before the close (None: no close).
+    async fn request(addr: SocketAddr) -> Option<String> {
         use tokio::io::AsyncWriteExt;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
-        read_to_close(&mut s, Duration::from_secs(10))
-            .await
-            .expect("an answer")
+        read_to_close(&mut s, Duration::from_secs(10)).await
+    }
+
+    async fn get(addr: SocketAddr) -> String {
+        request(addr).await.expect("an answer")
     }
 
     #[tokio::test]
@@ -701,15 +704,7 @@ mod tests {
         drop(held.pop());
         let answered = async {
             loop {
-                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-                use tokio::io::AsyncWriteExt;
-                s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .await
-                    .unwrap();
-                if read_to_close(&mut s, Duration::from_secs(10))
-                    .await
-                    .is_some_and(|g| g.contains("200 OK"))
-                {
+                if request(addr).await.is_some_and(|g| g.contains("200 OK")) {
                     return;
                 }
                 // The slot frees when the server notices the close: ask again.

@@ -1827,24 +1827,7 @@ async fn weighted_sets_are_read_and_the_flip_moves_the_weight() {
         ],
         "every set is in the reading"
     );
-    let dns_weights = |d: &cutover::event::DnsReading| {
-        let mut st = cutover::state::State::new(Arc::clone(&plan));
-        st.apply(&Event::Observed {
-            at: d.observed_at,
-            reading: Reading::Dns(Box::new(d.clone())),
-        });
-        [
-            cutover::plan::Input::DnsWeight(cutover::event::Side::Source),
-            cutover::plan::Input::DnsWeight(cutover::event::Side::Target),
-        ]
-        .map(|i| match st.input_value(&i) {
-            cutover::state::InputValue::Known {
-                value: cutover::plan::Value::Number(n),
-                ..
-            } => n,
-            other => panic!("{i}: {other:?}"),
-        })
-    };
+    let dns_weights = |d: &cutover::event::DnsReading| gate_weights(&plan, d);
     assert_eq!(
         dns_weights(&before),
         [100.0, 0.0],

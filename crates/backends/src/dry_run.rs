@@ -8,7 +8,7 @@
 
 use cutover_core::event::Side;
 use cutover_core::plan::{
-    Action, DnsTo, DnsWeights, Engine, FreezeMethod, MysqlFlavor, Plan, RdsResource,
+    Action, DnsRecord, DnsTo, DnsWeights, Engine, FreezeMethod, MysqlFlavor, Plan, RdsResource,
     ReplicationEngine,
 };
 
@@ -257,41 +257,20 @@ fn dns(plan: &Plan, to: &DnsTo, wait: bool) -> Vec<String> {
         return vec!["(no [dns] section: the plan validation refuses this)".into()];
     };
     let value = plan.dns_value(to).unwrap_or_else(|| "?".into());
-    if plan.is_rehearsal() {
-        let mut out = vec![format!(
+    route53_change(
+        plan,
+        d,
+        format!(
             "the rehearsal zone: UPSERT {} {} {} → {value}",
             d.name, d.record_type, d.ttl
-        )];
-        if wait {
-            out.push("wait until the change is INSYNC".into());
-        }
-        return out;
-    }
-    let mut out = Vec::new();
-    if let Some(role) = &d.role_arn {
-        out.push(format!(
-            "sts:AssumeRole {role} (the Route 53 calls are made as this role)"
-        ));
-    }
-    out.push(match &d.zone_id {
-        Some(z) => format!("hosted zone {z} (from the plan)"),
-        None => format!(
-            "route53:ListHostedZonesByName for {} and each parent domain (find the zone)",
-            d.name
         ),
-    });
-    out.push(format!(
-        "route53:ListResourceRecordSets {} {} (the sets as they are now)",
-        d.name, d.record_type
-    ));
-    out.push(format!(
-        "route53:ChangeResourceRecordSets, one batch: DELETE the sets as read + CREATE {} {} {} → {value} (a compare-and-swap: refused if someone changed the record in between; weighted sets move the weight to the set with this value; failover sets are refused)",
-        d.name, d.record_type, d.ttl
-    ));
-    if wait {
-        out.push("route53:GetChange until INSYNC".into());
-    }
-    out
+        "the sets as they are now",
+        format!(
+            "DELETE the sets as read + CREATE {} {} {} → {value} (a compare-and-swap: refused if someone changed the record in between; weighted sets move the weight to the set with this value; failover sets are refused)",
+            d.name, d.record_type, d.ttl
+        ),
+        wait,
+    )
 }
 
 fn dns_weights(plan: &Plan, weights: DnsWeights, wait: bool) -> Vec<String> {
@@ -308,39 +287,63 @@ fn dns_weights(plan: &Plan, weights: DnsWeights, wait: bool) -> Vec<String> {
             d.source_set, d.source, d.target_set, d.target
         ),
     };
-    if plan.is_rehearsal() {
-        let mut out = vec![format!(
+    route53_change(
+        plan,
+        d,
+        format!(
             "the rehearsal zone: weigh {} {} {}: {what}",
             d.name, d.record_type, d.ttl
-        )];
-        if wait {
-            out.push("wait until the change is INSYNC".into());
-        }
-        return out;
-    }
+        ),
+        "the sets as they are now; their weights are recorded before any change, for the undo",
+        format!(
+            "DELETE the sets as read + CREATE {} {} TTL {} weighted {what} (a compare-and-swap: refused if someone changed the record in between; not sent if the weights already are these; failover, alias and sets the plan does not name are refused)",
+            d.name, d.record_type, d.ttl
+        ),
+        wait,
+    )
+}
+
+/// The calls of one Route 53 compare-and-swap change (or, in a rehearsal, the world's one
+/// line): the role, the zone, the read (`read` says what it is for), the batch (`change`),
+/// and the wait when the step waits.
+fn route53_change(
+    plan: &Plan,
+    d: &DnsRecord,
+    rehearsal: String,
+    read: &str,
+    change: String,
+    wait: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(role) = &d.role_arn {
+    if plan.is_rehearsal() {
+        out.push(rehearsal);
+    } else {
+        if let Some(role) = &d.role_arn {
+            out.push(format!(
+                "sts:AssumeRole {role} (the Route 53 calls are made as this role)"
+            ));
+        }
+        out.push(match &d.zone_id {
+            Some(z) => format!("hosted zone {z} (from the plan)"),
+            None => format!(
+                "route53:ListHostedZonesByName for {} and each parent domain (find the zone)",
+                d.name
+            ),
+        });
         out.push(format!(
-            "sts:AssumeRole {role} (the Route 53 calls are made as this role)"
+            "route53:ListResourceRecordSets {} {} ({read})",
+            d.name, d.record_type
+        ));
+        out.push(format!(
+            "route53:ChangeResourceRecordSets, one batch: {change}"
         ));
     }
-    out.push(match &d.zone_id {
-        Some(z) => format!("hosted zone {z} (from the plan)"),
-        None => format!(
-            "route53:ListHostedZonesByName for {} and each parent domain (find the zone)",
-            d.name
-        ),
-    });
-    out.push(format!(
-        "route53:ListResourceRecordSets {} {} (the sets as they are now; their weights are recorded before any change, for the undo)",
-        d.name, d.record_type
-    ));
-    out.push(format!(
-        "route53:ChangeResourceRecordSets, one batch: DELETE the sets as read + CREATE {} {} TTL {} weighted {what} (a compare-and-swap: refused if someone changed the record in between; not sent if the weights already are these; failover, alias and sets the plan does not name are refused)",
-        d.name, d.record_type, d.ttl
-    ));
     if wait {
-        out.push("route53:GetChange until INSYNC".into());
+        out.push(if plan.is_rehearsal() {
+            "wait until the change is INSYNC".into()
+        } else {
+            "route53:GetChange until INSYNC".into()
+        });
     }
     out
 }

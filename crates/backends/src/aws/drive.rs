@@ -40,7 +40,7 @@ pub struct AwsActuator {
 /// Attempts at stopping a task whose state keeps DMS from accepting the stop.
 const STOP_ROUNDS: usize = 3;
 
-fn fail(msg: impl Into<String>) -> ActionError {
+pub(super) fn fail(msg: impl Into<String>) -> ActionError {
     ActionError::new(msg)
 }
 
@@ -326,22 +326,28 @@ impl AwsActuator {
             record.record_type,
             record.ttl
         ));
-        let info = self
-            .route53
+        let info = self.submit(record, &zone, batch).await?;
+        self.follow(record, &info, &format!("points at {value}"), wait, out)
+            .await
+    }
+
+    /// Sends one compare-and-swap change batch for `record` to `zone`: the change it made, or
+    /// why Route 53 refused it (a set changed since it was read fails the whole batch).
+    pub(super) async fn submit(
+        &self,
+        record: &DnsRecord,
+        zone: &str,
+        batch: ChangeBatch,
+    ) -> Result<aws_sdk_route53::types::ChangeInfo, ActionError> {
+        self.route53
             .change_resource_record_sets()
-            .hosted_zone_id(&zone)
+            .hosted_zone_id(zone)
             .change_batch(batch)
             .send()
             .await
             .map_err(|e| fail(flip_refused(record, &e)))?
-            .change_info;
-        let Some(info) = info else {
-            return Err(fail(
-                "Route 53 ChangeResourceRecordSets: the answer has no change info",
-            ));
-        };
-        self.follow(record, &info, &format!("points at {value}"), wait, out)
-            .await
+            .change_info
+            .ok_or_else(|| fail("Route 53 ChangeResourceRecordSets: the answer has no change info"))
     }
 
     /// After Route 53 accepted a change: its id recorded (the tracker and an output line,
@@ -405,7 +411,7 @@ impl AwsActuator {
 
 /// Why Route 53 refused the flip. A DELETE whose values no longer match (or a CREATE of a
 /// set that now exists) means someone changed the record after it was read: named as such.
-pub(super) fn flip_refused<E>(record: &DnsRecord, e: &SdkError<E, HttpResponse>) -> String
+fn flip_refused<E>(record: &DnsRecord, e: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

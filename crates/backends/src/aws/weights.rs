@@ -10,16 +10,12 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
 };
 
-use super::drive::{AwsActuator, flip_refused};
+use super::drive::{AwsActuator, fail};
 use super::route53::{
     current_sets, describe_sets, find_zone, fqdn, record_value, rr_type, same_name,
 };
 use cutover_core::plan::{DnsRecord, DnsWeights, Plan, Weights};
 use cutover_runtime::action::{ActionError, Output};
-
-fn fail(msg: impl Into<String>) -> ActionError {
-    ActionError::new(msg)
-}
 
 impl AwsActuator {
     pub(super) async fn weigh(
@@ -73,20 +69,7 @@ impl AwsActuator {
             want.target,
             record.ttl
         ));
-        let info = self
-            .route53
-            .change_resource_record_sets()
-            .hosted_zone_id(&zone)
-            .change_batch(batch)
-            .send()
-            .await
-            .map_err(|e| fail(flip_refused(record, &e)))?
-            .change_info;
-        let Some(info) = info else {
-            return Err(fail(
-                "Route 53 ChangeResourceRecordSets: the answer has no change info",
-            ));
-        };
+        let info = self.submit(record, &zone, batch).await?;
         self.follow(
             record,
             &info,
